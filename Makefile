@@ -1,0 +1,40 @@
+# nmc-deploy: two commands do everything on a fresh machine with Python 3.11.
+#   make demo   set up .venv (once) and run the whole pipeline on the embedded digits data set
+#   make test   set up .venv (once) and run the test suite
+# The environment is rebuilt only when constraints.txt or pyproject.toml change.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+STAMP  := $(VENV)/.nmc-deploy-installed
+OUT    ?= demo_out
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test test-fast clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): constraints.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first and pinned: the CPU wheel; anything else pulls CUDA packages.
+	$(PIP) install torch==2.13.0
+	$(PIP) install -c constraints.txt numpy scipy networkx asteval scikit-learn h5py matplotlib \
+		click nir nirtorch tqdm pytest hypothesis
+	# Lava declares Python <3.11 and old torch pins: install without its metadata's deps
+	# (their real deps are above); nmc_deploy.compat.lava311 makes it import on 3.11.
+	$(PIP) install --no-deps --ignore-requires-python -c constraints.txt lava-nc lava-dl
+	$(PIP) install --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/nmc-deploy demo --out $(OUT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not lava" $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Graph IR -> core program: lowering, fixed-point quantization, scheduling, partitioning."""

@@ -1,0 +1,205 @@
+"""Lower the graph IR to neuron populations and synapse groups (float; a pure pass).
+
+Every node's output is carried as a linear expression over spike sources,
+``sum_src M_src @ s_src + c``: linear nodes (Conv, Affine, Scale, SumPool2d, Flatten)
+compose into the matrices, fan-in adds expressions, and each neuron node (LIF,
+Threshold) turns its input expression into one population fed by one synapse group per
+source. So a residual stream ``x + f(x)`` is never a population of its own: each consumer
+receives synapses from every population of the stream, with the same weights (deployment
+decision 3, "fan-in"), and BatchNorm is already folded by the exporter.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import LoweringError
+from ..ir import (Affine, Conv1d, Conv2d, Flatten, Graph, Input, Integrator, LIF, Output, Scale,
+                  SpikingSelfAttention, SumPool2d, Threshold, topo_order)
+from .matrices import conv1d_matrix, conv2d_matrix, sumpool2d_matrix
+from .program import INPUT, AttentionOp, FloatGroup, FloatPopulation, FloatProgram, Readout
+
+__all__ = ["lower_graph"]
+
+
+@dataclass(frozen=True)
+class _Expr:
+    """sum over sources of ``terms[src] @ s_src`` plus ``bias``; ``layer`` names the last
+    graph node with weights (for reports)."""
+
+    terms: dict
+    bias: np.ndarray
+    layer: str
+
+    @property
+    def size(self) -> int:
+        return int(self.bias.shape[0])
+
+    def apply(self, m: sp.spmatrix, offset, layer: str) -> "_Expr":
+        m = sp.csr_matrix(m)
+        terms = {k: sp.csr_matrix(m @ v) for k, v in self.terms.items()}
+        return _Expr(terms, m @ self.bias + offset, layer)
+
+
+def _sum(exprs: list[_Expr], where: str) -> _Expr:
+    sizes = {e.size for e in exprs}
+    if len(sizes) != 1:
+        raise LoweringError(f"{where}: inputs of different sizes ({sorted(sizes)}) fan in")
+    terms: dict = {}
+    for e in exprs:
+        for k, v in e.terms.items():
+            terms[k] = terms[k] + v if k in terms else v
+    layer = exprs[-1].layer if len({e.layer for e in exprs}) == 1 else where
+    return _Expr(terms, sum(e.bias for e in exprs), layer)
+
+
+def _uniform(arr, what: str, where: str) -> float:
+    arr = np.asarray(arr, np.float64)
+    if arr.size and not np.all(arr == arr.flat[0]):
+        raise LoweringError(f"{where}: per-neuron {what} differs across neurons; this compiler "
+                            "needs one value per population (per-neuron parameters: issue 3)")
+    return float(arr.flat[0])
+
+
+def _is_identity_of(e: _Expr, where: str) -> str:
+    if len(e.terms) != 1 or np.any(e.bias != 0):
+        raise LoweringError(f"{where}: attention inputs must come straight from one spiking "
+                            "population each")
+    (src, m), = e.terms.items()
+    if m.shape[0] != m.shape[1] or (m - sp.identity(m.shape[0])).nnz and \
+            abs(m - sp.identity(m.shape[0])).max() != 0:
+        raise LoweringError(f"{where}: attention inputs must be spike populations without "
+                            "weights in between")
+    return src
+
+
+def lower_graph(graph: Graph, *, input_levels: int | None = None) -> FloatProgram:
+    """Lower ``graph`` to a :class:`FloatProgram`; ``graph`` is not modified.
+
+    ``input_levels`` (default: graph metadata "input_levels") is the integer intensity that
+    stands for 1.0 at the input: the program is driven with integers ``0..input_levels``.
+    """
+    md = dict(graph.metadata)
+    levels = int(input_levels if input_levels is not None else md.get("input_levels", 1))
+    dt = md.get("dt")
+    if dt is None:
+        raise LoweringError("graph: no 'dt' in the graph metadata; give the time step "
+                            "(NIR does not carry one)")
+    dt = float(dt)
+    time_steps = int(md.get("time_steps", 1))
+    graph_ge = str(md.get("threshold_comparison", ">")) == ">="
+
+    exprs: dict[str, _Expr] = {}
+    pops: list[FloatPopulation] = []
+    groups: list[FloatGroup] = []
+    ops: list[AttentionOp] = []
+    readout = None
+    input_shape = None
+
+    def make_population(name, kind, shape, inp: _Expr, alpha, gain, v_th, ge, leak):
+        size = int(np.prod(shape))
+        if inp.size != size:
+            raise LoweringError(f"{name}: input size ({inp.size}) differs from the node size "
+                                f"({size})")
+        pops.append(FloatPopulation(name=name, shape=tuple(shape), kind=kind, alpha=alpha,
+                                    v_threshold=v_th, threshold_ge=ge,
+                                    bias=gain * inp.bias + leak))
+        for src, m in inp.terms.items():
+            m = sp.csr_matrix(m * gain)
+            m.eliminate_zeros()
+            kind_g = ("encoding" if src == INPUT else
+                      "attention" if any(o.name == src for o in ops) else "synapses")
+            groups.append(FloatGroup(name=f"{src}->{name}", source=src, target=name, weight=m,
+                                     layer=inp.layer, kind=kind_g))
+        return _Expr({name: sp.identity(size, format="csr")}, np.zeros(size), name)
+
+    for name in topo_order(graph):
+        node = graph.nodes[name]
+        preds = graph.predecessors(name)
+        if isinstance(node, Input):
+            input_shape = node.shape
+            n = int(np.prod(node.shape))
+            exprs[name] = _Expr({INPUT: sp.identity(n, format="csr") / levels}, np.zeros(n), name)
+            continue
+        if not preds:
+            raise LoweringError(f"{name}: node has no inputs")
+        if isinstance(node, SpikingSelfAttention):
+            ports = {}
+            for src, port in preds:
+                ports.setdefault(port, []).append(exprs[src])
+            missing = {"q", "k", "v"} - set(ports)
+            if missing:
+                raise LoweringError(f"{name}: attention port(s) {', '.join(sorted(missing))} "
+                                    "have no incoming edge")
+            srcs = {p: _is_identity_of(_sum(ports[p], name), f"{name}.{p}") for p in "qkv"}
+            ops.append(AttentionOp(name=name, q=srcs["q"], k=srcs["k"], v=srcs["v"],
+                                   num_heads=node.num_heads, dim=node.dim,
+                                   n_tokens=node.n_tokens))
+            n = node.dim * node.n_tokens
+            exprs[name] = _Expr({name: sp.identity(n, format="csr") * node.scale}, np.zeros(n),
+                                name)
+            continue
+        inp = _sum([exprs[s] for s, _ in preds], name)
+        expected = int(np.prod(node.input_shape))
+        if inp.size != expected:
+            raise LoweringError(f"{name}: input size ({inp.size}) differs from the node's "
+                                f"input shape {tuple(node.input_shape)}; check the edges into it")
+        if isinstance(node, Conv2d):
+            m = conv2d_matrix(node.weight, node.input_hw, node.stride, node.padding,
+                              node.dilation, node.groups)
+            hw = node.output_shape[1] * node.output_shape[2]
+            exprs[name] = inp.apply(m, np.repeat(np.asarray(node.bias, np.float64), hw), name)
+        elif isinstance(node, Conv1d):
+            m = conv1d_matrix(node.weight, node.input_length, node.stride, node.padding,
+                              node.dilation, node.groups)
+            exprs[name] = inp.apply(m, np.repeat(np.asarray(node.bias, np.float64),
+                                                 node.output_shape[1]), name)
+        elif isinstance(node, Affine):
+            exprs[name] = inp.apply(sp.csr_matrix(np.asarray(node.weight, np.float64)),
+                                    np.asarray(node.bias, np.float64), name)
+        elif isinstance(node, Scale):
+            s = np.asarray(node.scale, np.float64).ravel()
+            exprs[name] = inp if np.all(s == 1) else inp.apply(sp.diags(s), 0.0, name)
+        elif isinstance(node, SumPool2d):
+            m = sumpool2d_matrix(node.input_chw, node.kernel_size, node.stride, node.padding)
+            exprs[name] = inp.apply(m, 0.0, name)
+        elif isinstance(node, Flatten):
+            exprs[name] = inp
+        elif isinstance(node, LIF):
+            tau = _uniform(node.tau, "tau", name)
+            r = _uniform(node.r, "r", name)
+            v_th = _uniform(node.v_threshold, "v_threshold", name)
+            if np.any(np.asarray(node.v_reset) != 0):
+                raise LoweringError(f"{name}: v_reset must be 0 (Loihi resets to zero)")
+            alpha = 1.0 - dt / tau
+            gain = r * dt / tau
+            leak = np.asarray(node.v_leak, np.float64).ravel() * dt / tau
+            ge = str(node.metadata.get("threshold_comparison", ">=" if graph_ge else ">")) == ">="
+            exprs[name] = make_population(name, "lif", node.output_shape, inp, alpha, gain, v_th,
+                                          ge, leak)
+        elif isinstance(node, Threshold):
+            v_th = _uniform(node.threshold, "threshold", name)
+            exprs[name] = make_population(name, "threshold", node.output_shape, inp, 0.0, 1.0,
+                                          v_th, False, 0.0)
+        elif isinstance(node, Integrator):
+            r = _uniform(node.r, "r", name)
+            weights = {}
+            for src, m in inp.terms.items():
+                if src == INPUT or any(o.name == src for o in ops):
+                    raise LoweringError(f"{name}: the readout may only read spiking populations")
+                weights[src] = sp.csr_matrix(m)
+            readout = Readout(weights=weights, bias=inp.bias, scale=r * dt, num_outputs=inp.size)
+            exprs[name] = inp
+        elif isinstance(node, Output):
+            if readout is None:  # spikes read out directly: counts per output neuron
+                weights = {src: sp.csr_matrix(m) for src, m in inp.terms.items()}
+                readout = Readout(weights=weights, bias=inp.bias, scale=1.0, num_outputs=inp.size)
+        else:
+            raise LoweringError(f"{name}: cannot lower node of type '{type(node).__name__}'")
+    if not pops:
+        raise LoweringError("graph: no spiking neurons to place on cores")
+    return FloatProgram(populations=tuple(pops), groups=tuple(groups), attention=tuple(ops),
+                        readout=readout, input_shape=tuple(input_shape), input_levels=levels,
+                        time_steps=time_steps, metadata=md)

@@ -1,0 +1,302 @@
+"""The core program: what ``nmc-deploy compile`` writes and ``simulate`` / ``report`` read.
+
+Two levels:
+
+* :class:`FloatProgram` (from :func:`~nmc_deploy.compile.lower.lower_graph`): neuron
+  populations and synapse groups with float weights, no hardware detail.
+* :class:`Program` (from :func:`~nmc_deploy.compile.quantize.quantize_program`): Lava/Loihi
+  fixed point (8-bit weights + shared exponent, decays /4096, threshold mantissa, bias
+  mantissa/exponent), per-population pipeline depth and per-group delays.
+
+On disk (a directory): ``program.json`` (everything but arrays) and ``program.npz`` (weights
+as CSR triplets, biases). Format documented in docs/architecture.md.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import InputFileError
+
+__all__ = ["FloatPopulation", "FloatGroup", "AttentionOp", "Readout", "FloatProgram",
+           "Population", "SynapseGroup", "Program", "save_program", "load_program",
+           "PROGRAM_FORMAT", "INPUT"]
+
+PROGRAM_FORMAT = "nmc-deploy-program"
+PROGRAM_VERSION = 1
+INPUT = "input"  # source name of the graded input (pixel intensities)
+
+
+@dataclass(frozen=True)
+class FloatPopulation:
+    """Neurons of one graph node. Per step: ``v = alpha v + x + bias``, spike on
+    ``v >= v_threshold`` (``threshold_ge``) or ``v > v_threshold``, then ``v = 0``.
+
+    ``x`` is the sum of the incoming groups' ``weight @ source`` (the gain ``r dt/tau`` is
+    already folded into the weights), ``bias`` is per neuron.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    kind: str  # "lif" | "threshold"
+    alpha: float  # voltage retained per step (1 - dt/tau); 0 for a stateless threshold
+    v_threshold: float
+    threshold_ge: bool
+    bias: np.ndarray  # (size,) float64, per step
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass(frozen=True)
+class FloatGroup:
+    """Synapses ``source -> target``: ``x_target += weight @ s_source`` each step."""
+
+    name: str
+    source: str  # population name, INPUT, or an attention op name
+    target: str
+    weight: sp.csr_matrix  # (target.size, source.size) float64
+    layer: str  # graph node whose weights these are (for reports)
+    kind: str  # "encoding" (graded input) | "synapses" | "attention"
+
+
+@dataclass(frozen=True)
+class AttentionOp:
+    """Per step and head h: ``C_h = (Q_h K_h^T) V_h`` on binary (dim, n_tokens) spike tensors.
+
+    The op is a synapse-like stage: its integer output drives exactly one group of kind
+    "attention" whose weight is a multiple of the identity.
+    """
+
+    name: str
+    q: str
+    k: str
+    v: str
+    num_heads: int
+    dim: int
+    n_tokens: int
+
+
+@dataclass(frozen=True)
+class Readout:
+    """Host-side classifier: ``logits = scale * (sum_src W_src @ counts_src + steps * bias)``.
+
+    ``counts`` are spike counts over a sample's T steps; ``scale = r dt`` of the Integrator.
+    """
+
+    weights: dict[str, sp.csr_matrix]
+    bias: np.ndarray
+    scale: float
+    num_outputs: int
+
+
+@dataclass(frozen=True)
+class FloatProgram:
+    populations: tuple[FloatPopulation, ...]
+    groups: tuple[FloatGroup, ...]
+    attention: tuple[AttentionOp, ...]
+    readout: Readout
+    input_shape: tuple[int, ...]
+    input_levels: int
+    time_steps: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def population(self, name: str) -> FloatPopulation:
+        return next(p for p in self.populations if p.name == name)
+
+
+@dataclass(frozen=True)
+class Population:
+    """Lava ``LIFReset`` fixed point (PyLifResetModelBitAcc), per step::
+
+        u = trunc(u * (4096 - (du + 1)) / 4096) + (a_in << 6)     (24-bit wrap)
+        v = trunc(v * (4096 - dv) / 4096) + u + (bias_mant << bias_exp)   (saturate)
+        s = v > (vth << 6);  v[s] = 0
+
+    ``depth`` is the number of synapse stages between the input and this population: its
+    spikes for sample step t appear at Lava time step ``1 + depth + t`` (plus the sample's
+    offset), and u, v are reset at the first step of each sample window.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    kind: str
+    du: int
+    dv: int
+    vth: int
+    bias_mant: np.ndarray  # (size,) int
+    bias_exp: int
+    depth: int
+    scale: float  # lambda: v units per float unit of membrane (for diagnostics)
+    layer: str
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass(frozen=True)
+class SynapseGroup:
+    """Lava ``Sparse``/``DelaySparse`` fixed point: ``a = (W @ s) << weight_exp`` (or ``>>``),
+    arriving ``1 + delay`` steps after the source spiked. ``num_message_bits > 0`` means
+    graded payloads (the input's pixel values, the attention op's counts)."""
+
+    name: str
+    source: str
+    target: str
+    weights: sp.csr_matrix  # (target.size, source.size) int32, on Lava's effective grid
+    weight_exp: int
+    num_message_bits: int
+    delay: int
+    layer: str
+    kind: str
+
+    @property
+    def num_synapses(self) -> int:
+        return int(self.weights.nnz)
+
+
+@dataclass(frozen=True)
+class Program:
+    populations: tuple[Population, ...]
+    groups: tuple[SynapseGroup, ...]
+    attention: tuple[AttentionOp, ...]
+    readout: Readout
+    input_shape: tuple[int, ...]
+    input_levels: int
+    time_steps: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pipeline_depth(self) -> int:
+        return max(p.depth for p in self.populations)
+
+    def population(self, name: str) -> Population:
+        return next(p for p in self.populations if p.name == name)
+
+    def depth_of(self, source: str) -> int:
+        """Depth of a group source: 0 for the input, the q population's depth for an op."""
+        if source == INPUT:
+            return 0
+        for op in self.attention:
+            if op.name == source:
+                return self.population(op.q).depth
+        return self.population(source).depth
+
+    def source_size(self, source: str) -> int:
+        if source == INPUT:
+            return int(np.prod(self.input_shape))
+        for op in self.attention:
+            if op.name == source:
+                return op.dim * op.n_tokens
+        return self.population(source).size
+
+
+# ----------------------------------------------------------------------------- I/O
+
+def _csr_to(arrs: dict, key: str, m: sp.csr_matrix):
+    m = sp.csr_matrix(m)
+    arrs[f"{key}/data"] = m.data
+    arrs[f"{key}/indices"] = m.indices
+    arrs[f"{key}/indptr"] = m.indptr
+    return list(m.shape)
+
+
+def _csr_from(npz, key: str, shape) -> sp.csr_matrix:
+    return sp.csr_matrix((npz[f"{key}/data"], npz[f"{key}/indices"], npz[f"{key}/indptr"]),
+                         shape=tuple(shape))
+
+
+def save_program(program: Program, directory: str | Path) -> None:
+    """Write ``program.json`` and ``program.npz`` into ``directory`` (each atomically)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    arrs: dict[str, np.ndarray] = {}
+    pops = []
+    for i, p in enumerate(program.populations):
+        d = asdict(p)
+        d.pop("bias_mant")
+        arrs[f"pop{i}/bias_mant"] = np.asarray(p.bias_mant, np.int32)
+        pops.append(d)
+    groups = []
+    for i, g in enumerate(program.groups):
+        d = {k: v for k, v in asdict(g).items() if k != "weights"}
+        d["shape"] = _csr_to(arrs, f"group{i}", g.weights)
+        groups.append(d)
+    ro = program.readout
+    readout = {"scale": ro.scale, "num_outputs": ro.num_outputs, "weights": {}}
+    for j, (src, m) in enumerate(ro.weights.items()):
+        readout["weights"][src] = {"key": f"readout{j}", "shape": _csr_to(arrs, f"readout{j}", m)}
+    arrs["readout/bias"] = np.asarray(ro.bias, np.float64)
+    manifest = {
+        "format": PROGRAM_FORMAT, "version": PROGRAM_VERSION,
+        "input_shape": list(program.input_shape), "input_levels": program.input_levels,
+        "time_steps": program.time_steps, "metadata": program.metadata,
+        "populations": pops, "groups": groups,
+        "attention": [asdict(a) for a in program.attention], "readout": readout,
+    }
+    _atomic_write(directory / "program.npz", lambda f: np.savez_compressed(f, **arrs))
+    _atomic_write(directory / "program.json",
+                  lambda f: f.write(json.dumps(manifest, indent=1).encode()))
+
+
+def _atomic_write(path: Path, writer) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            writer(f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_program(directory: str | Path) -> Program:
+    """Read a compiled program directory; bad input raises one-line :class:`InputFileError`."""
+    directory = Path(directory)
+    if not directory.exists():
+        raise InputFileError(f"{directory}: no such directory; give the output directory of "
+                             "`nmc-deploy compile`")
+    if not directory.is_dir():
+        raise InputFileError(f"{directory}: not a directory; give the output directory of "
+                             "`nmc-deploy compile`")
+    mpath, apath = directory / "program.json", directory / "program.npz"
+    if not mpath.exists() or not apath.exists():
+        raise InputFileError(f"{directory}: no compiled program (program.json/program.npz "
+                             "missing); run `nmc-deploy compile` first")
+    try:
+        manifest = json.loads(mpath.read_text())
+        if manifest.get("format") != PROGRAM_FORMAT:
+            raise ValueError("wrong format tag")
+        npz = np.load(apath)
+        pops = tuple(
+            Population(**{**d, "shape": tuple(d["shape"]),
+                          "bias_mant": npz[f"pop{i}/bias_mant"].astype(np.int64)})
+            for i, d in enumerate(manifest["populations"]))
+        groups = []
+        for i, d in enumerate(manifest["groups"]):
+            d = dict(d)
+            shape = d.pop("shape")
+            groups.append(SynapseGroup(**d, weights=_csr_from(npz, f"group{i}", shape)))
+        ro = manifest["readout"]
+        readout = Readout(
+            weights={src: _csr_from(npz, w["key"], w["shape"]) for src, w in ro["weights"].items()},
+            bias=npz["readout/bias"], scale=float(ro["scale"]), num_outputs=int(ro["num_outputs"]))
+        return Program(populations=pops, groups=tuple(groups),
+                       attention=tuple(AttentionOp(**a) for a in manifest["attention"]),
+                       readout=readout, input_shape=tuple(manifest["input_shape"]),
+                       input_levels=int(manifest["input_levels"]),
+                       time_steps=int(manifest["time_steps"]), metadata=manifest["metadata"])
+    except InputFileError:
+        raise
+    except Exception as exc:
+        raise InputFileError(f"{directory}: corrupt compiled program ({type(exc).__name__}: "
+                             f"{str(exc)[:80]}); run `nmc-deploy compile` again") from exc

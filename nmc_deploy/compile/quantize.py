@@ -1,0 +1,212 @@
+"""Quantize a float program to Lava's Loihi fixed point and schedule its pipeline (pure).
+
+Per population a scale ``lam`` (v units per float unit of membrane) is chosen so the
+threshold lands on Lava's grid: Lava fires on ``v > vth << 6``; a float rule ``v >= theta``
+becomes ``lam = (64 vth + 1) / theta`` (so ``v > 64 vth`` <=> ``v >= lam theta`` on integers)
+and ``v > theta`` becomes ``lam = 64 vth / theta``. Then, per synapse group, the real weight
+``R = lam * w / 64`` (one unit of ``a_in`` adds 64 to ``u``) is written as ``W * 2**weight_exp``
+with ``W`` on Lava's effective 8-bit grid (mixed sign: even values in [-256, 254]; one
+sign: [0, 255] or [-255, 0]), so Lava's own clip/truncate leaves it unchanged. Decay:
+``dv = round(4096 (1 - alpha))``; ``du = 4095`` so u carries exactly this step's input.
+Bias: ``bias_mant << bias_exp`` with a 13-bit mantissa.
+
+Threshold populations whose inputs are small integers (OR of max-pooling) get ``lam = 64``:
+their weights stay exactly 1 and ``v > 64 floor(theta)`` is the exact rule.
+
+Scheduling: ``depth(pop) = 1 + max depth of its sources`` (input: 0; attention op: the depth
+of q); a group from a shallower source gets ``delay = depth(target) - 1 - depth(source)`` so
+all inputs of a population belong to the same sample step (deployment decision 1).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import CapacityError, LoweringError, QuantizationWarning
+from .program import INPUT, FloatProgram, Population, Program, SynapseGroup
+
+__all__ = ["quantize_program", "quantize_weights", "QuantizedWeights", "LAVA_LIF",
+           "DEFAULT_VTH_MANT"]
+
+
+@dataclass(frozen=True)
+class _LavaLifConstants:
+    """Constants of Lava's PyLifModelBitAcc (lava/proc/lif/models.py)."""
+
+    decay_unity: int = 4096  # decays are /4096 (12-bit)
+    act_shift: int = 6  # a_in << 6 into u
+    vth_shift: int = 6  # threshold mantissa << 6
+    uv_bits: int = 24  # u wraps, v saturates at 24 bits
+    max_du: int = 4095
+    max_dv: int = 4095
+    max_vth: int = 2 ** 17 - 1
+    bias_mant_min: int = -4096
+    bias_mant_max: int = 4095
+    bias_exp_max: int = 7
+    weight_exp_min: int = -8  # Loihi synapse weight exponent range (nengo-loihi)
+    weight_exp_max: int = 7
+
+
+LAVA_LIF = _LavaLifConstants()
+DEFAULT_VTH_MANT = 1023  # threshold mantissa: 2**10-1 leaves 128x headroom below 2**23
+
+
+@dataclass(frozen=True)
+class QuantizedWeights:
+    weights: sp.csr_matrix  # int32 on Lava's effective grid
+    weight_exp: int
+    clipped: int  # entries that saturated
+    zeroed: int  # nonzero float weights that rounded to 0 (absent synapses now)
+
+
+def quantize_weights(real: sp.spmatrix, weight_bits: int = 8) -> QuantizedWeights:
+    """Write ``real`` as ``W * 2**weight_exp`` with W on Lava's ``weight_bits`` grid.
+
+    Mixed-sign matrices use even integers in [-2**wb, 2**wb - 2] (Lava drops the LSB of mixed
+    weights); single-sign ones use [0, 2**wb - 1] or its negative. The exponent is the
+    smallest in Loihi's range that avoids clipping.
+    """
+    real = sp.csr_matrix(real, dtype=np.float64)
+    data = real.data
+    if data.size == 0 or np.all(data == 0):
+        return QuantizedWeights(sp.csr_matrix(real.shape, dtype=np.int32), 0, 0, 0)
+    mixed = data.min() < 0 < data.max()
+    top = 2 ** weight_bits - (2 if mixed else 1)  # 254 or 255
+    step = 2 if mixed else 1
+    max_abs = float(np.abs(data).max())
+    exp = math.ceil(math.log2(max_abs / top)) if max_abs > 0 else 0
+    exp = int(min(max(exp, LAVA_LIF.weight_exp_min), LAVA_LIF.weight_exp_max))
+    scaled = data / (2.0 ** exp)
+    q = np.round(scaled / step) * step
+    lo = -(2 ** weight_bits) if mixed else (-top if data.max() <= 0 else 0)
+    hi = top if data.max() > 0 else 0
+    clipped = int(np.sum((q < lo) | (q > hi)))
+    q = np.clip(q, lo, hi)
+    zeroed = int(np.sum((q == 0) & (data != 0)))
+    w = sp.csr_matrix((q.astype(np.int32), real.indices.copy(), real.indptr.copy()),
+                      shape=real.shape)
+    w.eliminate_zeros()
+    return QuantizedWeights(w, exp, clipped, zeroed)
+
+
+def _bias_manexp(bias_v: np.ndarray) -> tuple[np.ndarray, int, int]:
+    max_abs = float(np.abs(bias_v).max()) if bias_v.size else 0.0
+    exp = 0
+    while exp < LAVA_LIF.bias_exp_max and max_abs / (2 ** exp) > LAVA_LIF.bias_mant_max:
+        exp += 1
+    mant = np.round(bias_v / (2 ** exp))
+    clipped = int(np.sum((mant < LAVA_LIF.bias_mant_min) | (mant > LAVA_LIF.bias_mant_max)))
+    mant = np.clip(mant, LAVA_LIF.bias_mant_min, LAVA_LIF.bias_mant_max).astype(np.int64)
+    return mant, exp, clipped
+
+
+def _message_bits(max_value: int) -> int:
+    return max(1, int(math.ceil(math.log2(max_value + 1))))
+
+
+def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int = 62,
+                     vth_mant: int = DEFAULT_VTH_MANT) -> Program:
+    """Quantize and schedule ``fp`` (not modified). See the module docstring."""
+    if not 0 < vth_mant <= LAVA_LIF.max_vth:
+        raise LoweringError(f"vth_mant ({vth_mant}) outside 1..{LAVA_LIF.max_vth}")
+    op_names = {op.name: op for op in fp.attention}
+    incoming: dict[str, list] = {p.name: [] for p in fp.populations}
+    for g in fp.groups:
+        incoming[g.target].append(g)
+
+    depth: dict[str, int] = {}
+
+    def src_depth(src: str) -> int:
+        if src == INPUT:
+            return 0
+        if src in op_names:
+            op = op_names[src]
+            ds = {depth[op.q], depth[op.k], depth[op.v]}
+            if len(ds) != 1:
+                raise LoweringError(f"{src}: q, k and v arrive at different pipeline depths "
+                                    f"({sorted(ds)})")
+            return ds.pop()
+        return depth[src]
+
+    pops_q, groups_q = [], []
+    diagnostics = {"zeroed_weights": 0, "clipped_weights": 0, "clipped_biases": 0,
+                   "decay_error": {}}
+    for p in fp.populations:  # populations come in topological order
+        gs = incoming[p.name]
+        if not gs:
+            raise LoweringError(f"{p.name}: population has no incoming synapses")
+        depth[p.name] = 1 + max(src_depth(g.source) for g in gs)
+        integer_or = (p.kind == "threshold" and np.all(p.bias == 0) and all(
+            g.source != INPUT and g.source not in op_names and
+            np.all(g.weight.data == np.round(g.weight.data)) and
+            np.abs(g.weight.data).max(initial=0) <= 2 ** weight_bits - 1 for g in gs))
+        if integer_or:
+            lam = float(2 ** LAVA_LIF.act_shift)
+            vth = int(math.floor(p.v_threshold)) if not p.threshold_ge else \
+                int(math.ceil(p.v_threshold)) - 1
+            if vth < 0:
+                raise LoweringError(f"{p.name}: threshold ({p.v_threshold}) below 0 with "
+                                    "integer inputs would fire without input")
+        else:
+            if p.v_threshold <= 0:
+                raise LoweringError(f"{p.name}: v_threshold ({p.v_threshold}) must be positive")
+            vth = vth_mant
+            lam = ((2 ** LAVA_LIF.vth_shift) * vth + (1 if p.threshold_ge else 0)) / p.v_threshold
+        if p.kind == "threshold":
+            dv = LAVA_LIF.decay_unity if not integer_or else LAVA_LIF.max_dv
+        else:
+            dv_exact = LAVA_LIF.decay_unity * (1.0 - p.alpha)
+            dv = int(round(dv_exact))
+            if dv != dv_exact:
+                diagnostics["decay_error"][p.name] = dv - dv_exact
+                warnings.warn(f"{p.name}: voltage decay {dv_exact:.3f}/4096 rounded to {dv}",
+                              QuantizationWarning, stacklevel=2)
+            dv = min(max(dv, 0), LAVA_LIF.max_dv)
+        bias_mant, bias_exp, bclip = _bias_manexp(lam * p.bias)
+        diagnostics["clipped_biases"] += bclip
+        pops_q.append(Population(name=p.name, shape=p.shape, kind=p.kind, du=LAVA_LIF.max_du,
+                                 dv=dv, vth=vth, bias_mant=bias_mant, bias_exp=bias_exp,
+                                 depth=depth[p.name], scale=lam, layer=p.name))
+        for g in gs:
+            real = g.weight * (lam / 2 ** LAVA_LIF.act_shift)
+            qw = quantize_weights(real, weight_bits)
+            diagnostics["zeroed_weights"] += qw.zeroed
+            diagnostics["clipped_weights"] += qw.clipped
+            if g.source == INPUT:
+                bits = _message_bits(fp.input_levels)
+            elif g.source in op_names:
+                op = op_names[g.source]
+                bits = _message_bits(op.n_tokens * op.n_tokens * (op.dim // op.num_heads))
+                w = qw.weights
+                d = w.diagonal()
+                if w.nnz != w.shape[0] or np.any(d != d[0]):
+                    raise LoweringError(f"{g.name}: attention output weights must be one "
+                                        "value times the identity")
+            else:
+                bits = 0
+            delay = depth[p.name] - 1 - src_depth(g.source)
+            if delay > max_delay:
+                raise CapacityError(f"{g.name}: synaptic delay ({delay}) exceeds "
+                                    f"max_synaptic_delay ({max_delay}); the model is too deep "
+                                    "for residual alignment by delays")
+            groups_q.append(SynapseGroup(name=g.name, source=g.source, target=g.target,
+                                         weights=qw.weights, weight_exp=qw.weight_exp,
+                                         num_message_bits=bits, delay=delay, layer=g.layer,
+                                         kind=g.kind))
+    if diagnostics["clipped_weights"]:
+        warnings.warn(f"{diagnostics['clipped_weights']} weights clipped to the 8-bit range",
+                      QuantizationWarning, stacklevel=2)
+    md = dict(fp.metadata)
+    md["quantization"] = {"weight_bits": weight_bits, "vth_mant": vth_mant,
+                          "zeroed_weights": diagnostics["zeroed_weights"],
+                          "clipped_weights": diagnostics["clipped_weights"],
+                          "clipped_biases": diagnostics["clipped_biases"],
+                          "float_synapses": int(sum(g.weight.nnz for g in fp.groups)),
+                          "decay_rounding": diagnostics["decay_error"]}
+    return Program(populations=tuple(pops_q), groups=tuple(groups_q), attention=fp.attention,
+                   readout=fp.readout, input_shape=fp.input_shape, input_levels=fp.input_levels,
+                   time_steps=fp.time_steps, metadata=md)

@@ -1,0 +1,1 @@
+"""torch model -> graph IR (imports torch; one of torch's few doors)."""

@@ -1,0 +1,185 @@
+"""Export a trained Spikformer to the graph IR (and from there to NIR).
+
+What the exported graph holds (docs/nir-extensions.md has the full mapping):
+
+* Conv2d/Linear + eval-mode BatchNorm are folded into one ``Conv2d`` / ``Conv1d(k=1)``
+  (per-token linear over the (C, N) token layout) in float64:
+  ``s = gamma / sqrt(var + eps)``, ``W' = s W``, ``b' = s (b - mean) + beta``.
+* spikingjelly's ``MultiStepLIF(tau)`` (``h = v + (x - v)/tau``, fire on ``h >= v_th``, hard
+  reset to 0) becomes NIR ``LIF`` with ``tau = tau_steps * dt``, ``r = 1``, ``v_leak = 0``,
+  ``v_reset = 0``; under forward Euler ``alpha = 1 - dt/tau`` and ``gain = r dt/tau`` recover
+  ``1 - 1/tau_steps`` and ``1/tau_steps`` exactly (nir.md §5.3). Metadata says ``>=``.
+* MaxPool2d on spikes is an OR: ``SumPool2d`` then ``Threshold(0.5)``.
+* Residual sums are ``Scale(1)`` junction nodes with fan-in edges (NIR sums fan-in).
+* ``q k^T v`` is our ``SpikingSelfAttention`` extension node with ports q, k, v.
+* Token mean + head Linear is one ``Affine`` on the flattened (D*N) stream with
+  ``W'[o, c*N + n] = W[o, c] / N``; the time mean is an ``I`` node with ``r = 1/(T dt)``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ExportError
+from ..ir import (Affine, Conv1d, Conv2d, Flatten, Graph, Input, Integrator, LIF, Output, Scale,
+                  SpikingSelfAttention, SumPool2d, Threshold)
+
+__all__ = ["export_spikformer", "fold_batchnorm_weights", "DT"]
+
+DT = 1e-4  # seconds per time step; spikingjelly's NIR convention (nir.md §5.2)
+
+
+def fold_batchnorm_weights(weight, bias, bn_mean, bn_var, bn_eps, bn_w, bn_b):
+    """Fold eval-mode BatchNorm into the preceding layer (float64; arrays in, arrays out).
+
+    ``weight`` has the output channel first; ``bias`` may be None.
+    """
+    weight = np.asarray(weight, np.float64)
+    s = np.asarray(bn_w, np.float64) / np.sqrt(np.asarray(bn_var, np.float64) + float(bn_eps))
+    b = np.zeros(weight.shape[0]) if bias is None else np.asarray(bias, np.float64)
+    w_f = weight * s.reshape(-1, *([1] * (weight.ndim - 1)))
+    b_f = (b - np.asarray(bn_mean, np.float64)) * s + np.asarray(bn_b, np.float64)
+    return w_f, b_f
+
+
+def _np(t):
+    return None if t is None else t.detach().cpu().double().numpy()
+
+
+def _fold(layer, bn):
+    if bn.training:
+        raise ExportError("BatchNorm must be in eval mode to fold; call model.eval()")
+    return fold_batchnorm_weights(_np(layer.weight), _np(layer.bias), _np(bn.running_mean),
+                                  _np(bn.running_var), bn.eps, _np(bn.weight), _np(bn.bias))
+
+
+def _lif_node(lif, shape, time_steps_meta: dict) -> LIF:
+    tau_steps = float(lif.tau)
+    v_th = float(lif.v_threshold)
+    ones = np.ones(shape)
+    return LIF(tau=ones * tau_steps * DT, r=ones, v_leak=np.zeros(shape),
+               v_threshold=ones * v_th, v_reset=np.zeros(shape),
+               metadata={"threshold_comparison": ">=", "source_neuron":
+                         f"spikingjelly MultiStepLIFNode(tau={tau_steps}, decay_input=True, "
+                         "v_reset=0)", **time_steps_meta})
+
+
+def export_spikformer(model: torch.nn.Module, meta: dict[str, Any] | None = None) -> Graph:
+    """Export an eval-mode Spikformer to the graph IR. Does not modify ``model``."""
+    cfg = model.config
+    was_training = model.training
+    model.eval()
+    try:
+        return _export(model, cfg, dict(meta or {}))
+    finally:
+        model.train(was_training)
+
+
+def _export(model, cfg, meta) -> Graph:
+    nodes: dict[str, Any] = {}
+    edges: list[tuple[str, str]] = []
+
+    def add(name, node, *sources):
+        nodes[name] = node
+        edges.extend((s, name) for s in sources)
+        return name
+
+    C, H, W = cfg.in_channels, cfg.img_size, cfg.img_size
+    prev = add("input", Input(shape=(C, H, W)))
+    sps = model.patch_embed
+    hw = (H, W)
+    for i, (conv, bn, lif, pool) in enumerate(zip(sps.convs, sps.bns, sps.lifs, sps.pools)):
+        w, b = _fold(conv, bn)
+        node = Conv2d(weight=w, bias=b, input_hw=hw, stride=conv.stride, padding=conv.padding,
+                      dilation=conv.dilation, groups=conv.groups)
+        prev = add(f"patch_embed.convs.{i}", node, prev)
+        prev = add(f"patch_embed.lifs.{i}", _lif_node(lif, node.output_shape, {}), prev)
+        if isinstance(pool, torch.nn.MaxPool2d):
+            if pool.dilation not in (1, (1, 1)) or pool.ceil_mode:
+                raise ExportError(f"patch_embed.pools.{i}: only MaxPool2d without dilation and "
+                                  "ceil_mode can be exported")
+            sp = SumPool2d(kernel_size=pool.kernel_size, stride=pool.stride,
+                           padding=pool.padding, input_chw=node.output_shape)
+            prev = add(f"patch_embed.pools.{i}", sp, prev)
+            prev = add(f"patch_embed.pools.{i}.or", Threshold(
+                threshold=np.full(sp.output_shape, 0.5),
+                metadata={"note": "max-pool of binary spikes = OR = sum > 0.5"}), prev)
+            hw = sp.output_shape[1:]
+        elif not isinstance(pool, torch.nn.Identity):
+            raise ExportError(f"patch_embed.pools.{i}: cannot export {type(pool).__name__}")
+        else:
+            hw = node.output_shape[1:]
+    feat = prev
+    D = cfg.embed_dim
+    w, b = _fold(sps.rpe_conv, sps.rpe_bn)
+    rpe = Conv2d(weight=w, bias=b, input_hw=hw, stride=sps.rpe_conv.stride,
+                 padding=sps.rpe_conv.padding, dilation=sps.rpe_conv.dilation,
+                 groups=sps.rpe_conv.groups)
+    add("patch_embed.rpe_conv", rpe, feat)
+    add("patch_embed.rpe_lif", _lif_node(sps.rpe_lif, rpe.output_shape, {}), "patch_embed.rpe_conv")
+    N = int(hw[0] * hw[1])
+    add("patch_embed.feat_tokens", Flatten(input_type=(D, *hw), start_dim=1), feat)
+    add("patch_embed.rpe_tokens", Flatten(input_type=(D, *hw), start_dim=1), "patch_embed.rpe_lif")
+    ones = np.ones((D, N))
+    stream = add("patch_embed.output", Scale(scale=ones, metadata={"role": "residual sum"}),
+                 "patch_embed.feat_tokens", "patch_embed.rpe_tokens")
+
+    def token_linear(name, linear, bn, src):
+        w, b = _fold(linear, bn)
+        return add(name, Conv1d(weight=w[:, :, None], bias=b, input_length=N), src)
+
+    for i, blk in enumerate(model.blocks):
+        p = f"blocks.{i}"
+        a = blk.attn
+        for key in ("q", "k", "v"):
+            token_linear(f"{p}.attn.{key}_linear", getattr(a, f"{key}_linear"),
+                         getattr(a, f"{key}_bn"), stream)
+            add(f"{p}.attn.{key}_lif", _lif_node(getattr(a, f"{key}_lif"), (D, N), {}),
+                f"{p}.attn.{key}_linear")
+        add(f"{p}.attn.ssa", SpikingSelfAttention(num_heads=a.num_heads, dim=D, n_tokens=N,
+                                                  scale=float(a.scale)))
+        edges.extend((f"{p}.attn.{key}_lif", f"{p}.attn.ssa.{key}") for key in ("q", "k", "v"))
+        add(f"{p}.attn.attn_lif", _lif_node(a.attn_lif, (D, N), {}), f"{p}.attn.ssa")
+        token_linear(f"{p}.attn.proj_linear", a.proj_linear, a.proj_bn, f"{p}.attn.attn_lif")
+        add(f"{p}.attn.proj_lif", _lif_node(a.proj_lif, (D, N), {}), f"{p}.attn.proj_linear")
+        mid = add(f"{p}.attn.output", Scale(scale=ones, metadata={"role": "residual sum"}),
+                  stream, f"{p}.attn.proj_lif")
+        m = blk.mlp
+        hidden = m.fc1_linear.out_features
+        token_linear(f"{p}.mlp.fc1_linear", m.fc1_linear, m.fc1_bn, mid)
+        add(f"{p}.mlp.fc1_lif", _lif_node(m.fc1_lif, (hidden, N), {}), f"{p}.mlp.fc1_linear")
+        token_linear(f"{p}.mlp.fc2_linear", m.fc2_linear, m.fc2_bn, f"{p}.mlp.fc1_lif")
+        add(f"{p}.mlp.fc2_lif", _lif_node(m.fc2_lif, (D, N), {}), f"{p}.mlp.fc2_linear")
+        stream = add(f"{p}.output", Scale(scale=ones, metadata={"role": "residual sum"}),
+                     mid, f"{p}.mlp.fc2_lif")
+
+    add("head.tokens", Flatten(input_type=(D, N), start_dim=0), stream)
+    w_head = _np(model.head.weight)
+    b_head = _np(model.head.bias)
+    w_flat = np.repeat(w_head / N, N, axis=1)  # W'[o, c*N + n] = W[o, c] / N
+    add("head", Affine(weight=w_flat, bias=b_head,
+                       metadata={"note": "token mean folded into the head"}), "head.tokens")
+    T = cfg.time_steps
+    add("head.time_mean", Integrator(r=np.full(b_head.shape, 1.0 / (T * DT)),
+                                     metadata={"note": "read at step T: time mean of the logits"}),
+        "head")
+    add("output", Output(shape=b_head.shape), "head.time_mean")
+
+    metadata = {
+        "format": "nmc-deploy-graph", "format_version": 1, "model": "spikformer",
+        "dt": DT, "integrator": "forward-euler", "reset": "zero", "threshold_comparison": ">=",
+        "time_steps": T, "layout": "images (C,H,W); tokens (C,N) with n = h*W + w",
+        "encoding": "direct: the image is repeated at every time step",
+        "extensions": ["SpikingSelfAttention"], "source": "nmc-deploy",
+        "config": _json_safe(cfg.to_dict()),
+        **{k: v for k, v in meta.items() if v is not None},
+    }
+    return Graph(nodes=nodes, edges=tuple(edges), metadata=metadata)
+
+
+def _json_safe(d):
+    import json
+
+    return json.dumps(d)

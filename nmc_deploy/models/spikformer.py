@@ -1,0 +1,355 @@
+"""Spikformer (Zhou et al., ICLR 2023), sized for small images.
+
+The module structure follows the official CIFAR code (docs: spikformer-and-pruning.md
+sections 1.2-1.6): spiking patch splitting (SPS) with a relative-position-embedding conv,
+``depth`` blocks of spiking self-attention (SSA, no softmax) and a spiking MLP joined by
+additive residuals (no LayerNorm), then token- and time-averaging and a linear head.
+
+The attribute names of every module (``convs``, ``q_linear``, ``attn_lif`` ...) are part
+of the interface: the exporter reads them.
+
+Shapes: ``T`` time steps, ``B`` batch, ``N`` tokens, ``D`` embedding channels,
+``h`` heads of ``d = D / h`` channels each.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError, NmcDeployError
+from .lif import MultiStepLIF
+
+__all__ = [
+    "SpikformerConfig", "PRESETS", "preset_config", "SPS", "SSA", "MLP", "Block", "Spikformer",
+]
+
+
+@dataclass(frozen=True)
+class SpikformerConfig:
+    """Hyper-parameters of a :class:`Spikformer` (immutable, JSON round-trippable).
+
+    Raises
+    ------
+    NmcDeployError
+        If the fields are inconsistent (see :meth:`__post_init__`).
+    """
+
+    img_size: int = 8  # input height = width, pixels
+    in_channels: int = 1  # input image channels
+    num_classes: int = 10  # classifier outputs
+    embed_dim: int = 32  # D, channels per token
+    num_heads: int = 2  # h, attention heads (D % h == 0)
+    depth: int = 2  # number of SSA + MLP blocks
+    mlp_ratio: int = 4  # MLP hidden channels = mlp_ratio * D
+    time_steps: int = 4  # T, the image is repeated T times (direct encoding)
+    sps_channels: tuple[int, ...] = (8, 16, 32)  # output channels of each SPS conv stage
+    sps_pool: tuple[bool, ...] = (False, True, False)  # MaxPool(3, 2, 1) after stage i?
+    attn_scale: float = 0.125  # s in (Q K^T) * s
+    tau: float = 2.0  # LIF time constant, time steps
+    v_threshold: float = 1.0  # LIF threshold of every neuron except attn_lif
+    attn_v_threshold: float = 0.5  # threshold of attn_lif
+
+    def __post_init__(self):
+        where = "SpikformerConfig"
+        for name in ("img_size", "in_channels", "num_classes", "embed_dim", "num_heads",
+                     "depth", "mlp_ratio", "time_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise NmcDeployError(f"{where}: {name} ({value!r}) must be a positive integer")
+        for name in ("attn_scale", "tau", "v_threshold", "attn_v_threshold"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise NmcDeployError(f"{where}: {name} ({value!r}) must be a positive number")
+        if self.tau < 1.0:
+            raise NmcDeployError(f"{where}: tau ({self.tau}) must be >= 1 time step")
+        if not isinstance(self.sps_channels, tuple) or not all(
+                isinstance(c, int) and not isinstance(c, bool) and c >= 1
+                for c in self.sps_channels):
+            raise NmcDeployError(
+                f"{where}: sps_channels ({self.sps_channels!r}) must be a tuple of positive integers")
+        if not isinstance(self.sps_pool, tuple) or not all(
+                isinstance(p, bool) for p in self.sps_pool):
+            raise NmcDeployError(f"{where}: sps_pool ({self.sps_pool!r}) must be a tuple of bools")
+        if len(self.sps_channels) == 0:
+            raise NmcDeployError(f"{where}: sps_channels is empty; give at least one conv stage")
+        if len(self.sps_channels) != len(self.sps_pool):
+            raise NmcDeployError(
+                f"{where}: len(sps_channels) ({len(self.sps_channels)}) must equal "
+                f"len(sps_pool) ({len(self.sps_pool)})")
+        if self.sps_channels[-1] != self.embed_dim:
+            raise NmcDeployError(
+                f"{where}: sps_channels[-1] ({self.sps_channels[-1]}) must equal "
+                f"embed_dim ({self.embed_dim})")
+        if self.embed_dim % self.num_heads != 0:
+            raise NmcDeployError(
+                f"{where}: embed_dim ({self.embed_dim}) must be divisible by "
+                f"num_heads ({self.num_heads})")
+        downsample = 2 ** sum(self.sps_pool)
+        if self.img_size % downsample != 0:
+            raise NmcDeployError(
+                f"{where}: img_size ({self.img_size}) must be divisible by 2**sum(sps_pool) "
+                f"({downsample})")
+
+    @property
+    def token_size(self) -> int:
+        """Height (= width) of the token grid after SPS, in tokens."""
+        return self.img_size // 2 ** sum(self.sps_pool)
+
+    @property
+    def num_tokens(self) -> int:
+        """N, tokens per image: ``(img_size / 2**sum(sps_pool))**2``."""
+        return self.token_size ** 2
+
+    @property
+    def head_dim(self) -> int:
+        """d = D / h, channels per attention head."""
+        return self.embed_dim // self.num_heads
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict of the fields (tuples become lists)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SpikformerConfig":
+        """Build a config from :meth:`to_dict` output; missing fields take their defaults.
+
+        Raises
+        ------
+        CheckpointError
+            If ``d`` is not a dict or holds a key that is not a field.
+        NmcDeployError
+            If the values are inconsistent.
+        """
+        if not isinstance(d, dict):
+            raise CheckpointError(
+                f"SpikformerConfig: expected a dict, got {type(d).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in d:
+            if key not in names:
+                raise CheckpointError(
+                    f"SpikformerConfig: unknown key '{key}'; known keys are {', '.join(names)}")
+        kwargs = dict(d)
+        for key in ("sps_channels", "sps_pool"):
+            if isinstance(kwargs.get(key), list):
+                kwargs[key] = tuple(kwargs[key])
+        for key in ("attn_scale", "tau", "v_threshold", "attn_v_threshold"):
+            value = kwargs.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                kwargs[key] = float(value)
+        return cls(**kwargs)
+
+
+PRESETS: dict[str, SpikformerConfig] = {
+    # 8x8 digits: SPS 1->8->16(pool)->32 channels, 16 tokens of D=32, 2 blocks, T=4.
+    # Neurons per time step: SPS 512+1024+512 + RPE 512, per block 4*512 (q,k,v,proj)
+    # + 512 (attn) + 2048 (fc1) + 512 (fc2) = 5632, total 13824.
+    "digits": SpikformerConfig(),
+    # A minimal model for tests and smoke runs (2 time steps, one block, D=16).
+    "tiny": SpikformerConfig(embed_dim=16, num_heads=2, depth=1, mlp_ratio=2, time_steps=2,
+                             sps_channels=(4, 16), sps_pool=(True, False)),
+}
+
+
+def preset_config(name: str) -> SpikformerConfig:
+    """Return the preset configuration called ``name``.
+
+    Raises
+    ------
+    NmcDeployError
+        If there is no such preset.
+    """
+    if name not in PRESETS:
+        raise NmcDeployError(
+            f"preset '{name}': unknown; choose one of {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]
+
+
+def _bn_over_rows(bn: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Apply a BatchNorm1d over the last axis of ``x``, all other axes being rows."""
+    return bn(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+
+
+class SPS(nn.Module):
+    r"""Spiking patch splitting: conv stages, then a relative-position-embedding conv.
+
+    For stage ``i`` (conv 3x3, stride 1, padding 1, no bias)::
+
+        x = pool_i( LIF_i( BN_i( conv_i(x) ) ) )     # pool_i: MaxPool(3, 2, 1) or identity
+        x = x + LIF_rpe( BN_rpe( conv_rpe(x) ) )     # after the last stage; values in {0, 1, 2}
+
+    Convs, BN and pooling act on the flattened ``(T*B, C, H, W)`` tensor (BN statistics are
+    shared over time), the LIFs on ``(T, B, C, H, W)``. The output is the token sequence
+    ``(T, B, N, D)`` with token ``n = row * W + col``.
+    """
+
+    def __init__(self, cfg: SpikformerConfig):
+        super().__init__()
+        channels = (cfg.in_channels, *cfg.sps_channels)
+        self.convs = nn.ModuleList(
+            nn.Conv2d(c_in, c_out, kernel_size=3, stride=1, padding=1, bias=False)
+            for c_in, c_out in zip(channels[:-1], channels[1:]))
+        self.bns = nn.ModuleList(nn.BatchNorm2d(c) for c in cfg.sps_channels)
+        self.lifs = nn.ModuleList(
+            MultiStepLIF(cfg.tau, cfg.v_threshold) for _ in cfg.sps_channels)
+        self.pools = nn.ModuleList(
+            nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if pool else nn.Identity()
+            for pool in cfg.sps_pool)
+        d = cfg.embed_dim
+        self.rpe_conv = nn.Conv2d(d, d, kernel_size=3, stride=1, padding=1, bias=False)
+        self.rpe_bn = nn.BatchNorm2d(d)
+        self.rpe_lif = MultiStepLIF(cfg.tau, cfg.v_threshold)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map ``(T, B, C, H, W)`` images to ``(T, B, N, D)`` tokens."""
+        t, b = x.shape[:2]
+        for conv, bn, lif, pool in zip(self.convs, self.bns, self.lifs, self.pools):
+            y = bn(conv(x.flatten(0, 1)))
+            y = lif(y.reshape(t, b, *y.shape[1:]))
+            y = pool(y.flatten(0, 1))
+            x = y.reshape(t, b, *y.shape[1:])
+        x_feat = x
+        y = self.rpe_bn(self.rpe_conv(x.flatten(0, 1)))
+        x = self.rpe_lif(y.reshape(x.shape)) + x_feat
+        # (T, B, D, H, W) -> (T, B, D, N) -> (T, B, N, D), n = row * W + col
+        return x.flatten(-2).transpose(-1, -2).contiguous()
+
+
+class SSA(nn.Module):
+    r"""Spiking self-attention without softmax.
+
+    .. math::
+
+        Q = \mathrm{LIF}(\mathrm{BN}(X W_Q^T + b_Q)), \; K, V \text{ alike}, \qquad
+        Y_h = \mathrm{LIF}_{attn}\big( (Q_h K_h^T \cdot s)\, V_h \big), \qquad
+        \mathrm{out} = \mathrm{LIF}(\mathrm{BN}(Y W_O^T + b_O))
+
+    Head ``h`` holds channels ``h*d .. h*d + d - 1``; BN1d normalises each channel over all
+    ``T*B*N`` rows; ``LIF_attn`` uses ``attn_v_threshold``.
+    """
+
+    def __init__(self, cfg: SpikformerConfig):
+        super().__init__()
+        d = cfg.embed_dim
+        self.num_heads = cfg.num_heads
+        self.scale = float(cfg.attn_scale)
+        self.q_linear = nn.Linear(d, d, bias=True)
+        self.k_linear = nn.Linear(d, d, bias=True)
+        self.v_linear = nn.Linear(d, d, bias=True)
+        self.proj_linear = nn.Linear(d, d, bias=True)
+        self.q_bn = nn.BatchNorm1d(d)
+        self.k_bn = nn.BatchNorm1d(d)
+        self.v_bn = nn.BatchNorm1d(d)
+        self.proj_bn = nn.BatchNorm1d(d)
+        self.q_lif = MultiStepLIF(cfg.tau, cfg.v_threshold)
+        self.k_lif = MultiStepLIF(cfg.tau, cfg.v_threshold)
+        self.v_lif = MultiStepLIF(cfg.tau, cfg.v_threshold)
+        self.proj_lif = MultiStepLIF(cfg.tau, cfg.v_threshold)
+        self.attn_lif = MultiStepLIF(cfg.tau, cfg.attn_v_threshold)
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        t, b, n, d = x.shape
+        return x.reshape(t, b, n, self.num_heads, d // self.num_heads).transpose(2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map ``(T, B, N, D)`` to ``(T, B, N, D)`` spikes."""
+        q = self.q_lif(_bn_over_rows(self.q_bn, self.q_linear(x)))
+        k = self.k_lif(_bn_over_rows(self.k_bn, self.k_linear(x)))
+        v = self.v_lif(_bn_over_rows(self.v_bn, self.v_linear(x)))
+        q, k, v = self._split_heads(q), self._split_heads(k), self._split_heads(v)
+        attn = (q @ k.transpose(-2, -1)) * self.scale  # (T, B, h, N, N)
+        y = attn @ v  # (T, B, h, N, d)
+        y = y.transpose(2, 3).reshape(x.shape)  # channel = head * d + j
+        y = self.attn_lif(y)
+        return self.proj_lif(_bn_over_rows(self.proj_bn, self.proj_linear(y)))
+
+
+class MLP(nn.Module):
+    """Two spiking linear layers: ``LIF(BN(fc2(LIF(BN(fc1(x))))))``, D -> mlp_ratio*D -> D."""
+
+    def __init__(self, cfg: SpikformerConfig):
+        super().__init__()
+        d, hidden = cfg.embed_dim, cfg.embed_dim * cfg.mlp_ratio
+        self.fc1_linear = nn.Linear(d, hidden)
+        self.fc1_bn = nn.BatchNorm1d(hidden)
+        self.fc1_lif = MultiStepLIF(cfg.tau, cfg.v_threshold)
+        self.fc2_linear = nn.Linear(hidden, d)
+        self.fc2_bn = nn.BatchNorm1d(d)
+        self.fc2_lif = MultiStepLIF(cfg.tau, cfg.v_threshold)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map ``(T, B, N, D)`` to ``(T, B, N, D)`` spikes."""
+        x = self.fc1_lif(_bn_over_rows(self.fc1_bn, self.fc1_linear(x)))
+        return self.fc2_lif(_bn_over_rows(self.fc2_bn, self.fc2_linear(x)))
+
+
+class Block(nn.Module):
+    """One transformer block with additive residuals: ``x += SSA(x); x += MLP(x)``."""
+
+    def __init__(self, cfg: SpikformerConfig):
+        super().__init__()
+        self.attn = SSA(cfg)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(x)
+        return x + self.mlp(x)
+
+
+class Spikformer(nn.Module):
+    """Spikformer classifier: SPS, ``depth`` blocks, mean over tokens and time, linear head.
+
+    Parameters
+    ----------
+    cfg : SpikformerConfig
+        Model hyper-parameters (kept as the ``config`` attribute).
+
+    Notes
+    -----
+    Initialisation as the official code: ``nn.Linear`` weights truncated-normal with
+    std 0.02 and zero bias; convs and BN keep PyTorch defaults.
+    """
+
+    def __init__(self, cfg: SpikformerConfig):
+        super().__init__()
+        if not isinstance(cfg, SpikformerConfig):
+            raise NmcDeployError(
+                f"Spikformer: expected a SpikformerConfig, got {type(cfg).__name__}")
+        self.config = cfg
+        self.patch_embed = SPS(cfg)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        self.head = nn.Linear(cfg.embed_dim, cfg.num_classes)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def forward_features(self, img: torch.Tensor) -> torch.Tensor:
+        """Return the residual stream ``(T, B, N, D)`` after the last block."""
+        cfg = self.config
+        expected = (cfg.in_channels, cfg.img_size, cfg.img_size)
+        if img.ndim != 4 or tuple(img.shape[1:]) != expected:
+            raise NmcDeployError(
+                f"Spikformer: input shape ({tuple(img.shape)}) must be (B, {expected[0]}, "
+                f"{expected[1]}, {expected[2]})")
+        x = img.unsqueeze(0).repeat(cfg.time_steps, 1, 1, 1, 1)  # direct encoding
+        x = self.patch_embed(x)
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        """Map float images ``(B, C, H, W)`` (already divided by ``levels``) to logits."""
+        x = self.forward_features(img)
+        return self.head(x.mean(2).mean(0))

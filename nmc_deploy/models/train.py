@@ -1,0 +1,238 @@
+"""CPU training and evaluation of a :class:`~nmc_deploy.models.spikformer.Spikformer`.
+
+Recipe (tuned on the 8x8 digits, see benchmarks/train_digits.py): AdamW, a linear warmup
+then cosine decay of the learning rate per batch, cross-entropy with label smoothing, and
+random shifts of up to one pixel (zero fill) as the only augmentation. Runs are seeded:
+the same seed, data and thread count give the same model.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import ImageDataset
+from ..errors import DatasetError, NmcDeployError
+from .spikformer import Spikformer, SpikformerConfig, preset_config
+
+__all__ = ["DEFAULT_EPOCHS", "DEFAULT_LR", "train_model", "evaluate_model", "images_to_float"]
+
+# Epochs of the default recipe per preset (digits: about 1.5-2 minutes on 2 CPU cores).
+DEFAULT_EPOCHS: dict[str, int] = {"digits": 40, "tiny": 5}
+DEFAULT_LR = 5e-3  # peak AdamW learning rate
+WEIGHT_DECAY = 0.01  # AdamW decoupled weight decay
+LABEL_SMOOTHING = 0.1  # cross-entropy label smoothing
+WARMUP_EPOCHS = 2  # linear warmup from lr/10, then cosine decay to MIN_LR_FRACTION * lr
+MIN_LR_FRACTION = 0.01
+MAX_SHIFT_PX = 1  # random translation of training images, pixels in each direction
+NUM_THREADS = 2  # torch intra-op threads during training
+
+
+def images_to_float(x_int: np.ndarray, levels: int) -> torch.Tensor:
+    """Convert integer images ``0..levels`` to the float model input ``x / levels``."""
+    return torch.as_tensor(np.asarray(x_int), dtype=torch.float32) / float(levels)
+
+
+def _random_shift(x: np.ndarray, rng: np.random.Generator, max_shift_px: int) -> np.ndarray:
+    """Translate each image by a random integer offset in ``[-max_shift_px, max_shift_px]``.
+
+    Pixels shifted in from outside the image are zero.
+    """
+    if max_shift_px == 0:
+        return x
+    n, _, h, w = x.shape
+    p = max_shift_px
+    padded = np.zeros((n, x.shape[1], h + 2 * p, w + 2 * p), dtype=x.dtype)
+    padded[:, :, p:p + h, p:p + w] = x
+    dy = rng.integers(0, 2 * p + 1, size=n)
+    dx = rng.integers(0, 2 * p + 1, size=n)
+    out = np.empty_like(x)
+    for i in range(n):
+        out[i] = padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+    return out
+
+
+def _lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Learning-rate multiplier: linear warmup from 0.1, then cosine to MIN_LR_FRACTION."""
+    if step < warmup_steps:
+        return 0.1 + 0.9 * step / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return MIN_LR_FRACTION + (1.0 - MIN_LR_FRACTION) * cosine
+
+
+def _check_dataset(cfg: SpikformerConfig, dataset: ImageDataset) -> None:
+    expected = (cfg.in_channels, cfg.img_size, cfg.img_size)
+    if dataset.image_shape != expected:
+        raise DatasetError(
+            f"dataset '{dataset.name}': image shape ({dataset.image_shape}) does not match the "
+            f"model (in_channels, img_size, img_size) ({expected}); choose a matching preset")
+    if dataset.num_classes != cfg.num_classes:
+        raise DatasetError(
+            f"dataset '{dataset.name}': num_classes ({dataset.num_classes}) does not match the "
+            f"model num_classes ({cfg.num_classes}); choose a matching preset")
+
+
+def train_model(
+    cfg: SpikformerConfig | str,
+    dataset: ImageDataset,
+    *,
+    epochs: int,
+    batch_size: int = 64,
+    lr: float = DEFAULT_LR,
+    seed: int = 0,
+    progress: bool = True,
+    log: Callable[[dict], None] | None = None,
+) -> tuple[Spikformer, list[dict]]:
+    """Train a Spikformer on ``dataset``'s training split on the CPU.
+
+    The loss is label-smoothed cross-entropy; the learning rate follows, per batch,
+
+    .. math::
+
+        \\eta(k) = \\eta_0 \\left(0.1 + 0.9\\,k / k_w\\right) \\; (k < k_w), \\qquad
+        \\eta(k) = \\eta_0 \\left(f + (1 - f)\\,\\tfrac{1}{2}(1 + \\cos \\pi p)\\right)
+
+    with ``p`` the fraction of post-warmup steps done and ``f = MIN_LR_FRACTION``.
+
+    Parameters
+    ----------
+    cfg : SpikformerConfig or str
+        Model configuration, or the name of a preset.
+    dataset : ImageDataset
+        Integer images ``0..levels``; the model sees ``x / levels``.
+    epochs : int
+        Passes over the training split (see ``DEFAULT_EPOCHS``).
+    batch_size : int
+        Images per optimiser step (the last, smaller batch of an epoch is dropped when it
+        has fewer than 2 images, since BatchNorm needs at least 2 rows).
+    lr : float
+        Peak AdamW learning rate.
+    seed : int
+        Seeds the weight initialisation (``torch.manual_seed``), the shuffling and the
+        augmentation (``numpy.random.default_rng``).
+    progress : bool
+        Show a tqdm bar over epochs on stderr with the loss and training accuracy.
+    log : callable, optional
+        Called with each epoch's history record after the epoch.
+
+    Returns
+    -------
+    model : Spikformer
+        The trained model, in eval mode.
+    history : list of dict
+        One record per epoch: ``epoch`` (1-based), ``loss`` (mean training loss),
+        ``train_acc`` (accuracy on the augmented training batches, train-mode BN),
+        ``lr`` (learning rate at the epoch's end) and ``seconds`` (wall time of the epoch).
+
+    Raises
+    ------
+    NmcDeployError
+        If ``epochs``, ``batch_size`` or ``lr`` are not positive, or (``DatasetError``) the
+        data set does not fit the configuration.
+    """
+    if isinstance(cfg, str):
+        cfg = preset_config(cfg)
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise NmcDeployError(f"train_model: epochs ({epochs!r}) must be a positive integer")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
+        raise NmcDeployError(f"train_model: batch_size ({batch_size!r}) must be an integer >= 2")
+    if not lr > 0:
+        raise NmcDeployError(f"train_model: lr ({lr!r}) must be positive")
+    _check_dataset(cfg, dataset)
+
+    torch.set_num_threads(NUM_THREADS)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = Spikformer(cfg)
+    model.train()
+
+    x_train = np.asarray(dataset.x_train)
+    y_train = torch.as_tensor(np.asarray(dataset.y_train), dtype=torch.long)
+    n = len(x_train)
+    batches = [(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+    if len(batches) > 1 and batches[-1][1] - batches[-1][0] < 2:
+        batches.pop()
+    total_steps = epochs * len(batches)
+    warmup_steps = min(WARMUP_EPOCHS * len(batches), total_steps // 4)
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda k: _lr_factor(k, total_steps, warmup_steps))
+    criterion = nn.CrossEntropyLoss(label_smoothing=LABEL_SMOOTHING)
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=epochs, desc="train", unit="epoch", file=sys.stderr, leave=True)
+    history: list[dict] = []
+    try:
+        for epoch in range(1, epochs + 1):
+            start_s = time.perf_counter()
+            order = rng.permutation(n)
+            x_epoch = _random_shift(x_train[order], rng, MAX_SHIFT_PX)
+            x_epoch = images_to_float(x_epoch, dataset.levels)
+            y_epoch = y_train[torch.as_tensor(order)]
+            loss_sum, correct, seen = 0.0, 0, 0
+            for lo, hi in batches:
+                xb, yb = x_epoch[lo:hi], y_epoch[lo:hi]
+                logits = model(xb)
+                loss = criterion(logits, yb)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                loss_sum += loss.item() * (hi - lo)
+                correct += int((logits.argmax(1) == yb).sum())
+                seen += hi - lo
+            record = {
+                "epoch": epoch,
+                "loss": loss_sum / seen,
+                "train_acc": correct / seen,
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - start_s,
+            }
+            history.append(record)
+            if bar is not None:
+                bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['train_acc']:.3f}")
+                bar.update(1)
+            if log is not None:
+                log(record)
+    finally:
+        if bar is not None:
+            bar.close()
+    model.eval()
+    return model, history
+
+
+@torch.no_grad()
+def evaluate_model(model: nn.Module, x_int: np.ndarray, y: np.ndarray, levels: int,
+                   batch_size: int = 256) -> float:
+    """Return the classification accuracy (0..1) of ``model`` on integer images ``x_int``.
+
+    The model runs in eval mode (BN running statistics) on ``x_int / levels``; its previous
+    train/eval mode is restored afterwards.
+    """
+    x_int, y = np.asarray(x_int), np.asarray(y)
+    if len(x_int) != len(y):
+        raise NmcDeployError(
+            f"evaluate_model: number of images ({len(x_int)}) differs from number of labels "
+            f"({len(y)})")
+    if len(y) == 0:
+        raise NmcDeployError("evaluate_model: no images given")
+    was_training = model.training
+    model.eval()
+    try:
+        correct = 0
+        for lo in range(0, len(y), batch_size):
+            logits = model(images_to_float(x_int[lo:lo + batch_size], levels))
+            correct += int((logits.argmax(1).numpy() == y[lo:lo + batch_size]).sum())
+    finally:
+        model.train(was_training)
+    return correct / len(y)

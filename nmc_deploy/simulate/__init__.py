@@ -1,0 +1,1 @@
+"""Simulators of a compiled program: the numpy reference and the Lava backend."""

@@ -1,0 +1,497 @@
+"""Hardware targets: the limits, timings and energies of a chip, each with its source.
+
+A target is data, not code: ``hw_targets/<name>.toml`` holds every number as a table
+``{ value = ..., source = "...", basis = "published" | "inferred" | "assumption" }`` (an
+optional ``note`` explains a derivation). :func:`load_target` reads such a file into a frozen
+:class:`HardwareTarget`; the citation of each number stays attached (``target.sources``) so
+reports can say where it comes from and whether it is published, inferred or assumed.
+
+This module imports only the standard library and numpy (for :func:`synapse_memory_bits`).
+"""
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import numpy as np
+
+from .errors import CapacityError, LoweringError, TargetError
+
+__all__ = [
+    "BASES", "ENERGY_FORMULAS", "Source", "EnergyModel", "HardwareTarget",
+    "load_target", "target_names", "targets_dir", "synapse_index_bits", "synapse_memory_bits",
+]
+
+#: Allowed values of ``basis``: how a number is known.
+BASES = ("published", "inferred", "assumption")
+
+#: Energy-model formulas the report knows, with the coefficients each one needs.
+#: ``mac_ac``:    E = e_mac_pj * encoding MACs + e_ac_pj * all other synaptic ops (Spikformer).
+#: ``per_event``: E = e_synop_pj * synaptic ops + e_neuron_update_{active,inactive}_pj * updates
+#:                + e_spike_within_tile_pj * spikes (Davies et al. 2018, Table 2).
+ENERGY_FORMULAS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "mac_ac": ("e_mac_pj", "e_ac_pj"),
+    "per_event": ("e_synop_pj", "e_neuron_update_active_pj", "e_neuron_update_inactive_pj",
+                  "e_spike_within_tile_pj"),
+})
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where one number of a target comes from."""
+
+    citation: str  # paper / brief / code location the value is taken or derived from
+    basis: str  # "published" | "inferred" | "assumption"
+    key: str  # dotted TOML key, e.g. "core.max_neurons"
+    note: str = ""  # how an inferred value was derived, caveats
+
+    def __str__(self) -> str:
+        text = f"{self.citation} [{self.basis}]"
+        return f"{text} ({self.note})" if self.note else text
+
+
+@dataclass(frozen=True)
+class EnergyModel:
+    """A named energy model: a formula and its per-operation coefficients in picojoules.
+
+    The formulas are listed in :data:`ENERGY_FORMULAS`; the report
+    (:mod:`nmc_deploy.report.energy`) evaluates them. Every coefficient has a :class:`Source`.
+    """
+
+    name: str  # e.g. "cmos45nm", "loihi_davies2018"
+    formula: str  # a key of ENERGY_FORMULAS
+    description: str
+    coefficients_pj: Mapping[str, float]  # read-only; e.g. {"e_mac_pj": 4.6, "e_ac_pj": 0.9}
+    sources: Mapping[str, Source]  # coefficient name -> Source
+
+    def coefficient_pj(self, key: str) -> float:
+        """The coefficient ``key`` in pJ; :class:`TargetError` if the model lacks it."""
+        try:
+            return self.coefficients_pj[key]
+        except KeyError:
+            raise TargetError(f"energy model '{self.name}': no coefficient '{key}'; "
+                              f"has {', '.join(sorted(self.coefficients_pj))}") from None
+
+    @property
+    def used_coefficients(self) -> tuple[str, ...]:
+        """The coefficients the model's formula uses (others are kept for reference only)."""
+        return ENERGY_FORMULAS[self.formula]
+
+    def citations(self, *, used_only: bool = True) -> list[str]:
+        """One line per coefficient: ``"<name> = <value> pJ: <citation> [<basis>] (<note>)"``.
+
+        With ``used_only`` (default) only the coefficients the formula uses are listed.
+        """
+        keys = self.used_coefficients if used_only else tuple(self.coefficients_pj)
+        return [f"{k} = {self.coefficients_pj[k]:g} pJ: {self.sources[k]}" for k in keys]
+
+
+@dataclass(frozen=True)
+class HardwareTarget:
+    """One neuromorphic chip: per-core limits, fixed-point formats, timing and energy models.
+
+    Read it with :func:`load_target`; every numeric field has an entry in ``sources`` under the
+    field's name (energy coefficients under ``"energy.<model>.<coefficient>"``).
+    """
+
+    name: str
+    description: str
+    path: str  # the TOML file the target was read from
+    # per core
+    max_neurons_per_core: int
+    max_neuron_groups_per_core: int  # distinct neuron parameter sets (populations) per core
+    max_in_axons_per_core: int
+    max_out_axons_per_core: int
+    # per chip / board
+    cores_per_chip: int
+    max_chips: int
+    # fixed-point formats
+    weight_bits: int  # stored weight bits, incl. sign for mixed-sign weights
+    state_bits: int  # neuron current/voltage (u, v) width
+    threshold_mant_bits: int
+    decay_bits: int  # du, dv in 0 .. 2**decay_bits - 1
+    bias_mant_bits: int  # incl. sign
+    bias_exp_max: int
+    max_synaptic_delay: int  # time steps
+    graded_spike_bits: int  # spike payload width; 0 = binary spikes only
+    # synapse memory (nengo-loihi bits_per_axon packing model)
+    synapse_word_bits: int
+    synapse_words_per_core: int
+    synapse_group_max: int  # synapses per group (one header each)
+    synapse_group_header_bits: int
+    synapse_index_bits_min: int  # sparse index width for a destination span of 1 .. 2**min
+    synapse_index_bits_max: int  # widest sparse index
+    weight_sharing: bool  # whether shared (conv/token-parallel) weights are stored once
+    # timing (for the latency estimate)
+    time_per_synop_ns: float
+    time_per_neuron_update_active_ns: float
+    time_per_neuron_update_inactive_ns: float
+    barrier_ns: float  # per algorithmic time step
+    # energy and provenance
+    energy_models: Mapping[str, EnergyModel] = field(default_factory=lambda: MappingProxyType({}))
+    sources: Mapping[str, Source] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def synapse_memory_bits_per_core(self) -> int:
+        """Synapse memory of one core in bits (``synapse_word_bits * synapse_words_per_core``)."""
+        return self.synapse_word_bits * self.synapse_words_per_core
+
+    @property
+    def max_cores(self) -> int:
+        """Cores available to one program (``cores_per_chip * max_chips``)."""
+        return self.cores_per_chip * self.max_chips
+
+    def source_of(self, field_name: str) -> Source:
+        """The :class:`Source` of a numeric field (or ``"energy.<model>.<coefficient>"``)."""
+        try:
+            return self.sources[field_name]
+        except KeyError:
+            raise TargetError(f"target '{self.name}': no source recorded for '{field_name}'") \
+                from None
+
+
+# (field name, dotted TOML key, type, smallest allowed value)
+_FIELDS: tuple[tuple[str, str, type, float], ...] = (
+    ("max_neurons_per_core", "core.max_neurons", int, 1),
+    ("max_neuron_groups_per_core", "core.max_neuron_groups", int, 1),
+    ("max_in_axons_per_core", "core.max_in_axons", int, 1),
+    ("max_out_axons_per_core", "core.max_out_axons", int, 1),
+    ("cores_per_chip", "chip.cores", int, 1),
+    ("max_chips", "chip.max_chips", int, 1),
+    ("weight_bits", "fixed_point.weight_bits", int, 1),
+    ("state_bits", "fixed_point.state_bits", int, 1),
+    ("threshold_mant_bits", "fixed_point.threshold_mant_bits", int, 1),
+    ("decay_bits", "fixed_point.decay_bits", int, 1),
+    ("bias_mant_bits", "fixed_point.bias_mant_bits", int, 1),
+    ("bias_exp_max", "fixed_point.bias_exp_max", int, 0),
+    ("max_synaptic_delay", "fixed_point.max_synaptic_delay", int, 0),
+    ("graded_spike_bits", "fixed_point.graded_spike_bits", int, 0),
+    ("synapse_word_bits", "synapse_memory.word_bits", int, 1),
+    ("synapse_words_per_core", "synapse_memory.words_per_core", int, 1),
+    ("synapse_group_max", "synapse_memory.group_max_synapses", int, 1),
+    ("synapse_group_header_bits", "synapse_memory.group_header_bits", int, 0),
+    ("synapse_index_bits_min", "synapse_memory.index_bits_min", int, 0),
+    ("synapse_index_bits_max", "synapse_memory.index_bits_max", int, 0),
+    ("weight_sharing", "synapse_memory.weight_sharing", bool, 0),
+    ("time_per_synop_ns", "timing.time_per_synop_ns", float, 0),
+    ("time_per_neuron_update_active_ns", "timing.time_per_neuron_update_active_ns", float, 0),
+    ("time_per_neuron_update_inactive_ns", "timing.time_per_neuron_update_inactive_ns", float, 0),
+    ("barrier_ns", "timing.barrier_ns", float, 0),
+)
+_SECTIONS = ("core", "chip", "fixed_point", "synapse_memory", "timing")
+_TOP_LEVEL = frozenset(("name", "description", "energy") + _SECTIONS)
+_VALUE_KEYS = frozenset(("value", "source", "basis", "note"))
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def targets_dir() -> Path:
+    """The directory of the shipped targets, ``<repo>/hw_targets``."""
+    return Path(__file__).resolve().parents[1] / "hw_targets"
+
+
+def target_names() -> list[str]:
+    """Names of the shipped targets (the ``*.toml`` stems in :func:`targets_dir`), sorted."""
+    directory = targets_dir()
+    if not directory.is_dir():
+        return []
+    return sorted(p.stem for p in directory.glob("*.toml"))
+
+
+def load_target(name_or_path: str | Path | HardwareTarget) -> HardwareTarget:
+    """Read a hardware target.
+
+    Parameters
+    ----------
+    name_or_path
+        A shipped target's name (``"loihi2"`` reads ``<repo>/hw_targets/loihi2.toml``), a path
+        to a ``.toml`` file, or an already loaded :class:`HardwareTarget` (returned as is).
+
+    Returns
+    -------
+    HardwareTarget
+
+    Raises
+    ------
+    TargetError
+        The target is unknown, or its file is unreadable, not TOML, lacks a key, has a number
+        without ``source``/``basis``, a value of the wrong type or out of range. The message is
+        one line and names the file and the key.
+    """
+    if isinstance(name_or_path, HardwareTarget):
+        return name_or_path
+    text = str(name_or_path)
+    if isinstance(name_or_path, Path) or text.endswith(".toml"):
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise TargetError(f"target file '{path}': not found; give an existing .toml file "
+                              f"or one of {_choices()}")
+    else:
+        path = targets_dir() / f"{text}.toml"
+        if not _NAME_RE.match(text) or not path.is_file():
+            raise TargetError(f"target '{text}': unknown; choose one of {_choices()} "
+                              f"or give a path to a .toml file")
+    try:
+        raw = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise TargetError(f"target file '{path}': cannot be read ({e})") from e
+    try:
+        data = tomllib.loads(raw)
+    except tomllib.TOMLDecodeError as e:
+        raise TargetError(f"target file '{path}': not valid TOML ({e})") from e
+    return _parse_target(data, str(path))
+
+
+def _choices() -> str:
+    names = target_names()
+    if not names:
+        return "(none shipped)"
+    return ", ".join(names)
+
+
+def _parse_target(data: dict[str, Any], where: str) -> HardwareTarget:
+    unknown = sorted(set(data) - _TOP_LEVEL)
+    if unknown:
+        raise TargetError(f"{where}: unknown key '{unknown[0]}'; allowed top-level keys are "
+                          f"{', '.join(sorted(_TOP_LEVEL))}")
+    name = _string(data, "name", where)
+    description = _string(data, "description", where)
+    for section in _SECTIONS:
+        table = data.get(section)
+        if table is None:
+            raise TargetError(f"{where}: missing key '{section}' (a [{section}] table)")
+        if not isinstance(table, dict):
+            raise TargetError(f"{where}: '{section}' must be a table, got {_type(table)}")
+    known = {key for _, key, _, _ in _FIELDS}
+    for section in _SECTIONS:
+        for key in data[section]:
+            dotted = f"{section}.{key}"
+            if dotted not in known:
+                allowed = [k.split(".", 1)[1] for k in sorted(known)
+                           if k.startswith(section + ".")]
+                raise TargetError(f"{where}: unknown key '{dotted}'; known keys of [{section}] "
+                                  f"are {', '.join(allowed)}")
+
+    values: dict[str, Any] = {}
+    sources: dict[str, Source] = {}
+    for field_name, dotted, kind, minimum in _FIELDS:
+        section, key = dotted.split(".", 1)
+        if key not in data[section]:
+            raise TargetError(f"{where}: missing key '{dotted}'")
+        value, source = _sourced_value(data[section][key], dotted, kind, where)
+        if kind is not bool and value < minimum:
+            raise TargetError(f"{where}: {dotted} ({value}) is below its minimum ({minimum})")
+        values[field_name] = value
+        sources[field_name] = source
+    if values["synapse_index_bits_min"] > values["synapse_index_bits_max"]:
+        raise TargetError(f"{where}: synapse_memory.index_bits_min "
+                          f"({values['synapse_index_bits_min']}) exceeds index_bits_max "
+                          f"({values['synapse_index_bits_max']})")
+
+    energy = data.get("energy")
+    if energy is None:
+        raise TargetError(f"{where}: missing key 'energy' (at least one [energy.<model>] table)")
+    if not isinstance(energy, dict) or not energy:
+        raise TargetError(f"{where}: 'energy' must hold at least one [energy.<model>] table")
+    models: dict[str, EnergyModel] = {}
+    for model_name, table in energy.items():
+        model = _parse_energy_model(model_name, table, where)
+        models[model_name] = model
+        for coef, source in model.sources.items():
+            sources[f"energy.{model_name}.{coef}"] = source
+
+    return HardwareTarget(name=name, description=description, path=where, **values,
+                          energy_models=MappingProxyType(models),
+                          sources=MappingProxyType(sources))
+
+
+def _parse_energy_model(model_name: str, table: Any, where: str) -> EnergyModel:
+    prefix = f"energy.{model_name}"
+    if not isinstance(table, dict):
+        raise TargetError(f"{where}: '{prefix}' must be a table, got {_type(table)}")
+    formula = _string(table, "formula", where, prefix)
+    if formula not in ENERGY_FORMULAS:
+        raise TargetError(f"{where}: {prefix}.formula '{formula}' is unknown; choose one of "
+                          f"{', '.join(ENERGY_FORMULAS)}")
+    description = _string(table, "description", where, prefix)
+    coefficients: dict[str, float] = {}
+    sources: dict[str, Source] = {}
+    for key, entry in table.items():
+        if key in ("formula", "description"):
+            continue
+        if not key.endswith("_pj"):
+            raise TargetError(f"{where}: {prefix}.{key}: energy coefficients are named "
+                              f"'<what>_pj' (picojoules)")
+        value, source = _sourced_value(entry, f"{prefix}.{key}", float, where)
+        if value < 0:
+            raise TargetError(f"{where}: {prefix}.{key} ({value}) is negative")
+        coefficients[key] = value
+        sources[key] = source
+    for key in ENERGY_FORMULAS[formula]:
+        if key not in coefficients:
+            raise TargetError(f"{where}: missing key '{prefix}.{key}' "
+                              f"(formula '{formula}' needs {', '.join(ENERGY_FORMULAS[formula])})")
+    return EnergyModel(name=model_name, formula=formula, description=description,
+                       coefficients_pj=MappingProxyType(coefficients),
+                       sources=MappingProxyType(sources))
+
+
+def _sourced_value(entry: Any, dotted: str, kind: type, where: str) -> tuple[Any, Source]:
+    """Check one ``{ value, source, basis[, note] }`` table and return (value, Source)."""
+    if not isinstance(entry, dict):
+        raise TargetError(f"{where}: {dotted}: number without a source; write "
+                          f"{{ value = {_toml_repr(entry)}, source = \"...\", "
+                          f"basis = \"published\" }}")
+    for required in ("value", "source", "basis"):
+        if required not in entry:
+            raise TargetError(f"{where}: missing key '{dotted}.{required}'")
+    extra = sorted(set(entry) - _VALUE_KEYS)
+    if extra:
+        raise TargetError(f"{where}: {dotted}: unknown key '{extra[0]}'; "
+                          f"allowed are value, source, basis, note")
+    value, citation, basis = entry["value"], entry["source"], entry["basis"]
+    if not isinstance(citation, str) or not citation.strip():
+        raise TargetError(f"{where}: {dotted}.source must be a non-empty string")
+    if basis not in BASES:
+        raise TargetError(f"{where}: {dotted}.basis {basis!r} is not one of {', '.join(BASES)}")
+    note = entry.get("note", "")
+    if not isinstance(note, str):
+        raise TargetError(f"{where}: {dotted}.note must be a string, got {_type(note)}")
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and math.isfinite(value)
+        if ok:
+            value = float(value)
+    if not ok:
+        expected = {bool: "a boolean", int: "an integer", float: "a finite number"}[kind]
+        raise TargetError(f"{where}: {dotted}.value: expected {expected}, "
+                          f"got {_type(value)} ({value!r})")
+    return value, Source(citation=citation.strip(), basis=basis, key=dotted, note=note.strip())
+
+
+def _string(table: dict[str, Any], key: str, where: str, prefix: str = "") -> str:
+    dotted = f"{prefix}.{key}" if prefix else key
+    if key not in table:
+        raise TargetError(f"{where}: missing key '{dotted}'")
+    value = table[key]
+    if not isinstance(value, str) or not value.strip():
+        raise TargetError(f"{where}: {dotted} must be a non-empty string, got {_type(value)}")
+    return value.strip()
+
+
+def _toml_repr(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, (int, float)) else "..."
+
+
+def _type(value: Any) -> str:
+    return {dict: "table", list: "array", str: "string", bool: "boolean", int: "integer",
+            float: "float"}.get(type(value), type(value).__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# Synapse memory model
+# ---------------------------------------------------------------------------------------------
+
+def synapse_index_bits(span: int, target: HardwareTarget) -> int:
+    """Width of the per-synapse index of a sparse synapse entry.
+
+    ``clip(ceil(log2(span)), index_bits_min, index_bits_max)``: the index addresses one of
+    ``span`` destination neurons; widths below the minimum are rounded up to it, as in
+    nengo-loihi's ``INDEX_BITS_MAP = [0, 6, 7, ..., 12]``.
+
+    Raises
+    ------
+    CapacityError
+        ``span`` needs more than ``synapse_index_bits_max`` bits.
+    """
+    span = int(span)
+    if span < 1:
+        return target.synapse_index_bits_min
+    needed = max(0, math.ceil(math.log2(span)))
+    if needed > target.synapse_index_bits_max:
+        raise CapacityError(
+            f"synapse block: destination span ({span}) exceeds the addressable neurons of a "
+            f"{target.synapse_index_bits_max}-bit index ({2 ** target.synapse_index_bits_max}); "
+            f"split the destination population")
+    return max(needed, target.synapse_index_bits_min)
+
+
+def synapse_memory_bits(fan_in_counts, target: HardwareTarget, *, sparse: bool,
+                        span: int | None = None) -> int:
+    """Synapse memory one core needs for a set of input axons, in bits.
+
+    The packing model of nengo-loihi's ``SynapseConfig.bits_per_axon``. Each input axon
+    ``a`` stores ``s_a`` synapse entries, split into groups of at most
+    ``G = target.synapse_group_max``; every group costs a header plus its entries and is rounded
+    up to whole memory words::
+
+        b        = weight_bits + (index_bits if sparse else 0)      # bits per entry
+        words(n) = ceil((header_bits + n * b) / word_bits)          # one group of n entries
+        bits     = word_bits * sum_a [ (s_a // G) * words(G) + words(s_a % G) ]   (words(0) = 0)
+
+    with ``s_a = n_a`` (the nonzero synapses) for sparse storage and ``s_a = span`` (the full
+    row, zeros included, no index) for dense storage. An axon with ``n_a = 0`` is not routed to
+    the core and costs nothing in either format. No delay or learning-tag bits are stored
+    (nmc-deploy programs use no synaptic delays or learning).
+
+    Parameters
+    ----------
+    fan_in_counts
+        Integer array-like, one entry per input axon of the core: the number of nonzero
+        synapses from that axon to neurons on this core.
+    target
+        Supplies ``weight_bits``, ``synapse_word_bits``, ``synapse_group_max``,
+        ``synapse_group_header_bits`` and the index-width range.
+    sparse
+        True: store only nonzero synapses, each with an index (:func:`synapse_index_bits`).
+        False: store every synapse of the axon's full span, without an index.
+    span
+        Number of destination neurons on this core an axon can address (the width of a dense
+        row). Default: the largest entry of ``fan_in_counts``.
+
+    Returns
+    -------
+    int
+        Bits, a multiple of ``target.synapse_word_bits``.
+    """
+    counts = np.asarray(fan_in_counts)
+    if counts.size == 0:
+        return 0
+    if not np.issubdtype(counts.dtype, np.integer):
+        if not np.all(np.equal(np.mod(counts, 1), 0)):
+            raise LoweringError("fan_in_counts: expected integer synapse counts")
+        counts = counts.astype(np.int64)
+    counts = counts.astype(np.int64, copy=False).ravel()
+    if counts.min() < 0:
+        raise LoweringError(f"fan_in_counts: counts must be >= 0, got {int(counts.min())}")
+    max_count = int(counts.max())
+    span = max_count if span is None else int(span)
+    if span < max_count:
+        raise LoweringError(f"span ({span}) is smaller than the largest fan-in count "
+                            f"({max_count})")
+
+    if sparse:
+        stored = counts
+        entry_bits = target.weight_bits + synapse_index_bits(span, target)
+    else:
+        stored = np.where(counts > 0, span, 0).astype(np.int64)
+        entry_bits = target.weight_bits
+    group = target.synapse_group_max
+    header = target.synapse_group_header_bits
+    word = target.synapse_word_bits
+
+    full_groups, rest = np.divmod(stored, group)
+    words_full_group = -(-(header + group * entry_bits) // word)
+    words_rest = np.where(rest > 0, -(-(header + rest * entry_bits) // word), 0)
+    words = full_groups * words_full_group + words_rest
+    return int(words.sum()) * word
