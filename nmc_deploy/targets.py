@@ -15,17 +15,47 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from .errors import CapacityError, LoweringError, TargetError
 
 __all__ = [
-    "BASES", "ENERGY_FORMULAS", "Source", "EnergyModel", "HardwareTarget",
+    "ReadOnlyMapping", "BASES", "ENERGY_FORMULAS", "Source", "EnergyModel", "HardwareTarget",
     "load_target", "target_names", "targets_dir", "synapse_index_bits", "synapse_memory_bits",
 ]
+
+
+class ReadOnlyMapping(Mapping):
+    """An immutable mapping that, unlike ``types.MappingProxyType``, pickles and deep-copies."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping | None = None):
+        object.__setattr__(self, "_data", dict(data or {}))
+
+    def __getitem__(self, key):
+        return self._data[key]
+
+    def __iter__(self) -> Iterator:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("ReadOnlyMapping is immutable")
+
+    def __reduce__(self):
+        return (ReadOnlyMapping, (self._data,))
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._data.items()))
+
+    def __repr__(self) -> str:
+        return f"ReadOnlyMapping({self._data!r})"
+
 
 #: Allowed values of ``basis``: how a number is known.
 BASES = ("published", "inferred", "assumption")
@@ -34,7 +64,7 @@ BASES = ("published", "inferred", "assumption")
 #: ``mac_ac``:    E = e_mac_pj * encoding MACs + e_ac_pj * all other synaptic ops (Spikformer).
 #: ``per_event``: E = e_synop_pj * synaptic ops + e_neuron_update_{active,inactive}_pj * updates
 #:                + e_spike_within_tile_pj * spikes (Davies et al. 2018, Table 2).
-ENERGY_FORMULAS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+ENERGY_FORMULAS: Mapping[str, tuple[str, ...]] = ReadOnlyMapping({
     "mac_ac": ("e_mac_pj", "e_ac_pj"),
     "per_event": ("e_synop_pj", "e_neuron_update_active_pj", "e_neuron_update_inactive_pj",
                   "e_spike_within_tile_pj"),
@@ -133,8 +163,8 @@ class HardwareTarget:
     time_per_neuron_update_inactive_ns: float
     barrier_ns: float  # per algorithmic time step
     # energy and provenance
-    energy_models: Mapping[str, EnergyModel] = field(default_factory=lambda: MappingProxyType({}))
-    sources: Mapping[str, Source] = field(default_factory=lambda: MappingProxyType({}))
+    energy_models: Mapping[str, EnergyModel] = field(default_factory=lambda: ReadOnlyMapping({}))
+    sources: Mapping[str, Source] = field(default_factory=lambda: ReadOnlyMapping({}))
 
     @property
     def synapse_memory_bits_per_core(self) -> int:
@@ -305,8 +335,8 @@ def _parse_target(data: dict[str, Any], where: str) -> HardwareTarget:
             sources[f"energy.{model_name}.{coef}"] = source
 
     return HardwareTarget(name=name, description=description, path=where, **values,
-                          energy_models=MappingProxyType(models),
-                          sources=MappingProxyType(sources))
+                          energy_models=ReadOnlyMapping(models),
+                          sources=ReadOnlyMapping(sources))
 
 
 def _parse_energy_model(model_name: str, table: Any, where: str) -> EnergyModel:
@@ -336,8 +366,8 @@ def _parse_energy_model(model_name: str, table: Any, where: str) -> EnergyModel:
             raise TargetError(f"{where}: missing key '{prefix}.{key}' "
                               f"(formula '{formula}' needs {', '.join(ENERGY_FORMULAS[formula])})")
     return EnergyModel(name=model_name, formula=formula, description=description,
-                       coefficients_pj=MappingProxyType(coefficients),
-                       sources=MappingProxyType(sources))
+                       coefficients_pj=ReadOnlyMapping(coefficients),
+                       sources=ReadOnlyMapping(sources))
 
 
 def _sourced_value(entry: Any, dotted: str, kind: type, where: str) -> tuple[Any, Source]:

@@ -55,6 +55,49 @@ def spike_with_sigmoid_surrogate(x: torch.Tensor, alpha: float = 4.0) -> torch.T
     return _SigmoidSurrogateSpike.apply(x, alpha)
 
 
+class _MultiStepLIFFunction(torch.autograd.Function):
+    """The whole LIF time loop as one autograd node (forward and hand-written BPTT).
+
+    Forward is the loop of :class:`MultiStepLIF`. Backward, with the reset detached::
+
+        g_h[t] = dL/ds[t] * sg'(h[t] - v_threshold) + g_v[t] * (1 - s[t])
+        dL/dx[t] = g_h[t] / tau
+        g_v[t-1] = g_h[t] * (1 - 1 / tau)
+
+    which is what autograd computes on the step-by-step graph, at a fraction of the
+    Python overhead (one node instead of about eight per step).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, tau: float, v_threshold: float, alpha: float):
+        v = torch.zeros_like(x[0])
+        spikes = torch.empty_like(x)
+        h_minus_th = torch.empty_like(x)
+        for t in range(x.shape[0]):
+            h = v + (x[t] - v) / tau
+            h_minus_th[t] = h - v_threshold
+            s = (h_minus_th[t] >= 0).to(x.dtype)
+            spikes[t] = s
+            v = h * (1.0 - s)
+        ctx.save_for_backward(h_minus_th, spikes)
+        ctx.tau, ctx.alpha = tau, alpha
+        return spikes
+
+    @staticmethod
+    def backward(ctx, grad_spikes: torch.Tensor):
+        h_minus_th, spikes = ctx.saved_tensors
+        sig = torch.sigmoid(ctx.alpha * h_minus_th)
+        grad_h_direct = grad_spikes * (ctx.alpha * sig * (1.0 - sig))
+        keep = 1.0 - spikes
+        grad_x = torch.empty_like(grad_h_direct)
+        grad_v = torch.zeros_like(grad_h_direct[0])
+        for t in reversed(range(grad_x.shape[0])):
+            grad_h = grad_h_direct[t] + grad_v * keep[t]
+            grad_x[t] = grad_h / ctx.tau
+            grad_v = grad_h * (1.0 - 1.0 / ctx.tau)
+        return grad_x, None, None, None
+
+
 class MultiStepLIF(nn.Module):
     r"""Leaky integrate-and-fire neuron run over a leading time axis, hard reset to zero.
 
@@ -99,14 +142,7 @@ class MultiStepLIF(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Run the neuron over ``x`` of shape ``(T, ...)``; return spikes of the same shape."""
-        v = torch.zeros_like(x[0])
-        spikes = []
-        for x_t in x:
-            h = v + (x_t - v) / self.tau
-            s = spike_with_sigmoid_surrogate(h - self.v_threshold, self.surrogate_alpha)
-            v = h * (1.0 - s.detach())
-            spikes.append(s)
-        return torch.stack(spikes)
+        return _MultiStepLIFFunction.apply(x, self.tau, self.v_threshold, self.surrogate_alpha)
 
     def extra_repr(self) -> str:
         return (f"tau={self.tau}, v_threshold={self.v_threshold}, "

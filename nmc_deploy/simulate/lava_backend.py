@@ -1,0 +1,130 @@
+"""Run a compiled program with real Lava Processes on ``Loihi2SimCfg(select_tag='fixed_pt')``.
+
+The only module of nmc-deploy (besides the custom processes in ``lava_procs``) that
+imports Lava. Mapping:
+
+* input: ``RingBuffer`` source with the integer pixels of every sample, repeated T times;
+* population: ``LIFReset`` (PyLifResetModelBitAcc) with ``reset_interval = T`` and
+  ``reset_offset = (1 + depth) % T``, so u and v are zeroed at the first step of each
+  sample window of that depth (deployment decision 2);
+* synapse group: ``Sparse`` (delay 0) or ``DelaySparse`` (delay > 0), with the program's
+  integer weights, ``weight_exp``, ``num_weight_bits=8`` and ``num_message_bits``;
+* attention op: our ``SpikeAttention`` Process, whose output drives the attention LIF;
+* recording: one ``SpikeRecorder`` per population writes its raster to a temporary file.
+
+Samples run back to back with period T: a population of depth d holds sample k, step t at
+Lava time step ``1 + d + k T + t``. The run lasts ``n T + pipeline depth`` steps.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..compat import lava311
+from ..compile.program import INPUT, Program
+from ..errors import SimulationError
+from .reference import SimulationResult, _readout
+
+lava311.install()
+
+from lava.magma.core.run_conditions import RunSteps  # noqa: E402
+from lava.magma.core.run_configs import Loihi2SimCfg  # noqa: E402
+from lava.proc.io.source import RingBuffer  # noqa: E402
+from lava.proc.lif.process import LIFReset  # noqa: E402
+from lava.proc.sparse.process import DelaySparse, Sparse  # noqa: E402
+
+from .lava_procs.processes import (PyDelaySparseModelBitAccCached, SpikeAttention,  # noqa: E402
+                                   SpikeRecorder)
+
+__all__ = ["simulate_lava", "build_network", "run_config"]
+
+
+def build_network(program: Program, images: np.ndarray, record_dir: Path):
+    """Create and connect the Lava Processes; returns ``(source, recorders, num_steps)``."""
+    T = program.time_steps
+    n = images.shape[0]
+    num_steps = n * T + program.pipeline_depth
+    pixels = np.asarray(images, np.int64).reshape(n, -1)
+    data = np.repeat(pixels, T, axis=0).T.astype(np.int32)  # (n_in, n*T), sample-major
+    source = RingBuffer(data=data)
+    lifs = {}
+    for p in program.populations:
+        lifs[p.name] = LIFReset(
+            shape=(p.size,), du=p.du, dv=p.dv, vth=p.vth,
+            bias_mant=np.asarray(p.bias_mant, np.int64).astype(np.int32),
+            bias_exp=np.full(p.size, p.bias_exp, np.int32),
+            reset_interval=T, reset_offset=(1 + p.depth) % T, name=p.name)
+    ops = {op.name: op for op in program.attention}
+    attention = {}
+    for g in program.groups:
+        if g.kind == "attention":
+            op = ops[g.source]
+            proc = SpikeAttention(dim=op.dim, n_tokens=op.n_tokens, num_heads=op.num_heads,
+                                  weight=int(g.weights.diagonal()[0]),
+                                  weight_exp=g.weight_exp, name=op.name)
+            lifs[op.q].s_out.connect(proc.q_in)
+            lifs[op.k].s_out.connect(proc.k_in)
+            lifs[op.v].s_out.connect(proc.v_in)
+            proc.a_out.connect(lifs[g.target].a_in)
+            attention[op.name] = proc
+            continue
+        kwargs = dict(weights=g.weights.astype(np.int32), weight_exp=g.weight_exp,
+                      num_weight_bits=8, num_message_bits=g.num_message_bits, name=g.name)
+        syn = DelaySparse(delays=g.delay, max_delay=g.delay, **kwargs) if g.delay else \
+            Sparse(**kwargs)
+        src = source if g.source == INPUT else lifs[g.source]
+        src.s_out.connect(syn.s_in)
+        syn.a_out.connect(lifs[g.target].a_in)
+    recorders = {}
+    for i, p in enumerate(program.populations):
+        rec = SpikeRecorder(shape=(p.size,), num_steps=num_steps,
+                            path=str(record_dir / f"pop{i}.npy"), name=f"rec:{p.name}")
+        lifs[p.name].s_out.connect(rec.a_in)
+        recorders[p.name] = (rec, record_dir / f"pop{i}.npy")
+    return source, recorders, num_steps
+
+
+def run_config(cache_delay_weights: bool = True) -> Loihi2SimCfg:
+    """``Loihi2SimCfg(select_tag='fixed_pt')``; optionally with the cached DelaySparse model."""
+    exceptions = {DelaySparse: PyDelaySparseModelBitAccCached} if cache_delay_weights else {}
+    return Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=exceptions)
+
+
+def simulate_lava(program: Program, images: np.ndarray, *,
+                  cache_delay_weights: bool = True) -> SimulationResult:
+    """Run ``program`` on ``images`` (B, C, H, W) in Lava; spikes in sample time like
+    :func:`~nmc_deploy.simulate.reference.simulate_reference`."""
+    images = np.asarray(images)
+    T = program.time_steps
+    n = images.shape[0]
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="nmc-lava-") as tmp:
+        tmp = Path(tmp)
+        source, recorders, num_steps = build_network(program, images, tmp)
+        try:
+            source.run(condition=RunSteps(num_steps=num_steps, blocking=True),
+                       run_cfg=run_config(cache_delay_weights))
+        except Exception as exc:
+            raise SimulationError(f"lava: run failed ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0][:120] if str(exc) else ''})") from exc
+        finally:
+            try:
+                source.stop()
+            except Exception:
+                pass
+        spikes = {}
+        for p in program.populations:
+            path = recorders[p.name][1]
+            if not path.exists():
+                raise SimulationError(f"lava: population '{p.name}' recorded nothing")
+            raster = np.unpackbits(np.load(path), axis=1, count=p.size).astype(bool)
+            window = raster[p.depth:p.depth + n * T]  # Lava step 1+d+kT+t -> row d+kT+t
+            spikes[p.name] = window.reshape(n, T, p.size).transpose(1, 0, 2)
+    counts = {k: s.sum(axis=0).astype(np.int64) for k, s in spikes.items()}
+    logits = _readout(program.readout, counts, T, n)
+    stats = {"backend": "lava", "samples": n, "time_steps": T, "lava_steps": num_steps,
+             "seconds": time.perf_counter() - t0}
+    return SimulationResult(spikes, counts, logits, stats)

@@ -1,0 +1,113 @@
+"""Lava Processes that Lava does not provide, each with a ``fixed_pt`` ProcessModel.
+
+SpikeAttention
+    The spiking self-attention core as a synapse-like stage (a Loihi 2 programmable-neuron
+    unit in hardware terms): per step it receives binary q, k, v of shape (dim*n_tokens,)
+    in (dim, n_tokens) C-order, computes per head ``C_h = (Q_h K_h^T) V_h`` and sends
+    ``(weight * C) << weight_exp`` (``>>`` if negative) on the *next* step, like Sparse.
+SpikeRecorder
+    Stores the spikes it receives each step and, at step ``num_steps``, writes them as a
+    bit-packed ``.npy`` file (one row per step). This avoids ``Var.get``, which moves
+    values one at a time over a pipe.
+"""
+import numpy as np
+
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.process.variable import Var
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+from nmc_deploy.simulate.kernels import attention_counts
+
+
+class SpikeAttention(AbstractProcess):
+    """Spiking self-attention product; see the module docstring for the dynamics."""
+
+    def __init__(self, *, dim: int, n_tokens: int, num_heads: int, weight: int,
+                 weight_exp: int, name: str = None):
+        super().__init__(dim=dim, n_tokens=n_tokens, num_heads=num_heads, weight=weight,
+                         weight_exp=weight_exp, name=name)
+        n = dim * n_tokens
+        self.q_in = InPort(shape=(n,))
+        self.k_in = InPort(shape=(n,))
+        self.v_in = InPort(shape=(n,))
+        self.a_out = OutPort(shape=(n,))
+        self.a_buff = Var(shape=(n,), init=0)
+
+
+@implements(proc=SpikeAttention, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PySpikeAttentionModelFixed(PyLoihiProcessModel):
+    q_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=1)
+    k_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=1)
+    v_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=1)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    a_buff: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+
+    def run_spk(self):
+        p = self.proc_params
+        self.a_out.send(self.a_buff)  # last step's product: one step of delay, like Sparse
+        q = self.q_in.recv()[None, :]
+        k = self.k_in.recv()[None, :]
+        v = self.v_in.recv()[None, :]
+        counts, _ = attention_counts(q, k, v, p["num_heads"], p["dim"], p["n_tokens"])
+        a = counts[0] * int(p["weight"])
+        e = int(p["weight_exp"])
+        self.a_buff = (a << e if e > 0 else a >> -e).astype(np.int32)
+
+
+class SpikeRecorder(AbstractProcess):
+    """Record binary spikes of ``shape`` for ``num_steps`` steps into ``path`` (.npy)."""
+
+    def __init__(self, *, shape, num_steps: int, path: str, name: str = None):
+        super().__init__(shape=shape, num_steps=num_steps, path=path, name=name)
+        self.a_in = InPort(shape=shape)
+
+
+@implements(proc=SpikeRecorder, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PySpikeRecorderModel(PyLoihiProcessModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=1)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        n = int(np.prod(proc_params["shape"]))
+        self._buffer = np.zeros((int(proc_params["num_steps"]), n), dtype=bool)
+
+    def run_spk(self):
+        s = self.a_in.recv()
+        step = self.time_step - 1
+        if step < self._buffer.shape[0]:
+            self._buffer[step] = s != 0
+        if self.time_step == self._buffer.shape[0]:
+            np.save(self.proc_params["path"], np.packbits(self._buffer, axis=1))
+
+
+from lava.proc.sparse.models import PyDelaySparseModelBitAcc  # noqa: E402
+
+
+class PyDelaySparseModelBitAccCached(PyDelaySparseModelBitAcc):
+    """Lava's bit-accurate DelaySparse model with its per-delay weight matrix built once.
+
+    Lava 0.10.0 rebuilds that matrix (sparse item assignment over every synapse) on every
+    step, which costs seconds per step for a few thousand synapses. Weights and delays are
+    static here, so the matrix is computed on the first step and reused; the arithmetic is
+    unchanged (tests/simulate/test_lava_backend.py compares both models spike for spike).
+    Used through ``exception_proc_model_map``; the decorators are inherited.
+    """
+
+    _delay_wgts = None
+
+    def calc_act(self, s_in) -> np.ndarray:
+        if self._delay_wgts is None:
+            self._delay_wgts = self.get_delay_wgts_mat(self.weights, self.delays,
+                                                       self.a_buff.shape[-1] - 1)
+        return np.reshape(self._delay_wgts * s_in,
+                          (self.a_buff.shape[-1], self.weights.shape[0])).T

@@ -1,0 +1,369 @@
+"""Hardware targets: loading, provenance of every number, errors, synapse-memory model."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nmc_deploy.errors import CapacityError, TargetError
+from nmc_deploy.targets import (
+    BASES, ENERGY_FORMULAS, HardwareTarget, load_target, synapse_index_bits,
+    synapse_memory_bits, target_names, targets_dir,
+)
+
+SHIPPED = ("loihi1", "loihi2")
+
+
+@pytest.fixture(scope="module")
+def loihi1() -> HardwareTarget:
+    return load_target("loihi1")
+
+
+@pytest.fixture(scope="module")
+def loihi2() -> HardwareTarget:
+    return load_target("loihi2")
+
+
+def _numeric_fields(target: HardwareTarget) -> list[str]:
+    return [f.name for f in dataclasses.fields(target)
+            if isinstance(getattr(target, f.name), (bool, int, float))]
+
+
+def _write_variant(tmp_path: Path, old: str, new: str, name: str = "variant.toml") -> Path:
+    """A copy of loihi2.toml with one exact line fragment replaced."""
+    text = (targets_dir() / "loihi2.toml").read_text(encoding="utf-8")
+    if old not in text:
+        raise RuntimeError(f"test setup: {old!r} not found in loihi2.toml")
+    path = tmp_path / name
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return path
+
+
+def _line_of(key: str) -> str:
+    """The full line defining ``key`` in loihi2.toml."""
+    text = (targets_dir() / "loihi2.toml").read_text(encoding="utf-8")
+    return next(line for line in text.splitlines() if line.startswith(f"{key} = "))
+
+
+# ---------------------------------------------------------------------------------------------
+# loading and provenance
+# ---------------------------------------------------------------------------------------------
+
+def test_shipped_targets_are_listed():
+    assert set(SHIPPED) <= set(target_names())
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_target_loads_by_name_and_by_path(name):
+    by_name = load_target(name)
+    by_path = load_target(targets_dir() / f"{name}.toml")
+    by_str_path = load_target(str(targets_dir() / f"{name}.toml"))
+    assert by_name.name == by_path.name == by_str_path.name == name
+    assert by_name.max_neurons_per_core == by_path.max_neurons_per_core
+    assert load_target(by_name) is by_name
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_number_has_a_source_and_basis(name):
+    target = load_target(name)
+    numeric = _numeric_fields(target)
+    assert len(numeric) >= 25
+    for field_name in numeric:
+        source = target.source_of(field_name)
+        assert source.basis in BASES, field_name
+        assert source.citation.strip(), field_name
+        assert source.key.count(".") == 1, field_name
+    for model in target.energy_models.values():
+        assert set(ENERGY_FORMULAS[model.formula]) <= set(model.coefficients_pj)
+        for key, value in model.coefficients_pj.items():
+            assert value >= 0
+            assert model.sources[key].basis in BASES
+            assert model.sources[key].citation.strip()
+            assert target.sources[f"energy.{model.name}.{key}"] is model.sources[key]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_energy_models_of_shipped_targets(name):
+    target = load_target(name)
+    assert set(target.energy_models) == {"cmos45nm", "loihi_davies2018"}
+    cmos = target.energy_models["cmos45nm"]
+    assert cmos.formula == "mac_ac"
+    assert cmos.coefficients_pj["e_mac_pj"] == 4.6 and cmos.coefficients_pj["e_ac_pj"] == 0.9
+    loihi = target.energy_models["loihi_davies2018"]
+    assert loihi.formula == "per_event"
+    assert loihi.coefficients_pj["e_synop_pj"] == 23.6
+    assert loihi.coefficients_pj["e_neuron_update_active_pj"] == 81.0
+    assert loihi.coefficients_pj["e_neuron_update_inactive_pj"] == 52.0
+    assert loihi.coefficients_pj["e_spike_within_tile_pj"] == 1.7
+    # the citations list only what the formula uses
+    assert [c.split(" =")[0] for c in loihi.citations()] == list(loihi.used_coefficients)
+
+
+def test_loihi1_limits_and_provenance(loihi1):
+    assert loihi1.max_neurons_per_core == 1024
+    assert loihi1.max_in_axons_per_core == loihi1.max_out_axons_per_core == 4096
+    assert loihi1.synapse_memory_bits_per_core == 16384 * 64
+    assert loihi1.cores_per_chip == 128 and loihi1.max_cores == 128
+    assert loihi1.graded_spike_bits == 0
+    assert loihi1.weight_sharing is False
+    assert loihi1.source_of("max_neurons_per_core").basis == "published"
+    assert loihi1.source_of("max_chips").basis == "assumption"
+    assert loihi1.energy_models["loihi_davies2018"].sources["e_synop_pj"].basis == "published"
+
+
+def test_loihi2_limits_and_provenance(loihi2):
+    assert loihi2.max_neurons_per_core == 4095
+    assert loihi2.max_neuron_groups_per_core == 8
+    assert loihi2.max_in_axons_per_core == 16000
+    assert loihi2.synapse_memory_bits_per_core == 12000 * 32
+    assert loihi2.graded_spike_bits == 24
+    assert loihi2.max_synaptic_delay == 62
+    assert loihi2.source_of("max_neurons_per_core").basis == "inferred"
+    assert loihi2.source_of("time_per_synop_ns").basis == "assumption"
+    davies = loihi2.energy_models["loihi_davies2018"]
+    assert {s.basis for s in davies.sources.values()} == {"assumption"}
+
+
+def test_target_is_frozen(loihi2):
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        loihi2.max_neurons_per_core = 1  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        loihi2.energy_models["x"] = None  # type: ignore[index]
+    with pytest.raises(TypeError):
+        loihi2.sources["x"] = None  # type: ignore[index]
+
+
+def test_target_pickles_copies_and_hashes(loihi2):
+    import copy
+    import pickle
+    clone = pickle.loads(pickle.dumps(loihi2))
+    assert clone == loihi2 and hash(clone) == hash(loihi2)
+    assert copy.deepcopy(loihi2) == loihi2
+    assert clone.energy_models["cmos45nm"].coefficients_pj["e_mac_pj"] == 4.6
+    assert load_target("loihi1") != loihi2
+
+
+# ---------------------------------------------------------------------------------------------
+# errors
+# ---------------------------------------------------------------------------------------------
+
+def _one_line(excinfo) -> str:
+    message = str(excinfo.value)
+    assert "\n" not in message
+    return message
+
+
+def test_unknown_target_name():
+    with pytest.raises(TargetError) as excinfo:
+        load_target("loihi3")
+    assert _one_line(excinfo) == ("target 'loihi3': unknown; choose one of loihi1, loihi2 "
+                                  "or give a path to a .toml file")
+
+
+def test_target_name_cannot_escape_the_directory():
+    with pytest.raises(TargetError, match="unknown"):
+        load_target("../pyproject")
+
+
+def test_missing_target_file(tmp_path):
+    with pytest.raises(TargetError) as excinfo:
+        load_target(tmp_path / "nope.toml")
+    assert "nope.toml" in _one_line(excinfo) and "not found" in str(excinfo.value)
+
+
+def test_invalid_toml_names_the_line(tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text('name = "x"\n[core\nmax_neurons = 3\n', encoding="utf-8")
+    with pytest.raises(TargetError) as excinfo:
+        load_target(path)
+    message = _one_line(excinfo)
+    assert "not valid TOML" in message and re.search(r"line 2", message)
+
+
+def test_missing_key_is_named(tmp_path):
+    path = _write_variant(tmp_path, _line_of("max_neurons") + "\n", "")
+    with pytest.raises(TargetError) as excinfo:
+        load_target(path)
+    assert _one_line(excinfo).endswith("missing key 'core.max_neurons'")
+
+
+def test_missing_energy_coefficient_is_named(tmp_path):
+    path = _write_variant(tmp_path, _line_of("e_ac_pj") + "\n", "")
+    with pytest.raises(TargetError, match=r"missing key 'energy\.cmos45nm\.e_ac_pj'"):
+        load_target(path)
+
+
+def test_number_without_source(tmp_path):
+    path = _write_variant(tmp_path, _line_of("max_neurons"), "max_neurons = 4096")
+    with pytest.raises(TargetError) as excinfo:
+        load_target(path)
+    message = _one_line(excinfo)
+    assert "core.max_neurons: number without a source" in message
+    assert "value = 4096" in message
+
+
+def test_value_table_without_source_or_basis(tmp_path):
+    path = _write_variant(tmp_path, _line_of("max_neurons"),
+                          'max_neurons = { value = 4096, basis = "published" }')
+    with pytest.raises(TargetError, match=r"missing key 'core\.max_neurons\.source'"):
+        load_target(path)
+    path = _write_variant(tmp_path, _line_of("max_neurons"),
+                          'max_neurons = { value = 4096, source = "x" }', "b.toml")
+    with pytest.raises(TargetError, match=r"missing key 'core\.max_neurons\.basis'"):
+        load_target(path)
+
+
+def test_wrong_types(tmp_path):
+    path = _write_variant(tmp_path, "value = 4095,", 'value = "4095",')
+    with pytest.raises(TargetError) as excinfo:
+        load_target(path)
+    assert "core.max_neurons.value: expected an integer, got string" in _one_line(excinfo)
+    path = _write_variant(tmp_path, "value = 4095,", "value = 4095.5,", "float.toml")
+    with pytest.raises(TargetError, match="expected an integer, got float"):
+        load_target(path)
+    path = _write_variant(tmp_path, "value = 3.5,", "value = true,", "bool.toml")
+    with pytest.raises(TargetError, match="time_per_synop_ns.value: expected a finite number"):
+        load_target(path)
+
+
+def test_bad_basis_and_unknown_key(tmp_path):
+    path = _write_variant(tmp_path, 'value = 4095, basis = "inferred"',
+                          'value = 4095, basis = "guess"')
+    with pytest.raises(TargetError, match="basis 'guess' is not one of published, inferred"):
+        load_target(path)
+    path = _write_variant(tmp_path, "[core]\n", "[core]\nmax_nuerons = 3\n", "typo.toml")
+    with pytest.raises(TargetError, match="unknown key 'core.max_nuerons'"):
+        load_target(path)
+
+
+def test_negative_limit_is_rejected(tmp_path):
+    path = _write_variant(tmp_path, "value = 4095,", "value = -1,")
+    with pytest.raises(TargetError, match=r"core\.max_neurons \(-1\) is below its minimum"):
+        load_target(path)
+
+
+def test_unknown_energy_formula(tmp_path):
+    path = _write_variant(tmp_path, 'formula = "mac_ac"', 'formula = "magic"')
+    with pytest.raises(TargetError, match="formula 'magic' is unknown"):
+        load_target(path)
+
+
+def test_custom_target_file_loads(tmp_path):
+    path = _write_variant(tmp_path, 'name = "loihi2"', 'name = "my_chip"')
+    target = load_target(path)
+    assert target.name == "my_chip" and target.path == str(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# synapse memory model
+# ---------------------------------------------------------------------------------------------
+
+def _reference_bits(counts, target, *, sparse, span=None) -> int:
+    """Loop version of nengo-loihi ``SynapseConfig.bits_per_axon`` summed over axons."""
+    counts = [int(c) for c in counts]
+    span = max(counts, default=0) if span is None else span
+    entry = target.weight_bits + (synapse_index_bits(span, target) if sparse else 0)
+    bits = 0
+    for n in counts:
+        stored = n if sparse else (span if n > 0 else 0)
+        for i in range(0, stored, target.synapse_group_max):
+            g = min(stored - i, target.synapse_group_max)
+            group_bits = target.synapse_group_header_bits + g * entry
+            bits += target.synapse_word_bits * math.ceil(group_bits / target.synapse_word_bits)
+    return bits
+
+
+def test_one_axon_100_synapses_dense_groups_of_63(loihi1):
+    # the nengo-loihi packing with 63-synapse groups: 63 + 37 synapses
+    target = dataclasses.replace(loihi1, synapse_group_max=63)
+    words = math.ceil((10 + 63 * 8) / 64) + math.ceil((10 + 37 * 8) / 64)  # 9 + 5
+    assert words == 14
+    assert synapse_memory_bits([100], target, sparse=False) == words * 64
+
+
+def test_one_axon_100_synapses_shipped_loihi1(loihi1):
+    # shipped groups of 64: 64 + 36 synapses; 8-bit weights, 10-bit header, 64-bit words
+    dense_words = math.ceil((10 + 64 * 8) / 64) + math.ceil((10 + 36 * 8) / 64)  # 9 + 5
+    assert synapse_memory_bits([100], loihi1, sparse=False) == dense_words * 64
+    # sparse with a span of 1000 neurons: 10-bit index -> 18 bits per synapse
+    sparse_words = math.ceil((10 + 64 * 18) / 64) + math.ceil((10 + 36 * 18) / 64)  # 19 + 11
+    assert synapse_memory_bits([100], loihi1, sparse=True, span=1000) == sparse_words * 64
+
+
+def test_worked_examples_from_the_research_notes(loihi1, loihi2):
+    # docs lava-and-loihi.md §2.1: 1000->1000 dense = 141 000 words; 10 % sparse with index
+    # = 30 000 words; 256->200 dense = 7 424 words (64-bit words)
+    assert synapse_memory_bits(np.full(1000, 1000), loihi1, sparse=False) == 141_000 * 64
+    assert synapse_memory_bits(np.full(1000, 100), loihi1, sparse=True, span=1000) \
+        == 30_000 * 64
+    assert synapse_memory_bits(np.full(256, 200), loihi1, sparse=False) == 7_424 * 64
+    # Loihi 2, 784 -> 50 dense: 13 words of 32 bit per axon (ceil(410 / 32))
+    assert synapse_memory_bits(np.full(784, 50), loihi2, sparse=False) == 784 * 13 * 32
+
+
+def test_dense_stores_the_full_span_and_skips_silent_axons(loihi1):
+    # two routed axons, each storing a full row of 20 entries: 10 + 160 bits -> 3 words
+    assert synapse_memory_bits([3, 0, 5], loihi1, sparse=False, span=20) == 2 * 3 * 64
+    assert synapse_memory_bits([0, 0], loihi1, sparse=False) == 0
+    assert synapse_memory_bits([], loihi1, sparse=True) == 0
+
+
+def test_index_bits_rule(loihi1):
+    assert synapse_index_bits(1, loihi1) == 6
+    assert synapse_index_bits(64, loihi1) == 6
+    assert synapse_index_bits(65, loihi1) == 7
+    assert synapse_index_bits(1000, loihi1) == 10
+    assert synapse_index_bits(4096, loihi1) == 12
+    with pytest.raises(CapacityError, match=r"destination span \(4097\)"):
+        synapse_index_bits(4097, loihi1)
+
+
+def test_bad_counts(loihi1):
+    from nmc_deploy.errors import LoweringError
+    with pytest.raises(LoweringError, match=">= 0"):
+        synapse_memory_bits([-1, 2], loihi1, sparse=True)
+    with pytest.raises(LoweringError, match="smaller than the largest"):
+        synapse_memory_bits([5], loihi1, sparse=False, span=4)
+
+
+counts_st = st.lists(st.integers(min_value=0, max_value=300), min_size=1, max_size=30)
+
+
+@settings(max_examples=60, deadline=None)
+@given(counts=counts_st, sparse=st.booleans(), name=st.sampled_from(SHIPPED))
+def test_vectorized_matches_loop(counts, sparse, name):
+    target = load_target(name)
+    span = max(counts) + 7
+    got = synapse_memory_bits(np.array(counts), target, sparse=sparse, span=span)
+    assert got == _reference_bits(counts, target, sparse=sparse, span=span)
+    assert got % target.synapse_word_bits == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(counts=counts_st, axon=st.integers(min_value=0, max_value=29),
+       extra=st.integers(min_value=1, max_value=100), sparse=st.booleans())
+def test_memory_is_monotone_in_synapse_count(counts, axon, extra, sparse):
+    target = load_target("loihi1")
+    more = list(counts)
+    more[axon % len(more)] += extra
+    span = max(more)
+    assert synapse_memory_bits(more, target, sparse=sparse, span=span) \
+        >= synapse_memory_bits(counts, target, sparse=sparse, span=span)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(min_value=1, max_value=2000), axons=st.integers(min_value=1, max_value=20),
+       name=st.sampled_from(SHIPPED))
+def test_sparse_is_never_cheaper_than_dense_for_full_rows(n, axons, name):
+    target = load_target(name)
+    assert target.synapse_index_bits_min > 0
+    counts = [n] * axons
+    sparse = synapse_memory_bits(counts, target, sparse=True, span=n)
+    dense = synapse_memory_bits(counts, target, sparse=False)
+    assert sparse >= dense
