@@ -1,0 +1,150 @@
+"""``nmc-deploy``: one command per stage. Imports of torch, nir and lava happen inside the
+commands, so ``--help`` is instant. User errors print one line and exit 1; ``--debug``
+shows the traceback instead."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import NmcDeployError
+
+EXISTING_FILE = click.Path(path_type=Path)  # existence is checked by the stages (one-line errors)
+
+
+class _State:
+    debug = False
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"],
+                               "auto_envvar_prefix": "NMC_DEPLOY"})
+@click.option("--debug", is_flag=True, help="Shows the full traceback on errors.")
+@click.version_option(package_name="nmc-deploy")
+def cli(debug: bool):
+    """Deploys spiking transformers onto Loihi-style cores: does it fit, does it compute the
+    same in fixed point, what does it cost.
+
+    Stages: train -> export -> compile -> simulate -> report (or all of them: demo).
+    """
+    _State.debug = debug
+
+
+@cli.command()
+@click.option("--preset", default="digits", show_default=True, help="Names the model preset.")
+@click.option("--dataset", default="digits", show_default=True, help="Names the data set.")
+@click.option("--data-path", type=click.Path(path_type=Path), default=None,
+              help="Points to the files of a data set that reads user files.")
+@click.option("--epochs", type=int, default=None, help="Sets the number of epochs (default: per preset).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds all random numbers.")
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("model.pt"),
+              show_default=True, help="Names the checkpoint file to write.")
+def train(preset, dataset, data_path, epochs, seed, out):
+    """Trains a Spikformer preset and writes a checkpoint."""
+    from .pipeline import train_checkpoint
+
+    train_checkpoint(out, preset=preset, dataset=dataset, data_path=data_path, epochs=epochs,
+                     seed=seed)
+
+
+@cli.command()
+@click.argument("checkpoint", type=EXISTING_FILE)
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("model.nir"),
+              show_default=True, help="Names the NIR file to write.")
+def export(checkpoint, out):
+    """Exports a checkpoint to NIR (BatchNorm folded; attention as an extension node)."""
+    from .pipeline import export_checkpoint
+
+    export_checkpoint(checkpoint, out)
+
+
+@cli.command(name="compile")
+@click.argument("model", type=EXISTING_FILE)
+@click.option("--target", default="loihi2", show_default=True,
+              help="Names a hardware target in hw_targets/ or gives a .toml path.")
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("build"),
+              show_default=True, help="Names the output directory.")
+@click.option("--vth-mant", type=int, default=None,
+              help="Sets the threshold mantissa that fixes the fixed-point scale (default 1023).")
+def compile_(model, target, out, vth_mant):
+    """Compiles a NIR file to a Loihi-style core program and prints per-core utilization."""
+    from .pipeline import compile_model
+
+    compile_model(model, target, out, vth_mant=vth_mant)
+
+
+@cli.command()
+@click.argument("build", type=EXISTING_FILE)
+@click.option("--backend", type=click.Choice(["reference", "lava"]), default="reference",
+              show_default=True, help="Chooses the simulator.")
+@click.option("--compare", is_flag=True, help="Runs reference and Lava and counts spike mismatches.")
+@click.option("--samples", type=int, default=None, help="Limits the run to the first N test samples.")
+@click.option("--dataset", default=None, help="Overrides the data set recorded in the program.")
+@click.option("--data-path", type=click.Path(path_type=Path), default=None,
+              help="Points to the files of a data set that reads user files.")
+def simulate(build, backend, compare, samples, dataset, data_path):
+    """Simulates a compiled program on the test split and prints accuracies."""
+    from .pipeline import run_simulation
+
+    if samples is not None and samples < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--samples")
+    run_simulation(build, backend, samples=samples, compare=compare, dataset=dataset,
+                   data_path=data_path)
+
+
+@cli.command()
+@click.argument("build", type=EXISTING_FILE)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "html"]), default="table",
+              show_default=True, help="Chooses the output format.")
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
+              help="Names the file to write (default: standard output).")
+@click.option("--backend", type=click.Choice(["reference"]), default="reference",
+              show_default=True, help="Chooses whose simulated activity to price.")
+def report(build, fmt, out, backend):
+    """Reports synaptic operations, energy per sample and latency of a simulated build."""
+    from .pipeline import make_report
+
+    make_report(build, fmt, out, backend)
+
+
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("demo_out"),
+              show_default=True, help="Names the output directory.")
+@click.option("--epochs", type=int, default=None, help="Sets the training epochs (default: per preset).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds training.")
+@click.option("--lava-samples", type=int, default=50, show_default=True,
+              help="Sets how many test samples run on Lava.")
+@click.option("--target", default="loihi2", show_default=True, help="Names the hardware target.")
+def demo(out, epochs, seed, lava_samples, target):
+    """Runs the whole pipeline on the embedded digits data set and writes summary.json."""
+    from .pipeline import run_demo
+
+    run_demo(out, epochs=epochs, seed=seed, lava_samples=lava_samples, target=target)
+
+
+def main(argv=None) -> int:
+    try:
+        cli.main(args=argv, prog_name="nmc-deploy", standalone_mode=False)
+    except NmcDeployError as exc:
+        if _State.debug:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        return 1
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def entry_point():
+    sys.exit(main())

@@ -1,0 +1,314 @@
+"""The stages as functions: each reads the previous stage's file and writes its own.
+
+The CLI (``nmc_deploy.cli``) is a thin layer over these. Heavy imports (torch, nir, lava)
+happen inside the functions that need them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import InputFileError, NmcDeployError
+
+__all__ = ["train_checkpoint", "export_checkpoint", "compile_model", "run_simulation",
+           "make_report", "run_demo", "BUILD_FILES"]
+
+BUILD_FILES = ("program.json", "program.npz", "placement.json", "model.nir")
+
+
+def _log(msg: str, log: Callable[[str], None] | None) -> None:
+    (log or (lambda m: print(m, file=sys.stderr)))(msg)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, default=_json_default)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o).__name__)
+
+
+# ------------------------------------------------------------------------------ train
+
+def train_checkpoint(out: Path, *, preset: str = "digits", dataset: str = "digits",
+                     data_path: Path | None = None, epochs: int | None = None, seed: int = 0,
+                     progress: bool = True, log=None) -> dict:
+    """Train a preset on a data set and write a checkpoint; returns its metadata."""
+    from .data import load_dataset
+    from .models.checkpoint import save_checkpoint
+    from .models.spikformer import preset_config
+    from .models.train import DEFAULT_EPOCHS, evaluate_model, train_model
+
+    cfg = preset_config(preset)
+    data = load_dataset(dataset, data_path)
+    epochs = int(epochs if epochs is not None else DEFAULT_EPOCHS.get(preset, 30))
+    t0 = time.perf_counter()
+    model, history = train_model(cfg, data, epochs=epochs, seed=seed, progress=progress)
+    seconds = time.perf_counter() - t0
+    acc = evaluate_model(model, data.x_test, data.y_test, data.levels)
+    meta = {"preset": preset, "dataset": dataset, "input_levels": data.levels, "epochs": epochs,
+            "seed": seed, "train_seconds": round(seconds, 2), "accuracy_float": acc,
+            "history": history}
+    save_checkpoint(out, model, meta)
+    _log(f"trained {preset} on {dataset}: float test accuracy {acc:.4f} "
+         f"({epochs} epochs, {seconds:.0f} s) -> {out}", log)
+    return meta
+
+
+# ----------------------------------------------------------------------------- export
+
+def export_checkpoint(ckpt: Path, out: Path, log=None) -> dict:
+    """Checkpoint -> NIR file (BatchNorm folded; attention as our extension node)."""
+    from .export.spikformer import export_spikformer
+    from .ir.nir_io import write_nir
+    from .models.checkpoint import load_checkpoint
+
+    model, meta = load_checkpoint(ckpt)
+    graph = export_spikformer(model, {
+        "dataset": meta.get("dataset", "digits"),
+        "input_levels": int(meta.get("input_levels", 16)),
+        "accuracy_float": meta.get("accuracy_float"),
+        "checkpoint": str(ckpt)})
+    write_nir(graph, out)
+    _log(f"exported {len(graph.nodes)} nodes, {len(graph.edges)} edges -> {out}", log)
+    return {"nodes": len(graph.nodes), "edges": len(graph.edges)}
+
+
+# ---------------------------------------------------------------------------- compile
+
+def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int | None = None,
+                  log=None) -> dict:
+    """NIR -> core program directory (program.json/.npz, placement.json, model.nir).
+
+    Everything is written to a temporary directory first and moved into ``out_dir`` only
+    when the whole compilation succeeded.
+    """
+    from .compile.lower import lower_graph
+    from .compile.partition import format_utilization, partition_program
+    from .compile.program import save_program
+    from .compile.quantize import DEFAULT_VTH_MANT, quantize_program
+    from .ir.nir_io import read_nir
+    from .targets import load_target
+
+    tgt = load_target(target)
+    graph = read_nir(nir_path)
+    _log(f"lowering {nir_path} ({len(graph.nodes)} nodes)", log)
+    fp = lower_graph(graph)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        program = quantize_program(fp, weight_bits=tgt.weight_bits,
+                                   max_delay=tgt.max_synaptic_delay,
+                                   vth_mant=vth_mant or DEFAULT_VTH_MANT)
+    for w in caught:
+        _log(f"warning: {w.message}", log)
+    placement = partition_program(program, tgt)
+    summary = placement.summary(program)
+    summary["quantization"] = program.metadata.get("quantization", {})
+    summary["synapses"] = int(sum(g.num_synapses for g in program.groups))
+    summary["neurons"] = int(sum(p.size for p in program.populations))
+    summary["pipeline_depth"] = program.pipeline_depth
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputFileError(f"{out_dir}: exists and is not a directory; choose another -o")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        save_program(program, tmp)
+        _write_json(tmp / "placement.json", summary)
+        shutil.copyfile(nir_path, tmp / "model.nir")
+        out_dir.mkdir(exist_ok=True)
+        for stale in out_dir.glob("activity_*.json"):
+            stale.unlink()  # activity of an older program would no longer match
+        for name in BUILD_FILES:
+            os.replace(tmp / name, out_dir / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _log(format_utilization(summary), log)
+    return summary
+
+
+# --------------------------------------------------------------------------- simulate
+
+def _load_build(build_dir: Path):
+    from .compile.program import load_program
+
+    program = load_program(build_dir)
+    placement = Path(build_dir) / "placement.json"
+    if not placement.exists():
+        raise InputFileError(f"{build_dir}: placement.json missing; run `nmc-deploy compile` again")
+    return program, json.loads(placement.read_text())
+
+
+def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int | None = None,
+                   compare: bool = False, dataset: str | None = None,
+                   data_path: Path | None = None, log=None) -> dict:
+    """Simulate the compiled program on the test split; writes ``activity_<backend>.json``.
+
+    ``backend`` is "reference" or "lava"; ``compare`` runs both on the same samples and counts
+    spike mismatches per population. Returns accuracies and mismatch counts.
+    """
+    from .compile.lower import lower_graph
+    from .data import load_dataset
+    from .ir.nir_io import read_nir
+    from .simulate.reference import accuracy, simulate_float, simulate_reference
+
+    build_dir = Path(build_dir)
+    program, placement = _load_build(build_dir)
+    name = dataset or program.metadata.get("dataset", "digits")
+    data = load_dataset(name, data_path)
+    if data.levels != program.input_levels:
+        raise InputFileError(f"dataset '{name}': intensity levels ({data.levels}) differ from "
+                             f"the program's input_levels ({program.input_levels})")
+    x, y = data.test_subset(samples)
+    result = {"dataset": name, "samples": int(len(y)), "backend": backend}
+    t0 = time.perf_counter()
+    fp = lower_graph(read_nir(build_dir / "model.nir"))
+    result["accuracy_float"] = accuracy(simulate_float(fp, x), y)
+    _log(f"float (graph, float64): accuracy {result['accuracy_float']:.4f} on {len(y)} samples", log)
+    runs = {}
+    if backend == "reference" or compare:
+        ref = simulate_reference(program, x)
+        runs["reference"] = ref
+        result["accuracy_fixed_reference"] = accuracy(ref, y)
+        result["seconds_reference"] = round(time.perf_counter() - t0, 2)
+        _log(f"fixed point (reference): accuracy {result['accuracy_fixed_reference']:.4f}", log)
+    if backend == "lava" or compare:
+        from .simulate.lava_backend import simulate_lava
+
+        n_proc = len(program.populations) * 2 + len(program.groups) + 1
+        _log(f"running Lava: ~{n_proc} processes, {len(y) * program.time_steps + program.pipeline_depth} "
+             f"steps on Loihi2SimCfg(fixed_pt) ...", log)
+        t1 = time.perf_counter()
+        lav = simulate_lava(program, x)
+        runs["lava"] = lav
+        result["accuracy_fixed_lava"] = accuracy(lav, y)
+        result["seconds_lava"] = round(time.perf_counter() - t1, 2)
+        _log(f"fixed point (Lava): accuracy {result['accuracy_fixed_lava']:.4f} "
+             f"({result['seconds_lava']:.1f} s)", log)
+    if compare:
+        ref, lav = runs["reference"], runs["lava"]
+        per_pop = {k: int(np.count_nonzero(ref.spikes[k] != lav.spikes[k])) for k in ref.spikes}
+        result["spike_mismatches_per_population"] = per_pop
+        result["spike_mismatches_reference_vs_lava"] = int(sum(per_pop.values()))
+        result["spikes_compared"] = int(sum(int(s.sum()) for s in ref.spikes.values()))
+        result["prediction_mismatches"] = int(np.sum(ref.predictions != lav.predictions))
+        _log(format_mismatches(per_pop), log)
+    for name_b, run in runs.items():
+        stats = dict(run.stats)
+        if "layers" not in stats:  # Lava gives spikes; activity counts come from the reference
+            continue
+        stats["dataset"] = name
+        _write_json(build_dir / f"activity_{name_b}.json", stats)
+    _write_json(build_dir / f"simulation_{backend if not compare else 'compare'}.json", result)
+    return result
+
+
+def format_mismatches(per_pop: dict) -> str:
+    width = max(len(k) for k in per_pop)
+    lines = [f"{'population':<{width}}  spike mismatches (reference vs Lava)"]
+    lines += [f"{k:<{width}}  {v}" for k, v in per_pop.items()]
+    lines.append(f"{'total':<{width}}  {sum(per_pop.values())}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- report
+
+def make_report(build_dir: Path, fmt: str = "table", out: Path | None = None,
+                backend: str = "reference", log=None) -> dict:
+    """Price the simulated activity of a build with the target's energy tables."""
+    from .report.energy import estimate_costs
+    from .report.render import render_table, write_report
+    from .targets import load_target
+
+    build_dir = Path(build_dir)
+    _, placement = _load_build(build_dir)
+    act_path = build_dir / f"activity_{backend}.json"
+    if not act_path.exists():
+        raise InputFileError(f"{act_path}: no simulated activity; run `nmc-deploy simulate "
+                             f"{build_dir} --backend reference` first")
+    activity = json.loads(act_path.read_text())
+    report = estimate_costs(activity, placement, load_target(placement["target"]))
+    if out is not None:
+        write_report(report, fmt, out)
+        _log(f"report ({fmt}) -> {out}", log)
+    elif fmt == "table":
+        print(render_table(report))
+    else:
+        from .report.render import render_html, render_json
+
+        print(render_json(report) if fmt == "json" else render_html(report))
+    return report
+
+
+# ------------------------------------------------------------------------------- demo
+
+def run_demo(out_dir: Path, *, epochs: int | None = None, seed: int = 0, lava_samples: int = 50,
+             target: str = "loihi2", log=None) -> dict:
+    """train -> export -> compile -> simulate (reference: all test samples; Lava: a subset,
+    compared spike for spike) -> report; writes ``summary.json``."""
+    from .report.render import write_report
+
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt, nir_path, build = out_dir / "model.pt", out_dir / "model.nir", out_dir / "build"
+    _log("== train", log)
+    meta = train_checkpoint(ckpt, epochs=epochs, seed=seed, log=log)
+    _log("== export", log)
+    export_checkpoint(ckpt, nir_path, log=log)
+    _log("== compile", log)
+    placement = compile_model(nir_path, target, build, log=log)
+    _log("== simulate (reference, full test split)", log)
+    full = run_simulation(build, "reference", log=log)
+    _log(f"== simulate (Lava vs reference, first {lava_samples} test samples)", log)
+    cmp = run_simulation(build, "lava", samples=lava_samples, compare=True, log=log)
+    # the comparison run overwrote activity_reference.json with the subset: restore the full one
+    run_simulation(build, "reference", log=lambda m: None)
+    _log("== report", log)
+    report = make_report(build, "table", out_dir / "report.txt", log=log)
+    write_report(report, "html", out_dir / "report.html")
+    write_report(report, "json", out_dir / "report.json")
+    summary = {
+        "accuracy_float": meta["accuracy_float"],
+        "accuracy_float_graph": full["accuracy_float"],
+        "accuracy_fixed_reference": full["accuracy_fixed_reference"],
+        "accuracy_fixed_lava": cmp["accuracy_fixed_lava"],
+        "accuracy_fixed_reference_on_lava_samples": cmp["accuracy_fixed_reference"],
+        "test_samples": full["samples"],
+        "lava_samples": cmp["samples"],
+        "spike_mismatches_reference_vs_lava": cmp["spike_mismatches_reference_vs_lava"],
+        "spikes_compared": cmp["spikes_compared"],
+        "prediction_mismatches_reference_vs_lava": cmp["prediction_mismatches"],
+        "cores_used": placement["cores_used"],
+        "target": target,
+        "neurons": placement["neurons"],
+        "synapses": placement["synapses"],
+        "energy_per_sample_uj": report["energy_per_sample_uj"],
+        "latency_per_sample_us": report["latency_per_sample_us"],
+        "train_seconds": meta["train_seconds"],
+        "lava_seconds": cmp["seconds_lava"],
+        "seconds_total": round(time.perf_counter() - t0, 1),
+    }
+    _write_json(out_dir / "summary.json", summary)
+    _log(json.dumps(summary, indent=1), log)
+    return summary
