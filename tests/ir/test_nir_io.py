@@ -1,0 +1,84 @@
+"""NIR files: written with standard nodes + our extension, read back exactly."""
+import warnings
+
+import numpy as np
+import pytest
+
+import nir
+from nmc_deploy.compile.lower import lower_graph
+from nmc_deploy.compile.quantize import quantize_program
+from nmc_deploy.errors import GraphError, InputFileError
+from nmc_deploy.ir.nir_io import read_nir, write_nir
+from nmc_deploy.simulate.reference import simulate_reference
+
+
+def test_plain_nir_read_opens_our_file(tmp_path, tiny_graph):
+    path = write_nir(tiny_graph, tmp_path / "m.nir")
+    g = nir.read(path, type_check=False)
+    assert set(g.nodes) == set(tiny_graph.nodes)
+    standard = {"Input", "Output", "Conv2d", "Conv1d", "LIF", "SumPool2d", "Threshold",
+                "Flatten", "Scale", "Affine", "I"}
+    kinds = {type(n).__name__ for n in g.nodes.values()}
+    assert kinds - standard == {"SpikingSelfAttention"}
+
+
+def test_round_trip_preserves_every_array_bit_exactly(tmp_path, tiny_graph):
+    g2 = read_nir(write_nir(tiny_graph, tmp_path / "m.nir"))
+    assert set(g2.edges) == set(tiny_graph.edges)
+    for name, node in tiny_graph.nodes.items():
+        other = g2.nodes[name]
+        assert type(other) is type(node)
+        for field, arr in node.array_fields().items():
+            got = other.array_fields()[field]
+            assert got.dtype == arr.dtype and np.array_equal(got, arr), (name, field)
+    for key in ("dt", "time_steps", "threshold_comparison", "input_levels"):
+        assert g2.metadata[key] == tiny_graph.metadata[key]
+
+
+def test_reimported_graph_compiles_to_identical_spikes(tmp_path, tiny_graph, digits):
+    g2 = read_nir(write_nir(tiny_graph, tmp_path / "m.nir"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p1 = quantize_program(lower_graph(tiny_graph))
+        p2 = quantize_program(lower_graph(g2))
+    x = digits.x_test[:10]
+    r1, r2 = simulate_reference(p1, x), simulate_reference(p2, x)
+    assert sum(int(np.count_nonzero(r1.spikes[k] != r2.spikes[k])) for k in r1.spikes) == 0
+    assert sum(int(s.sum()) for s in r1.spikes.values()) > 1000
+
+
+def test_bad_files_give_one_line_errors(tmp_path):
+    with pytest.raises(InputFileError, match="no such file"):
+        read_nir(tmp_path / "missing.nir")
+    bad = tmp_path / "bad.nir"
+    bad.write_text("not hdf5")
+    with pytest.raises(InputFileError, match="not a NIR file"):
+        read_nir(bad)
+    import h5py
+
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f.create_dataset("x", data=[1])
+    with pytest.raises(InputFileError, match="not a NIR graph"):
+        read_nir(tmp_path / "other.h5")
+
+
+def test_unknown_node_type_is_named(tmp_path):
+    g = nir.NIRGraph(nodes={"input": nir.Input(np.array([2])),
+                            "d": nir.Delay(delay=np.array([1.0, 1.0])),
+                            "output": nir.Output(np.array([2]))},
+                     edges=[("input", "d"), ("d", "output")])
+    nir.write(tmp_path / "d.nir", g)
+    with pytest.raises(GraphError, match="node 'd': unsupported NIR node type 'Delay'"):
+        read_nir(tmp_path / "d.nir")
+
+
+def test_write_leaves_no_partial_file(tmp_path, tiny_graph, monkeypatch):
+    import nmc_deploy.ir.nir_io as nio
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(nio.nir, "write", boom)
+    with pytest.raises(RuntimeError):
+        write_nir(tiny_graph, tmp_path / "m.nir")
+    assert list(tmp_path.iterdir()) == []
