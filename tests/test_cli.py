@@ -1,0 +1,76 @@
+"""The CLI: instant help, one-line errors without tracebacks or partial output, a full run."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+COMMANDS = ["train", "export", "compile", "simulate", "report", "demo"]
+
+
+def run(*args, cwd=None):
+    r = subprocess.run([sys.executable, "-m", "nmc_deploy.cli", *map(str, args)],
+                       capture_output=True, text=True, cwd=cwd)
+    return r.returncode, r.stdout, r.stderr
+
+
+def test_help_imports_no_heavy_dependency():
+    code = ("import sys; from nmc_deploy.cli import main\n"
+            "for args in [['--help']] + [[c, '--help'] for c in %r]:\n"
+            "    assert main(args) == 0\n"
+            "heavy = [m for m in ('torch', 'lava', 'nir', 'scipy', 'h5py', 'sklearn') if m in sys.modules]\n"
+            "print(heavy)" % COMMANDS)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _one_line_error(rc, out, err, *needles):
+    assert rc == 1
+    assert "Traceback" not in err + out
+    lines = [line for line in err.strip().splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for n in needles:
+        assert n in lines[0]
+
+
+def test_bad_inputs_give_one_line_and_no_output(tmp_path):
+    out = tmp_path / "out.nir"
+    _one_line_error(*run("export", tmp_path / "missing.pt", "-o", out), "no such file")
+    text = tmp_path / "notes.pt"
+    text.write_text("hello")
+    _one_line_error(*run("export", text, "-o", out), str(text))
+    corrupt = tmp_path / "model.nir"
+    corrupt.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    _one_line_error(*run("compile", corrupt, "-o", tmp_path / "build"), "NIR")
+    _one_line_error(*run("compile", corrupt, "--target", "loihi9", "-o", tmp_path / "build"),
+                    "target 'loihi9': unknown")
+    _one_line_error(*run("simulate", tmp_path), "no compiled program")
+    _one_line_error(*run("report", tmp_path / "nope"), "no such directory")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.nir", "notes.pt"]
+
+
+def test_debug_flag_shows_the_traceback(tmp_path):
+    rc, out, err = run("--debug", "export", tmp_path / "missing.pt")
+    assert rc != 0 and "Traceback" in err
+
+
+@pytest.mark.lava
+def test_pipeline_through_the_cli(tmp_path, tiny_model):
+    from nmc_deploy.models.checkpoint import save_checkpoint
+
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint(ckpt, tiny_model, {"dataset": "digits", "input_levels": 16})
+    assert run("export", ckpt, "-o", tmp_path / "m.nir")[0] == 0
+    rc, out, err = run("compile", tmp_path / "m.nir", "--target", "loihi2", "-o", tmp_path / "b")
+    assert rc == 0, err
+    assert "cores used:" in err
+    rc, out, err = run("simulate", tmp_path / "b", "--samples", "3", "--compare")
+    assert rc == 0, err
+    sim = json.loads((tmp_path / "b" / "simulation_compare.json").read_text())
+    assert sim["spike_mismatches_reference_vs_lava"] == 0 and sim["spikes_compared"] > 100
+    rc, out, err = run("report", tmp_path / "b", "--format", "html", "-o", tmp_path / "r.html")
+    assert rc == 0, err
+    assert "<svg" in (tmp_path / "r.html").read_text()
+    rc, out, err = run("report", tmp_path / "b")
+    assert rc == 0 and "blocks.0.attn.ssa" in out
