@@ -16,6 +16,12 @@ stop it from importing here, and both are fixed at import time, in memory:
    puts an empty placeholder module under that name into ``sys.modules``; any
    attribute access on it raises an ``ImportError`` that says why.
 
+3. ``lava/magma/runtime/message_infrastructure/multiprocessing.py`` calls
+   ``multiprocessing.set_start_method('fork')`` at import, which raises ``RuntimeError:
+   context has already been set`` once anything has fixed the start method (tqdm's
+   multiprocessing lock does, during training). :func:`import_lava_runtime` imports that module
+   with the call made a no-op when the method already is 'fork' (the Linux default).
+
 Call :func:`install` before the first ``import lava``; it is idempotent.
 ``nmc_deploy.simulate.lava_backend`` does so at its top.
 """
@@ -28,11 +34,12 @@ import re
 import sys
 import types
 
-__all__ = ["install", "is_installed", "patch_var_model_source", "VAR_MODEL_MODULE",
-           "OBJECT_DETECTION_MODULE"]
+__all__ = ["install", "is_installed", "patch_var_model_source", "import_lava_runtime",
+           "VAR_MODEL_MODULE", "OBJECT_DETECTION_MODULE", "LAVA_MP_MODULE"]
 
 VAR_MODEL_MODULE = "lava.magma.compiler.var_model"
 OBJECT_DETECTION_MODULE = "lava.lib.dl.slayer.object_detection"
+LAVA_MP_MODULE = "lava.magma.runtime.message_infrastructure.multiprocessing"
 
 # ``name: ByteEncoder = ByteEncoder()`` -> ``name: ByteEncoder = field(default_factory=ByteEncoder)``
 _MUTABLE_DEFAULT = re.compile(r"^(\s+\w+\s*:\s*ByteEncoder\s*=\s*)ByteEncoder\(\)\s*$", re.MULTILINE)
@@ -105,3 +112,32 @@ def install() -> None:
         stub = _MissingObjectDetection(OBJECT_DETECTION_MODULE, _MissingObjectDetection.__doc__)
         stub.__path__ = []  # a package, so submodule imports fail cleanly
         sys.modules[OBJECT_DETECTION_MODULE] = stub
+
+
+def import_lava_runtime() -> None:
+    """Import Lava's multiprocessing runtime even if the start method is already fixed.
+
+    Raises ``RuntimeError`` if the start method was set to something other than 'fork'
+    (Lava's runtime works with fork only).
+    """
+    import importlib
+    import multiprocessing as mp
+
+    install()
+    if LAVA_MP_MODULE in sys.modules:
+        return
+    current = mp.get_start_method(allow_none=True)
+    if current not in (None, "fork"):
+        raise RuntimeError(f"multiprocessing start method is '{current}'; Lava needs 'fork'")
+    original = mp.set_start_method
+
+    def _tolerant(method, force=False):
+        if not force and method == mp.get_start_method(allow_none=True):
+            return None
+        return original(method, force=force)
+
+    mp.set_start_method = _tolerant
+    try:
+        importlib.import_module(LAVA_MP_MODULE)
+    finally:
+        mp.set_start_method = original

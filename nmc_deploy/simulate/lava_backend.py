@@ -28,7 +28,7 @@ from ..compile.program import INPUT, Program
 from ..errors import SimulationError
 from .reference import SimulationResult, _readout
 
-lava311.install()
+lava311.import_lava_runtime()
 
 from lava.magma.core.run_conditions import RunSteps  # noqa: E402
 from lava.magma.core.run_configs import Loihi2SimCfg  # noqa: E402

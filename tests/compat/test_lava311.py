@@ -49,3 +49,12 @@ def test_object_detection_stub_explains_itself():
     mod = sys.modules[lava311.OBJECT_DETECTION_MODULE]
     with pytest.raises(ImportError, match="torchvision"):
         mod.YOLOBase  # noqa: B018
+
+
+def test_lava_imports_after_the_start_method_was_fixed():
+    code = ("import multiprocessing as mp; mp.get_context(); print(mp.get_start_method());"
+            "from nmc_deploy.compat import lava311; lava311.import_lava_runtime();"
+            "from lava.proc.lif.process import LIF; print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["fork", "ok"]
