@@ -10,6 +10,8 @@ SpikeRecorder
     bit-packed ``.npy`` file (one row per step). This avoids ``Var.get``, which moves
     values one at a time over a pipe.
 """
+import warnings
+
 import numpy as np
 
 from lava.magma.core.decorator import implements, requires, tag
@@ -107,7 +109,9 @@ class PyDelaySparseModelBitAccCached(PyDelaySparseModelBitAcc):
 
     def calc_act(self, s_in) -> np.ndarray:
         if self._delay_wgts is None:
-            self._delay_wgts = self.get_delay_wgts_mat(self.weights, self.delays,
-                                                       self.a_buff.shape[-1] - 1)
+            with warnings.catch_warnings():  # Lava edits CSR structure while building it
+                warnings.simplefilter("ignore")
+                self._delay_wgts = self.get_delay_wgts_mat(self.weights, self.delays,
+                                                           self.a_buff.shape[-1] - 1)
         return np.reshape(self._delay_wgts * s_in,
                           (self.a_buff.shape[-1], self.weights.shape[0])).T
