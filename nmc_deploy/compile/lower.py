@@ -64,15 +64,13 @@ def _uniform(arr, what: str, where: str) -> float:
 
 
 def _is_identity_of(e: _Expr, where: str) -> str:
-    if len(e.terms) != 1 or np.any(e.bias != 0):
-        raise LoweringError(f"{where}: attention inputs must come straight from one spiking "
-                            "population each")
-    (src, m), = e.terms.items()
-    if m.shape[0] != m.shape[1] or (m - sp.identity(m.shape[0])).nnz and \
-            abs(m - sp.identity(m.shape[0])).max() != 0:
-        raise LoweringError(f"{where}: attention inputs must be spike populations without "
-                            "weights in between")
-    return src
+    """The one population ``e`` passes through unchanged (attention inputs must be spikes)."""
+    if len(e.terms) == 1 and not np.any(e.bias):
+        (src, m), = e.terms.items()
+        if m.shape[0] == m.shape[1] and (m != sp.identity(m.shape[0], format="csr")).nnz == 0:
+            return src
+    raise LoweringError(f"{where}: attention inputs must come straight from one spiking "
+                        "population each, without weights in between")
 
 
 def lower_graph(graph: Graph, *, input_levels: int | None = None) -> FloatProgram:
