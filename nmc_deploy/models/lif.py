@@ -13,7 +13,7 @@ from torch import nn
 
 from ..errors import NmcDeployError
 
-__all__ = ["MultiStepLIF", "spike_with_sigmoid_surrogate"]
+__all__ = ["MultiStepLIF", "multistep_lif_trace", "spike_with_sigmoid_surrogate"]
 
 
 class _SigmoidSurrogateSpike(torch.autograd.Function):
@@ -55,6 +55,44 @@ def spike_with_sigmoid_surrogate(x: torch.Tensor, alpha: float = 4.0) -> torch.T
     return _SigmoidSurrogateSpike.apply(x, alpha)
 
 
+def multistep_lif_trace(x: torch.Tensor, tau: float, v_threshold: float
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run the LIF dynamics of :class:`MultiStepLIF` and return every internal trace.
+
+    No gradient flows through this function; it is the forward pass of the neuron and a
+    reference for tests and fixed-point comparisons.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Input current, shape ``(T, ...)``.
+    tau : float
+        Membrane time constant in time steps.
+    v_threshold : float
+        Firing threshold.
+
+    Returns
+    -------
+    spikes : torch.Tensor
+        ``s[t]``, 0.0 or 1.0, shape of ``x``.
+    h : torch.Tensor
+        Membrane potential after charging, before the reset (``h[t]``).
+    v : torch.Tensor
+        Membrane potential after the reset (``v[t]``), the state carried to step ``t+1``.
+    """
+    with torch.no_grad():
+        spikes = torch.empty_like(x)
+        h_all = torch.empty_like(x)
+        v_all = torch.empty_like(x)
+        v = torch.zeros_like(x[0])
+        for t in range(x.shape[0]):
+            h = v + (x[t] - v) / tau
+            s = (h - v_threshold >= 0).to(x.dtype)
+            v = h * (1.0 - s)
+            spikes[t], h_all[t], v_all[t] = s, h, v
+    return spikes, h_all, v_all
+
+
 class _MultiStepLIFFunction(torch.autograd.Function):
     """The whole LIF time loop as one autograd node (forward and hand-written BPTT).
 
@@ -70,16 +108,8 @@ class _MultiStepLIFFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, tau: float, v_threshold: float, alpha: float):
-        v = torch.zeros_like(x[0])
-        spikes = torch.empty_like(x)
-        h_minus_th = torch.empty_like(x)
-        for t in range(x.shape[0]):
-            h = v + (x[t] - v) / tau
-            h_minus_th[t] = h - v_threshold
-            s = (h_minus_th[t] >= 0).to(x.dtype)
-            spikes[t] = s
-            v = h * (1.0 - s)
-        ctx.save_for_backward(h_minus_th, spikes)
+        spikes, h, _ = multistep_lif_trace(x, tau, v_threshold)
+        ctx.save_for_backward(h - v_threshold, spikes)
         ctx.tau, ctx.alpha = tau, alpha
         return spikes
 

@@ -20,22 +20,31 @@ from ..data import ImageDataset
 from ..errors import DatasetError, NmcDeployError
 from .spikformer import Spikformer, SpikformerConfig, preset_config
 
-__all__ = ["DEFAULT_EPOCHS", "DEFAULT_LR", "train_model", "evaluate_model", "images_to_float"]
+__all__ = [
+    "DEFAULT_EPOCHS", "DEFAULT_LR", "train_model", "evaluate_model", "recalibrate_batchnorm",
+    "images_to_float",
+]
 
-# Epochs of the default recipe per preset (digits: about 1.5-2 minutes on 2 CPU cores).
-DEFAULT_EPOCHS: dict[str, int] = {"digits": 40, "tiny": 5}
+# Epochs of the default recipe per preset (digits: see benchmarks/train_digits.py).
+DEFAULT_EPOCHS: dict[str, int] = {"digits": 30, "tiny": 5}
 DEFAULT_LR = 5e-3  # peak AdamW learning rate
 WEIGHT_DECAY = 0.01  # AdamW decoupled weight decay
 LABEL_SMOOTHING = 0.1  # cross-entropy label smoothing
 WARMUP_EPOCHS = 2  # linear warmup from lr/10, then cosine decay to MIN_LR_FRACTION * lr
 MIN_LR_FRACTION = 0.01
 MAX_SHIFT_PX = 1  # random translation of training images, pixels in each direction
-NUM_THREADS = 2  # torch intra-op threads during training
+# torch intra-op threads during training. One, not two: on the 2-core project machine two
+# OpenMP threads are ~20-25 % faster when the machine is idle (digits epoch 1.7 s vs 2.2 s),
+# but 3-4x slower as soon as one other busy process shares the cores (5.4 s vs 1.8 s per
+# epoch with one `while True: pass` beside it: a thread waits at every barrier for its
+# descheduled partner). One thread keeps training time predictable on a shared machine;
+# compare with `benchmarks/train_digits.py --num-threads 2`.
+NUM_THREADS = 1
 
 
 def images_to_float(x_int: np.ndarray, levels: int) -> torch.Tensor:
     """Convert integer images ``0..levels`` to the float model input ``x / levels``."""
-    return torch.as_tensor(np.asarray(x_int), dtype=torch.float32) / float(levels)
+    return torch.tensor(np.asarray(x_int), dtype=torch.float32) / float(levels)
 
 
 def _random_shift(x: np.ndarray, rng: np.random.Generator, max_shift_px: int) -> np.ndarray:
@@ -88,15 +97,16 @@ def train_model(
     seed: int = 0,
     progress: bool = True,
     log: Callable[[dict], None] | None = None,
+    num_threads: int = NUM_THREADS,
 ) -> tuple[Spikformer, list[dict]]:
-    """Train a Spikformer on ``dataset``'s training split on the CPU.
+    r"""Train a Spikformer on ``dataset``'s training split on the CPU.
 
     The loss is label-smoothed cross-entropy; the learning rate follows, per batch,
 
     .. math::
 
-        \\eta(k) = \\eta_0 \\left(0.1 + 0.9\\,k / k_w\\right) \\; (k < k_w), \\qquad
-        \\eta(k) = \\eta_0 \\left(f + (1 - f)\\,\\tfrac{1}{2}(1 + \\cos \\pi p)\\right)
+        \eta(k) = \eta_0 \left(0.1 + 0.9\,k / k_w\right) \; (k < k_w), \qquad
+        \eta(k) = \eta_0 \left(f + (1 - f)\,\tfrac{1}{2}(1 + \cos \pi p)\right)
 
     with ``p`` the fraction of post-warmup steps done and ``f = MIN_LR_FRACTION``.
 
@@ -120,6 +130,9 @@ def train_model(
         Show a tqdm bar over epochs on stderr with the loss and training accuracy.
     log : callable, optional
         Called with each epoch's history record after the epoch.
+    num_threads : int
+        torch intra-op threads while training (``torch.set_num_threads``); the previous
+        setting is restored afterwards.
 
     Returns
     -------
@@ -144,16 +157,31 @@ def train_model(
         raise NmcDeployError(f"train_model: batch_size ({batch_size!r}) must be an integer >= 2")
     if not lr > 0:
         raise NmcDeployError(f"train_model: lr ({lr!r}) must be positive")
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+        raise NmcDeployError(
+            f"train_model: num_threads ({num_threads!r}) must be a positive integer")
     _check_dataset(cfg, dataset)
 
-    torch.set_num_threads(NUM_THREADS)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        return _train(cfg, dataset, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                      progress=progress, log=log)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(cfg: SpikformerConfig, dataset: ImageDataset, *, epochs: int, batch_size: int,
+           lr: float, seed: int, progress: bool, log: Callable[[dict], None] | None
+           ) -> tuple[Spikformer, list[dict]]:
+    """The training loop of :func:`train_model` (arguments already checked)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = Spikformer(cfg)
     model.train()
 
     x_train = np.asarray(dataset.x_train)
-    y_train = torch.as_tensor(np.asarray(dataset.y_train), dtype=torch.long)
+    y_train = torch.tensor(np.asarray(dataset.y_train), dtype=torch.long)
     n = len(x_train)
     batches = [(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
     if len(batches) > 1 and batches[-1][1] - batches[-1][0] < 2:
@@ -209,6 +237,40 @@ def train_model(
             bar.close()
     model.eval()
     return model, history
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = 64) -> None:
+    """Replace every BatchNorm's running statistics by their average over ``x`` (in place).
+
+    "Precise BN": the running mean and variance become the equal-weight averages of the
+    per-batch mean and (unbiased) variance of the batches of ``x``, exactly the statistics
+    the training forward pass normalises with (over ``T*B`` or ``T*B*N`` rows). Affine
+    parameters are not touched. The model is left in eval mode.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Model whose ``BatchNorm1d``/``BatchNorm2d`` modules are recalibrated.
+    x : torch.Tensor
+        Float model inputs ``(n, C, H, W)``, e.g. ``images_to_float(x_train, levels)``.
+    batch_size : int
+        Images per forward pass (use the training batch size).
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative (equal-weight) average over the batches
+    model.train()
+    try:
+        for lo in range(0, len(x), batch_size):
+            if len(x[lo:lo + batch_size]) >= 2:
+                model(x[lo:lo + batch_size])
+    finally:
+        for bn, momentum in zip(bns, momenta):
+            bn.momentum = momentum
+        model.eval()
 
 
 @torch.no_grad()

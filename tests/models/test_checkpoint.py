@@ -1,6 +1,7 @@
 """Checkpoints: lossless round trip, atomic writes, one-line errors for bad files."""
 import zipfile
 
+import numpy as np
 import pytest
 import torch
 
@@ -62,9 +63,15 @@ def test_failed_save_keeps_old_file_and_removes_temp(tmp_path, saved, model, mon
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
 
 
-def test_save_rejects_unstorable_meta(tmp_path, model):
-    with pytest.raises(CheckpointError, match=r"meta\['obj'\]: value of type object"):
-        save_checkpoint(tmp_path / "m.pt", model, {"obj": object()})
+@pytest.mark.parametrize("meta, match", [
+    ({"obj": object()}, r"meta\['obj'\]: value of type object"),
+    ({"acc": np.float64(0.5)}, r"meta\['acc'\]: value of type float64 .*\.item\(\)"),
+    ({"history": [{"loss": np.float32(1.0)}]}, r"meta\['history'\]\[0\]\['loss'\]"),
+    ({1: "x"}, "meta keys must be strings"),
+])
+def test_save_rejects_unstorable_meta(tmp_path, model, meta, match):
+    with pytest.raises(CheckpointError, match=match):
+        save_checkpoint(tmp_path / "m.pt", model, meta)
     assert list(tmp_path.iterdir()) == []
 
 

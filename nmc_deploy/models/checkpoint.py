@@ -1,0 +1,242 @@
+"""Save and load Spikformer checkpoints.
+
+A checkpoint is a ``torch.save`` archive holding only plain data (safe to read with
+``torch.load(..., weights_only=True)``)::
+
+    {"format": "nmc-deploy-checkpoint", "version": 1,
+     "config": SpikformerConfig.to_dict(), "state_dict": {...}, "meta": {...}}
+
+Every problem with a file given by the user is reported as one
+:class:`~nmc_deploy.errors.CheckpointError` line with a hint, never as a torch traceback.
+"""
+from __future__ import annotations
+
+import os
+import re
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError, NmcDeployError
+from .spikformer import Spikformer, SpikformerConfig
+
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint"]
+
+CHECKPOINT_FORMAT = "nmc-deploy-checkpoint"  # value of the "format" key
+CHECKPOINT_VERSION = 1  # value of the "version" key this code writes and reads
+
+_HINT_CREATE = "create one with `nmc-deploy train`"
+_META_SCALARS = (str, int, float, bool, type(None))
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"  # first 8 bytes of every HDF5 file (e.g. .nir graphs)
+
+
+def _check_meta(value: Any, where: str) -> None:
+    """Reject meta values that ``torch.load(weights_only=True)`` could not read back."""
+    # Exact types: numpy scalars subclass float but would be pickled as numpy objects.
+    if type(value) in _META_SCALARS or isinstance(value, torch.Tensor):
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_meta(item, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise CheckpointError(
+                    f"{where}: key {key!r} is a {type(key).__name__}; meta keys must be strings")
+            _check_meta(item, f"{where}[{key!r}]")
+        return
+    raise CheckpointError(
+        f"{where}: value of type {type(value).__name__} cannot be stored; use str, int, float, "
+        f"bool, None, lists, dicts or tensors (convert numpy values with .item() or .tolist())")
+
+
+def save_checkpoint(path: str | Path, model: Spikformer, meta: dict | None = None) -> Path:
+    """Write ``model`` and ``meta`` to ``path`` atomically.
+
+    The archive is written to a temporary file in the same directory and then renamed
+    over ``path`` (``os.replace``), so ``path`` never holds a half-written file; the
+    temporary file is removed on failure.
+
+    Parameters
+    ----------
+    path : str or Path
+        Output file (conventionally ``*.pt``); its directory must exist.
+    model : Spikformer
+        The model; its ``config`` and ``state_dict()`` are stored.
+    meta : dict, optional
+        Free-form plain data (str/int/float/bool/None, lists, dicts, tensors), e.g. the
+        data set name, training history and test accuracy.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    CheckpointError
+        If the directory does not exist, ``meta`` holds values that cannot be stored, or
+        the file cannot be written.
+    """
+    path = Path(path)
+    if not isinstance(model, Spikformer):
+        raise CheckpointError(
+            f"{path}: can only save a Spikformer, got {type(model).__name__}")
+    meta = {} if meta is None else meta
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: meta must be a dict, got {type(meta).__name__}")
+    _check_meta(meta, f"{path}: meta")
+    directory = path.parent
+    if not directory.is_dir():
+        raise CheckpointError(f"{path}: directory '{directory}' does not exist; create it first")
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "meta": meta,
+    }
+    # A unique sibling file opened with "xb" (honours the umask, unlike mkstemp's 0600).
+    tmp_name = directory / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
+    try:
+        with open(tmp_name, "xb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException as exc:
+        tmp_name.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise CheckpointError(
+                f"{path}: cannot write checkpoint ({exc.strerror or exc})") from exc
+        raise
+    return path
+
+
+def _read_archive(path: Path) -> Any:
+    """``torch.load`` with weights_only=True, every failure turned into CheckpointError."""
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file; check the path or {_HINT_CREATE}")
+    if path.is_dir():
+        raise CheckpointError(
+            f"{path}: is a directory, not a checkpoint file; give the .pt file inside it")
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(8)
+        is_zip = zipfile.is_zipfile(path)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
+    if magic == _HDF5_MAGIC:
+        raise CheckpointError(
+            f"{path}: is an HDF5 file (a .nir graph?), not a checkpoint; give the .pt file "
+            f"written by `nmc-deploy train`")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
+        if not is_zip:
+            raise CheckpointError(
+                f"{path}: not a torch archive (empty, text, truncated or another format); "
+                f"give a checkpoint written by `nmc-deploy train`") from exc
+        text = str(exc)
+        unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        if unsafe:
+            raise CheckpointError(
+                f"{path}: holds a Python object ({unsafe.group(1)}) that is not plain data, "
+                f"refused for safety; only checkpoints written by `nmc-deploy train` can be "
+                f"loaded") from exc
+        raise CheckpointError(
+            f"{path}: unreadable torch archive ({type(exc).__name__}: {_error_detail(text)}); "
+            f"the file may be corrupt, re-create it with `nmc-deploy train`") from exc
+
+
+def _error_detail(text: str) -> str:
+    """The most telling line of a torch.load error message."""
+    _, sep, rest = text.partition("WeightsUnpickler error:")
+    lines = [ln.strip() for ln in (rest if sep else text).splitlines() if ln.strip()]
+    return lines[0] if lines else "no detail"
+
+
+def load_checkpoint(path: str | Path) -> tuple[Spikformer, dict]:
+    """Load a checkpoint written by :func:`save_checkpoint`.
+
+    Uses ``torch.load(path, map_location="cpu", weights_only=True)``: no code in the file
+    is ever run.
+
+    Parameters
+    ----------
+    path : str or Path
+        Checkpoint file.
+
+    Returns
+    -------
+    model : Spikformer
+        The model, in eval mode, on the CPU.
+    meta : dict
+        The ``meta`` dict stored with it.
+
+    Raises
+    ------
+    CheckpointError
+        If the file is missing, a directory, not a torch archive, not an nmc-deploy
+        checkpoint, of another version, or its config or state_dict do not fit.
+    """
+    path = Path(path)
+    ckpt = _read_archive(path)
+    if not isinstance(ckpt, dict) or "format" not in ckpt:
+        raise CheckpointError(
+            f"{path}: not an nmc-deploy checkpoint (no 'format' key); {_HINT_CREATE}")
+    if ckpt["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path}: format ({ckpt['format']!r}) is not '{CHECKPOINT_FORMAT}'; {_HINT_CREATE}")
+    if ckpt.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint version ({ckpt.get('version')!r}) is not supported "
+            f"(expected {CHECKPOINT_VERSION}); re-create it with this nmc-deploy")
+    for key in ("config", "state_dict"):
+        if not isinstance(ckpt.get(key), dict):
+            raise CheckpointError(
+                f"{path}: '{key}' entry is missing or not a dict; {_HINT_CREATE}")
+    try:
+        config = SpikformerConfig.from_dict(ckpt["config"])
+    except (NmcDeployError, TypeError) as exc:
+        raise CheckpointError(f"{path}: bad config: {exc}") from exc
+
+    model = Spikformer(config)
+    expected = model.state_dict()
+    state = ckpt["state_dict"]
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {_short_list(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys {_short_list(unexpected)}")
+        raise CheckpointError(
+            f"{path}: state_dict does not match the config ({'; '.join(parts)}); "
+            f"the file was edited or written by another version")
+    for key, ref in expected.items():
+        value = state[key]
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"{path}: state_dict['{key}'] is a {type(value).__name__}, not a tensor")
+        if tuple(value.shape) != tuple(ref.shape):
+            raise CheckpointError(
+                f"{path}: state_dict['{key}'] has shape {tuple(value.shape)}, the config "
+                f"needs {tuple(ref.shape)}; the file was edited or written by another version")
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    meta = ckpt.get("meta", {})
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: 'meta' entry is a {type(meta).__name__}, not a dict")
+    return model, meta
+
+
+def _short_list(keys: list[str], limit: int = 3) -> str:
+    shown = ", ".join(f"'{k}'" for k in keys[:limit])
+    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+    return f"{shown}{more}"
