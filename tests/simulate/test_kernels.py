@@ -10,7 +10,7 @@ def _run_lava_chain(data, weights, weight_exp, num_message_bits, lif_kw, steps, 
     """RingBuffer -> Sparse -> LIF in Lava; returns (spikes, u, v) per step from Monitors."""
     from nmc_deploy.compat import lava311
 
-    lava311.install()
+    lava311.import_lava_runtime()
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.source import RingBuffer
