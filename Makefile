@@ -24,6 +24,10 @@ $(STAMP): constraints.txt pyproject.toml
 	# Lava declares Python <3.11 and old torch pins: install without its metadata's deps
 	# (their real deps are above); nmc_deploy.compat.lava311 makes it import on 3.11.
 	$(PIP) install --no-deps --ignore-requires-python -c constraints.txt lava-nc lava-dl
+	# norse 1.1.0 is an sdist whose metadata says 0.0.0, so pip refuses it by name:
+	# download the pinned file, then install the file itself (no deps: it names torchvision).
+	rm -rf $(VENV)/.norse && $(PIP) download --no-deps --no-binary :all: -d $(VENV)/.norse norse==1.1.0
+	$(PIP) install --no-deps --no-build-isolation $(VENV)/.norse/norse-1.1.0.tar.gz
 	$(PIP) install --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

@@ -12,13 +12,20 @@ def rng():
 
 def make_tiny_spikformer(seed: int = 0, depth: int = 1, embed_dim: int = 16):
     """A small random Spikformer whose BatchNorms make every layer fire (so tests see spikes)."""
-    import torch
-    from nmc_deploy.models.spikformer import Spikformer, SpikformerConfig
+    from nmc_deploy.models.spikformer import SpikformerConfig
 
-    torch.manual_seed(seed)
     cfg = SpikformerConfig(img_size=8, in_channels=1, num_classes=10, embed_dim=embed_dim,
                            num_heads=2, depth=depth, mlp_ratio=2, time_steps=4,
                            sps_channels=(4, 8, embed_dim), sps_pool=(False, True, False))
+    return make_active_spikformer(cfg, seed)
+
+
+def make_active_spikformer(cfg, seed: int = 0):
+    """A random Spikformer of ``cfg`` whose weights and BatchNorms make every layer fire."""
+    import torch
+    from nmc_deploy.models.spikformer import Spikformer
+
+    torch.manual_seed(seed)
     model = Spikformer(cfg)
     gen = torch.Generator().manual_seed(seed)
     for mod in model.modules():

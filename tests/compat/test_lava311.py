@@ -58,3 +58,19 @@ def test_lava_imports_after_the_start_method_was_fixed():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["fork", "ok"]
+
+
+def test_pinned_stack_is_installed():
+    """The environment the Makefile builds: the pins of constraints.txt (issue 2)."""
+    from importlib.metadata import version
+
+    import nir
+    import norse.torch  # noqa: F401  (1.1.0 sdist; its metadata says 0.0.0)
+    import numpy
+    import torch
+
+    assert torch.__version__.startswith("2.13.0")
+    assert numpy.__version__ < "2"
+    assert version("nir") == "1.0.8" and version("nirtorch") == "2.6"
+    assert version("lava-nc") == "0.10.0" and version("lava-dl") == "0.6.0"
+    assert nir is not None

@@ -34,3 +34,25 @@ def test_cached_delaysparse_model_equals_lavas_own(tiny_program, digits):
     cached = simulate_lava(tiny_program, x, cache_delay_weights=True)
     original = simulate_lava(tiny_program, x, cache_delay_weights=False)
     assert sum(_mismatches(cached, original).values()) == 0
+
+
+@pytest.mark.slow
+def test_reference_equals_lava_on_the_digits_preset(digits):
+    """The full preset as `make demo` compiles it (random weights that make every layer fire)."""
+    import warnings
+
+    from conftest import make_active_spikformer
+    from nmc_deploy.compile.lower import lower_graph
+    from nmc_deploy.compile.quantize import quantize_program
+    from nmc_deploy.export.spikformer import export_spikformer
+    from nmc_deploy.models.spikformer import preset_config
+    from nmc_deploy.simulate.lava_backend import simulate_lava
+
+    model = make_active_spikformer(preset_config("digits"), seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = quantize_program(lower_graph(export_spikformer(model, {"input_levels": 16})))
+    x = digits.x_test[:4]
+    ref, lav = simulate_reference(program, x), simulate_lava(program, x)
+    assert all(s.sum() > 0 for s in ref.spikes.values())
+    assert sum(_mismatches(ref, lav).values()) == 0
