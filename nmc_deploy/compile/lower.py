@@ -59,8 +59,14 @@ def _uniform(arr, what: str, where: str) -> float:
     arr = np.asarray(arr, np.float64)
     if arr.size and not np.all(arr == arr.flat[0]):
         raise LoweringError(f"{where}: per-neuron {what} differs across neurons; this compiler "
-                            "needs one value per population (per-neuron parameters: issue 3)")
+                            "needs one value per population here")
     return float(arr.flat[0])
+
+
+def _per_neuron(arr) -> float | np.ndarray:
+    """A scalar when every neuron has the same value, else the flat float64 array."""
+    arr = np.asarray(arr, np.float64).ravel()
+    return float(arr[0]) if np.all(arr == arr[0]) else arr
 
 
 def _is_identity_of(e: _Expr, where: str) -> str:
@@ -104,8 +110,9 @@ def lower_graph(graph: Graph, *, input_levels: int | None = None) -> FloatProgra
         pops.append(FloatPopulation(name=name, shape=tuple(shape), kind=kind, alpha=alpha,
                                     v_threshold=v_th, threshold_ge=ge,
                                     bias=gain * inp.bias + leak))
+        row_gain = sp.diags(np.broadcast_to(np.asarray(gain, np.float64), (size,)))
         for src, m in inp.terms.items():
-            m = sp.csr_matrix(m * gain)
+            m = sp.csr_matrix(row_gain @ m)
             m.eliminate_zeros()
             kind_g = ("encoding" if src == INPUT else
                       "attention" if any(o.name == src for o in ops) else "synapses")
@@ -166,9 +173,9 @@ def lower_graph(graph: Graph, *, input_levels: int | None = None) -> FloatProgra
         elif isinstance(node, Flatten):
             exprs[name] = inp
         elif isinstance(node, LIF):
-            tau = _uniform(node.tau, "tau", name)
-            r = _uniform(node.r, "r", name)
-            v_th = _uniform(node.v_threshold, "v_threshold", name)
+            tau = _per_neuron(node.tau)  # per-neuron values: sLIF (issue 3)
+            r = _per_neuron(node.r)
+            v_th = _per_neuron(node.v_threshold)
             if np.any(np.asarray(node.v_reset) != 0):
                 raise LoweringError(f"{name}: v_reset must be 0 (Loihi resets to zero)")
             alpha = 1.0 - dt / tau

@@ -46,8 +46,8 @@ class FloatPopulation:
     name: str
     shape: tuple[int, ...]
     kind: str  # "lif" | "threshold"
-    alpha: float  # voltage retained per step (1 - dt/tau); 0 for a stateless threshold
-    v_threshold: float
+    alpha: float | np.ndarray  # voltage kept per step (1 - dt/tau), scalar or per neuron
+    v_threshold: float | np.ndarray  # scalar or per neuron (sLIF)
     threshold_ge: bool
     bias: np.ndarray  # (size,) float64, per step
 
@@ -130,7 +130,7 @@ class Population:
     shape: tuple[int, ...]
     kind: str
     du: int
-    dv: int
+    dv: int | np.ndarray  # scalar, or per neuron (sLIF leaks: a per-neuron LIF Process)
     vth: int
     bias_mant: np.ndarray  # (size,) int
     bias_exp: int
@@ -225,6 +225,9 @@ def save_program(program: Program, directory: str | Path) -> None:
         d = asdict(p)
         d.pop("bias_mant")
         arrs[f"pop{i}/bias_mant"] = np.asarray(p.bias_mant, np.int32)
+        if isinstance(p.dv, np.ndarray):
+            arrs[f"pop{i}/dv"] = np.asarray(p.dv, np.int32)
+            d["dv"] = "per-neuron"
         pops.append(d)
     groups = []
     for i, g in enumerate(program.groups):
@@ -279,7 +282,9 @@ def load_program(directory: str | Path) -> Program:
         npz = np.load(apath)
         pops = tuple(
             Population(**{**d, "shape": tuple(d["shape"]),
-                          "bias_mant": npz[f"pop{i}/bias_mant"].astype(np.int64)})
+                          "bias_mant": npz[f"pop{i}/bias_mant"].astype(np.int64),
+                          "dv": (npz[f"pop{i}/dv"].astype(np.int64)
+                                 if d["dv"] == "per-neuron" else int(d["dv"]))})
             for i, d in enumerate(manifest["populations"]))
         groups = []
         for i, d in enumerate(manifest["groups"]):

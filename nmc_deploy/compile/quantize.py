@@ -140,7 +140,8 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
         if not gs:
             raise LoweringError(f"{p.name}: population has no incoming synapses")
         depth[p.name] = 1 + max(src_depth(g.source) for g in gs)
-        integer_or = (p.kind == "threshold" and np.all(p.bias == 0) and all(
+        per_neuron_th = isinstance(p.v_threshold, np.ndarray)
+        integer_or = (p.kind == "threshold" and not per_neuron_th and np.all(p.bias == 0) and all(
             g.source != INPUT and g.source not in op_names and
             np.all(g.weight.data == np.round(g.weight.data)) and
             np.abs(g.weight.data).max(initial=0) <= 2 ** weight_bits - 1 for g in gs))
@@ -152,27 +153,32 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
                 raise LoweringError(f"{p.name}: threshold ({p.v_threshold}) below 0 with "
                                     "integer inputs would fire without input")
         else:
-            if p.v_threshold <= 0:
-                raise LoweringError(f"{p.name}: v_threshold ({p.v_threshold}) must be positive")
+            if np.any(np.asarray(p.v_threshold) <= 0):
+                raise LoweringError(f"{p.name}: v_threshold ({np.min(p.v_threshold)}) must be "
+                                    "positive")
             vth = vth_mant
-            lam = ((2 ** LAVA_LIF.vth_shift) * vth + (1 if p.threshold_ge else 0)) / p.v_threshold
+            # per-neuron thresholds fold into a per-neuron scale (exact: reset is to zero)
+            lam = ((2 ** LAVA_LIF.vth_shift) * vth + (1 if p.threshold_ge else 0)) / \
+                np.asarray(p.v_threshold, np.float64)
         if p.kind == "threshold":
             dv = LAVA_LIF.decay_unity if not integer_or else LAVA_LIF.max_dv
         else:
-            dv_exact = LAVA_LIF.decay_unity * (1.0 - p.alpha)
-            dv = int(round(dv_exact))
-            if dv != dv_exact:
-                diagnostics["decay_error"][p.name] = dv - dv_exact
-                warnings.warn(f"{p.name}: voltage decay {dv_exact:.3f}/4096 rounded to {dv}",
-                              QuantizationWarning, stacklevel=2)
-            dv = min(max(dv, 0), LAVA_LIF.max_dv)
+            dv_exact = LAVA_LIF.decay_unity * (1.0 - np.asarray(p.alpha, np.float64))
+            dv = np.clip(np.round(dv_exact), 0, LAVA_LIF.max_dv).astype(np.int64)
+            err = float(np.max(np.abs(dv - dv_exact)))
+            if err:
+                diagnostics["decay_error"][p.name] = err
+                warnings.warn(f"{p.name}: voltage decay rounded to the /4096 grid (max error "
+                              f"{err:.3f}/4096)", QuantizationWarning, stacklevel=2)
+            dv = int(dv) if dv.ndim == 0 else (int(dv[0]) if np.all(dv == dv[0]) else dv)
         bias_mant, bias_exp, bclip = _bias_manexp(lam * p.bias)
         diagnostics["clipped_biases"] += bclip
         pops_q.append(Population(name=p.name, shape=p.shape, kind=p.kind, du=LAVA_LIF.max_du,
                                  dv=dv, vth=vth, bias_mant=bias_mant, bias_exp=bias_exp,
-                                 depth=depth[p.name], scale=lam, layer=p.name))
+                                 depth=depth[p.name], scale=float(np.max(lam)), layer=p.name))
+        row_scale = sp.diags(np.broadcast_to(lam / 2 ** LAVA_LIF.act_shift, (p.size,)))
         for g in gs:
-            real = g.weight * (lam / 2 ** LAVA_LIF.act_shift)
+            real = row_scale @ g.weight
             qw = quantize_weights(real, weight_bits)
             diagnostics["zeroed_weights"] += qw.zeroed
             diagnostics["clipped_weights"] += qw.clipped
@@ -182,10 +188,9 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
                 op = op_names[g.source]
                 bits = _message_bits(op.n_tokens * op.n_tokens * (op.dim // op.num_heads))
                 w = qw.weights
-                d = w.diagonal()
-                if w.nnz != w.shape[0] or np.any(d != d[0]):
-                    raise LoweringError(f"{g.name}: attention output weights must be one "
-                                        "value times the identity")
+                if w.nnz != w.shape[0] or np.count_nonzero(w.diagonal()) != w.shape[0]:
+                    raise LoweringError(f"{g.name}: attention output weights must be diagonal "
+                                        "(one weight per output neuron)")
             else:
                 bits = 0
             delay = depth[p.name] - 1 - src_depth(g.source)

@@ -4,7 +4,8 @@ The only module of nmc-deploy (besides the custom processes in ``lava_procs``) t
 imports Lava. Mapping:
 
 * input: ``RingBuffer`` source with the integer pixels of every sample, repeated T times;
-* population: ``LIFReset`` (PyLifResetModelBitAcc) with ``reset_interval = T`` and
+* population: ``LIFReset`` (PyLifResetModelBitAcc; our ``LIFResetPerNeuronDecay`` subclass
+  when leaks differ per neuron) with ``reset_interval = T`` and
   ``reset_offset = (1 + depth) % T``, so u and v are zeroed at the first step of each
   sample window of that depth (deployment decision 2);
 * synapse group: ``Sparse`` (delay 0) or ``DelaySparse`` (delay > 0), with the program's
@@ -36,10 +37,15 @@ from lava.proc.io.source import RingBuffer  # noqa: E402
 from lava.proc.lif.process import LIFReset  # noqa: E402
 from lava.proc.sparse.process import DelaySparse, Sparse  # noqa: E402
 
-from .lava_procs.processes import (PyDelaySparseModelBitAccCached, SpikeAttention,  # noqa: E402
-                                   SpikeRecorder)
+from .lava_procs.processes import (LIFResetPerNeuronDecay,  # noqa: E402
+                                   PyDelaySparseModelBitAccCached, SpikeAttention, SpikeRecorder)
 
 __all__ = ["simulate_lava", "build_network", "run_config"]
+
+
+def _attention_weight(weights):
+    d = weights.diagonal().astype(np.int64)
+    return int(d[0]) if np.all(d == d[0]) else d
 
 
 def build_network(program: Program, images: np.ndarray, record_dir: Path):
@@ -52,7 +58,8 @@ def build_network(program: Program, images: np.ndarray, record_dir: Path):
     source = RingBuffer(data=data)
     lifs = {}
     for p in program.populations:
-        lifs[p.name] = LIFReset(
+        neuron = LIFResetPerNeuronDecay if isinstance(p.dv, np.ndarray) else LIFReset
+        lifs[p.name] = neuron(
             shape=(p.size,), du=p.du, dv=p.dv, vth=p.vth,
             bias_mant=np.asarray(p.bias_mant, np.int64).astype(np.int32),
             bias_exp=np.full(p.size, p.bias_exp, np.int32),
@@ -63,7 +70,7 @@ def build_network(program: Program, images: np.ndarray, record_dir: Path):
         if g.kind == "attention":
             op = ops[g.source]
             proc = SpikeAttention(dim=op.dim, n_tokens=op.n_tokens, num_heads=op.num_heads,
-                                  weight=int(g.weights.diagonal()[0]),
+                                  weight=_attention_weight(g.weights),
                                   weight_exp=g.weight_exp, name=op.name)
             lifs[op.q].s_out.connect(proc.q_in)
             lifs[op.k].s_out.connect(proc.k_in)

@@ -4,7 +4,8 @@ SpikeAttention
     The spiking self-attention core as a synapse-like stage (a Loihi 2 programmable-neuron
     unit in hardware terms): per step it receives binary q, k, v of shape (dim*n_tokens,)
     in (dim, n_tokens) C-order, computes per head ``C_h = (Q_h K_h^T) V_h`` and sends
-    ``(weight * C) << weight_exp`` (``>>`` if negative) on the *next* step, like Sparse.
+    ``(weight * C) << weight_exp`` (``>>`` if negative) on the *next* step, like Sparse;
+    ``weight`` is one integer or one per output neuron (per-neuron thresholds of the LIF).
 SpikeRecorder
     Stores the spikes it receives each step and, at step ``num_steps``, writes them as a
     bit-packed ``.npy`` file (one row per step). This avoids ``Var.get``, which moves
@@ -30,8 +31,8 @@ from nmc_deploy.simulate.kernels import attention_counts
 class SpikeAttention(AbstractProcess):
     """Spiking self-attention product; see the module docstring for the dynamics."""
 
-    def __init__(self, *, dim: int, n_tokens: int, num_heads: int, weight: int,
-                 weight_exp: int, name: str = None):
+    def __init__(self, *, dim: int, n_tokens: int, num_heads: int, weight, weight_exp: int,
+                 name: str = None):
         super().__init__(dim=dim, n_tokens=n_tokens, num_heads=num_heads, weight=weight,
                          weight_exp=weight_exp, name=name)
         n = dim * n_tokens
@@ -59,7 +60,7 @@ class PySpikeAttentionModelFixed(PyLoihiProcessModel):
         k = self.k_in.recv()[None, :]
         v = self.v_in.recv()[None, :]
         counts, _ = attention_counts(q, k, v, p["num_heads"], p["dim"], p["n_tokens"])
-        a = counts[0] * int(p["weight"])
+        a = counts[0] * np.asarray(p["weight"], np.int64)  # scalar or per output neuron
         e = int(p["weight_exp"])
         self.a_buff = (a << e if e > 0 else a >> -e).astype(np.int32)
 
@@ -115,3 +116,51 @@ class PyDelaySparseModelBitAccCached(PyDelaySparseModelBitAcc):
                                                            self.a_buff.shape[-1] - 1)
         return np.reshape(self._delay_wgts * s_in,
                           (self.a_buff.shape[-1], self.weights.shape[0])).T
+
+
+from lava.proc.lif.models import AbstractPyLifModelFixed  # noqa: E402
+from lava.proc.lif.process import LIFReset  # noqa: E402
+
+
+class LIFResetPerNeuronDecay(LIFReset):
+    """Lava's LIFReset with ``du`` and ``dv`` as per-neuron Vars (sLIF's per-channel leaks).
+
+    Loihi 2's programmable neurons allow this; Lava's LIF holds one decay per population.
+    The dynamics are Lava's PyLifResetModelBitAcc, evaluated elementwise.
+    """
+
+    def __init__(self, *, shape, du, dv, **kwargs):
+        super().__init__(shape=shape, du=0, dv=0, **kwargs)
+        self.du = Var(shape=shape, init=np.broadcast_to(du, shape).copy())
+        self.dv = Var(shape=shape, init=np.broadcast_to(dv, shape).copy())
+
+
+@implements(proc=LIFResetPerNeuronDecay, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyLIFResetPerNeuronDecayModel(AbstractPyLifModelFixed):
+    """Lava's fixed-point LIF arithmetic (AbstractPyLifModelFixed.subthr_dynamics) with
+    vector decays, plus LIFReset's behaviour: u, v zeroed when
+    ``time_step % reset_interval == reset_offset`` (before integrating), spike on
+    ``v > vth << 6``, reset to 0."""
+
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    vth: int = LavaPyType(int, np.int32, precision=17)
+    du: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=12)
+    dv: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=12)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.reset_interval = proc_params["reset_interval"]
+        self.reset_offset = proc_params["reset_offset"] % self.reset_interval
+
+    def run_spk(self):
+        a_in = self.a_in.recv()
+        if self.time_step % self.reset_interval == self.reset_offset:
+            self.u *= 0
+            self.v *= 0
+        self.scale_bias()
+        self.subthr_dynamics(activation_in=a_in)
+        spikes = self.v > np.left_shift(self.vth, self.vth_shift)
+        self.reset_voltage(spike_vector=spikes)
+        self.s_out.send(spikes)
