@@ -56,14 +56,24 @@ def _fold(layer, bn):
 
 
 def _lif_node(lif, shape, time_steps_meta: dict) -> LIF:
-    tau_steps = float(lif.tau)
-    v_th = float(lif.v_threshold)
+    """LIF node; an sLIF's per-channel gain k (= 1/tau) and threshold are broadcast over the
+    channel axis, which is the first axis in our (C, H, W) and (C, N) layouts."""
     ones = np.ones(shape)
-    return LIF(tau=ones * tau_steps * DT, r=ones, v_leak=np.zeros(shape),
-               v_threshold=ones * v_th, v_reset=np.zeros(shape),
-               metadata={"threshold_comparison": ">=", "source_neuron":
-                         f"spikingjelly MultiStepLIFNode(tau={tau_steps}, decay_input=True, "
-                         "v_reset=0)", **time_steps_meta})
+    if hasattr(lif, "v_threshold_per_channel"):  # sLIF (issue 3)
+        per_channel = (-1,) + (1,) * (len(shape) - 1)
+        k = lif.input_gain_per_channel().double().numpy().reshape(per_channel)
+        v_th = lif.v_threshold_per_channel().double().numpy().reshape(per_channel)
+        tau = ones * DT / k
+        source = "sLIF: per-channel leak and threshold, h = v + (x - v) * k"
+    else:
+        tau_steps = float(lif.tau)
+        tau = ones * tau_steps * DT
+        v_th = float(lif.v_threshold)
+        source = f"spikingjelly MultiStepLIFNode(tau={tau_steps}, decay_input=True, v_reset=0)"
+    return LIF(tau=tau, r=ones, v_leak=np.zeros(shape), v_threshold=ones * v_th,
+               v_reset=np.zeros(shape),
+               metadata={"threshold_comparison": ">=", "source_neuron": source,
+                         **time_steps_meta})
 
 
 def export_spikformer(model: torch.nn.Module, meta: dict[str, Any] | None = None) -> Graph:
@@ -127,6 +137,13 @@ def _export(model, cfg, meta) -> Graph:
                  "patch_embed.feat_tokens", "patch_embed.rpe_tokens")
 
     def token_linear(name, linear, bn, src):
+        if hasattr(linear, "down") and hasattr(linear, "up"):  # low-rank factors (DSP)
+            down = _np(linear.down.weight)
+            add(f"{name}.down", Conv1d(weight=down[:, :, None], bias=np.zeros(down.shape[0]),
+                                       input_length=N, metadata={"role": "low-rank factor"}), src)
+            w, b = _fold(linear.up, bn)
+            return add(name, Conv1d(weight=w[:, :, None], bias=b, input_length=N,
+                                    metadata={"role": "low-rank factor"}), f"{name}.down")
         w, b = _fold(linear, bn)
         return add(name, Conv1d(weight=w[:, :, None], bias=b, input_length=N), src)
 
@@ -147,7 +164,7 @@ def _export(model, cfg, meta) -> Graph:
         mid = add(f"{p}.attn.output", Scale(scale=ones, metadata={"role": "residual sum"}),
                   stream, f"{p}.attn.proj_lif")
         m = blk.mlp
-        hidden = m.fc1_linear.out_features
+        hidden = m.fc1_bn.num_features
         token_linear(f"{p}.mlp.fc1_linear", m.fc1_linear, m.fc1_bn, mid)
         add(f"{p}.mlp.fc1_lif", _lif_node(m.fc1_lif, (hidden, N), {}), f"{p}.mlp.fc1_linear")
         token_linear(f"{p}.mlp.fc2_linear", m.fc2_linear, m.fc2_bn, f"{p}.mlp.fc1_lif")
