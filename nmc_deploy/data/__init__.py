@@ -93,3 +93,11 @@ def load_digits(path: Path | None = None) -> ImageDataset:
     y = bunch.target.astype(np.int64)
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
     return ImageDataset("digits", x_tr, y_tr, x_te, y_te, levels=16, num_classes=10)
+
+
+# Loaders of user-supplied files, one module each; importing them registers them. They sit
+# at the end because they import ImageDataset and register_dataset from this module.
+from .cifar10 import load_cifar10  # noqa: E402
+from .mnist import load_mnist  # noqa: E402
+
+__all__ += ["load_mnist", "load_cifar10"]
