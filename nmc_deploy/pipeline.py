@@ -118,7 +118,7 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
         warnings.simplefilter("always")
         program = quantize_program(fp, weight_bits=tgt.weight_bits,
                                    max_delay=tgt.max_synaptic_delay,
-                                   vth_mant=vth_mant or DEFAULT_VTH_MANT)
+                                   vth_mant=DEFAULT_VTH_MANT if vth_mant is None else vth_mant)
     for w in caught:
         _log(f"warning: {w.message}", log)
     placement = partition_program(program, tgt)
@@ -137,8 +137,9 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
         _write_json(tmp / "placement.json", summary)
         shutil.copyfile(nir_path, tmp / "model.nir")
         out_dir.mkdir(exist_ok=True)
-        for stale in out_dir.glob("activity_*.json"):
-            stale.unlink()  # activity of an older program would no longer match
+        for pattern in ("activity_*.json", "simulation_*.json"):
+            for stale in out_dir.glob(pattern):
+                stale.unlink()  # results of an older program would no longer match
         for name in BUILD_FILES:
             os.replace(tmp / name, out_dir / name)
     finally:
@@ -187,11 +188,15 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
     _log(f"float (graph, float64): accuracy {result['accuracy_float']:.4f} on {len(y)} samples", log)
     runs = {}
     if backend == "reference" or compare:
+        t0 = time.perf_counter()
         ref = simulate_reference(program, x)
         runs["reference"] = ref
         result["accuracy_fixed_reference"] = accuracy(ref, y)
         result["seconds_reference"] = round(time.perf_counter() - t0, 2)
         _log(f"fixed point (reference): accuracy {result['accuracy_fixed_reference']:.4f}", log)
+        if ref.stats.get("u_wraps") or ref.stats.get("v_saturations"):
+            _log(f"warning: fixed-point overflow: {ref.stats['u_wraps']} current wraps, "
+                 f"{ref.stats['v_saturations']} voltage saturations; lower --vth-mant", log)
     if backend == "lava" or compare:
         from .simulate.lava_backend import simulate_lava
 

@@ -472,7 +472,7 @@ def synapse_memory_bits(fan_in_counts, target: HardwareTarget, *, sparse: bool,
     with ``s_a = n_a`` (the nonzero synapses) for sparse storage and ``s_a = span`` (the full
     row, zeros included, no index) for dense storage. An axon with ``n_a = 0`` is not routed to
     the core and costs nothing in either format. No delay or learning-tag bits are stored
-    (nmc-deploy programs use no synaptic delays or learning).
+    (delay bits of DelaySparse groups are not counted yet).
 
     Parameters
     ----------

@@ -71,10 +71,12 @@ class Placement:
                 "in_axons": sum(c.in_axons for c in chunks),
                 "out_axons": self.out_axons[i],
             })
+        ops = {op.name: op for op in program.attention}
         for j, name in enumerate(self.attention_cores):
+            n = ops[name].dim * ops[name].n_tokens  # q, k, v in; one graded output per neuron
             cores.append({"core": len(self.cores) + j, "kind": "attention", "populations": [],
                           "attention": name, "neurons": 0, "synapses": 0,
-                          "synapse_memory_bits": 0, "in_axons": 0, "out_axons": 0})
+                          "synapse_memory_bits": 0, "in_axons": 3 * n, "out_axons": n})
         return {"target": self.target, "cores_used": self.cores_used, "cores": cores,
                 "attention_on_host": list(self.attention_host), "limits": self.limits}
 
@@ -178,6 +180,9 @@ def _out_degrees(program, cores) -> dict[str, np.ndarray]:
     outdeg = {p.name: np.zeros(p.size, np.int64) for p in program.populations}
     for src, pairs in pairs_by_source.items():  # one axon per (neuron, destination core)
         np.add.at(outdeg[src], np.unique(np.concatenate(pairs)) // n_cores, 1)
+    for op in program.attention:  # every q, k, v neuron also feeds its attention unit
+        for name in {op.q, op.k, op.v}:
+            outdeg[name] += 1
     return outdeg
 
 
@@ -211,6 +216,13 @@ def partition_program(program: Program, target: HardwareTarget) -> Placement:
                             f"max_out_axons_per_core ({target.max_out_axons_per_core}) of target "
                             f"{target.name}; the populations on it project to too many cores")
     graded = target.graded_spike_bits > 0
+    for op in program.attention if graded else ():
+        n = op.dim * op.n_tokens
+        if 3 * n > target.max_in_axons_per_core or n > target.max_out_axons_per_core:
+            raise CapacityError(f"{op.name}: attention unit axons (in {3 * n}, out {n}) exceed "
+                                f"max_in_axons_per_core ({target.max_in_axons_per_core}) or "
+                                f"max_out_axons_per_core ({target.max_out_axons_per_core}); "
+                                "splitting attention over cores is not supported yet")
     att_cores = tuple(op.name for op in program.attention) if graded else ()
     att_host = () if graded else tuple(op.name for op in program.attention)
     total = len(cores) + len(att_cores)

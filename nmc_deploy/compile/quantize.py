@@ -27,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import CapacityError, LoweringError, QuantizationWarning
+from ..simulate.kernels import lava_effective_weights
 from .program import INPUT, FloatProgram, Population, Program, SynapseGroup
 
 __all__ = ["quantize_program", "quantize_weights", "QuantizedWeights", "LAVA_LIF",
@@ -74,11 +75,17 @@ def quantize_weights(real: sp.spmatrix, weight_bits: int = 8) -> QuantizedWeight
     data = real.data
     if data.size == 0 or np.all(data == 0):
         return QuantizedWeights(sp.csr_matrix(real.shape, dtype=np.int32), 0, 0, 0)
+    if weight_bits > 8:
+        raise LoweringError(f"weight_bits ({weight_bits}) exceeds 8, the widest weight Lava's "
+                            "Sparse/Dense fixed-point models represent")
     mixed = data.min() < 0 < data.max()
     top = 2 ** weight_bits - (2 if mixed else 1)  # 254 or 255
     step = 2 if mixed else 1
     max_abs = float(np.abs(data).max())
-    exp = math.ceil(math.log2(max_abs / top)) if max_abs > 0 else 0
+    if np.all(data == np.round(data)) and max_abs <= top and (not mixed or np.all(data % 2 == 0)):
+        exp = 0  # integer weights already on the grid stay exact (e.g. max-pool OR weights 1)
+    else:
+        exp = math.ceil(math.log2(max_abs / top)) if max_abs > 0 else 0
     exp = int(min(max(exp, LAVA_LIF.weight_exp_min), LAVA_LIF.weight_exp_max))
     scaled = data / (2.0 ** exp)
     q = np.round(scaled / step) * step
@@ -86,6 +93,10 @@ def quantize_weights(real: sp.spmatrix, weight_bits: int = 8) -> QuantizedWeight
     hi = top if data.max() > 0 else 0
     clipped = int(np.sum((q < lo) | (q > hi)))
     q = np.clip(q, lo, hi)
+    # Lava decides the sign mode from the stored matrix and clips/truncates accordingly; if
+    # rounding changed the sign pattern (e.g. all positives became 0 after a clamped
+    # exponent), project onto what Lava will actually use, so reference and Lava agree.
+    q = lava_effective_weights(q, weight_bits)
     zeroed = int(np.sum((q == 0) & (data != 0)))
     w = sp.csr_matrix((q.astype(np.int32), real.indices.copy(), real.indptr.copy()),
                       shape=real.shape)
@@ -141,10 +152,14 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
             raise LoweringError(f"{p.name}: population has no incoming synapses")
         depth[p.name] = 1 + max(src_depth(g.source) for g in gs)
         per_neuron_th = isinstance(p.v_threshold, np.ndarray)
-        integer_or = (p.kind == "threshold" and not per_neuron_th and np.all(p.bias == 0) and all(
-            g.source != INPUT and g.source not in op_names and
-            np.all(g.weight.data == np.round(g.weight.data)) and
-            np.abs(g.weight.data).max(initial=0) <= 2 ** weight_bits - 1 for g in gs))
+        # exact integer rule: non-negative integer weights (Lava's excitatory grid) and a
+        # threshold below 64, so a sub-threshold v = 64*count decays to 0 with dv = 4095
+        integer_or = (p.kind == "threshold" and not per_neuron_th and np.all(p.bias == 0) and
+                      math.floor(p.v_threshold) < 2 ** LAVA_LIF.act_shift and all(
+                          g.source != INPUT and g.source not in op_names and
+                          np.all(g.weight.data == np.round(g.weight.data)) and
+                          np.all(g.weight.data >= 0) and
+                          g.weight.data.max(initial=0) <= 2 ** weight_bits - 1 for g in gs))
         if integer_or:
             lam = float(2 ** LAVA_LIF.act_shift)
             vth = int(math.floor(p.v_threshold)) if not p.threshold_ge else \
@@ -157,9 +172,19 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
                 raise LoweringError(f"{p.name}: v_threshold ({np.min(p.v_threshold)}) must be "
                                     "positive")
             vth = vth_mant
+            ge = 1 if p.threshold_ge else 0
+            theta = np.asarray(p.v_threshold, np.float64)
             # per-neuron thresholds fold into a per-neuron scale (exact: reset is to zero)
-            lam = ((2 ** LAVA_LIF.vth_shift) * vth + (1 if p.threshold_ge else 0)) / \
-                np.asarray(p.v_threshold, np.float64)
+            lam = ((2 ** LAVA_LIF.vth_shift) * vth + ge) / theta
+            att = [g for g in gs if g.source in op_names]
+            if att:  # bound u = 64 * a_in below 2**23 for the largest possible count N*d
+                op = op_names[att[0].source]
+                max_count = op.n_tokens * (op.dim // op.num_heads)
+                w_max = float(np.max(np.abs(att[0].weight.data)))
+                lam_max = (2 ** (LAVA_LIF.uv_bits - 1) - 1) / (w_max * max_count)
+                while vth > 1 and np.max(lam) > lam_max:
+                    vth //= 2
+                    lam = ((2 ** LAVA_LIF.vth_shift) * vth + ge) / theta
         if p.kind == "threshold":
             dv = LAVA_LIF.decay_unity if not integer_or else LAVA_LIF.max_dv
         else:
@@ -181,12 +206,16 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
             real = row_scale @ g.weight
             qw = quantize_weights(real, weight_bits)
             diagnostics["zeroed_weights"] += qw.zeroed
+            if g.weight.nnz and qw.zeroed > 0.05 * g.weight.nnz:
+                warnings.warn(f"{g.name}: {qw.zeroed} of {g.weight.nnz} weights rounded to 0 "
+                              f"(shared weight_exp {qw.weight_exp}; per-neuron scales spread "
+                              "too widely?)", QuantizationWarning, stacklevel=2)
             diagnostics["clipped_weights"] += qw.clipped
             if g.source == INPUT:
                 bits = _message_bits(fp.input_levels)
             elif g.source in op_names:
                 op = op_names[g.source]
-                bits = _message_bits(op.n_tokens * op.n_tokens * (op.dim // op.num_heads))
+                bits = _message_bits(op.n_tokens * (op.dim // op.num_heads))
                 w = qw.weights
                 if w.nnz != w.shape[0] or np.count_nonzero(w.diagonal()) != w.shape[0]:
                     raise LoweringError(f"{g.name}: attention output weights must be diagonal "
@@ -194,6 +223,10 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
             else:
                 bits = 0
             delay = depth[p.name] - 1 - src_depth(g.source)
+            if g.source in op_names and delay:
+                raise LoweringError(f"{g.name}: the attention output would need a delay of "
+                                    f"{delay} steps to align with the other inputs of "
+                                    f"{p.name}; attention units have no delay line")
             if delay > max_delay:
                 raise CapacityError(f"{g.name}: synaptic delay ({delay}) exceeds "
                                     f"max_synaptic_delay ({max_delay}); the model is too deep "
@@ -202,6 +235,9 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
                                          weights=qw.weights, weight_exp=qw.weight_exp,
                                          num_message_bits=bits, delay=delay, layer=g.layer,
                                          kind=g.kind))
+    if diagnostics["clipped_biases"]:
+        warnings.warn(f"{diagnostics['clipped_biases']} biases clipped to the 13-bit mantissa "
+                      "range; lower --vth-mant", QuantizationWarning, stacklevel=2)
     if diagnostics["clipped_weights"]:
         warnings.warn(f"{diagnostics['clipped_weights']} weights clipped to the 8-bit range",
                       QuantizationWarning, stacklevel=2)

@@ -138,6 +138,9 @@ def _export(model, cfg, meta) -> Graph:
 
     def token_linear(name, linear, bn, src):
         if hasattr(linear, "down") and hasattr(linear, "up"):  # low-rank factors (DSP)
+            if linear.down.bias is not None:
+                raise ExportError(f"{name}.down: a low-rank factor with a bias cannot be "
+                                  "exported; factor without bias")
             down = _np(linear.down.weight)
             add(f"{name}.down", Conv1d(weight=down[:, :, None], bias=np.zeros(down.shape[0]),
                                        input_length=N, metadata={"role": "low-rank factor"}), src)

@@ -112,3 +112,73 @@ def test_model_that_does_not_fit_names_the_limit(tiny_program, tmp_path):
     path.write_text(small)
     with pytest.raises(CapacityError, match=r"cores \(\d+\) exceed the cores of target"):
         partition_program(tiny_program, load_target(path))
+
+
+def test_clamped_exponent_keeps_weights_on_lavas_grid():
+    # review B2: R = [-40000, 100] clamps the exponent at 7; the positive weight rounds to 0
+    # and Lava would see an inhibitory matrix (-256 -> -255). Stored weights must be final.
+    q = quantize_weights(sp.csr_matrix(np.array([[-40000.0, 100.0]])))
+    w = q.weights.toarray()
+    assert q.weight_exp == 7
+    assert np.array_equal(lava_effective_weights(w), w)
+
+
+def test_weight_bits_above_8_are_rejected():
+    from nmc_deploy.errors import LoweringError
+
+    with pytest.raises(LoweringError, match="weight_bits \\(9\\) exceeds 8"):
+        quantize_weights(sp.csr_matrix(np.ones((2, 2))), weight_bits=9)
+
+
+def _threshold_graph(weights, threshold):
+    from nmc_deploy.ir import Affine, Graph, Input, Output, Threshold
+
+    w = np.asarray(weights, float)
+    nodes = {"input": Input(shape=(w.shape[1],)),
+             "a": Affine(weight=np.eye(w.shape[1]) * 2.0, bias=np.zeros(w.shape[1])),
+             "spk": Threshold(threshold=np.full(w.shape[1], 0.5)),
+             "w": Affine(weight=w, bias=np.zeros(w.shape[0])),
+             "or": Threshold(threshold=np.full(w.shape[0], threshold)),
+             "output": Output(shape=(w.shape[0],))}
+    edges = (("input", "a"), ("a", "spk"), ("spk", "w"), ("w", "or"), ("or", "output"))
+    return Graph(nodes, edges, {"dt": 1e-4, "time_steps": 3, "input_levels": 1})
+
+
+@pytest.mark.parametrize("weights,threshold", [([[-1, 200, 3]], 0.5), ([[1, 2, 3]], 2.5),
+                                                ([[1, -255, 3]], 0.5)])
+def test_integer_threshold_populations_match_float_exactly(weights, threshold):
+    # review B3: mixed-sign integer weights are not on Lava's excitatory grid
+    from nmc_deploy.simulate.reference import simulate_float, simulate_reference
+
+    g = _threshold_graph(weights, threshold)
+    fp = lower_graph(g)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prog = quantize_program(fp)
+    for grp in prog.groups:
+        w = grp.weights.toarray()
+        assert np.array_equal(lava_effective_weights(w), w)
+    x = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)])
+    fl, fx = simulate_float(fp, x), simulate_reference(prog, x)
+    assert np.array_equal(fl.spikes["or"], fx.spikes["or"])
+
+
+def test_attention_output_needing_a_delay_is_rejected(tiny_graph):
+    # review B1: attention units have no delay line
+    from nmc_deploy.errors import LoweringError
+    from nmc_deploy.ir import LIF, Conv1d, Graph
+
+    ssa = tiny_graph.nodes["blocks.0.attn.ssa"]
+    D, N = ssa.dim, ssa.n_tokens
+    nodes = dict(tiny_graph.nodes)
+    nodes["extra_linear"] = Conv1d(weight=np.full((D, D, 1), 0.01), bias=np.zeros(D),
+                                   input_length=N)
+    lif = tiny_graph.nodes["blocks.0.attn.q_lif"]
+    nodes["extra_lif"] = LIF(tau=lif.tau, r=lif.r, v_leak=lif.v_leak,
+                             v_threshold=lif.v_threshold, v_reset=lif.v_reset)
+    edges = tiny_graph.edges + (("blocks.0.attn.q_lif", "extra_linear"),
+                                ("extra_linear", "extra_lif"),
+                                ("extra_lif", "blocks.0.attn.attn_lif"))
+    g = Graph(nodes, edges, tiny_graph.metadata)
+    with pytest.raises(LoweringError, match="attention units have no delay line"):
+        quantize_program(lower_graph(g))
