@@ -25,7 +25,7 @@ def cli(debug: bool):
     """Deploys spiking transformers onto Loihi-style cores: does it fit, does it compute the
     same in fixed point, what does it cost.
 
-    Stages: train -> export -> compile -> simulate -> report (or all of them: demo).
+    Stages: train [-> prune] -> export -> compile -> simulate -> report (or: demo).
     """
     _State.debug = debug
 
@@ -45,6 +45,28 @@ def train(preset, dataset, data_path, epochs, seed, out):
 
     train_checkpoint(out, preset=preset, dataset=dataset, data_path=data_path, epochs=epochs,
                      seed=seed)
+
+
+@cli.command()
+@click.argument("checkpoint", type=EXISTING_FILE)
+@click.option("--method", required=True, help="Chooses the method: lth, l1p or dsp.")
+@click.option("--sparsity", type=float, default=None,
+              help="Sets the fraction of weights to remove (lth, l1p; default 0.9).")
+@click.option("--rank-budget", type=float, default=None,
+              help="Sets DSP's parameter budget as a fraction of the dense block parameters.")
+@click.option("--slif", is_flag=True, help="Replaces the blocks' LIF neurons by sLIF first.")
+@click.option("--epochs", type=int, default=5, show_default=True,
+              help="Sets fine-tuning epochs (per round for lth).")
+@click.option("--rounds", type=int, default=None, help="Sets the number of LTH rounds.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds all random numbers.")
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("pruned.pt"),
+              show_default=True, help="Names the pruned checkpoint to write.")
+def prune(checkpoint, method, sparsity, rank_budget, slif, epochs, rounds, seed, out):
+    """Prunes a trained checkpoint (LTH rounds resume from OUT.lth/ when interrupted)."""
+    from .pipeline import prune_checkpoint
+
+    prune_checkpoint(checkpoint, out, method=method, sparsity=sparsity,
+                     rank_budget=rank_budget, slif=slif, epochs=epochs, rounds=rounds, seed=seed)
 
 
 @cli.command()

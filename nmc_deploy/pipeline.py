@@ -19,8 +19,10 @@ import numpy as np
 
 from .errors import InputFileError, NmcDeployError
 
-__all__ = ["train_checkpoint", "export_checkpoint", "compile_model", "run_simulation",
-           "make_report", "run_demo", "BUILD_FILES"]
+__all__ = ["train_checkpoint", "prune_checkpoint", "export_checkpoint", "compile_model",
+           "run_simulation", "make_report", "run_demo", "BUILD_FILES", "PRUNE_METHODS"]
+
+PRUNE_METHODS = ("lth", "l1p", "dsp")
 
 BUILD_FILES = ("program.json", "program.npz", "placement.json", "model.nir")
 
@@ -73,6 +75,84 @@ def train_checkpoint(out: Path, *, preset: str = "digits", dataset: str = "digit
     _log(f"trained {preset} on {dataset}: float test accuracy {acc:.4f} "
          f"({epochs} epochs, {seconds:.0f} s) -> {out}", log)
     return meta
+
+
+# ------------------------------------------------------------------------------ prune
+
+def prune_checkpoint(ckpt: Path, out: Path, *, method: str, sparsity: float | None = None,
+                     rank_budget: float | None = None, energy: float | None = None,
+                     slif: bool = False, epochs: int = 5, rounds: int | None = None,
+                     state_dir: Path | None = None, seed: int = 0, data_path=None,
+                     progress: bool = True, log=None) -> dict:
+    """Prune a trained checkpoint with LTH, L1P or DSP (optionally with sLIF) and write it.
+
+    Arguments are checked before any work, so a bad request writes nothing. LTH rounds are
+    resumable through ``state_dir`` (default: ``<out>.lth/``).
+    """
+    from .errors import NmcDeployError as _E
+
+    if method not in PRUNE_METHODS:
+        raise _E(f"prune: unknown method '{method}'; choose one of {', '.join(PRUNE_METHODS)}")
+    if sparsity is not None and not 0.0 <= sparsity < 1.0:
+        raise _E(f"prune: sparsity ({sparsity}) must be in [0, 1); it is the fraction of "
+                 "weights removed")
+    if rank_budget is not None and not 0.0 < rank_budget <= 1.0:
+        raise _E(f"prune: rank budget ({rank_budget}) must be in (0, 1], a fraction of the "
+                 "dense block parameters")
+    if method == "dsp" and rank_budget is None and energy is None:
+        energy = 0.9
+    if method in ("lth", "l1p") and sparsity is None:
+        sparsity = 0.9
+    from .data import load_dataset
+    from .models.checkpoint import load_checkpoint, save_checkpoint
+    from .prune.common import accuracy_on_test
+    from .prune.masks import sparsity_report
+
+    model, meta = load_checkpoint(ckpt)
+    if not hasattr(model, "blocks"):
+        raise _E(f"{ckpt}: not a Spikformer checkpoint; prune works on Spikformer models")
+    data = load_dataset(meta.get("dataset", "digits"), data_path)
+    before = {"accuracy_float": accuracy_on_test(model, data),
+              "params": int(sum(p.numel() for p in model.parameters())),
+              "nonzeros": int(sum(int((p != 0).sum()) for p in model.parameters()))}
+    if slif:
+        from .prune.slif import convert_to_slif
+
+        model = convert_to_slif(model)
+    t0 = time.perf_counter()
+    if method == "lth":
+        from .prune.lth import run_lth
+
+        result = run_lth(model, data, epochs_per_round=epochs, rounds=rounds,
+                         target_sparsity=None if rounds else sparsity, seed=seed,
+                         state_dir=state_dir or Path(str(out) + ".lth"), progress=progress)
+    elif method == "l1p":
+        from .prune.l1p import run_l1p
+
+        result = run_l1p(model, data, sparsity=sparsity, finetune_epochs=epochs, seed=seed,
+                         progress=progress)
+    else:
+        from .prune.dsp import run_dsp
+
+        result = run_dsp(model, data, energy=None if rank_budget else energy,
+                         rank_budget=rank_budget, finetune_epochs=epochs, seed=seed,
+                         progress=progress)
+    pruned = result.model
+    after = {"accuracy_float": accuracy_on_test(pruned, data),
+             "params": int(sum(p.numel() for p in pruned.parameters())),
+             "nonzeros": int(sum(int((p != 0).sum()) for p in pruned.parameters()))}
+    rep = sparsity_report(pruned, result.masks or None)
+    summary = {"method": method, "slif": slif, "sparsity": sparsity, "rank_budget": rank_budget,
+               "energy": energy, "before": before, "after": after,
+               "seconds": round(time.perf_counter() - t0, 1), "log": result.log,
+               "prunable_sparsity": getattr(rep, "sparsity", None)}
+    save_checkpoint(out, pruned, {**{k: v for k, v in meta.items() if k != "history"},
+                                  "accuracy_float": after["accuracy_float"],
+                                  "pruning": {k: v for k, v in summary.items() if k != "log"}})
+    _log(f"{method}{' + sLIF' if slif else ''}: params {before['params']} -> {after['params']}, "
+         f"nonzeros {before['nonzeros']} -> {after['nonzeros']}, float accuracy "
+         f"{before['accuracy_float']:.4f} -> {after['accuracy_float']:.4f} -> {out}", log)
+    return summary
 
 
 # ----------------------------------------------------------------------------- export

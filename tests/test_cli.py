@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-COMMANDS = ["train", "export", "compile", "simulate", "report", "demo"]
+COMMANDS = ["train", "prune", "export", "compile", "simulate", "report", "demo"]
 
 
 def run(*args, cwd=None):

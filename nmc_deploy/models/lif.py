@@ -8,12 +8,20 @@ float update below, so the update is written exactly in spikingjelly's form.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from ..errors import NmcDeployError
 
-__all__ = ["MultiStepLIF", "multistep_lif_trace", "spike_with_sigmoid_surrogate"]
+__all__ = ["MultiStepLIF", "SLIF", "multistep_lif_trace", "slif_trace",
+           "spike_with_sigmoid_surrogate", "SLIF_MIN_V_THRESHOLD"]
+
+# Smallest threshold an SLIF uses: a learnt threshold is clamped to it in the forward pass
+# (and in v_threshold_per_channel), so a threshold driven to <= 0 cannot make a neuron fire
+# on every step, and the exporter never sees a non-positive threshold.
+SLIF_MIN_V_THRESHOLD = 1e-3
 
 
 class _SigmoidSurrogateSpike(torch.autograd.Function):
@@ -176,4 +184,185 @@ class MultiStepLIF(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"tau={self.tau}, v_threshold={self.v_threshold}, "
+                f"surrogate_alpha={self.surrogate_alpha}")
+
+
+def slif_trace(x: torch.Tensor, input_gain: torch.Tensor, v_threshold: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run the :class:`SLIF` dynamics without gradient and return every internal trace.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Input current, shape ``(T, ...)``.
+    input_gain, v_threshold : torch.Tensor
+        ``k = 1 / tau`` and the threshold, each broadcastable against ``x[t]``.
+
+    Returns
+    -------
+    spikes, h, v : torch.Tensor
+        As :func:`multistep_lif_trace`: spikes, potential before and after the reset.
+    """
+    with torch.no_grad():
+        spikes = torch.empty_like(x)
+        h_all = torch.empty_like(x)
+        v_all = torch.empty_like(x)
+        v = torch.zeros_like(x[0])
+        for t in range(x.shape[0]):
+            h = v + (x[t] - v) * input_gain
+            s = (h - v_threshold >= 0).to(x.dtype)
+            v = h * (1.0 - s)
+            spikes[t], h_all[t], v_all[t] = s, h, v
+    return spikes, h_all, v_all
+
+
+class _SLIFFunction(torch.autograd.Function):
+    """The SLIF time loop as one autograd node, with gradients for k and the threshold.
+
+    With ``u[t] = h[t] - v_th``, ``sg'`` the surrogate derivative and the reset detached::
+
+        g_h[t]    = dL/ds[t] * sg'(u[t]) + g_v[t] * (1 - s[t])
+        dL/dx[t]  = g_h[t] * k
+        dL/dk    += g_h[t] * (x[t] - v[t-1])
+        dL/dv_th -= dL/ds[t] * sg'(u[t])
+        g_v[t-1]  = g_h[t] * (1 - k)
+
+    ``k`` and ``v_th`` arrive broadcastable against ``x[t]``; their gradients are summed
+    back to their own shapes.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, input_gain: torch.Tensor, v_threshold: torch.Tensor,
+                alpha: float):
+        spikes, h, v = slif_trace(x, input_gain, v_threshold)
+        v_prev = torch.cat([torch.zeros_like(v[:1]), v[:-1]])
+        ctx.save_for_backward(h - v_threshold, spikes, x - v_prev, input_gain, v_threshold)
+        ctx.alpha = alpha
+        return spikes
+
+    @staticmethod
+    def backward(ctx, grad_spikes: torch.Tensor):
+        h_minus_th, spikes, drive, k, v_th = ctx.saved_tensors
+        sig = torch.sigmoid(ctx.alpha * h_minus_th)
+        grad_h_direct = grad_spikes * (ctx.alpha * sig * (1.0 - sig))
+        keep = 1.0 - spikes
+        grad_x = torch.empty_like(grad_h_direct)
+        grad_h_all = torch.empty_like(grad_h_direct)
+        grad_v = torch.zeros_like(grad_h_direct[0])
+        for t in reversed(range(grad_x.shape[0])):
+            grad_h = grad_h_direct[t] + grad_v * keep[t]
+            grad_h_all[t] = grad_h
+            grad_v = grad_h * (1.0 - k)
+        grad_x = grad_h_all * k
+        grad_k = (grad_h_all * drive).sum(0).sum_to_size(k.shape)
+        grad_th = (-grad_h_direct).sum(0).sum_to_size(v_th.shape)
+        return grad_x, grad_k, grad_th, None
+
+
+class SLIF(nn.Module):
+    r"""LIF neuron with a learnable threshold and leak per channel (a "synergistic" LIF).
+
+    A drop-in for :class:`MultiStepLIF` (input ``(T, B, ...)``, spikes of the same shape).
+    Per time step ``t`` and channel ``c`` (state ``v[-1] = 0`` at every forward call)::
+
+        k[c]  = sigmoid(-leak_logit[c])            # input gain = 1 / tau[c], in (0, 1)
+        h[t]  = v[t-1] + (x[t] - v[t-1]) * k[c]    # charge, the MultiStepLIF form
+        s[t]  = h[t] >= v_threshold[c]             # fire (Heaviside(0) = 1)
+        v[t]  = h[t] * (1 - s[t])                  # hard reset to 0 (reset detached)
+
+    Gradients reach ``v_threshold`` through the sigmoid surrogate
+    (``ds/dv_th = -sg'(h - v_th)``) and ``leak_logit`` through ``k``. The threshold used
+    is ``max(v_threshold, SLIF_MIN_V_THRESHOLD)``.
+
+    Initialised from a LIF with time constant ``tau`` and threshold ``v_th``:
+    ``leak_logit = log(tau - 1)`` (so ``k = 1 / tau``) and ``v_threshold = v_th``. For
+    ``tau = 2`` that is ``leak_logit = 0``, ``k = sigmoid(0) = 0.5`` exactly, and
+    ``(x - v) * 0.5`` equals MultiStepLIF's ``(x - v) / 2`` bit for bit, so a freshly
+    initialised SLIF reproduces MultiStepLIF exactly (for other ``tau`` the float32 ``k``
+    is ``1/tau`` rounded, and results agree to rounding only).
+
+    This is the proposal of docs/spikformer-and-pruning.md section 3.3 (the paper's own
+    sLIF equations are unavailable).
+
+    Parameters
+    ----------
+    num_channels : int
+        C, size of the channel axis.
+    tau : float
+        Initial membrane time constant in time steps (> 1).
+    v_threshold : float
+        Initial firing threshold (> 0).
+    channel_dim : int
+        The channel axis of the ``(T, B, ...)`` input: 2 for ``(T, B, C, H, W)`` maps,
+        -1 for ``(T, B, N, D)`` tokens.
+    surrogate_alpha : float
+        Sharpness of the sigmoid surrogate gradient.
+
+    Attributes
+    ----------
+    v_threshold : nn.Parameter
+        ``(C,)`` thresholds.
+    leak_logit : nn.Parameter
+        ``(C,)`` leak logits, ``k = sigmoid(-leak_logit)``.
+    channel_dim : int
+    surrogate_alpha : float
+    """
+
+    def __init__(self, num_channels: int, tau: float = 2.0, v_threshold: float = 1.0,
+                 channel_dim: int = -1, surrogate_alpha: float = 4.0):
+        super().__init__()
+        if isinstance(num_channels, bool) or not isinstance(num_channels, int) \
+                or num_channels < 1:
+            raise NmcDeployError(
+                f"SLIF: num_channels ({num_channels!r}) must be a positive integer")
+        if not tau > 1.0:
+            raise NmcDeployError(
+                f"SLIF: tau ({tau}) must be > 1 time step (k = 1/tau must lie in (0, 1))")
+        if not v_threshold > 0.0:
+            raise NmcDeployError(f"SLIF: v_threshold ({v_threshold}) must be > 0")
+        if not surrogate_alpha > 0.0:
+            raise NmcDeployError(f"SLIF: surrogate_alpha ({surrogate_alpha}) must be > 0")
+        if channel_dim in (0, 1):
+            raise NmcDeployError(
+                f"SLIF: channel_dim ({channel_dim}) must not be the time (0) or batch (1) axis")
+        self.num_channels = num_channels
+        self.channel_dim = int(channel_dim)
+        self.surrogate_alpha = float(surrogate_alpha)
+        self.v_threshold = nn.Parameter(torch.full((num_channels,), float(v_threshold)))
+        self.leak_logit = nn.Parameter(torch.full((num_channels,), math.log(tau - 1.0)))
+
+    @classmethod
+    def from_lif(cls, lif: MultiStepLIF, num_channels: int, channel_dim: int) -> "SLIF":
+        """An SLIF that starts with ``lif``'s ``tau``, threshold and surrogate."""
+        return cls(num_channels, lif.tau, lif.v_threshold, channel_dim, lif.surrogate_alpha)
+
+    def _broadcast_shape(self, x: torch.Tensor) -> tuple[int, ...]:
+        """Shape that puts the C channel values on the channel axis of one step ``x[t]``."""
+        dim = self.channel_dim % x.ndim
+        if dim < 2 or x.shape[dim] != self.num_channels:
+            raise NmcDeployError(
+                f"SLIF: input shape ({tuple(x.shape)}) has no channel axis of size "
+                f"{self.num_channels} at channel_dim ({self.channel_dim})")
+        return (self.num_channels,) + (1,) * (x.ndim - 1 - dim)
+
+    def _threshold(self) -> torch.Tensor:
+        return self.v_threshold.clamp_min(SLIF_MIN_V_THRESHOLD)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the neuron over ``x`` of shape ``(T, B, ...)``; return spikes of that shape."""
+        shape = self._broadcast_shape(x)
+        k = torch.sigmoid(-self.leak_logit).reshape(shape)
+        v_th = self._threshold().reshape(shape)
+        return _SLIFFunction.apply(x, k, v_th, self.surrogate_alpha)
+
+    def v_threshold_per_channel(self) -> torch.Tensor:
+        """The thresholds the forward pass uses, ``(C,)`` float32, detached."""
+        return self._threshold().detach().clone().float()
+
+    def input_gain_per_channel(self) -> torch.Tensor:
+        """The input gains ``k = 1/tau`` the forward pass uses, ``(C,)`` float32, detached."""
+        return torch.sigmoid(-self.leak_logit).detach().clone().float()
+
+    def extra_repr(self) -> str:
+        return (f"num_channels={self.num_channels}, channel_dim={self.channel_dim}, "
                 f"surrogate_alpha={self.surrogate_alpha}")

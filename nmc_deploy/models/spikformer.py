@@ -14,6 +14,7 @@ Shapes: ``T`` time steps, ``B`` batch, ``N`` tokens, ``D`` embedding channels,
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,11 +22,21 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, NmcDeployError
-from .lif import MultiStepLIF
+from .lif import SLIF, MultiStepLIF
 
 __all__ = [
     "SpikformerConfig", "PRESETS", "preset_config", "SPS", "SSA", "MLP", "Block", "Spikformer",
+    "LowRankLinear", "NEURON_KINDS", "block_matrix_paths",
 ]
+
+# Values of SpikformerConfig.neuron: which LIFs are SLIFs (learnable threshold and leak).
+#   "lif"          every neuron is a MultiStepLIF;
+#   "slif_blocks"  the q/k/v/attn/proj/fc1/fc2 neurons of every block are SLIFs;
+#   "slif_all"     those and the SPS neurons (lifs.i, rpe_lif).
+NEURON_KINDS = ("lif", "slif_blocks", "slif_all")
+
+# Module path of a block weight matrix that may be factorised (SpikformerConfig.low_rank).
+_BLOCK_MATRIX_RE = re.compile(r"blocks\.(\d+)\.(attn\.(?:q|k|v|proj)_linear|mlp\.fc[12]_linear)")
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,10 @@ class SpikformerConfig:
     tau: float = 2.0  # LIF time constant, time steps
     v_threshold: float = 1.0  # LIF threshold of every neuron except attn_lif
     attn_v_threshold: float = 0.5  # threshold of attn_lif
+    # Factorised block matrices: (module path, rank) pairs such as
+    # ("blocks.0.attn.q_linear", 8); each named Linear is a LowRankLinear of that rank.
+    low_rank: tuple[tuple[str, int], ...] = ()
+    neuron: str = "lif"  # one of NEURON_KINDS: where SLIF neurons replace MultiStepLIF
 
     def __post_init__(self):
         where = "SpikformerConfig"
@@ -94,6 +109,34 @@ class SpikformerConfig:
             raise NmcDeployError(
                 f"{where}: img_size ({self.img_size}) must be divisible by 2**sum(sps_pool) "
                 f"({downsample})")
+        if self.neuron not in NEURON_KINDS:
+            raise NmcDeployError(
+                f"{where}: neuron ({self.neuron!r}) must be one of {', '.join(NEURON_KINDS)}")
+        self._check_low_rank(where)
+
+    def _check_low_rank(self, where: str) -> None:
+        if not isinstance(self.low_rank, tuple):
+            raise NmcDeployError(
+                f"{where}: low_rank ({self.low_rank!r}) must be a tuple of (path, rank) pairs")
+        shapes = block_matrix_paths(self)
+        seen = set()
+        for item in self.low_rank:
+            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
+                    and isinstance(item[1], int) and not isinstance(item[1], bool)):
+                raise NmcDeployError(
+                    f"{where}: low_rank entry ({item!r}) must be a (path, rank) pair")
+            path, rank = item
+            if path not in shapes:
+                raise NmcDeployError(
+                    f"{where}: low_rank path '{path}' is not a block matrix; use e.g. "
+                    f"'blocks.0.attn.q_linear' or 'blocks.0.mlp.fc1_linear' (depth {self.depth})")
+            if path in seen:
+                raise NmcDeployError(f"{where}: low_rank path '{path}' is given twice")
+            seen.add(path)
+            max_rank = min(shapes[path])
+            if not 1 <= rank <= max_rank:
+                raise NmcDeployError(
+                    f"{where}: low_rank rank of '{path}' ({rank}) must be in 1..{max_rank}")
 
     @property
     def token_size(self) -> int:
@@ -111,11 +154,20 @@ class SpikformerConfig:
         return self.embed_dim // self.num_heads
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict of the fields (tuples become lists)."""
+        """JSON-able dict of the fields (tuples become lists).
+
+        ``low_rank`` and ``neuron`` are left out while they hold their defaults, so the
+        dict (and checkpoints and graph metadata) of a plain model is unchanged.
+        """
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            out[f.name] = list(value) if isinstance(value, tuple) else value
+            if f.name in _OMITTED_AT_DEFAULT and value == f.default:
+                continue
+            if f.name == "low_rank":
+                out[f.name] = [[path, rank] for path, rank in value]
+            else:
+                out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 
     @classmethod
@@ -141,11 +193,34 @@ class SpikformerConfig:
         for key in ("sps_channels", "sps_pool"):
             if isinstance(kwargs.get(key), list):
                 kwargs[key] = tuple(kwargs[key])
+        if isinstance(kwargs.get("low_rank"), (list, tuple)):
+            kwargs["low_rank"] = tuple(
+                tuple(item) if isinstance(item, (list, tuple)) else item
+                for item in kwargs["low_rank"])
         for key in ("attn_scale", "tau", "v_threshold", "attn_v_threshold"):
             value = kwargs.get(key)
             if isinstance(value, int) and not isinstance(value, bool):
                 kwargs[key] = float(value)
         return cls(**kwargs)
+
+
+_OMITTED_AT_DEFAULT = ("low_rank", "neuron")
+
+
+def block_matrix_paths(cfg: SpikformerConfig) -> dict[str, tuple[int, int]]:
+    """Module path -> ``(out_features, in_features)`` of every block weight matrix.
+
+    These are the q/k/v/proj linears of every SSA and fc1/fc2 of every MLP, the matrices
+    that L1P prunes and DSP factorises, in model order.
+    """
+    d, hidden = cfg.embed_dim, cfg.embed_dim * cfg.mlp_ratio
+    out = {}
+    for i in range(cfg.depth):
+        for key in ("q", "k", "v", "proj"):
+            out[f"blocks.{i}.attn.{key}_linear"] = (d, d)
+        out[f"blocks.{i}.mlp.fc1_linear"] = (hidden, d)
+        out[f"blocks.{i}.mlp.fc2_linear"] = (d, hidden)
+    return out
 
 
 PRESETS: dict[str, SpikformerConfig] = {
@@ -181,6 +256,63 @@ def _bn_over_rows(bn: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return bn(x.reshape(-1, x.shape[-1])).reshape(x.shape)
 
 
+def _neuron(cfg: SpikformerConfig, slif: bool, channels: int, channel_dim: int,
+            v_threshold: float) -> nn.Module:
+    """A MultiStepLIF, or an SLIF initialised to the same dynamics when ``slif``."""
+    if slif:
+        return SLIF(channels, cfg.tau, v_threshold, channel_dim)
+    return MultiStepLIF(cfg.tau, v_threshold)
+
+
+class LowRankLinear(nn.Module):
+    r"""A linear map factorised through ``rank`` channels: ``up(down(x))``.
+
+    .. math::
+
+        y = U (V x) + b, \qquad V \in \mathbb{R}^{r \times n_{in}},\;
+        U \in \mathbb{R}^{n_{out} \times r}
+
+    Stands in for an ``nn.Linear(in_features, out_features)`` (same call signature, and
+    ``weight`` / ``bias`` give the equivalent dense matrix and bias), with
+    ``rank * (in_features + out_features)`` instead of ``in_features * out_features``
+    weights.
+
+    Attributes
+    ----------
+    down : nn.Linear
+        ``in_features -> rank``, no bias.
+    up : nn.Linear
+        ``rank -> out_features``, with the bias.
+    """
+
+    def __init__(self, in_features: int, out_features: int, rank: int):
+        super().__init__()
+        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+            raise NmcDeployError(f"LowRankLinear: rank ({rank!r}) must be a positive integer")
+        self.in_features = in_features
+        self.out_features = out_features
+        self.rank = rank
+        self.down = nn.Linear(in_features, rank, bias=False)
+        self.up = nn.Linear(rank, out_features, bias=True)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The equivalent dense matrix ``up.weight @ down.weight``, ``(out, in)``."""
+        return self.up.weight @ self.down.weight
+
+    @property
+    def bias(self) -> torch.Tensor:
+        """The bias, ``up.bias``."""
+        return self.up.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(self.down(x))
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"rank={self.rank}")
+
+
 class SPS(nn.Module):
     r"""Spiking patch splitting: conv stages, then a relative-position-embedding conv.
 
@@ -201,15 +333,16 @@ class SPS(nn.Module):
             nn.Conv2d(c_in, c_out, kernel_size=3, stride=1, padding=1, bias=False)
             for c_in, c_out in zip(channels[:-1], channels[1:]))
         self.bns = nn.ModuleList(nn.BatchNorm2d(c) for c in cfg.sps_channels)
+        slif = cfg.neuron == "slif_all"
         self.lifs = nn.ModuleList(
-            MultiStepLIF(cfg.tau, cfg.v_threshold) for _ in cfg.sps_channels)
+            _neuron(cfg, slif, c, 2, cfg.v_threshold) for c in cfg.sps_channels)
         self.pools = nn.ModuleList(
             nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if pool else nn.Identity()
             for pool in cfg.sps_pool)
         d = cfg.embed_dim
         self.rpe_conv = nn.Conv2d(d, d, kernel_size=3, stride=1, padding=1, bias=False)
         self.rpe_bn = nn.BatchNorm2d(d)
-        self.rpe_lif = MultiStepLIF(cfg.tau, cfg.v_threshold)
+        self.rpe_lif = _neuron(cfg, slif, d, 2, cfg.v_threshold)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``(T, B, C, H, W)`` images to ``(T, B, N, D)`` tokens."""
@@ -252,11 +385,12 @@ class SSA(nn.Module):
         self.k_bn = nn.BatchNorm1d(d)
         self.v_bn = nn.BatchNorm1d(d)
         self.proj_bn = nn.BatchNorm1d(d)
-        self.q_lif = MultiStepLIF(cfg.tau, cfg.v_threshold)
-        self.k_lif = MultiStepLIF(cfg.tau, cfg.v_threshold)
-        self.v_lif = MultiStepLIF(cfg.tau, cfg.v_threshold)
-        self.proj_lif = MultiStepLIF(cfg.tau, cfg.v_threshold)
-        self.attn_lif = MultiStepLIF(cfg.tau, cfg.attn_v_threshold)
+        slif = cfg.neuron in ("slif_blocks", "slif_all")
+        self.q_lif = _neuron(cfg, slif, d, -1, cfg.v_threshold)
+        self.k_lif = _neuron(cfg, slif, d, -1, cfg.v_threshold)
+        self.v_lif = _neuron(cfg, slif, d, -1, cfg.v_threshold)
+        self.proj_lif = _neuron(cfg, slif, d, -1, cfg.v_threshold)
+        self.attn_lif = _neuron(cfg, slif, d, -1, cfg.attn_v_threshold)
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         t, b, n, d = x.shape
@@ -281,12 +415,13 @@ class MLP(nn.Module):
     def __init__(self, cfg: SpikformerConfig):
         super().__init__()
         d, hidden = cfg.embed_dim, cfg.embed_dim * cfg.mlp_ratio
+        slif = cfg.neuron in ("slif_blocks", "slif_all")
         self.fc1_linear = nn.Linear(d, hidden)
         self.fc1_bn = nn.BatchNorm1d(hidden)
-        self.fc1_lif = MultiStepLIF(cfg.tau, cfg.v_threshold)
+        self.fc1_lif = _neuron(cfg, slif, hidden, -1, cfg.v_threshold)
         self.fc2_linear = nn.Linear(hidden, d)
         self.fc2_bn = nn.BatchNorm1d(d)
-        self.fc2_lif = MultiStepLIF(cfg.tau, cfg.v_threshold)
+        self.fc2_lif = _neuron(cfg, slif, d, -1, cfg.v_threshold)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``(T, B, N, D)`` to ``(T, B, N, D)`` spikes."""
@@ -319,6 +454,11 @@ class Spikformer(nn.Module):
     -----
     Initialisation as the official code: ``nn.Linear`` weights truncated-normal with
     std 0.02 and zero bias; convs and BN keep PyTorch defaults.
+
+    ``cfg.low_rank`` paths are :class:`LowRankLinear` modules (under the same attribute
+    names, so BN/LIF wiring is unchanged) and ``cfg.neuron`` selects where :class:`SLIF`
+    neurons replace :class:`MultiStepLIF`; both only matter for loading pruned models,
+    whose weights then come from a checkpoint.
     """
 
     def __init__(self, cfg: SpikformerConfig):
@@ -330,6 +470,11 @@ class Spikformer(nn.Module):
         self.patch_embed = SPS(cfg)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.head = nn.Linear(cfg.embed_dim, cfg.num_classes)
+        for path, rank in cfg.low_rank:
+            parent_path, _, name = path.rpartition(".")
+            dense = self.get_submodule(path)
+            setattr(self.get_submodule(parent_path), name,
+                    LowRankLinear(dense.in_features, dense.out_features, rank))
         self.apply(self._init_weights)
 
     @staticmethod

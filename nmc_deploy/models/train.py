@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -21,8 +21,8 @@ from ..errors import DatasetError, NmcDeployError
 from .spikformer import Spikformer, SpikformerConfig, preset_config
 
 __all__ = [
-    "DEFAULT_EPOCHS", "DEFAULT_LR", "train_model", "evaluate_model", "recalibrate_batchnorm",
-    "images_to_float",
+    "DEFAULT_EPOCHS", "DEFAULT_LR", "train_model", "fit", "evaluate_model",
+    "recalibrate_batchnorm", "images_to_float",
 ]
 
 # Epochs of the default recipe per preset (digits: see benchmarks/train_digits.py).
@@ -151,33 +151,119 @@ def train_model(
     """
     if isinstance(cfg, str):
         cfg = preset_config(cfg)
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise NmcDeployError(f"train_model: epochs ({epochs!r}) must be a positive integer")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
-        raise NmcDeployError(f"train_model: batch_size ({batch_size!r}) must be an integer >= 2")
-    if not lr > 0:
-        raise NmcDeployError(f"train_model: lr ({lr!r}) must be positive")
-    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
-        raise NmcDeployError(
-            f"train_model: num_threads ({num_threads!r}) must be a positive integer")
+    _check_fit_arguments("train_model", epochs, batch_size, lr, num_threads)
     _check_dataset(cfg, dataset)
 
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(num_threads)
     try:
-        return _train(cfg, dataset, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                      progress=progress, log=log)
+        torch.manual_seed(seed)
+        model = Spikformer(cfg)
+        history = _fit(model, dataset, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                       progress=progress, log=log)
+    finally:
+        torch.set_num_threads(previous_threads)
+    return model, history
+
+
+def _check_fit_arguments(where: str, epochs, batch_size, lr, num_threads) -> None:
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise NmcDeployError(f"{where}: epochs ({epochs!r}) must be a positive integer")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
+        raise NmcDeployError(f"{where}: batch_size ({batch_size!r}) must be an integer >= 2")
+    if not lr > 0:
+        raise NmcDeployError(f"{where}: lr ({lr!r}) must be positive")
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+        raise NmcDeployError(
+            f"{where}: num_threads ({num_threads!r}) must be a positive integer")
+
+
+def fit(
+    model: Spikformer,
+    dataset: ImageDataset,
+    *,
+    epochs: int,
+    batch_size: int = 64,
+    lr: float = DEFAULT_LR,
+    seed: int = 0,
+    masks: dict[str, torch.Tensor] | None = None,
+    param_groups: Iterable[dict[str, Any]] | None = None,
+    weight_decay: float = WEIGHT_DECAY,
+    warmup_epochs: int = WARMUP_EPOCHS,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    on_epoch_end: Callable[[Spikformer, dict], None] | None = None,
+    progress: bool = True,
+    log: Callable[[dict], None] | None = None,
+    num_threads: int = NUM_THREADS,
+) -> list[dict]:
+    """Train an existing model in place with the recipe of :func:`train_model`.
+
+    The loop, learning-rate schedule, augmentation and seeding are those of
+    :func:`train_model` (which calls this with a fresh model), with a new AdamW optimiser.
+    ``seed`` seeds only the shuffling and augmentation (``numpy.random.default_rng``);
+    the model's weights are whatever they are on entry.
+
+    Parameters
+    ----------
+    model : Spikformer
+        Trained in place; left in eval mode.
+    dataset : ImageDataset
+        Integer images ``0..levels``; the model sees ``x / levels``.
+    epochs, batch_size, lr, seed, progress, log, num_threads
+        As in :func:`train_model`.
+    masks : dict of str to bool tensor, optional
+        Parameter name -> keep mask (True keeps the weight). Masked weights are zeroed on
+        entry, their gradients are zeroed, and they are zeroed again after every optimiser
+        step (AdamW's weight decay and moments could otherwise move them), so they stay
+        exactly 0 (see :func:`nmc_deploy.prune.masks.keep_masked`).
+    param_groups : iterable of dict, optional
+        AdamW parameter groups (``{"params": [...], "weight_decay": ...}``); default one
+        group of every parameter with ``weight_decay``.
+    weight_decay : float
+        AdamW decoupled weight decay of the default group.
+    warmup_epochs : int
+        Epochs of linear warmup (capped at a quarter of all steps); 0 starts at ``lr``.
+    loss_fn : callable, optional
+        ``loss_fn(logits, labels) -> scalar``; default label-smoothed cross-entropy.
+    on_epoch_end : callable, optional
+        Called as ``on_epoch_end(model, record)`` after every epoch (model in train mode).
+
+    Returns
+    -------
+    list of dict
+        The per-epoch history, as :func:`train_model` returns it.
+
+    Raises
+    ------
+    NmcDeployError
+        On invalid arguments, or (``DatasetError``) a data set that does not fit the model.
+    """
+    _check_fit_arguments("fit", epochs, batch_size, lr, num_threads)
+    if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) \
+            or warmup_epochs < 0:
+        raise NmcDeployError(
+            f"fit: warmup_epochs ({warmup_epochs!r}) must be a non-negative integer")
+    _check_dataset(model.config, dataset)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        return _fit(model, dataset, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                    progress=progress, log=log, masks=masks, param_groups=param_groups,
+                    weight_decay=weight_decay, warmup_epochs=warmup_epochs, loss_fn=loss_fn,
+                    on_epoch_end=on_epoch_end)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _train(cfg: SpikformerConfig, dataset: ImageDataset, *, epochs: int, batch_size: int,
-           lr: float, seed: int, progress: bool, log: Callable[[dict], None] | None
-           ) -> tuple[Spikformer, list[dict]]:
-    """The training loop of :func:`train_model` (arguments already checked)."""
-    torch.manual_seed(seed)
+def _fit(model: Spikformer, dataset: ImageDataset, *, epochs: int, batch_size: int,
+         lr: float, seed: int, progress: bool, log: Callable[[dict], None] | None,
+         masks: dict[str, torch.Tensor] | None = None,
+         param_groups: Iterable[dict[str, Any]] | None = None,
+         weight_decay: float = WEIGHT_DECAY, warmup_epochs: int = WARMUP_EPOCHS,
+         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+         on_epoch_end: Callable[[Spikformer, dict], None] | None = None) -> list[dict]:
+    """The training loop of :func:`fit` and :func:`train_model` (arguments checked)."""
     rng = np.random.default_rng(seed)
-    model = Spikformer(cfg)
     model.train()
 
     x_train = np.asarray(dataset.x_train)
@@ -187,20 +273,28 @@ def _train(cfg: SpikformerConfig, dataset: ImageDataset, *, epochs: int, batch_s
     if len(batches) > 1 and batches[-1][1] - batches[-1][0] < 2:
         batches.pop()
     total_steps = epochs * len(batches)
-    warmup_steps = min(WARMUP_EPOCHS * len(batches), total_steps // 4)
+    warmup_steps = min(warmup_epochs * len(batches), total_steps // 4)
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
+    groups = model.parameters() if param_groups is None else list(param_groups)
+    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda k: _lr_factor(k, total_steps, warmup_steps))
-    criterion = nn.CrossEntropyLoss(label_smoothing=LABEL_SMOOTHING)
+    criterion = (nn.CrossEntropyLoss(label_smoothing=LABEL_SMOOTHING) if loss_fn is None
+                 else loss_fn)
 
+    masking = None
     bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=epochs, desc="train", unit="epoch", file=sys.stderr, leave=True)
     history: list[dict] = []
     try:
+        if masks is not None:
+            from ..prune.masks import keep_masked  # the prune package imports this module
+
+            masking = keep_masked(model, masks, optimizer)
+            masking.__enter__()
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=epochs, desc="train", unit="epoch", file=sys.stderr, leave=True)
         for epoch in range(1, epochs + 1):
             start_s = time.perf_counter()
             order = rng.permutation(n)
@@ -232,11 +326,15 @@ def _train(cfg: SpikformerConfig, dataset: ImageDataset, *, epochs: int, batch_s
                 bar.update(1)
             if log is not None:
                 log(record)
+            if on_epoch_end is not None:
+                on_epoch_end(model, record)
     finally:
         if bar is not None:
             bar.close()
+        if masking is not None:
+            masking.__exit__(None, None, None)
     model.eval()
-    return model, history
+    return history
 
 
 @torch.no_grad()
