@@ -14,7 +14,6 @@ Shapes: ``T`` time steps, ``B`` batch, ``N`` tokens, ``D`` embedding channels,
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,9 +33,6 @@ __all__ = [
 #   "slif_blocks"  the q/k/v/attn/proj/fc1/fc2 neurons of every block are SLIFs;
 #   "slif_all"     those and the SPS neurons (lifs.i, rpe_lif).
 NEURON_KINDS = ("lif", "slif_blocks", "slif_all")
-
-# Module path of a block weight matrix that may be factorised (SpikformerConfig.low_rank).
-_BLOCK_MATRIX_RE = re.compile(r"blocks\.(\d+)\.(attn\.(?:q|k|v|proj)_linear|mlp\.fc[12]_linear)")
 
 
 @dataclass(frozen=True)

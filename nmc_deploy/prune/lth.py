@@ -41,7 +41,7 @@ from ..errors import NmcDeployError
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..models.spikformer import Spikformer, SpikformerConfig, preset_config
 from ..models.train import DEFAULT_LR
-from .common import PruneResult, accuracy_on_test, finetune
+from .common import FINETUNE_LR, PruneResult, accuracy_on_test, finetune
 from .masks import (SCOPES, apply_masks, full_masks, magnitude_masks, mask_density,
                     sparsity_report)
 
@@ -122,7 +122,7 @@ def run_lth(
     rewind_epoch: int = 1,
     round0_epochs: int | None = None,
     rewind_state: dict[str, torch.Tensor] | None = None,
-    lr: float = DEFAULT_LR,
+    lr: float | None = None,
     batch_size: int = 64,
     seed: int = 0,
     state_dir: str | Path | None = None,
@@ -157,7 +157,12 @@ def run_lth(
         Epoch of round 0 whose end state is theta_rw (20 of 300 in the release).
     round0_epochs : int, optional
         Training epochs of round 0 (default ``epochs_per_round``).
-    lr, batch_size, seed
+    lr : float, optional
+        Peak AdamW learning rate of every round. Default ``DEFAULT_LR`` (the training
+        recipe's) when theta_rw is an early state (from scratch, or ``rewind_state``
+        given), and ``FINETUNE_LR`` when rewinding to the trained weights themselves
+        (on digits, 5 epochs/round: 97.5 % vs 95.8 % after round 1).
+    batch_size, seed
         Training settings; round ``k`` uses ``fit(seed=seed + k)``. SLIF parameters, if
         any, get a group without weight decay.
     state_dir : str or Path, optional
@@ -200,6 +205,8 @@ def run_lth(
                 f"({round0_epochs})")
     else:
         cfg = model_or_config.config
+    if lr is None:
+        lr = FINETUNE_LR if from_model and rewind_state is None else DEFAULT_LR
     settings = {
         "config": cfg.to_dict(), "dataset": dataset.name, "start": "model" if from_model
         else "scratch", "prune_fraction": float(prune_fraction), "scope": scope,
