@@ -1,0 +1,166 @@
+"""Pruning benchmark on digits (issue 3): one seed per run, then an aggregate table.
+
+  .venv/bin/python benchmarks/pruning.py run --seed 0 --out bench_pruning/   # ~7 min a seed
+  .venv/bin/python benchmarks/pruning.py aggregate bench_pruning/ > docs/results-pruning.md
+
+Per seed: train the digits preset, then dense; LTH (25 % of the remaining weights per round,
+4 epochs per round, rewinding to the trained weights) read at 90 % and >= 95 % sparsity;
+L1P one-shot at 80/90/95 % of the block matrices + 5 epochs, with and without sLIF; DSP at
+energy 0.9 and at a 25 % parameter budget + 5 epochs, with and without sLIF. Every row is
+exported, compiled for loihi2 and run on the fixed-point reference over the whole test split
+(synaptic ops and energy per sample from the measured activity). Token-selector rows are
+listed as not built yet.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+L1P_LEVELS = (0.8, 0.9, 0.95)
+DSP_SETTINGS = (("energy 0.9", {"energy": 0.9}), ("budget 0.25", {"rank_budget": 0.25}))
+FINETUNE_EPOCHS = 5
+LTH_EPOCHS_PER_ROUND = 4
+LTH_ROUNDS = (8, 11)  # 0.75**8 = 10.0 % and 0.75**11 = 4.2 % of the weights remain
+
+
+def evaluate(model, data) -> dict:
+    """Float accuracy, parameters, nonzeros; fixed-point accuracy, synops, energy, cores."""
+    from nmc_deploy.compile.lower import lower_graph
+    from nmc_deploy.compile.partition import partition_program
+    from nmc_deploy.compile.quantize import quantize_program
+    from nmc_deploy.export.spikformer import export_spikformer
+    from nmc_deploy.prune.common import accuracy_on_test
+    from nmc_deploy.report.energy import estimate_costs
+    from nmc_deploy.simulate.reference import accuracy, simulate_reference
+    from nmc_deploy.targets import load_target
+
+    tgt = load_target("loihi2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prog = quantize_program(lower_graph(export_spikformer(model, {"input_levels": 16})))
+    placement = partition_program(prog, tgt)
+    sim = simulate_reference(prog, data.x_test, record=False)
+    rep = estimate_costs(sim.stats, placement.summary(prog), tgt)
+    params = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    return {"accuracy_float": accuracy_on_test(model, data),
+            "accuracy_fixed": accuracy(sim, data.y_test),
+            "weights": int(sum(p.numel() for p in params)),
+            "nonzero_weights": int(sum(int((p != 0).sum()) for p in params)),
+            "synapses": int(sum(g.num_synapses for g in prog.groups)),
+            "synops_per_sample": rep["per_sample"]["synops"],
+            "energy_uj_cmos45nm": rep["energy_per_sample_uj"]["cmos45nm"],
+            "energy_uj_loihi": rep["energy_per_sample_uj"]["loihi_davies2018"],
+            "cores": placement.cores_used}
+
+
+def run_seed(seed: int, out: Path) -> None:
+    from nmc_deploy.data import load_dataset
+    from nmc_deploy.models.spikformer import preset_config
+    from nmc_deploy.models.train import DEFAULT_EPOCHS, train_model
+    from nmc_deploy.prune.dsp import run_dsp
+    from nmc_deploy.prune.l1p import run_l1p
+    from nmc_deploy.prune.lth import run_lth
+    from nmc_deploy.prune.slif import convert_to_slif
+
+    data = load_dataset("digits")
+    rows = []
+
+    def add(name, model, t0, **extra):
+        r = {"row": name, "seed": seed, **evaluate(model, data),
+             "seconds": round(time.perf_counter() - t0, 1), **extra}
+        rows.append(r)
+        print(json.dumps(r), file=sys.stderr, flush=True)
+
+    t0 = time.perf_counter()
+    base, _ = train_model(preset_config("digits"), data, epochs=DEFAULT_EPOCHS["digits"],
+                          seed=seed, progress=False)
+    add("dense", base, t0)
+    with tempfile.TemporaryDirectory() as state:
+        for rounds in LTH_ROUNDS:
+            t0 = time.perf_counter()
+            res = run_lth(base, data, epochs_per_round=LTH_EPOCHS_PER_ROUND, rounds=rounds,
+                          seed=seed, state_dir=state)
+            add(f"LTH round {rounds}", res.model, t0, sparsity=res.log[-1]["sparsity"])
+    for level in L1P_LEVELS:
+        for slif in (False, True):
+            t0 = time.perf_counter()
+            m = convert_to_slif(base) if slif else base
+            res = run_l1p(m, data, sparsity=level, finetune_epochs=FINETUNE_EPOCHS, seed=seed)
+            add(f"L1P {int(level * 100)}%{' + sLIF' if slif else ''}", res.model, t0,
+                sparsity=level)
+    for label, kw in DSP_SETTINGS:
+        for slif in (False, True):
+            t0 = time.perf_counter()
+            m = convert_to_slif(base) if slif else base
+            res = run_dsp(m, data, finetune_epochs=FINETUNE_EPOCHS, seed=seed, **kw)
+            add(f"DSP {label}{' + sLIF' if slif else ''}", res.model, t0)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"seed{seed}.json").write_text(json.dumps(rows, indent=1))
+
+
+def aggregate(out: Path) -> None:
+    runs = [json.loads(p.read_text()) for p in sorted(out.glob("seed*.json"))]
+    seeds = [r[0]["seed"] for r in runs]
+    names = [r["row"] for r in runs[0]]
+    by = {n: [next(x for x in run if x["row"] == n) for run in runs] for n in names}
+
+    def ms(n, key, scale=1.0, fmt="{:.2f}"):
+        v = np.array([x[key] for x in by[n]], float) * scale
+        return (fmt + " ± " + fmt).format(v.mean(), v.std())
+
+    print("# Pruning results on digits (issue 3)\n")
+    print(f"Produced by `benchmarks/pruning.py` ({len(seeds)} seeds: {seeds}; mean ± std). "
+          "Float accuracy: torch; fixed point: the compiled program (loihi2) on the reference "
+          "simulator over all 360 test images; synaptic ops and energy per sample from that "
+          "activity (energy estimated: 45 nm convention / Loihi per-event figures).\n")
+    print("| model | sparsity | float acc % | fixed acc % | weights | nonzero | synops/sample "
+          "| E 45nm µJ | E Loihi µJ | cores |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for n in names:
+        sp_ = by[n][0].get("sparsity")
+        sp_txt = "-" if sp_ is None else ms(n, "sparsity", 100, "{:.1f}") + " %"
+        print(f"| {n} | {sp_txt} | {ms(n, 'accuracy_float', 100)} | {ms(n, 'accuracy_fixed', 100)} "
+              f"| {by[n][0]['weights']} | {ms(n, 'nonzero_weights', 1, '{:.0f}')} "
+              f"| {ms(n, 'synops_per_sample', 1, '{:.0f}')} | {ms(n, 'energy_uj_cmos45nm', 1, '{:.3f}')} "
+              f"| {ms(n, 'energy_uj_loihi', 1, '{:.2f}')} | {ms(n, 'cores', 1, '{:.0f}')} |")
+    print("| token selector (r = 0.9, 0.8, 0.7, 0.5), LTH + tokens | not built yet | | | | | | | | |")
+    mean = lambda n, k: float(np.mean([x[k] for x in by[n]]))  # noqa: E731
+    dense = mean("dense", "accuracy_float")
+    lth90 = mean(f"LTH round {LTH_ROUNDS[0]}", "accuracy_float")
+    loss = dense - mean("L1P 95%", "accuracy_float")
+    recovered = mean("L1P 95% + sLIF", "accuracy_float") - mean("L1P 95%", "accuracy_float")
+    print("\n## Acceptance targets\n")
+    print(f"- LTH at 90 % sparsity within 1.0 point of dense: {100 * (lth90 - dense):+.2f} points "
+          f"-> {'met' if dense - lth90 <= 0.01 else 'MISSED'}.")
+    verdict = ("no loss to recover" if loss <= 0 else
+               ("met" if recovered >= loss / 2 else "MISSED"))
+    print(f"- sLIF recovers at least half of what L1P loses at 95 %: loss {100 * loss:.2f} points, "
+          f"recovered {100 * recovered:.2f} points -> {verdict}.")
+    print("- Token schedule with >= 20 % fewer synaptic ops within 1.0 point: not measured "
+          "(token selector not built yet).")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--seed", type=int, required=True)
+    r.add_argument("--out", type=Path, default=Path("bench_pruning"))
+    a = sub.add_parser("aggregate")
+    a.add_argument("out", type=Path)
+    args = ap.parse_args()
+    if args.cmd == "run":
+        run_seed(args.seed, args.out)
+    else:
+        aggregate(args.out)
+
+
+if __name__ == "__main__":
+    main()
