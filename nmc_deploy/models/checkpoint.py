@@ -117,8 +117,14 @@ def save_checkpoint(path: str | Path, model: Spikformer, meta: dict | None = Non
     return path
 
 
-def _read_archive(path: Path) -> Any:
-    """``torch.load`` with weights_only=True, every failure turned into CheckpointError."""
+def read_torch_archive(path: Path, *, hint: str = f"give a checkpoint written by `nmc-deploy train`",
+                       safe_globals: tuple = ()) -> Any:
+    """``torch.load(weights_only=True)`` with every failure turned into one CheckpointError line.
+
+    ``safe_globals`` are extra classes allowed in the archive (e.g. ``argparse.Namespace``
+    for timm checkpoints); ``hint`` ends the messages about files that are not archives.
+    Used by :func:`load_checkpoint` and by the official-checkpoint importer.
+    """
     if not path.exists():
         raise CheckpointError(f"{path}: no such file; check the path or {_HINT_CREATE}")
     if path.is_dir():
@@ -135,22 +141,22 @@ def _read_archive(path: Path) -> Any:
             f"{path}: is an HDF5 file (a .nir graph?), not a checkpoint; give the .pt file "
             f"written by `nmc-deploy train`")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(safe_globals)):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
-        if not is_zip:
-            raise CheckpointError(
-                f"{path}: not a torch archive (empty, text, truncated or another format); "
-                f"give a checkpoint written by `nmc-deploy train`") from exc
         text = str(exc)
         unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
         if unsafe:
             raise CheckpointError(
                 f"{path}: holds a Python object ({unsafe.group(1)}) that is not plain data, "
-                f"refused for safety; only checkpoints written by `nmc-deploy train` can be "
-                f"loaded") from exc
+                f"refused for safety (weights_only=True); {hint}") from exc
+        if not is_zip and magic[:1] != b"\x80":
+            raise CheckpointError(
+                f"{path}: not a torch archive (empty, text, truncated or another format); "
+                f"{hint}") from exc
         raise CheckpointError(
             f"{path}: unreadable torch archive ({type(exc).__name__}: {_error_detail(text)}); "
-            f"the file may be corrupt, re-create it with `nmc-deploy train`") from exc
+            f"the file may be corrupt") from exc
 
 
 def _error_detail(text: str) -> str:
@@ -185,7 +191,7 @@ def load_checkpoint(path: str | Path) -> tuple[Spikformer, dict]:
         checkpoint, of another version, or its config or state_dict do not fit.
     """
     path = Path(path)
-    ckpt = _read_archive(path)
+    ckpt = read_torch_archive(path)
     if not isinstance(ckpt, dict) or "format" not in ckpt:
         raise CheckpointError(
             f"{path}: not an nmc-deploy checkpoint (no 'format' key); {_HINT_CREATE}")

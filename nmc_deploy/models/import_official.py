@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, NmcDeployError
+from .checkpoint import read_torch_archive
 from .spikformer import Spikformer, SpikformerConfig
 
 __all__ = [
@@ -69,7 +69,6 @@ _WRAPPER_KEYS = ("model", "state_dict")  # torch.save({'model': sd}) / timm {'st
 _DP_PREFIX = "module."  # key prefix added by nn.DataParallel / DistributedDataParallel
 _BN_ENTRIES = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 _FIRST_CONV = "patch_embed.proj_conv.weight"
-_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 # timm's CheckpointSaver stores the training arguments as an argparse.Namespace: plain data,
 # allowed on top of torch's weights-only set so official *.pth.tar files load as they are.
 _SAFE_GLOBALS = [argparse.Namespace]
@@ -568,41 +567,6 @@ def _short_list(keys: list, limit: int = 3) -> str:
 # loading
 
 
-def _read_official(path: Path) -> Any:
-    """``torch.load(weights_only=True)``; every failure becomes a CheckpointError."""
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such file; check the path")
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory; give the checkpoint file inside it")
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(8)
-        is_zip = zipfile.is_zipfile(path)
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
-    if magic == _HDF5_MAGIC:
-        raise CheckpointError(f"{path}: is an HDF5 file (a .nir graph?), not a torch checkpoint")
-    try:
-        with torch.serialization.safe_globals(_SAFE_GLOBALS):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # RuntimeError, UnpicklingError, EOFError, ...
-        text = str(exc)
-        unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-        if unsafe:
-            raise CheckpointError(
-                f"{path}: holds a Python object ({unsafe.group(1)}) that is not plain data, "
-                f"refused for safety (weights_only=True); if you trust the file, re-save only "
-                f"its state_dict with torch.save") from exc
-        if not is_zip and magic[:1] != b"\x80":
-            raise CheckpointError(
-                f"{path}: not a torch archive (empty, text, truncated or another format)"
-            ) from exc
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        raise CheckpointError(
-            f"{path}: unreadable torch archive ({type(exc).__name__}: "
-            f"{lines[-1] if lines else 'no detail'})") from exc
-
-
 def load_official_checkpoint(path: str | Path, *, num_heads: int | None, img_size: int,
                              time_steps: int, variant: str | None = None
                              ) -> tuple[Spikformer, ImportReport]:
@@ -643,7 +607,9 @@ def load_official_checkpoint(path: str | Path, *, num_heads: int | None, img_siz
     """
     path = Path(path)
     where = str(path)
-    sd = unwrap_official_state_dict(_read_official(path), where)
+    sd = unwrap_official_state_dict(read_torch_archive(
+        path, safe_globals=tuple(_SAFE_GLOBALS),
+        hint="if you trust the file, re-save only its state_dict with torch.save"), where)
     cfg, variant, infer_notes = _infer(sd, img_size=img_size, time_steps=time_steps,
                                        num_heads=num_heads, variant=variant, where=where)
     state, report = _convert(sd, cfg, where)
