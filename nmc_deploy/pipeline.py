@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import InputFileError, NmcDeployError
+from .errors import InputFileError
 
 __all__ = ["train_checkpoint", "prune_checkpoint", "export_checkpoint", "compile_model",
            "run_simulation", "make_report", "run_demo", "BUILD_FILES", "PRUNE_METHODS"]

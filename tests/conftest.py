@@ -67,3 +67,14 @@ def digits():
     from nmc_deploy.data import load_dataset
 
     return load_dataset("digits")
+
+
+@pytest.fixture(scope="session")
+def small_digits():
+    """64 training and 32 test digits (all classes present): for quick training tests."""
+    from nmc_deploy.data import ImageDataset, load_dataset
+
+    full = load_dataset("digits")
+    return ImageDataset("digits-small", full.x_train[:64].copy(), full.y_train[:64].copy(),
+                        full.x_test[:32].copy(), full.y_test[:32].copy(),
+                        levels=full.levels, num_classes=full.num_classes)

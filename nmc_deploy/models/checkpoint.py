@@ -117,7 +117,7 @@ def save_checkpoint(path: str | Path, model: Spikformer, meta: dict | None = Non
     return path
 
 
-def read_torch_archive(path: Path, *, hint: str = f"give a checkpoint written by `nmc-deploy train`",
+def read_torch_archive(path: Path, *, hint: str = "give a checkpoint written by `nmc-deploy train`",
                        safe_globals: tuple = ()) -> Any:
     """``torch.load(weights_only=True)`` with every failure turned into one CheckpointError line.
 

@@ -4,7 +4,7 @@ import torch
 
 from nmc_deploy.compile.lower import lower_graph
 from nmc_deploy.export.spikformer import fold_batchnorm_weights
-from nmc_deploy.ir import LIF, SpikingSelfAttention, SumPool2d, Threshold
+from nmc_deploy.ir import LIF, SpikingSelfAttention
 from nmc_deploy.models.lif import MultiStepLIF
 from nmc_deploy.simulate.reference import simulate_float
 

@@ -3,21 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from nmc_deploy.data import ImageDataset, load_dataset
 from nmc_deploy.errors import DatasetError, NmcDeployError
 from nmc_deploy.models.spikformer import PRESETS, SpikformerConfig
 from nmc_deploy.models.train import DEFAULT_EPOCHS, evaluate_model, train_model
 
 TINY = PRESETS["tiny"]
-
-
-@pytest.fixture(scope="module")
-def small_digits():
-    """64 training and 32 test digits (all classes present)."""
-    full = load_dataset("digits")
-    return ImageDataset("digits-small", full.x_train[:64].copy(), full.y_train[:64].copy(),
-                        full.x_test[:32].copy(), full.y_test[:32].copy(),
-                        levels=full.levels, num_classes=full.num_classes)
 
 
 @pytest.fixture(scope="module")

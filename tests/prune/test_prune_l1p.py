@@ -2,7 +2,6 @@
 import pytest
 import torch
 
-from nmc_deploy.data import ImageDataset, load_dataset
 from nmc_deploy.errors import NmcDeployError
 from nmc_deploy.models.lif import SLIF
 from nmc_deploy.models.spikformer import PRESETS
@@ -10,14 +9,6 @@ from nmc_deploy.models.train import train_model
 from nmc_deploy.prune.l1p import cubic_sparsity_schedule, run_l1p
 from nmc_deploy.prune.masks import prunable_parameters, sparsity_report
 from nmc_deploy.prune.slif import convert_to_slif
-
-
-@pytest.fixture(scope="module")
-def small_digits():
-    full = load_dataset("digits")
-    return ImageDataset("digits-small", full.x_train[:64].copy(), full.y_train[:64].copy(),
-                        full.x_test[:32].copy(), full.y_test[:32].copy(),
-                        levels=full.levels, num_classes=full.num_classes)
 
 
 @pytest.fixture(scope="module")

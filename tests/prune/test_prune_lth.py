@@ -4,7 +4,6 @@ import json
 import pytest
 import torch
 
-from nmc_deploy.data import ImageDataset, load_dataset
 from nmc_deploy.errors import NmcDeployError
 from nmc_deploy.models.checkpoint import load_checkpoint
 from nmc_deploy.models.spikformer import PRESETS, Spikformer
@@ -14,14 +13,6 @@ from nmc_deploy.prune.masks import magnitude_masks
 
 TINY = PRESETS["tiny"]
 KW = dict(epochs_per_round=1, batch_size=16, seed=0)
-
-
-@pytest.fixture(scope="module")
-def small_digits():
-    full = load_dataset("digits")
-    return ImageDataset("digits-small", full.x_train[:64].copy(), full.y_train[:64].copy(),
-                        full.x_test[:32].copy(), full.y_test[:32].copy(),
-                        levels=full.levels, num_classes=full.num_classes)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-from nmc_deploy.data import ImageDataset, load_dataset
 from nmc_deploy.errors import NmcDeployError
 from nmc_deploy.models.spikformer import PRESETS, Spikformer, SpikformerConfig
 from nmc_deploy.models.train import WEIGHT_DECAY, fit
@@ -14,14 +13,6 @@ from nmc_deploy.prune.masks import (apply_masks, full_masks, keep_masked, magnit
 
 CFG = SpikformerConfig(embed_dim=16, num_heads=2, depth=2, mlp_ratio=2, time_steps=2,
                        sps_channels=(4, 16), sps_pool=(True, False))
-
-
-@pytest.fixture(scope="module")
-def small_digits():
-    full = load_dataset("digits")
-    return ImageDataset("digits-small", full.x_train[:64].copy(), full.y_train[:64].copy(),
-                        full.x_test[:32].copy(), full.y_test[:32].copy(),
-                        levels=full.levels, num_classes=full.num_classes)
 
 
 @pytest.fixture
