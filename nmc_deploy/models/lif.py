@@ -63,6 +63,25 @@ def spike_with_sigmoid_surrogate(x: torch.Tensor, alpha: float = 4.0) -> torch.T
     return _SigmoidSurrogateSpike.apply(x, alpha)
 
 
+def _trace(x: torch.Tensor, v_threshold, charge) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The shared no-grad loop: ``h = charge(v, x[t])``; spike on ``h >= v_threshold``; hard reset.
+
+    Each caller passes its own exact charge expression (LIF ``/ tau``, sLIF ``* gain``), so
+    the float32 rounding of each neuron model is kept.
+    """
+    with torch.no_grad():
+        spikes = torch.empty_like(x)
+        h_all = torch.empty_like(x)
+        v_all = torch.empty_like(x)
+        v = torch.zeros_like(x[0])
+        for t in range(x.shape[0]):
+            h = charge(v, x[t])
+            s = (h - v_threshold >= 0).to(x.dtype)
+            v = h * (1.0 - s)
+            spikes[t], h_all[t], v_all[t] = s, h, v
+    return spikes, h_all, v_all
+
+
 def multistep_lif_trace(x: torch.Tensor, tau: float, v_threshold: float
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run the LIF dynamics of :class:`MultiStepLIF` and return every internal trace.
@@ -88,17 +107,7 @@ def multistep_lif_trace(x: torch.Tensor, tau: float, v_threshold: float
     v : torch.Tensor
         Membrane potential after the reset (``v[t]``), the state carried to step ``t+1``.
     """
-    with torch.no_grad():
-        spikes = torch.empty_like(x)
-        h_all = torch.empty_like(x)
-        v_all = torch.empty_like(x)
-        v = torch.zeros_like(x[0])
-        for t in range(x.shape[0]):
-            h = v + (x[t] - v) / tau
-            s = (h - v_threshold >= 0).to(x.dtype)
-            v = h * (1.0 - s)
-            spikes[t], h_all[t], v_all[t] = s, h, v
-    return spikes, h_all, v_all
+    return _trace(x, v_threshold, lambda v, x_t: v + (x_t - v) / tau)
 
 
 class _MultiStepLIFFunction(torch.autograd.Function):
@@ -203,17 +212,7 @@ def slif_trace(x: torch.Tensor, input_gain: torch.Tensor, v_threshold: torch.Ten
     spikes, h, v : torch.Tensor
         As :func:`multistep_lif_trace`: spikes, potential before and after the reset.
     """
-    with torch.no_grad():
-        spikes = torch.empty_like(x)
-        h_all = torch.empty_like(x)
-        v_all = torch.empty_like(x)
-        v = torch.zeros_like(x[0])
-        for t in range(x.shape[0]):
-            h = v + (x[t] - v) * input_gain
-            s = (h - v_threshold >= 0).to(x.dtype)
-            v = h * (1.0 - s)
-            spikes[t], h_all[t], v_all[t] = s, h, v
-    return spikes, h_all, v_all
+    return _trace(x, v_threshold, lambda v, x_t: v + (x_t - v) * input_gain)
 
 
 class _SLIFFunction(torch.autograd.Function):

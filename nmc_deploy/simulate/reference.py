@@ -42,6 +42,25 @@ def _inputs_of(program, images):
     return np.asarray(images, np.int64).reshape(b, -1)
 
 
+def _payloads(src, x, spikes, ops, op_out, op_stats, T, dtype) -> np.ndarray:
+    """(n_src, T*B) payloads of a group source for all steps (columns t-major): the input
+    pixels repeated over T, an attention op's counts (computed once, cached in ``op_out``,
+    its accumulate count in ``op_stats``), or a population's spikes."""
+    B = x.shape[0]
+    if src == INPUT:
+        return np.tile(x.T, (1, T)).astype(dtype, copy=False)
+    if src in ops:
+        if src not in op_out:
+            op = ops[src]
+            flat = lambda name: spikes[name].reshape(T * B, -1)  # noqa: E731
+            C, n_ops = attention_counts(flat(op.q), flat(op.k), flat(op.v), op.num_heads,
+                                        op.dim, op.n_tokens)
+            op_out[src] = C.T.astype(dtype)
+            op_stats[src] = int(n_ops.sum())
+        return op_out[src]
+    return spikes[src].reshape(T * B, -1).T.astype(dtype)
+
+
 def simulate_reference(program: Program, images: np.ndarray, *, record: bool = True,
                        batch_size: int = 128) -> SimulationResult:
     """Run ``program`` on integer ``images`` (B, C, H, W) in fixed point; see module docstring."""
@@ -89,19 +108,7 @@ def _simulate_fixed(program: Program, images: np.ndarray, record: bool) -> Simul
     v_sats = 0
 
     def source_matrix(src: str) -> np.ndarray:
-        """(n_src, T*B) payloads of a source for all steps; columns are t-major."""
-        if src == INPUT:
-            return np.tile(x.T, (1, T))
-        if src in ops:
-            if src not in op_out:
-                op = ops[src]
-                flat = lambda name: spikes[name].reshape(T * B, -1)
-                C, n_ops = attention_counts(flat(op.q), flat(op.k), flat(op.v), op.num_heads,
-                                            op.dim, op.n_tokens)
-                op_out[src] = C.T
-                op_stats[src] = int(n_ops.sum())
-            return op_out[src]
-        return spikes[src].reshape(T * B, -1).T.astype(np.int64)
+        return _payloads(src, x, spikes, ops, op_out, op_stats, T, np.int64)
 
     for pop in program.populations:
         n = pop.size
@@ -175,18 +182,7 @@ def _simulate_float(fp: FloatProgram, images) -> SimulationResult:
         n = pop.size
         drive = np.zeros((n, T * B))
         for g in by_target[pop.name]:
-            if g.source == INPUT:
-                s = np.tile(x.T, (1, T))
-            elif g.source in ops:
-                if g.source not in op_out:
-                    op = ops[g.source]
-                    flat = lambda name: spikes[name].reshape(T * B, -1)
-                    C, _ = attention_counts(flat(op.q), flat(op.k), flat(op.v), op.num_heads,
-                                            op.dim, op.n_tokens)
-                    op_out[g.source] = C.T.astype(np.float64)
-                s = op_out[g.source]
-            else:
-                s = spikes[g.source].reshape(T * B, -1).T.astype(np.float64)
+            s = _payloads(g.source, x, spikes, ops, op_out, {}, T, np.float64)
             drive += np.asarray(g.weight @ s)
         drive = drive.T.reshape(T, B, n)
         v = np.zeros((B, n))
