@@ -28,10 +28,11 @@ import scipy.sparse as sp
 
 from ..errors import CapacityError, LoweringError, QuantizationWarning
 from ..simulate.kernels import lava_effective_weights
-from .program import INPUT, FloatProgram, Population, Program, SynapseGroup
+from .program import (INPUT, FloatProgram, FloatTokenSelect, Population, Program, SynapseGroup,
+                      TokenSelectOp)
 
 __all__ = ["quantize_program", "quantize_weights", "QuantizedWeights", "LAVA_LIF",
-           "DEFAULT_VTH_MANT"]
+           "DEFAULT_VTH_MANT", "quantize_token_predictor", "TOKEN_SELECT"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,54 @@ class _LavaLifConstants:
 
 
 LAVA_LIF = _LavaLifConstants()
+
+
+@dataclass(frozen=True)
+class _TokenSelectConstants:
+    """Number formats of the integer token selector (an embedded-core program; ours)."""
+
+    weight_max: int = 32767  # predictor weights are signed 16-bit (embedded-core integers)
+    gelu_frac_bits: int = 8  # GELU table resolution 1/256 (4096 entries over the range)
+    gelu_range: float = 8.0  # the table covers [-8, 8); below: 0, above: identity
+    exp_min: int = -8
+    exp_max: int = 30
+
+
+TOKEN_SELECT = _TokenSelectConstants()
+
+
+def _pow2_scale(max_abs: float) -> int:
+    """Largest exponent s with ``max_abs * 2**s <= weight_max`` (clamped)."""
+    if max_abs <= 0:
+        return 0
+    s = int(math.floor(math.log2(TOKEN_SELECT.weight_max / max_abs)))
+    return int(min(max(s, TOKEN_SELECT.exp_min), TOKEN_SELECT.exp_max))
+
+
+def quantize_token_predictor(sel: FloatTokenSelect, time_steps: int) -> dict:
+    """Integer parameters of ``TokenSelectOp`` for a float selector (a pure function).
+
+    ``w1 = round(W1 / T * 2**s1)`` (16-bit), ``b1 = round(b1 * 2**s1)``, so ``h = w1 @ c + b1``
+    is the hidden pre-activation times ``2**s1`` for feature counts ``c``; ``h_shift = s1 -
+    gelu_frac_bits``; the GELU table holds ``round(gelu(i / 2**g) * 2**g)``; the score row
+    ``W2[0] - W2[1]`` is 16-bit with exponent s3 and the bias ``round((b2[0] - b2[1]) *
+    2**(s3 + g))``.
+    """
+    g = TOKEN_SELECT.gelu_frac_bits
+    w1 = np.asarray(sel.w1, np.float64) / time_steps
+    s1 = _pow2_scale(float(np.abs(w1).max(initial=0.0)))
+    w1q = np.round(w1 * 2.0 ** s1).astype(np.int64)
+    b1q = np.round(np.asarray(sel.b1, np.float64) * 2.0 ** s1).astype(np.int64)
+    lut_min = -int(TOKEN_SELECT.gelu_range * 2 ** g)
+    idx = np.arange(lut_min, -lut_min, dtype=np.float64) / 2 ** g
+    erf = np.vectorize(math.erf)
+    lut = np.round(0.5 * idx * (1.0 + erf(idx / math.sqrt(2.0))) * 2 ** g).astype(np.int64)
+    wd = np.asarray(sel.w2, np.float64)[0] - np.asarray(sel.w2, np.float64)[1]
+    bd = float(sel.b2[0] - sel.b2[1])
+    s3 = _pow2_scale(float(np.abs(wd).max(initial=0.0)))
+    return {"w1": w1q, "b1": b1q, "h_shift": s1 - g, "lut": lut, "lut_min": lut_min,
+            "w_score": np.round(wd * 2.0 ** s3).astype(np.int64),
+            "b_score": int(round(bd * 2.0 ** (s3 + g)))}
 DEFAULT_VTH_MANT = 1023  # threshold mantissa: 2**10-1 leaves 128x headroom below 2**23
 
 
@@ -130,10 +179,56 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
         incoming[g.target].append(g)
 
     depth: dict[str, int] = {}
+    sel_float = {t.name: t for t in fp.token_selects}
+    sel_q: dict[str, TokenSelectOp] = {}
+
+    def src_bits(src: str) -> int:
+        """Message bits of a group source (0: binary spikes)."""
+        if src == INPUT:
+            return _message_bits(fp.input_levels)
+        if src in op_names:
+            op = op_names[src]
+            return _message_bits(op.n_tokens * (op.dim // op.num_heads))
+        if src in sel_float:
+            return selector(src).num_message_bits
+        return 0
+
+    def selector(name: str) -> TokenSelectOp:
+        """Quantize and schedule a token selector (once, when first needed)."""
+        if name in sel_q:
+            return sel_q[name]
+        t = sel_float[name]
+        d_in = 1 + max(src_depth(g.source) for g in t.inputs)
+        inputs, max_value = [], 0
+        for g in t.inputs:
+            w = g.weight
+            if not (np.all(w.data == np.round(w.data)) and np.all(w.data >= 0)
+                    and w.data.max(initial=0) <= 2 ** weight_bits - 1):
+                raise LoweringError(f"{g.name}: token selector inputs need non-negative integer "
+                                    f"weights below {2 ** weight_bits} (a sum of spike trains)")
+            bits = src_bits(g.source)
+            w_int = sp.csr_matrix(w, dtype=np.int64).astype(np.int32)
+            row_max = np.asarray(abs(w_int).sum(axis=1)).ravel().max(initial=0)
+            max_value += int(row_max) * (2 ** bits - 1 if bits else 1)
+            inputs.append(SynapseGroup(name=g.name, source=g.source, target=name,
+                                       weights=w_int, weight_exp=0, num_message_bits=bits,
+                                       delay=d_in - 1 - src_depth(g.source), layer=name,
+                                       kind="token_input"))
+        if t.previous and t.previous not in sel_float:
+            raise LoweringError(f"{name}: previous selector '{t.previous}' is unknown")
+        q = TokenSelectOp(name=name, inputs=tuple(inputs), dim=t.dim, n_tokens=t.n_tokens,
+                          n_keep=t.n_keep, previous=t.previous, depth_in=d_in,
+                          depth=d_in + fp.time_steps - 1,
+                          num_message_bits=_message_bits(max_value),
+                          **quantize_token_predictor(t, fp.time_steps))
+        sel_q[name] = q
+        return q
 
     def src_depth(src: str) -> int:
         if src == INPUT:
             return 0
+        if src in sel_float:
+            return selector(src).depth
         if src in op_names:
             op = op_names[src]
             ds = {depth[op.q], depth[op.k], depth[op.v]}
@@ -198,9 +293,15 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
             dv = int(dv) if dv.ndim == 0 else (int(dv[0]) if np.all(dv == dv[0]) else dv)
         bias_mant, bias_exp, bclip = _bias_manexp(lam * p.bias)
         diagnostics["clipped_biases"] += bclip
+        if p.gate:
+            gate = selector(p.gate)
+            if depth[p.name] <= gate.depth:
+                raise LoweringError(f"{p.name}: gated by '{p.gate}' but computed before its "
+                                    f"decision (depth {depth[p.name]} <= {gate.depth})")
         pops_q.append(Population(name=p.name, shape=p.shape, kind=p.kind, du=LAVA_LIF.max_du,
                                  dv=dv, vth=vth, bias_mant=bias_mant, bias_exp=bias_exp,
-                                 depth=depth[p.name], scale=float(np.max(lam)), layer=p.name))
+                                 depth=depth[p.name], scale=float(np.max(lam)), layer=p.name,
+                                 gate=p.gate))
         row_scale = sp.diags(np.broadcast_to(lam / 2 ** LAVA_LIF.act_shift, (p.size,)))
         for g in gs:
             real = row_scale @ g.weight
@@ -211,17 +312,12 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
                               f"(shared weight_exp {qw.weight_exp}; per-neuron scales spread "
                               "too widely?)", QuantizationWarning, stacklevel=2)
             diagnostics["clipped_weights"] += qw.clipped
-            if g.source == INPUT:
-                bits = _message_bits(fp.input_levels)
-            elif g.source in op_names:
-                op = op_names[g.source]
-                bits = _message_bits(op.n_tokens * (op.dim // op.num_heads))
+            bits = src_bits(g.source)
+            if g.source in op_names:
                 w = qw.weights
                 if w.nnz != w.shape[0] or np.count_nonzero(w.diagonal()) != w.shape[0]:
                     raise LoweringError(f"{g.name}: attention output weights must be diagonal "
                                         "(one weight per output neuron)")
-            else:
-                bits = 0
             delay = depth[p.name] - 1 - src_depth(g.source)
             if g.source in op_names and delay:
                 raise LoweringError(f"{g.name}: the attention output would need a delay of "
@@ -248,6 +344,9 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
                           "clipped_biases": diagnostics["clipped_biases"],
                           "float_synapses": int(sum(g.weight.nnz for g in fp.groups)),
                           "decay_rounding": diagnostics["decay_error"]}
+    for t in fp.token_selects:
+        selector(t.name)
     return Program(populations=tuple(pops_q), groups=tuple(groups_q), attention=fp.attention,
                    readout=fp.readout, input_shape=fp.input_shape, input_levels=fp.input_levels,
-                   time_steps=fp.time_steps, metadata=md)
+                   time_steps=fp.time_steps, metadata=md,
+                   token_selects=tuple(sel_q[t.name] for t in fp.token_selects))
