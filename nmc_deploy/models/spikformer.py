@@ -516,8 +516,8 @@ def topk_keep_mask(scores: torch.Tensor, k: int, prev: torch.Tensor | None = Non
     if prev is not None:
         scores = scores.masked_fill(prev <= 0, float("-inf"))
     order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
-    mask = torch.zeros_like(scores)
-    return mask.scatter(1, order, 1.0)
+    mask = torch.zeros_like(scores).scatter(1, order, 1.0)
+    return mask if prev is None else mask * (prev > 0).to(mask.dtype)
 
 
 def topk_token_index(scores: torch.Tensor, k: int) -> torch.Tensor:
