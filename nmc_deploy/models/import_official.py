@@ -17,8 +17,12 @@ dvs        ``*_conv``: Conv1d 1x1       all 4 stages                 2          
 =========  ==========================  ===========================  ==========  =====
 
 SparseSpikformer (section 2) is the same backbone plus ``score_predictor.<p>`` token
-selectors; our :class:`~nmc_deploy.models.spikformer.Spikformer` has no token selectors, so
-their weights are ignored and the imported model is the dense backbone.
+selectors (``Linear(D, D/2) -> GELU -> Linear(D/2, 2) -> LogSoftmax``). By default they are
+ignored and the imported model is the dense backbone. With ``token_keep=r`` they are imported
+as our :class:`~nmc_deploy.models.spikformer.TokenPredictor` modules
+(``score_predictor.<p>.linear.0`` -> ``token_predictors.<p>.fc1``, ``.linear.2`` -> ``.fc2``),
+placed before the blocks of the release's ``pruning_loc`` (the last P of the L blocks, or
+``token_blocks``); selector p keeps ``floor(N r**p)`` tokens in eval mode.
 
 :func:`convert_official_state_dict` renames the official keys to ours, turns 1x1-conv
 weights into ``nn.Linear`` weights, adds the zero biases our q/k/v linears have and the
@@ -34,7 +38,7 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -73,15 +77,19 @@ _FIRST_CONV = "patch_embed.proj_conv.weight"
 # allowed on top of torch's weights-only set so official *.pth.tar files load as they are.
 _SAFE_GLOBALS = [argparse.Namespace]
 
+# SparseSpikformer token selector ``score_predictor.<p>.linear.{0,2}.{weight,bias}``
+_SELECTOR_KEY = re.compile(r"^score_predictor\.(\d+)\..+$")
 # Official keys that exist but take no part in the forward pass (docs sections 1.2, 1.4, 2.2).
 _IGNORED = (
     (re.compile(r"^block\.\d+\.norm[12]\.(weight|bias)$"),
      "LayerNorm instantiated but unused in the official forward"),
     (re.compile(r"^norm\.(weight|bias)$"), "LayerNorm unused in the official DVS forward"),
     (re.compile(r"^(patch_embed\.)?pos_embed$"), "pos_embed unused in the official DVS forward"),
-    (re.compile(r"^score_predictor\.\d+\..+$"),
-     "SparseSpikformer token selector; our Spikformer has none (dense import)"),
+    (_SELECTOR_KEY,
+     "SparseSpikformer token selector; not imported without token_keep (dense import)"),
 )
+# our TokenPredictor sub-module <- index in the official Predictor's nn.Sequential
+_SELECTOR_LAYERS = {"fc1": "0", "fc2": "2"}
 
 
 @dataclass(frozen=True)
@@ -277,9 +285,86 @@ def _weight_shape(sd: dict, key: str, ndim: int, where: str) -> tuple[int, ...]:
     return shape
 
 
+def _count_selectors(sd: dict, where: str) -> int:
+    """P, the number of ``score_predictor.<p>`` token selectors (indices 0 .. P-1)."""
+    indices = {int(m.group(1)) for k in sd if (m := _SELECTOR_KEY.match(k))}
+    if not indices:
+        return 0
+    count = max(indices) + 1
+    missing = sorted(set(range(count)) - indices)
+    if missing:
+        raise CheckpointError(
+            f"{where}: missing keys 'score_predictor.{missing[0]}.*' (selectors "
+            f"{sorted(indices)} present)")
+    return count
+
+
+def _selector_range(count: int) -> str:
+    return "score_predictor.0" if count == 1 else f"score_predictor.0 .. {count - 1}"
+
+
+def _check_token_args(token_keep: Any, token_blocks: Any, where: str
+                      ) -> tuple[float | None, tuple[int, ...] | None]:
+    """Validate the ``token_keep`` / ``token_blocks`` arguments (not yet the checkpoint)."""
+    if token_keep is None:
+        if token_blocks is not None:
+            raise NmcDeployError(
+                f"{where}: token_blocks ({token_blocks!r}) is given without token_keep; pass "
+                f"token_keep=r too to import the token selectors")
+        return None, None
+    if (isinstance(token_keep, bool) or not isinstance(token_keep, (int, float))
+            or not 0.0 < token_keep < 1.0):
+        raise NmcDeployError(
+            f"{where}: token_keep ({token_keep!r}) must be in (0, 1), the fraction r of the "
+            f"tokens each selector keeps (selector p keeps floor(N r**p); the release's CIFAR "
+            f"base_rate is 0.9); omit it to import the dense backbone")
+    if token_blocks is None:
+        return float(token_keep), None
+    if not isinstance(token_blocks, (tuple, list)) or not all(
+            isinstance(b, int) and not isinstance(b, bool) for b in token_blocks):
+        raise NmcDeployError(
+            f"{where}: token_blocks ({token_blocks!r}) must be a sequence of block indices, "
+            f"one per token selector")
+    return float(token_keep), tuple(token_blocks)
+
+
+def _selector_config(sd: dict, depth: int, token_keep: float | None,
+                     token_blocks: tuple[int, ...] | None, where: str
+                     ) -> tuple[float, tuple[int, ...], list[str]]:
+    """``token_keep``, ``token_blocks`` and notes of the config (``(1.0, (), [])``: dense)."""
+    if token_keep is None:
+        return 1.0, (), []
+    count = _count_selectors(sd, where)
+    if count == 0:
+        raise CheckpointError(
+            f"{where}: token_keep ({token_keep}) was given but the checkpoint has no "
+            f"'score_predictor.<p>.*' keys (no SparseSpikformer token selectors); omit "
+            f"token_keep")
+    if count > depth:
+        raise CheckpointError(
+            f"{where}: {count} token selectors ({_selector_range(count)}) but only {depth} "
+            f"blocks; each selector precedes its own block, so the checkpoint is inconsistent")
+    notes = []
+    if token_blocks is None:
+        token_blocks = tuple(range(depth - count, depth))
+        notes.append(
+            f"token selectors placed before blocks {list(token_blocks)} (the last {count} of "
+            f"{depth}, as the release's pruning_loc=[1, 2, 3] for 4 blocks); pass token_blocks "
+            f"if the model was trained with another pruning_loc")
+    elif len(token_blocks) != count:
+        raise CheckpointError(
+            f"{where}: token_blocks {list(token_blocks)} has {len(token_blocks)} entries but "
+            f"the checkpoint has {count} token selectors ({_selector_range(count)}); give one "
+            f"block index per selector")
+    return token_keep, token_blocks, notes
+
+
 def _infer(sd: dict, *, img_size: int, time_steps: int, num_heads: int | None,
-           variant: str | None, where: str) -> tuple[SpikformerConfig, str, list[str]]:
+           variant: str | None, where: str, token_keep: float | None = None,
+           token_blocks: Sequence[int] | None = None
+           ) -> tuple[SpikformerConfig, str, list[str]]:
     """Config, variant and notes about the inference (see :func:`infer_official_config`)."""
+    token_keep, token_blocks = _check_token_args(token_keep, token_blocks, where)
     sd = unwrap_official_state_dict(sd, where)
     detected = detect_official_variant(sd, where)
     if variant is None:
@@ -318,13 +403,16 @@ def _infer(sd: dict, *, img_size: int, time_steps: int, num_heads: int | None,
                 f"(official defaults: {known})")
         notes.append(f"num_heads={num_heads} assumed (official {variant} D={embed_dim} "
                      f"default); pass num_heads if the model was trained otherwise")
+    depth = _count_blocks(sd, where)
+    keep, blocks, selector_notes = _selector_config(sd, depth, token_keep, token_blocks, where)
+    notes += selector_notes
     try:
         cfg = SpikformerConfig(
             img_size=img_size, in_channels=in_channels, num_classes=num_classes,
-            embed_dim=embed_dim, num_heads=num_heads, depth=_count_blocks(sd, where),
+            embed_dim=embed_dim, num_heads=num_heads, depth=depth,
             mlp_ratio=hidden // embed_dim, time_steps=time_steps,
             sps_channels=tuple(sps_channels), sps_pool=_official_pools(variant, num_stages),
-            attn_scale=_ATTN_SCALE[variant])
+            attn_scale=_ATTN_SCALE[variant], token_keep=keep, token_blocks=blocks)
     except CheckpointError:
         raise
     except NmcDeployError as exc:
@@ -340,8 +428,9 @@ def _style_evidence(variant: str) -> str:
 
 
 def infer_official_config(sd: dict[str, torch.Tensor], *, img_size: int, time_steps: int,
-                          num_heads: int | None = None, variant: str | None = None
-                          ) -> SpikformerConfig:
+                          num_heads: int | None = None, variant: str | None = None,
+                          token_keep: float | None = None,
+                          token_blocks: Sequence[int] | None = None) -> SpikformerConfig:
     """Build the :class:`SpikformerConfig` of an official Spikformer state_dict.
 
     Read from the weights: ``in_channels`` (first SPS conv), ``sps_channels`` (one per
@@ -351,6 +440,11 @@ def infer_official_config(sd: dict[str, torch.Tensor], *, img_size: int, time_st
     four stages, ``(False, False, True, True)``; imagenet/dvs: after all four) and
     ``attn_scale`` (0.125; dvs 0.25). LIF constants are the official ones (tau 2, threshold 1,
     attention threshold 0.5).
+
+    SparseSpikformer token selectors (``score_predictor.<p>``, P of them) are left out of the
+    config unless ``token_keep`` is given; then ``token_keep=r`` and ``token_blocks`` (default
+    the last P blocks, ``range(depth - P, depth)``: the release's ``pruning_loc=[1, 2, 3]``
+    for 4 blocks) are set, and :func:`convert_official_state_dict` imports the selectors.
 
     Parameters
     ----------
@@ -367,6 +461,14 @@ def infer_official_config(sd: dict[str, torch.Tensor], *, img_size: int, time_st
     variant : {'cifar', 'imagenet', 'dvs'}, optional
         Official code variant; detected from the keys by default
         (:func:`detect_official_variant`). If given, it must agree with the keys.
+    token_keep : float, optional
+        r in (0, 1): import the SparseSpikformer token selectors; the p-th selector
+        (p = 1 .. P) keeps ``floor(N r**p)`` tokens in eval mode (one schedule for training
+        and inference; the release's CIFAR ``base_rate`` is 0.9). Default None: dense import,
+        the selectors are ignored.
+    token_blocks : sequence of int, optional
+        The block each selector precedes (the release's ``pruning_loc``), one per selector;
+        only with ``token_keep``. Default: the last P blocks.
 
     Returns
     -------
@@ -376,10 +478,16 @@ def infer_official_config(sd: dict[str, torch.Tensor], *, img_size: int, time_st
     ------
     CheckpointError
         If ``sd`` is not an official Spikformer state_dict, ``variant`` disagrees with it,
-        ``num_heads`` is needed but not given, or the values do not form a valid config.
+        ``num_heads`` is needed but not given, ``token_keep`` is given but there are no
+        selectors, there are more selectors than blocks, ``token_blocks`` has not one entry
+        per selector, or the values do not form a valid config.
+    NmcDeployError
+        If ``variant`` is unknown, ``token_keep`` is not in (0, 1), or ``token_blocks`` is
+        given without ``token_keep``.
     """
     cfg, _, _ = _infer(sd, img_size=img_size, time_steps=time_steps, num_heads=num_heads,
-                       variant=variant, where="official checkpoint")
+                       variant=variant, where="official checkpoint", token_keep=token_keep,
+                       token_blocks=token_blocks)
     return cfg
 
 
@@ -390,6 +498,9 @@ def infer_official_config(sd: dict[str, torch.Tensor], *, img_size: int, time_st
 def _official_key(our_key: str, variant: str) -> str:
     """Official key that supplies ``our_key`` (of a :class:`Spikformer` state_dict)."""
     parts = our_key.split(".")
+    if parts[0] == "token_predictors":  # token_predictors.<p>.fc1.weight
+        return ".".join(["score_predictor", parts[1], "linear", _SELECTOR_LAYERS[parts[2]]]
+                        + parts[3:])
     if parts[0] == "patch_embed" and parts[1] in ("convs", "bns"):
         base = "proj_conv" if parts[1] == "convs" else "proj_bn"
         return ".".join(["patch_embed", _sps_name(base, int(parts[2]))] + parts[3:])
@@ -421,7 +532,7 @@ def _cfg_notes(cfg: SpikformerConfig, variant: str, num_stages: int) -> list[str
     return notes
 
 
-def _variant_notes(variant: str, has_selectors: bool) -> list[str]:
+def _variant_notes(variant: str, ignored_selectors: bool) -> list[str]:
     notes = []
     if variant != "cifar":
         notes.append(
@@ -435,11 +546,32 @@ def _variant_notes(variant: str, has_selectors: bool) -> list[str]:
         notes.append(
             "the official dvs model takes T event frames (T, B, 2, H, W); Spikformer.forward "
             "repeats one image T times, so feed frames through patch_embed, blocks and head")
-    if has_selectors:
+    if ignored_selectors:
         notes.append(
             "SparseSpikformer token selectors ignored: the imported model keeps all tokens, "
             "while the official inference drops tokens (top-k per selector); logits differ "
-            "from the token-pruned model")
+            "from the token-pruned model. Pass token_keep=r (the release's CIFAR base_rate "
+            "is 0.9) to import them")
+    return notes
+
+
+def _selector_notes(cfg: SpikformerConfig, variant: str) -> list[str]:
+    if not cfg.token_blocks:
+        return []
+    kept = ", ".join(str(cfg.kept_tokens(p)) for p in range(1, len(cfg.token_blocks) + 1))
+    notes = [
+        f"token selectors imported before blocks {list(cfg.token_blocks)}: in eval mode "
+        f"selector p keeps floor(N r**p) of the N={cfg.num_tokens} tokens ({kept}; "
+        f"r={cfg.token_keep}), one schedule for training and inference like the release's "
+        f"CIFAR code; its DVS inference used other ratios than its training "
+        f"(docs/checkpoint-import.md)",
+        "tokens are ranked by logit_keep - logit_drop, the order of the release's LogSoftmax "
+        "keep log-probability; ties go to the lower token index (unspecified in the release)",
+    ]
+    if variant == "dvs":
+        notes.append(
+            "feeding event frames through patch_embed, blocks and head bypasses the token "
+            "selectors; only Spikformer.forward (a repeated image) applies them")
     return notes
 
 
@@ -456,8 +588,12 @@ def convert_official_state_dict(sd: dict[str, torch.Tensor], cfg: SpikformerConf
       conv weights ``(out, in, 1[, 1])`` become ``(out, in)``; BN entries keep their names;
     * missing q/k/v biases (bias-free official convs) become zeros; a missing
       ``num_batches_tracked`` becomes 0;
-    * ``block.<i>.norm1/norm2``, ``norm``, ``pos_embed`` and ``score_predictor.*`` are
-      ignored (unused in the official forward / no token selectors here).
+    * ``score_predictor.<p>.linear.0.*`` -> ``token_predictors.<p>.fc1.*`` and
+      ``.linear.2.*`` -> ``token_predictors.<p>.fc2.*`` if ``cfg.token_blocks`` has one entry
+      per selector (a config from :func:`infer_official_config` with ``token_keep``);
+      with no ``token_blocks`` they are ignored (dense import);
+    * ``block.<i>.norm1/norm2``, ``norm`` and ``pos_embed`` are ignored (unused in the
+      official forward).
 
     The input is not modified; the returned tensors are contiguous copies.
 
@@ -478,7 +614,8 @@ def convert_official_state_dict(sd: dict[str, torch.Tensor], cfg: SpikformerConf
     ------
     CheckpointError
         On the first missing key, unexpected key or shape mismatch (the message names the
-        official key and both shapes).
+        official key and both shapes), or if ``cfg.token_blocks`` is not empty and does not
+        have one entry per selector of the checkpoint.
     """
     return _convert(sd, cfg, where="official checkpoint")
 
@@ -497,6 +634,14 @@ def _convert(sd: dict, cfg: SpikformerConfig, where: str
             f"and convert the model afterwards")
     sd = unwrap_official_state_dict(sd, where)
     variant = detect_official_variant(sd, where)
+    selectors, n_cfg = _count_selectors(sd, where), len(cfg.token_blocks)
+    if n_cfg and selectors != n_cfg:
+        have = (f"{selectors} token selectors ({_selector_range(selectors)})" if selectors
+                else "no 'score_predictor.<p>.*' keys (no token selectors)")
+        raise CheckpointError(
+            f"{where}: cfg.token_blocks {list(cfg.token_blocks)} asks for {n_cfg} token "
+            f"selectors but the checkpoint has {have}; give one block per selector, or no "
+            f"token_blocks for the dense import")
     with torch.device("meta"):  # shapes only, no memory and no init cost
         expected = Spikformer(cfg).state_dict()
     wanted = {_official_key(ours, variant): ours for ours in expected}
@@ -505,7 +650,8 @@ def _convert(sd: dict, cfg: SpikformerConfig, where: str
     for key in sd:
         if key in wanted:
             continue
-        reason = next((why for pattern, why in _IGNORED if pattern.match(key)), None)
+        reason = next((why for pattern, why in _IGNORED if pattern.match(key)
+                       and not (n_cfg and pattern is _SELECTOR_KEY)), None)
         if reason is None:
             unexpected.append(key)
         else:
@@ -549,6 +695,7 @@ def _convert(sd: dict, cfg: SpikformerConfig, where: str
 
     notes = _cfg_notes(cfg, variant, len(cfg.sps_channels))
     notes += _variant_notes(variant, any(k.startswith("score_predictor.") for k, _ in ignored))
+    notes += _selector_notes(cfg, variant)
     report = ImportReport(variant=variant, mapped=tuple(mapped), reshaped=tuple(reshaped),
                           added=tuple(added), ignored=tuple(ignored), notes=tuple(notes))
     return out, report
@@ -568,7 +715,9 @@ def _short_list(keys: list, limit: int = 3) -> str:
 
 
 def load_official_checkpoint(path: str | Path, *, num_heads: int | None, img_size: int,
-                             time_steps: int, variant: str | None = None
+                             time_steps: int, variant: str | None = None,
+                             token_keep: float | None = None,
+                             token_blocks: Sequence[int] | None = None
                              ) -> tuple[Spikformer, ImportReport]:
     """Load an official Spikformer / SparseSpikformer checkpoint as our :class:`Spikformer`.
 
@@ -591,6 +740,13 @@ def load_official_checkpoint(path: str | Path, *, num_heads: int | None, img_siz
         T, time steps (the image is repeated T times by ``Spikformer.forward``).
     variant : {'cifar', 'imagenet', 'dvs'}, optional
         Official code variant; detected from the keys if omitted, checked if given.
+    token_keep : float, optional
+        r in (0, 1): import SparseSpikformer's token selectors; in eval mode the p-th
+        selector keeps the ``floor(N r**p)`` highest-scoring tokens and removes the others.
+        Default None: the selectors are ignored (dense backbone, noted in the report).
+    token_blocks : sequence of int, optional
+        Blocks preceded by a selector (the release's ``pruning_loc``), one per selector;
+        default the last P blocks. Only with ``token_keep``.
 
     Returns
     -------
@@ -603,15 +759,21 @@ def load_official_checkpoint(path: str | Path, *, num_heads: int | None, img_siz
     ------
     CheckpointError
         If the file is missing, unreadable, holds non-plain-data objects, is not an
-        official Spikformer state_dict, or a key is missing, unexpected or of the wrong shape.
+        official Spikformer state_dict, a key is missing, unexpected or of the wrong shape,
+        or the token selectors do not fit ``token_keep`` / ``token_blocks`` (see
+        :func:`infer_official_config`).
+    NmcDeployError
+        If an argument is invalid (unknown ``variant``, ``token_keep`` not in (0, 1)).
     """
     path = Path(path)
     where = str(path)
+    _check_token_args(token_keep, token_blocks, where)  # before reading the file
     sd = unwrap_official_state_dict(read_torch_archive(
         path, safe_globals=tuple(_SAFE_GLOBALS),
         hint="if you trust the file, re-save only its state_dict with torch.save"), where)
     cfg, variant, infer_notes = _infer(sd, img_size=img_size, time_steps=time_steps,
-                                       num_heads=num_heads, variant=variant, where=where)
+                                       num_heads=num_heads, variant=variant, where=where,
+                                       token_keep=token_keep, token_blocks=token_blocks)
     state, report = _convert(sd, cfg, where)
     if infer_notes:
         report = dataclasses.replace(report, notes=tuple(infer_notes) + report.notes)

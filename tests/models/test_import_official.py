@@ -7,7 +7,10 @@ module names): the CIFAR code (nn.Linear, MaxPool after SPS stages 3 and 4, toke
 MaxPool after all four stages, tokens (T, B, D, H, W), Q (K^T V) order) and the CIFAR10-DVS
 code (2 input channels, Conv1d 1x1 MLP, scale 0.25 after A @ V). Its weights and BN
 statistics are random (seeded), its state_dict is saved in every wrapper form, imported with
-``load_official_checkpoint`` and the logits are compared.
+``load_official_checkpoint`` and the logits are compared. For SparseSpikformer it also has the
+token selectors (``score_predictor.<p>.linear``: Linear, GELU, Linear, LogSoftmax) and the
+release's inference pass (section 2.2: argsort of the keep log-probability, gather of the
+first ``int(N0 * ratio_p)`` tokens), against which the imported selectors are checked.
 """
 import argparse
 import contextlib
@@ -225,10 +228,13 @@ class RefPredictor(nn.Module):
         self.linear = nn.Sequential(nn.Linear(dim, dim // 2), nn.GELU(), nn.Linear(dim // 2, 2),
                                     nn.LogSoftmax(dim=-1))
 
+    def forward(self, x):  # (B, N, D) -> (B, N, 2) log-probabilities, index 0 = keep
+        return self.linear(x)
+
 
 class RefSpikformer(nn.Module):
     """Official Spikformer (dense forward); ``num_predictors > 0`` adds SparseSpikformer
-    token selectors (unused here, as they would be in a dense forward)."""
+    token selectors, used by :meth:`forward_sparse` only."""
 
     def __init__(self, variant, *, in_channels, dim, heads, depth, mlp_ratio=4, num_classes=10,
                  time_steps=2, num_predictors=0):
@@ -247,11 +253,51 @@ class RefSpikformer(nn.Module):
         x = self.patch_embed(x)
         for blk in self.block:
             x = blk(x)
+        return self._pool_head(x)
+
+    def _pool_head(self, x):
         if self.variant == "cifar":
             x = x.mean(2)  # (T, B, N, D) -> (T, B, D)
         else:
             x = x.flatten(3).mean(3)  # (T, B, D, ...) -> (T, B, D)
         return self.head(x.mean(0))
+
+    def forward_sparse(self, x, pruning_loc, token_ratio):
+        """SparseSpikformer inference (cifar and dvs layouts): before block
+        ``pruning_loc[p]``, the selector scores the time-averaged tokens, the
+        ``int(N0 * token_ratio[p])`` tokens of highest keep log-probability are gathered
+        (score order) and the rest is gone; the head pools the survivors.
+
+        Records per selector its input (B, N_cur, D), the original positions of its input
+        tokens (B, N_cur) and of the kept tokens (B, k).
+        """
+        if x.ndim == 4:
+            x = x.unsqueeze(0).repeat(self.time_steps, 1, 1, 1, 1)
+        x = self.patch_embed(x)  # cifar (T, B, N, D); dvs (T, B, D, N)
+        axis = 2 if self.variant == "cifar" else 3
+        n0, b = x.shape[axis], x.shape[1]
+        pos = torch.arange(n0).expand(b, n0)
+        self.selector_inputs, self.selector_positions, self.kept = [], [], []
+        p = 0
+        for i, blk in enumerate(self.block):
+            if i in pruning_loc:
+                feat = x.mean(0) if axis == 2 else x.mean(0).transpose(1, 2)  # (B, N, D)
+                logp = self.score_predictor[p](feat)
+                k = int(n0 * token_ratio[p])
+                idx = torch.argsort(logp[..., 0], dim=1, descending=True)[:, :k]  # (B, k)
+                if axis == 2:
+                    x = torch.gather(x, 2, idx[None, :, :, None].expand(
+                        x.shape[0], b, k, x.shape[3]))
+                else:
+                    x = torch.gather(x, 3, idx[None, :, None, :].expand(
+                        x.shape[0], b, x.shape[2], k))
+                self.selector_inputs.append(feat)
+                self.selector_positions.append(pos)
+                pos = torch.gather(pos, 1, idx)
+                self.kept.append(pos)
+                p += 1
+            x = blk(x)
+        return self._pool_head(x)
 
 
 def randomize_(model, seed):
@@ -326,13 +372,14 @@ def _load(path, setup, **kw):
     """load_official_checkpoint with the image size and T of ``SETUPS[setup]``."""
     s = SETUPS[setup]
     kw.setdefault("num_heads", HEADS)
-    return load_official_checkpoint(path, img_size=s["img_size"], time_steps=s["time_steps"], **kw)
+    kw.setdefault("img_size", s["img_size"])
+    return load_official_checkpoint(path, time_steps=s["time_steps"], **kw)
 
 
 @contextlib.contextmanager
-def _raises_one_line(match):
-    """Expect a CheckpointError matching ``match`` whose message is one line."""
-    with pytest.raises(CheckpointError, match=match) as info:
+def _raises_one_line(match, exc=CheckpointError):
+    """Expect an ``exc`` (default CheckpointError) matching ``match``, with a one-line message."""
+    with pytest.raises(exc, match=match) as info:
         yield info
     assert "\n" not in str(info.value)
 
@@ -399,7 +446,195 @@ def test_sparse_spikformer_selectors_are_ignored(tmp_path):
     selector_keys = {f"score_predictor.{p}.linear.{i}.{w}"
                      for p in range(3) for i in (0, 2) for w in ("weight", "bias")}
     assert selector_keys <= ignored
-    assert any("token" in note for note in report.notes)
+    assert model.config.token_blocks == () and len(model.token_predictors) == 0
+    assert any("token" in note and "token_keep" in note for note in report.notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# SparseSpikformer token selectors (token_keep)
+
+SPARSE_IMG = {"cifar": 32, "dvs": 128}  # 8x8 = 64 tokens, as the release's CIFAR/DVS models
+
+
+def _sparse_reference(tmp_path, variant, seed, num_predictors, depth=4):
+    ref = make_reference(variant, seed=seed, num_predictors=num_predictors, depth=depth)
+    path = tmp_path / f"sparse_{variant}_{seed}.pth"
+    torch.save({"model": ref.state_dict()}, path)
+    return ref, path
+
+
+def _sparse_images(variant, batch=6, seed=2):
+    s, size = SETUPS[variant], SPARSE_IMG[variant]
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, s["in_channels"], size, size, generator=gen)
+
+
+def _check_against_release_inference(model, ref, img, pruning_loc, r):
+    """Run our eval-mode model and the reference release inference on ``img``; check the
+    selector logits, the selector inputs, the kept tokens and the class logits."""
+    cfg = model.config
+    n0 = cfg.num_tokens
+    captured = []
+    hooks = [pred.register_forward_hook(
+        lambda mod, inputs, out: captured.append((inputs[0].detach(), out.detach())))
+        for pred in model.token_predictors]
+    try:
+        with torch.no_grad():
+            got = model(img)
+            ratios = [r ** (p + 1) for p in range(len(pruning_loc))]
+            expected = ref.forward_sparse(img, pruning_loc, ratios)
+            dense = ref(img)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert len(captured) == len(model.token_index) == len(ref.kept) == len(pruning_loc)
+    batch = img.shape[0]
+    for p, (feat, logits) in enumerate(captured):
+        # selector logits: logit_keep - logit_drop of ours == log p0 - log p1 of the reference
+        # Predictor (Linear, GELU, Linear, LogSoftmax) on the same features
+        with torch.no_grad():
+            logp = ref.score_predictor[p](feat)
+        assert torch.allclose(logp.exp().sum(-1), torch.ones(()), atol=1e-6)
+        assert torch.allclose(logits[..., 0] - logits[..., 1], logp[..., 0] - logp[..., 1],
+                              atol=1e-5, rtol=0)
+        # the features are the reference's time-averaged block inputs, token for token
+        ours_pos = (torch.arange(n0).expand(batch, n0) if p == 0 else model.token_index[p - 1])
+        order = torch.argsort(ref.selector_positions[p], dim=1)
+        ref_pos = torch.gather(ref.selector_positions[p], 1, order)
+        ref_feat = torch.gather(ref.selector_inputs[p], 1,
+                                order[..., None].expand(-1, -1, feat.shape[-1]))
+        assert torch.equal(ours_pos, ref_pos)
+        assert torch.allclose(feat, ref_feat, atol=1e-5, rtol=0)
+        # exactly the reference's top-k by keep log-probability, k = int(N0 r**p)
+        k = int(n0 * ratios[p])
+        assert k == cfg.kept_tokens(p + 1)
+        assert model.token_index[p].shape == (batch, k)
+        assert torch.equal(model.token_index[p], ref.kept[p].sort(1).values)
+        # not vacuous and not decided by rounding or ties: the k-th and (k+1)-th keep scores
+        # are apart by far more than float error, the kept set is not the first k tokens,
+        # and it differs between samples
+        with torch.no_grad():
+            scores = ref.score_predictor[p](ref.selector_inputs[p])[..., 0].sort(1, True).values
+        assert (scores[:, k - 1] - scores[:, k]).min() > 1e-5
+        assert not torch.equal(model.token_index[p], ours_pos[:, :k])
+        assert any(not torch.equal(model.token_index[p][0], model.token_index[p][i])
+                   for i in range(1, batch))
+    assert torch.allclose(got, expected, atol=1e-5, rtol=0)
+    assert torch.equal(got.argmax(1), expected.argmax(1))
+    assert (expected - dense).abs().max() > 1e-3  # token removal changes the logits
+
+
+@pytest.mark.parametrize("variant, r", [("cifar", 0.9), ("cifar", 0.5), ("dvs", 0.7)])
+def test_sparse_spikformer_selectors_import_with_token_keep(tmp_path, variant, r):
+    """Release layout: 4 blocks, 3 selectors at pruning_loc=[1, 2, 3]."""
+    ref, path = _sparse_reference(tmp_path, variant, seed=11, num_predictors=3)
+    model, report = _load(path, variant, token_keep=r, img_size=SPARSE_IMG[variant])
+    cfg = model.config
+    assert not model.training
+    assert (cfg.token_keep, cfg.token_blocks, cfg.depth, cfg.num_tokens) == (r, (1, 2, 3), 4, 64)
+    assert len(model.token_predictors) == 3
+    mapped = dict(report.mapped)
+    for p in range(3):
+        for ours, theirs in (("fc1", "0"), ("fc2", "2")):
+            for w in ("weight", "bias"):
+                official = f"score_predictor.{p}.linear.{theirs}.{w}"
+                assert mapped[official] == f"token_predictors.{p}.{ours}.{w}"
+                assert torch.equal(model.state_dict()[mapped[official]], ref.state_dict()[official])
+    assert not any(key.startswith("score_predictor.") for key, _ in report.ignored)
+    assert any("pruning_loc" in note and "[1, 2, 3]" in note for note in report.notes)
+    assert any("floor(N r**p)" in note for note in report.notes)
+    assert any("LogSoftmax" in note for note in report.notes)
+    _check_against_release_inference(model, ref, _sparse_images(variant), [1, 2, 3], r)
+
+
+def test_explicit_token_blocks(tmp_path):
+    """Two selectors in a 4-block model: default before the last two blocks, or as given."""
+    ref, path = _sparse_reference(tmp_path, "cifar", seed=12, num_predictors=2)
+    sd = ref.state_dict()
+    cfg = infer_official_config(sd, num_heads=HEADS, img_size=32, time_steps=2, token_keep=0.8)
+    assert cfg.token_blocks == (2, 3)
+    model, report = _load(path, "cifar", token_keep=0.8, token_blocks=[0, 2], img_size=32)
+    assert model.config.token_blocks == (0, 2)
+    assert not any("pruning_loc" in note for note in report.notes)
+    _check_against_release_inference(model, ref, _sparse_images("cifar"), [0, 2], 0.8)
+
+
+def test_convert_with_token_config(tmp_path):
+    ref, _ = _sparse_reference(tmp_path, "dvs", seed=13, num_predictors=3)
+    sd = ref.state_dict()
+    cfg = infer_official_config(sd, num_heads=HEADS, img_size=128, time_steps=3,
+                                token_keep=0.7)
+    state, report = convert_official_state_dict(sd, cfg)
+    assert set(state) == set(Spikformer(cfg).state_dict())
+    assert len(report.mapped) + len(report.ignored) == len(sd)
+    assert state["token_predictors.2.fc1.weight"].shape == (DIM // 2, DIM)
+    assert state["token_predictors.2.fc2.bias"].shape == (2,)
+    # the dense config of the same file ignores them
+    dense = infer_official_config(sd, num_heads=HEADS, img_size=128, time_steps=3)
+    state, report = convert_official_state_dict(sd, dense)
+    assert not any(k.startswith("token_predictors") for k in state)
+    assert sum(k.startswith("score_predictor.") for k, _ in report.ignored) == 12
+
+
+@pytest.mark.parametrize("token_keep", [1.0, 0.0, -0.5, 1.5, True, "0.9", float("nan")])
+def test_token_keep_outside_unit_interval(tmp_path, token_keep):
+    _, path = _sparse_reference(tmp_path, "cifar", seed=14, num_predictors=3)
+    with _raises_one_line(r"token_keep \(.*\) must be in \(0, 1\)", exc=NmcDeployError):
+        _load(path, "cifar", token_keep=token_keep)
+    with _raises_one_line(r"token_keep \(.*\) must be in \(0, 1\)", exc=NmcDeployError):
+        infer_official_config({}, img_size=16, time_steps=2, token_keep=token_keep)
+
+
+def test_more_selectors_than_blocks(tmp_path):
+    _, path = _sparse_reference(tmp_path, "cifar", seed=15, num_predictors=3, depth=2)
+    with _raises_one_line(r"3 token selectors \(score_predictor\.0 \.\. 2\) but only 2 blocks"):
+        _load(path, "cifar", token_keep=0.9)
+    model, _ = _load(path, "cifar")  # the dense import still works
+    assert model.config.token_blocks == ()
+
+
+@pytest.mark.parametrize("edit, kw, match, exc", [
+    (None, dict(token_keep=0.9, token_blocks=(1, 2)),
+     r"token_blocks \[1, 2\] has 2 entries but the checkpoint has 3 token selectors",
+     CheckpointError),
+    (None, dict(token_keep=0.9, token_blocks=(1, 2, 7)),
+     r"token_blocks \(\(1, 2, 7\)\) must be distinct increasing block indices in 0\.\.3",
+     CheckpointError),
+    (None, dict(token_blocks=(1, 2, 3)), r"token_blocks .* without token_keep", NmcDeployError),
+    (None, dict(token_keep=0.9, token_blocks="123"), r"sequence of block indices", NmcDeployError),
+    ("dense", dict(token_keep=0.9), r"no 'score_predictor\.<p>\.\*' keys", CheckpointError),
+    ("drop1", dict(token_keep=0.9), r"missing keys 'score_predictor\.1\.\*'", CheckpointError),
+    ("shape", dict(token_keep=0.9),
+     r"'score_predictor\.0\.linear\.2\.weight' has shape \(3, 16\), the config needs \(2, 16\)",
+     CheckpointError),
+    ("extra", dict(token_keep=0.9), r"unexpected key 'score_predictor\.0\.linear\.4\.weight'",
+     CheckpointError),
+])
+def test_bad_token_selector_inputs(tmp_path, edit, kw, match, exc):
+    ref = make_reference("cifar", seed=16, num_predictors=3, depth=4)
+    sd = dict(ref.state_dict())
+    if edit == "dense":
+        sd = {k: v for k, v in sd.items() if not k.startswith("score_predictor.")}
+    elif edit == "drop1":
+        sd = {k: v for k, v in sd.items() if not k.startswith("score_predictor.1.")}
+    elif edit == "shape":
+        sd["score_predictor.0.linear.2.weight"] = torch.zeros(3, DIM // 2)
+    elif edit == "extra":
+        sd["score_predictor.0.linear.4.weight"] = torch.zeros(2, 2)
+    with _raises_one_line(match, exc=exc):
+        _load(_save(tmp_path, sd), "cifar", **kw)
+
+
+def test_convert_refuses_selector_count_mismatch(tmp_path):
+    ref = make_reference("cifar", seed=17, num_predictors=3, depth=4)
+    sd = ref.state_dict()
+    cfg = infer_official_config(sd, num_heads=HEADS, img_size=16, time_steps=2, token_keep=0.9)
+    with _raises_one_line(r"cfg\.token_blocks \[1, 3\] asks for 2 token selectors but the "
+                          r"checkpoint has 3 token selectors"):
+        convert_official_state_dict(sd, dataclasses.replace(cfg, token_blocks=(1, 3)))
+    dense_sd = {k: v for k, v in sd.items() if not k.startswith("score_predictor.")}
+    with _raises_one_line(r"checkpoint has no 'score_predictor"):
+        convert_official_state_dict(dense_sd, cfg)
 
 
 # ---------------------------------------------------------------------------------------------
