@@ -11,7 +11,10 @@ imports Lava. Mapping:
 * synapse group: ``Sparse`` (delay 0) or ``DelaySparse`` (delay > 0), with the program's
   integer weights, ``weight_exp``, ``num_weight_bits=8`` and ``num_message_bits``;
 * attention op: our ``SpikeAttention`` Process, whose output drives the attention LIF;
-* recording: one ``SpikeRecorder`` per population writes its raster to a temporary file.
+* relay population (low-rank factor stage): our ``GradedRelay`` Process; the groups it
+  feeds are Sparse/DelaySparse with ``num_message_bits > 0`` (graded payloads);
+* recording: one ``SpikeRecorder`` per spiking population writes its raster to a temporary
+  file (``PayloadRecorder`` with int32 payloads for a relay).
 
 Samples run back to back with period T: a population of depth d holds sample k, step t at
 Lava time step ``1 + d + k T + t``. The run lasts ``n T + pipeline depth`` steps.
@@ -37,8 +40,9 @@ from lava.proc.io.source import RingBuffer  # noqa: E402
 from lava.proc.lif.process import LIFReset  # noqa: E402
 from lava.proc.sparse.process import DelaySparse, Sparse  # noqa: E402
 
-from .lava_procs.processes import (LIFResetPerNeuronDecay,  # noqa: E402
-                                   PyDelaySparseModelBitAccCached, SpikeAttention, SpikeRecorder)
+from .lava_procs.processes import (GradedRelay, LIFResetPerNeuronDecay,  # noqa: E402
+                                   PayloadRecorder, PyDelaySparseModelBitAccCached,
+                                   SpikeAttention, SpikeRecorder)
 
 __all__ = ["simulate_lava", "build_network", "run_config"]
 
@@ -58,6 +62,10 @@ def build_network(program: Program, images: np.ndarray, record_dir: Path):
     source = RingBuffer(data=data)
     lifs = {}
     for p in program.populations:
+        if p.graded:  # a low-rank relay: graded payloads, no state
+            lifs[p.name] = GradedRelay(shape=(p.size,), payload_shift=p.payload_shift,
+                                       name=p.name)
+            continue
         neuron = LIFResetPerNeuronDecay if isinstance(p.dv, np.ndarray) else LIFReset
         lifs[p.name] = neuron(
             shape=(p.size,), du=p.du, dv=p.dv, vth=p.vth,
@@ -87,8 +95,9 @@ def build_network(program: Program, images: np.ndarray, record_dir: Path):
         syn.a_out.connect(lifs[g.target].a_in)
     recorders = {}
     for i, p in enumerate(program.populations):
-        rec = SpikeRecorder(shape=(p.size,), num_steps=num_steps,
-                            path=str(record_dir / f"pop{i}.npy"), name=f"rec:{p.name}")
+        recorder = PayloadRecorder if p.graded else SpikeRecorder
+        rec = recorder(shape=(p.size,), num_steps=num_steps,
+                       path=str(record_dir / f"pop{i}.npy"), name=f"rec:{p.name}")
         lifs[p.name].s_out.connect(rec.a_in)
         recorders[p.name] = (rec, record_dir / f"pop{i}.npy")
     return source, recorders, num_steps
@@ -122,16 +131,20 @@ def simulate_lava(program: Program, images: np.ndarray, *,
                 source.stop()
             except Exception:
                 pass
-        spikes = {}
+        spikes, payloads = {}, {}
         for p in program.populations:
             path = recorders[p.name][1]
             if not path.exists():
                 raise SimulationError(f"lava: population '{p.name}' recorded nothing")
-            raster = np.unpackbits(np.load(path), axis=1, count=p.size).astype(bool)
+            if p.graded:
+                raster = np.load(path).astype(np.int64)
+            else:
+                raster = np.unpackbits(np.load(path), axis=1, count=p.size).astype(bool)
             window = raster[p.depth:p.depth + n * T]  # Lava step 1+d+kT+t -> row d+kT+t
-            spikes[p.name] = window.reshape(n, T, p.size).transpose(1, 0, 2)
+            (payloads if p.graded else spikes)[p.name] = \
+                window.reshape(n, T, p.size).transpose(1, 0, 2)
     counts = {k: s.sum(axis=0).astype(np.int64) for k, s in spikes.items()}
     logits = _readout(program.readout, counts, T, n)
     stats = {"backend": "lava", "samples": n, "time_steps": T, "lava_steps": num_steps,
              "seconds": time.perf_counter() - t0}
-    return SimulationResult(spikes, counts, logits, stats)
+    return SimulationResult(spikes, counts, logits, stats, payloads)

@@ -6,7 +6,10 @@ compiler's delays make every input of a population belong to the same sample ste
 every population is reset at the start of its window, so a Lava run of many samples equals
 this per-sample computation exactly (docs/architecture.md, "Time"). Per population, the
 synaptic input of all T steps is computed with one sparse product, then the LIF runs
-step by step, vectorised over batch and neurons.
+step by step, vectorised over batch and neurons. A relay population (kind "relay") has no
+state: its output is its integer synaptic input shifted right by ``payload_shift``, a graded
+payload that its targets read like the pixel input (``W @ p``); the float simulator passes
+the real value through.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..compile.program import INPUT, FloatProgram, Program
+from ..compile.program import INPUT, RELAY, FloatProgram, Program
 from .kernels import attention_counts, lif_fixed_step, synaptic_input
 
 __all__ = ["SimulationResult", "simulate_reference", "simulate_float", "attention_counts",
@@ -27,6 +30,13 @@ class SimulationResult:
     counts: dict[str, np.ndarray]  # population -> (B, size) spike counts over the T steps
     logits: np.ndarray  # (B, outputs)
     stats: dict = field(default_factory=dict)
+    # relay population -> (T, B, size) graded payloads: int64 (fixed point) or float64
+    # (float simulator); empty if not recorded. Relays have no entry in spikes/counts.
+    payloads: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def outputs(self) -> dict[str, np.ndarray]:
+        """Every population's recorded output: spikes and relay payloads."""
+        return {**self.spikes, **self.payloads}
 
     @property
     def predictions(self) -> np.ndarray:
@@ -73,6 +83,8 @@ def simulate_reference(program: Program, images: np.ndarray, *, record: bool = T
 def _merge(parts: list[SimulationResult]) -> SimulationResult:
     first = parts[0]
     spikes = {k: np.concatenate([p.spikes[k] for p in parts], axis=1) for k in first.spikes}
+    payloads = {k: np.concatenate([p.payloads[k] for p in parts], axis=1)
+                for k in first.payloads}
     counts = {k: np.concatenate([p.counts[k] for p in parts], axis=0) for k in first.counts}
     logits = np.concatenate([p.logits for p in parts], axis=0)
     stats = {k: v for k, v in first.stats.items()}
@@ -88,17 +100,18 @@ def _merge(parts: list[SimulationResult]) -> SimulationResult:
     stats["samples"] = int(sum(p.stats["samples"] for p in parts))
     for f in ("u_wraps", "v_saturations"):
         stats[f] = int(sum(p.stats[f] for p in parts))
-    return SimulationResult(spikes, counts, logits, stats)
+    return SimulationResult(spikes, counts, logits, stats, payloads)
 
 
 def _simulate_fixed(program: Program, images: np.ndarray, record: bool) -> SimulationResult:
     T = program.time_steps
     B = images.shape[0]
     x = _inputs_of(program, images)  # (B, n_in) pixel integers
-    spikes: dict[str, np.ndarray] = {}  # pop -> (T, B, n) bool
+    spikes: dict[str, np.ndarray] = {}  # pop -> (T, B, n) bool; relay -> int64 payloads
     op_out: dict[str, np.ndarray] = {}
     op_stats: dict[str, int] = {}
     ops = {op.name: op for op in program.attention}
+    relays = [p.name for p in program.populations if p.kind == RELAY]
     by_target: dict[str, list] = {}
     for g in program.groups:
         by_target.setdefault(g.target, []).append(g)
@@ -126,6 +139,14 @@ def _simulate_fixed(program: Program, images: np.ndarray, record: bool) -> Simul
                 fanout = np.diff(g.weights.tocsc().indptr)  # nonzero weights per source neuron
                 entry["synops"] += int(fanout @ (s != 0).sum(axis=1))
         a_in = a_total.T.reshape(T, B, n)
+        if pop.kind == RELAY:  # graded payload, no state: p = a_in >> payload_shift
+            out = a_in >> pop.payload_shift
+            spikes[pop.name] = out
+            pop_stats.append({"name": pop.name, "kind": RELAY, "neurons": n,
+                              "spikes": int(np.count_nonzero(out)),  # payload messages
+                              "neuron_updates": n * T * B,
+                              "active_updates": int(np.count_nonzero(a_in))})
+            continue
         u = np.zeros((B, n), np.int64)
         v = np.zeros((B, n), np.int64)
         bias_eff = np.asarray(pop.bias_mant, np.int64) << pop.bias_exp
@@ -141,12 +162,14 @@ def _simulate_fixed(program: Program, images: np.ndarray, record: bool) -> Simul
         spikes[pop.name] = out
         pop_stats.append({"name": pop.name, "neurons": n, "spikes": int(out.sum()),
                           "neuron_updates": n * T * B, "active_updates": active})
+    payloads = {name: spikes.pop(name) for name in relays}
     counts = {name: s.sum(axis=0).astype(np.int64) for name, s in spikes.items()}
     logits = _readout(program.readout, counts, T, B)
     stats = {"backend": "reference", "samples": B, "time_steps": T,
              "pipeline_depth": program.pipeline_depth, "layers": list(layer_ops.values()),
              "populations": pop_stats, "u_wraps": u_wraps, "v_saturations": v_sats}
-    return SimulationResult(spikes if record else {}, counts, logits, stats)
+    return SimulationResult(spikes if record else {}, counts, logits, stats,
+                            payloads if record else {})
 
 
 def _readout(readout, counts, T, B) -> np.ndarray:
@@ -165,7 +188,8 @@ def simulate_float(fp: FloatProgram, images: np.ndarray, *, batch_size: int = 25
     return SimulationResult(
         {k: np.concatenate([r.spikes[k] for r in res], axis=1) for k in res[0].spikes},
         {k: np.concatenate([r.counts[k] for r in res], axis=0) for k in res[0].counts},
-        np.concatenate([r.logits for r in res], axis=0), {"backend": "float"})
+        np.concatenate([r.logits for r in res], axis=0), {"backend": "float"},
+        {k: np.concatenate([r.payloads[k] for r in res], axis=1) for k in res[0].payloads})
 
 
 def _simulate_float(fp: FloatProgram, images) -> SimulationResult:
@@ -185,6 +209,9 @@ def _simulate_float(fp: FloatProgram, images) -> SimulationResult:
             s = _payloads(g.source, x, spikes, ops, op_out, {}, T, np.float64)
             drive += np.asarray(g.weight @ s)
         drive = drive.T.reshape(T, B, n)
+        if pop.kind == RELAY:  # the real factor output, passed on as a graded value
+            spikes[pop.name] = drive
+            continue
         v = np.zeros((B, n))
         out = np.zeros((T, B, n), bool)
         for t in range(T):
@@ -193,5 +220,6 @@ def _simulate_float(fp: FloatProgram, images) -> SimulationResult:
             v = np.where(s, 0.0, v)
             out[t] = s
         spikes[pop.name] = out
+    payloads = {p.name: spikes.pop(p.name) for p in fp.populations if p.kind == RELAY}
     counts = {k: s.sum(axis=0) for k, s in spikes.items()}
-    return SimulationResult(spikes, counts, _readout(fp.readout, counts, T, B), {})
+    return SimulationResult(spikes, counts, _readout(fp.readout, counts, T, B), {}, payloads)

@@ -10,6 +10,12 @@ SpikeRecorder
     Stores the spikes it receives each step and, at step ``num_steps``, writes them as a
     bit-packed ``.npy`` file (one row per step). This avoids ``Var.get``, which moves
     values one at a time over a pipe.
+GradedRelay
+    A low-rank factor stage (Loihi 2 graded-spike neuron; Lava's ``GradedVec`` with
+    ``vth = 0`` plus a right shift): per step ``p = a_in >> payload_shift`` (arithmetic),
+    sent at the same step as a graded payload; no state, no threshold.
+PayloadRecorder
+    Like SpikeRecorder for graded payloads: an int32 ``.npy`` file (one row per step).
 """
 import warnings
 
@@ -91,6 +97,58 @@ class PySpikeRecorderModel(PyLoihiProcessModel):
             self._buffer[step] = s != 0
         if self.time_step == self._buffer.shape[0]:
             np.save(self.proc_params["path"], np.packbits(self._buffer, axis=1))
+
+
+class GradedRelay(AbstractProcess):
+    """Graded relay of a low-rank factor; see the module docstring for the dynamics."""
+
+    def __init__(self, *, shape, payload_shift: int = 0, name: str = None):
+        super().__init__(shape=shape, payload_shift=payload_shift, name=name)
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+
+
+@implements(proc=GradedRelay, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyGradedRelayModelFixed(PyLoihiProcessModel):
+    """``s_out = a_in >> payload_shift`` each step (bit-accurate; int32 like Lava's
+    GradedVec fixed-point model)."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+
+    def run_spk(self):
+        a = np.asarray(self.a_in.recv()).astype(np.int64)
+        self.s_out.send((a >> int(self.proc_params["payload_shift"])).astype(np.int32))
+
+
+class PayloadRecorder(AbstractProcess):
+    """Record graded payloads of ``shape`` for ``num_steps`` steps into ``path`` (.npy)."""
+
+    def __init__(self, *, shape, num_steps: int, path: str, name: str = None):
+        super().__init__(shape=shape, num_steps=num_steps, path=path, name=name)
+        self.a_in = InPort(shape=shape)
+
+
+@implements(proc=PayloadRecorder, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyPayloadRecorderModel(PyLoihiProcessModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        n = int(np.prod(proc_params["shape"]))
+        self._buffer = np.zeros((int(proc_params["num_steps"]), n), dtype=np.int32)
+
+    def run_spk(self):
+        s = self.a_in.recv()
+        step = self.time_step - 1
+        if step < self._buffer.shape[0]:
+            self._buffer[step] = s
+        if self.time_step == self._buffer.shape[0]:
+            np.save(self.proc_params["path"], self._buffer)
 
 
 from lava.proc.sparse.models import PyDelaySparseModelBitAcc  # noqa: E402
