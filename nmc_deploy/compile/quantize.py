@@ -211,9 +211,9 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
         raise LoweringError(f"vth_mant ({vth_mant}) outside 1..{LAVA_LIF.max_vth}")
     has_relay = any(p.kind == RELAY for p in fp.populations)
     if has_relay and payload_bits < 2:
-        raise LoweringError(f"program: graded-spike payload bits ({payload_bits}) below 2; "
-                            "low-rank relays need graded spikes (Loihi 2): compile with "
-                            "low_rank='fused' (--low-rank fused) for this target")
+        raise LoweringError(f"program: low-rank relays need graded spikes, but payload_bits "
+                            f"({payload_bits}) is below 2; compile with low_rank='fused' "
+                            "(--low-rank fused) for this target")
     relays: dict[str, _RelayScale] = {}
     op_names = {op.name: op for op in fp.attention}
     incoming: dict[str, list] = {p.name: [] for p in fp.populations}

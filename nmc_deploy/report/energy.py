@@ -33,6 +33,13 @@ Latency (estimated)::
     sample_us = (time_steps + pipeline_depth) * step_ns / 1000
 
 where a layer's synaptic operations count for its destination population.
+
+Relay populations (low-rank factors in relay form; activity entries with ``kind`` "relay")
+are priced like neurons: a nonzero graded payload counts as one spike (one message), a
+payload event costs one synaptic op per nonzero weight it reaches (as a binary spike does;
+the multiplication by the payload is assumed free), and each relay neuron costs one neuron
+update per step (active when its input is nonzero). Intel publishes no separate graded-spike
+figures, so this is an assumption and the report says so.
 """
 from __future__ import annotations
 
@@ -162,6 +169,14 @@ def estimate_costs(activity: dict, program_summary: dict, target: HardwareTarget
     sources["latency"] = [f"{f} = {getattr(target, f):g} ns: {target.source_of(f)}"
                           for f in _TIMING_FIELDS]
 
+    relays = [p.get("name") for p in activity.get("populations", [])
+              if isinstance(p, dict) and p.get("kind") == "relay"]
+    if relays:
+        assumptions.append(
+            f"{len(relays)} graded relay population(s) (low-rank factors as two synaptic "
+            "stages): a nonzero payload counts as one spike message, each nonzero weight it "
+            "reaches as one synaptic op (as for a binary spike), each relay neuron as one "
+            "neuron update per step; Intel publishes no separate graded-spike costs.")
     assumptions[:0] = [
         f"Synaptic operations, spikes and neuron updates were counted by the '{run['backend']}' "
         f"simulator over {samples} samples x {steps} time steps: measured in simulation, "

@@ -123,3 +123,22 @@ def test_relay_reference_equals_lava(dsp_graph, digits, vth_mant):
     mism = {k: int(np.count_nonzero(out_ref[k] != out_lav[k])) for k in out_ref}
     assert sum(mism.values()) == 0, mism
     assert np.array_equal(ref.predictions, lav.predictions)
+
+
+@pytest.mark.parametrize("target", ["loihi1", "loihi2"])
+def test_relay_placement(relay_program, target):
+    from nmc_deploy.compile.partition import partition_program
+    from nmc_deploy.errors import CapacityError
+    from nmc_deploy.targets import load_target
+
+    tgt = load_target(target)
+    if tgt.graded_spike_bits == 0:
+        with pytest.raises(CapacityError, match="graded_spike_bits"):
+            partition_program(relay_program, tgt)
+        return
+    placement = partition_program(relay_program, tgt)
+    placed = {}
+    for chunks in placement.cores:
+        for c in chunks:
+            placed[c.population] = placed.get(c.population, 0) + c.neurons
+    assert placed == {p.name: p.size for p in relay_program.populations}
