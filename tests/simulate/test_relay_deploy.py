@@ -142,3 +142,19 @@ def test_relay_placement(relay_program, target):
         for c in chunks:
             placed[c.population] = placed.get(c.population, 0) + c.neurons
     assert placed == {p.name: p.size for p in relay_program.populations}
+
+
+def test_relay_passes_do_not_mutate_their_input(dsp_graph):
+    import pickle
+
+    from nmc_deploy.compile.partition import partition_program
+    from nmc_deploy.targets import load_target
+
+    before = pickle.dumps((dict(dsp_graph.nodes), dsp_graph.edges))
+    fp = lower_graph(dsp_graph, low_rank="relay")
+    fp_before = pickle.dumps(fp)
+    prog = _quantize(fp)
+    prog_before = pickle.dumps(prog)
+    partition_program(prog, load_target("loihi2"))
+    assert pickle.dumps((dict(dsp_graph.nodes), dsp_graph.edges)) == before
+    assert pickle.dumps(fp) == fp_before and pickle.dumps(prog) == prog_before
