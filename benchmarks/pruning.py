@@ -9,10 +9,14 @@ at 90 % and >= 95 % sparsity;
 L1P one-shot at 80/90/95 % of the block matrices + 5 epochs, with and without sLIF; DSP at
 energy 0.9 and at a 25 % parameter budget + 5 epochs, with and without sLIF. Every row is
 exported, compiled for loihi2 and run on the fixed-point reference over the whole test split
-(synaptic ops and energy per sample from the measured activity). Each DSP model is evaluated
-twice: with its factors fused into one matrix ("DSP <label>") and deployed as two synaptic
-stages through graded relays ("DSP <label> (relay)", ``evaluate(..., low_rank="relay")``;
-same trained model). Token-selector rows are listed as not built yet.
+(synaptic ops and energy per sample from the measured activity; token selectors' MACs
+priced as embedded-core work). Each DSP model is evaluated twice: with its factors fused into
+one matrix ("DSP <label>") and deployed as two synaptic stages through graded relays
+("DSP <label> (relay)", ``evaluate(..., low_rank="relay")``; same trained model). Token
+selection: selectors before both blocks, r in TOKEN_KEEPS, TOKEN_EPOCHS epochs of selector +
+backbone training distilled from the dense model; "LTH + tokens" adds r = LTH_TOKEN_KEEP
+selectors to the round-8 ticket (its masks kept). Partial runs: `--only lth` (LTH rows and
+LTH + tokens), `--only tokens`.
 """
 from __future__ import annotations
 
@@ -34,6 +38,10 @@ LTH_ROUNDS = (8, 11)  # 0.75**8 = 10.0 % and 0.75**11 = 4.2 % of the weights rem
 # The first conv (144 weights) and the head are left dense: pruning them globally with the
 # rest cost most of LTH's accuracy on this small model (docs/results-pruning.md).
 LTH_EXCLUDE = ("patch_embed.convs.0.weight", "head.weight")
+TOKEN_KEEPS = (0.9, 0.8, 0.7, 0.5)  # r: the p-th selector keeps floor(16 r**p) tokens
+TOKEN_EPOCHS = 20  # selector + backbone training epochs (distillation from the dense model)
+LTH_TOKEN_KEEP = 0.8  # the schedule combined with the 90 %-sparse LTH ticket
+ROW_ORDER = ("dense", "LTH round", "LTH + tokens", "tokens", "L1P", "DSP")
 
 
 def evaluate(model, data, low_rank: str = "fused") -> dict:
@@ -72,7 +80,9 @@ def evaluate(model, data, low_rank: str = "fused") -> dict:
             "synapse_memory_bits": int(sum(c.synapse_memory_bits for cs in placement.cores
                                            for c in cs)),
             "pipeline_depth": prog.pipeline_depth,
-            "low_rank": low_rank}
+            "low_rank": low_rank,
+            "selector_macs_per_sample": rep.get("token_selection", {}).get(
+                "predictor_macs_per_sample", 0.0)}
 
 
 def run_seed(seed: int, out: Path, only: str | None = None) -> None:
@@ -98,6 +108,20 @@ def run_seed(seed: int, out: Path, only: str | None = None) -> None:
                           seed=seed, progress=False)
     add("dense", base, t0)
     from nmc_deploy.prune.masks import prunable_parameters
+    from nmc_deploy.prune.tokens import run_tokens
+
+    def token_rows():
+        for keep in TOKEN_KEEPS:
+            t0 = time.perf_counter()
+            res = run_tokens(base, data, keep=keep, epochs=TOKEN_EPOCHS, seed=seed)
+            add(f"tokens r = {keep}", res.model, t0,
+                kept_tokens=res.log[-1]["kept_tokens"])
+
+    if only == "tokens":
+        token_rows()
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"seed{seed}-tokens.json").write_text(json.dumps(rows, indent=1))
+        return
 
     tensors = [n for n in prunable_parameters(base, "all") if n not in LTH_EXCLUDE]
     with tempfile.TemporaryDirectory() as state:
@@ -106,6 +130,12 @@ def run_seed(seed: int, out: Path, only: str | None = None) -> None:
             res = run_lth(base, data, epochs_per_round=LTH_EPOCHS_PER_ROUND, rounds=rounds,
                           tensors=tensors, seed=seed, state_dir=state)
             add(f"LTH round {rounds}", res.model, t0, sparsity=res.log[-1]["sparsity"])
+            if rounds == LTH_ROUNDS[0]:
+                t0 = time.perf_counter()
+                tok = run_tokens(res.model, data, keep=LTH_TOKEN_KEEP, epochs=TOKEN_EPOCHS,
+                                 seed=seed, masks=res.masks)
+                add(f"LTH + tokens r = {LTH_TOKEN_KEEP}", tok.model, t0,
+                    sparsity=res.log[-1]["sparsity"], kept_tokens=tok.log[-1]["kept_tokens"])
     if only == "lth":
         out.mkdir(parents=True, exist_ok=True)
         (out / f"seed{seed}-lth.json").write_text(json.dumps(rows, indent=1))
@@ -125,6 +155,7 @@ def run_seed(seed: int, out: Path, only: str | None = None) -> None:
             add(f"DSP {label}{' + sLIF' if slif else ''}", res.model, t0)
             add(f"DSP {label}{' + sLIF' if slif else ''} (relay)", res.model,
                 time.perf_counter(), low_rank="relay")
+    token_rows()
     out.mkdir(parents=True, exist_ok=True)
     (out / f"seed{seed}.json").write_text(json.dumps(rows, indent=1))
 
@@ -132,12 +163,15 @@ def run_seed(seed: int, out: Path, only: str | None = None) -> None:
 def aggregate(out: Path) -> None:
     runs = []
     for p in sorted(out.glob("seed[0-9].json")) + sorted(out.glob("seed[0-9][0-9].json")):
-        rows = json.loads(p.read_text())
-        lth = p.with_name(p.stem + "-lth.json")  # a later LTH-only run replaces those rows
-        if lth.exists():
-            new = {r["row"]: r for r in json.loads(lth.read_text())}
-            rows = [new.get(r["row"], r) for r in rows]
-        runs.append(rows)
+        rows = {r["row"]: r for r in json.loads(p.read_text())}
+        for part in ("lth", "tokens"):  # later partial runs replace or add their rows
+            extra = p.with_name(f"{p.stem}-{part}.json")
+            if extra.exists():
+                rows.update({r["row"]: r for r in json.loads(extra.read_text())
+                             if r["row"] != "dense"})
+        order = lambda name: next(i for i, pre in enumerate(ROW_ORDER)  # noqa: E731
+                                  if name.startswith(pre))
+        runs.append(sorted(rows.values(), key=lambda r: order(r["row"])))
     seeds = [r[0]["seed"] for r in runs]
     names = [r["row"] for r in runs[0]]  # rows every seed has (older runs lack the relay rows)
     names = [n for n in names if all(any(x["row"] == n for x in run) for run in runs)]
@@ -162,7 +196,6 @@ def aggregate(out: Path) -> None:
               f"| {by[n][0]['weights']} | {ms(n, 'nonzero_weights', 1, '{:.0f}')} "
               f"| {ms(n, 'synops_per_sample', 1, '{:.0f}')} | {ms(n, 'energy_uj_cmos45nm', 1, '{:.3f}')} "
               f"| {ms(n, 'energy_uj_loihi', 1, '{:.2f}')} | {ms(n, 'cores', 1, '{:.0f}')} |")
-    print("| token selector (r = 0.9, 0.8, 0.7, 0.5), LTH + tokens | not built yet | | | | | | | | |")
     mean = lambda n, k: float(np.mean([x[k] for x in by[n]]))  # noqa: E731
     dense = mean("dense", "accuracy_float")
     lth90 = mean(f"LTH round {LTH_ROUNDS[0]}", "accuracy_float")
@@ -175,8 +208,17 @@ def aggregate(out: Path) -> None:
                ("met" if recovered >= loss / 2 else "MISSED"))
     print(f"- sLIF recovers at least half of what L1P loses at 95 %: loss {100 * loss:.2f} points, "
           f"recovered {100 * recovered:.2f} points -> {verdict}.")
-    print("- Token schedule with >= 20 % fewer synaptic ops within 1.0 point: not measured "
-          "(token selector not built yet).")
+    dense_ops = mean("dense", "synops_per_sample")
+    token_rows = [n for n in names if n.startswith("tokens")]
+    ok = [n for n in token_rows if mean(n, "synops_per_sample") <= 0.8 * dense_ops
+          and dense - mean(n, "accuracy_float") <= 0.01]
+    for n in token_rows:
+        print(f"  - {n}: {100 * (1 - mean(n, 'synops_per_sample') / dense_ops):.1f} % fewer "
+              f"synaptic ops, {100 * (mean(n, 'accuracy_float') - dense):+.2f} points (float), "
+              f"{100 * (mean(n, 'accuracy_fixed') - mean('dense', 'accuracy_fixed')):+.2f} "
+              f"points (fixed); selector {mean(n, 'selector_macs_per_sample'):.0f} MACs/sample")
+    print(f"- Token schedule with >= 20 % fewer synaptic ops within 1.0 point: "
+          f"{'met by ' + ', '.join(ok) if ok else 'MISSED'}.")
 
 
 def main():
@@ -185,8 +227,9 @@ def main():
     r = sub.add_parser("run")
     r.add_argument("--seed", type=int, required=True)
     r.add_argument("--out", type=Path, default=Path("bench_pruning"))
-    r.add_argument("--only", choices=["lth"], default=None,
-                   help="run only the LTH rows (written as seed<N>-lth.json; aggregate prefers them)")
+    r.add_argument("--only", choices=["lth", "tokens"], default=None,
+                   help="run only the LTH rows (+ LTH + tokens) or only the token rows (written "
+                        "as seed<N>-lth.json / seed<N>-tokens.json; aggregate merges them)")
     a = sub.add_parser("aggregate")
     a.add_argument("out", type=Path)
     args = ap.parse_args()

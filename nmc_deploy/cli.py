@@ -49,7 +49,8 @@ def train(preset, dataset, data_path, epochs, seed, out):
 
 @cli.command()
 @click.argument("checkpoint", type=EXISTING_FILE)
-@click.option("--method", required=True, help="Chooses the method: lth, l1p or dsp.")
+@click.option("--method", required=True,
+              help="Chooses the method: lth, l1p, dsp, or none (token selection only).")
 @click.option("--sparsity", type=float, default=None,
               help="Sets the fraction of weights to remove (lth, l1p; default 0.9).")
 @click.option("--rank-budget", type=float, default=None,
@@ -58,15 +59,24 @@ def train(preset, dataset, data_path, epochs, seed, out):
 @click.option("--epochs", type=int, default=5, show_default=True,
               help="Sets fine-tuning epochs (per round for lth).")
 @click.option("--rounds", type=int, default=None, help="Sets the number of LTH rounds.")
+@click.option("--token-keep", type=float, default=None,
+              help="Adds token selectors: the p-th keeps floor(N r**p) tokens (0 < r < 1).")
+@click.option("--token-blocks", default=None,
+              help="Names the blocks that get a selector, e.g. '1,2' (default: every block).")
+@click.option("--token-epochs", type=int, default=10, show_default=True,
+              help="Sets the token-selector training epochs.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds all random numbers.")
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("pruned.pt"),
               show_default=True, help="Names the pruned checkpoint to write.")
-def prune(checkpoint, method, sparsity, rank_budget, slif, epochs, rounds, seed, out):
+def prune(checkpoint, method, sparsity, rank_budget, slif, epochs, rounds, token_keep,
+          token_blocks, token_epochs, seed, out):
     """Prunes a trained checkpoint (LTH rounds resume from OUT.lth/ when interrupted)."""
     from .pipeline import prune_checkpoint
 
     prune_checkpoint(checkpoint, out, method=method, sparsity=sparsity,
-                     rank_budget=rank_budget, slif=slif, epochs=epochs, rounds=rounds, seed=seed)
+                     rank_budget=rank_budget, slif=slif, epochs=epochs, rounds=rounds, seed=seed,
+                     token_keep=token_keep, token_blocks=token_blocks,
+                     token_epochs=token_epochs)
 
 
 @cli.command()

@@ -23,7 +23,7 @@ __all__ = ["train_checkpoint", "prune_checkpoint", "export_checkpoint", "compile
            "run_simulation", "make_report", "run_demo", "format_low_rank_forms", "BUILD_FILES",
            "PRUNE_METHODS"]
 
-PRUNE_METHODS = ("lth", "l1p", "dsp")
+PRUNE_METHODS = ("lth", "l1p", "dsp", "none")  # none: token selection only
 
 BUILD_FILES = ("program.json", "program.npz", "placement.json", "model.nir")
 
@@ -84,9 +84,13 @@ def prune_checkpoint(ckpt: Path, out: Path, *, method: str, sparsity: float | No
                      rank_budget: float | None = None, energy: float | None = None,
                      slif: bool = False, epochs: int = 5, rounds: int | None = None,
                      state_dir: Path | None = None, seed: int = 0, data_path=None,
-                     progress: bool = True, log=None) -> dict:
+                     token_keep: float | None = None, token_blocks=None,
+                     token_epochs: int = 10, progress: bool = True, log=None) -> dict:
     """Prune a trained checkpoint with LTH, L1P or DSP (optionally with sLIF) and write it.
 
+    With ``token_keep`` the (pruned) model then gets token selectors before
+    ``token_blocks`` (default every block; a list or "1,2") trained for ``token_epochs``
+    with the weight masks kept (method "none": token selection only).
     Arguments are checked before any work, so a bad request writes nothing. LTH rounds are
     resumable through ``state_dir`` (default: ``<out>.lth/``).
     """
@@ -94,6 +98,18 @@ def prune_checkpoint(ckpt: Path, out: Path, *, method: str, sparsity: float | No
 
     if method not in PRUNE_METHODS:
         raise _E(f"prune: unknown method '{method}'; choose one of {', '.join(PRUNE_METHODS)}")
+    if token_keep is not None and not 0.0 < token_keep < 1.0:
+        raise _E(f"prune: token keep ratio ({token_keep}) must be in (0, 1); it is the "
+                 "fraction of tokens each selector keeps")
+    if method == "none" and token_keep is None:
+        raise _E("prune: method 'none' prunes nothing; give --token-keep r for token "
+                 "selection or choose lth, l1p or dsp")
+    if isinstance(token_blocks, str):
+        try:
+            token_blocks = [int(b) for b in token_blocks.split(",") if b.strip()]
+        except ValueError:
+            raise _E(f"prune: token blocks ('{token_blocks}') must be comma-separated block "
+                     "indices such as '0,1'") from None
     if sparsity is not None and not 0.0 <= sparsity < 1.0:
         raise _E(f"prune: sparsity ({sparsity}) must be in [0, 1); it is the fraction of "
                  "weights removed")
@@ -112,6 +128,14 @@ def prune_checkpoint(ckpt: Path, out: Path, *, method: str, sparsity: float | No
     model, meta = load_checkpoint(ckpt)
     if not hasattr(model, "blocks"):
         raise _E(f"{ckpt}: not a Spikformer checkpoint; prune works on Spikformer models")
+    if token_keep is not None:
+        import dataclasses
+
+        if model.config.token_blocks:
+            raise _E(f"{ckpt}: the model already has token selectors; start from a model "
+                     "without them")
+        blocks = tuple(range(model.config.depth)) if token_blocks is None else tuple(token_blocks)
+        dataclasses.replace(model.config, token_keep=token_keep, token_blocks=blocks)  # checks
     data = load_dataset(meta.get("dataset", "digits"), data_path)
     before = {"accuracy_float": accuracy_on_test(model, data),
               "params": int(sum(p.numel() for p in model.parameters())),
@@ -127,6 +151,10 @@ def prune_checkpoint(ckpt: Path, out: Path, *, method: str, sparsity: float | No
         result = run_lth(model, data, epochs_per_round=epochs, rounds=rounds,
                          target_sparsity=None if rounds else sparsity, seed=seed,
                          state_dir=state_dir or Path(str(out) + ".lth"), progress=progress)
+    elif method == "none":
+        from .prune.common import PruneResult
+
+        result = PruneResult(model=model)
     elif method == "l1p":
         from .prune.l1p import run_l1p
 
@@ -139,12 +167,22 @@ def prune_checkpoint(ckpt: Path, out: Path, *, method: str, sparsity: float | No
                          rank_budget=rank_budget, finetune_epochs=epochs, seed=seed,
                          progress=progress)
     pruned = result.model
+    if token_keep is not None:
+        from .prune.tokens import run_tokens
+
+        _log(f"training token selectors (r = {token_keep}, blocks {list(blocks)}, "
+             f"{token_epochs} epochs)", log)
+        tok = run_tokens(pruned, data, keep=token_keep, blocks=blocks, epochs=token_epochs,
+                         seed=seed, masks=result.masks or None, progress=progress)
+        result.log.extend(tok.log)
+        pruned = tok.model
     after = {"accuracy_float": accuracy_on_test(pruned, data),
              "params": int(sum(p.numel() for p in pruned.parameters())),
              "nonzeros": int(sum(int((p != 0).sum()) for p in pruned.parameters()))}
     rep = sparsity_report(pruned, result.masks or None)
     summary = {"method": method, "slif": slif, "sparsity": sparsity, "rank_budget": rank_budget,
-               "energy": energy, "before": before, "after": after,
+               "energy": energy, "token_keep": token_keep,
+               "token_blocks": list(pruned.config.token_blocks), "before": before, "after": after,
                "seconds": round(time.perf_counter() - t0, 1), "log": result.log,
                "prunable_sparsity": getattr(rep, "sparsity", None)}
     save_checkpoint(out, pruned, {**{k: v for k, v in meta.items() if k != "history"},
@@ -258,6 +296,12 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     summary["synapses"] = int(sum(g.num_synapses for g in program.groups))
     summary["neurons"] = int(sum(p.size for p in program.populations))
     summary["pipeline_depth"] = program.pipeline_depth
+    summary["token_selectors"] = [
+        {"name": t.name, "tokens": t.n_tokens, "kept": t.n_keep, "dim": t.dim,
+         "hidden": int(t.w1.shape[0]), "depth_in": t.depth_in, "depth": t.depth,
+         "buffer_values": 2 * t.dim * t.n_tokens * program.time_steps,
+         "predictor_words": int(t.w1.size + t.b1.size + t.w_score.size + 1 + t.lut.size)}
+        for t in program.token_selects]
     if pairs:
         forms = {low_rank: _form_costs(program, placement)}
         other = next(m for m in LOW_RANK_MODES if m != low_rank)
@@ -338,6 +382,10 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
     if backend == "reference" or compare:
         t0 = time.perf_counter()
         ref = simulate_reference(program, x)
+        if program.token_selects:  # the counterfactual: every token kept
+            full = simulate_reference(program, x, record=False, token_selection=False)
+            ref.stats["synops_without_token_selection"] = int(
+                sum(e["synops"] for e in full.stats["layers"]))
         runs["reference"] = ref
         result["accuracy_fixed_reference"] = accuracy(ref, y)
         result["seconds_reference"] = round(time.perf_counter() - t0, 2)
@@ -366,6 +414,11 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
         result["spike_mismatches_reference_vs_lava"] = int(sum(per_pop.values()))
         result["spikes_compared"] = int(sum(int(np.count_nonzero(s)) for s in out_ref.values()))
         result["prediction_mismatches"] = int(np.sum(ref.predictions != lav.predictions))
+        if ref.token_masks:
+            result["token_choice_mismatches"] = int(sum(
+                np.count_nonzero(ref.token_masks[k] != lav.token_masks[k]) for k in ref.token_masks))
+            _log(f"token choices (reference vs Lava): {result['token_choice_mismatches']} "
+                 "mismatches", log)
         _log(format_mismatches(per_pop), log)
     for name_b, run in runs.items():
         stats = dict(run.stats)

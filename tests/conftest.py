@@ -20,6 +20,18 @@ def make_tiny_spikformer(seed: int = 0, depth: int = 1, embed_dim: int = 16):
     return make_active_spikformer(cfg, seed)
 
 
+def make_token_spikformer(seed: int = 0, keep: float = 0.7, depth: int = 2,
+                          blocks: tuple = (0, 1)):
+    """A small active Spikformer (16 tokens) with token selectors before ``blocks``."""
+    from nmc_deploy.models.spikformer import SpikformerConfig
+
+    cfg = SpikformerConfig(img_size=8, in_channels=1, num_classes=10, embed_dim=16,
+                           num_heads=2, depth=depth, mlp_ratio=2, time_steps=4,
+                           sps_channels=(4, 8, 16), sps_pool=(False, True, False),
+                           token_keep=keep, token_blocks=tuple(blocks))
+    return make_active_spikformer(cfg, seed)
+
+
 def make_active_spikformer(cfg, seed: int = 0):
     """A random Spikformer of ``cfg`` whose weights and BatchNorms make every layer fire."""
     import torch

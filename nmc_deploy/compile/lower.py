@@ -18,7 +18,9 @@ another one, exported as ``{name}.down`` -> ``{name}``) deploy in one of two for
   ``V @ M_src`` from every source ``src`` of its input expression (a residual stream gives one
   group per stream population); the up node then composes onto the relay, so the consumer
   gets ``gain U`` from the relay: ``r (n_in + n_out)`` synapses per token instead of
-  ``n_in n_out``.
+  ``n_in n_out``. A relay reads the input, neuron populations and token selectors (whose
+  gated stream is a graded source like the input); it is never gated itself: it has no bias,
+  so the neurons of a dropped token get zero payloads from zero inputs.
 """
 from __future__ import annotations
 
@@ -29,11 +31,11 @@ import scipy.sparse as sp
 
 from ..errors import LoweringError
 from ..ir import (Affine, Conv1d, Conv2d, Flatten, Graph, Input, Integrator, LIF, Output, Scale,
-                  SpikingSelfAttention, SumPool2d, Threshold, topo_order)
+                  SpikingSelfAttention, SumPool2d, Threshold, TokenSelect, topo_order)
 from ..ir.graph import split_port
 from .matrices import conv1d_matrix, conv2d_matrix, sumpool2d_matrix
 from .program import (INPUT, LOW_RANK_MODES, RELAY, AttentionOp, FloatGroup, FloatPopulation,
-                      FloatProgram, Readout)
+                      FloatProgram, FloatTokenSelect, Readout)
 
 __all__ = ["lower_graph", "low_rank_down_nodes", "LOW_RANK_ROLE"]
 
@@ -139,8 +141,20 @@ def lower_graph(graph: Graph, *, input_levels: int | None = None,
     pops: list[FloatPopulation] = []
     groups: list[FloatGroup] = []
     ops: list[AttentionOp] = []
+    selects: list[FloatTokenSelect] = []
     readout = None
     input_shape = None
+    gate_of: dict[str, str] = {}  # gated LIF node -> its token selector
+    for sel_name, sel in graph.nodes.items():
+        if isinstance(sel, TokenSelect):
+            for g in sel.gates:
+                if g not in graph.nodes:
+                    raise LoweringError(f"{sel_name}: gated node '{g}' is not in the graph")
+                shape = tuple(graph.nodes[g].output_shape)
+                if len(shape) != 2 or shape[1] != sel.n_tokens:
+                    raise LoweringError(f"{sel_name}: gated node '{g}' has shape {shape}; "
+                                        f"gated nodes need the (C, {sel.n_tokens}) token layout")
+                gate_of[g] = sel_name
 
     def make_population(name, kind, shape, inp: _Expr, alpha, gain, v_th, ge, leak):
         size = int(np.prod(shape))
@@ -149,13 +163,14 @@ def lower_graph(graph: Graph, *, input_levels: int | None = None,
                                 f"({size})")
         pops.append(FloatPopulation(name=name, shape=tuple(shape), kind=kind, alpha=alpha,
                                     v_threshold=v_th, threshold_ge=ge,
-                                    bias=gain * inp.bias + leak))
+                                    bias=gain * inp.bias + leak, gate=gate_of.get(name, "")))
         row_gain = sp.diags(np.broadcast_to(np.asarray(gain, np.float64), (size,)))
         for src, m in inp.terms.items():
             m = sp.csr_matrix(row_gain @ m)
             m.eliminate_zeros()
             kind_g = ("encoding" if src == INPUT else
-                      "attention" if any(o.name == src for o in ops) else "synapses")
+                      "attention" if any(o.name == src for o in ops) else
+                      "tokens" if any(t.name == src for t in selects) else "synapses")
             groups.append(FloatGroup(name=f"{src}->{name}", source=src, target=name, weight=m,
                                      layer=inp.layer, kind=kind_g))
         return _Expr({name: sp.identity(size, format="csr")}, np.zeros(size), name)
@@ -164,18 +179,19 @@ def lower_graph(graph: Graph, *, input_levels: int | None = None,
         """A relay population emitting ``inp`` without its bias, which stays in the
         expression (the consumer adds ``U @ bias``)."""
         for src in inp.terms:
-            if src != INPUT and src not in spiking:
-                raise LoweringError(f"{name}: a low-rank relay may only read the input and "
-                                    "neuron populations")
+            if src != INPUT and src not in spiking and not any(t.name == src for t in selects):
+                raise LoweringError(f"{name}: a low-rank relay may only read the input, "
+                                    "neuron populations and token selectors")
         pops.append(FloatPopulation(name=name, shape=(inp.size,), kind=RELAY, alpha=0.0,
                                     v_threshold=0.0, threshold_ge=False,
                                     bias=np.zeros(inp.size)))
         for src, m in inp.terms.items():
             m = sp.csr_matrix(m)
             m.eliminate_zeros()
+            kind_g = ("encoding" if src == INPUT else
+                      "tokens" if any(t.name == src for t in selects) else "synapses")
             groups.append(FloatGroup(name=f"{src}->{name}", source=src, target=name, weight=m,
-                                     layer=inp.layer,
-                                     kind="encoding" if src == INPUT else "synapses"))
+                                     layer=inp.layer, kind=kind_g))
         relays.add(name)
         return _Expr({name: sp.identity(inp.size, format="csr")}, inp.bias, name)
 
@@ -240,6 +256,29 @@ def lower_graph(graph: Graph, *, input_levels: int | None = None,
             exprs[name] = inp.apply(m, 0.0, name)
         elif isinstance(node, Flatten):
             exprs[name] = inp
+        elif isinstance(node, TokenSelect):
+            if np.any(inp.bias):
+                raise LoweringError(f"{name}: the token selector's input has a constant term; "
+                                    "it must be a sum of spike sources")
+            inputs = []
+            for src, m in inp.terms.items():
+                if src == INPUT or src in relays or any(o.name == src for o in ops):
+                    raise LoweringError(f"{name}: the token selector may only read spiking "
+                                        "populations and earlier selectors")
+                inputs.append(FloatGroup(name=f"{src}->{name}", source=src, target=name,
+                                         weight=sp.csr_matrix(m), layer=name, kind="token_input"))
+            if node.previous and not any(t.name == node.previous for t in selects):
+                raise LoweringError(f"{name}: previous selector '{node.previous}' does not "
+                                    "come before it")
+            selects.append(FloatTokenSelect(
+                name=name, inputs=tuple(inputs), w1=np.asarray(node.w1), b1=np.asarray(node.b1),
+                w2=np.asarray(node.w2), b2=np.asarray(node.b2), dim=node.dim,
+                n_tokens=node.n_tokens, n_keep=node.n_keep, previous=node.previous))
+            if node.time_steps != time_steps:
+                raise LoweringError(f"{name}: time_steps ({node.time_steps}) differs from the "
+                                    f"graph's ({time_steps})")
+            n = node.dim * node.n_tokens
+            exprs[name] = _Expr({name: sp.identity(n, format="csr")}, np.zeros(n), name)
         elif isinstance(node, LIF):
             tau = _per_neuron(node.tau)  # per-neuron values: sLIF (issue 3)
             r = _per_neuron(node.r)
@@ -263,7 +302,8 @@ def lower_graph(graph: Graph, *, input_levels: int | None = None,
             weights = {}
             for src, m in inp.terms.items():
                 if src == INPUT or src in relays or any(o.name == src for o in ops):
-                    raise LoweringError(f"{name}: the readout may only read spiking populations")
+                    raise LoweringError(f"{name}: the readout may only read spiking populations "
+                                        "and token selectors")
                 weights[src] = sp.csr_matrix(m)
             readout = Readout(weights=weights, bias=inp.bias, scale=r * dt, num_outputs=inp.size)
             exprs[name] = inp
@@ -275,7 +315,11 @@ def lower_graph(graph: Graph, *, input_levels: int | None = None,
             raise LoweringError(f"{name}: cannot lower node of type '{type(node).__name__}'")
     if not pops:
         raise LoweringError("graph: no spiking neurons to place on cores")
+    missing = set(gate_of) - spiking
+    if missing:
+        raise LoweringError(f"gated node(s) {', '.join(sorted(missing))} are not spiking "
+                            "populations; a token selector can only gate LIF/Threshold nodes")
     md["low_rank"] = low_rank
     return FloatProgram(populations=tuple(pops), groups=tuple(groups), attention=tuple(ops),
                         readout=readout, input_shape=tuple(input_shape), input_levels=levels,
-                        time_steps=time_steps, metadata=md)
+                        time_steps=time_steps, metadata=md, token_selects=tuple(selects))

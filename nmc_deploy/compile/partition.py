@@ -284,4 +284,8 @@ def format_utilization(summary: dict) -> str:
     if summary.get("attention_on_host"):
         lines.append("attention ops on embedded x86 cores (no graded spikes on this target): "
                      + ", ".join(summary["attention_on_host"]))
+    for t in summary.get("token_selectors", []):
+        lines.append(f"token selector {t['name']} on an embedded core: keeps {t['kept']} of "
+                     f"{t['tokens']} tokens, {t['predictor_words']} program words, buffer "
+                     f"{t['buffer_values']} values, adds {t['depth'] - t['depth_in']} steps")
     return "\n".join(lines)

@@ -30,7 +30,8 @@ import scipy.sparse as sp
 
 from ..errors import InputFileError
 
-__all__ = ["FloatPopulation", "FloatGroup", "AttentionOp", "Readout", "FloatProgram",
+__all__ = ["FloatPopulation", "FloatGroup", "AttentionOp", "FloatTokenSelect", "TokenSelectOp",
+           "Readout", "FloatProgram",
            "Population", "SynapseGroup", "Program", "save_program", "load_program",
            "PROGRAM_FORMAT", "INPUT", "RELAY", "LOW_RANK_MODES"]
 
@@ -62,6 +63,7 @@ class FloatPopulation:
     v_threshold: float | np.ndarray  # scalar or per neuron (sLIF)
     threshold_ge: bool
     bias: np.ndarray  # (size,) float64, per step
+    gate: str = ""  # token selector whose dropped tokens silence these (C, N) neurons
 
     @property
     def size(self) -> int:
@@ -98,6 +100,66 @@ class AttentionOp:
 
 
 @dataclass(frozen=True)
+class FloatTokenSelect:
+    """A token selector between stages (graph node ``TokenSelect``; float parameters).
+
+    Per sample: ``x_t = sum_g weight_g @ s_g`` over ``inputs`` (the residual stream, shape
+    (dim, n_tokens) C-order), features ``f[n] = (1/T) sum_t x_t[:, n]``, scores
+    ``z0 - z1`` of ``z = w2 gelu(w1 f + b1) + b2``, keep mask ``m`` = the ``n_keep`` best
+    tokens among those ``previous`` kept (ties to the lower index); output
+    ``y_t[c, n] = m[n] x_t[c, n]``, a graded source. Populations with ``gate`` = this name
+    keep their dropped-token neurons (index ``i``, token ``i % n_tokens``) at rest.
+    """
+
+    name: str
+    inputs: tuple[FloatGroup, ...]  # target = this selector; kind "token_input"
+    w1: np.ndarray
+    b1: np.ndarray
+    w2: np.ndarray
+    b2: np.ndarray
+    dim: int
+    n_tokens: int
+    n_keep: int
+    previous: str = ""
+
+
+@dataclass(frozen=True)
+class TokenSelectOp:
+    """The fixed-point token selector (an embedded-core op between stages).
+
+    Integer feature counts ``c[n, :] = sum_t x_t[:, n]`` (``x_t`` from ``inputs``, integer
+    synapses, arriving aligned at ``depth_in``), then per token::
+
+        h  = w1 @ c + b1                         (int64; w1 = round(W1 / T * 2**s1), 16-bit)
+        hq = h >> h_shift                        (floor; GELU argument in 1/2**gelu_frac_bits)
+        g  = 0 if hq < lut_min, hq if hq >= lut_min + len(lut), else lut[hq - lut_min]
+        score = w_score @ g + b_score            (int64)
+
+    keep the ``n_keep`` highest scores among the tokens ``previous`` kept (ties to the
+    lower index). The selector buffers a sample: input step t arrives at Lava step
+    ``1 + depth_in + t``; after step T-1 it decides and emits ``y_t = m x_t`` at
+    ``1 + depth + t`` with ``depth = depth_in + T - 1`` (graded, ``num_message_bits``).
+    """
+
+    name: str
+    inputs: tuple["SynapseGroup", ...]
+    w1: np.ndarray  # (H, dim) int
+    b1: np.ndarray  # (H,) int64
+    h_shift: int
+    lut: np.ndarray  # int64
+    lut_min: int
+    w_score: np.ndarray  # (H,) int
+    b_score: int
+    dim: int
+    n_tokens: int
+    n_keep: int
+    previous: str
+    depth_in: int
+    depth: int
+    num_message_bits: int
+
+
+@dataclass(frozen=True)
 class Readout:
     """Host-side classifier: ``logits = scale * (sum_src W_src @ counts_src + steps * bias)``.
 
@@ -120,6 +182,7 @@ class FloatProgram:
     input_levels: int
     time_steps: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    token_selects: tuple[FloatTokenSelect, ...] = ()
 
     def population(self, name: str) -> FloatPopulation:
         return next(p for p in self.populations if p.name == name)
@@ -164,6 +227,7 @@ class Population:
     layer: str
     payload_shift: int = 0  # relay only: right shift from a_in to the payload
     payload_bits: int = 0  # relay only: signed width of its worst-case payload (<= target's)
+    gate: str = ""  # token selector gating these (C, N) neurons; see FloatPopulation
 
     @property
     def size(self) -> int:
@@ -219,10 +283,14 @@ class Program:
     input_levels: int
     time_steps: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    token_selects: tuple[TokenSelectOp, ...] = ()
 
     @property
     def pipeline_depth(self) -> int:
-        return max(p.depth for p in self.populations)
+        return max([p.depth for p in self.populations] + [s.depth for s in self.token_selects])
+
+    def token_select(self, name: str) -> TokenSelectOp | None:
+        return next((s for s in self.token_selects if s.name == name), None)
 
     def population(self, name: str) -> Population:
         return next(p for p in self.populations if p.name == name)
@@ -234,6 +302,9 @@ class Program:
         for op in self.attention:
             if op.name == source:
                 return self.population(op.q).depth
+        sel = self.token_select(source)
+        if sel is not None:
+            return sel.depth
         return self.population(source).depth
 
     def source_size(self, source: str) -> int:
@@ -242,6 +313,9 @@ class Program:
         for op in self.attention:
             if op.name == source:
                 return op.dim * op.n_tokens
+        sel = self.token_select(source)
+        if sel is not None:
+            return sel.dim * sel.n_tokens
         return self.population(source).size
 
 
@@ -274,11 +348,22 @@ def save_program(program: Program, directory: str | Path) -> None:
             arrs[f"pop{i}/dv"] = np.asarray(p.dv, np.int32)
             d["dv"] = "per-neuron"
         pops.append(d)
-    groups = []
-    for i, g in enumerate(program.groups):
+    def group_dict(g, key):
         d = {k: v for k, v in asdict(g).items() if k != "weights"}
-        d["shape"] = _csr_to(arrs, f"group{i}", g.weights)
-        groups.append(d)
+        d["shape"] = _csr_to(arrs, key, g.weights)
+        return d
+
+    groups = [group_dict(g, f"group{i}") for i, g in enumerate(program.groups)]
+    selects = []
+    for i, t in enumerate(program.token_selects):
+        d = {"name": t.name, "h_shift": t.h_shift, "lut_min": t.lut_min,
+             "b_score": int(t.b_score), "dim": t.dim, "n_tokens": t.n_tokens,
+             "n_keep": t.n_keep, "previous": t.previous, "depth_in": t.depth_in,
+             "depth": t.depth, "num_message_bits": t.num_message_bits,
+             "inputs": [group_dict(g, f"sel{i}/in{j}") for j, g in enumerate(t.inputs)]}
+        for key in ("w1", "b1", "lut", "w_score"):
+            arrs[f"sel{i}/{key}"] = np.asarray(getattr(t, key), np.int64)
+        selects.append(d)
     ro = program.readout
     readout = {"scale": ro.scale, "num_outputs": ro.num_outputs, "weights": {}}
     for j, (src, m) in enumerate(ro.weights.items()):
@@ -290,6 +375,7 @@ def save_program(program: Program, directory: str | Path) -> None:
         "time_steps": program.time_steps, "metadata": program.metadata,
         "populations": pops, "groups": groups,
         "attention": [asdict(a) for a in program.attention], "readout": readout,
+        "token_selects": selects,
     }
     _atomic_write(directory / "program.npz", lambda f: np.savez_compressed(f, **arrs))
     _atomic_write(directory / "program.json",
@@ -331,11 +417,19 @@ def load_program(directory: str | Path) -> Program:
                           "dv": (npz[f"pop{i}/dv"].astype(np.int64)
                                  if d["dv"] == "per-neuron" else int(d["dv"]))})
             for i, d in enumerate(manifest["populations"]))
-        groups = []
-        for i, d in enumerate(manifest["groups"]):
+        def group_of(d, key):
             d = dict(d)
             shape = d.pop("shape")
-            groups.append(SynapseGroup(**d, weights=_csr_from(npz, f"group{i}", shape)))
+            return SynapseGroup(**d, weights=_csr_from(npz, key, shape))
+
+        groups = [group_of(d, f"group{i}") for i, d in enumerate(manifest["groups"])]
+        selects = []
+        for i, d in enumerate(manifest.get("token_selects", [])):
+            d = dict(d)
+            inputs = tuple(group_of(g, f"sel{i}/in{j}") for j, g in enumerate(d.pop("inputs")))
+            selects.append(TokenSelectOp(**d, inputs=inputs,
+                                         **{k: npz[f"sel{i}/{k}"].astype(np.int64)
+                                            for k in ("w1", "b1", "lut", "w_score")}))
         ro = manifest["readout"]
         readout = Readout(
             weights={src: _csr_from(npz, w["key"], w["shape"]) for src, w in ro["weights"].items()},
@@ -344,7 +438,8 @@ def load_program(directory: str | Path) -> Program:
                        attention=tuple(AttentionOp(**a) for a in manifest["attention"]),
                        readout=readout, input_shape=tuple(manifest["input_shape"]),
                        input_levels=int(manifest["input_levels"]),
-                       time_steps=int(manifest["time_steps"]), metadata=manifest["metadata"])
+                       time_steps=int(manifest["time_steps"]), metadata=manifest["metadata"],
+                       token_selects=tuple(selects))
     except InputFileError:
         raise
     except Exception as exc:

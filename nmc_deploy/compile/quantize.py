@@ -19,10 +19,16 @@ down group ``R_g = mu V_g`` gets ``weight_exp >= 0`` (the largest weight of the 
 smallest weights lands in the upper half of the 8-bit grid, so no group floors its sum),
 (2) no group needs ``weight_exp > 7``, and (3) the worst-case payload
 ``sum_g (|W_g| @ x_max) << e_g`` fits the target's signed graded-spike payload
-(``payload_bits``, Loihi 2: 24). Its consumer group gets ``R = (lam/64) gain U 2**shift / mu``
-per payload unit, where ``payload_shift`` is the smallest shift >= 0 that lets ``R`` use the
-full 8-bit grid at ``weight_exp >= -8`` and keeps the worst-case accumulation
-``|W| @ p_max`` within Lava's int32 synaptic accumulator.
+(``payload_bits``, Loihi 2: 24); ``x_max`` per source neuron is ``input_levels``, an
+attention op's largest count, 1 for spikes, or a token selector's largest (ungated) residual
+sum. Its consumer group gets ``R = (lam/64) gain U 2**shift / mu`` per payload unit, where
+``payload_shift`` is the smallest shift >= 0 that lets ``R`` use the full 8-bit grid at
+``weight_exp >= -8`` and keeps the worst-case accumulation ``|W| @ p_max`` within Lava's
+int32 synaptic accumulator.
+
+Token selectors (:class:`~.program.TokenSelectOp`) are quantized and scheduled when first
+needed (``quantize_token_predictor``); one helper, ``src_bits``, gives the message bits of
+every group source: input, attention op, token selector (unsigned) and relay (signed).
 
 Scheduling: ``depth(pop) = 1 + max depth of its sources`` (input: 0; attention op: the depth
 of q); a group from a shallower source gets ``delay = depth(target) - 1 - depth(source)`` so
@@ -40,10 +46,12 @@ import scipy.sparse as sp
 
 from ..errors import CapacityError, LoweringError, QuantizationWarning
 from ..simulate.kernels import lava_effective_weights
-from .program import INPUT, RELAY, FloatProgram, Population, Program, SynapseGroup
+from .program import (INPUT, RELAY, FloatProgram, FloatTokenSelect, Population, Program,
+                      SynapseGroup, TokenSelectOp)
 
 __all__ = ["quantize_program", "quantize_weights", "QuantizedWeights", "LAVA_LIF",
-           "DEFAULT_VTH_MANT", "DEFAULT_PAYLOAD_BITS", "SYNAPTIC_ACCUMULATOR_BITS"]
+           "DEFAULT_VTH_MANT", "DEFAULT_PAYLOAD_BITS", "SYNAPTIC_ACCUMULATOR_BITS",
+           "quantize_token_predictor", "TOKEN_SELECT"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,54 @@ DEFAULT_PAYLOAD_BITS = 24
 # Lava's Sparse/DelaySparse bit-accurate models accumulate W @ s in int32 (a_buff), so a
 # graded group's worst-case sum must stay below 2**31 for Lava to equal the int64 reference.
 SYNAPTIC_ACCUMULATOR_BITS = 32
+
+
+@dataclass(frozen=True)
+class _TokenSelectConstants:
+    """Number formats of the integer token selector (an embedded-core program; ours)."""
+
+    weight_max: int = 32767  # predictor weights are signed 16-bit (embedded-core integers)
+    gelu_frac_bits: int = 8  # GELU table resolution 1/256 (4096 entries over the range)
+    gelu_range: float = 8.0  # the table covers [-8, 8); below: 0, above: identity
+    exp_min: int = -8
+    exp_max: int = 30
+
+
+TOKEN_SELECT = _TokenSelectConstants()
+
+
+def _pow2_scale(max_abs: float) -> int:
+    """Largest exponent s with ``max_abs * 2**s <= weight_max`` (clamped)."""
+    if max_abs <= 0:
+        return 0
+    s = int(math.floor(math.log2(TOKEN_SELECT.weight_max / max_abs)))
+    return int(min(max(s, TOKEN_SELECT.exp_min), TOKEN_SELECT.exp_max))
+
+
+def quantize_token_predictor(sel: FloatTokenSelect, time_steps: int) -> dict:
+    """Integer parameters of ``TokenSelectOp`` for a float selector (a pure function).
+
+    ``w1 = round(W1 / T * 2**s1)`` (16-bit), ``b1 = round(b1 * 2**s1)``, so ``h = w1 @ c + b1``
+    is the hidden pre-activation times ``2**s1`` for feature counts ``c``; ``h_shift = s1 -
+    gelu_frac_bits``; the GELU table holds ``round(gelu(i / 2**g) * 2**g)``; the score row
+    ``W2[0] - W2[1]`` is 16-bit with exponent s3 and the bias ``round((b2[0] - b2[1]) *
+    2**(s3 + g))``.
+    """
+    g = TOKEN_SELECT.gelu_frac_bits
+    w1 = np.asarray(sel.w1, np.float64) / time_steps
+    s1 = _pow2_scale(float(np.abs(w1).max(initial=0.0)))
+    w1q = np.round(w1 * 2.0 ** s1).astype(np.int64)
+    b1q = np.round(np.asarray(sel.b1, np.float64) * 2.0 ** s1).astype(np.int64)
+    lut_min = -int(TOKEN_SELECT.gelu_range * 2 ** g)
+    idx = np.arange(lut_min, -lut_min, dtype=np.float64) / 2 ** g
+    erf = np.vectorize(math.erf)
+    lut = np.round(0.5 * idx * (1.0 + erf(idx / math.sqrt(2.0))) * 2 ** g).astype(np.int64)
+    wd = np.asarray(sel.w2, np.float64)[0] - np.asarray(sel.w2, np.float64)[1]
+    bd = float(sel.b2[0] - sel.b2[1])
+    s3 = _pow2_scale(float(np.abs(wd).max(initial=0.0)))
+    return {"w1": w1q, "b1": b1q, "h_shift": s1 - g, "lut": lut, "lut_min": lut_min,
+            "w_score": np.round(wd * 2.0 ** s3).astype(np.int64),
+            "b_score": int(round(bd * 2.0 ** (s3 + g)))}
 
 
 @dataclass(frozen=True)
@@ -221,10 +277,65 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
         incoming[g.target].append(g)
 
     depth: dict[str, int] = {}
+    relay_names = {p.name for p in fp.populations if p.kind == RELAY}
+    sel_float = {t.name: t for t in fp.token_selects}
+    sel_q: dict[str, TokenSelectOp] = {}
+
+    def src_bits(src: str) -> int:
+        """Message bits of a group source (0: binary spikes)."""
+        if src == INPUT:
+            return _message_bits(fp.input_levels)
+        if src in op_names:
+            op = op_names[src]
+            return _message_bits(op.n_tokens * (op.dim // op.num_heads))
+        if src in sel_float:
+            return selector(src).num_message_bits
+        if src in relays:  # signed payload after the shift (fixed by its first consumer)
+            r = relays[src]
+            if r.shift is None:
+                raise LoweringError(f"{src}: low-rank relay read before its payload shift "
+                                    "is fixed")
+            return _message_bits(r.payload_max >> r.shift) + 1
+        return 0
+
+    def selector(name: str) -> TokenSelectOp:
+        """Quantize and schedule a token selector (once, when first needed)."""
+        if name in sel_q:
+            return sel_q[name]
+        t = sel_float[name]
+        d_in = 1 + max(src_depth(g.source) for g in t.inputs)
+        inputs, max_value = [], 0
+        for g in t.inputs:
+            w = g.weight
+            if g.source in relay_names:
+                raise LoweringError(f"{g.name}: a token selector cannot read a low-rank relay")
+            if not (np.all(w.data == np.round(w.data)) and np.all(w.data >= 0)
+                    and w.data.max(initial=0) <= 2 ** weight_bits - 1):
+                raise LoweringError(f"{g.name}: token selector inputs need non-negative integer "
+                                    f"weights below {2 ** weight_bits} (a sum of spike trains)")
+            bits = src_bits(g.source)
+            w_int = sp.csr_matrix(w, dtype=np.int64).astype(np.int32)
+            row_max = np.asarray(abs(w_int).sum(axis=1)).ravel().max(initial=0)
+            max_value += int(row_max) * (2 ** bits - 1 if bits else 1)
+            inputs.append(SynapseGroup(name=g.name, source=g.source, target=name,
+                                       weights=w_int, weight_exp=0, num_message_bits=bits,
+                                       delay=d_in - 1 - src_depth(g.source), layer=name,
+                                       kind="token_input"))
+        if t.previous and t.previous not in sel_float:
+            raise LoweringError(f"{name}: previous selector '{t.previous}' is unknown")
+        q = TokenSelectOp(name=name, inputs=tuple(inputs), dim=t.dim, n_tokens=t.n_tokens,
+                          n_keep=t.n_keep, previous=t.previous, depth_in=d_in,
+                          depth=d_in + fp.time_steps - 1,
+                          num_message_bits=_message_bits(max_value),
+                          **quantize_token_predictor(t, fp.time_steps))
+        sel_q[name] = q
+        return q
 
     def src_depth(src: str) -> int:
         if src == INPUT:
             return 0
+        if src in sel_float:
+            return selector(src).depth
         if src in op_names:
             op = op_names[src]
             ds = {depth[op.q], depth[op.k], depth[op.v]}
@@ -243,18 +354,14 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
             op = op_names[src]
             return np.full(op.dim * op.n_tokens, op.n_tokens * (op.dim // op.num_heads),
                            np.int64)
+        if src in sel_float:  # gated stream: at most the ungated sum of its inputs
+            sel = selector(src)
+            bound = np.zeros(sel.dim * sel.n_tokens, np.int64)
+            for g in sel.inputs:
+                bound += np.asarray(abs(g.weights).astype(np.int64) @ source_max(g.source),
+                                    np.int64).ravel()
+            return bound
         return np.ones(fp.population(src).size, np.int64)  # binary spikes
-
-    def message_bits(src: str) -> int:
-        if src == INPUT:
-            return _message_bits(fp.input_levels)
-        if src in op_names:
-            op = op_names[src]
-            return _message_bits(op.n_tokens * (op.dim // op.num_heads))
-        if src in relays:  # signed payload after the shift
-            r = relays[src]
-            return _message_bits(r.payload_max >> r.shift) + 1
-        return 0
 
     pops_q, groups_q = [], []
     diagnostics = {"zeroed_weights": 0, "clipped_weights": 0, "clipped_biases": 0,
@@ -283,7 +390,7 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
                                         "deep for residual alignment by delays")
                 groups_q.append(SynapseGroup(
                     name=g.name, source=g.source, target=g.target, weights=qw.weights,
-                    weight_exp=qw.weight_exp, num_message_bits=message_bits(g.source),
+                    weight_exp=qw.weight_exp, num_message_bits=src_bits(g.source),
                     delay=delay, layer=g.layer, kind=g.kind))
             continue
         per_neuron_th = isinstance(p.v_threshold, np.ndarray)
@@ -334,9 +441,15 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
             dv = int(dv) if dv.ndim == 0 else (int(dv[0]) if np.all(dv == dv[0]) else dv)
         bias_mant, bias_exp, bclip = _bias_manexp(lam * p.bias)
         diagnostics["clipped_biases"] += bclip
+        if p.gate:
+            gate = selector(p.gate)
+            if depth[p.name] <= gate.depth:
+                raise LoweringError(f"{p.name}: gated by '{p.gate}' but computed before its "
+                                    f"decision (depth {depth[p.name]} <= {gate.depth})")
         pops_q.append(Population(name=p.name, shape=p.shape, kind=p.kind, du=LAVA_LIF.max_du,
                                  dv=dv, vth=vth, bias_mant=bias_mant, bias_exp=bias_exp,
-                                 depth=depth[p.name], scale=float(np.max(lam)), layer=p.name))
+                                 depth=depth[p.name], scale=float(np.max(lam)), layer=p.name,
+                                 gate=p.gate))
         row_scale = sp.diags(np.broadcast_to(lam / 2 ** LAVA_LIF.act_shift, (p.size,)))
         for g in gs:
             real = row_scale @ g.weight
@@ -358,7 +471,7 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
                               f"(shared weight_exp {qw.weight_exp}; per-neuron scales spread "
                               "too widely?)", QuantizationWarning, stacklevel=2)
             diagnostics["clipped_weights"] += qw.clipped
-            bits = message_bits(g.source)
+            bits = src_bits(g.source)
             if g.source in op_names:
                 w = qw.weights
                 if w.nnz != w.shape[0] or np.count_nonzero(w.diagonal()) != w.shape[0]:
@@ -393,6 +506,9 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
                           "clipped_biases": diagnostics["clipped_biases"],
                           "float_synapses": int(sum(g.weight.nnz for g in fp.groups)),
                           "decay_rounding": diagnostics["decay_error"]}
+    for t in fp.token_selects:
+        selector(t.name)
     return Program(populations=tuple(pops_q), groups=tuple(groups_q), attention=fp.attention,
                    readout=fp.readout, input_shape=fp.input_shape, input_levels=fp.input_levels,
-                   time_steps=fp.time_steps, metadata=md)
+                   time_steps=fp.time_steps, metadata=md,
+                   token_selects=tuple(sel_q[t.name] for t in fp.token_selects))

@@ -13,7 +13,11 @@ What the exported graph holds (docs/nir-extensions.md has the full mapping):
 * Residual sums are ``Scale(1)`` junction nodes with fan-in edges (NIR sums fan-in).
 * ``q k^T v`` is our ``SpikingSelfAttention`` extension node with ports q, k, v.
 * Token mean + head Linear is one ``Affine`` on the flattened (D*N) stream with
-  ``W'[o, c*N + n] = W[o, c] / N``; the time mean is an ``I`` node with ``r = 1/(T dt)``.
+  ``W'[o, c*N + n] = W[o, c] / k`` (k = N, or the tokens the last selector keeps); the time
+  mean is an ``I`` node with ``r = 1/(T dt)``.
+* A token selector (SparseSpikformer) is our ``TokenSelect`` extension node on the stream
+  before its block, naming the LIF nodes it gates (those of its block and the following
+  ones up to the next selector).
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ import torch
 
 from ..errors import ExportError
 from ..ir import (Affine, Conv1d, Conv2d, Flatten, Graph, Input, Integrator, LIF, Output, Scale,
-                  SpikingSelfAttention, SumPool2d, Threshold)
+                  SpikingSelfAttention, SumPool2d, Threshold, TokenSelect)
 
 __all__ = ["export_spikformer", "fold_batchnorm_weights", "DT"]
 
@@ -150,8 +154,25 @@ def _export(model, cfg, meta) -> Graph:
         w, b = _fold(linear, bn)
         return add(name, Conv1d(weight=w[:, :, None], bias=b, input_length=N), src)
 
+    lif_keys = ("attn.q_lif", "attn.k_lif", "attn.v_lif", "attn.attn_lif", "attn.proj_lif",
+                "mlp.fc1_lif", "mlp.fc2_lif")
+    selectors = list(cfg.token_blocks)
+    previous = ""
+    n_keep = N
     for i, blk in enumerate(model.blocks):
         p = f"blocks.{i}"
+        if i in selectors:  # token selector before this block (SparseSpikformer)
+            j = selectors.index(i)
+            until = selectors[j + 1] if j + 1 < len(selectors) else cfg.depth
+            gates = tuple(f"blocks.{b}.{key}" for b in range(i, until) for key in lif_keys)
+            pred = model.token_predictors[j]
+            n_keep = cfg.kept_tokens(j + 1)
+            stream = add(f"{p}.token_select", TokenSelect(
+                w1=_np(pred.fc1.weight), b1=_np(pred.fc1.bias), w2=_np(pred.fc2.weight),
+                b2=_np(pred.fc2.bias), dim=D, n_tokens=N, n_keep=n_keep,
+                time_steps=cfg.time_steps, gates=gates, previous=previous,
+                metadata={"keep_ratio": cfg.token_keep ** (j + 1)}), stream)
+            previous = stream
         a = blk.attn
         for key in ("q", "k", "v"):
             token_linear(f"{p}.attn.{key}_linear", getattr(a, f"{key}_linear"),
@@ -178,9 +199,12 @@ def _export(model, cfg, meta) -> Graph:
     add("head.tokens", Flatten(input_type=(D, N), start_dim=0), stream)
     w_head = _np(model.head.weight)
     b_head = _np(model.head.bias)
-    w_flat = np.repeat(w_head / N, N, axis=1)  # W'[o, c*N + n] = W[o, c] / N
+    # W'[o, c*N + n] = W[o, c] / k: the mean over the k tokens present (k = N without token
+    # selection; removed tokens are zero in the stream, so summing all N is the kept sum)
+    w_flat = np.repeat(w_head / n_keep, N, axis=1)
     add("head", Affine(weight=w_flat, bias=b_head,
-                       metadata={"note": "token mean folded into the head"}), "head.tokens")
+                       metadata={"note": f"mean over the {n_keep} tokens present folded into "
+                                         "the head"}), "head.tokens")
     T = cfg.time_steps
     add("head.time_mean", Integrator(r=np.full(b_head.shape, 1.0 / (T * DT)),
                                      metadata={"note": "read at step T: time mean of the logits"}),
@@ -192,7 +216,8 @@ def _export(model, cfg, meta) -> Graph:
         "dt": DT, "integrator": "forward-euler", "reset": "zero", "threshold_comparison": ">=",
         "time_steps": T, "layout": "images (C,H,W); tokens (C,N) with n = h*W + w",
         "encoding": "direct: the image is repeated at every time step",
-        "extensions": ["SpikingSelfAttention"], "source": "nmc-deploy",
+        "extensions": ["SpikingSelfAttention"] + (["TokenSelect"] if selectors else []),
+        "source": "nmc-deploy",
         "config": _json_safe(cfg.to_dict()),
         **{k: v for k, v in meta.items() if v is not None},
     }

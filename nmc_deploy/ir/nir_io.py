@@ -23,7 +23,7 @@ import nir  # noqa: E402  (the one door for nir)
 import nir.ir as _nir_ir
 
 __all__ = ["to_nir", "from_nir", "write_nir", "read_nir", "register_extensions",
-           "NirSpikingSelfAttention"]
+           "NirSpikingSelfAttention", "NirTokenSelect"]
 
 EXTENSION_NAMESPACE = "nmc_deploy"
 
@@ -52,12 +52,43 @@ NirSpikingSelfAttention.__name__ = "SpikingSelfAttention"
 NirSpikingSelfAttention.__qualname__ = "SpikingSelfAttention"
 
 
+@dataclass(eq=False)
+class NirTokenSelect(nir.NIRNode):
+    """nmc-deploy extension: SparseSpikformer token selector (docs/nir-extensions.md).
+
+    Port input and output (dim, n_tokens). Predictor arrays w1, b1, w2, b2; scalars as
+    1-element arrays; the gated node names and the previous selector are metadata strings
+    ("gates": comma-separated, "previous").
+    """
+
+    w1: np.ndarray
+    b1: np.ndarray
+    w2: np.ndarray
+    b2: np.ndarray
+    dim: np.ndarray
+    n_tokens: np.ndarray
+    n_keep: np.ndarray
+    time_steps: np.ndarray
+
+    def __post_init__(self):
+        shape = np.array([int(np.ravel(self.dim)[0]), int(np.ravel(self.n_tokens)[0])])
+        self.input_type = {"input": shape}
+        self.output_type = {"output": shape}
+
+
+NirTokenSelect.__name__ = "TokenSelect"
+NirTokenSelect.__qualname__ = "TokenSelect"
+
+_EXTENSIONS = {"SpikingSelfAttention": NirSpikingSelfAttention, "TokenSelect": NirTokenSelect}
+
+
 def register_extensions() -> None:
     """Make ``nir.read`` accept our extension node types (idempotent)."""
     all_ir = _nir_ir.__dict__["__all_ir"]
-    if "SpikingSelfAttention" not in all_ir:
-        all_ir.append("SpikingSelfAttention")
-    setattr(_nir_ir, "SpikingSelfAttention", NirSpikingSelfAttention)
+    for name, cls in _EXTENSIONS.items():
+        if name not in all_ir:
+            all_ir.append(name)
+        setattr(_nir_ir, name, cls)
 
 
 register_extensions()
@@ -111,6 +142,13 @@ def _node_to_nir(node: ir.Node):
             num_heads=_arr([node.num_heads]), dim=_arr([node.dim]),
             n_tokens=_arr([node.n_tokens]), scale=_arr([node.scale], np.float64),
             metadata={**md, "extension": EXTENSION_NAMESPACE})
+    if isinstance(node, ir.TokenSelect):
+        return NirTokenSelect(
+            w1=_arr(node.w1), b1=_arr(node.b1), w2=_arr(node.w2), b2=_arr(node.b2),
+            dim=_arr([node.dim]), n_tokens=_arr([node.n_tokens]), n_keep=_arr([node.n_keep]),
+            time_steps=_arr([node.time_steps]),
+            metadata={**md, "extension": EXTENSION_NAMESPACE, "gates": ",".join(node.gates),
+                      "previous": node.previous})
     raise GraphError(f"Cannot write node of type '{type(node).__name__}' to NIR")
 
 
@@ -213,8 +251,18 @@ def _node_from_nir(name: str, node) -> ir.Node:
                                        dim=int(_scalar(node.dim)),
                                        n_tokens=int(_scalar(node.n_tokens)),
                                        scale=_scalar(node.scale), metadata=md)
+    if kind == "TokenSelect":
+        md.pop("extension", None)
+        gates = str(md.pop("gates", "") or "")
+        previous = str(md.pop("previous", "") or "")
+        return ir.TokenSelect(w1=node.w1, b1=node.b1, w2=node.w2, b2=node.b2,
+                              dim=int(_scalar(node.dim)), n_tokens=int(_scalar(node.n_tokens)),
+                              n_keep=int(_scalar(node.n_keep)),
+                              time_steps=int(_scalar(node.time_steps)),
+                              gates=tuple(g for g in gates.split(",") if g), previous=previous,
+                              metadata=md)
     supported = "Input, Output, Affine, Linear, Conv1d, Conv2d, Scale, SumPool2d, Threshold, " \
-                "Flatten, LIF, I, SpikingSelfAttention"
+                "Flatten, LIF, I, SpikingSelfAttention, TokenSelect"
     raise GraphError(f"node '{name}': unsupported NIR node type '{kind}'; supported: {supported}")
 
 

@@ -15,7 +15,8 @@ import numpy as np
 from ..errors import GraphError
 
 __all__ = ["Node", "Input", "Output", "Affine", "Conv1d", "Conv2d", "Scale", "SumPool2d",
-           "Threshold", "Flatten", "LIF", "Integrator", "SpikingSelfAttention", "NODE_TYPES",
+           "Threshold", "Flatten", "LIF", "Integrator", "SpikingSelfAttention", "TokenSelect",
+           "NODE_TYPES",
            "conv_output_hw"]
 
 
@@ -323,8 +324,60 @@ class SpikingSelfAttention(Node):
     output_shape = property(lambda self: (self.dim, self.n_tokens))
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
+class TokenSelect(Node):
+    r"""Token selector (extension node; docs/nir-extensions.md), SparseSpikformer style.
+
+    Input ``x_t`` of shape (dim, n_tokens) for the T steps of a sample (the residual
+    stream: sums of spikes). With ``f[n] = (1/T) sum_t x_t[:, n]``::
+
+        z[n] = w2 gelu(w1 f[n] + b1) + b2,   score[n] = z[n, 0] - z[n, 1]
+        m[n] = 1 for the n_keep highest scores among the tokens that ``previous`` kept
+               (all tokens if none; ties to the lower n), else 0
+        y_t[:, n] = m[n] x_t[:, n]
+
+    The decision needs all T steps, so ``y`` is available only after the sample's last
+    input step (a deployment buffers one sample). Neurons of the ``gates`` nodes (shape
+    (C, n_tokens)) that belong to a dropped token are held at rest (no spikes) for the
+    sample: the token is removed from the rest of the network.
+    """
+
+    w1: np.ndarray  # (hidden, dim)
+    b1: np.ndarray  # (hidden,)
+    w2: np.ndarray  # (2, hidden); row 0 = keep
+    b2: np.ndarray  # (2,)
+    dim: int
+    n_tokens: int
+    n_keep: int
+    time_steps: int
+    gates: tuple[str, ...] = ()
+    previous: str = ""
+
+    def __post_init__(self):
+        for name in ("w1", "b1", "w2", "b2"):
+            object.__setattr__(self, name, _frozen_array(getattr(self, name), np.float64))
+        for name in ("dim", "n_tokens", "n_keep", "time_steps"):
+            object.__setattr__(self, name, int(getattr(self, name)))
+        object.__setattr__(self, "gates", tuple(str(g) for g in self.gates))
+        object.__setattr__(self, "previous", str(self.previous or ""))
+        h = self.w1.shape[0]
+        if (self.w1.shape != (h, self.dim) or self.b1.shape != (h,) or self.w2.shape != (2, h)
+                or self.b2.shape != (2,)):
+            raise GraphError(f"TokenSelect: predictor shapes w1 {self.w1.shape}, b1 "
+                             f"{self.b1.shape}, w2 {self.w2.shape}, b2 {self.b2.shape} do not "
+                             f"fit dim {self.dim} (expected (H, dim), (H,), (2, H), (2,))")
+        if not 1 <= self.n_keep <= self.n_tokens:
+            raise GraphError(f"TokenSelect: n_keep ({self.n_keep}) must be in "
+                             f"1..n_tokens ({self.n_tokens})")
+        if self.time_steps < 1:
+            raise GraphError(f"TokenSelect: time_steps ({self.time_steps}) must be >= 1")
+
+    input_shape = property(lambda self: (self.dim, self.n_tokens))
+    output_shape = property(lambda self: (self.dim, self.n_tokens))
+
+
 NODE_TYPES: dict[str, type[Node]] = {
     cls.__name__: cls
     for cls in (Input, Output, Affine, Conv1d, Conv2d, Scale, SumPool2d, Threshold, Flatten,
-                LIF, Integrator, SpikingSelfAttention)
+                LIF, Integrator, SpikingSelfAttention, TokenSelect)
 }

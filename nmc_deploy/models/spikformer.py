@@ -14,10 +14,12 @@ Shapes: ``T`` time steps, ``B`` batch, ``N`` tokens, ``D`` embedding channels,
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError, NmcDeployError
@@ -25,7 +27,8 @@ from .lif import SLIF, MultiStepLIF
 
 __all__ = [
     "SpikformerConfig", "PRESETS", "preset_config", "SPS", "SSA", "MLP", "Block", "Spikformer",
-    "LowRankLinear", "NEURON_KINDS", "block_matrix_paths",
+    "LowRankLinear", "NEURON_KINDS", "block_matrix_paths", "TokenPredictor", "TOKEN_MODES",
+    "token_scores", "topk_keep_mask", "topk_token_index",
 ]
 
 # Values of SpikformerConfig.neuron: which LIFs are SLIFs (learnable threshold and leak).
@@ -63,6 +66,10 @@ class SpikformerConfig:
     # ("blocks.0.attn.q_linear", 8); each named Linear is a LowRankLinear of that rank.
     low_rank: tuple[tuple[str, int], ...] = ()
     neuron: str = "lif"  # one of NEURON_KINDS: where SLIF neurons replace MultiStepLIF
+    # Token selection (SparseSpikformer): a TokenPredictor before each listed block; the
+    # p-th selector (p = 1, 2, ...) keeps kept_tokens(p) = floor(N * token_keep**p) tokens.
+    token_keep: float = 1.0
+    token_blocks: tuple[int, ...] = ()
 
     def __post_init__(self):
         where = "SpikformerConfig"
@@ -109,6 +116,32 @@ class SpikformerConfig:
             raise NmcDeployError(
                 f"{where}: neuron ({self.neuron!r}) must be one of {', '.join(NEURON_KINDS)}")
         self._check_low_rank(where)
+        self._check_tokens(where)
+
+    def _check_tokens(self, where: str) -> None:
+        keep = self.token_keep
+        if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0.0 < keep <= 1.0:
+            raise NmcDeployError(f"{where}: token_keep ({keep!r}) must be in (0, 1], the "
+                                 "fraction of tokens each selector keeps")
+        blocks = self.token_blocks
+        if not isinstance(blocks, tuple) or not all(
+                isinstance(b, int) and not isinstance(b, bool) for b in blocks):
+            raise NmcDeployError(f"{where}: token_blocks ({blocks!r}) must be a tuple of block "
+                                 "indices")
+        if list(blocks) != sorted(set(blocks)) or any(not 0 <= b < self.depth for b in blocks):
+            raise NmcDeployError(f"{where}: token_blocks ({blocks!r}) must be distinct increasing "
+                                 f"block indices in 0..{self.depth - 1}")
+        if keep < 1.0 and not blocks:
+            raise NmcDeployError(f"{where}: token_keep ({keep}) < 1 needs token_blocks (the "
+                                 "blocks that get a token selector)")
+
+    def kept_tokens(self, p: int) -> int:
+        """Tokens kept by the ``p``-th selector (1-based): ``max(1, floor(N r**p))``.
+
+        One schedule for training targets and inference (rho_p = r**p), relative to the
+        original N, as SparseSpikformer's ``token_ratio``.
+        """
+        return max(1, int(math.floor(self.num_tokens * self.token_keep ** p + 1e-9)))
 
     def _check_low_rank(self, where: str) -> None:
         if not isinstance(self.low_rank, tuple):
@@ -186,21 +219,21 @@ class SpikformerConfig:
                 raise CheckpointError(
                     f"SpikformerConfig: unknown key '{key}'; known keys are {', '.join(names)}")
         kwargs = dict(d)
-        for key in ("sps_channels", "sps_pool"):
+        for key in ("sps_channels", "sps_pool", "token_blocks"):
             if isinstance(kwargs.get(key), list):
                 kwargs[key] = tuple(kwargs[key])
         if isinstance(kwargs.get("low_rank"), (list, tuple)):
             kwargs["low_rank"] = tuple(
                 tuple(item) if isinstance(item, (list, tuple)) else item
                 for item in kwargs["low_rank"])
-        for key in ("attn_scale", "tau", "v_threshold", "attn_v_threshold"):
+        for key in ("attn_scale", "tau", "v_threshold", "attn_v_threshold", "token_keep"):
             value = kwargs.get(key)
             if isinstance(value, int) and not isinstance(value, bool):
                 kwargs[key] = float(value)
         return cls(**kwargs)
 
 
-_OMITTED_AT_DEFAULT = ("low_rank", "neuron")
+_OMITTED_AT_DEFAULT = ("low_rank", "neuron", "token_keep", "token_blocks")
 
 
 def block_matrix_paths(cfg: SpikformerConfig) -> dict[str, tuple[int, int]]:
@@ -392,13 +425,24 @@ class SSA(nn.Module):
         t, b, n, d = x.shape
         return x.reshape(t, b, n, self.num_heads, d // self.num_heads).transpose(2, 3)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map ``(T, B, N, D)`` to ``(T, B, N, D)`` spikes."""
+    def forward(self, x: torch.Tensor, policy: torch.Tensor | None = None) -> torch.Tensor:
+        """Map ``(T, B, N, D)`` to ``(T, B, N, D)`` spikes.
+
+        ``policy`` (B, N), 1 = kept token, masks the attention map as SparseSpikformer's
+        training pass: ``M[i, j] = policy[j] + (1 - policy[j]) [i == j]`` (kept keys are seen
+        by every query, a dropped token only sees itself), ``attn = attn * M``.
+        """
         q = self.q_lif(_bn_over_rows(self.q_bn, self.q_linear(x)))
         k = self.k_lif(_bn_over_rows(self.k_bn, self.k_linear(x)))
         v = self.v_lif(_bn_over_rows(self.v_bn, self.v_linear(x)))
         q, k, v = self._split_heads(q), self._split_heads(k), self._split_heads(v)
         attn = (q @ k.transpose(-2, -1)) * self.scale  # (T, B, h, N, N)
+        if policy is not None:
+            n = policy.shape[1]
+            eye = torch.eye(n, dtype=attn.dtype, device=attn.device)
+            keep_j = policy[:, None, :].to(attn.dtype)  # (B, 1, N): column j
+            mask = keep_j + (1.0 - keep_j) * eye  # (B, N, N)
+            attn = attn * mask[None, :, None]
         y = attn @ v  # (T, B, h, N, d)
         y = y.transpose(2, 3).reshape(x.shape)  # channel = head * d + j
         y = self.attn_lif(y)
@@ -433,9 +477,53 @@ class Block(nn.Module):
         self.attn = SSA(cfg)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(x)
+    def forward(self, x: torch.Tensor, policy: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(x, policy)
         return x + self.mlp(x)
+
+
+class TokenPredictor(nn.Module):
+    r"""SparseSpikformer's token selector: ``Linear(D, D/2) -> GELU -> Linear(D/2, 2)``.
+
+    Input: the previous block's output averaged over time, ``(B, N, D)`` (average firing
+    rate per token and channel). Output: logits ``(B, N, 2)``, index 0 = keep. A token's
+    score is ``logit_0 - logit_1``, which orders tokens as ``log p(keep)`` does.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        hidden = max(1, dim // 2)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, 2)
+
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(feat)))
+
+
+TOKEN_MODES = ("gumbel", "mask", "remove")
+
+
+def token_scores(logits: torch.Tensor) -> torch.Tensor:
+    """Score of every token, ``logit_keep - logit_drop`` (B, N)."""
+    return logits[..., 0] - logits[..., 1]
+
+
+def topk_keep_mask(scores: torch.Tensor, k: int, prev: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, N) 0/1 mask of the ``k`` highest scores among tokens with ``prev == 1``.
+
+    Ties go to the lower token index (stable sort), as :func:`topk_token_index`.
+    """
+    if prev is not None:
+        scores = scores.masked_fill(prev <= 0, float("-inf"))
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
+    mask = torch.zeros_like(scores).scatter(1, order, 1.0)
+    return mask if prev is None else mask * (prev > 0).to(mask.dtype)
+
+
+def topk_token_index(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, k) positions of the ``k`` highest scores, in increasing position order."""
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
+    return torch.sort(order, dim=1).values
 
 
 class Spikformer(nn.Module):
@@ -466,6 +554,12 @@ class Spikformer(nn.Module):
         self.patch_embed = SPS(cfg)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.head = nn.Linear(cfg.embed_dim, cfg.num_classes)
+        self.token_predictors = nn.ModuleList(
+            TokenPredictor(cfg.embed_dim) for _ in cfg.token_blocks)
+        # None: "gumbel" in train mode, "remove" in eval mode (see forward_features)
+        self.token_mode: str | None = None
+        self.token_keep_masks: list[torch.Tensor] = []  # per selector, (B, N), last forward
+        self.token_index: list[torch.Tensor] = []  # per selector, (B, k_p) original positions
         for path, rank in cfg.low_rank:
             parent_path, _, name = path.rpartition(".")
             dense = self.get_submodule(path)
@@ -490,11 +584,67 @@ class Spikformer(nn.Module):
                 f"{expected[1]}, {expected[2]})")
         x = img.unsqueeze(0).repeat(cfg.time_steps, 1, 1, 1, 1)  # direct encoding
         x = self.patch_embed(x)
-        for block in self.blocks:
-            x = block(x)
+        x, self._pool_policy = self._blocks_with_selection(x)
         return x
 
+    def _blocks_with_selection(self, x: torch.Tensor):
+        """Run the blocks; before each of ``token_blocks`` a selector decides per token.
+
+        Modes (``self.token_mode``; default "gumbel" when training, else "remove"):
+
+        * "gumbel" (training, as SparseSpikformer): ``keep = hard Gumbel-softmax(log p)[0]
+          * prev`` (straight-through), the block masks attention with it; all tokens stay
+          in the tensor.
+        * "mask": as "gumbel" but with the deterministic top-k of "remove".
+        * "remove" (inference): the ``k_p`` highest-scoring remaining tokens are gathered,
+          the others are gone.
+
+        Returns the stream and the (B, N) pooling policy (None: pool every token present).
+        """
+        cfg = self.config
+        self.token_keep_masks, self.token_index = [], []
+        if not cfg.token_blocks:
+            for block in self.blocks:
+                x = block(x)
+            return x, None
+        mode = self.token_mode or ("gumbel" if self.training else "remove")
+        if mode not in TOKEN_MODES:
+            raise NmcDeployError(f"Spikformer: token_mode ({mode!r}) must be one of "
+                                 f"{', '.join(TOKEN_MODES)}")
+        b, n = x.shape[1], x.shape[2]
+        keep = None
+        index = torch.arange(n).expand(b, n)
+        p = 0
+        for i, block in enumerate(self.blocks):
+            if i in cfg.token_blocks:
+                p += 1
+                logits = self.token_predictors[p - 1](x.mean(0))
+                if mode == "gumbel":
+                    hard = F.gumbel_softmax(F.log_softmax(logits, dim=-1), tau=1.0, hard=True)
+                    keep = hard[..., 0] if keep is None else hard[..., 0] * keep
+                    self.token_keep_masks.append(keep)
+                elif mode == "mask":
+                    keep = topk_keep_mask(token_scores(logits).detach(), cfg.kept_tokens(p), keep)
+                    self.token_keep_masks.append(keep)
+                    self.token_index.append(torch.nonzero(keep > 0)[:, 1].reshape(b, -1))
+                else:
+                    sel = topk_token_index(token_scores(logits), cfg.kept_tokens(p))
+                    x = torch.gather(x, 2, sel[None, :, :, None].expand(
+                        x.shape[0], b, sel.shape[1], x.shape[3]))
+                    index = torch.gather(index, 1, sel)
+                    self.token_index.append(index)
+            x = block(x, keep if mode != "remove" else None)
+        return x, keep
+
     def forward(self, img: torch.Tensor) -> torch.Tensor:
-        """Map float images ``(B, C, H, W)`` (already divided by ``levels``) to logits."""
+        """Map float images ``(B, C, H, W)`` (already divided by ``levels``) to logits.
+
+        Features are averaged over time and over the tokens present (with token selection:
+        the kept tokens; in "gumbel"/"mask" mode weighted by the keep policy).
+        """
         x = self.forward_features(img)
-        return self.head(x.mean(2).mean(0))
+        policy = self._pool_policy
+        if policy is None:
+            return self.head(x.mean(2).mean(0))
+        weights = policy / policy.sum(1, keepdim=True).clamp(min=1.0)  # (B, N)
+        return self.head((x.mean(0) * weights[..., None]).sum(1))

@@ -191,6 +191,7 @@ def fit(
     weight_decay: float = WEIGHT_DECAY,
     warmup_epochs: int = WARMUP_EPOCHS,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    batch_loss: Callable[..., torch.Tensor] | None = None,
     on_epoch_end: Callable[[Spikformer, dict], None] | None = None,
     progress: bool = True,
     log: Callable[[dict], None] | None = None,
@@ -225,6 +226,10 @@ def fit(
         Epochs of linear warmup (capped at a quarter of all steps); 0 starts at ``lr``.
     loss_fn : callable, optional
         ``loss_fn(logits, labels) -> scalar``; default label-smoothed cross-entropy.
+    batch_loss : callable, optional
+        ``batch_loss(model, images, labels, logits) -> scalar``, replacing ``loss_fn`` when
+        the loss needs more than the logits (token selection: keep-ratio and distillation
+        terms, see :mod:`nmc_deploy.prune.tokens`).
     on_epoch_end : callable, optional
         Called as ``on_epoch_end(model, record)`` after every epoch (model in train mode).
 
@@ -250,7 +255,7 @@ def fit(
         return _fit(model, dataset, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                     progress=progress, log=log, masks=masks, param_groups=param_groups,
                     weight_decay=weight_decay, warmup_epochs=warmup_epochs, loss_fn=loss_fn,
-                    on_epoch_end=on_epoch_end)
+                    batch_loss=batch_loss, on_epoch_end=on_epoch_end)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -261,6 +266,7 @@ def _fit(model: Spikformer, dataset: ImageDataset, *, epochs: int, batch_size: i
          param_groups: Iterable[dict[str, Any]] | None = None,
          weight_decay: float = WEIGHT_DECAY, warmup_epochs: int = WARMUP_EPOCHS,
          loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+         batch_loss: Callable[..., torch.Tensor] | None = None,
          on_epoch_end: Callable[[Spikformer, dict], None] | None = None) -> list[dict]:
     """The training loop of :func:`fit` and :func:`train_model` (arguments checked)."""
     rng = np.random.default_rng(seed)
@@ -305,7 +311,8 @@ def _fit(model: Spikformer, dataset: ImageDataset, *, epochs: int, batch_size: i
             for lo, hi in batches:
                 xb, yb = x_epoch[lo:hi], y_epoch[lo:hi]
                 logits = model(xb)
-                loss = criterion(logits, yb)
+                loss = (criterion(logits, yb) if batch_loss is None
+                        else batch_loss(model, xb, yb, logits))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

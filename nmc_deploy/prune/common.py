@@ -40,7 +40,8 @@ def accuracy_on_test(model: Spikformer, dataset: ImageDataset) -> float:
 
 def finetune(model: Spikformer, dataset: ImageDataset, *, epochs: int, lr: float, seed: int,
              batch_size: int, masks: dict[str, torch.Tensor] | None, progress: bool,
-             slif_lr: float | None = None, log=None, on_epoch_end=None) -> list[dict]:
+             slif_lr: float | None = None, log=None, on_epoch_end=None,
+             batch_loss=None) -> list[dict]:
     """:func:`~nmc_deploy.models.train.fit` with SLIF parameters in their own group.
 
     When the model has SLIF neurons their thresholds and leaks get a group without weight
@@ -51,4 +52,4 @@ def finetune(model: Spikformer, dataset: ImageDataset, *, epochs: int, lr: float
         groups = slif_param_groups(model, lr if slif_lr is None else slif_lr)
     return fit(model, dataset, epochs=epochs, lr=lr, seed=seed, batch_size=batch_size,
                masks=masks, param_groups=groups, progress=progress, log=log,
-               on_epoch_end=on_epoch_end)
+               on_epoch_end=on_epoch_end, batch_loss=batch_loss)

@@ -53,7 +53,12 @@ __all__ = ["REPORT_VERSION", "LAYER_KINDS", "MEASURED", "ESTIMATED", "COMPILED",
            "estimate_costs"]
 
 REPORT_VERSION = 1
-LAYER_KINDS = ("encoding", "synapses", "attention")
+# "tokens": synapses fed by a token selector's gated stream (graded residual sums, priced as
+# accumulates like every non-encoding synaptic op). Low-rank relays add no layer kind: the
+# groups into a relay are "encoding" (from the input), "tokens" (from a selector) or
+# "synapses", the group out of a relay is "synapses" (its graded payload priced like a spike;
+# module docstring), and the relay itself is an activity population with kind "relay".
+LAYER_KINDS = ("encoding", "synapses", "attention", "tokens")
 MEASURED = "measured (simulated activity)"
 ESTIMATED = "estimated (model)"
 COMPILED = "compiled program"
@@ -70,7 +75,9 @@ def estimate_costs(activity: dict, program_summary: dict, target: HardwareTarget
     activity
         ``{"backend": str, "samples": int, "time_steps": int, "pipeline_depth": int,
         "layers": [{"name", "kind", "synops", "synapses", "population"}],
-        "populations": [{"name", "neurons", "spikes", "neuron_updates", "active_updates"}]}``.
+        "populations": [{"name", "neurons", "spikes", "neuron_updates", "active_updates"}]}``
+        (a population may carry ``"kind": "relay"``; optional ``token_selectors`` and
+        ``synops_without_token_selection`` from a run with token selectors).
         Counts are totals over all samples and steps; ``kind`` is one of :data:`LAYER_KINDS`.
         A missing ``pipeline_depth`` is taken as 0 (and said so in the assumptions).
     program_summary
@@ -112,7 +119,8 @@ def estimate_costs(activity: dict, program_summary: dict, target: HardwareTarget
     per_sample = {
         "synops": total_synops / samples,
         "macs_encoding": synops_by_kind["encoding"] / samples,
-        "acs": (synops_by_kind["synapses"] + synops_by_kind["attention"]) / samples,
+        "acs": (synops_by_kind["synapses"] + synops_by_kind["attention"]
+                + synops_by_kind["tokens"]) / samples,
         "attention_ops": synops_by_kind["attention"] / samples,
         "spikes": total_spikes / samples,
         "neuron_updates": total_updates / samples,
@@ -163,6 +171,13 @@ def estimate_costs(activity: dict, program_summary: dict, target: HardwareTarget
         sources[model.name] = model.citations()
         assumptions.append(_model_assumption(model, per_sample))
 
+    # -- token selectors (embedded-core ops) -----------------------------------------------------
+    token = _token_selection(activity, samples, total_synops, target, assumptions)
+    if token is not None:
+        for name, pj in token["energy_pj_per_sample"].items():
+            energy_uj[name] += pj * 1e-6
+            breakdown[name]["token_selectors"] = pj
+
     # -- latency --------------------------------------------------------------------------------
     latency = _latency(run, cores, feeders, pop_by_name, target, assumptions)
     latency_model = latency.pop("model")
@@ -186,7 +201,9 @@ def estimate_costs(activity: dict, program_summary: dict, target: HardwareTarget
         "population in proportion to their synaptic operations; a population fed by no layer "
         "has its own row (kind 'population').",
     ]
+    extra = {} if token is None else {"token_selection": token}
     return {
+        **extra,
         "report_version": REPORT_VERSION,
         "target": target.name,
         "target_description": target.description,
@@ -224,6 +241,46 @@ def estimate_costs(activity: dict, program_summary: dict, target: HardwareTarget
 # ---------------------------------------------------------------------------------------------
 # energy formulas
 # ---------------------------------------------------------------------------------------------
+
+def _token_selection(activity: dict, samples: int, total_synops: int, target: HardwareTarget,
+                     assumptions: list[str]) -> dict | None:
+    """Work of the token selectors and the synaptic ops they save (None: no selectors).
+
+    Selector MACs run on an embedded core: priced with the target's 45 nm MAC energy
+    (``e_mac_pj`` of its ``mac_ac`` model) in every energy model, an estimate.
+    """
+    sels = activity.get("token_selectors")
+    if not sels:
+        return None
+    rows = []
+    for i, sel in enumerate(_list(activity, "token_selectors", "activity")):
+        where = f"activity: token_selectors[{i}]"
+        row = {"name": _text(sel, "name", where)}
+        for key in ("evaluated_tokens", "kept_tokens", "predictor_macs", "lut_lookups"):
+            row[f"{key}_per_sample"] = _count(sel, key, where) / samples
+        rows.append(row)
+    macs = sum(r["predictor_macs_per_sample"] for r in rows)
+    mac_pj = next((m.coefficient_pj("e_mac_pj") for m in target.energy_models.values()
+                   if m.formula == "mac_ac"), None)
+    energy = {m: (macs * mac_pj if mac_pj is not None else 0.0)
+              for m in target.energy_models}
+    assumptions.append(
+        "Token selectors run on an embedded core: their multiply-accumulates "
+        f"({macs:.6g} per sample) are priced at e_mac_pj = {mac_pj} pJ (45 nm MAC) in every "
+        "energy model (no Loihi figure for embedded-core arithmetic); the table lookups, the "
+        "sort and the one-sample buffer are not priced. Each selector adds T - 1 time steps "
+        "of latency (it decides after a sample's last step)." if mac_pj is not None else
+        "Token selectors: no 'mac_ac' energy model on this target, so their work is not priced.")
+    out = {"selectors": rows, "predictor_macs_per_sample": macs,
+           "energy_pj_per_sample": energy}
+    if "synops_without_token_selection" in activity:
+        without = _count(activity, "synops_without_token_selection", "activity") / samples
+        with_ = total_synops / samples
+        out.update({"synops_without_selection_per_sample": without,
+                    "synops_saved_per_sample": without - with_,
+                    "synops_saved_fraction": (without - with_) / without if without else 0.0})
+    return out
+
 
 def _synop_energy_pj(model, layer: dict) -> float:
     """Energy of one layer's synaptic operations (all samples)."""

@@ -102,6 +102,10 @@ def render_table(report: dict) -> str:
              _count(row["synops_per_sample"]),
              *[_num(row["energy_pj_per_sample"][m]) for m in models]]
             for row in report["layers"]]
+    tok = report.get("token_selection")
+    if tok:  # embedded-core work: MACs, not synaptic ops
+        rows.append(["token selectors", "embedded", "", "-",
+                     *[_num(tok["energy_pj_per_sample"][m]) for m in models]])
     totals = ["total", "", "", _count(ps["synops"]),
               *[_num(report["energy_per_sample_uj"][m] * 1e6) for m in models]]
     grid = _grid(header, [*rows, totals], [False, False, False, True, *[True] * len(models)])
@@ -112,6 +116,17 @@ def render_table(report: dict) -> str:
                f"ACs {_count(ps['acs'])}, attention ops {_count(ps['attention_ops'])}, "
                f"spikes {_count(ps['spikes'])}, neuron updates {_count(ps['neuron_updates'])}"
                + (f" (active {_count(ps['active_updates'])})" if "active_updates" in ps else ""))
+    if tok:
+        out += ["", "Token selection (counts measured, energy estimated):"]
+        for sel in tok["selectors"]:
+            out.append(f"  {sel['name']}: scores {_count(sel['evaluated_tokens_per_sample'])} "
+                       f"tokens, keeps {_count(sel['kept_tokens_per_sample'])}, "
+                       f"{_count(sel['predictor_macs_per_sample'])} MACs per sample")
+        if "synops_saved_per_sample" in tok:
+            out.append(f"  synops per sample without selection "
+                       f"{_count(tok['synops_without_selection_per_sample'])}, saved "
+                       f"{_count(tok['synops_saved_per_sample'])} "
+                       f"({100 * tok['synops_saved_fraction']:.1f} %)")
     out += ["", "Energy per sample (estimated):"]
     width = max((len(m) for m in models), default=0)
     for m in models:

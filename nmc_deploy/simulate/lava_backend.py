@@ -13,8 +13,11 @@ imports Lava. Mapping:
 * attention op: our ``SpikeAttention`` Process, whose output drives the attention LIF;
 * relay population (low-rank factor stage): our ``GradedRelay`` Process; the groups it
   feeds are Sparse/DelaySparse with ``num_message_bits > 0`` (graded payloads);
+* token selector: our ``TokenSelectProcess`` (buffers a sample, decides, re-emits the kept
+  tokens' stream as graded payloads); the populations it gates are ``LIFResetGated``,
+  whose ``gate_in`` receives its keep mask;
 * recording: one ``SpikeRecorder`` per spiking population writes its raster to a temporary
-  file (``PayloadRecorder`` with int32 payloads for a relay).
+  file; a ``GradedRecorder`` (int32 payloads) per relay and per token selector output.
 
 Samples run back to back with period T: a population of depth d holds sample k, step t at
 Lava time step ``1 + d + k T + t``. The run lasts ``n T + pipeline depth`` steps.
@@ -40,9 +43,9 @@ from lava.proc.io.source import RingBuffer  # noqa: E402
 from lava.proc.lif.process import LIFReset  # noqa: E402
 from lava.proc.sparse.process import DelaySparse, Sparse  # noqa: E402
 
-from .lava_procs.processes import (GradedRelay, LIFResetPerNeuronDecay,  # noqa: E402
-                                   PayloadRecorder, PyDelaySparseModelBitAccCached,
-                                   SpikeAttention, SpikeRecorder)
+from .lava_procs.processes import (GradedRecorder, GradedRelay, LIFResetGated,  # noqa: E402
+                                   LIFResetPerNeuronDecay, PyDelaySparseModelBitAccCached,
+                                   SpikeAttention, SpikeRecorder, TokenSelectProcess)
 
 __all__ = ["simulate_lava", "build_network", "run_config"]
 
@@ -61,17 +64,53 @@ def build_network(program: Program, images: np.ndarray, record_dir: Path):
     data = np.repeat(pixels, T, axis=0).T.astype(np.int32)  # (n_in, n*T), sample-major
     source = RingBuffer(data=data)
     lifs = {}
+    sels = {t.name: t for t in program.token_selects}
     for p in program.populations:
-        if p.graded:  # a low-rank relay: graded payloads, no state
+        if p.graded:  # a low-rank relay: graded payloads, no state (never gated)
             lifs[p.name] = GradedRelay(shape=(p.size,), payload_shift=p.payload_shift,
                                        name=p.name)
             continue
-        neuron = LIFResetPerNeuronDecay if isinstance(p.dv, np.ndarray) else LIFReset
-        lifs[p.name] = neuron(
-            shape=(p.size,), du=p.du, dv=p.dv, vth=p.vth,
-            bias_mant=np.asarray(p.bias_mant, np.int64).astype(np.int32),
-            bias_exp=np.full(p.size, p.bias_exp, np.int32),
-            reset_interval=T, reset_offset=(1 + p.depth) % T, name=p.name)
+        kwargs = dict(shape=(p.size,), du=p.du, dv=p.dv, vth=p.vth,
+                      bias_mant=np.asarray(p.bias_mant, np.int64).astype(np.int32),
+                      bias_exp=np.full(p.size, p.bias_exp, np.int32),
+                      reset_interval=T, reset_offset=(1 + p.depth) % T, name=p.name)
+        if p.gate:
+            sel = sels[p.gate]
+            lifs[p.name] = LIFResetGated(n_tokens=sel.n_tokens, gate_delay=p.depth - sel.depth,
+                                         **kwargs)
+        else:
+            neuron = LIFResetPerNeuronDecay if isinstance(p.dv, np.ndarray) else LIFReset
+            lifs[p.name] = neuron(**kwargs)
+    selectors = {}
+    for t in program.token_selects:
+        prev_delay = t.depth_in - sels[t.previous].depth if t.previous else -1
+        params = {"w1": t.w1, "b1": t.b1, "h_shift": t.h_shift, "lut": t.lut,
+                  "lut_min": t.lut_min, "w_score": t.w_score, "b_score": t.b_score}
+        selectors[t.name] = TokenSelectProcess(
+            dim=t.dim, n_tokens=t.n_tokens, n_keep=t.n_keep, time_steps=T, depth_in=t.depth_in,
+            params=params, prev_delay=prev_delay, name=t.name)
+        if t.previous:
+            selectors[t.previous].mask_out.connect(selectors[t.name].prev_in)
+    for p in program.populations:
+        if p.gate:
+            selectors[p.gate].mask_out.connect(lifs[p.name].gate_in)
+
+    def out_port(src):
+        if src == INPUT:
+            return source.s_out
+        return (selectors[src] if src in selectors else lifs[src]).s_out
+
+    def connect_group(g, in_port):
+        kwargs = dict(weights=g.weights.astype(np.int32), weight_exp=g.weight_exp,
+                      num_weight_bits=8, num_message_bits=g.num_message_bits, name=g.name)
+        syn = DelaySparse(delays=g.delay, max_delay=g.delay, **kwargs) if g.delay else \
+            Sparse(**kwargs)
+        out_port(g.source).connect(syn.s_in)
+        syn.a_out.connect(in_port)
+
+    for t in program.token_selects:
+        for g in t.inputs:
+            connect_group(g, selectors[t.name].a_in)
     ops = {op.name: op for op in program.attention}
     attention = {}
     for g in program.groups:
@@ -86,20 +125,23 @@ def build_network(program: Program, images: np.ndarray, record_dir: Path):
             proc.a_out.connect(lifs[g.target].a_in)
             attention[op.name] = proc
             continue
-        kwargs = dict(weights=g.weights.astype(np.int32), weight_exp=g.weight_exp,
-                      num_weight_bits=8, num_message_bits=g.num_message_bits, name=g.name)
-        syn = DelaySparse(delays=g.delay, max_delay=g.delay, **kwargs) if g.delay else \
-            Sparse(**kwargs)
-        src = source if g.source == INPUT else lifs[g.source]
-        src.s_out.connect(syn.s_in)
-        syn.a_out.connect(lifs[g.target].a_in)
+        connect_group(g, lifs[g.target].a_in)
     recorders = {}
     for i, p in enumerate(program.populations):
-        recorder = PayloadRecorder if p.graded else SpikeRecorder
+        recorder = GradedRecorder if p.graded else SpikeRecorder
         rec = recorder(shape=(p.size,), num_steps=num_steps,
                        path=str(record_dir / f"pop{i}.npy"), name=f"rec:{p.name}")
         lifs[p.name].s_out.connect(rec.a_in)
         recorders[p.name] = (rec, record_dir / f"pop{i}.npy")
+    for i, t in enumerate(program.token_selects):
+        n = t.dim * t.n_tokens
+        rec = GradedRecorder(shape=(n,), num_steps=num_steps, path=str(record_dir / f"sel{i}.npy"),
+                             name=f"rec:{t.name}")
+        selectors[t.name].s_out.connect(rec.a_in)
+        mrec = SpikeRecorder(shape=(t.n_tokens,), num_steps=num_steps,
+                             path=str(record_dir / f"mask{i}.npy"), name=f"rec:{t.name}:mask")
+        selectors[t.name].mask_out.connect(mrec.a_in)
+        recorders[t.name] = (rec, record_dir / f"sel{i}.npy", record_dir / f"mask{i}.npy")
     return source, recorders, num_steps
 
 
@@ -143,8 +185,18 @@ def simulate_lava(program: Program, images: np.ndarray, *,
             window = raster[p.depth:p.depth + n * T]  # Lava step 1+d+kT+t -> row d+kT+t
             (payloads if p.graded else spikes)[p.name] = \
                 window.reshape(n, T, p.size).transpose(1, 0, 2)
+        sel_counts, masks = {}, {}
+        for t in program.token_selects:
+            _, path, mpath = recorders[t.name]
+            if not path.exists() or not mpath.exists():
+                raise SimulationError(f"lava: token selector '{t.name}' recorded nothing")
+            window = np.load(path)[t.depth:t.depth + n * T].astype(np.int64)
+            sel_counts[t.name] = window.reshape(n, T, -1).sum(axis=1)
+            mraster = np.unpackbits(np.load(mpath), axis=1, count=t.n_tokens).astype(bool)
+            masks[t.name] = mraster[t.depth:t.depth + n * T:T]  # one row per sample
     counts = {k: s.sum(axis=0).astype(np.int64) for k, s in spikes.items()}
-    logits = _readout(program.readout, counts, T, n)
+    logits = _readout(program.readout, {**counts, **sel_counts}, T, n)
     stats = {"backend": "lava", "samples": n, "time_steps": T, "lava_steps": num_steps,
              "seconds": time.perf_counter() - t0}
-    return SimulationResult(spikes, counts, logits, stats, payloads)
+    return SimulationResult(spikes, counts, logits, stats, token_masks=masks,
+                            selector_counts=sel_counts, payloads=payloads)

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..compile.program import INPUT, RELAY, FloatProgram, Program
-from .kernels import attention_counts, lif_fixed_step, synaptic_input
+from .kernels import (attention_counts, lif_fixed_step, synaptic_input, token_scores_fixed,
+                      token_scores_float, top_k_mask)
 
 __all__ = ["SimulationResult", "simulate_reference", "simulate_float", "attention_counts",
            "accuracy"]
@@ -30,6 +31,8 @@ class SimulationResult:
     counts: dict[str, np.ndarray]  # population -> (B, size) spike counts over the T steps
     logits: np.ndarray  # (B, outputs)
     stats: dict = field(default_factory=dict)
+    token_masks: dict[str, np.ndarray] = field(default_factory=dict)  # selector -> (B, N) bool
+    selector_counts: dict[str, np.ndarray] = field(default_factory=dict)  # -> (B, dim*N)
     # relay population -> (T, B, size) graded payloads: int64 (fixed point) or float64
     # (float simulator); empty if not recorded. Relays have no entry in spikes/counts.
     payloads: dict[str, np.ndarray] = field(default_factory=dict)
@@ -52,30 +55,108 @@ def _inputs_of(program, images):
     return np.asarray(images, np.int64).reshape(b, -1)
 
 
-def _payloads(src, x, spikes, ops, op_out, op_stats, T, dtype) -> np.ndarray:
-    """(n_src, T*B) payloads of a group source for all steps (columns t-major): the input
-    pixels repeated over T, an attention op's counts (computed once, cached in ``op_out``,
-    its accumulate count in ``op_stats``), or a population's spikes."""
-    B = x.shape[0]
-    if src == INPUT:
-        return np.tile(x.T, (1, T)).astype(dtype, copy=False)
-    if src in ops:
-        if src not in op_out:
-            op = ops[src]
-            flat = lambda name: spikes[name].reshape(T * B, -1)  # noqa: E731
-            C, n_ops = attention_counts(flat(op.q), flat(op.k), flat(op.v), op.num_heads,
-                                        op.dim, op.n_tokens)
-            op_out[src] = C.T.astype(dtype)
-            op_stats[src] = int(n_ops.sum())
-        return op_out[src]
-    return spikes[src].reshape(T * B, -1).T.astype(dtype)
+class _Sources:
+    """Payloads of group sources for all steps of a batch, as (n_src, T*B) columns t-major.
+
+    The input pixels repeated over T; a population's spikes; a relay's graded payloads
+    (stored by :meth:`relay`); an attention op's counts (computed once, its accumulate count
+    in ``op_stats``); a token selector's gated stream (computed once: its keep mask goes to
+    ``masks``, its work to ``sel_stats``). ``fixed`` selects the integer or the float token
+    selector and relay.
+    """
+
+    def __init__(self, program, x, T, dtype, fixed: bool, selection: bool = True):
+        self.program, self.x, self.T, self.dtype, self.fixed = program, x, T, dtype, fixed
+        self.selection = selection
+        self.spikes: dict[str, np.ndarray] = {}  # pop -> (T, B, n) bool
+        self.payloads: dict[str, np.ndarray] = {}  # relay -> (T, B, n) int64 / float64
+        self.ops = {op.name: op for op in program.attention}
+        self.sels = {t.name: t for t in program.token_selects}
+        self.out: dict[str, np.ndarray] = {}
+        self.op_stats: dict[str, int] = {}
+        self.masks: dict[str, np.ndarray] = {}  # selector -> (B, N) bool
+        self.sel_stats: dict[str, dict] = {}
+
+    def __call__(self, src: str) -> np.ndarray:
+        T, B = self.T, self.x.shape[0]
+        if src == INPUT:
+            return np.tile(self.x.T, (1, T)).astype(self.dtype, copy=False)
+        if src in self.ops:
+            if src not in self.out:
+                op = self.ops[src]
+                flat = lambda name: self.spikes[name].reshape(T * B, -1)  # noqa: E731
+                C, n_ops = attention_counts(flat(op.q), flat(op.k), flat(op.v), op.num_heads,
+                                            op.dim, op.n_tokens)
+                self.out[src] = C.T.astype(self.dtype)
+                self.op_stats[src] = int(n_ops.sum())
+            return self.out[src]
+        if src in self.sels:
+            if src not in self.out:
+                self.out[src] = self._select(self.sels[src])
+            return self.out[src]
+        if src in self.payloads:
+            return self.payloads[src].reshape(T * B, -1).T.astype(self.dtype, copy=False)
+        return self.spikes[src].reshape(T * B, -1).T.astype(self.dtype)
+
+    def relay(self, pop, a_in: np.ndarray) -> np.ndarray:
+        """Store and return the (T, B, n) payloads of relay ``pop`` for its synaptic input
+        ``a_in``: ``a_in >> payload_shift`` in fixed point (no state); the real value in
+        float."""
+        out = a_in >> pop.payload_shift if self.fixed else a_in
+        self.payloads[pop.name] = out
+        return out
+
+    def _select(self, sel) -> np.ndarray:
+        T, B = self.T, self.x.shape[0]
+        n = sel.dim * sel.n_tokens
+        total = np.zeros((n, T * B), self.dtype)
+        for g in sel.inputs:
+            w = g.weights if self.fixed else g.weight
+            total += np.asarray(w @ self(g.source), self.dtype)
+        counts = total.reshape(n, T, B).sum(axis=1).T  # (B, dim*N)
+        feats = counts.reshape(B, sel.dim, sel.n_tokens).transpose(0, 2, 1)  # (B, N, dim)
+        prev = self.masks[sel.previous] if sel.previous else np.ones((B, sel.n_tokens), bool)
+        if self.fixed:
+            scores = token_scores_fixed(feats, w1=sel.w1, b1=sel.b1, h_shift=sel.h_shift,
+                                        lut=sel.lut, lut_min=sel.lut_min, w_score=sel.w_score,
+                                        b_score=sel.b_score)
+        else:
+            scores = token_scores_float(feats / T, sel.w1, sel.b1, sel.w2, sel.b2)
+        mask = top_k_mask(scores, sel.n_keep, prev) if self.selection else prev
+        self.masks[sel.name] = mask
+        hidden = int(np.asarray(sel.w1).shape[0])
+        evaluated = int(prev.sum())
+        self.sel_stats[sel.name] = {
+            "name": sel.name, "evaluated_tokens": evaluated, "kept_tokens": int(mask.sum()),
+            "predictor_macs": evaluated * hidden * (sel.dim + 1), "lut_lookups": evaluated * hidden,
+            "buffered_values": n * T * B}
+        gate = np.tile(mask, (1, sel.dim)).T  # (dim*N, B): neuron c*N + n -> token n
+        return (total.reshape(n, T, B) * gate[:, None, :]).reshape(n, T * B)
+
+    def gate(self, pop) -> np.ndarray | None:
+        """(B, size) bool of the neurons a token selector leaves on (None: not gated)."""
+        if not pop.gate:
+            return None
+        if pop.gate not in self.masks:
+            self(pop.gate)
+        n_tok = self.sels[pop.gate].n_tokens
+        return self.masks[pop.gate][:, np.arange(pop.size) % n_tok]
+
+    def selector_counts(self) -> dict[str, np.ndarray]:
+        """Per selector, its output summed over the T steps, (B, dim*N)."""
+        T, B = self.T, self.x.shape[0]
+        return {name: self(name).reshape(-1, T, B).sum(axis=1).T for name in self.sels}
 
 
 def simulate_reference(program: Program, images: np.ndarray, *, record: bool = True,
-                       batch_size: int = 128) -> SimulationResult:
-    """Run ``program`` on integer ``images`` (B, C, H, W) in fixed point; see module docstring."""
+                       batch_size: int = 128, token_selection: bool = True) -> SimulationResult:
+    """Run ``program`` on integer ``images`` (B, C, H, W) in fixed point; see module docstring.
+
+    ``token_selection=False`` runs the token selectors' inputs and outputs but keeps every
+    token (the counterfactual whose synaptic ops the report compares against).
+    """
     images = np.asarray(images)
-    parts = [_simulate_fixed(program, images[i:i + batch_size], record)
+    parts = [_simulate_fixed(program, images[i:i + batch_size], record, token_selection)
              for i in range(0, len(images), batch_size)]
     return _merge(parts)
 
@@ -87,31 +168,35 @@ def _merge(parts: list[SimulationResult]) -> SimulationResult:
                 for k in first.payloads}
     counts = {k: np.concatenate([p.counts[k] for p in parts], axis=0) for k in first.counts}
     logits = np.concatenate([p.logits for p in parts], axis=0)
+    masks = {k: np.concatenate([p.token_masks[k] for p in parts], axis=0)
+             for k in first.token_masks}
+    sel_counts = {k: np.concatenate([p.selector_counts[k] for p in parts], axis=0)
+                  for k in first.selector_counts}
     stats = {k: v for k, v in first.stats.items()}
-    for key in ("layers", "populations"):
-        merged = {e["name"]: dict(e) for e in first.stats[key]}
+    for key in ("layers", "populations", "token_selectors"):
+        merged = {e["name"]: dict(e) for e in first.stats.get(key, [])}
         for p in parts[1:]:
-            for e in p.stats[key]:
+            for e in p.stats.get(key, []):
                 m = merged[e["name"]]
                 for f, val in e.items():
                     if f not in ("name", "kind", "population", "neurons", "synapses"):
                         m[f] += val
-        stats[key] = list(merged.values())
+        if key in first.stats:
+            stats[key] = list(merged.values())
     stats["samples"] = int(sum(p.stats["samples"] for p in parts))
     for f in ("u_wraps", "v_saturations"):
         stats[f] = int(sum(p.stats[f] for p in parts))
-    return SimulationResult(spikes, counts, logits, stats, payloads)
+    return SimulationResult(spikes, counts, logits, stats, token_masks=masks,
+                            selector_counts=sel_counts, payloads=payloads)
 
 
-def _simulate_fixed(program: Program, images: np.ndarray, record: bool) -> SimulationResult:
+def _simulate_fixed(program: Program, images: np.ndarray, record: bool,
+                    token_selection: bool = True) -> SimulationResult:
     T = program.time_steps
     B = images.shape[0]
     x = _inputs_of(program, images)  # (B, n_in) pixel integers
-    spikes: dict[str, np.ndarray] = {}  # pop -> (T, B, n) bool; relay -> int64 payloads
-    op_out: dict[str, np.ndarray] = {}
-    op_stats: dict[str, int] = {}
-    ops = {op.name: op for op in program.attention}
-    relays = [p.name for p in program.populations if p.kind == RELAY]
+    src = _Sources(program, x, T, np.int64, fixed=True, selection=token_selection)
+    spikes = src.spikes  # pop -> (T, B, n) bool; relay payloads in src.payloads
     by_target: dict[str, list] = {}
     for g in program.groups:
         by_target.setdefault(g.target, []).append(g)
@@ -120,56 +205,60 @@ def _simulate_fixed(program: Program, images: np.ndarray, record: bool) -> Simul
     u_wraps = 0
     v_sats = 0
 
-    def source_matrix(src: str) -> np.ndarray:
-        return _payloads(src, x, spikes, ops, op_out, op_stats, T, np.int64)
-
     for pop in program.populations:
         n = pop.size
         a_total = np.zeros((n, T * B), np.int64)
         for g in by_target[pop.name]:
-            s = source_matrix(g.source)
+            s = src(g.source)
             a_total += synaptic_input(g.weights, s, g.weight_exp)
             entry = layer_ops.setdefault(g.layer, {
                 "name": g.layer, "kind": g.kind, "synops": 0, "synapses": 0,
                 "population": g.target})
             entry["synapses"] += int(g.weights.nnz)
             if g.kind == "attention":
-                entry["synops"] += op_stats[g.source]
+                entry["synops"] += src.op_stats[g.source]
             else:
                 fanout = np.diff(g.weights.tocsc().indptr)  # nonzero weights per source neuron
                 entry["synops"] += int(fanout @ (s != 0).sum(axis=1))
         a_in = a_total.T.reshape(T, B, n)
         if pop.kind == RELAY:  # graded payload, no state: p = a_in >> payload_shift
-            out = a_in >> pop.payload_shift
-            spikes[pop.name] = out
+            out = src.relay(pop, a_in)
             pop_stats.append({"name": pop.name, "kind": RELAY, "neurons": n,
                               "spikes": int(np.count_nonzero(out)),  # payload messages
                               "neuron_updates": n * T * B,
                               "active_updates": int(np.count_nonzero(a_in))})
             continue
+        gate = src.gate(pop)  # (B, n) bool or None
         u = np.zeros((B, n), np.int64)
         v = np.zeros((B, n), np.int64)
         bias_eff = np.asarray(pop.bias_mant, np.int64) << pop.bias_exp
         out = np.zeros((T, B, n), bool)
         active = 0
         for t in range(T):
-            active += int(np.count_nonzero((a_in[t] != 0) | (v != 0)))
+            busy = (a_in[t] != 0) | (v != 0)
+            active += int(np.count_nonzero(busy if gate is None else busy & gate))
             u, v, s, wrapped = lif_fixed_step(u, v, a_in[t], du=pop.du, dv=pop.dv, vth=pop.vth,
                                               bias_eff=bias_eff)
+            if gate is not None:  # neurons of dropped tokens stay at rest
+                s, u, v, wrapped = s & gate, u * gate, v * gate, wrapped & gate
             u_wraps += int(wrapped.sum())
             v_sats += int(np.count_nonzero(np.abs(v) == (2 ** 23 - 1)))
             out[t] = s
         spikes[pop.name] = out
+        updates = n * T * B if gate is None else int(gate.sum()) * T
         pop_stats.append({"name": pop.name, "neurons": n, "spikes": int(out.sum()),
-                          "neuron_updates": n * T * B, "active_updates": active})
-    payloads = {name: spikes.pop(name) for name in relays}
+                          "neuron_updates": updates, "active_updates": active})
     counts = {name: s.sum(axis=0).astype(np.int64) for name, s in spikes.items()}
-    logits = _readout(program.readout, counts, T, B)
+    sel_counts = src.selector_counts()
+    logits = _readout(program.readout, {**counts, **sel_counts}, T, B)
     stats = {"backend": "reference", "samples": B, "time_steps": T,
              "pipeline_depth": program.pipeline_depth, "layers": list(layer_ops.values()),
              "populations": pop_stats, "u_wraps": u_wraps, "v_saturations": v_sats}
+    if program.token_selects:
+        stats["token_selectors"] = [src.sel_stats[t.name] for t in program.token_selects]
     return SimulationResult(spikes if record else {}, counts, logits, stats,
-                            payloads if record else {})
+                            token_masks=dict(src.masks), selector_counts=sel_counts,
+                            payloads=src.payloads if record else {})
 
 
 def _readout(readout, counts, T, B) -> np.ndarray:
@@ -189,16 +278,20 @@ def simulate_float(fp: FloatProgram, images: np.ndarray, *, batch_size: int = 25
         {k: np.concatenate([r.spikes[k] for r in res], axis=1) for k in res[0].spikes},
         {k: np.concatenate([r.counts[k] for r in res], axis=0) for k in res[0].counts},
         np.concatenate([r.logits for r in res], axis=0), {"backend": "float"},
-        {k: np.concatenate([r.payloads[k] for r in res], axis=1) for k in res[0].payloads})
+        token_masks={k: np.concatenate([r.token_masks[k] for r in res], axis=0)
+                     for k in res[0].token_masks},
+        selector_counts={k: np.concatenate([r.selector_counts[k] for r in res], axis=0)
+                         for k in res[0].selector_counts},
+        payloads={k: np.concatenate([r.payloads[k] for r in res], axis=1)
+                  for k in res[0].payloads})
 
 
 def _simulate_float(fp: FloatProgram, images) -> SimulationResult:
     T = fp.time_steps
     B = images.shape[0]
     x = np.asarray(images, np.float64).reshape(B, -1)
-    spikes: dict[str, np.ndarray] = {}
-    op_out: dict[str, np.ndarray] = {}
-    ops = {op.name: op for op in fp.attention}
+    src = _Sources(fp, x, T, np.float64, fixed=False)
+    spikes = src.spikes
     by_target: dict[str, list] = {}
     for g in fp.groups:
         by_target.setdefault(g.target, []).append(g)
@@ -206,20 +299,24 @@ def _simulate_float(fp: FloatProgram, images) -> SimulationResult:
         n = pop.size
         drive = np.zeros((n, T * B))
         for g in by_target[pop.name]:
-            s = _payloads(g.source, x, spikes, ops, op_out, {}, T, np.float64)
-            drive += np.asarray(g.weight @ s)
+            drive += np.asarray(g.weight @ src(g.source))
         drive = drive.T.reshape(T, B, n)
         if pop.kind == RELAY:  # the real factor output, passed on as a graded value
-            spikes[pop.name] = drive
+            src.relay(pop, drive)
             continue
+        gate = src.gate(pop)
         v = np.zeros((B, n))
         out = np.zeros((T, B, n), bool)
         for t in range(T):
             v = pop.alpha * v + drive[t] + pop.bias
             s = v >= pop.v_threshold if pop.threshold_ge else v > pop.v_threshold
             v = np.where(s, 0.0, v)
+            if gate is not None:
+                s, v = s & gate, v * gate
             out[t] = s
         spikes[pop.name] = out
-    payloads = {p.name: spikes.pop(p.name) for p in fp.populations if p.kind == RELAY}
     counts = {k: s.sum(axis=0) for k, s in spikes.items()}
-    return SimulationResult(spikes, counts, _readout(fp.readout, counts, T, B), {}, payloads)
+    sel_counts = src.selector_counts()
+    return SimulationResult(spikes, counts, _readout(fp.readout, {**counts, **sel_counts}, T, B),
+                            {}, token_masks=dict(src.masks), selector_counts=sel_counts,
+                            payloads=src.payloads)

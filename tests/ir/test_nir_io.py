@@ -82,3 +82,28 @@ def test_write_leaves_no_partial_file(tmp_path, tiny_graph, monkeypatch):
     with pytest.raises(RuntimeError):
         write_nir(tiny_graph, tmp_path / "m.nir")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_token_select_node_round_trips_and_opens_with_plain_nir(tmp_path, digits):
+    from conftest import make_token_spikformer
+    from nmc_deploy.compile.lower import lower_graph
+    from nmc_deploy.compile.quantize import quantize_program
+    from nmc_deploy.export.spikformer import export_spikformer
+    from nmc_deploy.simulate.reference import simulate_reference
+
+    graph = export_spikformer(make_token_spikformer(), {"input_levels": 16})
+    path = write_nir(graph, tmp_path / "tok.nir")
+    kinds = {type(n).__name__ for n in nir.read(path, type_check=False).nodes.values()}
+    assert {"TokenSelect", "SpikingSelfAttention"} <= kinds
+    g2 = read_nir(path)
+    for name in ("blocks.0.token_select", "blocks.1.token_select"):
+        a, b = graph.nodes[name], g2.nodes[name]
+        assert (a.gates, a.previous, a.n_keep, a.time_steps) == (b.gates, b.previous, b.n_keep,
+                                                                b.time_steps)
+        assert all(np.array_equal(a.array_fields()[k], b.array_fields()[k]) for k in
+                   ("w1", "b1", "w2", "b2"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p1, p2 = (quantize_program(lower_graph(g)) for g in (graph, g2))
+    r1, r2 = (simulate_reference(p, digits.x_test[:4]) for p in (p1, p2))
+    assert all(np.array_equal(r1.spikes[k], r2.spikes[k]) for k in r1.spikes)

@@ -2,7 +2,8 @@
 
 The relay form must compute what the fused form computes (same real matrix, so the float
 simulations agree spike for spike), cost fewer synapses at low rank, and run bit-exactly on
-Lava (reference == Lava for every population: LIF spikes and relay payloads).
+Lava (reference == Lava for every population: LIF spikes and relay payloads), also together
+with token selectors (relays reading a selector's gated stream, gated LIFs after them).
 """
 import warnings
 
@@ -158,3 +159,60 @@ def test_relay_passes_do_not_mutate_their_input(dsp_graph):
     partition_program(prog, load_target("loihi2"))
     assert pickle.dumps((dict(dsp_graph.nodes), dsp_graph.edges)) == before
     assert pickle.dumps(fp) == fp_before and pickle.dumps(prog) == prog_before
+
+
+@pytest.fixture(scope="module")
+def token_dsp_model():
+    """Token selectors before both blocks plus every block matrix factorised."""
+    from conftest import make_token_spikformer
+    from nmc_deploy.prune.dsp import factorize_model
+
+    return factorize_model(make_token_spikformer(keep=0.7), energy=0.9).eval()
+
+
+def test_factorize_model_keeps_token_selectors(token_dsp_model):
+    import torch
+    from conftest import make_token_spikformer
+
+    base = make_token_spikformer(keep=0.7)
+    cfg = token_dsp_model.config
+    assert (cfg.token_keep, cfg.token_blocks) == (base.config.token_keep, (0, 1))
+    assert len(cfg.low_rank) == 12
+    a, b = base.token_predictors.state_dict(), token_dsp_model.token_predictors.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.lava
+def test_relay_with_token_selectors_reference_equals_lava(token_dsp_model, digits):
+    """Both features at once: the relays of q/k/v and fc1 read the selectors' gated streams
+    (graded payloads in, graded payloads out), the LIFs they feed are gated."""
+    from nmc_deploy.export.spikformer import export_spikformer
+    from nmc_deploy.simulate.lava_backend import simulate_lava
+
+    graph = export_spikformer(token_dsp_model, {"input_levels": 16})
+    fp = lower_graph(graph, low_rank="relay")
+    x = digits.x_test[:4]
+    fused_float, relay_float = simulate_float(lower_graph(graph), x), simulate_float(fp, x)
+    assert all(np.array_equal(fused_float.token_masks[k], relay_float.token_masks[k])
+               for k in fused_float.token_masks)
+    prog = _quantize(fp)
+    relays = {p.name for p in prog.populations if p.kind == RELAY}
+    assert len(relays) == 12 and len(prog.token_selects) == 2
+    sels = {t.name for t in prog.token_selects}
+    from_sel = [g for g in prog.groups if g.target in relays and g.source in sels]
+    assert len(from_sel) == 8 and all(g.num_message_bits > 0 for g in from_sel)
+    assert any(p.gate for p in prog.populations)
+    ref, lav = simulate_reference(prog, x), simulate_lava(prog, x)
+    assert set(ref.payloads) == set(lav.payloads) == relays
+    assert sum(int(np.count_nonzero(p)) for p in ref.payloads.values()) > 1000
+    assert sum(int(s.sum()) for s in ref.spikes.values()) > 500
+    assert [m.sum(1).max() for m in ref.token_masks.values()] == [11, 7]
+    spikes = sum(int(np.count_nonzero(ref.spikes[k] != lav.spikes[k])) for k in ref.spikes)
+    payloads = sum(int(np.count_nonzero(ref.payloads[k] != lav.payloads[k]))
+                   for k in ref.payloads)
+    masks = sum(int(np.count_nonzero(ref.token_masks[k] != lav.token_masks[k]))
+                for k in ref.token_masks)
+    assert (spikes, payloads, masks) == (0, 0, 0)
+    assert all(np.array_equal(ref.selector_counts[k], lav.selector_counts[k])
+               for k in ref.selector_counts)
+    assert np.array_equal(ref.logits, lav.logits)

@@ -14,8 +14,12 @@ GradedRelay
     A low-rank factor stage (Loihi 2 graded-spike neuron; Lava's ``GradedVec`` with
     ``vth = 0`` plus a right shift): per step ``p = a_in >> payload_shift`` (arithmetic),
     sent at the same step as a graded payload; no state, no threshold.
-PayloadRecorder
-    Like SpikeRecorder for graded payloads: an int32 ``.npy`` file (one row per step).
+TokenSelectProcess, LIFResetGated
+    A SparseSpikformer token selector on an embedded core and the LIF populations it gates
+    (see their docstrings).
+GradedRecorder
+    Like SpikeRecorder for graded payloads (relays, token selector outputs): an int32
+    ``.npy`` file (one row per step).
 """
 import warnings
 
@@ -123,34 +127,6 @@ class PyGradedRelayModelFixed(PyLoihiProcessModel):
         self.s_out.send((a >> int(self.proc_params["payload_shift"])).astype(np.int32))
 
 
-class PayloadRecorder(AbstractProcess):
-    """Record graded payloads of ``shape`` for ``num_steps`` steps into ``path`` (.npy)."""
-
-    def __init__(self, *, shape, num_steps: int, path: str, name: str = None):
-        super().__init__(shape=shape, num_steps=num_steps, path=path, name=name)
-        self.a_in = InPort(shape=shape)
-
-
-@implements(proc=PayloadRecorder, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
-class PyPayloadRecorderModel(PyLoihiProcessModel):
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
-
-    def __init__(self, proc_params):
-        super().__init__(proc_params)
-        n = int(np.prod(proc_params["shape"]))
-        self._buffer = np.zeros((int(proc_params["num_steps"]), n), dtype=np.int32)
-
-    def run_spk(self):
-        s = self.a_in.recv()
-        step = self.time_step - 1
-        if step < self._buffer.shape[0]:
-            self._buffer[step] = s
-        if self.time_step == self._buffer.shape[0]:
-            np.save(self.proc_params["path"], self._buffer)
-
-
 from lava.proc.sparse.models import PyDelaySparseModelBitAcc  # noqa: E402
 
 
@@ -193,14 +169,11 @@ class LIFResetPerNeuronDecay(LIFReset):
         self.dv = Var(shape=shape, init=np.broadcast_to(dv, shape).copy())
 
 
-@implements(proc=LIFResetPerNeuronDecay, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
-class PyLIFResetPerNeuronDecayModel(AbstractPyLifModelFixed):
+class _PyLIFResetVectorDecayBase(AbstractPyLifModelFixed):
     """Lava's fixed-point LIF arithmetic (AbstractPyLifModelFixed.subthr_dynamics) with
     vector decays, plus LIFReset's behaviour: u, v zeroed when
     ``time_step % reset_interval == reset_offset`` (before integrating), spike on
-    ``v > vth << 6``, reset to 0."""
+    ``v > vth << 6``, reset to 0. (Undecorated: each Process gets its own subclass.)"""
 
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     vth: int = LavaPyType(int, np.int32, precision=17)
@@ -222,3 +195,169 @@ class PyLIFResetPerNeuronDecayModel(AbstractPyLifModelFixed):
         spikes = self.v > np.left_shift(self.vth, self.vth_shift)
         self.reset_voltage(spike_vector=spikes)
         self.s_out.send(spikes)
+
+
+@implements(proc=LIFResetPerNeuronDecay, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyLIFResetPerNeuronDecayModel(_PyLIFResetVectorDecayBase):
+    """The model of :class:`LIFResetPerNeuronDecay` (see the base class)."""
+
+
+from collections import deque  # noqa: E402
+
+from nmc_deploy.simulate.kernels import token_scores_fixed, top_k_mask  # noqa: E402
+
+
+class _GateFifo:
+    """The value received ``delay`` steps ago (zeros until then)."""
+
+    def __init__(self, delay: int, size: int):
+        self.delay = int(delay)
+        self.queue = deque(maxlen=self.delay + 1)
+        self.zero = np.zeros(size, np.int32)
+
+    def push(self, value) -> np.ndarray:
+        self.queue.append(np.asarray(value))
+        return self.queue[0] if len(self.queue) == self.delay + 1 else self.zero
+
+
+class TokenSelectProcess(AbstractProcess):
+    """SparseSpikformer token selector on an embedded core (integer, one-sample buffer).
+
+    ``a_in`` (dim*N graded): the residual stream, input step t of a sample arriving at Lava
+    step ``1 + depth_in + t``. After step T-1 the selector scores the tokens with the
+    integer predictor of ``TokenSelectOp`` (``nmc_deploy.simulate.kernels``), keeps the
+    ``n_keep`` best among those the previous selector kept (``prev_in``, the previous
+    selector's ``mask_out`` delayed by ``prev_delay`` steps) and emits the gated stream on
+    ``s_out`` at ``1 + depth + t`` (``depth = depth_in + T - 1``), its keep mask on
+    ``mask_out`` at the same steps.
+    """
+
+    def __init__(self, *, dim: int, n_tokens: int, n_keep: int, time_steps: int,
+                 depth_in: int, params: dict, prev_delay: int = -1, name: str = None):
+        super().__init__(dim=dim, n_tokens=n_tokens, n_keep=n_keep, time_steps=time_steps,
+                         depth_in=depth_in, params=params, prev_delay=prev_delay, name=name)
+        n = dim * n_tokens
+        self.a_in = InPort(shape=(n,))
+        self.prev_in = InPort(shape=(n_tokens,))
+        self.s_out = OutPort(shape=(n,))
+        self.mask_out = OutPort(shape=(n_tokens,))
+
+
+@implements(proc=TokenSelectProcess, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyTokenSelectModelFixed(PyLoihiProcessModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    prev_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=1)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    mask_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        p = proc_params
+        self.T = int(p["time_steps"])
+        self.dim, self.n_tok = int(p["dim"]), int(p["n_tokens"])
+        n = self.dim * self.n_tok
+        self.buf = np.zeros((self.T, n), np.int64)  # the sample being received
+        self.out_buf = np.zeros((self.T, n), np.int32)  # the sample being emitted
+        self.out_mask = np.zeros(self.n_tok, np.int32)
+        self.prev = _GateFifo(p["prev_delay"], self.n_tok) if p["prev_delay"] >= 0 else None
+
+    def run_spk(self):
+        p = self.proc_params
+        a = self.a_in.recv()
+        prev_msg = self.prev_in.recv()
+        prev = self.prev.push(prev_msg) if self.prev is not None else None
+        rel = self.time_step - 1 - int(p["depth_in"])
+        if rel >= 0:
+            t = rel % self.T
+            self.buf[t] = a
+            if t == self.T - 1:  # the whole sample is in: decide, then emit from this step on
+                counts = self.buf.sum(axis=0).reshape(1, self.dim, self.n_tok).transpose(0, 2, 1)
+                scores = token_scores_fixed(counts, **p["params"])
+                eligible = None if prev is None else (prev[None, :] != 0)
+                mask = top_k_mask(scores, int(p["n_keep"]), eligible)[0]
+                gate = np.tile(mask, self.dim)  # neuron c*N + n -> token n
+                self.out_buf = (self.buf * gate[None, :]).astype(np.int32)
+                self.out_mask = mask.astype(np.int32)
+        rel_out = rel - (self.T - 1)
+        if rel_out >= 0:
+            self.s_out.send(self.out_buf[rel_out % self.T])
+            self.mask_out.send(self.out_mask)
+        else:
+            self.s_out.send(np.zeros(self.out_buf.shape[1], np.int32))
+            self.mask_out.send(np.zeros(self.n_tok, np.int32))
+
+
+class LIFResetGated(LIFResetPerNeuronDecay):
+    """:class:`LIFResetPerNeuronDecay` whose neurons a token selector can hold at rest.
+
+    ``gate_in`` receives the selector's keep mask (one bit per token) every step; the model
+    uses the value received ``gate_delay`` steps earlier, which belongs to the sample it is
+    computing. Neuron i belongs to token ``i % n_tokens``; a neuron of a dropped token does
+    not spike and its u and v are held at 0 (a disabled compartment).
+    """
+
+    def __init__(self, *, shape, n_tokens: int, gate_delay: int, **kwargs):
+        super().__init__(shape=shape, **kwargs)
+        self.proc_params["n_tokens"] = int(n_tokens)
+        self.proc_params["gate_delay"] = int(gate_delay)
+        self.gate_in = InPort(shape=(int(n_tokens),))
+
+
+@implements(proc=LIFResetGated, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyLIFResetGatedModel(_PyLIFResetVectorDecayBase):
+    gate_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=1)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        n_tok = int(proc_params["n_tokens"])
+        size = int(np.prod(proc_params["shape"]))
+        self.token_of = np.arange(size) % n_tok
+        self.fifo = _GateFifo(proc_params["gate_delay"], n_tok)
+
+    def run_spk(self):
+        a_in = self.a_in.recv()
+        gate = self.fifo.push(self.gate_in.recv())[self.token_of] != 0
+        if self.time_step % self.reset_interval == self.reset_offset:
+            self.u *= 0
+            self.v *= 0
+        self.scale_bias()
+        self.subthr_dynamics(activation_in=a_in)
+        spikes = (self.v > np.left_shift(self.vth, self.vth_shift)) & gate
+        self.reset_voltage(spike_vector=spikes)
+        self.u = np.where(gate, self.u, 0).astype(self.u.dtype)
+        self.v = np.where(gate, self.v, 0).astype(self.v.dtype)
+        self.s_out.send(spikes)
+
+
+class GradedRecorder(AbstractProcess):
+    """Record graded payloads of ``shape`` for ``num_steps`` steps into ``path`` (.npy)."""
+
+    def __init__(self, *, shape, num_steps: int, path: str, name: str = None):
+        super().__init__(shape=shape, num_steps=num_steps, path=path, name=name)
+        self.a_in = InPort(shape=shape)
+
+
+@implements(proc=GradedRecorder, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyGradedRecorderModel(PyLoihiProcessModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        n = int(np.prod(proc_params["shape"]))
+        self._buffer = np.zeros((int(proc_params["num_steps"]), n), dtype=np.int32)
+
+    def run_spk(self):
+        s = self.a_in.recv()
+        step = self.time_step - 1
+        if step < self._buffer.shape[0]:
+            self._buffer[step] = s
+        if self.time_step == self._buffer.shape[0]:
+            np.save(self.proc_params["path"], self._buffer)
