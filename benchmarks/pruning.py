@@ -10,10 +10,13 @@ L1P one-shot at 80/90/95 % of the block matrices + 5 epochs, with and without sL
 energy 0.9 and at a 25 % parameter budget + 5 epochs, with and without sLIF. Every row is
 exported, compiled for loihi2 and run on the fixed-point reference over the whole test split
 (synaptic ops and energy per sample from the measured activity; token selectors' MACs
-priced as embedded-core work). Token selection: selectors before both blocks, r in
-TOKEN_KEEPS, TOKEN_EPOCHS epochs of selector + backbone training distilled from the dense
-model; "LTH + tokens" adds r = LTH_TOKEN_KEEP selectors to the round-8 ticket (its masks
-kept). Partial runs: `--only lth` (LTH rows and LTH + tokens), `--only tokens`.
+priced as embedded-core work). Each DSP model is evaluated twice: with its factors fused into
+one matrix ("DSP <label>") and deployed as two synaptic stages through graded relays
+("DSP <label> (relay)", ``evaluate(..., low_rank="relay")``; same trained model). Token
+selection: selectors before both blocks, r in TOKEN_KEEPS, TOKEN_EPOCHS epochs of selector +
+backbone training distilled from the dense model; "LTH + tokens" adds r = LTH_TOKEN_KEEP
+selectors to the round-8 ticket (its masks kept). Partial runs: `--only lth` (LTH rows and
+LTH + tokens), `--only tokens`.
 """
 from __future__ import annotations
 
@@ -41,8 +44,11 @@ LTH_TOKEN_KEEP = 0.8  # the schedule combined with the 90 %-sparse LTH ticket
 ROW_ORDER = ("dense", "LTH round", "LTH + tokens", "tokens", "L1P", "DSP")
 
 
-def evaluate(model, data) -> dict:
-    """Float accuracy, parameters, nonzeros; fixed-point accuracy, synops, energy, cores."""
+def evaluate(model, data, low_rank: str = "fused") -> dict:
+    """Float accuracy, parameters, nonzeros; fixed-point accuracy, synops, energy, cores.
+
+    ``low_rank`` ("fused" or "relay") chooses how low-rank (DSP) factor pairs deploy.
+    """
     from nmc_deploy.compile.lower import lower_graph
     from nmc_deploy.compile.partition import partition_program
     from nmc_deploy.compile.quantize import quantize_program
@@ -55,7 +61,9 @@ def evaluate(model, data) -> dict:
     tgt = load_target("loihi2")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        prog = quantize_program(lower_graph(export_spikformer(model, {"input_levels": 16})))
+        prog = quantize_program(
+            lower_graph(export_spikformer(model, {"input_levels": 16}), low_rank=low_rank),
+            payload_bits=tgt.graded_spike_bits)
     placement = partition_program(prog, tgt)
     sim = simulate_reference(prog, data.x_test, record=False)
     rep = estimate_costs(sim.stats, placement.summary(prog), tgt)
@@ -69,6 +77,10 @@ def evaluate(model, data) -> dict:
             "energy_uj_cmos45nm": rep["energy_per_sample_uj"]["cmos45nm"],
             "energy_uj_loihi": rep["energy_per_sample_uj"]["loihi_davies2018"],
             "cores": placement.cores_used,
+            "synapse_memory_bits": int(sum(c.synapse_memory_bits for cs in placement.cores
+                                           for c in cs)),
+            "pipeline_depth": prog.pipeline_depth,
+            "low_rank": low_rank,
             "selector_macs_per_sample": rep.get("token_selection", {}).get(
                 "predictor_macs_per_sample", 0.0)}
 
@@ -85,8 +97,8 @@ def run_seed(seed: int, out: Path, only: str | None = None) -> None:
     data = load_dataset("digits")
     rows = []
 
-    def add(name, model, t0, **extra):
-        r = {"row": name, "seed": seed, **evaluate(model, data),
+    def add(name, model, t0, low_rank="fused", **extra):
+        r = {"row": name, "seed": seed, **evaluate(model, data, low_rank=low_rank),
              "seconds": round(time.perf_counter() - t0, 1), **extra}
         rows.append(r)
         print(json.dumps(r), file=sys.stderr, flush=True)
@@ -141,6 +153,8 @@ def run_seed(seed: int, out: Path, only: str | None = None) -> None:
             m = convert_to_slif(base) if slif else base
             res = run_dsp(m, data, finetune_epochs=FINETUNE_EPOCHS, seed=seed, **kw)
             add(f"DSP {label}{' + sLIF' if slif else ''}", res.model, t0)
+            add(f"DSP {label}{' + sLIF' if slif else ''} (relay)", res.model,
+                time.perf_counter(), low_rank="relay")
     token_rows()
     out.mkdir(parents=True, exist_ok=True)
     (out / f"seed{seed}.json").write_text(json.dumps(rows, indent=1))
@@ -159,7 +173,8 @@ def aggregate(out: Path) -> None:
                                   if name.startswith(pre))
         runs.append(sorted(rows.values(), key=lambda r: order(r["row"])))
     seeds = [r[0]["seed"] for r in runs]
-    names = [r["row"] for r in runs[0]]
+    names = [r["row"] for r in runs[0]]  # rows every seed has (older runs lack the relay rows)
+    names = [n for n in names if all(any(x["row"] == n for x in run) for run in runs)]
     by = {n: [next(x for x in run if x["row"] == n) for run in runs] for n in names}
 
     def ms(n, key, scale=1.0, fmt="{:.2f}"):

@@ -98,11 +98,17 @@ def export(checkpoint, out):
               show_default=True, help="Names the output directory.")
 @click.option("--vth-mant", type=int, default=None,
               help="Sets the threshold mantissa that fixes the fixed-point scale (default 1023).")
-def compile_(model, target, out, vth_mant):
-    """Compiles a NIR file to a Loihi-style core program and prints per-core utilization."""
+@click.option("--low-rank", type=click.Choice(["fused", "relay"]), default="fused",
+              show_default=True,
+              help="Chooses how low-rank (DSP) factor pairs deploy: re-multiplied into one "
+                   "matrix, or two synaptic stages through a graded relay population "
+                   "(needs graded spikes).")
+def compile_(model, target, out, vth_mant, low_rank):
+    """Compiles a NIR file to a Loihi-style core program and prints per-core utilization
+    (with low-rank factors: the costs of both deployment forms)."""
     from .pipeline import compile_model
 
-    compile_model(model, target, out, vth_mant=vth_mant)
+    compile_model(model, target, out, vth_mant=vth_mant, low_rank=low_rank)
 
 
 @cli.command()

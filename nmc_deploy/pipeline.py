@@ -20,7 +20,8 @@ import numpy as np
 from .errors import InputFileError
 
 __all__ = ["train_checkpoint", "prune_checkpoint", "export_checkpoint", "compile_model",
-           "run_simulation", "make_report", "run_demo", "BUILD_FILES", "PRUNE_METHODS"]
+           "run_simulation", "make_report", "run_demo", "format_low_rank_forms", "BUILD_FILES",
+           "PRUNE_METHODS"]
 
 PRUNE_METHODS = ("lth", "l1p", "dsp", "none")  # none: token selection only
 
@@ -214,32 +215,82 @@ def export_checkpoint(ckpt: Path, out: Path, log=None) -> dict:
 
 # ---------------------------------------------------------------------------- compile
 
+def _compile_form(graph, tgt, low_rank: str, vth_mant: int | None):
+    """lower -> quantize -> partition one deployment form; returns (program, placement)."""
+    from .compile.lower import lower_graph
+    from .compile.partition import partition_program
+    from .compile.quantize import DEFAULT_VTH_MANT, quantize_program
+
+    fp = lower_graph(graph, low_rank=low_rank)
+    program = quantize_program(fp, weight_bits=tgt.weight_bits,
+                               max_delay=tgt.max_synaptic_delay,
+                               vth_mant=DEFAULT_VTH_MANT if vth_mant is None else vth_mant,
+                               payload_bits=tgt.graded_spike_bits)
+    return program, partition_program(program, tgt)
+
+
+def _form_costs(program, placement) -> dict:
+    """Synapses, synapse memory, cores, neurons and pipeline depth of one compiled form."""
+    return {"synapses": int(sum(g.num_synapses for g in program.groups)),
+            "synapse_memory_bits": int(sum(c.synapse_memory_bits for cs in placement.cores
+                                           for c in cs)),
+            "cores": placement.cores_used,
+            "neurons": int(sum(p.size for p in program.populations)),
+            "relay_neurons": int(sum(p.size for p in program.populations if p.graded)),
+            "pipeline_depth": program.pipeline_depth}
+
+
+def format_low_rank_forms(info: dict) -> str:
+    """The fused-vs-relay cost table of the compile report."""
+    lines = [f"low-rank factors: {info['pairs']} pairs; both deployment forms on target "
+             f"{info['target']} ('{info['written']}' written)",
+             f"{'form':<6} {'synapses':>9} {'syn. memory':>12} {'cores':>6} {'neurons':>8} "
+             f"{'depth':>6}"]
+    for form, c in info["forms"].items():
+        mark = "  <- written" if form == info["written"] else ""
+        if "error" in c:
+            lines.append(f"{form:<6} not deployable: {c['error']}{mark}")
+            continue
+        lines.append(f"{form:<6} {c['synapses']:>9} {c['synapse_memory_bits'] // 8:>10} B "
+                     f"{c['cores']:>6} {c['neurons']:>8} {c['pipeline_depth']:>6}{mark}")
+    return "\n".join(lines)
+
+
 def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int | None = None,
-                  log=None) -> dict:
+                  low_rank: str = "fused", log=None) -> dict:
     """NIR -> core program directory (program.json/.npz, placement.json, model.nir).
+
+    ``low_rank`` ("fused" or "relay") chooses how low-rank factor pairs deploy
+    (:func:`~nmc_deploy.compile.lower.lower_graph`). When the graph has such pairs, the other
+    form is compiled too, only for the report: ``placement.json`` gets ``low_rank`` with the
+    synapses, synapse memory, cores, neurons and pipeline depth of both forms.
 
     Everything is written to a temporary directory first and moved into ``out_dir`` only
     when the whole compilation succeeded.
     """
-    from .compile.lower import lower_graph
-    from .compile.partition import format_utilization, partition_program
-    from .compile.program import save_program
-    from .compile.quantize import DEFAULT_VTH_MANT, quantize_program
+    from .compile.lower import low_rank_down_nodes
+    from .compile.partition import format_utilization
+    from .compile.program import LOW_RANK_MODES, save_program
+    from .errors import NmcDeployError
     from .ir.nir_io import read_nir
     from .targets import load_target
 
+    if low_rank not in LOW_RANK_MODES:
+        raise NmcDeployError(f"compile: low-rank form '{low_rank}' is not one of "
+                             f"{', '.join(LOW_RANK_MODES)}")
     tgt = load_target(target)
     graph = read_nir(nir_path)
-    _log(f"lowering {nir_path} ({len(graph.nodes)} nodes)", log)
-    fp = lower_graph(graph)
+    pairs = low_rank_down_nodes(graph)
+    if pairs and low_rank == "relay" and tgt.graded_spike_bits == 0:
+        raise NmcDeployError(f"{nir_path}: {len(pairs)} low-rank relays need graded spikes, "
+                             f"but target {tgt.name} has none (graded_spike_bits 0); compile "
+                             "with --low-rank fused")
+    _log(f"lowering {nir_path} ({len(graph.nodes)} nodes, low-rank factors {low_rank})", log)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        program = quantize_program(fp, weight_bits=tgt.weight_bits,
-                                   max_delay=tgt.max_synaptic_delay,
-                                   vth_mant=DEFAULT_VTH_MANT if vth_mant is None else vth_mant)
+        program, placement = _compile_form(graph, tgt, low_rank, vth_mant)
     for w in caught:
         _log(f"warning: {w.message}", log)
-    placement = partition_program(program, tgt)
     summary = placement.summary(program)
     summary["quantization"] = program.metadata.get("quantization", {})
     summary["synapses"] = int(sum(g.num_synapses for g in program.groups))
@@ -251,6 +302,20 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
          "buffer_values": 2 * t.dim * t.n_tokens * program.time_steps,
          "predictor_words": int(t.w1.size + t.b1.size + t.w_score.size + 1 + t.lut.size)}
         for t in program.token_selects]
+    if pairs:
+        forms = {low_rank: _form_costs(program, placement)}
+        other = next(m for m in LOW_RANK_MODES if m != low_rank)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                forms[other] = _form_costs(*_compile_form(graph, tgt, other, vth_mant))
+        except NmcDeployError as exc:  # e.g. no graded spikes on this target
+            forms[other] = {"error": str(exc)}
+        summary["low_rank"] = {"written": low_rank, "pairs": len(pairs), "target": tgt.name,
+                               "forms": {m: forms[m] for m in LOW_RANK_MODES}}
+    elif low_rank != "fused":
+        _log(f"note: {nir_path} has no low-rank factors; --low-rank {low_rank} changes nothing",
+             log)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputFileError(f"{out_dir}: exists and is not a directory; choose another -o")
@@ -269,6 +334,8 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     _log(format_utilization(summary), log)
+    if "low_rank" in summary:
+        _log(format_low_rank_forms(summary["low_rank"]), log)
     return summary
 
 
@@ -307,7 +374,8 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
     x, y = data.test_subset(samples)
     result = {"dataset": name, "samples": int(len(y)), "backend": backend}
     t0 = time.perf_counter()
-    fp = lower_graph(read_nir(build_dir / "model.nir"))
+    fp = lower_graph(read_nir(build_dir / "model.nir"),
+                     low_rank=program.metadata.get("low_rank", "fused"))
     result["accuracy_float"] = accuracy(simulate_float(fp, x), y)
     _log(f"float (graph, float64): accuracy {result['accuracy_float']:.4f} on {len(y)} samples", log)
     runs = {}
@@ -340,10 +408,11 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
              f"({result['seconds_lava']:.1f} s)", log)
     if compare:
         ref, lav = runs["reference"], runs["lava"]
-        per_pop = {k: int(np.count_nonzero(ref.spikes[k] != lav.spikes[k])) for k in ref.spikes}
+        out_ref, out_lav = ref.outputs(), lav.outputs()  # spikes; payloads for relays
+        per_pop = {k: int(np.count_nonzero(out_ref[k] != out_lav[k])) for k in out_ref}
         result["spike_mismatches_per_population"] = per_pop
         result["spike_mismatches_reference_vs_lava"] = int(sum(per_pop.values()))
-        result["spikes_compared"] = int(sum(int(s.sum()) for s in ref.spikes.values()))
+        result["spikes_compared"] = int(sum(int(np.count_nonzero(s)) for s in out_ref.values()))
         result["prediction_mismatches"] = int(np.sum(ref.predictions != lav.predictions))
         if ref.token_masks:
             result["token_choice_mismatches"] = int(sum(
@@ -363,7 +432,7 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
 
 def format_mismatches(per_pop: dict) -> str:
     width = max(len(k) for k in per_pop)
-    lines = [f"{'population':<{width}}  spike mismatches (reference vs Lava)"]
+    lines = [f"{'population':<{width}}  spike mismatches (reference vs Lava; relays: payloads)"]
     lines += [f"{k:<{width}}  {v}" for k, v in per_pop.items()]
     lines.append(f"{'total':<{width}}  {sum(per_pop.values())}")
     return "\n".join(lines)

@@ -74,3 +74,40 @@ def test_pipeline_through_the_cli(tmp_path, tiny_model):
     assert "<svg" in (tmp_path / "r.html").read_text()
     rc, out, err = run("report", tmp_path / "b")
     assert rc == 0 and "blocks.0.attn.ssa" in out
+
+
+@pytest.mark.lava
+def test_low_rank_relay_through_the_cli(tmp_path, tiny_model):
+    from nmc_deploy.models.checkpoint import save_checkpoint
+    from nmc_deploy.prune.dsp import factorize_model
+
+    ckpt = tmp_path / "dsp.pt"
+    save_checkpoint(ckpt, factorize_model(tiny_model, energy=0.6),
+                    {"dataset": "digits", "input_levels": 16})
+    assert run("export", ckpt, "-o", tmp_path / "m.nir")[0] == 0
+    rc, out, err = run("compile", tmp_path / "m.nir", "--low-rank", "relay", "-o", tmp_path / "b")
+    assert rc == 0, err
+    assert "low-rank factors: 6 pairs" in err and "<- written" in err
+    info = json.loads((tmp_path / "b" / "placement.json").read_text())["low_rank"]
+    assert info["written"] == "relay"
+    fused, relay = info["forms"]["fused"], info["forms"]["relay"]
+    assert relay["synapses"] < fused["synapses"]
+    assert relay["synapse_memory_bits"] < fused["synapse_memory_bits"]
+    assert relay["pipeline_depth"] > fused["pipeline_depth"] and relay["relay_neurons"] > 0
+    # no graded spikes on Loihi 1: relay is refused, and listed as not deployable next to fused
+    _one_line_error(*run("compile", tmp_path / "m.nir", "--low-rank", "relay", "--target",
+                         "loihi1", "-o", tmp_path / "b1"), "graded")
+    rc, out, err = run("compile", tmp_path / "m.nir", "--target", "loihi1", "-o", tmp_path / "b1")
+    assert rc == 0 and "not deployable" in err, err
+    rc, out, err = run("simulate", tmp_path / "b", "--samples", "3", "--compare")
+    assert rc == 0, err
+    sim = json.loads((tmp_path / "b" / "simulation_compare.json").read_text())
+    assert sim["spike_mismatches_reference_vs_lava"] == 0 and sim["spikes_compared"] > 100
+    assert "blocks.0.mlp.fc1_linear.down" in sim["spike_mismatches_per_population"]
+    rc, out, err = run("report", tmp_path / "b", "--format", "json")
+    assert rc == 0, err
+    rep = json.loads(out)
+    layers = {ly["name"]: ly for ly in rep["layers"]}
+    assert layers["blocks.0.mlp.fc1_linear.down"]["synops_per_sample"] > 0
+    assert layers["blocks.0.mlp.fc1_linear"]["synops_per_sample"] > 0
+    assert any("graded relay" in a for a in rep["assumptions"])

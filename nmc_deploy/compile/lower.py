@@ -7,6 +7,20 @@ Threshold) turns its input expression into one population fed by one synapse gro
 source. So a residual stream ``x + f(x)`` is never a population of its own: each consumer
 receives synapses from every population of the stream, with the same weights (deployment
 decision 3, "fan-in"), and BatchNorm is already folded by the exporter.
+
+Low-rank factor pairs (DSP: a linear node with metadata role "low-rank factor" feeding
+another one, exported as ``{name}.down`` -> ``{name}``) deploy in one of two forms
+(``low_rank``):
+
+* ``"fused"`` (default): the chain composes like any other, so the consumer gets the
+  re-multiplied matrix ``gain U V`` (dense; no synapse saving).
+* ``"relay"``: the down node's output becomes a population of kind "relay" fed by
+  ``V @ M_src`` from every source ``src`` of its input expression (a residual stream gives one
+  group per stream population); the up node then composes onto the relay, so the consumer
+  gets ``gain U`` from the relay: ``r (n_in + n_out)`` synapses per token instead of
+  ``n_in n_out``. A relay reads the input, neuron populations and token selectors (whose
+  gated stream is a graded source like the input); it is never gated itself: it has no bias,
+  so the neurons of a dropped token get zero payloads from zero inputs.
 """
 from __future__ import annotations
 
@@ -18,11 +32,12 @@ import scipy.sparse as sp
 from ..errors import LoweringError
 from ..ir import (Affine, Conv1d, Conv2d, Flatten, Graph, Input, Integrator, LIF, Output, Scale,
                   SpikingSelfAttention, SumPool2d, Threshold, TokenSelect, topo_order)
+from ..ir.graph import split_port
 from .matrices import conv1d_matrix, conv2d_matrix, sumpool2d_matrix
-from .program import (INPUT, AttentionOp, FloatGroup, FloatPopulation, FloatProgram,
-                      FloatTokenSelect, Readout)
+from .program import (INPUT, LOW_RANK_MODES, RELAY, AttentionOp, FloatGroup, FloatPopulation,
+                      FloatProgram, FloatTokenSelect, Readout)
 
-__all__ = ["lower_graph"]
+__all__ = ["lower_graph", "low_rank_down_nodes", "LOW_RANK_ROLE"]
 
 
 @dataclass(frozen=True)
@@ -80,12 +95,38 @@ def _is_identity_of(e: _Expr, where: str) -> str:
                         "population each, without weights in between")
 
 
-def lower_graph(graph: Graph, *, input_levels: int | None = None) -> FloatProgram:
+LOW_RANK_ROLE = "low-rank factor"  # node metadata "role" the exporter gives both factors
+
+
+def low_rank_down_nodes(graph: Graph) -> list[str]:
+    """Names of the first factor of each low-rank pair: a linear node with role
+    "low-rank factor" whose every successor is a linear node with that role too."""
+    succ: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    for src, dst in graph.edges:
+        succ[src].append(split_port(dst, graph.nodes)[0])
+
+    def factor(name):
+        node = graph.nodes[name]
+        return (isinstance(node, (Conv1d, Affine)) and
+                dict(node.metadata).get("role") == LOW_RANK_ROLE)
+
+    return [n for n in graph.nodes
+            if factor(n) and succ[n] and all(factor(m) for m in succ[n])]
+
+
+def lower_graph(graph: Graph, *, input_levels: int | None = None,
+                low_rank: str = "fused") -> FloatProgram:
     """Lower ``graph`` to a :class:`FloatProgram`; ``graph`` is not modified.
 
     ``input_levels`` (default: graph metadata "input_levels") is the integer intensity that
     stands for 1.0 at the input: the program is driven with integers ``0..input_levels``.
+    ``low_rank`` ("fused" or "relay") chooses how low-rank factor pairs deploy (module
+    docstring); the choice is recorded in the program metadata ("low_rank").
     """
+    if low_rank not in LOW_RANK_MODES:
+        raise LoweringError(f"graph: low_rank '{low_rank}' is not one of "
+                            f"{', '.join(LOW_RANK_MODES)}")
+    relay_nodes = set(low_rank_down_nodes(graph)) if low_rank == "relay" else set()
     md = dict(graph.metadata)
     levels = int(input_levels if input_levels is not None else md.get("input_levels", 1))
     dt = md.get("dt")
@@ -134,6 +175,28 @@ def lower_graph(graph: Graph, *, input_levels: int | None = None) -> FloatProgra
                                      layer=inp.layer, kind=kind_g))
         return _Expr({name: sp.identity(size, format="csr")}, np.zeros(size), name)
 
+    def make_relay(name, inp: _Expr) -> _Expr:
+        """A relay population emitting ``inp`` without its bias, which stays in the
+        expression (the consumer adds ``U @ bias``)."""
+        for src in inp.terms:
+            if src != INPUT and src not in spiking and not any(t.name == src for t in selects):
+                raise LoweringError(f"{name}: a low-rank relay may only read the input, "
+                                    "neuron populations and token selectors")
+        pops.append(FloatPopulation(name=name, shape=(inp.size,), kind=RELAY, alpha=0.0,
+                                    v_threshold=0.0, threshold_ge=False,
+                                    bias=np.zeros(inp.size)))
+        for src, m in inp.terms.items():
+            m = sp.csr_matrix(m)
+            m.eliminate_zeros()
+            kind_g = ("encoding" if src == INPUT else
+                      "tokens" if any(t.name == src for t in selects) else "synapses")
+            groups.append(FloatGroup(name=f"{src}->{name}", source=src, target=name, weight=m,
+                                     layer=inp.layer, kind=kind_g))
+        relays.add(name)
+        return _Expr({name: sp.identity(inp.size, format="csr")}, inp.bias, name)
+
+    relays: set[str] = set()
+    spiking: set[str] = set()
     for name in topo_order(graph):
         node = graph.nodes[name]
         preds = graph.predecessors(name)
@@ -153,6 +216,9 @@ def lower_graph(graph: Graph, *, input_levels: int | None = None) -> FloatProgra
                 raise LoweringError(f"{name}: attention port(s) {', '.join(sorted(missing))} "
                                     "have no incoming edge")
             srcs = {p: _is_identity_of(_sum(ports[p], name), f"{name}.{p}") for p in "qkv"}
+            if relays & set(srcs.values()):
+                raise LoweringError(f"{name}: attention inputs must be spiking populations, "
+                                    "not low-rank relays")
             ops.append(AttentionOp(name=name, q=srcs["q"], k=srcs["k"], v=srcs["v"],
                                    num_heads=node.num_heads, dim=node.dim,
                                    n_tokens=node.n_tokens))
@@ -175,9 +241,13 @@ def lower_graph(graph: Graph, *, input_levels: int | None = None) -> FloatProgra
                               node.dilation, node.groups)
             exprs[name] = inp.apply(m, np.repeat(np.asarray(node.bias, np.float64),
                                                  node.output_shape[1]), name)
+            if name in relay_nodes:
+                exprs[name] = make_relay(name, exprs[name])
         elif isinstance(node, Affine):
             exprs[name] = inp.apply(sp.csr_matrix(np.asarray(node.weight, np.float64)),
                                     np.asarray(node.bias, np.float64), name)
+            if name in relay_nodes:
+                exprs[name] = make_relay(name, exprs[name])
         elif isinstance(node, Scale):
             s = np.asarray(node.scale, np.float64).ravel()
             exprs[name] = inp if np.all(s == 1) else inp.apply(sp.diags(s), 0.0, name)
@@ -192,7 +262,7 @@ def lower_graph(graph: Graph, *, input_levels: int | None = None) -> FloatProgra
                                     "it must be a sum of spike sources")
             inputs = []
             for src, m in inp.terms.items():
-                if src == INPUT or any(o.name == src for o in ops):
+                if src == INPUT or src in relays or any(o.name == src for o in ops):
                     raise LoweringError(f"{name}: the token selector may only read spiking "
                                         "populations and earlier selectors")
                 inputs.append(FloatGroup(name=f"{src}->{name}", source=src, target=name,
@@ -221,15 +291,17 @@ def lower_graph(graph: Graph, *, input_levels: int | None = None) -> FloatProgra
             ge = str(node.metadata.get("threshold_comparison", ">=" if graph_ge else ">")) == ">="
             exprs[name] = make_population(name, "lif", node.output_shape, inp, alpha, gain, v_th,
                                           ge, leak)
+            spiking.add(name)
         elif isinstance(node, Threshold):
             v_th = _uniform(node.threshold, "threshold", name)
             exprs[name] = make_population(name, "threshold", node.output_shape, inp, 0.0, 1.0,
                                           v_th, False, 0.0)
+            spiking.add(name)
         elif isinstance(node, Integrator):
             r = _uniform(node.r, "r", name)
             weights = {}
             for src, m in inp.terms.items():
-                if src == INPUT or any(o.name == src for o in ops):
+                if src == INPUT or src in relays or any(o.name == src for o in ops):
                     raise LoweringError(f"{name}: the readout may only read spiking populations "
                                         "and token selectors")
                 weights[src] = sp.csr_matrix(m)
@@ -243,10 +315,11 @@ def lower_graph(graph: Graph, *, input_levels: int | None = None) -> FloatProgra
             raise LoweringError(f"{name}: cannot lower node of type '{type(node).__name__}'")
     if not pops:
         raise LoweringError("graph: no spiking neurons to place on cores")
-    missing = set(gate_of) - {p.name for p in pops}
+    missing = set(gate_of) - spiking
     if missing:
         raise LoweringError(f"gated node(s) {', '.join(sorted(missing))} are not spiking "
                             "populations; a token selector can only gate LIF/Threshold nodes")
+    md["low_rank"] = low_rank
     return FloatProgram(populations=tuple(pops), groups=tuple(groups), attention=tuple(ops),
                         readout=readout, input_shape=tuple(input_shape), input_levels=levels,
                         time_steps=time_steps, metadata=md, token_selects=tuple(selects))

@@ -13,6 +13,16 @@ Strategy (greedy, sequential, reproducible, like nengo-loihi's block splitting):
 
 Attention ops need programmable (graded-spike) neurons: on a target with graded spikes each
 gets a core of its own; otherwise they are assumed to run on the chip's embedded x86 cores.
+
+Relay populations (low-rank factors in relay form, graded payloads) are placed exactly like
+LIF populations: one compartment per neuron, its own neuron group (a distinct neuron
+program) on each core it occupies, its incoming synapses stored like any other. Assumed for
+graded payloads (Loihi 2; Intel publishes no per-message costs): a graded spike is one
+message per (source neuron, destination core), so it costs one output axon there and one
+input axon per destination core like a binary spike; the payload travels in the message and
+multiplies the stored weight at the destination, so a synapse entry needs no extra bits
+(same ``weight_bits + index_bits`` as for binary spikes). A relay needs a target with graded
+spikes (``graded_spike_bits`` at least its ``payload_bits``).
 """
 from __future__ import annotations
 
@@ -195,6 +205,12 @@ def partition_program(program: Program, target: HardwareTarget) -> Placement:
     Output axons depend on where the targets land, so placement repeats with each neuron's
     out-degree (in cores) from the previous round as a constraint, until nothing changes.
     """
+    for p in program.populations:
+        if p.graded and p.payload_bits > target.graded_spike_bits:
+            raise CapacityError(f"{p.name}: graded payload bits ({p.payload_bits}) exceeds "
+                                f"graded_spike_bits ({target.graded_spike_bits}) of target "
+                                f"{target.name}; compile the low-rank factors fused "
+                                "(--low-rank fused) for this target")
     incoming: dict[str, list] = {p.name: [] for p in program.populations}
     for g in program.groups:
         if g.kind != "attention":  # realised inside the attention unit

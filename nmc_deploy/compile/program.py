@@ -8,6 +8,11 @@ Two levels:
   fixed point (8-bit weights + shared exponent, decays /4096, threshold mantissa, bias
   mantissa/exponent), per-population pipeline depth and per-group delays.
 
+Population kinds: "lif" and "threshold" emit binary spikes; "relay" (a low-rank factor
+deployed as two synaptic stages, ``lower_graph(..., low_rank="relay")``) emits its integer
+synaptic input as a graded payload each step (Loihi 2 graded spikes): no leak, no threshold,
+no state. Equations in :class:`Population` and :class:`Program`.
+
 On disk (a directory): ``program.json`` (everything but arrays) and ``program.npz`` (weights
 as CSR triplets, biases). Format documented in docs/architecture.md.
 """
@@ -28,11 +33,13 @@ from ..errors import InputFileError
 __all__ = ["FloatPopulation", "FloatGroup", "AttentionOp", "FloatTokenSelect", "TokenSelectOp",
            "Readout", "FloatProgram",
            "Population", "SynapseGroup", "Program", "save_program", "load_program",
-           "PROGRAM_FORMAT", "INPUT"]
+           "PROGRAM_FORMAT", "INPUT", "RELAY", "LOW_RANK_MODES"]
 
 PROGRAM_FORMAT = "nmc-deploy-program"
 PROGRAM_VERSION = 1
 INPUT = "input"  # source name of the graded input (pixel intensities)
+RELAY = "relay"  # population kind of a graded-payload relay (low-rank factor stage)
+LOW_RANK_MODES = ("fused", "relay")  # how low-rank factor pairs are deployed
 
 
 @dataclass(frozen=True)
@@ -42,11 +49,16 @@ class FloatPopulation:
 
     ``x`` is the sum of the incoming groups' ``weight @ source`` (the gain ``r dt/tau`` is
     already folded into the weights), ``bias`` is per neuron.
+
+    Kind "relay": no state and no threshold; per step it outputs ``y = x`` (a real value, the
+    low-rank factor ``V @ s`` of its sources), which its targets read as a graded payload.
+    ``alpha``, ``v_threshold``, ``threshold_ge`` are unused (0, 0, False) and ``bias`` is 0
+    (a factor's bias stays in the expression of its consumer).
     """
 
     name: str
     shape: tuple[int, ...]
-    kind: str  # "lif" | "threshold"
+    kind: str  # "lif" | "threshold" | "relay"
     alpha: float | np.ndarray  # voltage kept per step (1 - dt/tau), scalar or per neuron
     v_threshold: float | np.ndarray  # scalar or per neuron (sLIF)
     threshold_ge: bool
@@ -187,6 +199,19 @@ class Population:
     ``depth`` is the number of synapse stages between the input and this population: its
     spikes for sample step t appear at Lava time step ``1 + depth + t`` (plus the sample's
     offset), and u, v are reset at the first step of each sample window.
+
+    Kind "relay" (our ``GradedRelay`` Process, a Loihi 2 graded-spike neuron like Lava's
+    ``GradedVec`` with ``vth = 0``), per step, no state::
+
+        p = a_in >> payload_shift        (arithmetic shift: floor)
+        send p as a graded payload (a message only where p != 0)
+
+    with ``a_in`` the integer sum of its incoming groups. The compiler bounds the worst case
+    so that ``|p| < 2**(payload_bits - 1)`` (signed graded payload of the target). ``scale``
+    is then the payload units per float unit of the relay value, ``mu / 2**payload_shift``,
+    where ``mu`` scales its incoming (down-factor) weights; ``du, dv, vth, bias_mant,
+    bias_exp`` are 0. Depth: ``1 + max depth of its sources``, as for every population, so
+    a relay adds one step of latency.
     """
 
     name: str
@@ -198,20 +223,29 @@ class Population:
     bias_mant: np.ndarray  # (size,) int
     bias_exp: int
     depth: int
-    scale: float  # lambda: v units per float unit of membrane (for diagnostics)
+    scale: float  # lambda: v units per float unit of membrane (relay: payload units per float)
     layer: str
+    payload_shift: int = 0  # relay only: right shift from a_in to the payload
+    payload_bits: int = 0  # relay only: signed width of its worst-case payload (<= target's)
     gate: str = ""  # token selector gating these (C, N) neurons; see FloatPopulation
 
     @property
     def size(self) -> int:
         return int(np.prod(self.shape))
 
+    @property
+    def graded(self) -> bool:
+        """True for a relay (graded integer payloads), False for binary spikes."""
+        return self.kind == RELAY
+
 
 @dataclass(frozen=True)
 class SynapseGroup:
     """Lava ``Sparse``/``DelaySparse`` fixed point: ``a = (W @ s) << weight_exp`` (or ``>>``),
     arriving ``1 + delay`` steps after the source spiked. ``num_message_bits > 0`` means
-    graded payloads (the input's pixel values, the attention op's counts)."""
+    graded payloads (the input's pixel values, the attention op's counts, a relay's
+    signed payloads): ``W @ p`` with the integer payload ``p`` instead of a sum of the
+    columns of spiking sources."""
 
     name: str
     source: str
@@ -230,6 +264,17 @@ class SynapseGroup:
 
 @dataclass(frozen=True)
 class Program:
+    """The fixed-point program. Per population and step (sample time; see docs/architecture.md)::
+
+        a_in[pop] = sum over groups g into pop of (W_g @ x_src(g)) << weight_exp_g   (>> if < 0)
+
+    with ``x_src`` the input pixels, an attention op's counts, a LIF/threshold population's
+    0/1 spikes, or a relay's payload ``p = a_in[relay] >> payload_shift``. A low-rank factor
+    pair ``W ~ U V`` in relay form is therefore two stages: ``a_in[relay] ~ mu V s`` (down
+    groups, one per source population of the factor's input) and
+    ``a_in[lif] ~ (lam/64) gain U p 2**payload_shift / mu`` (the up group).
+    """
+
     populations: tuple[Population, ...]
     groups: tuple[SynapseGroup, ...]
     attention: tuple[AttentionOp, ...]

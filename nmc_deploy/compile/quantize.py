@@ -13,12 +13,30 @@ Bias: ``bias_mant << bias_exp`` with a 13-bit mantissa.
 Threshold populations whose inputs are small integers (OR of max-pooling) get ``lam = 64``:
 their weights stay exactly 1 and ``v > 64 floor(theta)`` is the exact rule.
 
+Relay populations (low-rank factors in relay form; :class:`~.program.Population`): a relay's
+payload scale ``mu`` (payload units per float unit) is a power of two chosen so that (1) every
+down group ``R_g = mu V_g`` gets ``weight_exp >= 0`` (the largest weight of the group with the
+smallest weights lands in the upper half of the 8-bit grid, so no group floors its sum),
+(2) no group needs ``weight_exp > 7``, and (3) the worst-case payload
+``sum_g (|W_g| @ x_max) << e_g`` fits the target's signed graded-spike payload
+(``payload_bits``, Loihi 2: 24); ``x_max`` per source neuron is ``input_levels``, an
+attention op's largest count, 1 for spikes, or a token selector's largest (ungated) residual
+sum. Its consumer group gets ``R = (lam/64) gain U 2**shift / mu`` per payload unit, where
+``payload_shift`` is the smallest shift >= 0 that lets ``R`` use the full 8-bit grid at
+``weight_exp >= -8`` and keeps the worst-case accumulation ``|W| @ p_max`` within Lava's
+int32 synaptic accumulator.
+
+Token selectors (:class:`~.program.TokenSelectOp`) are quantized and scheduled when first
+needed (``quantize_token_predictor``); one helper, ``src_bits``, gives the message bits of
+every group source: input, attention op, token selector (unsigned) and relay (signed).
+
 Scheduling: ``depth(pop) = 1 + max depth of its sources`` (input: 0; attention op: the depth
 of q); a group from a shallower source gets ``delay = depth(target) - 1 - depth(source)`` so
 all inputs of a population belong to the same sample step (deployment decision 1).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -28,11 +46,12 @@ import scipy.sparse as sp
 
 from ..errors import CapacityError, LoweringError, QuantizationWarning
 from ..simulate.kernels import lava_effective_weights
-from .program import (INPUT, FloatProgram, FloatTokenSelect, Population, Program, SynapseGroup,
-                      TokenSelectOp)
+from .program import (INPUT, RELAY, FloatProgram, FloatTokenSelect, Population, Program,
+                      SynapseGroup, TokenSelectOp)
 
 __all__ = ["quantize_program", "quantize_weights", "QuantizedWeights", "LAVA_LIF",
-           "DEFAULT_VTH_MANT", "quantize_token_predictor", "TOKEN_SELECT"]
+           "DEFAULT_VTH_MANT", "DEFAULT_PAYLOAD_BITS", "SYNAPTIC_ACCUMULATOR_BITS",
+           "quantize_token_predictor", "TOKEN_SELECT"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +73,13 @@ class _LavaLifConstants:
 
 
 LAVA_LIF = _LavaLifConstants()
+DEFAULT_VTH_MANT = 1023  # threshold mantissa: 2**10-1 leaves 128x headroom below 2**23
+# Signed graded-spike payload width of Loihi 2 (hw_targets/loihi2.toml,
+# fixed_point.graded_spike_bits; Lava's Loihi 2 graded path uses num_message_bits = 24).
+DEFAULT_PAYLOAD_BITS = 24
+# Lava's Sparse/DelaySparse bit-accurate models accumulate W @ s in int32 (a_buff), so a
+# graded group's worst-case sum must stay below 2**31 for Lava to equal the int64 reference.
+SYNAPTIC_ACCUMULATOR_BITS = 32
 
 
 @dataclass(frozen=True)
@@ -102,7 +128,6 @@ def quantize_token_predictor(sel: FloatTokenSelect, time_steps: int) -> dict:
     return {"w1": w1q, "b1": b1q, "h_shift": s1 - g, "lut": lut, "lut_min": lut_min,
             "w_score": np.round(wd * 2.0 ** s3).astype(np.int64),
             "b_score": int(round(bd * 2.0 ** (s3 + g)))}
-DEFAULT_VTH_MANT = 1023  # threshold mantissa: 2**10-1 leaves 128x headroom below 2**23
 
 
 @dataclass(frozen=True)
@@ -168,17 +193,91 @@ def _message_bits(max_value: int) -> int:
     return max(1, int(math.ceil(math.log2(max_value + 1))))
 
 
+def _grid_top(data: np.ndarray, weight_bits: int) -> int:
+    """Largest magnitude on Lava's grid for these weights (254 mixed, 255 one sign)."""
+    mixed = data.size and data.min() < 0 < data.max()
+    return 2 ** weight_bits - (2 if mixed else 1)
+
+
+def _accumulation_bound(qw: QuantizedWeights, x_max: np.ndarray) -> np.ndarray:
+    """Per target neuron, the largest ``|(W @ x) << weight_exp|`` for ``|x| <= x_max``."""
+    acc = np.asarray(abs(qw.weights).astype(np.int64) @ x_max.astype(np.int64)).ravel()
+    return acc << qw.weight_exp if qw.weight_exp > 0 else -((-acc) >> -qw.weight_exp)
+
+
+@dataclass(frozen=True)
+class _RelayScale:
+    mu: float  # payload units (before the shift) per float unit of the relay value
+    payload_max: int  # worst-case |a_in| of the relay (before the shift)
+    shift: int | None = None  # fixed by the first consumer group
+
+
+def _quantize_relay(p, gs, weight_bits: int, payload_bits: int, source_max):
+    """Choose the relay scale ``mu`` and quantize its down groups (module docstring)."""
+    limit = 2 ** (payload_bits - 1) - 1
+    max_abs = [float(np.abs(g.weight.data).max()) for g in gs if g.weight.nnz]
+    if not max_abs:
+        raise LoweringError(f"{p.name}: low-rank relay has no nonzero incoming weights")
+    top = min(_grid_top(g.weight.data, weight_bits) for g in gs if g.weight.nnz)
+    # (1) the smallest group's largest weight in (top/2, top]: every weight_exp >= 0
+    exp_mu = math.floor(math.log2(top / min(max_abs)))
+    # (2) the largest group's weight_exp <= weight_exp_max
+    exp_mu = min(exp_mu, math.floor(math.log2(top * 2.0 ** LAVA_LIF.weight_exp_max /
+                                              max(max_abs))))
+    while True:  # (3) the worst-case payload fits the graded-spike payload
+        mu = 2.0 ** exp_mu
+        qws = [quantize_weights(g.weight * mu, weight_bits) for g in gs]
+        bound = sum(_accumulation_bound(q, source_max(g.source)) for q, g in zip(qws, gs))
+        payload_max = int(np.max(bound, initial=0))
+        if payload_max <= limit:
+            return mu, payload_max, qws
+        exp_mu -= max(1, math.ceil(math.log2(payload_max / limit)))
+
+
+def _relay_shift(real: sp.csr_matrix, relay: _RelayScale, weight_bits: int) -> int:
+    """Smallest right shift of the payload that lets ``real`` (weights per unshifted payload
+    unit) use the full grid at ``weight_exp >= weight_exp_min``, with the worst-case
+    accumulation ``|W| @ p_max`` (and its left shift) inside Lava's int32 accumulator."""
+    real = sp.csr_matrix(real)
+    if real.nnz == 0:
+        return 0
+    top = _grid_top(real.data, weight_bits)
+    finest = top * 2.0 ** (LAVA_LIF.weight_exp_min - 1)  # max|R| above this: exp >= min
+    need = finest / float(np.abs(real.data).max())
+    shift = max(0, math.floor(math.log2(need)) + 1) if need >= 1 else 0
+    acc_limit = 2 ** (SYNAPTIC_ACCUMULATOR_BITS - 1) - 1
+    while True:
+        qw = quantize_weights(real * 2.0 ** shift, weight_bits)
+        p_max = np.full(real.shape[1], relay.payload_max >> shift, np.int64)
+        acc = np.asarray(abs(qw.weights).astype(np.int64) @ p_max).max(initial=0)
+        if acc << max(qw.weight_exp, 0) <= acc_limit or relay.payload_max >> shift == 0:
+            return shift
+        shift += 1
+
+
 def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int = 62,
-                     vth_mant: int = DEFAULT_VTH_MANT) -> Program:
-    """Quantize and schedule ``fp`` (not modified). See the module docstring."""
+                     vth_mant: int = DEFAULT_VTH_MANT,
+                     payload_bits: int = DEFAULT_PAYLOAD_BITS) -> Program:
+    """Quantize and schedule ``fp`` (not modified). See the module docstring.
+
+    ``payload_bits`` is the target's graded-spike payload width (``graded_spike_bits``);
+    relay populations need it to be positive.
+    """
     if not 0 < vth_mant <= LAVA_LIF.max_vth:
         raise LoweringError(f"vth_mant ({vth_mant}) outside 1..{LAVA_LIF.max_vth}")
+    has_relay = any(p.kind == RELAY for p in fp.populations)
+    if has_relay and payload_bits < 2:
+        raise LoweringError(f"program: low-rank relays need graded spikes, but payload_bits "
+                            f"({payload_bits}) is below 2; compile with low_rank='fused' "
+                            "(--low-rank fused) for this target")
+    relays: dict[str, _RelayScale] = {}
     op_names = {op.name: op for op in fp.attention}
     incoming: dict[str, list] = {p.name: [] for p in fp.populations}
     for g in fp.groups:
         incoming[g.target].append(g)
 
     depth: dict[str, int] = {}
+    relay_names = {p.name for p in fp.populations if p.kind == RELAY}
     sel_float = {t.name: t for t in fp.token_selects}
     sel_q: dict[str, TokenSelectOp] = {}
 
@@ -191,6 +290,12 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
             return _message_bits(op.n_tokens * (op.dim // op.num_heads))
         if src in sel_float:
             return selector(src).num_message_bits
+        if src in relays:  # signed payload after the shift (fixed by its first consumer)
+            r = relays[src]
+            if r.shift is None:
+                raise LoweringError(f"{src}: low-rank relay read before its payload shift "
+                                    "is fixed")
+            return _message_bits(r.payload_max >> r.shift) + 1
         return 0
 
     def selector(name: str) -> TokenSelectOp:
@@ -202,6 +307,8 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
         inputs, max_value = [], 0
         for g in t.inputs:
             w = g.weight
+            if g.source in relay_names:
+                raise LoweringError(f"{g.name}: a token selector cannot read a low-rank relay")
             if not (np.all(w.data == np.round(w.data)) and np.all(w.data >= 0)
                     and w.data.max(initial=0) <= 2 ** weight_bits - 1):
                 raise LoweringError(f"{g.name}: token selector inputs need non-negative integer "
@@ -234,9 +341,27 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
             ds = {depth[op.q], depth[op.k], depth[op.v]}
             if len(ds) != 1:
                 raise LoweringError(f"{src}: q, k and v arrive at different pipeline depths "
-                                    f"({sorted(ds)})")
+                                    f"({sorted(ds)}); low-rank relays add one step each: "
+                                    "factorize q, k and v alike or use low_rank='fused'")
             return ds.pop()
         return depth[src]
+
+    def source_max(src: str) -> np.ndarray:
+        """Largest |payload| per neuron of a group source (before a relay consumer reads it)."""
+        if src == INPUT:
+            return np.full(int(np.prod(fp.input_shape)), fp.input_levels, np.int64)
+        if src in op_names:
+            op = op_names[src]
+            return np.full(op.dim * op.n_tokens, op.n_tokens * (op.dim // op.num_heads),
+                           np.int64)
+        if src in sel_float:  # gated stream: at most the ungated sum of its inputs
+            sel = selector(src)
+            bound = np.zeros(sel.dim * sel.n_tokens, np.int64)
+            for g in sel.inputs:
+                bound += np.asarray(abs(g.weights).astype(np.int64) @ source_max(g.source),
+                                    np.int64).ravel()
+            return bound
+        return np.ones(fp.population(src).size, np.int64)  # binary spikes
 
     pops_q, groups_q = [], []
     diagnostics = {"zeroed_weights": 0, "clipped_weights": 0, "clipped_biases": 0,
@@ -246,12 +371,35 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
         if not gs:
             raise LoweringError(f"{p.name}: population has no incoming synapses")
         depth[p.name] = 1 + max(src_depth(g.source) for g in gs)
+        if p.kind == RELAY:  # graded relay of a low-rank factor (module docstring)
+            mu, payload_max, qws = _quantize_relay(p, gs, weight_bits, payload_bits,
+                                                   source_max)
+            relays[p.name] = _RelayScale(mu, payload_max)
+            pops_q.append(Population(
+                name=p.name, shape=p.shape, kind=p.kind, du=0, dv=0, vth=0,
+                bias_mant=np.zeros(p.size, np.int64), bias_exp=0, depth=depth[p.name],
+                scale=mu, layer=p.name, payload_shift=0,
+                payload_bits=_message_bits(payload_max) + 1))
+            for g, qw in zip(gs, qws):
+                diagnostics["zeroed_weights"] += qw.zeroed
+                diagnostics["clipped_weights"] += qw.clipped
+                delay = depth[p.name] - 1 - src_depth(g.source)
+                if delay > max_delay:
+                    raise CapacityError(f"{g.name}: synaptic delay ({delay}) exceeds "
+                                        f"max_synaptic_delay ({max_delay}); the model is too "
+                                        "deep for residual alignment by delays")
+                groups_q.append(SynapseGroup(
+                    name=g.name, source=g.source, target=g.target, weights=qw.weights,
+                    weight_exp=qw.weight_exp, num_message_bits=src_bits(g.source),
+                    delay=delay, layer=g.layer, kind=g.kind))
+            continue
         per_neuron_th = isinstance(p.v_threshold, np.ndarray)
         # exact integer rule: non-negative integer weights (Lava's excitatory grid) and a
         # threshold below 64, so a sub-threshold v = 64*count decays to 0 with dv = 4095
         integer_or = (p.kind == "threshold" and not per_neuron_th and np.all(p.bias == 0) and
                       math.floor(p.v_threshold) < 2 ** LAVA_LIF.act_shift and all(
                           g.source != INPUT and g.source not in op_names and
+                          g.source not in relays and
                           np.all(g.weight.data == np.round(g.weight.data)) and
                           np.all(g.weight.data >= 0) and
                           g.weight.data.max(initial=0) <= 2 ** weight_bits - 1 for g in gs))
@@ -305,6 +453,17 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
         row_scale = sp.diags(np.broadcast_to(lam / 2 ** LAVA_LIF.act_shift, (p.size,)))
         for g in gs:
             real = row_scale @ g.weight
+            if g.source in relays:  # per payload unit: x = p 2**shift / mu
+                r = relays[g.source]
+                real = sp.csr_matrix(real / r.mu)
+                if r.shift is None:  # the first consumer fixes the relay's shift
+                    r = relays[g.source] = dataclasses.replace(
+                        r, shift=_relay_shift(real, r, weight_bits))
+                    i = next(i for i, q in enumerate(pops_q) if q.name == g.source)
+                    pops_q[i] = dataclasses.replace(
+                        pops_q[i], payload_shift=r.shift, scale=r.mu / 2 ** r.shift,
+                        payload_bits=_message_bits(r.payload_max >> r.shift) + 1)
+                real = real * 2.0 ** r.shift
             qw = quantize_weights(real, weight_bits)
             diagnostics["zeroed_weights"] += qw.zeroed
             if g.weight.nnz and qw.zeroed > 0.05 * g.weight.nnz:
@@ -338,6 +497,9 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
         warnings.warn(f"{diagnostics['clipped_weights']} weights clipped to the 8-bit range",
                       QuantizationWarning, stacklevel=2)
     md = dict(fp.metadata)
+    unused = [name for name, r in relays.items() if r.shift is None]
+    if unused:
+        raise LoweringError(f"{unused[0]}: low-rank relay feeds no population")
     md["quantization"] = {"weight_bits": weight_bits, "vth_mant": vth_mant,
                           "zeroed_weights": diagnostics["zeroed_weights"],
                           "clipped_weights": diagnostics["clipped_weights"],

@@ -33,6 +33,13 @@ Latency (estimated)::
     sample_us = (time_steps + pipeline_depth) * step_ns / 1000
 
 where a layer's synaptic operations count for its destination population.
+
+Relay populations (low-rank factors in relay form; activity entries with ``kind`` "relay")
+are priced like neurons: a nonzero graded payload counts as one spike (one message), a
+payload event costs one synaptic op per nonzero weight it reaches (as a binary spike does;
+the multiplication by the payload is assumed free), and each relay neuron costs one neuron
+update per step (active when its input is nonzero). Intel publishes no separate graded-spike
+figures, so this is an assumption and the report says so.
 """
 from __future__ import annotations
 
@@ -47,7 +54,10 @@ __all__ = ["REPORT_VERSION", "LAYER_KINDS", "MEASURED", "ESTIMATED", "COMPILED",
 
 REPORT_VERSION = 1
 # "tokens": synapses fed by a token selector's gated stream (graded residual sums, priced as
-# accumulates like every non-encoding synaptic op)
+# accumulates like every non-encoding synaptic op). Low-rank relays add no layer kind: the
+# groups into a relay are "encoding" (from the input), "tokens" (from a selector) or
+# "synapses", the group out of a relay is "synapses" (its graded payload priced like a spike;
+# module docstring), and the relay itself is an activity population with kind "relay".
 LAYER_KINDS = ("encoding", "synapses", "attention", "tokens")
 MEASURED = "measured (simulated activity)"
 ESTIMATED = "estimated (model)"
@@ -65,7 +75,9 @@ def estimate_costs(activity: dict, program_summary: dict, target: HardwareTarget
     activity
         ``{"backend": str, "samples": int, "time_steps": int, "pipeline_depth": int,
         "layers": [{"name", "kind", "synops", "synapses", "population"}],
-        "populations": [{"name", "neurons", "spikes", "neuron_updates", "active_updates"}]}``.
+        "populations": [{"name", "neurons", "spikes", "neuron_updates", "active_updates"}]}``
+        (a population may carry ``"kind": "relay"``; optional ``token_selectors`` and
+        ``synops_without_token_selection`` from a run with token selectors).
         Counts are totals over all samples and steps; ``kind`` is one of :data:`LAYER_KINDS`.
         A missing ``pipeline_depth`` is taken as 0 (and said so in the assumptions).
     program_summary
@@ -172,6 +184,14 @@ def estimate_costs(activity: dict, program_summary: dict, target: HardwareTarget
     sources["latency"] = [f"{f} = {getattr(target, f):g} ns: {target.source_of(f)}"
                           for f in _TIMING_FIELDS]
 
+    relays = [p.get("name") for p in activity.get("populations", [])
+              if isinstance(p, dict) and p.get("kind") == "relay"]
+    if relays:
+        assumptions.append(
+            f"{len(relays)} graded relay population(s) (low-rank factors as two synaptic "
+            "stages): a nonzero payload counts as one spike message, each nonzero weight it "
+            "reaches as one synaptic op (as for a binary spike), each relay neuron as one "
+            "neuron update per step; Intel publishes no separate graded-spike costs.")
     assumptions[:0] = [
         f"Synaptic operations, spikes and neuron updates were counted by the '{run['backend']}' "
         f"simulator over {samples} samples x {steps} time steps: measured in simulation, "

@@ -11,10 +11,13 @@ imports Lava. Mapping:
 * synapse group: ``Sparse`` (delay 0) or ``DelaySparse`` (delay > 0), with the program's
   integer weights, ``weight_exp``, ``num_weight_bits=8`` and ``num_message_bits``;
 * attention op: our ``SpikeAttention`` Process, whose output drives the attention LIF;
+* relay population (low-rank factor stage): our ``GradedRelay`` Process; the groups it
+  feeds are Sparse/DelaySparse with ``num_message_bits > 0`` (graded payloads);
 * token selector: our ``TokenSelectProcess`` (buffers a sample, decides, re-emits the kept
   tokens' stream as graded payloads); the populations it gates are ``LIFResetGated``,
   whose ``gate_in`` receives its keep mask;
-* recording: one ``SpikeRecorder`` per population writes its raster to a temporary file.
+* recording: one ``SpikeRecorder`` per spiking population writes its raster to a temporary
+  file; a ``GradedRecorder`` (int32 payloads) per relay and per token selector output.
 
 Samples run back to back with period T: a population of depth d holds sample k, step t at
 Lava time step ``1 + d + k T + t``. The run lasts ``n T + pipeline depth`` steps.
@@ -40,7 +43,7 @@ from lava.proc.io.source import RingBuffer  # noqa: E402
 from lava.proc.lif.process import LIFReset  # noqa: E402
 from lava.proc.sparse.process import DelaySparse, Sparse  # noqa: E402
 
-from .lava_procs.processes import (GradedRecorder, LIFResetGated,  # noqa: E402
+from .lava_procs.processes import (GradedRecorder, GradedRelay, LIFResetGated,  # noqa: E402
                                    LIFResetPerNeuronDecay, PyDelaySparseModelBitAccCached,
                                    SpikeAttention, SpikeRecorder, TokenSelectProcess)
 
@@ -63,6 +66,10 @@ def build_network(program: Program, images: np.ndarray, record_dir: Path):
     lifs = {}
     sels = {t.name: t for t in program.token_selects}
     for p in program.populations:
+        if p.graded:  # a low-rank relay: graded payloads, no state (never gated)
+            lifs[p.name] = GradedRelay(shape=(p.size,), payload_shift=p.payload_shift,
+                                       name=p.name)
+            continue
         kwargs = dict(shape=(p.size,), du=p.du, dv=p.dv, vth=p.vth,
                       bias_mant=np.asarray(p.bias_mant, np.int64).astype(np.int32),
                       bias_exp=np.full(p.size, p.bias_exp, np.int32),
@@ -121,8 +128,9 @@ def build_network(program: Program, images: np.ndarray, record_dir: Path):
         connect_group(g, lifs[g.target].a_in)
     recorders = {}
     for i, p in enumerate(program.populations):
-        rec = SpikeRecorder(shape=(p.size,), num_steps=num_steps,
-                            path=str(record_dir / f"pop{i}.npy"), name=f"rec:{p.name}")
+        recorder = GradedRecorder if p.graded else SpikeRecorder
+        rec = recorder(shape=(p.size,), num_steps=num_steps,
+                       path=str(record_dir / f"pop{i}.npy"), name=f"rec:{p.name}")
         lifs[p.name].s_out.connect(rec.a_in)
         recorders[p.name] = (rec, record_dir / f"pop{i}.npy")
     for i, t in enumerate(program.token_selects):
@@ -165,14 +173,18 @@ def simulate_lava(program: Program, images: np.ndarray, *,
                 source.stop()
             except Exception:
                 pass
-        spikes = {}
+        spikes, payloads = {}, {}
         for p in program.populations:
             path = recorders[p.name][1]
             if not path.exists():
                 raise SimulationError(f"lava: population '{p.name}' recorded nothing")
-            raster = np.unpackbits(np.load(path), axis=1, count=p.size).astype(bool)
+            if p.graded:
+                raster = np.load(path).astype(np.int64)
+            else:
+                raster = np.unpackbits(np.load(path), axis=1, count=p.size).astype(bool)
             window = raster[p.depth:p.depth + n * T]  # Lava step 1+d+kT+t -> row d+kT+t
-            spikes[p.name] = window.reshape(n, T, p.size).transpose(1, 0, 2)
+            (payloads if p.graded else spikes)[p.name] = \
+                window.reshape(n, T, p.size).transpose(1, 0, 2)
         sel_counts, masks = {}, {}
         for t in program.token_selects:
             _, path, mpath = recorders[t.name]
@@ -186,4 +198,5 @@ def simulate_lava(program: Program, images: np.ndarray, *,
     logits = _readout(program.readout, {**counts, **sel_counts}, T, n)
     stats = {"backend": "lava", "samples": n, "time_steps": T, "lava_steps": num_steps,
              "seconds": time.perf_counter() - t0}
-    return SimulationResult(spikes, counts, logits, stats, masks, sel_counts)
+    return SimulationResult(spikes, counts, logits, stats, token_masks=masks,
+                            selector_counts=sel_counts, payloads=payloads)

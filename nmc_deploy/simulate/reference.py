@@ -6,7 +6,10 @@ compiler's delays make every input of a population belong to the same sample ste
 every population is reset at the start of its window, so a Lava run of many samples equals
 this per-sample computation exactly (docs/architecture.md, "Time"). Per population, the
 synaptic input of all T steps is computed with one sparse product, then the LIF runs
-step by step, vectorised over batch and neurons.
+step by step, vectorised over batch and neurons. A relay population (kind "relay") has no
+state: its output is its integer synaptic input shifted right by ``payload_shift``, a graded
+payload that its targets read like the pixel input (``W @ p``); the float simulator passes
+the real value through.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..compile.program import INPUT, FloatProgram, Program
+from ..compile.program import INPUT, RELAY, FloatProgram, Program
 from .kernels import (attention_counts, lif_fixed_step, synaptic_input, token_scores_fixed,
                       token_scores_float, top_k_mask)
 
@@ -30,6 +33,13 @@ class SimulationResult:
     stats: dict = field(default_factory=dict)
     token_masks: dict[str, np.ndarray] = field(default_factory=dict)  # selector -> (B, N) bool
     selector_counts: dict[str, np.ndarray] = field(default_factory=dict)  # -> (B, dim*N)
+    # relay population -> (T, B, size) graded payloads: int64 (fixed point) or float64
+    # (float simulator); empty if not recorded. Relays have no entry in spikes/counts.
+    payloads: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def outputs(self) -> dict[str, np.ndarray]:
+        """Every population's recorded output: spikes and relay payloads."""
+        return {**self.spikes, **self.payloads}
 
     @property
     def predictions(self) -> np.ndarray:
@@ -48,16 +58,18 @@ def _inputs_of(program, images):
 class _Sources:
     """Payloads of group sources for all steps of a batch, as (n_src, T*B) columns t-major.
 
-    The input pixels repeated over T; a population's spikes; an attention op's counts
-    (computed once, its accumulate count in ``op_stats``); a token selector's gated stream
-    (computed once: its keep mask goes to ``masks``, its work to ``sel_stats``).
-    ``fixed`` selects the integer or the float token selector.
+    The input pixels repeated over T; a population's spikes; a relay's graded payloads
+    (stored by :meth:`relay`); an attention op's counts (computed once, its accumulate count
+    in ``op_stats``); a token selector's gated stream (computed once: its keep mask goes to
+    ``masks``, its work to ``sel_stats``). ``fixed`` selects the integer or the float token
+    selector and relay.
     """
 
     def __init__(self, program, x, T, dtype, fixed: bool, selection: bool = True):
         self.program, self.x, self.T, self.dtype, self.fixed = program, x, T, dtype, fixed
         self.selection = selection
-        self.spikes: dict[str, np.ndarray] = {}
+        self.spikes: dict[str, np.ndarray] = {}  # pop -> (T, B, n) bool
+        self.payloads: dict[str, np.ndarray] = {}  # relay -> (T, B, n) int64 / float64
         self.ops = {op.name: op for op in program.attention}
         self.sels = {t.name: t for t in program.token_selects}
         self.out: dict[str, np.ndarray] = {}
@@ -82,7 +94,17 @@ class _Sources:
             if src not in self.out:
                 self.out[src] = self._select(self.sels[src])
             return self.out[src]
+        if src in self.payloads:
+            return self.payloads[src].reshape(T * B, -1).T.astype(self.dtype, copy=False)
         return self.spikes[src].reshape(T * B, -1).T.astype(self.dtype)
+
+    def relay(self, pop, a_in: np.ndarray) -> np.ndarray:
+        """Store and return the (T, B, n) payloads of relay ``pop`` for its synaptic input
+        ``a_in``: ``a_in >> payload_shift`` in fixed point (no state); the real value in
+        float."""
+        out = a_in >> pop.payload_shift if self.fixed else a_in
+        self.payloads[pop.name] = out
+        return out
 
     def _select(self, sel) -> np.ndarray:
         T, B = self.T, self.x.shape[0]
@@ -142,6 +164,8 @@ def simulate_reference(program: Program, images: np.ndarray, *, record: bool = T
 def _merge(parts: list[SimulationResult]) -> SimulationResult:
     first = parts[0]
     spikes = {k: np.concatenate([p.spikes[k] for p in parts], axis=1) for k in first.spikes}
+    payloads = {k: np.concatenate([p.payloads[k] for p in parts], axis=1)
+                for k in first.payloads}
     counts = {k: np.concatenate([p.counts[k] for p in parts], axis=0) for k in first.counts}
     logits = np.concatenate([p.logits for p in parts], axis=0)
     masks = {k: np.concatenate([p.token_masks[k] for p in parts], axis=0)
@@ -162,7 +186,8 @@ def _merge(parts: list[SimulationResult]) -> SimulationResult:
     stats["samples"] = int(sum(p.stats["samples"] for p in parts))
     for f in ("u_wraps", "v_saturations"):
         stats[f] = int(sum(p.stats[f] for p in parts))
-    return SimulationResult(spikes, counts, logits, stats, masks, sel_counts)
+    return SimulationResult(spikes, counts, logits, stats, token_masks=masks,
+                            selector_counts=sel_counts, payloads=payloads)
 
 
 def _simulate_fixed(program: Program, images: np.ndarray, record: bool,
@@ -171,7 +196,7 @@ def _simulate_fixed(program: Program, images: np.ndarray, record: bool,
     B = images.shape[0]
     x = _inputs_of(program, images)  # (B, n_in) pixel integers
     src = _Sources(program, x, T, np.int64, fixed=True, selection=token_selection)
-    spikes = src.spikes  # pop -> (T, B, n) bool
+    spikes = src.spikes  # pop -> (T, B, n) bool; relay payloads in src.payloads
     by_target: dict[str, list] = {}
     for g in program.groups:
         by_target.setdefault(g.target, []).append(g)
@@ -196,6 +221,13 @@ def _simulate_fixed(program: Program, images: np.ndarray, record: bool,
                 fanout = np.diff(g.weights.tocsc().indptr)  # nonzero weights per source neuron
                 entry["synops"] += int(fanout @ (s != 0).sum(axis=1))
         a_in = a_total.T.reshape(T, B, n)
+        if pop.kind == RELAY:  # graded payload, no state: p = a_in >> payload_shift
+            out = src.relay(pop, a_in)
+            pop_stats.append({"name": pop.name, "kind": RELAY, "neurons": n,
+                              "spikes": int(np.count_nonzero(out)),  # payload messages
+                              "neuron_updates": n * T * B,
+                              "active_updates": int(np.count_nonzero(a_in))})
+            continue
         gate = src.gate(pop)  # (B, n) bool or None
         u = np.zeros((B, n), np.int64)
         v = np.zeros((B, n), np.int64)
@@ -224,8 +256,9 @@ def _simulate_fixed(program: Program, images: np.ndarray, record: bool,
              "populations": pop_stats, "u_wraps": u_wraps, "v_saturations": v_sats}
     if program.token_selects:
         stats["token_selectors"] = [src.sel_stats[t.name] for t in program.token_selects]
-    return SimulationResult(spikes if record else {}, counts, logits, stats, dict(src.masks),
-                            sel_counts)
+    return SimulationResult(spikes if record else {}, counts, logits, stats,
+                            token_masks=dict(src.masks), selector_counts=sel_counts,
+                            payloads=src.payloads if record else {})
 
 
 def _readout(readout, counts, T, B) -> np.ndarray:
@@ -245,7 +278,12 @@ def simulate_float(fp: FloatProgram, images: np.ndarray, *, batch_size: int = 25
         {k: np.concatenate([r.spikes[k] for r in res], axis=1) for k in res[0].spikes},
         {k: np.concatenate([r.counts[k] for r in res], axis=0) for k in res[0].counts},
         np.concatenate([r.logits for r in res], axis=0), {"backend": "float"},
-        {k: np.concatenate([r.token_masks[k] for r in res], axis=0) for k in res[0].token_masks})
+        token_masks={k: np.concatenate([r.token_masks[k] for r in res], axis=0)
+                     for k in res[0].token_masks},
+        selector_counts={k: np.concatenate([r.selector_counts[k] for r in res], axis=0)
+                         for k in res[0].selector_counts},
+        payloads={k: np.concatenate([r.payloads[k] for r in res], axis=1)
+                  for k in res[0].payloads})
 
 
 def _simulate_float(fp: FloatProgram, images) -> SimulationResult:
@@ -263,6 +301,9 @@ def _simulate_float(fp: FloatProgram, images) -> SimulationResult:
         for g in by_target[pop.name]:
             drive += np.asarray(g.weight @ src(g.source))
         drive = drive.T.reshape(T, B, n)
+        if pop.kind == RELAY:  # the real factor output, passed on as a graded value
+            src.relay(pop, drive)
+            continue
         gate = src.gate(pop)
         v = np.zeros((B, n))
         out = np.zeros((T, B, n), bool)
@@ -277,4 +318,5 @@ def _simulate_float(fp: FloatProgram, images) -> SimulationResult:
     counts = {k: s.sum(axis=0) for k, s in spikes.items()}
     sel_counts = src.selector_counts()
     return SimulationResult(spikes, counts, _readout(fp.readout, {**counts, **sel_counts}, T, B),
-                            {}, dict(src.masks), sel_counts)
+                            {}, token_masks=dict(src.masks), selector_counts=sel_counts,
+                            payloads=src.payloads)

@@ -10,6 +10,16 @@ SpikeRecorder
     Stores the spikes it receives each step and, at step ``num_steps``, writes them as a
     bit-packed ``.npy`` file (one row per step). This avoids ``Var.get``, which moves
     values one at a time over a pipe.
+GradedRelay
+    A low-rank factor stage (Loihi 2 graded-spike neuron; Lava's ``GradedVec`` with
+    ``vth = 0`` plus a right shift): per step ``p = a_in >> payload_shift`` (arithmetic),
+    sent at the same step as a graded payload; no state, no threshold.
+TokenSelectProcess, LIFResetGated
+    A SparseSpikformer token selector on an embedded core and the LIF populations it gates
+    (see their docstrings).
+GradedRecorder
+    Like SpikeRecorder for graded payloads (relays, token selector outputs): an int32
+    ``.npy`` file (one row per step).
 """
 import warnings
 
@@ -91,6 +101,30 @@ class PySpikeRecorderModel(PyLoihiProcessModel):
             self._buffer[step] = s != 0
         if self.time_step == self._buffer.shape[0]:
             np.save(self.proc_params["path"], np.packbits(self._buffer, axis=1))
+
+
+class GradedRelay(AbstractProcess):
+    """Graded relay of a low-rank factor; see the module docstring for the dynamics."""
+
+    def __init__(self, *, shape, payload_shift: int = 0, name: str = None):
+        super().__init__(shape=shape, payload_shift=payload_shift, name=name)
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+
+
+@implements(proc=GradedRelay, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyGradedRelayModelFixed(PyLoihiProcessModel):
+    """``s_out = a_in >> payload_shift`` each step (bit-accurate; int32 like Lava's
+    GradedVec fixed-point model)."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+
+    def run_spk(self):
+        a = np.asarray(self.a_in.recv()).astype(np.int64)
+        self.s_out.send((a >> int(self.proc_params["payload_shift"])).astype(np.int32))
 
 
 from lava.proc.sparse.models import PyDelaySparseModelBitAcc  # noqa: E402
