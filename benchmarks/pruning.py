@@ -117,6 +117,21 @@ def run_seed(seed: int, out: Path, only: str | None = None) -> None:
             add(f"tokens r = {keep}", res.model, t0,
                 kept_tokens=res.log[-1]["kept_tokens"])
 
+    def dsp_rows():
+        for label, kw in DSP_SETTINGS:
+            for slif in (False, True):
+                t0 = time.perf_counter()
+                m = convert_to_slif(base) if slif else base
+                res = run_dsp(m, data, finetune_epochs=FINETUNE_EPOCHS, seed=seed, **kw)
+                add(f"DSP {label}{' + sLIF' if slif else ''}", res.model, t0)
+                add(f"DSP {label}{' + sLIF' if slif else ''} (relay)", res.model,
+                    time.perf_counter(), low_rank="relay")
+
+    if only == "dsp":
+        dsp_rows()
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"seed{seed}-dsp.json").write_text(json.dumps(rows, indent=1))
+        return
     if only == "tokens":
         token_rows()
         out.mkdir(parents=True, exist_ok=True)
@@ -147,14 +162,7 @@ def run_seed(seed: int, out: Path, only: str | None = None) -> None:
             res = run_l1p(m, data, sparsity=level, finetune_epochs=FINETUNE_EPOCHS, seed=seed)
             add(f"L1P {int(level * 100)}%{' + sLIF' if slif else ''}", res.model, t0,
                 sparsity=level)
-    for label, kw in DSP_SETTINGS:
-        for slif in (False, True):
-            t0 = time.perf_counter()
-            m = convert_to_slif(base) if slif else base
-            res = run_dsp(m, data, finetune_epochs=FINETUNE_EPOCHS, seed=seed, **kw)
-            add(f"DSP {label}{' + sLIF' if slif else ''}", res.model, t0)
-            add(f"DSP {label}{' + sLIF' if slif else ''} (relay)", res.model,
-                time.perf_counter(), low_rank="relay")
+    dsp_rows()
     token_rows()
     out.mkdir(parents=True, exist_ok=True)
     (out / f"seed{seed}.json").write_text(json.dumps(rows, indent=1))
@@ -164,7 +172,7 @@ def aggregate(out: Path) -> None:
     runs = []
     for p in sorted(out.glob("seed[0-9].json")) + sorted(out.glob("seed[0-9][0-9].json")):
         rows = {r["row"]: r for r in json.loads(p.read_text())}
-        for part in ("lth", "tokens"):  # later partial runs replace or add their rows
+        for part in ("lth", "tokens", "dsp"):  # later partial runs replace or add their rows
             extra = p.with_name(f"{p.stem}-{part}.json")
             if extra.exists():
                 rows.update({r["row"]: r for r in json.loads(extra.read_text())
@@ -227,7 +235,7 @@ def main():
     r = sub.add_parser("run")
     r.add_argument("--seed", type=int, required=True)
     r.add_argument("--out", type=Path, default=Path("bench_pruning"))
-    r.add_argument("--only", choices=["lth", "tokens"], default=None,
+    r.add_argument("--only", choices=["lth", "tokens", "dsp"], default=None,
                    help="run only the LTH rows (+ LTH + tokens) or only the token rows (written "
                         "as seed<N>-lth.json / seed<N>-tokens.json; aggregate merges them)")
     a = sub.add_parser("aggregate")
