@@ -16,7 +16,7 @@ from ..errors import GraphError
 
 __all__ = ["Node", "Input", "Output", "Affine", "Conv1d", "Conv2d", "Scale", "SumPool2d",
            "Threshold", "Flatten", "LIF", "Integrator", "SpikingSelfAttention", "TokenSelect",
-           "NODE_TYPES",
+           "IF", "LI", "CubaLIF", "CubaLI", "Delay", "AvgPool2d", "NODE_TYPES",
            "conv_output_hw"]
 
 
@@ -280,6 +280,134 @@ class LIF(Node):
     output_shape = property(lambda self: self.tau.shape)
 
 
+def _neuron_arrays(node, names: tuple[str, ...], kind: str) -> None:
+    """Freeze the float64 parameter arrays of a neuron node; all must share one shape."""
+    shapes = set()
+    for name in names:
+        arr = _frozen_array(getattr(node, name), np.float64)
+        object.__setattr__(node, name, arr)
+        shapes.add(arr.shape)
+    if len(shapes) != 1:
+        raise GraphError(f"{kind}: parameter shapes differ ({sorted(shapes)}); "
+                         f"all of {', '.join(names)} need one shape")
+    for name in names:
+        if name.startswith("tau") and np.any(getattr(node, name) <= 0):
+            raise GraphError(f"{kind}: {name} must be positive")
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class IF(Node):
+    """Integrate-and-fire (NIR ``IF``): dv/dt = r I; spike when v > v_threshold, v <- v_reset.
+
+    Forward Euler with step dt: ``v[t] = v[t-1] + r dt x[t]``.
+    """
+
+    r: np.ndarray
+    v_threshold: np.ndarray
+    v_reset: np.ndarray
+
+    def __post_init__(self):
+        _neuron_arrays(self, ("r", "v_threshold", "v_reset"), "IF")
+
+    input_shape = property(lambda self: self.r.shape)
+    output_shape = property(lambda self: self.r.shape)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class LI(Node):
+    """Leaky integrator (NIR ``LI``): tau dv/dt = (v_leak - v) + r I; output v (no spikes).
+
+    Forward Euler: ``v[t] = (1 - dt/tau) v[t-1] + (r dt/tau) x[t] + (dt/tau) v_leak``.
+    """
+
+    tau: np.ndarray
+    r: np.ndarray
+    v_leak: np.ndarray
+
+    def __post_init__(self):
+        _neuron_arrays(self, ("tau", "r", "v_leak"), "LI")
+
+    input_shape = property(lambda self: self.tau.shape)
+    output_shape = property(lambda self: self.tau.shape)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class CubaLIF(Node):
+    """Current-based LIF (NIR ``CubaLIF``)::
+
+        tau_syn dI/dt = -I + w_in S
+        tau_mem dv/dt = (v_leak - v) + r I;   spike when v > v_threshold, v <- v_reset
+
+    Forward Euler, the voltage reading the updated current (snnTorch, norse, Loihi)::
+
+        I[t] = (1 - dt/tau_syn) I[t-1] + (w_in dt/tau_syn) x[t]
+        v[t] = (1 - dt/tau_mem) v[t-1] + (r dt/tau_mem) I[t] + (dt/tau_mem) v_leak
+    """
+
+    tau_syn: np.ndarray
+    tau_mem: np.ndarray
+    r: np.ndarray
+    v_leak: np.ndarray
+    v_threshold: np.ndarray
+    v_reset: np.ndarray
+    w_in: np.ndarray
+
+    def __post_init__(self):
+        _neuron_arrays(self, ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset",
+                              "w_in"), "CubaLIF")
+
+    input_shape = property(lambda self: self.tau_mem.shape)
+    output_shape = property(lambda self: self.tau_mem.shape)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class CubaLI(Node):
+    """Current-based leaky integrator (NIR ``CubaLI``): CubaLIF without spikes; output v."""
+
+    tau_syn: np.ndarray
+    tau_mem: np.ndarray
+    r: np.ndarray
+    v_leak: np.ndarray
+    w_in: np.ndarray
+
+    def __post_init__(self):
+        _neuron_arrays(self, ("tau_syn", "tau_mem", "r", "v_leak", "w_in"), "CubaLI")
+
+    input_shape = property(lambda self: self.tau_mem.shape)
+    output_shape = property(lambda self: self.tau_mem.shape)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Delay(Node):
+    """NIR ``Delay``: y(t) = x(t - delay), ``delay`` in seconds per element."""
+
+    delay: np.ndarray
+
+    def __post_init__(self):
+        object.__setattr__(self, "delay", _frozen_array(self.delay, np.float64))
+        if np.any(self.delay < 0):
+            raise GraphError("Delay: delays must be non-negative")
+
+    input_shape = property(lambda self: self.delay.shape)
+    output_shape = property(lambda self: self.delay.shape)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class AvgPool2d(Node):
+    """Window mean over (C, H, W): the SumPool2d window sum divided by kh * kw (NIR
+    ``AvgPool2d``; padding counts as zeros in the mean, PyTorch's count_include_pad).
+    Not a subclass of SumPool2d, so ``isinstance`` checks cannot confuse the two."""
+
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    input_chw: tuple[int, int, int]
+
+    __post_init__ = SumPool2d.__post_init__
+    input_shape = property(lambda self: self.input_chw)
+    output_shape = SumPool2d.output_shape
+
+
 @dataclass(frozen=True, kw_only=True, eq=False)
 class Integrator(Node):
     """NIR ``I``: dv/dt = r I, output v (used for the time average of the readout)."""
@@ -379,5 +507,6 @@ class TokenSelect(Node):
 NODE_TYPES: dict[str, type[Node]] = {
     cls.__name__: cls
     for cls in (Input, Output, Affine, Conv1d, Conv2d, Scale, SumPool2d, Threshold, Flatten,
-                LIF, Integrator, SpikingSelfAttention, TokenSelect)
+                LIF, Integrator, SpikingSelfAttention, TokenSelect, IF, LI, CubaLIF, CubaLI,
+                Delay, AvgPool2d)
 }
