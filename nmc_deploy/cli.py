@@ -103,12 +103,15 @@ def export(checkpoint, out):
               help="Chooses how low-rank (DSP) factor pairs deploy: re-multiplied into one "
                    "matrix, or two synaptic stages through a graded relay population "
                    "(needs graded spikes).")
-def compile_(model, target, out, vth_mant, low_rank):
+@click.option("--emit", type=click.Choice(["netx"]), multiple=True,
+              help="Also writes the program in another format: netx (lava-dl HDF5, "
+                   "OUT/model.net.h5; fails for programs netx cannot express).")
+def compile_(model, target, out, vth_mant, low_rank, emit):
     """Compiles a NIR file to a Loihi-style core program and prints per-core utilization
     (with low-rank factors: the costs of both deployment forms)."""
     from .pipeline import compile_model
 
-    compile_model(model, target, out, vth_mant=vth_mant, low_rank=low_rank)
+    compile_model(model, target, out, vth_mant=vth_mant, low_rank=low_rank, emit=tuple(emit))
 
 
 @cli.command()

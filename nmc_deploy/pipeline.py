@@ -257,7 +257,7 @@ def format_low_rank_forms(info: dict) -> str:
 
 
 def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int | None = None,
-                  low_rank: str = "fused", log=None) -> dict:
+                  low_rank: str = "fused", emit: tuple[str, ...] = (), log=None) -> dict:
     """NIR -> core program directory (program.json/.npz, placement.json, model.nir).
 
     ``low_rank`` ("fused" or "relay") chooses how low-rank factor pairs deploy
@@ -265,10 +265,15 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     form is compiled too, only for the report: ``placement.json`` gets ``low_rank`` with the
     synapses, synapse memory, cores, neurons and pipeline depth of both forms.
 
+    ``emit`` names extra formats of the program: "netx" also writes ``model.net.h5`` for
+    lava-dl's ``netx.hdf5.Network`` (:func:`~nmc_deploy.compile.netx.write_netx`; a program
+    netx cannot express fails the whole compilation, and nothing is written).
+
     Everything is written to a temporary directory first and moved into ``out_dir`` only
     when the whole compilation succeeded.
     """
     from .compile.lower import low_rank_down_nodes
+    from .compile.netx import NETX_FILE, write_netx
     from .compile.partition import format_utilization
     from .compile.program import LOW_RANK_MODES, save_program
     from .errors import NmcDeployError
@@ -278,6 +283,9 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     if low_rank not in LOW_RANK_MODES:
         raise NmcDeployError(f"compile: low-rank form '{low_rank}' is not one of "
                              f"{', '.join(LOW_RANK_MODES)}")
+    unknown = sorted(set(emit) - {"netx"})
+    if unknown:
+        raise NmcDeployError(f"compile: format '{unknown[0]}' to emit is not one of netx")
     tgt = load_target(target)
     graph = read_nir(nir_path)
     pairs = low_rank_down_nodes(graph)
@@ -322,20 +330,27 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
+        extra = ()
+        if "netx" in emit:  # before anything moves: an inexpressible program writes nothing
+            write_netx(program, tmp / NETX_FILE)
+            extra = (NETX_FILE,)
         save_program(program, tmp)
         _write_json(tmp / "placement.json", summary)
         shutil.copyfile(nir_path, tmp / "model.nir")
         out_dir.mkdir(exist_ok=True)
-        for pattern in ("activity_*.json", "simulation_*.json"):
+        for pattern in ("activity_*.json", "simulation_*.json", NETX_FILE):
             for stale in out_dir.glob(pattern):
                 stale.unlink()  # results of an older program would no longer match
-        for name in BUILD_FILES:
+        for name in BUILD_FILES + extra:
             os.replace(tmp / name, out_dir / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     _log(format_utilization(summary), log)
     if "low_rank" in summary:
         _log(format_low_rank_forms(summary["low_rank"]), log)
+    for name in extra:
+        _log(f"wrote {out_dir / name} (netx.hdf5.Network; docs/architecture.md, netx export)",
+             log)
     return summary
 
 

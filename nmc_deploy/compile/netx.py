@@ -1,0 +1,330 @@
+"""Write a compiled program as a lava-dl netx HDF5 network (``netx.hdf5.Network``).
+
+netx (lava-dl 0.6.0) builds a *chain* of blocks from ``/layer/<i>`` groups; a ``dense``
+block is a ``Dense`` (or, with ``sparse_fc_layer=True``, ``Sparse``) synapse feeding a CUBA
+``LIF`` (``LIFReset`` with ``reset_interval``). What it computes per layer and step::
+
+    a    = E @ s                                   (E: the file's integer weights; s: spikes,
+                                                    or graded payloads for the first layer)
+    u    = trunc(u * (4096 - iDecay) / 4096) + (a << 6)
+    v    = trunc(v * (4096 - vDecay) / 4096) + u + (bias << 6)
+    spike where v > vThMant << 6, then v = 0
+
+which is our :class:`~.program.Population` with ``du = iDecay - 1`` (netx passes
+``iDecay - 1`` to Lava, which adds its offset 1 back), ``dv = vDecay``, ``vth = vThMant``
+and a bias of ``bias << 6`` v units (netx fixes ``bias_exp`` at 6). netx has no weight
+exponent of its own: it derives one from the integer weights (``optimize_weight_bits``,
+mirrored by :func:`netx_synapse_weights`), which is exact for integers on its grid. So a
+synapse group ``W, weight_exp`` is written as ``E = W << weight_exp`` (or ``W >> -weight_exp``
+when every weight is divisible, the only case in which Lava's floor of the summed input is
+exact per weight).
+
+Expressible programs: populations in program order form a chain, each fed by exactly one
+synapse group from the previous population (the first one from the input), kind "lif"
+(LIF, IF, CubaLIF) or "threshold", one ``du`` and one ``dv`` per population, reset to zero,
+no delay or recurrence, no gate, biases that are multiples of 64 v units (13-bit mantissa
+at exponent 6), and weights that netx and Lava's 8-bit clip leave unchanged (nonzero
+groups only: netx cannot load an all-zero layer). Anything else raises
+:class:`~nmc_deploy.errors.ExportError` naming the first population netx cannot express.
+Populations of any shape are written as flat ``dense`` layers (a convolution is its dense
+matrix: the program keeps no kernels), so every layer's spike vector has our flat C order.
+
+Input and time (docs/architecture.md, "netx export"): the first layer reads the input like
+ours, a RingBuffer of pixel integers (``input_message_bits`` = the input group's
+``num_message_bits``, so graded pixels are ``E @ x``); the file's input layer has a shape and
+no neuron (netx never wires an input layer that has one). With
+``Network(reset_interval=T, reset_offset=1)`` netx resets its k-th block (k = 1, 2, ...)
+at Lava steps ``= 1 + k (mod T)``, and that block's spikes of sample n, step t appear at
+Lava step ``1 + k + n T + t``: block k is our population of depth k, with the same schedule
+(no offset), so samples can run back to back. Without ``reset_interval`` netx never resets
+its neurons, and only the first sample of a run equals the reference. These keyword
+arguments are stored as HDF5 attributes (netx ignores attributes); see
+:func:`read_netx_kwargs`. The host readout is not part of the file; ``Network.out`` is the
+last layer's spikes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..errors import ExportError, InputFileError
+from .program import INPUT, RELAY, Program
+
+__all__ = ["NetxLayer", "netx_layers", "write_netx", "read_netx_kwargs",
+           "netx_synapse_weights", "NETX_FILE", "NETX_FORMAT", "NETX_BIAS_EXP"]
+
+NETX_FILE = "model.net.h5"  # name next to program.json (``compile --emit netx``)
+NETX_FORMAT = "nmc-deploy-netx"
+NETX_BIAS_EXP = 6  # netx's CUBA neurons: bias_mant = file bias, bias_exp = 6
+_BIAS_MANT_MIN, _BIAS_MANT_MAX = -4096, 4095  # Loihi's signed 13-bit bias mantissa
+_ACCUMULATOR_MAX = 2 ** 31 - 1  # Lava's Dense/Sparse accumulate W @ s in int32
+_NETX_KINDS = ("lif", "threshold")  # binary-spiking kinds (CubaLIF is "lif" with du < 4095)
+_LI = "li"  # program.LI: non-spiking leaky integrators
+
+
+@dataclass(frozen=True)
+class NetxLayer:
+    """One netx ``dense`` layer (CUBA neurons); per step, see the module docstring::
+
+        a = weight @ s;  u = trunc(u (4096 - i_decay) / 4096) + (a << 6)
+        v = trunc(v (4096 - v_decay) / 4096) + u + (bias << 6);  s = v > vth_mant << 6
+    """
+
+    name: str  # our population
+    weight: np.ndarray  # (n_out, n_in) int64: a_in units per spike or payload unit
+    bias: np.ndarray  # (n_out,) int64, in a_in units (64 v units each)
+    i_decay: int  # = du + 1 (current decay /4096; 4096: u holds one step's input)
+    v_decay: int  # = dv (voltage decay /4096)
+    vth_mant: int  # = vth (threshold vth_mant << 6 v units)
+    depth: int  # our pipeline depth = netx block index, 1-based
+
+
+def netx_synapse_weights(weight: np.ndarray) -> tuple[np.ndarray, int]:
+    """What netx and Lava make of a layer's integer weights: ``(W, weight_exp)`` such that
+    Lava's Dense/Sparse sends ``(W @ s) << weight_exp`` (``>>`` if negative; a pure function).
+
+    netx (``lava.lib.dl.netx.utils.optimize_weight_bits``, lava-dl 0.6.0) clips mixed-sign
+    weights to [-256, 254], picks ``scale`` (mixed: ``min(127/max, -128/min)``; inhibitory:
+    ``-256/min``; excitatory: ``255/max``), ``scale_bits = floor(log2 scale) + signed``,
+    ``n`` = the largest power of two (<= 8) dividing every weight, less ``signed``, and passes
+    ``W << scale_bits``, ``num_weight_bits = 8 - scale_bits - n``, ``weight_exp =
+    -scale_bits`` to Lava, whose fixed-point model then clips and truncates the weights
+    (``clip_weights``, ``truncate_weights``). The result is exact for
+    ``weight`` iff ``W == weight << -weight_exp``. Raises ``ValueError`` where netx fails
+    (an all-zero matrix: ``OverflowError`` in netx).
+    """
+    w = np.asarray(weight).astype(np.int64)  # NetDict casts weights with astype(int)
+    if not w.size or not w.any():
+        raise ValueError("all-zero weights: netx's optimize_weight_bits overflows")
+    max_w, min_w = int(w.max()), int(w.min())
+    if max_w > 254 and min_w < 0:
+        w = np.clip(w, -256, 254)
+        max_w = int(w.max())
+    if min_w < -256 and max_w > 0:
+        w = np.clip(w, -256, 254)
+        min_w = int(w.min())
+    if max_w < 0:
+        signed, scale = 0, -256.0 / min_w
+    elif min_w >= 0:
+        signed, scale = 0, 255.0 / max_w
+    else:
+        signed = 1
+        scale = min(127.0 / max_w if max_w > 0 else np.inf, -128.0 / min_w)
+    scale_bits = int(np.floor(np.log2(scale))) + signed
+    n = 8
+    while n > 0 and np.sum(np.abs(w / 2 ** n - np.round(w / 2 ** n))) != 0:
+        n -= 1
+    n -= signed
+    num_weight_bits = 8 - scale_bits - n
+    shifted = np.left_shift(w.astype(np.int32), scale_bits)  # as netx does (int32)
+    return _lava_dense_weights(shifted, num_weight_bits), -scale_bits
+
+
+def _lava_dense_weights(w: np.ndarray, num_weight_bits: int) -> np.ndarray:
+    """Lava's Dense/Sparse fixed-point models on their first step (int32, as Lava computes:
+    ``determine_sign_mode``, ``clip_weights(num_bits=8)``, ``truncate_weights``)."""
+    w = w.astype(np.int32)
+    inh = w.min() < 0 and w.max() <= 0
+    mixed = w.min() < 0 < w.max()
+    if inh:
+        w = -w
+    w = np.clip(w, -256 if mixed else 0, 255).astype(np.int32)
+    k = 8 - num_weight_bits + int(mixed)
+    w = (w >> k) << k
+    if inh:
+        w = -w
+    return w.astype(np.int64)
+
+
+def _fail(pop: str, why: str) -> ExportError:
+    return ExportError(f"netx: population '{pop}' {why}")
+
+
+def _layer_weight(p, g, x_max: int) -> np.ndarray:
+    """The dense integer weights E of group ``g`` into ``p`` (module docstring), checked."""
+    if g.weights.nnz == 0:
+        raise _fail(p.name, f"is fed by group '{g.name}' with no nonzero weights; netx cannot "
+                    "load an all-zero layer (OverflowError in optimize_weight_bits)")
+    w = np.asarray(g.weights.toarray(), np.int64)
+    e = int(g.weight_exp)
+    if e >= 0:
+        dense = w << e
+    else:
+        if np.any(w % (1 << -e)):
+            raise _fail(p.name, f"is fed by group '{g.name}' with weight_exp ({e}): Lava floors "
+                        f"each summed input by 2**{-e}, and netx has no weight exponent of its "
+                        "own (it derives one from the integer weights); recompile with a "
+                        "--vth-mant that gives this group weight_exp 0")
+        dense = w >> -e
+    lava_w, lava_exp = netx_synapse_weights(dense)
+    if lava_exp > 0:  # netx shifted the weights right (by a negative left shift): zeros
+        changed = dense.size
+    else:
+        changed = int(np.count_nonzero(lava_w != dense << -lava_exp))
+    if changed:
+        raise _fail(p.name, f"is fed by group '{g.name}' whose weights W << weight_exp (range "
+                    f"[{dense.min()}, {dense.max()}]) netx and Lava's 8-bit clip change "
+                    f"({changed} of {dense.size} entries); netx needs 8-bit integers (mixed "
+                    "sign [-256, 254], one sign [0, 255] or [-255, 0]); recompile with "
+                    "another --vth-mant")
+    acc = int((np.abs(lava_w) @ np.full(w.shape[1], x_max, np.int64)).max(initial=0))
+    if acc > _ACCUMULATOR_MAX:
+        raise _fail(p.name, f"is fed by group '{g.name}' whose worst-case sum ({acc}) after "
+                    "netx's weight scaling overflows Lava's int32 synaptic accumulator")
+    return dense
+
+
+def netx_layers(program: Program) -> tuple[NetxLayer, ...]:
+    """The netx layers of ``program`` (not modified); raises :class:`ExportError` naming the
+    first population netx cannot express (module docstring)."""
+    by_target: dict[str, list] = {}
+    for g in program.groups:
+        by_target.setdefault(g.target, []).append(g)
+    ops = {op.name for op in program.attention}
+    sels = {t.name for t in program.token_selects}
+    pops = {p.name for p in program.populations}
+    layers = []
+    prev = INPUT
+    for p in program.populations:
+        if p.kind == RELAY:
+            raise _fail(p.name, "is a low-rank relay (graded payloads); netx has no such "
+                        "layer; compile with --low-rank fused")
+        if p.kind == _LI:
+            raise _fail(p.name, "is a non-spiking leaky integrator (LI, CubaLI) whose voltage "
+                        "is an output; netx layers emit spikes")
+        if p.kind not in _NETX_KINDS:
+            raise _fail(p.name, f"has kind '{p.kind}'; netx has CUBA layers only")
+        if p.gate:
+            raise _fail(p.name, f"is gated by token selector '{p.gate}'; netx has no token "
+                        "selection")
+        gs = by_target.get(p.name, [])
+        for g in gs:
+            if g.source in ops:
+                raise _fail(p.name, f"is fed by an attention op ('{g.source}'); netx has no "
+                            "such layer")
+            if g.source in sels:
+                raise _fail(p.name, f"is fed by token selector '{g.source}'; netx has no such "
+                            "layer")
+            if g.source == p.name:
+                raise _fail(p.name, f"reads its own output (recurrent group '{g.name}'); this "
+                            "export writes no dense_rec layers")
+            if g.source != INPUT and g.source not in pops:
+                raise _fail(p.name, f"is fed by '{g.source}' (constant or unknown source); a "
+                            "netx layer reads the input or the previous layer only")
+        if len(gs) != 1:
+            raise _fail(p.name, f"is fed by {len(gs)} synapse groups (from "
+                        f"{', '.join(g.source for g in gs) or 'nothing'}); a netx layer reads "
+                        "exactly one layer, so fan-in (a residual stream) cannot be expressed")
+        g = gs[0]
+        if g.source != prev:
+            raise _fail(p.name, f"reads '{g.source}', not the previous layer '{prev}'; netx "
+                        "layers form a chain in program order")
+        if g.delay:
+            raise _fail(p.name, f"is fed by group '{g.name}' with a synaptic delay ({g.delay} "
+                        "steps); this export writes chains without delays")
+        if g.source != INPUT and g.num_message_bits:
+            raise _fail(p.name, f"reads graded payloads ({g.num_message_bits} bits) from "
+                        f"'{g.source}'; netx CUBA layers send binary spikes")
+        if isinstance(p.dv, np.ndarray):
+            raise _fail(p.name, "has per-neuron voltage decays (sLIF); netx's vDecay is one "
+                        "value per layer")
+        if isinstance(p.du, np.ndarray):
+            raise _fail(p.name, "has per-neuron current decays; netx's iDecay is one value "
+                        "per layer")
+        if getattr(p, "reset_subtract", 0):
+            raise _fail(p.name, "resets by subtraction; netx's CUBA neurons reset to zero")
+        if not 0 <= p.du + 1 <= 4096:
+            raise _fail(p.name, f"has du ({p.du}) outside 0..4095 (iDecay = du + 1)")
+        bias_v = np.asarray(p.bias_mant, np.int64) << int(p.bias_exp)
+        off = np.flatnonzero(bias_v % (1 << NETX_BIAS_EXP))
+        if off.size:
+            raise _fail(p.name, f"has a bias ({int(bias_v[off[0]])} v units at neuron "
+                        f"{int(off[0])}) that is not a multiple of {1 << NETX_BIAS_EXP}; netx "
+                        f"fixes bias_exp at {NETX_BIAS_EXP}, so biases are whole a_in units")
+        bias = bias_v >> NETX_BIAS_EXP
+        if bias.size and (bias.min() < _BIAS_MANT_MIN or bias.max() > _BIAS_MANT_MAX):
+            raise _fail(p.name, f"has a bias mantissa ({int(np.abs(bias).max())}) at netx's "
+                        f"bias_exp {NETX_BIAS_EXP} outside the 13-bit range "
+                        f"[{_BIAS_MANT_MIN}, {_BIAS_MANT_MAX}]")
+        x_max = program.input_levels if g.source == INPUT else 1
+        layers.append(NetxLayer(name=p.name, weight=_layer_weight(p, g, x_max), bias=bias,
+                                i_decay=int(p.du) + 1, v_decay=int(p.dv), vth_mant=int(p.vth),
+                                depth=len(layers) + 1))
+        prev = p.name
+    leftover = sorted((ops | sels) - pops)
+    if leftover:  # an op or selector that no population reads (only the host readout)
+        raise ExportError(f"netx: '{leftover[0]}' is an attention op or token selector; netx "
+                          "has no such layer")
+    if not layers:
+        raise ExportError("netx: program has no populations to write")
+    return tuple(layers)
+
+
+def _input_message_bits(program: Program) -> int:
+    return int(next(g.num_message_bits for g in program.groups if g.source == INPUT))
+
+
+def write_netx(program: Program, path: str | Path) -> Path:
+    """Write ``program`` as a netx HDF5 file at ``path`` (atomically; nothing is written if
+    the program is not expressible). Load it with
+    ``netx.hdf5.Network(net_config=path, **read_netx_kwargs(path))``."""
+    layers = netx_layers(program)
+    path = Path(path)
+    n_in = int(np.prod(program.input_shape))
+    attrs = {"format": NETX_FORMAT, "version": 1, "time_steps": program.time_steps,
+             "input_levels": program.input_levels,
+             "input_shape": json.dumps(list(program.input_shape)),
+             "input_message_bits": _input_message_bits(program),
+             "reset_interval": program.time_steps, "reset_offset": 1,
+             "populations": json.dumps([ly.name for ly in layers])}
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".h5", dir=path.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs.update(attrs)
+            root = f.create_group("layer")
+            g = root.create_group("0")  # shape only: netx never wires an input with a neuron
+            g.create_dataset("type", (1,), "S10", [b"input"])
+            g.create_dataset("shape", data=np.array([n_in], np.int64))
+            for i, ly in enumerate(layers, 1):
+                g = root.create_group(str(i))
+                g.attrs["name"] = ly.name
+                g.create_dataset("type", (1,), "S10", [b"dense"])
+                g.create_dataset("shape", data=np.array([ly.weight.shape[0]], np.int64))
+                g.create_dataset("inFeatures", data=int(ly.weight.shape[1]))
+                g.create_dataset("outFeatures", data=int(ly.weight.shape[0]))
+                g.create_dataset("weight", data=ly.weight.astype(np.float32),  # as slayer
+                                 compression="gzip")
+                if np.any(ly.bias):
+                    g.create_dataset("bias", data=ly.bias.astype(np.float32))
+                g.create_dataset("neuron/type", (1,), "S10", [b"CUBA"])
+                g.create_dataset("neuron/iDecay", data=ly.i_decay)
+                g.create_dataset("neuron/vDecay", data=ly.v_decay)
+                g.create_dataset("neuron/vThMant", data=ly.vth_mant)
+                g.create_dataset("neuron/refDelay", data=1)  # written by slayer, unread
+                g.create_dataset("neuron/gradedSpike", data=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_netx_kwargs(path: str | Path) -> dict:
+    """The ``netx.hdf5.Network`` keyword arguments that make a file of :func:`write_netx`
+    run like our schedule: ``input_message_bits``, ``reset_interval`` (T), ``reset_offset``."""
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != NETX_FORMAT:
+                raise ValueError("wrong format tag")
+            return {k: int(f.attrs[k]) for k in
+                    ("input_message_bits", "reset_interval", "reset_offset")}
+    except Exception as exc:
+        raise InputFileError(f"{path}: not a netx file of nmc-deploy ({type(exc).__name__}); "
+                             "write it with `nmc-deploy compile --emit netx`") from exc
