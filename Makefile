@@ -21,6 +21,9 @@ $(STAMP): constraints.txt pyproject.toml
 	$(PIP) install torch==2.13.0
 	$(PIP) install -c constraints.txt numpy scipy networkx asteval scikit-learn h5py matplotlib \
 		click nir nirtorch tqdm pytest hypothesis
+	# Interop tests (issue 4) build graphs with the tools themselves: snnTorch declares no
+	# dependencies and rockpool only numpy/scipy, so both install with the others' pins.
+	$(PIP) install -c constraints.txt snntorch rockpool
 	# Lava declares Python <3.11 and old torch pins: install without its metadata's deps
 	# (their real deps are above); nmc_deploy.compat.lava311 makes it import on 3.11.
 	$(PIP) install --no-deps --ignore-requires-python -c constraints.txt lava-nc lava-dl

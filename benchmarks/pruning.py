@@ -220,13 +220,40 @@ def aggregate(out: Path) -> None:
     token_rows = [n for n in names if n.startswith("tokens")]
     ok = [n for n in token_rows if mean(n, "synops_per_sample") <= 0.8 * dense_ops
           and dense - mean(n, "accuracy_float") <= 0.01]
+    print(f"- Token schedule with >= 20 % fewer synaptic ops within 1.0 point (float, mean of "
+          f"seeds): {'met by ' + ', '.join(ok) if ok else 'MISSED'}.")
     for n in token_rows:
         print(f"  - {n}: {100 * (1 - mean(n, 'synops_per_sample') / dense_ops):.1f} % fewer "
               f"synaptic ops, {100 * (mean(n, 'accuracy_float') - dense):+.2f} points (float), "
               f"{100 * (mean(n, 'accuracy_fixed') - mean('dense', 'accuracy_fixed')):+.2f} "
               f"points (fixed); selector {mean(n, 'selector_macs_per_sample'):.0f} MACs/sample")
-    print(f"- Token schedule with >= 20 % fewer synaptic ops within 1.0 point: "
-          f"{'met by ' + ', '.join(ok) if ok else 'MISSED'}.")
+    print(NOTES)
+
+
+NOTES = """
+## Notes
+
+Columns: *sparsity* is the fraction removed from the tensors the method prunes (LTH: all
+>=2-D weights except the first conv and the head, which stay dense; L1P: the
+q/k/v/proj/fc1/fc2 matrices, about half of all weights); *weights* and *nonzero* count all
+>=2-D weights of the model (DSP: the factors; token rows include the selectors'); *synops/
+sample* and energy come from the fixed-point reference run of the compiled program
+(token rows: the selectors' multiply-accumulates are priced as embedded-core work at the
+45 nm MAC energy and included in both energy columns); *cores* is the loihi2 placement.
+
+**Token selection.** Selectors sit before both blocks; the p-th keeps floor(16 r^p) tokens:
+r = 0.9 -> 14, 12; 0.8 -> 12, 10; 0.7 -> 11, 7; 0.5 -> 8, 4 (of 16). Each row trains selectors
+and backbone for 20 epochs from the dense model with the keep-ratio loss and KL distillation
+from it (docs/pruning.md). In the compiled program every selector re-emits the residual
+stream of its kept tokens as one graded source, so the next block's layers read one source
+instead of every population of the stream: that is why token rows also have fewer synapses
+and cores than the dense model (a deployment effect of the buffered selector, independent
+of r). Each selector adds T - 1 = 3 time steps of latency.
+
+**DSP rows** deploy fused (the factors multiplied back into one synapse matrix: no synapse
+saving) or, in the "(relay)" rows, as two synaptic stages through graded relay populations
+(fewer synapses and cores; payloads are nonzero almost every step, so synaptic ops can rise).
+"""
 
 
 def main():

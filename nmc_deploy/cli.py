@@ -82,12 +82,15 @@ def prune(checkpoint, method, sparsity, rank_budget, slif, epochs, rounds, token
 @cli.command()
 @click.argument("checkpoint", type=EXISTING_FILE)
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("model.nir"),
-              show_default=True, help="Names the NIR file to write.")
-def export(checkpoint, out):
+              show_default=True, help="Names the NIR file (or, with --portable, directory).")
+@click.option("--portable", is_flag=True,
+              help="Writes standard NIR only: OUT/graph.nir plus a manifest of the extension "
+                   "ops (attention, token selection) that join its parts.")
+def export(checkpoint, out, portable):
     """Exports a checkpoint to NIR (BatchNorm folded; attention as an extension node)."""
     from .pipeline import export_checkpoint
 
-    export_checkpoint(checkpoint, out)
+    export_checkpoint(checkpoint, out, portable=portable)
 
 
 @cli.command(name="compile")
@@ -103,15 +106,21 @@ def export(checkpoint, out):
               help="Chooses how low-rank (DSP) factor pairs deploy: re-multiplied into one "
                    "matrix, or two synaptic stages through a graded relay population "
                    "(needs graded spikes).")
+@click.option("--dt", type=float, default=None,
+              help="Sets the time step in seconds (graphs from other tools often carry none).")
+@click.option("--convention", default=None,
+              help="Reads the graph in another tool's conventions (dt, integrator, reset): "
+                   "snntorch, sinabs, norse, rockpool, spikingjelly or nmc-deploy.")
 @click.option("--emit", type=click.Choice(["netx"]), multiple=True,
               help="Also writes the program in another format: netx (lava-dl HDF5, "
                    "OUT/model.net.h5; fails for programs netx cannot express).")
-def compile_(model, target, out, vth_mant, low_rank, emit):
+def compile_(model, target, out, vth_mant, low_rank, dt, convention, emit):
     """Compiles a NIR file to a Loihi-style core program and prints per-core utilization
     (with low-rank factors: the costs of both deployment forms)."""
     from .pipeline import compile_model
 
-    compile_model(model, target, out, vth_mant=vth_mant, low_rank=low_rank, emit=tuple(emit))
+    compile_model(model, target, out, vth_mant=vth_mant, low_rank=low_rank, emit=tuple(emit),
+                  dt=dt, convention=convention)
 
 
 @cli.command()

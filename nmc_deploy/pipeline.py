@@ -196,10 +196,14 @@ def prune_checkpoint(ckpt: Path, out: Path, *, method: str, sparsity: float | No
 
 # ----------------------------------------------------------------------------- export
 
-def export_checkpoint(ckpt: Path, out: Path, log=None) -> dict:
-    """Checkpoint -> NIR file (BatchNorm folded; attention as our extension node)."""
+def export_checkpoint(ckpt: Path, out: Path, log=None, portable: bool = False) -> dict:
+    """Checkpoint -> NIR file (BatchNorm folded; attention as our extension node).
+
+    ``portable``: a directory with standard NIR only (graph.nir), the extension ops in a
+    manifest (:func:`~nmc_deploy.ir.nir_io.write_portable`); `compile` reads it back.
+    """
     from .export.spikformer import export_spikformer
-    from .ir.nir_io import write_nir
+    from .ir.nir_io import write_nir, write_portable
     from .models.checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(ckpt)
@@ -208,8 +212,12 @@ def export_checkpoint(ckpt: Path, out: Path, log=None) -> dict:
         "input_levels": int(meta.get("input_levels", 16)),
         "accuracy_float": meta.get("accuracy_float"),
         "checkpoint": str(ckpt)})
-    write_nir(graph, out)
-    _log(f"exported {len(graph.nodes)} nodes, {len(graph.edges)} edges -> {out}", log)
+    if portable:
+        write_portable(graph, out)
+    else:
+        write_nir(graph, out)
+    _log(f"exported {len(graph.nodes)} nodes, {len(graph.edges)} edges -> {out}"
+         + (" (standard NIR + manifest)" if portable else ""), log)
     return {"nodes": len(graph.nodes), "edges": len(graph.edges)}
 
 
@@ -257,13 +265,19 @@ def format_low_rank_forms(info: dict) -> str:
 
 
 def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int | None = None,
-                  low_rank: str = "fused", emit: tuple[str, ...] = (), log=None) -> dict:
+                  low_rank: str = "fused", emit: tuple[str, ...] = (), dt: float | None = None,
+                  convention: str | None = None, log=None) -> dict:
     """NIR -> core program directory (program.json/.npz, placement.json, model.nir).
 
     ``low_rank`` ("fused" or "relay") chooses how low-rank factor pairs deploy
     (:func:`~nmc_deploy.compile.lower.lower_graph`). When the graph has such pairs, the other
     form is compiled too, only for the report: ``placement.json`` gets ``low_rank`` with the
     synapses, synapse memory, cores, neurons and pipeline depth of both forms.
+
+    ``dt`` (seconds) and ``convention`` (a tool name of
+    :data:`~nmc_deploy.ir.conventions.CONVENTIONS`) decide the discretisation of graphs from
+    other tools; they win over the graph's metadata (:func:`~nmc_deploy.ir.conventions.
+    resolve_timing`), and the resolved values are written into the build's metadata.
 
     ``emit`` names extra formats of the program: "netx" also writes ``model.net.h5`` for
     lava-dl's ``netx.hdf5.Network`` (:func:`~nmc_deploy.compile.netx.write_netx`; a program
@@ -277,7 +291,7 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     from .compile.partition import format_utilization
     from .compile.program import LOW_RANK_MODES, save_program
     from .errors import NmcDeployError
-    from .ir.nir_io import read_nir
+    from .ir.nir_io import read_nir, write_nir
     from .targets import load_target
 
     if low_rank not in LOW_RANK_MODES:
@@ -287,7 +301,19 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     if unknown:
         raise NmcDeployError(f"compile: format '{unknown[0]}' to emit is not one of netx")
     tgt = load_target(target)
-    graph = read_nir(nir_path)
+    if Path(nir_path).is_dir():  # a portable export: standard NIR + manifest
+        from .ir.nir_io import read_portable
+
+        graph = read_portable(nir_path)
+    else:
+        graph = read_nir(nir_path)
+    from .ir.conventions import apply_timing, resolve_timing
+
+    if dt is not None or convention is not None or "dt" not in graph.metadata:
+        timing = resolve_timing(graph, dt=dt, convention=convention)
+        graph = apply_timing(graph, timing)
+        _log(f"timing: dt {timing.dt:g} s, {timing.integrator}, reset {timing.reset}, "
+             f"threshold {timing.threshold_comparison} ({timing.source})", log)
     pairs = low_rank_down_nodes(graph)
     if pairs and low_rank == "relay" and tgt.graded_spike_bits == 0:
         raise NmcDeployError(f"{nir_path}: {len(pairs)} low-rank relays need graded spikes, "
@@ -336,7 +362,7 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
             extra = (NETX_FILE,)
         save_program(program, tmp)
         _write_json(tmp / "placement.json", summary)
-        shutil.copyfile(nir_path, tmp / "model.nir")
+        write_nir(graph, tmp / "model.nir")  # as compiled: resolved timing, portable parts joined
         out_dir.mkdir(exist_ok=True)
         for pattern in ("activity_*.json", "simulation_*.json", NETX_FILE):
             for stale in out_dir.glob(pattern):

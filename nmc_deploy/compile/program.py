@@ -8,10 +8,18 @@ Two levels:
   fixed point (8-bit weights + shared exponent, decays /4096, threshold mantissa, bias
   mantissa/exponent), per-population pipeline depth and per-group delays.
 
-Population kinds: "lif" and "threshold" emit binary spikes; "relay" (a low-rank factor
-deployed as two synaptic stages, ``lower_graph(..., low_rank="relay")``) emits its integer
-synaptic input as a graded payload each step (Loihi 2 graded spikes): no leak, no threshold,
-no state. Equations in :class:`Population` and :class:`Program`.
+Population kinds: "lif" and "threshold" emit binary spikes ("lif" covers NIR's LIF, IF and
+CubaLIF: a current state when ``alpha_syn > 0``); "li" (NIR's LI and CubaLI) never spikes,
+its voltage is a graph output read per step; "relay" (a low-rank factor deployed as two
+synaptic stages, ``lower_graph(..., low_rank="relay")``) emits its integer synaptic input as
+a graded payload each step (Loihi 2 graded spikes): no leak, no threshold, no state.
+Equations in :class:`Population` and :class:`Program`.
+
+Group sources: a population, :data:`INPUT` (the graded input), :data:`CONST` (a source that
+emits 1 at every step of a sample: constants that must reach a synaptic current or start
+late), an attention op or a token selector. A group with ``lag = L > 0`` delivers its
+source's output of sample step ``t - L`` (0 for ``t < L``): NIR ``Delay`` nodes and the
+one-step delay of recurrent edges.
 
 On disk (a directory): ``program.json`` (everything but arrays) and ``program.npz`` (weights
 as CSR triplets, biases). Format documented in docs/architecture.md.
@@ -33,22 +41,33 @@ from ..errors import InputFileError
 __all__ = ["FloatPopulation", "FloatGroup", "AttentionOp", "FloatTokenSelect", "TokenSelectOp",
            "Readout", "FloatProgram",
            "Population", "SynapseGroup", "Program", "save_program", "load_program",
-           "PROGRAM_FORMAT", "INPUT", "RELAY", "LOW_RANK_MODES"]
+           "PROGRAM_FORMAT", "INPUT", "CONST", "RELAY", "LI", "LOW_RANK_MODES"]
 
 PROGRAM_FORMAT = "nmc-deploy-program"
 PROGRAM_VERSION = 1
 INPUT = "input"  # source name of the graded input (pixel intensities)
+CONST = "const"  # source name of the constant 1 (every step of a sample; 0 between samples)
 RELAY = "relay"  # population kind of a graded-payload relay (low-rank factor stage)
+LI = "li"  # population kind of a non-spiking leaky integrator whose voltage is an output
 LOW_RANK_MODES = ("fused", "relay")  # how low-rank factor pairs are deployed
 
 
 @dataclass(frozen=True)
 class FloatPopulation:
-    """Neurons of one graph node. Per step: ``v = alpha v + x + bias``, spike on
-    ``v >= v_threshold`` (``threshold_ge``) or ``v > v_threshold``, then ``v = 0``.
+    """Neurons of one graph node. Per step::
 
-    ``x`` is the sum of the incoming groups' ``weight @ source`` (the gain ``r dt/tau`` is
-    already folded into the weights), ``bias`` is per neuron.
+        i = alpha_syn i + x                 (alpha_syn = 0: i = x, no current state)
+        v = alpha v + i + bias
+        spike on v >= v_threshold (threshold_ge) or v > v_threshold, then
+        v = 0 (reset "zero") or v = v - v_threshold (reset "subtract")
+
+    ``x`` is the sum of the incoming groups' ``weight @ source`` (the gains ``r dt/tau``,
+    and for a current ``w_in dt/tau_syn``, are already folded into the weights), ``bias``
+    is per neuron. The current is in voltage units (the current of NIR's CubaLIF times the
+    voltage gain ``r dt/tau_mem``), so it obeys the same recursion.
+
+    Kind "li": the same without spike and reset; its voltage ``v`` is the output
+    (``v_threshold`` unused, 0).
 
     Kind "relay": no state and no threshold; per step it outputs ``y = x`` (a real value, the
     low-rank factor ``V @ s`` of its sources), which its targets read as a graded payload.
@@ -58,12 +77,14 @@ class FloatPopulation:
 
     name: str
     shape: tuple[int, ...]
-    kind: str  # "lif" | "threshold" | "relay"
+    kind: str  # "lif" | "threshold" | "li" | "relay"
     alpha: float | np.ndarray  # voltage kept per step (1 - dt/tau), scalar or per neuron
     v_threshold: float | np.ndarray  # scalar or per neuron (sLIF)
     threshold_ge: bool
     bias: np.ndarray  # (size,) float64, per step
     gate: str = ""  # token selector whose dropped tokens silence these (C, N) neurons
+    alpha_syn: float | np.ndarray = 0.0  # current kept per step (1 - dt/tau_syn); 0: none
+    reset: str = "zero"  # "zero" | "subtract"
 
     @property
     def size(self) -> int:
@@ -72,14 +93,16 @@ class FloatPopulation:
 
 @dataclass(frozen=True)
 class FloatGroup:
-    """Synapses ``source -> target``: ``x_target += weight @ s_source`` each step."""
+    """Synapses ``source -> target``: ``x_target[t] += weight @ s_source[t - lag]`` each step
+    (0 for ``t < lag``)."""
 
     name: str
-    source: str  # population name, INPUT, or an attention op name
+    source: str  # population name, INPUT, CONST, or an attention op name
     target: str
     weight: sp.csr_matrix  # (target.size, source.size) float64
     layer: str  # graph node whose weights these are (for reports)
     kind: str  # "encoding" (graded input) | "synapses" | "attention"
+    lag: int = 0  # sample steps between source and target (Delay nodes, recurrent edges)
 
 
 @dataclass(frozen=True)
@@ -161,15 +184,23 @@ class TokenSelectOp:
 
 @dataclass(frozen=True)
 class Readout:
-    """Host-side classifier: ``logits = scale * (sum_src W_src @ counts_src + steps * bias)``.
+    """Host-side readout of the graph Output. Per step ``t``::
 
-    ``counts`` are spike counts over a sample's T steps; ``scale = r dt`` of the Integrator.
+        y[t] = scale * (sum_src W_src @ a_src[t] + bias)
+        output[t] = y[t]  or, with ``cumulative``,  sum_{t' <= t} y[t']
+
+    ``a_src`` is a spiking population's 0/1 spikes, a token selector's stream or an "li"
+    population's voltage in float units (fixed point: ``v / scale`` of the population).
+    ``logits = sum_t y[t] = scale * (sum_src W_src @ counts_src + steps * bias)`` with
+    ``counts`` the sums over a sample's T steps; ``scale = r dt`` of an Integrator
+    (``cumulative``: NIR ``I`` integrates), 1 when the Output reads its sources directly.
     """
 
     weights: dict[str, sp.csr_matrix]
     bias: np.ndarray
     scale: float
     num_outputs: int
+    cumulative: bool = False
 
 
 @dataclass(frozen=True)
@@ -194,7 +225,14 @@ class Population:
 
         u = trunc(u * (4096 - (du + 1)) / 4096) + (a_in << 6)     (24-bit wrap)
         v = trunc(v * (4096 - dv) / 4096) + u + (bias_mant << bias_exp)   (saturate)
-        s = v > (vth << 6);  v[s] = 0
+        s = v > (vth << 6);  v[s] = 0   (reset_subtract > 0: v[s] -= reset_subtract)
+
+    ``du = 4095`` means no current state (u is this step's input); a CubaLIF current has
+    ``du = 4096 (1 - alpha_syn) - 1``. ``reset_subtract = lam * v_threshold = 64 vth + [>=]``
+    for a subtractive reset (our ``LIFWindowed`` Process; Lava's LIF resets to zero).
+
+    Kind "li": no spike and no reset; ``v`` is the output (``vth`` 0), in ``scale`` units
+    per float unit.
 
     ``depth`` is the number of synapse stages between the input and this population: its
     spikes for sample step t appear at Lava time step ``1 + depth + t`` (plus the sample's
@@ -217,7 +255,7 @@ class Population:
     name: str
     shape: tuple[int, ...]
     kind: str
-    du: int
+    du: int | np.ndarray  # scalar, or per neuron (CubaLIF with per-neuron tau_syn)
     dv: int | np.ndarray  # scalar, or per neuron (sLIF leaks: a per-neuron LIF Process)
     vth: int
     bias_mant: np.ndarray  # (size,) int
@@ -228,10 +266,16 @@ class Population:
     payload_shift: int = 0  # relay only: right shift from a_in to the payload
     payload_bits: int = 0  # relay only: signed width of its worst-case payload (<= target's)
     gate: str = ""  # token selector gating these (C, N) neurons; see FloatPopulation
+    reset_subtract: int = 0  # 0: reset to zero; > 0: subtract this from v on a spike
 
     @property
     def size(self) -> int:
         return int(np.prod(self.shape))
+
+    @property
+    def spiking(self) -> bool:
+        """True for populations that emit binary spikes ("lif", "threshold")."""
+        return self.kind not in (RELAY, LI)
 
     @property
     def graded(self) -> bool:
@@ -245,7 +289,8 @@ class SynapseGroup:
     arriving ``1 + delay`` steps after the source spiked. ``num_message_bits > 0`` means
     graded payloads (the input's pixel values, the attention op's counts, a relay's
     signed payloads): ``W @ p`` with the integer payload ``p`` instead of a sum of the
-    columns of spiking sources."""
+    columns of spiking sources. ``lag`` (sample steps, part of ``delay``): the target's
+    step t reads the source's step ``t - lag`` (0 for ``t < lag``)."""
 
     name: str
     source: str
@@ -256,6 +301,7 @@ class SynapseGroup:
     delay: int
     layer: str
     kind: str
+    lag: int = 0
 
     @property
     def num_synapses(self) -> int:
@@ -289,6 +335,13 @@ class Program:
     def pipeline_depth(self) -> int:
         return max([p.depth for p in self.populations] + [s.depth for s in self.token_selects])
 
+    @property
+    def sample_gap(self) -> int:
+        """Idle steps between samples on Lava: the largest group lag (0 without Delay nodes
+        and recurrence). A lagged group would otherwise carry the end of one sample into
+        the start of the next (docs/architecture.md, "Time")."""
+        return max((g.lag for g in self.groups), default=0)
+
     def token_select(self, name: str) -> TokenSelectOp | None:
         return next((s for s in self.token_selects if s.name == name), None)
 
@@ -297,7 +350,7 @@ class Program:
 
     def depth_of(self, source: str) -> int:
         """Depth of a group source: 0 for the input, the q population's depth for an op."""
-        if source == INPUT:
+        if source in (INPUT, CONST):
             return 0
         for op in self.attention:
             if op.name == source:
@@ -310,6 +363,8 @@ class Program:
     def source_size(self, source: str) -> int:
         if source == INPUT:
             return int(np.prod(self.input_shape))
+        if source == CONST:
+            return 1
         for op in self.attention:
             if op.name == source:
                 return op.dim * op.n_tokens
@@ -344,9 +399,10 @@ def save_program(program: Program, directory: str | Path) -> None:
         d = asdict(p)
         d.pop("bias_mant")
         arrs[f"pop{i}/bias_mant"] = np.asarray(p.bias_mant, np.int32)
-        if isinstance(p.dv, np.ndarray):
-            arrs[f"pop{i}/dv"] = np.asarray(p.dv, np.int32)
-            d["dv"] = "per-neuron"
+        for key in ("du", "dv"):
+            if isinstance(getattr(p, key), np.ndarray):
+                arrs[f"pop{i}/{key}"] = np.asarray(getattr(p, key), np.int32)
+                d[key] = "per-neuron"
         pops.append(d)
     def group_dict(g, key):
         d = {k: v for k, v in asdict(g).items() if k != "weights"}
@@ -365,7 +421,8 @@ def save_program(program: Program, directory: str | Path) -> None:
             arrs[f"sel{i}/{key}"] = np.asarray(getattr(t, key), np.int64)
         selects.append(d)
     ro = program.readout
-    readout = {"scale": ro.scale, "num_outputs": ro.num_outputs, "weights": {}}
+    readout = {"scale": ro.scale, "num_outputs": ro.num_outputs, "cumulative": ro.cumulative,
+               "weights": {}}
     for j, (src, m) in enumerate(ro.weights.items()):
         readout["weights"][src] = {"key": f"readout{j}", "shape": _csr_to(arrs, f"readout{j}", m)}
     arrs["readout/bias"] = np.asarray(ro.bias, np.float64)
@@ -414,8 +471,9 @@ def load_program(directory: str | Path) -> Program:
         pops = tuple(
             Population(**{**d, "shape": tuple(d["shape"]),
                           "bias_mant": npz[f"pop{i}/bias_mant"].astype(np.int64),
-                          "dv": (npz[f"pop{i}/dv"].astype(np.int64)
-                                 if d["dv"] == "per-neuron" else int(d["dv"]))})
+                          **{key: (npz[f"pop{i}/{key}"].astype(np.int64)
+                                   if d[key] == "per-neuron" else int(d[key]))
+                             for key in ("du", "dv")}})
             for i, d in enumerate(manifest["populations"]))
         def group_of(d, key):
             d = dict(d)
@@ -433,7 +491,8 @@ def load_program(directory: str | Path) -> Program:
         ro = manifest["readout"]
         readout = Readout(
             weights={src: _csr_from(npz, w["key"], w["shape"]) for src, w in ro["weights"].items()},
-            bias=npz["readout/bias"], scale=float(ro["scale"]), num_outputs=int(ro["num_outputs"]))
+            bias=npz["readout/bias"], scale=float(ro["scale"]), num_outputs=int(ro["num_outputs"]),
+            cumulative=bool(ro.get("cumulative", False)))
         return Program(populations=pops, groups=tuple(groups),
                        attention=tuple(AttentionOp(**a) for a in manifest["attention"]),
                        readout=readout, input_shape=tuple(manifest["input_shape"]),

@@ -8,7 +8,17 @@ and ``v > theta`` becomes ``lam = 64 vth / theta``. Then, per synapse group, the
 with ``W`` on Lava's effective 8-bit grid (mixed sign: even values in [-256, 254]; one
 sign: [0, 255] or [-255, 0]), so Lava's own clip/truncate leaves it unchanged. Decay:
 ``dv = round(4096 (1 - alpha))``; ``du = 4095`` so u carries exactly this step's input.
-Bias: ``bias_mant << bias_exp`` with a 13-bit mantissa.
+Bias: ``bias_mant << bias_exp`` with a 13-bit mantissa. A population with a synaptic
+current (CubaLIF, CubaLI: ``alpha_syn > 0``) gets ``du = 4096 (1 - alpha_syn) - 1`` (Lava
+decays u by ``(4096 - du - 1) / 4096``), exact when ``4096 (1 - alpha_syn)`` is an integer,
+else rounded with a warning like dv; u then carries the current in the same units as v.
+A subtractive reset stores ``reset_subtract = lam theta`` (``64 vth + [>=]``, an integer for
+every neuron, also with per-neuron scales).
+
+Non-spiking "li" populations (LI, CubaLI readouts) have no threshold to fix ``lam``: it is
+the largest power of two that keeps the worst-case voltage (all inputs at their maximum, in
+steady state; for T steps without leak) within half the 24-bit range and the weights within
+``weight_exp <= 7``. Inputs beyond ``input_levels`` (sequence currents) are not covered.
 
 Threshold populations whose inputs are small integers (OR of max-pooling) get ``lam = 64``:
 their weights stay exactly 1 and ``v > 64 floor(theta)`` is the exact rule.
@@ -30,9 +40,11 @@ Token selectors (:class:`~.program.TokenSelectOp`) are quantized and scheduled w
 needed (``quantize_token_predictor``); one helper, ``src_bits``, gives the message bits of
 every group source: input, attention op, token selector (unsigned) and relay (signed).
 
-Scheduling: ``depth(pop) = 1 + max depth of its sources`` (input: 0; attention op: the depth
-of q); a group from a shallower source gets ``delay = depth(target) - 1 - depth(source)`` so
-all inputs of a population belong to the same sample step (deployment decision 1).
+Scheduling: ``depth(pop) = 1 + max depth of its sources`` (input and CONST: 0; attention op:
+the depth of q; a population's own recurrent group does not count); a group from a shallower
+source gets ``delay = depth(target) - 1 - depth(source) + lag`` so all inputs of a population
+belong to the same sample step, lagged ones ``lag`` steps earlier (deployment decision 1);
+a self-recurrent group (lag 1) has delay 0: Lava's Sparse delivers a spike one step later.
 """
 from __future__ import annotations
 
@@ -46,8 +58,8 @@ import scipy.sparse as sp
 
 from ..errors import CapacityError, LoweringError, QuantizationWarning
 from ..simulate.kernels import lava_effective_weights
-from .program import (INPUT, RELAY, FloatProgram, FloatTokenSelect, Population, Program,
-                      SynapseGroup, TokenSelectOp)
+from .program import (CONST, INPUT, LI, RELAY, FloatPopulation, FloatProgram, FloatTokenSelect,
+                      Population, Program, SynapseGroup, TokenSelectOp)
 
 __all__ = ["quantize_program", "quantize_weights", "QuantizedWeights", "LAVA_LIF",
            "DEFAULT_VTH_MANT", "DEFAULT_PAYLOAD_BITS", "SYNAPTIC_ACCUMULATOR_BITS",
@@ -255,6 +267,53 @@ def _relay_shift(real: sp.csr_matrix, relay: _RelayScale, weight_bits: int) -> i
         shift += 1
 
 
+def _current_decay(p: FloatPopulation, diagnostics: dict) -> int | np.ndarray:
+    """Lava's ``du`` for a current kept by ``alpha_syn`` per step (4095: no current)."""
+    alpha_syn = np.asarray(p.alpha_syn, np.float64)
+    if not np.any(alpha_syn):
+        return LAVA_LIF.max_du
+    du_exact = LAVA_LIF.decay_unity * (1.0 - alpha_syn) - 1.0
+    du = np.clip(np.round(du_exact), 0, LAVA_LIF.max_du).astype(np.int64)
+    err = float(np.max(np.abs(du - du_exact)))
+    if err:
+        diagnostics["decay_error"][f"{p.name}.current"] = err
+        warnings.warn(f"{p.name}: current decay rounded to the /4096 grid (max error "
+                      f"{err:.3f}/4096)", QuantizationWarning, stacklevel=3)
+    return int(du) if du.ndim == 0 else (int(du[0]) if np.all(du == du[0]) else du)
+
+
+def _geometric(alpha, steps: int) -> np.ndarray:
+    """Worst-case gain of ``y = alpha y + x`` for ``|x| <= 1``: ``1 / (1 - |alpha|)`` when
+    ``|alpha| < 1`` (any number of steps), else ``steps`` (elementwise)."""
+    a = np.abs(np.asarray(alpha, np.float64))
+    with np.errstate(divide="ignore"):
+        return np.where(a < 1.0, 1.0 / np.maximum(1.0 - a, 1e-300), float(steps))
+
+
+def _li_scale(p: FloatPopulation, gs, time_steps: int, weight_bits: int, source_max) -> float:
+    """Scale (v units per float unit) of a non-spiking "li" population: the largest power of
+    two that keeps the worst-case |v| (every input at its maximum; steady state, or
+    ``time_steps`` steps without leak) below half the 24-bit range and every group's weights
+    at ``weight_exp <= 7``."""
+    drive = np.zeros(p.size)
+    w_max = 0.0
+    for g in gs:
+        w = abs(sp.csr_matrix(g.weight))
+        if g.source == p.name or not w.nnz:
+            continue
+        drive += np.asarray(w @ source_max(g.source).astype(np.float64)).ravel()
+        w_max = max(w_max, float(w.data.max()))
+    steps = max(int(time_steps), 1)
+    current = drive * _geometric(p.alpha_syn, steps) if np.any(p.alpha_syn) else drive
+    v_max = float(np.max((current + np.abs(p.bias)) * _geometric(p.alpha, steps), initial=0.0))
+    limit = (2 ** (LAVA_LIF.uv_bits - 1) - 1) / 2.0
+    lam = limit / v_max if v_max > 0 else 2.0 ** 16
+    if w_max > 0:  # R = lam w / 64 must fit 255 * 2**7
+        lam = min(lam, (2 ** weight_bits - 1) * 2.0 ** LAVA_LIF.weight_exp_max *
+                  2 ** LAVA_LIF.act_shift / w_max)
+    return float(2.0 ** math.floor(math.log2(lam)))
+
+
 def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int = 62,
                      vth_mant: int = DEFAULT_VTH_MANT,
                      payload_bits: int = DEFAULT_PAYLOAD_BITS) -> Program:
@@ -283,6 +342,8 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
 
     def src_bits(src: str) -> int:
         """Message bits of a group source (0: binary spikes)."""
+        if src == CONST:
+            return 0
         if src == INPUT:
             return _message_bits(fp.input_levels)
         if src in op_names:
@@ -332,7 +393,7 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
         return q
 
     def src_depth(src: str) -> int:
-        if src == INPUT:
+        if src in (INPUT, CONST):
             return 0
         if src in sel_float:
             return selector(src).depth
@@ -354,6 +415,8 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
             op = op_names[src]
             return np.full(op.dim * op.n_tokens, op.n_tokens * (op.dim // op.num_heads),
                            np.int64)
+        if src == CONST:
+            return np.ones(1, np.int64)
         if src in sel_float:  # gated stream: at most the ungated sum of its inputs
             sel = selector(src)
             bound = np.zeros(sel.dim * sel.n_tokens, np.int64)
@@ -363,6 +426,10 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
             return bound
         return np.ones(fp.population(src).size, np.int64)  # binary spikes
 
+    if fp.token_selects and any(g.lag for g in fp.groups):
+        raise LoweringError("program: token selectors need back-to-back samples, but Delay "
+                            "nodes or recurrence need idle steps between samples; use one "
+                            "or the other")
     pops_q, groups_q = [], []
     diagnostics = {"zeroed_weights": 0, "clipped_weights": 0, "clipped_biases": 0,
                    "decay_error": {}}
@@ -370,7 +437,16 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
         gs = incoming[p.name]
         if not gs:
             raise LoweringError(f"{p.name}: population has no incoming synapses")
-        depth[p.name] = 1 + max(src_depth(g.source) for g in gs)
+        for g in gs:
+            if g.source == p.name and g.lag < 1:
+                raise LoweringError(f"{g.name}: a population reading its own output needs a "
+                                    "lag of at least one step")
+            if g.source not in (INPUT, CONST, p.name) and g.source not in op_names and \
+                    g.source not in sel_float and g.source not in depth:
+                raise LoweringError(f"{g.name}: source '{g.source}' comes after its target in "
+                                    "the schedule (a cycle through several populations)")
+        depth[p.name] = 1 + max((src_depth(g.source) for g in gs if g.source != p.name),
+                                default=0)
         if p.kind == RELAY:  # graded relay of a low-rank factor (module docstring)
             mu, payload_max, qws = _quantize_relay(p, gs, weight_bits, payload_bits,
                                                    source_max)
@@ -383,7 +459,7 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
             for g, qw in zip(gs, qws):
                 diagnostics["zeroed_weights"] += qw.zeroed
                 diagnostics["clipped_weights"] += qw.clipped
-                delay = depth[p.name] - 1 - src_depth(g.source)
+                delay = depth[p.name] - 1 - src_depth(g.source) + g.lag
                 if delay > max_delay:
                     raise CapacityError(f"{g.name}: synaptic delay ({delay}) exceeds "
                                         f"max_synaptic_delay ({max_delay}); the model is too "
@@ -391,19 +467,22 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
                 groups_q.append(SynapseGroup(
                     name=g.name, source=g.source, target=g.target, weights=qw.weights,
                     weight_exp=qw.weight_exp, num_message_bits=src_bits(g.source),
-                    delay=delay, layer=g.layer, kind=g.kind))
+                    delay=delay, layer=g.layer, kind=g.kind, lag=g.lag))
             continue
         per_neuron_th = isinstance(p.v_threshold, np.ndarray)
         # exact integer rule: non-negative integer weights (Lava's excitatory grid) and a
         # threshold below 64, so a sub-threshold v = 64*count decays to 0 with dv = 4095
         integer_or = (p.kind == "threshold" and not per_neuron_th and np.all(p.bias == 0) and
                       math.floor(p.v_threshold) < 2 ** LAVA_LIF.act_shift and all(
-                          g.source != INPUT and g.source not in op_names and
+                          g.source not in (INPUT, CONST) and g.source not in op_names and
                           g.source not in relays and
                           np.all(g.weight.data == np.round(g.weight.data)) and
                           np.all(g.weight.data >= 0) and
                           g.weight.data.max(initial=0) <= 2 ** weight_bits - 1 for g in gs))
-        if integer_or:
+        if p.kind == LI:  # no threshold: the scale keeps the worst-case voltage in range
+            lam = _li_scale(p, gs, fp.time_steps, weight_bits, source_max)
+            vth = 0
+        elif integer_or:
             lam = float(2 ** LAVA_LIF.act_shift)
             vth = int(math.floor(p.v_threshold)) if not p.threshold_ge else \
                 int(math.ceil(p.v_threshold)) - 1
@@ -417,7 +496,8 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
             vth = vth_mant
             ge = 1 if p.threshold_ge else 0
             theta = np.asarray(p.v_threshold, np.float64)
-            # per-neuron thresholds fold into a per-neuron scale (exact: reset is to zero)
+            # per-neuron thresholds fold into a per-neuron scale (exact: the reset is to zero
+            # or subtracts lam theta = 64 vth + ge, the same integer for every neuron)
             lam = ((2 ** LAVA_LIF.vth_shift) * vth + ge) / theta
             att = [g for g in gs if g.source in op_names]
             if att:  # bound u = 64 * a_in below 2**23 for the largest possible count N*d
@@ -439,6 +519,10 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
                 warnings.warn(f"{p.name}: voltage decay rounded to the /4096 grid (max error "
                               f"{err:.3f}/4096)", QuantizationWarning, stacklevel=2)
             dv = int(dv) if dv.ndim == 0 else (int(dv[0]) if np.all(dv == dv[0]) else dv)
+        du = _current_decay(p, diagnostics)
+        reset_subtract = 0
+        if p.reset == "subtract" and p.kind != LI:
+            reset_subtract = (2 ** LAVA_LIF.vth_shift) * vth + (1 if p.threshold_ge else 0)
         bias_mant, bias_exp, bclip = _bias_manexp(lam * p.bias)
         diagnostics["clipped_biases"] += bclip
         if p.gate:
@@ -446,10 +530,10 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
             if depth[p.name] <= gate.depth:
                 raise LoweringError(f"{p.name}: gated by '{p.gate}' but computed before its "
                                     f"decision (depth {depth[p.name]} <= {gate.depth})")
-        pops_q.append(Population(name=p.name, shape=p.shape, kind=p.kind, du=LAVA_LIF.max_du,
+        pops_q.append(Population(name=p.name, shape=p.shape, kind=p.kind, du=du,
                                  dv=dv, vth=vth, bias_mant=bias_mant, bias_exp=bias_exp,
                                  depth=depth[p.name], scale=float(np.max(lam)), layer=p.name,
-                                 gate=p.gate))
+                                 gate=p.gate, reset_subtract=int(reset_subtract)))
         row_scale = sp.diags(np.broadcast_to(lam / 2 ** LAVA_LIF.act_shift, (p.size,)))
         for g in gs:
             real = row_scale @ g.weight
@@ -477,7 +561,7 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
                 if w.nnz != w.shape[0] or np.count_nonzero(w.diagonal()) != w.shape[0]:
                     raise LoweringError(f"{g.name}: attention output weights must be diagonal "
                                         "(one weight per output neuron)")
-            delay = depth[p.name] - 1 - src_depth(g.source)
+            delay = depth[p.name] - 1 - src_depth(g.source) + g.lag
             if g.source in op_names and delay:
                 raise LoweringError(f"{g.name}: the attention output would need a delay of "
                                     f"{delay} steps to align with the other inputs of "
@@ -489,7 +573,7 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
             groups_q.append(SynapseGroup(name=g.name, source=g.source, target=g.target,
                                          weights=qw.weights, weight_exp=qw.weight_exp,
                                          num_message_bits=bits, delay=delay, layer=g.layer,
-                                         kind=g.kind))
+                                         kind=g.kind, lag=g.lag))
     if diagnostics["clipped_biases"]:
         warnings.warn(f"{diagnostics['clipped_biases']} biases clipped to the 13-bit mantissa "
                       "range; lower --vth-mant", QuantizationWarning, stacklevel=2)

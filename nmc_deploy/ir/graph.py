@@ -1,7 +1,8 @@
 """A graph of named IR nodes joined by edges; fan-in into a node sums its inputs.
 
 An edge is ``(source, target)`` where target may name a port as ``"node.port"`` (used by
-multi-input extension nodes such as SpikingSelfAttention). Graphs are immutable.
+multi-input extension nodes such as SpikingSelfAttention). Graphs are immutable. Cycles are
+allowed: an edge that closes one (:func:`back_edges`) carries a one-step delay (NIR).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, Mapping
 from ..errors import GraphError
 from .nodes import Input, Node, Output
 
-__all__ = ["Graph", "topo_order", "split_port"]
+__all__ = ["Graph", "topo_order", "back_edges", "split_port"]
 
 
 def split_port(endpoint: str, nodes: Mapping[str, Node]) -> tuple[str, str]:
@@ -77,14 +78,54 @@ class Graph:
         return out
 
 
+def back_edges(graph: Graph) -> list[tuple[str, str]]:
+    """Edges that close a cycle (recurrent edges), in the order they are found.
+
+    A depth-first search from the Input node (then from every node not yet reached, in node
+    order), following each node's outgoing edges in edge order, marks every edge into a node
+    still on the search path. Removing these edges leaves an acyclic graph. NIR/nirtorch
+    semantics: such an edge carries a one-step delay (the target reads the source's output
+    of step ``t - 1``, 0 at ``t = 0``). Acyclic graphs have none.
+    """
+    succ: dict[str, list[tuple[str, tuple[str, str]]]] = {n: [] for n in graph.nodes}
+    for edge in graph.edges:
+        succ[edge[0]].append((split_port(edge[1], graph.nodes)[0], edge))
+    state: dict[str, int] = {}  # 1: on the search path, 2: finished
+    back: list[tuple[str, str]] = []
+    roots = [graph.input_name] + [n for n in graph.nodes if n != graph.input_name]
+    for root in roots:
+        if root in state:
+            continue
+        state[root] = 1
+        stack = [(root, iter(succ[root]))]
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                state[node] = 2
+                stack.pop()
+                continue
+            target, edge = nxt
+            if state.get(target) == 1:
+                back.append(edge)
+            elif target not in state:
+                state[target] = 1
+                stack.append((target, iter(succ[target])))
+    return back
+
+
 def topo_order(graph: Graph) -> list[str]:
-    """Node names with every source before its targets (Kahn); raises on cycles."""
+    """Node names with every source before its targets (Kahn), ignoring the recurrent edges
+    of :func:`back_edges`; for an acyclic graph this is the plain topological order."""
+    back = set(back_edges(graph))
     indeg = {n: 0 for n in graph.nodes}
     succ: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    for src, dst in graph.edges:
-        node, _ = split_port(dst, graph.nodes)
+    for edge in graph.edges:
+        if edge in back:
+            continue
+        node, _ = split_port(edge[1], graph.nodes)
         indeg[node] += 1
-        succ[src].append(node)
+        succ[edge[0]].append(node)
     ready = [n for n in graph.nodes if indeg[n] == 0]
     order = []
     while ready:
@@ -94,8 +135,7 @@ def topo_order(graph: Graph) -> list[str]:
             indeg[m] -= 1
             if indeg[m] == 0:
                 ready.append(m)
-    if len(order) != len(graph.nodes):
+    if len(order) != len(graph.nodes):  # cannot happen: back edges break every cycle
         cyclic = sorted(set(graph.nodes) - set(order))
-        raise GraphError(f"graph: cycle through {', '.join(cyclic[:5])}; recurrent graphs are "
-                         "not supported by this compiler yet")
+        raise GraphError(f"graph: could not order the nodes {', '.join(cyclic[:5])}")
     return order

@@ -48,10 +48,14 @@ def synaptic_input(weights: sp.csr_matrix, s: np.ndarray, weight_exp: int) -> np
     return a << weight_exp if weight_exp > 0 else a >> (-weight_exp)
 
 
-def lif_fixed_step(u, v, a_in, *, du: int, dv: int, vth: int, bias_eff):
+def lif_fixed_step(u, v, a_in, *, du, dv, vth, bias_eff, reset_subtract: int = 0):
     """One step of PyLifModelBitAcc on int64 arrays; returns ``(u, v, spikes, wrapped)``.
 
     ``wrapped`` flags neurons whose current left the 24-bit range (u wraps, as in Lava).
+    ``du``/``dv`` are scalars or per-neuron arrays. ``vth=None``: a non-spiking leaky
+    integrator (no spike, no reset; our ``LIFWindowed`` with ``spiking=False``).
+    ``reset_subtract > 0``: a spike subtracts it from v instead of zeroing v
+    (``LIFWindowed`` with a subtractive reset).
     """
     x = u * (4096 - (du + 1))
     decayed = np.sign(x) * (np.abs(x) >> 12)
@@ -62,8 +66,10 @@ def lif_fixed_step(u, v, a_in, *, du: int, dv: int, vth: int, bias_eff):
     y = v * (4096 - dv)
     v = np.sign(y) * (np.abs(y) >> 12) + u + bias_eff
     v = np.clip(v, -MAX_UV + 1, MAX_UV - 1)
+    if vth is None:
+        return u, v, np.zeros(v.shape, bool), wrapped != decayed
     s = v > (vth << 6)
-    v = np.where(s, 0, v)
+    v = np.where(s, v - reset_subtract if reset_subtract else 0, v)
     return u, v, s, wrapped != decayed
 
 

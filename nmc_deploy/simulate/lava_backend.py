@@ -3,7 +3,9 @@
 The only module of nmc-deploy (besides the custom processes in ``lava_procs``) that
 imports Lava. Mapping:
 
-* input: ``RingBuffer`` source with the integer pixels of every sample, repeated T times;
+* input: ``RingBuffer`` source with the integer input of every sample: images repeated T
+  times or a (B, T, *input_shape) sequence; a second ``RingBuffer`` cycling ``[1]*T +
+  [0]*gap`` when groups read the constant source ``CONST``;
 * population: ``LIFReset`` (PyLifResetModelBitAcc; our ``LIFResetPerNeuronDecay`` subclass
   when leaks differ per neuron) with ``reset_interval = T`` and
   ``reset_offset = (1 + depth) % T``, so u and v are zeroed at the first step of each
@@ -16,11 +18,19 @@ imports Lava. Mapping:
 * token selector: our ``TokenSelectProcess`` (buffers a sample, decides, re-emits the kept
   tokens' stream as graded payloads); the populations it gates are ``LIFResetGated``,
   whose ``gate_in`` receives its keep mask;
+* LI/CubaLI readouts, populations with a subtractive reset, and every population of a
+  program with lagged groups (Delay nodes, recurrence): our ``LIFWindowed`` Process;
 * recording: one ``SpikeRecorder`` per spiking population writes its raster to a temporary
-  file; a ``GradedRecorder`` (int32 payloads) per relay and per token selector output.
+  file; a ``GradedRecorder`` (int32 payloads) per relay, per token selector output and per
+  LI population (its voltage).
 
-Samples run back to back with period T: a population of depth d holds sample k, step t at
-Lava time step ``1 + d + k T + t``. The run lasts ``n T + pipeline depth`` steps.
+Samples run with period ``P = T + gap`` (``gap = program.sample_gap``, the largest lag; 0
+without Delay nodes and recurrence, so samples run back to back): a population of depth d
+holds sample k, step t at Lava time step ``1 + d + k P + t``. In the ``gap`` idle steps the
+input is 0 and every population rests (``LIFWindowed``), so a lagged group (at most ``gap``
+steps) delivers zeros into the first steps of the next window, as the reference's "0 before
+t = 0": a recurrent spike of a sample's last step never reaches the next sample. The run
+lasts ``n P + pipeline depth`` steps.
 """
 from __future__ import annotations
 
@@ -31,9 +41,10 @@ from pathlib import Path
 import numpy as np
 
 from ..compat import lava311
-from ..compile.program import INPUT, Program
+from ..compile.program import CONST, INPUT, LI, Program
 from ..errors import SimulationError
-from .reference import SimulationResult, _readout
+from .reference import (SimulationResult, _check_sequence, _readout, _readout_steps,
+                        as_input_sequence)
 
 lava311.import_lava_runtime()
 
@@ -44,8 +55,9 @@ from lava.proc.lif.process import LIFReset  # noqa: E402
 from lava.proc.sparse.process import DelaySparse, Sparse  # noqa: E402
 
 from .lava_procs.processes import (GradedRecorder, GradedRelay, LIFResetGated,  # noqa: E402
-                                   LIFResetPerNeuronDecay, PyDelaySparseModelBitAccCached,
-                                   SpikeAttention, SpikeRecorder, TokenSelectProcess)
+                                   LIFResetPerNeuronDecay, LIFWindowed,
+                                   PyDelaySparseModelBitAccCached, SpikeAttention,
+                                   SpikeRecorder, TokenSelectProcess)
 
 __all__ = ["simulate_lava", "build_network", "run_config"]
 
@@ -55,14 +67,25 @@ def _attention_weight(weights):
     return int(d[0]) if np.all(d == d[0]) else d
 
 
-def build_network(program: Program, images: np.ndarray, record_dir: Path):
-    """Create and connect the Lava Processes; returns ``(source, recorders, num_steps)``."""
-    T = program.time_steps
-    n = images.shape[0]
-    num_steps = n * T + program.pipeline_depth
-    pixels = np.asarray(images, np.int64).reshape(n, -1)
-    data = np.repeat(pixels, T, axis=0).T.astype(np.int32)  # (n_in, n*T), sample-major
+def build_network(program: Program, inputs: np.ndarray, record_dir: Path):
+    """Create and connect the Lava Processes; returns ``(source, recorders, num_steps)``.
+
+    ``inputs``: images ``(B, *input_shape)`` or a sequence ``(B, T, *input_shape)``
+    (integers), as for :func:`~nmc_deploy.simulate.reference.simulate_reference`.
+    """
+    seq = as_input_sequence(program, inputs)  # (n, T, n_in)
+    n, T = seq.shape[0], seq.shape[1]
+    gap = program.sample_gap
+    period = T + gap
+    windowed = gap > 0
+    num_steps = n * period + program.pipeline_depth
+    padded = np.zeros((n, period, seq.shape[2]), np.int64)
+    padded[:, :T] = seq
+    data = padded.reshape(n * period, -1).T.astype(np.int32)  # (n_in, n*P), sample-major
     source = RingBuffer(data=data)
+    const = None
+    if any(g.source == CONST for g in program.groups):
+        const = RingBuffer(data=np.array([[1] * T + [0] * gap], np.int32))
     lifs = {}
     sels = {t.name: t for t in program.token_selects}
     for p in program.populations:
@@ -73,13 +96,18 @@ def build_network(program: Program, images: np.ndarray, record_dir: Path):
         kwargs = dict(shape=(p.size,), du=p.du, dv=p.dv, vth=p.vth,
                       bias_mant=np.asarray(p.bias_mant, np.int64).astype(np.int32),
                       bias_exp=np.full(p.size, p.bias_exp, np.int32),
-                      reset_interval=T, reset_offset=(1 + p.depth) % T, name=p.name)
-        if p.gate:
+                      reset_interval=period, reset_offset=(1 + p.depth) % period, name=p.name)
+        if windowed or p.kind == LI or p.reset_subtract:
+            lifs[p.name] = LIFWindowed(window=T, first_step=1 + p.depth,
+                                       reset_subtract=p.reset_subtract,
+                                       spiking=p.kind != LI, **kwargs)
+        elif p.gate:
             sel = sels[p.gate]
             lifs[p.name] = LIFResetGated(n_tokens=sel.n_tokens, gate_delay=p.depth - sel.depth,
                                          **kwargs)
         else:
-            neuron = LIFResetPerNeuronDecay if isinstance(p.dv, np.ndarray) else LIFReset
+            vector = isinstance(p.dv, np.ndarray) or isinstance(p.du, np.ndarray)
+            neuron = LIFResetPerNeuronDecay if vector else LIFReset
             lifs[p.name] = neuron(**kwargs)
     selectors = {}
     for t in program.token_selects:
@@ -98,6 +126,8 @@ def build_network(program: Program, images: np.ndarray, record_dir: Path):
     def out_port(src):
         if src == INPUT:
             return source.s_out
+        if src == CONST:
+            return const.s_out
         return (selectors[src] if src in selectors else lifs[src]).s_out
 
     def connect_group(g, in_port):
@@ -128,7 +158,7 @@ def build_network(program: Program, images: np.ndarray, record_dir: Path):
         connect_group(g, lifs[g.target].a_in)
     recorders = {}
     for i, p in enumerate(program.populations):
-        recorder = GradedRecorder if p.graded else SpikeRecorder
+        recorder = GradedRecorder if (p.graded or p.kind == LI) else SpikeRecorder
         rec = recorder(shape=(p.size,), num_steps=num_steps,
                        path=str(record_dir / f"pop{i}.npy"), name=f"rec:{p.name}")
         lifs[p.name].s_out.connect(rec.a_in)
@@ -151,17 +181,19 @@ def run_config(cache_delay_weights: bool = True) -> Loihi2SimCfg:
     return Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=exceptions)
 
 
-def simulate_lava(program: Program, images: np.ndarray, *,
+def simulate_lava(program: Program, inputs: np.ndarray, *,
                   cache_delay_weights: bool = True) -> SimulationResult:
-    """Run ``program`` on ``images`` (B, C, H, W) in Lava; spikes in sample time like
+    """Run ``program`` in Lava on images ``(B, *input_shape)`` or an integer sequence
+    ``(B, T, *input_shape)``; spikes, payloads and LI voltages in sample time like
     :func:`~nmc_deploy.simulate.reference.simulate_reference`."""
-    images = np.asarray(images)
-    T = program.time_steps
-    n = images.shape[0]
+    seq = as_input_sequence(program, inputs)
+    _check_sequence(program, seq)
+    n, T = seq.shape[0], seq.shape[1]
+    period = T + program.sample_gap
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nmc-lava-") as tmp:
         tmp = Path(tmp)
-        source, recorders, num_steps = build_network(program, images, tmp)
+        source, recorders, num_steps = build_network(program, inputs, tmp)
         try:
             source.run(condition=RunSteps(num_steps=num_steps, blocking=True),
                        run_cfg=run_config(cache_delay_weights))
@@ -173,30 +205,42 @@ def simulate_lava(program: Program, images: np.ndarray, *,
                 source.stop()
             except Exception:
                 pass
-        spikes, payloads = {}, {}
+        spikes, payloads, voltages = {}, {}, {}
         for p in program.populations:
             path = recorders[p.name][1]
             if not path.exists():
                 raise SimulationError(f"lava: population '{p.name}' recorded nothing")
-            if p.graded:
+            if p.graded or p.kind == LI:
                 raster = np.load(path).astype(np.int64)
             else:
                 raster = np.unpackbits(np.load(path), axis=1, count=p.size).astype(bool)
-            window = raster[p.depth:p.depth + n * T]  # Lava step 1+d+kT+t -> row d+kT+t
-            (payloads if p.graded else spikes)[p.name] = \
-                window.reshape(n, T, p.size).transpose(1, 0, 2)
-        sel_counts, masks = {}, {}
+            # Lava step 1+d+kP+t -> row d+kP+t
+            window = raster[p.depth:p.depth + n * period].reshape(n, period, p.size)[:, :T]
+            out = payloads if p.graded else voltages if p.kind == LI else spikes
+            out[p.name] = window.transpose(1, 0, 2)
+        sel_counts, sel_steps, masks = {}, {}, {}
         for t in program.token_selects:
             _, path, mpath = recorders[t.name]
             if not path.exists() or not mpath.exists():
                 raise SimulationError(f"lava: token selector '{t.name}' recorded nothing")
             window = np.load(path)[t.depth:t.depth + n * T].astype(np.int64)
+            sel_steps[t.name] = window.reshape(n, T, -1).transpose(1, 0, 2)
             sel_counts[t.name] = window.reshape(n, T, -1).sum(axis=1)
             mraster = np.unpackbits(np.load(mpath), axis=1, count=t.n_tokens).astype(bool)
             masks[t.name] = mraster[t.depth:t.depth + n * T:T]  # one row per sample
     counts = {k: s.sum(axis=0).astype(np.int64) for k, s in spikes.items()}
-    logits = _readout(program.readout, {**counts, **sel_counts}, T, n)
+    scales = {p.name: float(p.scale) for p in program.populations if p.kind == LI}
+    values, sums = {}, {}
+    for name in program.readout.weights:
+        if name in voltages:
+            values[name] = voltages[name] / scales[name]
+            sums[name] = values[name].sum(axis=0)
+        else:
+            values[name] = spikes[name] if name in spikes else sel_steps[name]
+    logits = _readout(program.readout, {**counts, **sel_counts, **sums}, T, n)
+    steps = _readout_steps(program.readout, values, T, n)
     stats = {"backend": "lava", "samples": n, "time_steps": T, "lava_steps": num_steps,
-             "seconds": time.perf_counter() - t0}
+             "sample_gap": program.sample_gap, "seconds": time.perf_counter() - t0}
     return SimulationResult(spikes, counts, logits, stats, token_masks=masks,
-                            selector_counts=sel_counts, payloads=payloads)
+                            selector_counts=sel_counts, payloads=payloads, voltages=voltages,
+                            voltage_scales=scales, output_steps=steps)

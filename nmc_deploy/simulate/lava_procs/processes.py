@@ -20,6 +20,10 @@ TokenSelectProcess, LIFResetGated
 GradedRecorder
     Like SpikeRecorder for graded payloads (relays, token selector outputs): an int32
     ``.npy`` file (one row per step).
+LIFWindowed
+    Lava's fixed-point LIF arithmetic (per-neuron du, dv) that runs only inside its sample
+    windows and rests (u = v = 0, no output) between them; optionally a subtractive reset,
+    or no spikes at all with the voltage sent as a graded output (LI/CubaLI readouts).
 """
 import warnings
 
@@ -361,3 +365,65 @@ class PyGradedRecorderModel(PyLoihiProcessModel):
             self._buffer[step] = s
         if self.time_step == self._buffer.shape[0]:
             np.save(self.proc_params["path"], self._buffer)
+
+
+class LIFWindowed(LIFResetPerNeuronDecay):
+    """A LIF population that is active only in its sample windows (see the model).
+
+    With ``period = T + gap``, the window of sample k covers Lava steps
+    ``first_step + k period + t`` for ``t < window (= T)``. Inside it the dynamics are
+    :class:`LIFResetPerNeuronDecay`'s (u, v zeroed at the window's first step before
+    integrating); outside it the neurons rest: input ignored, u = v = 0, output 0. So with
+    ``gap`` idle steps between samples, a group that delivers its source's output ``lag <=
+    gap`` steps late carries zeros into the first ``lag`` steps of each window, exactly the
+    "0 before t = 0" of a single sample. On a spike v is zeroed, or with
+    ``reset_subtract > 0`` reduced by it. ``spiking=False``: no threshold and no reset; the
+    voltage v (int32, 24-bit) is sent on ``s_out`` each active step (a non-spiking leaky
+    integrator read out per step, like a Loihi 2 graded-output neuron).
+    """
+
+    def __init__(self, *, shape, window: int, first_step: int, reset_subtract: int = 0,
+                 spiking: bool = True, **kwargs):
+        super().__init__(shape=shape, **kwargs)
+        self.proc_params["window"] = int(window)
+        self.proc_params["first_step"] = int(first_step)
+        self.proc_params["reset_subtract"] = int(reset_subtract)
+        self.proc_params["spiking"] = bool(spiking)
+
+
+@implements(proc=LIFWindowed, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyLIFWindowedModel(_PyLIFResetVectorDecayBase):
+    """The model of :class:`LIFWindowed` (Lava's AbstractPyLifModelFixed arithmetic)."""
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.window = int(proc_params["window"])
+        self.first_step = int(proc_params["first_step"])
+        self.reset_sub = int(proc_params["reset_subtract"])
+        self.spiking = bool(proc_params["spiking"])
+
+    def run_spk(self):
+        a_in = self.a_in.recv()
+        rel = self.time_step - self.first_step
+        phase = rel % self.reset_interval
+        if rel < 0 or phase >= self.window:  # between windows: at rest
+            self.u *= 0
+            self.v *= 0
+            self.s_out.send(np.zeros(self.v.shape, np.int32))
+            return
+        if phase == 0:
+            self.u *= 0
+            self.v *= 0
+        self.scale_bias()
+        self.subthr_dynamics(activation_in=a_in)
+        if not self.spiking:
+            self.s_out.send(np.array(self.v, np.int32))
+            return
+        spikes = self.v > np.left_shift(self.vth, self.vth_shift)
+        if self.reset_sub:
+            self.v[spikes] -= self.reset_sub
+        else:
+            self.reset_voltage(spike_vector=spikes)
+        self.s_out.send(spikes)

@@ -1,0 +1,308 @@
+"""Discretisation conventions: how a continuous-time NIR graph becomes a discrete-time model.
+
+NIR graphs are declarative ODEs: they carry no time step, integrator, reset mode or threshold
+comparison (docs: ../shared/docs/nir.md §1.2, §5.2), and every tool that writes NIR has its own
+implicit answer. This module names those answers and decides which one applies to a graph.
+
+Public API
+----------
+``Timing``
+    the resolved discretisation (frozen; the equations are in its docstring).
+``CONVENTIONS``
+    ``{name: Convention}`` presets for snntorch, sinabs, norse, rockpool, spikingjelly and
+    nmc-deploy (our own export).
+``resolve_timing(graph_metadata, *, dt=None, convention=None, ...) -> Timing``
+    explicit arguments win over a preset, a preset wins over the graph metadata keys
+    ``dt``, ``integrator``, ``reset``, ``threshold_comparison``, and NIR's own semantics fill
+    the rest (forward Euler, reset to ``v_reset``, ``>``). No dt anywhere is an error.
+``apply_timing(graph, timing) -> Graph``
+    a new graph whose metadata carries the resolved values (the lowering reads them there).
+``rockpool_dt(graph) -> float``
+    the dt that rockpool hid in ``r`` (see ``CONVENTIONS["rockpool"]``).
+
+Pure Python: no nir, torch or numpy import; nothing here mutates its input.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ..errors import GraphError
+
+__all__ = ["Timing", "Convention", "CONVENTIONS", "INTEGRATORS", "RESETS",
+           "THRESHOLD_COMPARISONS", "TIMING_KEYS", "resolve_timing", "apply_timing",
+           "rockpool_dt"]
+
+INTEGRATORS = ("forward-euler", "exact")
+RESETS = ("zero", "subtract")
+THRESHOLD_COMPARISONS = (">", ">=")
+TIMING_KEYS = ("dt", "integrator", "reset", "threshold_comparison")
+
+# Spellings other tools and older files use; mapped to ours.
+_ALIASES = {
+    "integrator": {"euler": "forward-euler", "forward_euler": "forward-euler",
+                   "forward euler": "forward-euler", "exponential": "exact",
+                   "exact-exponential": "exact", "zoh": "exact", "zero-order-hold": "exact"},
+    "reset": {"to-zero": "zero", "reset-to-zero": "zero", "value": "zero", "to-value": "zero",
+              "hard": "zero", "subtraction": "subtract", "subtractive": "subtract",
+              "soft": "subtract"},
+    "threshold_comparison": {"gt": ">", "ge": ">=", "=>": ">="},
+}
+# NIR's own semantics where nothing else says: spike on v > theta, then v <- v_reset.
+_NIR_DEFAULTS = {"integrator": "forward-euler", "reset": "zero", "threshold_comparison": ">"}
+
+
+@dataclass(frozen=True)
+class Timing:
+    r"""How every neuron node of a graph is stepped; all factors computed in float64.
+
+    Per step k, with x_k the summed input of the step and theta = v_threshold::
+
+        forward-euler:  alpha = 1 - dt/tau        gain = r dt/tau        leak = v_leak dt/tau
+        exact:          alpha = exp(-dt/tau)      gain = r (1 - alpha)   leak = v_leak (1 - alpha)
+                        (the ODE solved exactly with the input held over the step)
+
+        I, IF:          v_k = v_{k-1} + r dt x_k                      (no tau: both integrators)
+        LI, LIF:        v_k = alpha v_{k-1} + gain x_k + leak
+        CubaLI(F):      I_k = alpha_syn I_{k-1} + gain_syn x_k         (tau_syn, w_in for tau, r;
+                                                                        no leak)
+                        v_k = alpha_mem v_{k-1} + gain_mem I_k + leak  (reads the updated I_k)
+
+        spike:          z_k = [v_k > theta]   (threshold_comparison ">", NIR's rule)
+                        z_k = [v_k >= theta]  (">=")
+        reset:          v_k <- v_reset where z_k = 1          ("zero", NIR's rule; same step)
+                        v_k <- v_k - theta where z_k = 1      ("subtract"; same step)
+
+    ``dt`` is in seconds (or in steps for tools whose tau is in steps: sinabs, dt = 1).
+    ``source`` says where each value came from (argument, convention, graph metadata, NIR
+    default).
+    """
+
+    dt: float  # seconds per step
+    integrator: str  # one of INTEGRATORS
+    reset: str  # one of RESETS
+    threshold_comparison: str  # ">" or ">="
+    source: str  # provenance of the four values, for reports and error messages
+
+    def __post_init__(self):
+        dt = float(self.dt)
+        if not (math.isfinite(dt) and dt > 0):
+            raise GraphError(f"timing: dt ({self.dt}) is not a positive number of seconds; "
+                             "give --dt SECONDS")
+        object.__setattr__(self, "dt", dt)
+        for key, allowed in (("integrator", INTEGRATORS), ("reset", RESETS),
+                             ("threshold_comparison", THRESHOLD_COMPARISONS)):
+            if getattr(self, key) not in allowed:
+                raise GraphError(f"timing: {key} ({getattr(self, key)!r}) is not one of "
+                                 f"{', '.join(allowed)}")
+
+    def as_metadata(self) -> dict[str, Any]:
+        """The graph metadata keys the lowering reads."""
+        return {"dt": self.dt, "integrator": self.integrator, "reset": self.reset,
+                "threshold_comparison": self.threshold_comparison}
+
+
+@dataclass(frozen=True)
+class Convention:
+    """The implicit discretisation of one tool's NIR files (nir.md §5.2).
+
+    ``dt`` is None when the tool does not fix one (rockpool hides it in ``r``).
+    ``mapping`` states how the tool writes its discrete model as NIR parameters and where
+    the preset is only an approximation of the tool's own update.
+    """
+
+    name: str
+    dt: float | None
+    integrator: str
+    reset: str
+    threshold_comparison: str
+    mapping: str
+
+
+CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
+    Convention(
+        "snntorch", 1e-4, "forward-euler", "subtract", ">",
+        "snnTorch Leaky v = beta v + x - reset, exported as tau = dt/(1-beta), r = tau/dt, "
+        "v_leak = 0 (dt = 1e-4 hard-coded); Synaptic adds tau_syn = dt/(1-alpha), "
+        "w_in = tau_syn/dt. Default reset is subtract with reset_delay=True, i.e. "
+        "v_k = beta v_{k-1} + x_k - theta z_{k-1}: the subtraction of the previous spike is not "
+        "decayed, whereas 'subtract' here subtracts in the spike's step (decayed by beta "
+        "once). The two agree for IF (beta = 1) and for reset_mechanism='zero'; give "
+        "--reset zero for models trained that way."),
+    Convention(
+        "sinabs", 1.0, "exact", "subtract", ">=",
+        "sinabs writes tau in time steps (dt = 1), r = 1, v_leak = 0; LIF/ExpLeak decay by "
+        "alpha = exp(-1/tau) (exact) and with norm_input=True (default) add (1-alpha) x, "
+        "which is gain = r (1 - alpha); IAF adds x (r dt = 1). Spikes on v >= theta "
+        "(SingleSpike), reset by subtracting the threshold (MembraneSubtract)."),
+    Convention(
+        "norse", 1e-3, "forward-euler", "zero", ">",
+        "norse v += dt tau_mem_inv (v_leak - v + i), dt = 1e-3, tau in seconds (norse main). "
+        "norse 1.1.0's exporter writes tau = dt/tau_mem_inv, i.e. tau times dt (norse #411): "
+        "such files need tau divided by dt before use; the reader cannot tell and does not "
+        "guess. Spikes on v > theta, reset to v_reset."),
+    Convention(
+        "rockpool", None, "exact", "subtract", ">=",
+        "rockpool LIFTorch decays exactly (alpha = exp(-dt/tau)), subtracts the threshold "
+        "and spikes on v >= theta (floor(v/theta) spikes per step). It exports tau in seconds "
+        "and hides its module dt in r = tau_mem exp(-dt/tau_mem)/dt; the exact inverse is "
+        "dt = tau_mem W(1/r) (Lambert W: dt/tau e^(dt/tau) = 1/r), which rockpool_dt(graph) "
+        "solves; rockpool's own importer uses dt ~ min(tau_mem/(1+r)). Its voltage adds the "
+        "synaptic current with gain 1, which NIR's r(1-alpha) matches only approximately."),
+    Convention(
+        "spikingjelly", 1e-4, "forward-euler", "zero", ">=",
+        "spikingjelly LIFNode h = v + (x - (v - v_reset))/tau_sj (decay_input=True) exported "
+        "as tau = tau_sj dt, r = 1, v_leak = v_reset, dt = 1e-4; spikes on h >= theta, hard "
+        "reset to v_reset."),
+    Convention(
+        "nmc-deploy", 1e-4, "forward-euler", "zero", ">=",
+        "nmc-deploy's export (spikingjelly's mapping, tau and r in float64 so that "
+        "alpha = 1 - dt/tau and gain = r dt/tau recover the discrete model bit-exactly); the "
+        "file's metadata carries the same values."),
+)}
+
+
+def _normalize(key: str, value) -> str:
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    text = text.strip()
+    return _ALIASES.get(key, {}).get(text.lower(), text)
+
+
+def _metadata_of(graph_or_metadata) -> tuple[Mapping[str, Any], Any]:
+    if hasattr(graph_or_metadata, "nodes") and hasattr(graph_or_metadata, "metadata"):
+        return dict(graph_or_metadata.metadata or {}), graph_or_metadata
+    return dict(graph_or_metadata or {}), None
+
+
+def resolve_timing(graph_metadata, *, dt: float | None = None, convention: str | None = None,
+                   integrator: str | None = None, reset: str | None = None,
+                   threshold_comparison: str | None = None) -> Timing:
+    """Decide the discretisation of a graph; pure (nothing is modified).
+
+    Parameters
+    ----------
+    graph_metadata
+        The graph's metadata mapping, or the graph itself (then, for the rockpool
+        convention without dt, dt is recovered from the neurons' r with :func:`rockpool_dt`).
+    dt, integrator, reset, threshold_comparison
+        Explicit values (CLI options); each wins over the preset and the metadata.
+    convention
+        A key of :data:`CONVENTIONS`; its values win over the graph metadata.
+
+    Raises :class:`GraphError` (one line) for an unknown convention, an invalid value, or no
+    dt anywhere.
+    """
+    metadata, graph = _metadata_of(graph_metadata)
+    preset = None
+    if convention is not None:
+        name = str(convention).strip().lower()
+        if name not in CONVENTIONS:
+            raise GraphError(f"graph: unknown convention ({convention!r}); use one of "
+                             f"{', '.join(CONVENTIONS)}")
+        preset = CONVENTIONS[name]
+    explicit = {"dt": dt, "integrator": integrator, "reset": reset,
+                "threshold_comparison": threshold_comparison}
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for key in TIMING_KEYS:
+        if explicit[key] is not None:
+            values[key], origin[key] = explicit[key], "argument"
+        elif preset is not None and getattr(preset, key) is not None:
+            values[key], origin[key] = getattr(preset, key), f"convention '{preset.name}'"
+        elif metadata.get(key) is not None:
+            values[key], origin[key] = metadata[key], "graph metadata"
+        elif key != "dt":
+            values[key], origin[key] = _NIR_DEFAULTS[key], "NIR default"
+    if "dt" not in values:
+        if preset is not None and preset.name == "rockpool" and graph is not None:
+            values["dt"], origin["dt"] = rockpool_dt(graph), "convention 'rockpool' (from r)"
+        elif preset is not None and preset.name == "rockpool":
+            raise GraphError("graph: convention 'rockpool' hides dt in r (r = tau_mem "
+                             "exp(-dt/tau_mem)/dt); give --dt SECONDS, the rockpool module's dt")
+        else:
+            with_dt = ", ".join(n for n, c in CONVENTIONS.items() if c.dt is not None)
+            raise GraphError(f"graph: no dt in the file; give --dt SECONDS or --convention "
+                             f"NAME ({with_dt})")
+    try:
+        dt_value = float(values["dt"])
+    except (TypeError, ValueError):
+        raise GraphError(f"graph: dt ({values['dt']!r}, from {origin['dt']}) is not a number "
+                         "of seconds; give --dt SECONDS") from None
+    for key in ("integrator", "reset", "threshold_comparison"):
+        values[key] = _normalize(key, values[key])
+    by_origin: dict[str, list[str]] = {}
+    for key in TIMING_KEYS:
+        by_origin.setdefault(origin[key], []).append(key)
+    source = "; ".join(f"{', '.join(keys)}: {where}" for where, keys in by_origin.items())
+    try:
+        return Timing(dt=dt_value, integrator=values["integrator"], reset=values["reset"],
+                      threshold_comparison=values["threshold_comparison"], source=source)
+    except GraphError as exc:
+        raise GraphError(f"graph: {str(exc).removeprefix('timing: ')} ({source})") from None
+
+
+def apply_timing(graph, timing: Timing):
+    """Return a graph whose metadata carries ``timing`` (dt, integrator, reset,
+    threshold_comparison, timing_source); the input graph is not modified, and it is
+    returned itself when it already carries exactly these values.
+
+    Node-level metadata (e.g. a node's own ``threshold_comparison``) is left as it is.
+    """
+    new = {**timing.as_metadata(), "timing_source": timing.source}
+    old = dict(graph.metadata)
+    if all(old.get(k) == v for k, v in new.items()):
+        return graph
+    return dataclasses.replace(graph, metadata={**old, **new})
+
+
+def _solve_u(r: float) -> float:
+    """u > 0 with u e^u = 1/r (so dt = tau u for rockpool's r = tau e^(-dt/tau)/dt)."""
+    log_r = math.log(r)
+    u = 1.0 / (1.0 + r)
+    for _ in range(100):
+        g = math.log(u) + u + log_r
+        step = g / (1.0 / u + 1.0)
+        u_next = u - step
+        if u_next <= 0:
+            u_next = u / 2
+        if abs(u_next - u) <= 1e-15 * u:
+            return u_next
+        u = u_next
+    return u
+
+
+def rockpool_dt(graph) -> float:
+    """The module dt that rockpool wrote into ``r = tau exp(-dt/tau)/dt`` of its neurons.
+
+    Looks at every node with ``tau_mem``/``tau`` and ``r`` (CubaLIF, CubaLI, LIF, LI), solves
+    ``dt = tau W(1/r)`` per neuron and requires one value (relative spread below 1e-6).
+    Raises :class:`GraphError` when no neuron carries it or the values disagree.
+    """
+    found: list[tuple[str, float]] = []
+    for name, node in graph.nodes.items():
+        tau = getattr(node, "tau_mem", None)
+        if tau is None:
+            tau = getattr(node, "tau", None)
+        r = getattr(node, "r", None)
+        if tau is None or r is None:
+            continue
+        taus = tau.ravel().tolist() if hasattr(tau, "ravel") else [float(tau)]
+        rs = r.ravel().tolist() if hasattr(r, "ravel") else [float(r)]
+        for t, rv in zip(taus, rs):
+            if not (t > 0 and rv > 0):
+                raise GraphError(f"{name}: tau ({t}) and r ({rv}) must be positive to recover "
+                                 "rockpool's dt; give --dt SECONDS")
+            found.append((name, t * _solve_u(rv)))
+    if not found:
+        raise GraphError("graph: no neuron with tau and r to recover rockpool's dt from; give "
+                         "--dt SECONDS")
+    values = [v for _, v in found]
+    lo, hi = min(values), max(values)
+    if hi - lo > 1e-6 * hi:
+        a = next(n for n, v in found if v == lo)
+        b = next(n for n, v in found if v == hi)
+        raise GraphError(f"graph: rockpool dt from r differs between neurons ({lo:.6g} s in "
+                         f"{a}, {hi:.6g} s in {b}); give --dt SECONDS")
+    return float(sorted(values)[len(values) // 2])
