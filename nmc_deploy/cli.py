@@ -111,16 +111,18 @@ def export(checkpoint, out, portable):
 @click.option("--convention", default=None,
               help="Reads the graph in another tool's conventions (dt, integrator, reset): "
                    "snntorch, sinabs, norse, rockpool, spikingjelly or nmc-deploy.")
+@click.option("--reset", type=click.Choice(["zero", "subtract"]), default=None,
+              help="Overrides the reset rule of the convention or the file.")
 @click.option("--emit", type=click.Choice(["netx"]), multiple=True,
               help="Also writes the program in another format: netx (lava-dl HDF5, "
                    "OUT/model.net.h5; fails for programs netx cannot express).")
-def compile_(model, target, out, vth_mant, low_rank, dt, convention, emit):
+def compile_(model, target, out, vth_mant, low_rank, dt, convention, reset, emit):
     """Compiles a NIR file to a Loihi-style core program and prints per-core utilization
     (with low-rank factors: the costs of both deployment forms)."""
     from .pipeline import compile_model
 
     compile_model(model, target, out, vth_mant=vth_mant, low_rank=low_rank, emit=tuple(emit),
-                  dt=dt, convention=convention)
+                  dt=dt, convention=convention, reset=reset)
 
 
 @cli.command()
@@ -132,14 +134,19 @@ def compile_(model, target, out, vth_mant, low_rank, dt, convention, emit):
 @click.option("--dataset", default=None, help="Overrides the data set recorded in the program.")
 @click.option("--data-path", type=click.Path(path_type=Path), default=None,
               help="Points to the files of a data set that reads user files.")
-def simulate(build, backend, compare, samples, dataset, data_path):
-    """Simulates a compiled program on the test split and prints accuracies."""
+@click.option("--input", "inputs", type=click.Path(path_type=Path), default=None,
+              help="Feeds your own input instead of the data set: a .npy array (B, T, ...) "
+                   "of spikes or integer currents, or a NIRData file.")
+@click.option("--record", type=click.Path(path_type=Path), default=None,
+              help="Writes every population's per-step activity as NIRData to this file.")
+def simulate(build, backend, compare, samples, dataset, data_path, inputs, record):
+    """Simulates a compiled program (test split or --input) and prints accuracies."""
     from .pipeline import run_simulation
 
     if samples is not None and samples < 1:
         raise click.BadParameter("must be at least 1", param_hint="--samples")
     run_simulation(build, backend, samples=samples, compare=compare, dataset=dataset,
-                   data_path=data_path)
+                   data_path=data_path, inputs=inputs, record=record)
 
 
 @cli.command()

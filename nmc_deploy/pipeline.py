@@ -266,7 +266,7 @@ def format_low_rank_forms(info: dict) -> str:
 
 def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int | None = None,
                   low_rank: str = "fused", emit: tuple[str, ...] = (), dt: float | None = None,
-                  convention: str | None = None, log=None) -> dict:
+                  convention: str | None = None, reset: str | None = None, log=None) -> dict:
     """NIR -> core program directory (program.json/.npz, placement.json, model.nir).
 
     ``low_rank`` ("fused" or "relay") chooses how low-rank factor pairs deploy
@@ -309,8 +309,9 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
         graph = read_nir(nir_path)
     from .ir.conventions import apply_timing, resolve_timing
 
-    if dt is not None or convention is not None or "dt" not in graph.metadata:
-        timing = resolve_timing(graph, dt=dt, convention=convention)
+    if dt is not None or convention is not None or reset is not None \
+            or "dt" not in graph.metadata:
+        timing = resolve_timing(graph, dt=dt, convention=convention, reset=reset)
         graph = apply_timing(graph, timing)
         _log(f"timing: dt {timing.dt:g} s, {timing.integrator}, reset {timing.reset}, "
              f"threshold {timing.threshold_comparison} ({timing.source})", log)
@@ -392,13 +393,55 @@ def _load_build(build_dir: Path):
     return program, json.loads(placement.read_text())
 
 
+def load_user_inputs(path: Path, program) -> np.ndarray:
+    """User input for a program: ``.npy`` images ``(B, *input_shape)`` or sequences
+    ``(B, T, *input_shape)`` (a flat last axis is reshaped), or a NIRData file whose node named
+    like the graph's Input holds ``TimeGriddedData``/``EventData`` on the program's dt.
+    Fixed point needs integers (spikes or integer currents)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"{path}: no such file; give a .npy array or a NIRData file")
+    shape = tuple(program.input_shape)
+    n_in = int(np.prod(shape))
+    if path.suffix == ".npy":
+        try:
+            x = np.load(path, allow_pickle=False)
+        except Exception as exc:
+            raise InputFileError(f"{path}: not a readable .npy array ({type(exc).__name__})") \
+                from None
+    else:
+        from .ir.nir_io import read_nirdata_input
+
+        x = read_nirdata_input(path, program.metadata.get("input_name", "input"),
+                               float(program.metadata.get("dt", 1.0)))
+    if tuple(x.shape[1:]) == shape or tuple(x.shape[2:]) == shape:
+        pass
+    elif x.ndim == 3 and x.shape[2] == n_in:
+        x = x.reshape(x.shape[0], x.shape[1], *shape)
+    else:
+        raise InputFileError(f"{path}: input shape {tuple(x.shape)} fits neither (B, {shape}) "
+                             f"nor (B, T, {shape}); reshape the array")
+    if x.dtype.kind == "b":
+        x = x.astype(np.int64)
+    if x.dtype.kind == "f":
+        if not np.all(np.isfinite(x)) or not np.all(x == np.round(x)):
+            raise InputFileError(f"{path}: fixed-point simulation needs integer inputs (spikes or "
+                                 "integer currents); scale and round the array first")
+        x = x.astype(np.int64)
+    return x
+
+
 def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int | None = None,
                    compare: bool = False, dataset: str | None = None,
-                   data_path: Path | None = None, log=None) -> dict:
+                   data_path: Path | None = None, inputs: Path | None = None,
+                   record: Path | None = None, log=None) -> dict:
     """Simulate the compiled program on the test split; writes ``activity_<backend>.json``.
 
     ``backend`` is "reference" or "lava"; ``compare`` runs both on the same samples and counts
     spike mismatches per population. Returns accuracies and mismatch counts.
+    ``inputs``: a user input file instead of the data set (:func:`load_user_inputs`; no
+    accuracies then); the per-step graph outputs go to ``outputs_<backend>.npz``.
+    ``record``: write every population's per-step output (spikes, LI voltages) as NIRData.
     """
     from .compile.lower import lower_graph
     from .data import load_dataset
@@ -407,18 +450,30 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
 
     build_dir = Path(build_dir)
     program, placement = _load_build(build_dir)
-    name = dataset or program.metadata.get("dataset", "digits")
-    data = load_dataset(name, data_path)
-    if data.levels != program.input_levels:
-        raise InputFileError(f"dataset '{name}': intensity levels ({data.levels}) differ from "
-                             f"the program's input_levels ({program.input_levels})")
-    x, y = data.test_subset(samples)
-    result = {"dataset": name, "samples": int(len(y)), "backend": backend}
+    if inputs is not None:
+        name = str(inputs)
+        x = load_user_inputs(inputs, program)
+        if samples is not None:
+            x = x[:samples]
+        y = None
+    else:
+        name = dataset or program.metadata.get("dataset", "digits")
+        data = load_dataset(name, data_path)
+        if data.levels != program.input_levels:
+            raise InputFileError(f"dataset '{name}': intensity levels ({data.levels}) differ "
+                                 f"from the program's input_levels ({program.input_levels})")
+        x, y = data.test_subset(samples)
+    if y is None:
+        accuracy = lambda run, labels: None  # noqa: E731  (user inputs carry no labels)
+    result = {"dataset": name, "samples": int(len(x)), "backend": backend}
     t0 = time.perf_counter()
     fp = lower_graph(read_nir(build_dir / "model.nir"),
                      low_rank=program.metadata.get("low_rank", "fused"))
-    result["accuracy_float"] = accuracy(simulate_float(fp, x), y)
-    _log(f"float (graph, float64): accuracy {result['accuracy_float']:.4f} on {len(y)} samples", log)
+    flt = simulate_float(fp, x)
+    result["accuracy_float"] = accuracy(flt, y)
+    if y is not None:
+        _log(f"float (graph, float64): accuracy {result['accuracy_float']:.4f} on {len(y)} "
+             "samples", log)
     runs = {}
     if backend == "reference" or compare:
         t0 = time.perf_counter()
@@ -430,7 +485,9 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
         runs["reference"] = ref
         result["accuracy_fixed_reference"] = accuracy(ref, y)
         result["seconds_reference"] = round(time.perf_counter() - t0, 2)
-        _log(f"fixed point (reference): accuracy {result['accuracy_fixed_reference']:.4f}", log)
+        if y is not None:
+            _log(f"fixed point (reference): accuracy {result['accuracy_fixed_reference']:.4f}",
+                 log)
         if ref.stats.get("u_wraps") or ref.stats.get("v_saturations"):
             _log(f"warning: fixed-point overflow: {ref.stats['u_wraps']} current wraps, "
                  f"{ref.stats['v_saturations']} voltage saturations; lower --vth-mant", log)
@@ -438,15 +495,16 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
         from .simulate.lava_backend import simulate_lava
 
         n_proc = len(program.populations) * 2 + len(program.groups) + 1
-        _log(f"running Lava: ~{n_proc} processes, {len(y) * program.time_steps + program.pipeline_depth} "
-             f"steps on Loihi2SimCfg(fixed_pt) ...", log)
+        _log(f"running Lava: ~{n_proc} processes, "
+             f"{len(x) * program.time_steps + program.pipeline_depth}+ steps on "
+             "Loihi2SimCfg(fixed_pt) ...", log)
         t1 = time.perf_counter()
         lav = simulate_lava(program, x)
         runs["lava"] = lav
         result["accuracy_fixed_lava"] = accuracy(lav, y)
         result["seconds_lava"] = round(time.perf_counter() - t1, 2)
-        _log(f"fixed point (Lava): accuracy {result['accuracy_fixed_lava']:.4f} "
-             f"({result['seconds_lava']:.1f} s)", log)
+        _log(f"fixed point (Lava): {result['seconds_lava']:.1f} s"
+             + (f", accuracy {result['accuracy_fixed_lava']:.4f}" if y is not None else ""), log)
     if compare:
         ref, lav = runs["reference"], runs["lava"]
         out_ref, out_lav = ref.outputs(), lav.outputs()  # spikes; payloads for relays
@@ -467,6 +525,26 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
             continue
         stats["dataset"] = name
         _write_json(build_dir / f"activity_{name_b}.json", stats)
+    if inputs is not None or record is not None:
+        main_run = runs.get(backend) or next(iter(runs.values()))
+        arrays = {"float": flt.output_steps} if flt.output_steps is not None else {}
+        for name_b, run in runs.items():
+            if run.output_steps is not None:
+                arrays[name_b] = run.output_steps
+        np.savez_compressed(build_dir / f"outputs_{backend}.npz", **arrays)
+        result["outputs_file"] = f"outputs_{backend}.npz"
+        if record is not None:
+            from .ir.nir_io import write_nirdata
+
+            traces = {k: {"spikes": np.asarray(v).transpose(1, 0, 2)}
+                      for k, v in main_run.spikes.items()}
+            scales = getattr(main_run, "voltage_scales", None) or {}
+            for k, v in main_run.voltages.items():  # fixed-point units -> float units
+                traces.setdefault(k, {})["v"] = (np.asarray(v, np.float64)
+                                                 / scales.get(k, 1.0)).transpose(1, 0, 2)
+            write_nirdata(record, traces, float(program.metadata.get("dt", 1.0)))
+            result["record"] = str(record)
+            _log(f"recorded {len(traces)} populations as NIRData -> {record}", log)
     _write_json(build_dir / f"simulation_{backend if not compare else 'compare'}.json", result)
     return result
 

@@ -1142,3 +1142,101 @@ def read_portable(directory: str | Path) -> Graph:
     md = dict(graph.metadata)
     md.pop("nmc_deploy_portable", None)
     return dataclasses.replace(graph, metadata=md)
+
+
+# ---------------------------------------------------------------------------------------------
+# NIRData: inputs and recorded activity
+
+def read_nirdata_input(path: str | Path, input_name: str, dt: float) -> np.ndarray:
+    """The input sequence ``(B, T, n)`` stored in a NIRData file for node ``input_name``.
+
+    The node's first observable is used: ``TimeGriddedData`` (``data`` (B, T, n); its ``dt``
+    must equal the program's) or ``EventData``/``ValuedEventData`` (events binned on the
+    program's dt grid; ``idx``/``time``/``value`` are (B, n_events) arrays). A file with a
+    single node is accepted whatever its name.
+    """
+    path = Path(path)
+    try:
+        data = nir.read_data(str(path))
+    except Exception as exc:
+        raise InputFileError(f"{path}: not a NIRData file ({type(exc).__name__}); give a .npy "
+                             "array or a file written by nir.write_data") from None
+    nodes = dict(data.nodes)
+    if input_name in nodes:
+        node = nodes[input_name]
+    elif len(nodes) == 1:
+        node = next(iter(nodes.values()))
+    else:
+        raise InputFileError(f"{path}: no data for the graph input '{input_name}' (nodes: "
+                             f"{', '.join(sorted(nodes))}); name the node like the Input")
+    observables = dict(getattr(node, "observables", {}) or {})
+    if not observables:
+        raise InputFileError(f"{path}: node '{input_name}' holds no observables")
+    obs = next(iter(observables.values()))
+    kind = type(obs).__name__
+    if kind == "TimeGriddedData":
+        if not np.isclose(float(obs.dt), dt, rtol=1e-9, atol=0.0):
+            raise InputFileError(f"{path}: data dt ({float(obs.dt):g} s) differs from the "
+                                 f"program's dt ({dt:g} s); resample the data")
+        arr = np.asarray(obs.data)
+        return arr[None] if arr.ndim == 2 else arr
+    if kind in ("EventData", "ValuedEventData"):
+        idx = np.atleast_2d(np.asarray(obs.idx))
+        times = np.atleast_2d(np.asarray(obs.time, np.float64))
+        values = (np.atleast_2d(np.asarray(obs.value)) if kind == "ValuedEventData"
+                  else np.ones_like(idx))
+        steps = int(np.ceil(float(obs.t_max) / dt - 1e-9))
+        out = np.zeros((idx.shape[0], steps, int(obs.n_neurons)), values.dtype)
+        t = np.minimum((times / dt + 1e-9).astype(np.int64), steps - 1)
+        for b in range(idx.shape[0]):
+            np.add.at(out[b], (t[b], idx[b].astype(np.int64)), values[b])
+        return out
+    raise InputFileError(f"{path}: observable type '{kind}' is not supported")
+
+
+def write_nirdata(path: str | Path, traces: dict[str, dict[str, np.ndarray]], dt: float) -> Path:
+    """Write recorded activity as NIRData: ``traces[node][observable]`` = (B, T, n) arrays
+    (observables "spikes" or "v"), each a ``TimeGriddedData`` with ``dt``; atomically. Nodes
+    of flattened subgraphs (``g/n``) are stored under a nested ``NIRGraphData`` ``g``, as
+    NIRData keys data to the graph's own nesting."""
+    path = Path(path)
+    tree: dict = {}
+    for name, obs in traces.items():  # "g/n" (flattened subgraph node) -> nested graph data
+        *groups, leaf = name.split(SUBGRAPH_SEPARATOR)
+        level = tree
+        for g in groups:
+            level = level.setdefault(g, {})
+        level[leaf] = nir.NIRNodeData(observables={
+            k: nir.TimeGriddedData(data=np.asarray(v), dt=float(dt)) for k, v in obs.items()})
+
+    # nir 1.0.8's write_data recurses forever on nested NIRGraphData (its inner writer
+    # iterates the outer graph); write nir's layout ourselves (read back by nir.read_data)
+    import h5py
+
+    def write_level(group, level):
+        group.attrs["__type__"] = "NIRGraphData"
+        nodes_group = group.create_group("nodes")
+        for key, value in level.items():
+            g = nodes_group.create_group(key)
+            if isinstance(value, dict):
+                write_level(g, value)
+                continue
+            g.attrs["__type__"] = "NIRNodeData"
+            obs_group = g.create_group("observables")
+            for obs_name, obs in value.observables.items():
+                og = obs_group.create_group(obs_name)
+                og.attrs["__type__"] = "TimeGriddedData"
+                og.create_dataset("data", data=obs.data, compression="gzip")
+                og.attrs["dt"] = obs.dt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".h5", dir=path.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            write_level(f, tree)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

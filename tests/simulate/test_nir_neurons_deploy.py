@@ -52,17 +52,20 @@ def if_cnn(rng, pool: str = "avg", reset: str = "zero", T: int = 8):
                                        "reset": reset, "time_steps": T, "input_levels": 1})
 
 
-def rsynaptic_net(rng, readout: str = "li", T: int = 10, rec_delay: int = 0):
+def rsynaptic_net(rng, readout: str = "li", T: int = 10, rec_delay: int = 0,
+                  per_neuron: bool = False):
     """snnTorch RSynaptic style: fc -> CubaLIF with a self-recurrent Affine (bias included)
     -> fc -> LI (or CubaLI) readout. tau_syn = 4 dt, tau_mem = 8 dt (exact on the /4096
     grid); w_in and r as snnTorch exports them (w_in = tau_syn/dt, r = tau_mem/dt).
-    ``rec_delay``: a Delay of that many steps inside the recurrent loop (lif -> d -> rec)."""
+    ``rec_delay``: a Delay of that many steps inside the recurrent loop (lif -> d -> rec).
+    ``per_neuron``: tau_syn of 2, 4 or 8 dt per neuron (per-neuron du, still exact)."""
     dt, n_in, n, n_out = 1e-4, 8, 12, 4
     full = lambda v, m=n: np.full(m, float(v))  # noqa: E731
     nodes = {
         "input": Input(shape=(n_in,)),
         "fc": Affine(weight=rng.normal(0.3, 0.5, (n, n_in)), bias=rng.normal(0.02, 0.02, n)),
-        "lif": CubaLIF(tau_syn=full(4 * dt), tau_mem=full(8 * dt), r=full(8), v_leak=full(0.0),
+        "lif": CubaLIF(tau_syn=(rng.choice([2, 4, 8], n) * dt if per_neuron else full(4 * dt)),
+                       tau_mem=full(8 * dt), r=full(8), v_leak=full(0.0),
                        v_threshold=rng.uniform(0.8, 1.2, n), v_reset=full(0.0), w_in=full(4)),
         "rec": Affine(weight=rng.normal(0.0, 0.25, (n, n)), bias=rng.normal(0.01, 0.01, n)),
         "head": Affine(weight=rng.normal(0.0, 0.5, (n_out, n)), bias=rng.normal(0, 0.1, n_out)),
@@ -313,9 +316,10 @@ def test_if_cnn_reference_equals_lava(rng, pool, reset):
 # ------------------------------------------------ (b) recurrent CubaLIF, LI/CubaLI readout
 
 
-@pytest.mark.parametrize("readout,rec_delay", [("li", 0), ("cubali", 0), ("li", 2)])
-def test_recurrent_cubalif_float_equals_numpy(rng, readout, rec_delay):
-    g = rsynaptic_net(rng, readout, rec_delay=rec_delay)
+@pytest.mark.parametrize("readout,rec_delay,per_neuron", [
+    ("li", 0, False), ("cubali", 0, False), ("li", 2, False), ("cubali", 0, True)])
+def test_recurrent_cubalif_float_equals_numpy(rng, readout, rec_delay, per_neuron):
+    g = rsynaptic_net(rng, readout, rec_delay=rec_delay, per_neuron=per_neuron)
     x = spike_input(rng, g, batch=8, T=10)
     fl, _, mism = float_vs_numpy(g, x, recurrent={("rec", "lif")})
     assert mism == {"lif": 0}
@@ -335,10 +339,12 @@ def test_recurrent_cubalif_compiles_to_a_current_and_a_self_group(rng):
 
 
 @pytest.mark.lava
-@pytest.mark.parametrize("readout,rec_delay", [("li", 0), ("cubali", 0), ("li", 2)])
-def test_recurrent_cubalif_reference_equals_lava(rng, readout, rec_delay):
-    g = rsynaptic_net(rng, readout, rec_delay=rec_delay)
+@pytest.mark.parametrize("readout,rec_delay,per_neuron", [
+    ("li", 0, False), ("cubali", 0, False), ("li", 2, False), ("cubali", 0, True)])
+def test_recurrent_cubalif_reference_equals_lava(rng, readout, rec_delay, per_neuron):
+    g = rsynaptic_net(rng, readout, rec_delay=rec_delay, per_neuron=per_neuron)
     _, prog = compile_graph(g)
+    assert isinstance(prog.population("lif").du, np.ndarray) == per_neuron
     x = spike_input(rng, g, batch=4, T=10)
     ref, lav, mism = ref_vs_lava(prog, x)
     assert sum(mism.values()) == 0, mism
