@@ -4,8 +4,8 @@
   .venv/bin/python benchmarks/pruning.py aggregate bench_pruning/ > docs/results-pruning.md
 
 Per seed: train the digits preset, then dense; LTH (25 % of the remaining weights per round,
-10 epochs per round, rewinding to the trained weights, first conv and head left dense) read
-at 90 % and >= 95 % sparsity;
+15 epochs per round, late rewinding to the dense run's epoch-3 weights, first conv and head
+left dense) read at 90 % and >= 95 % sparsity;
 L1P one-shot at 80/90/95 % of the block matrices + 5 epochs, with and without sLIF; DSP at
 energy 0.9 and at a 25 % parameter budget + 5 epochs, with and without sLIF. Every row is
 exported, compiled for loihi2 and run on the fixed-point reference over the whole test split
@@ -33,7 +33,8 @@ import numpy as np
 L1P_LEVELS = (0.8, 0.9, 0.95)
 DSP_SETTINGS = (("energy 0.9", {"energy": 0.9}), ("budget 0.25", {"rank_budget": 0.25}))
 FINETUNE_EPOCHS = 5
-LTH_EPOCHS_PER_ROUND = 10
+LTH_EPOCHS_PER_ROUND = 15
+LTH_REWIND_EPOCH = 3  # late rewinding: every round restarts from the dense run's epoch-3 weights
 LTH_ROUNDS = (8, 11)  # 0.75**8 = 10.0 % and 0.75**11 = 4.2 % of the weights remain
 # The first conv (144 weights) and the head are left dense: pruning them globally with the
 # rest cost most of LTH's accuracy on this small model (docs/results-pruning.md).
@@ -88,7 +89,7 @@ def evaluate(model, data, low_rank: str = "fused") -> dict:
 def run_seed(seed: int, out: Path, only: str | None = None) -> None:
     from nmc_deploy.data import load_dataset
     from nmc_deploy.models.spikformer import preset_config
-    from nmc_deploy.models.train import DEFAULT_EPOCHS, train_model
+    from nmc_deploy.models.train import DEFAULT_EPOCHS
     from nmc_deploy.prune.dsp import run_dsp
     from nmc_deploy.prune.l1p import run_l1p
     from nmc_deploy.prune.lth import run_lth
@@ -104,8 +105,22 @@ def run_seed(seed: int, out: Path, only: str | None = None) -> None:
         print(json.dumps(r), file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
-    base, _ = train_model(preset_config("digits"), data, epochs=DEFAULT_EPOCHS["digits"],
-                          seed=seed, progress=False)
+    # the model train_model(preset_config("digits"), ...) gives (same seeding and loop), plus a
+    # copy of its parameters after LTH_REWIND_EPOCH epochs (LTH's rewinding point)
+    import torch
+    from nmc_deploy.models.spikformer import Spikformer
+    from nmc_deploy.models.train import fit
+
+    torch.manual_seed(seed)
+    base = Spikformer(preset_config("digits"))
+    theta_rw = {}
+
+    def keep_rewind_point(m, record):
+        if record["epoch"] == LTH_REWIND_EPOCH:
+            theta_rw.update({n: p.detach().clone() for n, p in m.named_parameters()})
+
+    fit(base, data, epochs=DEFAULT_EPOCHS["digits"], seed=seed, progress=False,
+        on_epoch_end=keep_rewind_point)
     add("dense", base, t0)
     from nmc_deploy.prune.masks import prunable_parameters
     from nmc_deploy.prune.tokens import run_tokens
@@ -143,7 +158,7 @@ def run_seed(seed: int, out: Path, only: str | None = None) -> None:
         for rounds in LTH_ROUNDS:
             t0 = time.perf_counter()
             res = run_lth(base, data, epochs_per_round=LTH_EPOCHS_PER_ROUND, rounds=rounds,
-                          tensors=tensors, seed=seed, state_dir=state)
+                          tensors=tensors, seed=seed, state_dir=state, rewind_state=theta_rw)
             add(f"LTH round {rounds}", res.model, t0, sparsity=res.log[-1]["sparsity"])
             if rounds == LTH_ROUNDS[0]:
                 t0 = time.perf_counter()
