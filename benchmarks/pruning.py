@@ -225,8 +225,12 @@ def aggregate(out: Path) -> None:
     loss = dense - mean("L1P 95%", "accuracy_float")
     recovered = mean("L1P 95% + sLIF", "accuracy_float") - mean("L1P 95%", "accuracy_float")
     print("\n## Acceptance targets\n")
-    print(f"- LTH at 90 % sparsity within 1.0 point of dense: {100 * (lth90 - dense):+.2f} points "
-          f"-> {'met' if dense - lth90 <= 0.01 else 'MISSED'}.")
+    lth90_fx = mean(f"LTH round {LTH_ROUNDS[0]}", "accuracy_fixed")
+    dense_fx = mean("dense", "accuracy_fixed")
+    print(f"- LTH at 90 % sparsity within 1.0 point of dense: float {100 * (lth90 - dense):+.2f} "
+          f"points -> {'met' if dense - lth90 <= 0.01 else 'MISSED'}; fixed point (the deployed "
+          f"program) {100 * (lth90_fx - dense_fx):+.2f} points -> "
+          f"{'met' if dense_fx - lth90_fx <= 0.01 else 'MISSED'}.")
     verdict = ("no loss to recover" if loss <= 0 else
                ("met" if recovered >= loss / 2 else "MISSED"))
     print(f"- sLIF recovers at least half of what L1P loses at 95 %: loss {100 * loss:.2f} points, "
@@ -264,6 +268,27 @@ stream of its kept tokens as one graded source, so the next block's layers read 
 instead of every population of the stream: that is why token rows also have fewer synapses
 and cores than the dense model (a deployment effect of the buffered selector, independent
 of r). Each selector adds T - 1 = 3 time steps of latency.
+
+**What was tried for LTH** (accuracy at 90 % sparsity, float %, seed 0 unless stated; the
+earlier settings come from earlier runs of this script, recorded here, not rerun):
+
+| setting | round 8 (90 %) | round 11 (95.8 %) |
+|---|---|---|
+| global over all >=2-D weights (as released), 4 epochs/round, rewind to the trained weights, lr 1e-3 (3 seeds) | 90.65 +- 1.25 | - |
+| per-layer scope, same schedule | 30.6 (the 144-weight first conv loses the same fraction) | - |
+| global, 8 epochs/round, first conv and head dense | 95.8 | - |
+| global, 10 epochs/round, first conv and head dense (3 seeds) | 96.02 +- 0.80 | 80.65 +- 5.45 |
+| same, 20 epochs/round | 96.11 | 94.44 |
+| **late rewinding to the dense run's epoch-3 weights, lr 5e-3, 15 epochs/round (3 seeds, the table above)** | see table | see table |
+
+Accuracy moves by about one point from round to round (seed 1: 96.4 at round 8, 98.1 at
+round 11), about the size of the miss; the paper retrains 300 epochs per round, this
+benchmark affords 15 on 2 CPU cores. Not tried: other rewind epochs, a smaller prune
+fraction than the release's 0.25.
+
+**sLIF criterion.** L1P prunes only the block matrices (about half of all weights) and on
+this model losing even 95 % of them costs about nothing, so sLIF has nothing to recover; its
+differences are within seed noise (one test image = 0.28 points).
 
 **DSP rows** deploy fused (the factors multiplied back into one synapse matrix: no synapse
 saving) or, in the "(relay)" rows, as two synaptic stages through graded relay populations

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 from ..errors import GraphError
 from .nodes import Input, Node, Output
 
-__all__ = ["Graph", "topo_order", "back_edges", "split_port"]
+__all__ = ["Graph", "topo_order", "back_edges", "back_edge_indices", "split_port"]
 
 
 def split_port(endpoint: str, nodes: Mapping[str, Node]) -> tuple[str, str]:
@@ -87,13 +87,24 @@ def back_edges(graph: Graph) -> list[tuple[str, str]]:
     semantics: such an edge carries a one-step delay (the target reads the source's output
     of step ``t - 1``, 0 at ``t = 0``). Acyclic graphs have none.
     """
-    succ: dict[str, list[tuple[str, tuple[str, str]]]] = {n: [] for n in graph.nodes}
-    for edge in graph.edges:
-        succ[edge[0]].append((split_port(edge[1], graph.nodes)[0], edge))
+    pairs = [(a, split_port(b, graph.nodes)[0]) for a, b in graph.edges]
+    back = back_edge_indices(list(graph.nodes), pairs, [graph.input_name])
+    return [e for i, e in enumerate(graph.edges) if i in back]
+
+
+def back_edge_indices(names, pairs, roots) -> set[int]:
+    """Indices of the edges ``pairs[i] = (source, target node)`` that close a cycle.
+
+    Depth-first search from ``roots``, then from every unreached name in order, successors
+    in edge order; an edge into a node still on the search path is a back edge. Shared by
+    :func:`back_edges` and the NIR reader's shape inference, so both agree.
+    """
+    succ: dict[str, list[tuple[str, int]]] = {n: [] for n in names}
+    for i, (a, b) in enumerate(pairs):
+        succ[a].append((b, i))
     state: dict[str, int] = {}  # 1: on the search path, 2: finished
-    back: list[tuple[str, str]] = []
-    roots = [graph.input_name] + [n for n in graph.nodes if n != graph.input_name]
-    for root in roots:
+    back: set[int] = set()
+    for root in list(roots) + list(names):
         if root in state:
             continue
         state[root] = 1
@@ -105,9 +116,9 @@ def back_edges(graph: Graph) -> list[tuple[str, str]]:
                 state[node] = 2
                 stack.pop()
                 continue
-            target, edge = nxt
+            target, i = nxt
             if state.get(target) == 1:
-                back.append(edge)
+                back.add(i)
             elif target not in state:
                 state[target] = 1
                 stack.append((target, iter(succ[target])))

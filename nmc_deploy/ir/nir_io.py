@@ -69,7 +69,7 @@ import numpy as np
 
 from ..errors import GraphError, InputFileError
 from . import nodes as ir
-from .graph import Graph
+from .graph import Graph, back_edge_indices
 
 import nir  # noqa: E402  (the one door for nir)
 import nir.ir as _nir_ir
@@ -768,30 +768,12 @@ def _order(nodes: dict, edges: list[tuple[str, str]]) -> tuple[list[str], set[in
     Recurrent edges are found as :func:`nmc_deploy.ir.graph.back_edges` finds them: depth-first
     from the Input node, then from every unreached node in node order, successors in edge order.
     """
-    succ: dict[str, list[tuple[str, int]]] = {n: [] for n in nodes}
-    for i, (a, b) in enumerate(edges):
-        succ[a].append((_split_target(b, nodes)[0], i))
-    state: dict[str, int] = {}
-    back: set[int] = set()
     inputs = [n for n, v in nodes.items() if _kind(v) == "Input"]
-    for root in inputs + list(nodes):
-        if root in state:
-            continue
-        state[root] = 1
-        stack = [(root, iter(succ[root]))]
-        while stack:
-            node, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
-                state[node] = 2
-                stack.pop()
-                continue
-            target, i = nxt
-            if state.get(target) == 1:
-                back.add(i)
-            elif target not in state:
-                state[target] = 1
-                stack.append((target, iter(succ[target])))
+    pairs = [(a, _split_target(b, nodes)[0]) for a, b in edges]
+    back = back_edge_indices(list(nodes), pairs, inputs)
+    succ: dict[str, list[tuple[str, int]]] = {n: [] for n in nodes}
+    for i, (a, b) in enumerate(pairs):
+        succ[a].append((b, i))
     index = {n: k for k, n in enumerate(nodes)}
     indeg = {n: 0 for n in nodes}
     for i, (a, b) in enumerate(edges):
