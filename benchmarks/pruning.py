@@ -319,6 +319,10 @@ fraction than the release's 0.25.
 this model losing even 95 % of them costs about nothing, so sLIF has nothing to recover; its
 differences are within seed noise (one test image = 0.28 points).
 
+Per-seed rows (with seconds per row): docs/data/pruning-seed<N>.json (the first full run)
+and pruning-seed<N>-{lth,tokens,dsp,tokbase}.json (the later partial runs, which replace or
+add rows); `aggregate DIR` reads them named seed<N>[-part].json.
+
 **DSP rows** deploy fused (the factors multiplied back into one synapse matrix: no synapse
 saving) or, in the "(relay)" rows, as two synaptic stages through graded relay populations
 (fewer synapses and cores; payloads are nonzero almost every step, so synaptic ops can rise).
