@@ -223,8 +223,9 @@ def export_checkpoint(ckpt: Path, out: Path, log=None, portable: bool = False) -
 
 # ---------------------------------------------------------------------------- compile
 
-def _compile_form(graph, tgt, low_rank: str, vth_mant: int | None):
-    """lower -> quantize -> partition one deployment form; returns (program, placement)."""
+def _compile_form(graph, tgt, low_rank: str, vth_mant: int | None, netx_grid: bool = False):
+    """lower -> quantize -> partition one deployment form; returns (program, placement).
+    ``netx_grid``: quantize onto the grid netx can express (``compile --emit netx``)."""
     from .compile.lower import lower_graph
     from .compile.partition import partition_program
     from .compile.quantize import DEFAULT_VTH_MANT, quantize_program
@@ -233,7 +234,7 @@ def _compile_form(graph, tgt, low_rank: str, vth_mant: int | None):
     program = quantize_program(fp, weight_bits=tgt.weight_bits,
                                max_delay=tgt.max_synaptic_delay,
                                vth_mant=DEFAULT_VTH_MANT if vth_mant is None else vth_mant,
-                               payload_bits=tgt.graded_spike_bits)
+                               payload_bits=tgt.graded_spike_bits, netx_grid=netx_grid)
     return program, partition_program(program, tgt)
 
 
@@ -279,8 +280,9 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     other tools; they win over the graph's metadata (:func:`~nmc_deploy.ir.conventions.
     resolve_timing`), and the resolved values are written into the build's metadata.
 
-    ``emit`` names extra formats of the program: "netx" also writes ``model.net.h5`` for
-    lava-dl's ``netx.hdf5.Network`` (:func:`~nmc_deploy.compile.netx.write_netx`; a program
+    ``emit`` names extra formats of the program: "netx" quantizes onto netx's grid
+    (``quantize_program(netx_grid=True)``: weight_exp 0, biases in multiples of 64) and also
+    writes ``model.net.h5`` for lava-dl's ``netx.hdf5.Network`` (:func:`~nmc_deploy.compile.netx.write_netx`; a program
     netx cannot express fails the whole compilation, and nothing is written).
 
     Everything is written to a temporary directory first and moved into ``out_dir`` only
@@ -323,7 +325,8 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     _log(f"lowering {nir_path} ({len(graph.nodes)} nodes, low-rank factors {low_rank})", log)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        program, placement = _compile_form(graph, tgt, low_rank, vth_mant)
+        program, placement = _compile_form(graph, tgt, low_rank, vth_mant,
+                                           netx_grid="netx" in emit)
     for w in caught:
         _log(f"warning: {w.message}", log)
     summary = placement.summary(program)

@@ -190,9 +190,13 @@ def quantize_weights(real: sp.spmatrix, weight_bits: int = 8) -> QuantizedWeight
     return QuantizedWeights(w, exp, clipped, zeroed)
 
 
-def _bias_manexp(bias_v: np.ndarray) -> tuple[np.ndarray, int, int]:
+NETX_BIAS_EXP = 6  # lava-dl netx writes every bias with exponent 6 (multiples of 64 v units)
+NETX_WEIGHT_MAX = 254  # weight_exp 0 needs the largest |weight| in (127, 254] (mixed sign)
+
+
+def _bias_manexp(bias_v: np.ndarray, min_exp: int = 0) -> tuple[np.ndarray, int, int]:
     max_abs = float(np.abs(bias_v).max()) if bias_v.size else 0.0
-    exp = 0
+    exp = min_exp
     while exp < LAVA_LIF.bias_exp_max and max_abs / (2 ** exp) > LAVA_LIF.bias_mant_max:
         exp += 1
     mant = np.round(bias_v / (2 ** exp))
@@ -316,8 +320,14 @@ def _li_scale(p: FloatPopulation, gs, time_steps: int, weight_bits: int, source_
 
 def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int = 62,
                      vth_mant: int = DEFAULT_VTH_MANT,
-                     payload_bits: int = DEFAULT_PAYLOAD_BITS) -> Program:
+                     payload_bits: int = DEFAULT_PAYLOAD_BITS, netx_grid: bool = False) -> Program:
     """Quantize and schedule ``fp`` (not modified). See the module docstring.
+
+    ``netx_grid``: choose each spiking population's threshold mantissa so that its incoming
+    weights need ``weight_exp = 0`` (largest ``|W|`` in (127, 254]) and round biases to
+    multiples of 64 v units, the grid lava-dl's netx format can express (it derives its own
+    weight exponent and fixes the bias exponent at 6). The program stays self-consistent
+    (reference == Lava); only its rounding differs from the default grid.
 
     ``payload_bits`` is the target's graded-spike payload width (``graded_spike_bits``);
     relay populations need it to be positive.
@@ -499,6 +509,14 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
             # per-neuron thresholds fold into a per-neuron scale (exact: the reset is to zero
             # or subtracts lam theta = 64 vth + ge, the same integer for every neuron)
             lam = ((2 ** LAVA_LIF.vth_shift) * vth + ge) / theta
+            w_max = max((float(np.max(np.abs(g.weight.data))) for g in gs if g.weight.nnz),
+                        default=0.0)
+            if netx_grid and w_max > 0 and p.kind != LI:
+                # largest vth with max |R| = (64 vth + ge) / theta * w_max / 64 <= 254
+                theta_min = float(np.min(theta))
+                cap = math.floor((NETX_WEIGHT_MAX * 64 * theta_min / w_max - ge) / 64)
+                vth = int(min(max(cap, 1), LAVA_LIF.max_vth))
+                lam = ((2 ** LAVA_LIF.vth_shift) * vth + ge) / theta
             att = [g for g in gs if g.source in op_names]
             if att:  # bound u = 64 * a_in below 2**23 for the largest possible count N*d
                 op = op_names[att[0].source]
@@ -523,7 +541,8 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
         reset_subtract = 0
         if p.reset == "subtract" and p.kind != LI:
             reset_subtract = (2 ** LAVA_LIF.vth_shift) * vth + (1 if p.threshold_ge else 0)
-        bias_mant, bias_exp, bclip = _bias_manexp(lam * p.bias)
+        bias_mant, bias_exp, bclip = _bias_manexp(lam * p.bias,
+                                                  NETX_BIAS_EXP if netx_grid else 0)
         diagnostics["clipped_biases"] += bclip
         if p.gate:
             gate = selector(p.gate)
