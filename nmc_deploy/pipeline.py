@@ -453,6 +453,17 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
 
     build_dir = Path(build_dir)
     program, placement = _load_build(build_dir)
+    if record is not None:  # checked before any work, so a bad path costs no simulation
+        record = Path(record)
+        if record.is_dir():
+            raise InputFileError(f"{record}: is a directory; give a file name for --record")
+        try:
+            record.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputFileError(f"{record}: cannot create its directory ({exc.strerror}); "
+                                 "choose another --record path") from None
+        if not os.access(record.parent, os.W_OK):
+            raise InputFileError(f"{record.parent}: not writable; choose another --record path")
     if inputs is not None:
         name = str(inputs)
         x = load_user_inputs(inputs, program)
@@ -522,20 +533,8 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
             _log(f"token choices (reference vs Lava): {result['token_choice_mismatches']} "
                  "mismatches", log)
         _log(format_mismatches(per_pop), log)
-    for name_b, run in runs.items():
-        stats = dict(run.stats)
-        if "layers" not in stats:  # Lava gives spikes; activity counts come from the reference
-            continue
-        stats["dataset"] = name
-        _write_json(build_dir / f"activity_{name_b}.json", stats)
     if inputs is not None or record is not None:
         main_run = runs.get(backend) or next(iter(runs.values()))
-        arrays = {"float": flt.output_steps} if flt.output_steps is not None else {}
-        for name_b, run in runs.items():
-            if run.output_steps is not None:
-                arrays[name_b] = run.output_steps
-        np.savez_compressed(build_dir / f"outputs_{backend}.npz", **arrays)
-        result["outputs_file"] = f"outputs_{backend}.npz"
         if record is not None:
             from .ir.nir_io import write_nirdata
 
@@ -548,6 +547,18 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
             write_nirdata(record, traces, float(program.metadata.get("dt", 1.0)))
             result["record"] = str(record)
             _log(f"recorded {len(traces)} populations as NIRData -> {record}", log)
+        arrays = {"float": flt.output_steps} if flt.output_steps is not None else {}
+        for name_b, run in runs.items():
+            if run.output_steps is not None:
+                arrays[name_b] = run.output_steps
+        np.savez_compressed(build_dir / f"outputs_{backend}.npz", **arrays)
+        result["outputs_file"] = f"outputs_{backend}.npz"
+    for name_b, run in runs.items():
+        stats = dict(run.stats)
+        if "layers" not in stats:  # Lava gives spikes; activity counts come from the reference
+            continue
+        stats["dataset"] = name
+        _write_json(build_dir / f"activity_{name_b}.json", stats)
     _write_json(build_dir / f"simulation_{backend if not compare else 'compare'}.json", result)
     return result
 

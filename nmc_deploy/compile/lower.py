@@ -257,6 +257,7 @@ def lower_graph(graph: Graph, *, input_levels: int | None = None,
                             f"{', '.join(LOW_RANK_MODES)}")
     relay_nodes = set(low_rank_down_nodes(graph)) if low_rank == "relay" else set()
     md = dict(graph.metadata)
+    md["input_name"] = graph.input_name  # NIRData inputs are keyed to it
     levels = int(input_levels if input_levels is not None else md.get("input_levels", 1))
     dt = md.get("dt")
     if dt is None:

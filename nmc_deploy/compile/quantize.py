@@ -545,6 +545,10 @@ def quantize_program(fp: FloatProgram, *, weight_bits: int = 8, max_delay: int =
                                                   NETX_BIAS_EXP if netx_grid else 0)
         diagnostics["clipped_biases"] += bclip
         if p.gate:
+            if reset_subtract:
+                raise LoweringError(f"{p.name}: gated by token selector '{p.gate}' with "
+                                    "subtractive reset; gated token neurons support reset to "
+                                    "zero only; compile with --reset zero")
             gate = selector(p.gate)
             if depth[p.name] <= gate.depth:
                 raise LoweringError(f"{p.name}: gated by '{p.gate}' but computed before its "

@@ -1083,14 +1083,20 @@ def read_portable(directory: str | Path) -> Graph:
         raise InputFileError(f"{directory}: no {PORTABLE_MANIFEST}; give the directory written "
                              "by `nmc-deploy export --portable`")
     try:
-        manifest = json.loads(mpath.read_text())
-        if manifest.get("format") != PORTABLE_FORMAT:
-            raise ValueError("wrong format tag")
-        g = nir.read(str(directory / PORTABLE_GRAPH))
-        arrays = np.load(directory / PORTABLE_ARRAYS)
+        return _join_portable(directory, mpath, json)
+    except (InputFileError, GraphError):
+        raise
     except Exception as exc:
         raise InputFileError(f"{directory}: corrupt portable export ({type(exc).__name__}: "
                              f"{str(exc)[:80]}); export it again") from None
+
+
+def _join_portable(directory: Path, mpath: Path, json) -> Graph:
+    manifest = json.loads(mpath.read_text())
+    if manifest.get("format") != PORTABLE_FORMAT:
+        raise ValueError("wrong format tag")
+    g = nir.read(str(directory / PORTABLE_GRAPH))
+    arrays = np.load(directory / PORTABLE_ARRAYS)
     nodes, edges = dict(g.nodes), [tuple(map(str, e)) for e in g.edges]
     rename_src, rename_dst = {}, {}
     for op in manifest["extension_ops"]:
@@ -1166,12 +1172,22 @@ def read_nirdata_input(path: str | Path, input_name: str, dt: float) -> np.ndarr
         idx = np.atleast_2d(np.asarray(obs.idx))
         times = np.atleast_2d(np.asarray(obs.time, np.float64))
         values = (np.atleast_2d(np.asarray(obs.value)) if kind == "ValuedEventData"
-                  else np.ones_like(idx))
-        steps = int(np.ceil(float(obs.t_max) / dt - 1e-9))
-        out = np.zeros((idx.shape[0], steps, int(obs.n_neurons)), values.dtype)
-        t = np.minimum((times / dt + 1e-9).astype(np.int64), steps - 1)
+                  else np.ones(idx.shape, np.int64))
+        n_neurons, t_max = int(obs.n_neurons), float(obs.t_max)
+        steps = int(np.ceil(t_max / dt - 1e-9))
+        # nir pads samples with fewer events with idx = -1 and time = inf
+        real = (idx >= 0) & np.isfinite(times)
+        bad = real & ((times < 0) | (times >= t_max) | (idx >= n_neurons))
+        if np.any(bad):
+            b, e = np.argwhere(bad)[0]
+            raise InputFileError(f"{path}: event {e} of sample {b} (neuron {int(idx[b, e])}, "
+                                 f"time {times[b, e]:g} s) is outside 0..{n_neurons - 1} x "
+                                 f"[0, t_max {t_max:g} s)")
+        out = np.zeros((idx.shape[0], steps, n_neurons), values.dtype)
         for b in range(idx.shape[0]):
-            np.add.at(out[b], (t[b], idx[b].astype(np.int64)), values[b])
+            keep = real[b]
+            t = np.minimum((times[b][keep] / dt + 1e-9).astype(np.int64), steps - 1)
+            np.add.at(out[b], (t, idx[b][keep].astype(np.int64)), values[b][keep])
         return out
     raise InputFileError(f"{path}: observable type '{kind}' is not supported")
 
@@ -1218,6 +1234,9 @@ def write_nirdata(path: str | Path, traces: dict[str, dict[str, np.ndarray]], dt
         with h5py.File(tmp, "w") as f:
             write_level(f, tree)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot write the recording ({exc.strerror or exc}); "
+                             "choose another --record path") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

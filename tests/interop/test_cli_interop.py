@@ -55,6 +55,11 @@ def test_snntorch_file_through_the_cli(tmp_path):
     assert rc == 0, err
     again = np.load(tmp_path / "build" / "outputs_reference.npz")
     assert np.array_equal(again["reference"], outs["reference"])
+    # a --record path that is a directory fails before simulating, in one line
+    (tmp_path / "recdir").mkdir()
+    rc, out, err = run("simulate", tmp_path / "build", "--input", tmp_path / "in.npy",
+                       "--record", tmp_path / "recdir")
+    assert rc == 1 and len(err.strip().splitlines()) == 1 and "directory" in err
     # a bad input: wrong shape, one line
     np.save(tmp_path / "bad.npy", np.zeros((2, 5, 7)))
     rc, out, err = run("simulate", tmp_path / "build", "--input", tmp_path / "bad.npy")

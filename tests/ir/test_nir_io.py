@@ -118,3 +118,43 @@ def test_token_select_node_round_trips_and_opens_with_plain_nir(tmp_path, digits
         p1, p2 = (quantize_program(lower_graph(g)) for g in (graph, g2))
     r1, r2 = (simulate_reference(p, digits.x_test[:4]) for p in (p1, p2))
     assert all(np.array_equal(r1.spikes[k], r2.spikes[k]) for k in r1.spikes)
+
+
+def test_nirdata_events_of_several_samples_and_bad_events(tmp_path):
+    import pytest
+
+    from nmc_deploy.errors import InputFileError
+    from nmc_deploy.ir.nir_io import read_nirdata_input
+
+    def write(idx, time, t_max=0.004):
+        data = nir.NIRGraphData(nodes={"input": nir.NIRNodeData(observables={"ev": nir.EventData(
+            idx=np.array(idx), time=np.array(time, float), n_neurons=3, t_max=t_max)})})
+        path = tmp_path / f"ev{len(list(tmp_path.iterdir()))}.h5"
+        nir.write_data(str(path), data)
+        return path
+
+    # nir pads the sample with fewer events with idx -1, time inf
+    x = read_nirdata_input(write([[0, 2], [1, -1]], [[0.0, 0.0021], [0.001, np.inf]]),
+                           "input", 1e-3)
+    expected = np.zeros((2, 4, 3), int)
+    expected[0, 0, 0] = expected[0, 2, 2] = expected[1, 1, 1] = 1
+    assert np.array_equal(x, expected)
+    for idx, time in (([[0]], [[-0.001]]), ([[0]], [[0.004]]), ([[3]], [[0.0]])):
+        with pytest.raises(InputFileError, match="outside"):
+            read_nirdata_input(write(idx, time), "input", 1e-3)
+
+
+def test_corrupt_portable_export_is_one_line(tmp_path, tiny_graph):
+    import json
+
+    import pytest
+
+    from nmc_deploy.errors import InputFileError
+    from nmc_deploy.ir.nir_io import read_portable, write_portable
+
+    out = write_portable(tiny_graph, tmp_path / "p")
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["extension_ops"][0]["arrays"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputFileError, match="corrupt portable export"):
+        read_portable(out)

@@ -112,3 +112,15 @@ def test_reference_equals_lava_with_token_selection(token_program, digits):
         assert np.array_equal(ref.token_masks[name], lav.token_masks[name])
         assert np.array_equal(ref.selector_counts[name], lav.selector_counts[name])
     assert np.array_equal(ref.logits, lav.logits)
+
+
+def test_gated_neurons_with_subtractive_reset_are_refused_in_one_line(token_model):
+    import dataclasses
+
+    from nmc_deploy.errors import LoweringError
+
+    graph = export_spikformer(token_model, {"input_levels": 16})
+    graph = dataclasses.replace(graph, metadata={**graph.metadata, "reset": "subtract"})
+    with pytest.raises(LoweringError, match="--reset zero") as exc:
+        quantize_program(lower_graph(graph))
+    assert "\n" not in str(exc.value)
