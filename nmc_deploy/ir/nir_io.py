@@ -69,7 +69,7 @@ import numpy as np
 
 from ..errors import GraphError, InputFileError
 from . import nodes as ir
-from .graph import Graph, back_edge_indices
+from .graph import Graph, back_edge_indices, split_port
 
 import nir  # noqa: E402  (the one door for nir)
 import nir.ir as _nir_ir
@@ -331,7 +331,7 @@ def _nest(graph: Graph, nodes: dict, edges: list[tuple[str, str]], prefix: str,
     out_of: dict[str, list[str]] = {g: [] for g in groups}  # sources inside g read outside
     level_edges: list[tuple[str, str]] = []
     for src, dst in edges:
-        dst_node, port = _split_target(dst, nodes)
+        dst_node, port = split_port(dst, nodes)
         us, ud = unit(src), unit(dst_node)
         if us == ud and us in groups:
             inner_edges[us].append((src[len(us) + 1:], dst[len(us) + 1:]))
@@ -354,7 +354,7 @@ def _nest(graph: Graph, nodes: dict, edges: list[tuple[str, str]], prefix: str,
         sub_edges = list(inner_edges[g])
         sub_nodes = dict(members)
         if into[g]:
-            first, _ = _split_target(into[g][0], members)
+            first, _ = split_port(into[g][0], members)
             shape = graph.nodes[f"{full}{SUBGRAPH_SEPARATOR}{first}"].input_shape
             in_name = _unique("input", sub_nodes)
             sub_nodes[in_name] = nir.Input(input_type=_arr(shape))
@@ -420,15 +420,6 @@ def write_nir(graph: Graph, path: str | Path) -> Path:
 # flattening nested graphs
 
 _PASS = object()  # marks a subgraph's Input/Output node until edges are rewired through it
-
-
-def _split_target(endpoint: str, nodes) -> tuple[str, str]:
-    if endpoint in nodes:
-        return endpoint, "input"
-    head, _, port = endpoint.rpartition(".")
-    if head in nodes:
-        return head, port
-    return endpoint, "input"
 
 
 def _io_names(g, cls) -> list[str]:
@@ -769,7 +760,7 @@ def _order(nodes: dict, edges: list[tuple[str, str]]) -> tuple[list[str], set[in
     from the Input node, then from every unreached node in node order, successors in edge order.
     """
     inputs = [n for n, v in nodes.items() if _kind(v) == "Input"]
-    pairs = [(a, _split_target(b, nodes)[0]) for a, b in edges]
+    pairs = [(a, split_port(b, nodes)[0]) for a, b in edges]
     back = back_edge_indices(list(nodes), pairs, inputs)
     succ: dict[str, list[tuple[str, int]]] = {n: [] for n in nodes}
     for i, (a, b) in enumerate(pairs):
@@ -778,7 +769,7 @@ def _order(nodes: dict, edges: list[tuple[str, str]]) -> tuple[list[str], set[in
     indeg = {n: 0 for n in nodes}
     for i, (a, b) in enumerate(edges):
         if i not in back:
-            indeg[_split_target(b, nodes)[0]] += 1
+            indeg[split_port(b, nodes)[0]] += 1
     ready = [index[n] for n in nodes if indeg[n] == 0]
     heapq.heapify(ready)
     names = list(nodes)
@@ -800,7 +791,7 @@ def _build_all(nodes: dict, edges: list[tuple[str, str]], lenient: bool,
     order, back = _order(nodes, edges)
     into: dict[str, list[tuple[int, str, str]]] = {n: [] for n in nodes}
     for i, (a, b) in enumerate(edges):
-        target, port = _split_target(b, nodes)
+        target, port = split_port(b, nodes)
         into[target].append((i, a, port))
     built: dict[str, ir.Node] = {}
     for name in order:
@@ -828,7 +819,7 @@ def _build_all(nodes: dict, edges: list[tuple[str, str]], lenient: bool,
         built[name] = node
     for i in sorted(back):
         src, dst = edges[i]
-        target, port = _split_target(dst, nodes)
+        target, port = split_port(dst, nodes)
         got, expected = built[src].output_shape, built[target].input_shape
         if not _fits(got, expected, lenient):
             raise _mismatch(target, _kind(nodes[target]), port, (got, [src]), expected)
@@ -1030,7 +1021,7 @@ def to_portable(graph: Graph) -> tuple["nir.NIRGraph", dict, dict]:
                     "metadata": _plain(dict(node.metadata))})
     edges = []
     for src, dst in graph.edges:
-        target, port = _split_target(dst, graph.nodes)
+        target, port = split_port(dst, graph.nodes)
         edges.append((f"{src}:output" if src in ext else src,
                       f"{target}:{port}" if target in ext else dst))
     manifest = {"format": PORTABLE_FORMAT, "version": 1, "graph": PORTABLE_GRAPH,

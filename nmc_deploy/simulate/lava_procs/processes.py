@@ -87,24 +87,38 @@ class SpikeRecorder(AbstractProcess):
         self.a_in = InPort(shape=shape)
 
 
-@implements(proc=SpikeRecorder, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
-class PySpikeRecorderModel(PyLoihiProcessModel):
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=1)
+class _PyRecorderBase(PyLoihiProcessModel):
+    """Buffers what ``a_in`` receives each step; at step ``num_steps`` saves it to ``path``.
+    Subclasses set ``a_in``'s precision, the buffer dtype and how the buffer is saved."""
+
+    buffer_dtype = bool
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
         n = int(np.prod(proc_params["shape"]))
-        self._buffer = np.zeros((int(proc_params["num_steps"]), n), dtype=bool)
+        self._buffer = np.zeros((int(proc_params["num_steps"]), n), dtype=self.buffer_dtype)
+
+    def saved(self, buffer: np.ndarray) -> np.ndarray:
+        return buffer
 
     def run_spk(self):
         s = self.a_in.recv()
         step = self.time_step - 1
         if step < self._buffer.shape[0]:
-            self._buffer[step] = s != 0
+            self._buffer[step] = s
         if self.time_step == self._buffer.shape[0]:
-            np.save(self.proc_params["path"], np.packbits(self._buffer, axis=1))
+            np.save(self.proc_params["path"], self.saved(self._buffer))
+
+
+@implements(proc=SpikeRecorder, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PySpikeRecorderModel(_PyRecorderBase):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=1)
+    buffer_dtype = bool  # nonzero = spike
+
+    def saved(self, buffer):
+        return np.packbits(buffer, axis=1)
 
 
 class GradedRelay(AbstractProcess):
@@ -190,14 +204,22 @@ class _PyLIFResetVectorDecayBase(AbstractPyLifModelFixed):
         self.reset_offset = proc_params["reset_offset"] % self.reset_interval
 
     def run_spk(self):
-        a_in = self.a_in.recv()
+        self._step(self.a_in.recv())
+
+    def _step(self, a_in, gate=None):
+        """One step; neurons with ``gate`` False (if given) neither spike nor keep u, v."""
         if self.time_step % self.reset_interval == self.reset_offset:
             self.u *= 0
             self.v *= 0
         self.scale_bias()
         self.subthr_dynamics(activation_in=a_in)
         spikes = self.v > np.left_shift(self.vth, self.vth_shift)
+        if gate is not None:
+            spikes = spikes & gate
         self.reset_voltage(spike_vector=spikes)
+        if gate is not None:
+            self.u = np.where(gate, self.u, 0).astype(self.u.dtype)
+            self.v = np.where(gate, self.v, 0).astype(self.v.dtype)
         self.s_out.send(spikes)
 
 
@@ -326,17 +348,7 @@ class PyLIFResetGatedModel(_PyLIFResetVectorDecayBase):
 
     def run_spk(self):
         a_in = self.a_in.recv()
-        gate = self.fifo.push(self.gate_in.recv())[self.token_of] != 0
-        if self.time_step % self.reset_interval == self.reset_offset:
-            self.u *= 0
-            self.v *= 0
-        self.scale_bias()
-        self.subthr_dynamics(activation_in=a_in)
-        spikes = (self.v > np.left_shift(self.vth, self.vth_shift)) & gate
-        self.reset_voltage(spike_vector=spikes)
-        self.u = np.where(gate, self.u, 0).astype(self.u.dtype)
-        self.v = np.where(gate, self.v, 0).astype(self.v.dtype)
-        self.s_out.send(spikes)
+        self._step(a_in, self.fifo.push(self.gate_in.recv())[self.token_of] != 0)
 
 
 class GradedRecorder(AbstractProcess):
@@ -350,21 +362,9 @@ class GradedRecorder(AbstractProcess):
 @implements(proc=GradedRecorder, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyGradedRecorderModel(PyLoihiProcessModel):
+class PyGradedRecorderModel(_PyRecorderBase):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
-
-    def __init__(self, proc_params):
-        super().__init__(proc_params)
-        n = int(np.prod(proc_params["shape"]))
-        self._buffer = np.zeros((int(proc_params["num_steps"]), n), dtype=np.int32)
-
-    def run_spk(self):
-        s = self.a_in.recv()
-        step = self.time_step - 1
-        if step < self._buffer.shape[0]:
-            self._buffer[step] = s
-        if self.time_step == self._buffer.shape[0]:
-            np.save(self.proc_params["path"], self._buffer)
+    buffer_dtype = np.int32
 
 
 class LIFWindowed(LIFResetPerNeuronDecay):
