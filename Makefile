@@ -25,7 +25,7 @@ $(STAMP): constraints.txt pyproject.toml
 	# dependencies and rockpool only numpy/scipy, so both install with the others' pins.
 	$(PIP) install -c constraints.txt snntorch rockpool
 	# Lava declares Python <3.11 and old torch pins: install without its metadata's deps
-	# (their real deps are above); nmc_deploy.compat.lava311 makes it import on 3.11.
+	# (their real deps are above); nmc_deploy.simulate.lava.lava311 makes it import on 3.11.
 	$(PIP) install --no-deps --ignore-requires-python -c constraints.txt lava-nc lava-dl
 	# norse 1.1.0 is an sdist whose metadata says 0.0.0, so pip refuses it by name:
 	# download the pinned file, then install the file itself (no deps: it names torchvision).

@@ -5,7 +5,7 @@ Usage: .venv/bin/python benchmarks/lava_speed.py BUILD_DIR [N_SAMPLES]
 import sys
 import time
 
-from nmc_deploy.compile.program import load_program
+from nmc_deploy.program import load_program
 from nmc_deploy.data import load_dataset
 
 
@@ -18,7 +18,7 @@ def main():
     t0 = time.perf_counter()
     simulate_reference(program, x)
     t_ref = time.perf_counter() - t0
-    from nmc_deploy.simulate.lava_backend import simulate_lava
+    from nmc_deploy.simulate.lava.backend import simulate_lava
 
     t0 = time.perf_counter()
     res = simulate_lava(program, x)

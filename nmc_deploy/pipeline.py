@@ -200,10 +200,10 @@ def export_checkpoint(ckpt: Path, out: Path, log=None, portable: bool = False) -
     """Checkpoint -> NIR file (BatchNorm folded; attention as our extension node).
 
     ``portable``: a directory with standard NIR only (graph.nir), the extension ops in a
-    manifest (:func:`~nmc_deploy.ir.nir_io.write_portable`); `compile` reads it back.
+    manifest (:func:`~nmc_deploy.nirio.nir_io.write_portable`); `compile` reads it back.
     """
     from .export.spikformer import export_spikformer
-    from .ir.nir_io import write_nir, write_portable
+    from .nirio.nir_io import write_nir, write_portable
     from .models.checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(ckpt)
@@ -291,9 +291,9 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     from .compile.lower import low_rank_down_nodes
     from .compile.netx import NETX_FILE, write_netx
     from .compile.partition import format_utilization
-    from .compile.program import LOW_RANK_MODES, save_program
+    from .program import LOW_RANK_MODES, save_program
     from .errors import NmcDeployError
-    from .ir.nir_io import read_nir, write_nir
+    from .nirio.nir_io import read_nir, write_nir
     from .targets import load_target
 
     if low_rank not in LOW_RANK_MODES:
@@ -304,7 +304,7 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
         raise NmcDeployError(f"compile: format '{unknown[0]}' to emit is not one of netx")
     tgt = load_target(target)
     if Path(nir_path).is_dir():  # a portable export: standard NIR + manifest
-        from .ir.nir_io import read_portable
+        from .nirio.nir_io import read_portable
 
         graph = read_portable(nir_path)
     else:
@@ -387,7 +387,7 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
 # --------------------------------------------------------------------------- simulate
 
 def _load_build(build_dir: Path):
-    from .compile.program import load_program
+    from .program import load_program
 
     program = load_program(build_dir)
     placement = Path(build_dir) / "placement.json"
@@ -413,7 +413,7 @@ def load_user_inputs(path: Path, program) -> np.ndarray:
             raise InputFileError(f"{path}: not a readable .npy array ({type(exc).__name__})") \
                 from None
     else:
-        from .ir.nir_io import read_nirdata_input
+        from .nirio.nir_io import read_nirdata_input
 
         x = read_nirdata_input(path, program.metadata.get("input_name", "input"),
                                float(program.metadata.get("dt", 1.0)))
@@ -448,7 +448,7 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
     """
     from .compile.lower import lower_graph
     from .data import load_dataset
-    from .ir.nir_io import read_nir
+    from .nirio.nir_io import read_nir
     from .simulate.reference import accuracy, simulate_float, simulate_reference
 
     build_dir = Path(build_dir)
@@ -506,7 +506,7 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
             _log(f"warning: fixed-point overflow: {ref.stats['u_wraps']} current wraps, "
                  f"{ref.stats['v_saturations']} voltage saturations; lower --vth-mant", log)
     if backend == "lava" or compare:
-        from .simulate.lava_backend import simulate_lava
+        from .simulate.lava.backend import simulate_lava
 
         n_proc = len(program.populations) * 2 + len(program.groups) + 1
         _log(f"running Lava: ~{n_proc} processes, "
@@ -536,7 +536,7 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
     if inputs is not None or record is not None:
         main_run = runs.get(backend) or next(iter(runs.values()))
         if record is not None:
-            from .ir.nir_io import write_nirdata
+            from .nirio.nir_io import write_nirdata
 
             traces = {k: {"spikes": np.asarray(v).transpose(1, 0, 2)}
                       for k, v in main_run.spikes.items()}

@@ -63,7 +63,7 @@ from ..ir import (IF, LI, LIF, Affine, AvgPool2d, Conv1d, Conv2d, CubaLI, CubaLI
 from ..ir.conventions import INTEGRATORS, RESETS
 from ..ir.graph import back_edges, split_port
 from .matrices import conv1d_matrix, conv2d_matrix, sumpool2d_matrix
-from .program import (CONST, INPUT, LI as LI_KIND, LOW_RANK_MODES, RELAY, AttentionOp,
+from ..program import (CONST, INPUT, LI as LI_KIND, LOW_RANK_MODES, RELAY, AttentionOp,
                       FloatGroup, FloatPopulation, FloatProgram, FloatTokenSelect, Readout)
 
 __all__ = ["lower_graph", "low_rank_down_nodes", "LOW_RANK_ROLE", "delay_steps"]

@@ -54,7 +54,7 @@ import h5py
 import numpy as np
 
 from ..errors import ExportError, InputFileError
-from .program import INPUT, RELAY, Program
+from ..program import INPUT, RELAY, Program
 
 __all__ = ["NetxLayer", "netx_layers", "write_netx", "read_netx_kwargs",
            "netx_synapse_weights", "NETX_FILE", "NETX_FORMAT", "NETX_BIAS_EXP"]

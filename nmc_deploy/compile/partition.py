@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 from ..errors import CapacityError
 from ..targets import HardwareTarget, synapse_memory_bits
-from .program import Program
+from ..program import Program
 
 __all__ = ["Placement", "Chunk", "partition_program", "format_utilization"]
 

@@ -57,8 +57,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import CapacityError, LoweringError, QuantizationWarning
-from ..simulate.kernels import lava_effective_weights
-from .program import (CONST, INPUT, LI, RELAY, FloatPopulation, FloatProgram, FloatTokenSelect,
+from ..loihi.kernels import lava_effective_weights
+from ..program import (CONST, INPUT, LI, RELAY, FloatPopulation, FloatProgram, FloatTokenSelect,
                       Population, Program, SynapseGroup, TokenSelectOp)
 
 __all__ = ["quantize_program", "quantize_weights", "QuantizedWeights", "LAVA_LIF",

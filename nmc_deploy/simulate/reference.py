@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..compile.program import CONST, INPUT, LI, RELAY, FloatProgram, Program
+from ..program import CONST, INPUT, LI, RELAY, FloatProgram, Program
 from ..errors import SimulationError
-from .kernels import (attention_counts, lif_fixed_step, synaptic_input, token_scores_fixed,
+from ..loihi.kernels import (attention_counts, lif_fixed_step, synaptic_input, token_scores_fixed,
                       token_scores_float, top_k_mask)
 
 __all__ = ["SimulationResult", "simulate_reference", "simulate_float", "attention_counts",

@@ -7,7 +7,7 @@ import pytest
 
 from nmc_deploy.compile.lower import delay_steps, lower_graph
 from nmc_deploy.compile.matrices import sumpool2d_matrix
-from nmc_deploy.compile.program import load_program, save_program
+from nmc_deploy.program import load_program, save_program
 from nmc_deploy.compile.quantize import quantize_program
 from nmc_deploy.errors import LoweringError, QuantizationWarning, SimulationError
 from nmc_deploy.ir import (IF, LI, LIF, Affine, AvgPool2d, CubaLIF, Delay, Flatten, Graph, Input,

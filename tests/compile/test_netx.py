@@ -172,8 +172,8 @@ def _run(*args):
 
 
 def test_cli_emits_netx_and_refuses_a_spikformer_in_one_line(rng, tmp_path, tiny_graph):
-    from nmc_deploy.compile.program import load_program
-    from nmc_deploy.ir.nir_io import write_nir
+    from nmc_deploy.program import load_program
+    from nmc_deploy.nirio.nir_io import write_nir
 
     write_nir(chain_graph(rng), tmp_path / "chain.nir")
     rc, out, err = _run("compile", tmp_path / "chain.nir", "--emit", "netx", "-o", tmp_path / "b")
@@ -201,7 +201,7 @@ def test_cli_emits_netx_and_refuses_a_spikformer_in_one_line(rng, tmp_path, tiny
 # --------------------------------------------------------------------------- Lava
 
 def _lava():
-    from nmc_deploy.compat import lava311
+    from nmc_deploy.simulate.lava import lava311
 
     lava311.import_lava_runtime()
 
@@ -247,7 +247,7 @@ def run_netx(path, images, time_steps, sparse=False):
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.source import RingBuffer
 
-    from nmc_deploy.simulate.lava_procs.processes import SpikeRecorder
+    from nmc_deploy.simulate.lava.processes import SpikeRecorder
 
     net = netx.hdf5.Network(net_config=str(path), sparse_fc_layer=sparse,
                             **read_netx_kwargs(path))

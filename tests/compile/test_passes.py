@@ -14,7 +14,7 @@ from nmc_deploy.compile.matrices import conv1d_matrix, conv2d_matrix, sumpool2d_
 from nmc_deploy.compile.partition import partition_program
 from nmc_deploy.compile.quantize import quantize_program, quantize_weights
 from nmc_deploy.errors import CapacityError
-from nmc_deploy.simulate.kernels import lava_effective_weights
+from nmc_deploy.loihi.kernels import lava_effective_weights
 from nmc_deploy.targets import load_target
 
 

@@ -8,7 +8,7 @@ import nir
 import numpy as np
 import pytest
 
-from nmc_deploy.interop.examples import example_inputs, make_example
+from oracles.nir_examples import example_inputs, make_example
 
 
 def run(*args):

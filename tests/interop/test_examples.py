@@ -6,9 +6,9 @@ import torch
 
 import nir
 
-from nmc_deploy.interop.examples import (EXAMPLE_NAMES, example_inputs, make_example,
+from oracles.nir_examples import (EXAMPLE_NAMES, example_inputs, make_example,
                                          sinabs_cnn, snntorch_model)
-from nmc_deploy.interop.executor import count_mismatches, execute_nir
+from oracles.nir_executor import count_mismatches, execute_nir
 
 SPIKING = (nir.IF, nir.LIF, nir.CubaLIF)
 

@@ -8,7 +8,7 @@ import pytest
 import nir
 
 from nmc_deploy.errors import GraphError
-from nmc_deploy.interop.executor import (Discretisation, count_mismatches, discretisation_of,
+from oracles.nir_executor import (Discretisation, count_mismatches, discretisation_of,
                                          execute_nir, flatten_nir)
 
 

@@ -10,8 +10,8 @@ import torch
 import nir
 import nirtorch
 
-from nmc_deploy.interop.examples import make_example, example_inputs, norse_model
-from nmc_deploy.interop.executor import count_mismatches, execute_nir
+from oracles.nir_examples import make_example, example_inputs, norse_model
+from oracles.nir_executor import count_mismatches, execute_nir
 
 DT = 1e-3
 

@@ -1,7 +1,7 @@
 """Interop cross-check (issue 4): NIR graphs written in the conventions of sinabs, snnTorch,
 norse and rockpool go through our reader, timing presets, lowering and float simulator, and
 give the same spikes (0 mismatches) and LI voltages (allclose) as the independent executor
-(nmc_deploy.interop.executor) on the same file; the fixed-point reference equals Lava."""
+(oracles.nir_executor) on the same file; the fixed-point reference equals Lava."""
 import warnings
 
 import numpy as np
@@ -9,8 +9,8 @@ import pytest
 
 import nir
 
-from nmc_deploy.interop.examples import EXAMPLE_NAMES, example_inputs, make_example
-from nmc_deploy.interop.executor import count_mismatches, execute_nir
+from oracles.nir_examples import EXAMPLE_NAMES, example_inputs, make_example
+from oracles.nir_executor import count_mismatches, execute_nir
 
 SPIKING = ("IF", "LIF", "CubaLIF")
 VOLTAGE = ("LI", "CubaLI")
@@ -32,7 +32,7 @@ def compile_example(name, tmp_path):
     the reset the tool was configured with) -> lower_graph."""
     from nmc_deploy.compile.lower import lower_graph
     from nmc_deploy.ir.conventions import apply_timing, resolve_timing
-    from nmc_deploy.ir.nir_io import read_nir
+    from nmc_deploy.nirio.nir_io import read_nir
 
     ex = make_example(name)
     path = tmp_path / f"{name}.nir"
@@ -89,7 +89,7 @@ def test_float_simulation_equals_independent_executor(name, tmp_path):
 @pytest.mark.parametrize("name", EXAMPLE_NAMES)
 def test_reference_equals_lava(name, tmp_path):
     from nmc_deploy.compile.quantize import quantize_program
-    from nmc_deploy.simulate.lava_backend import simulate_lava
+    from nmc_deploy.simulate.lava.backend import simulate_lava
     from nmc_deploy.simulate.reference import simulate_reference
 
     ex, _, fp = compile_example(name, tmp_path)

@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from nmc_deploy.simulate.kernels import lava_effective_weights, lif_fixed_step, synaptic_input
+from nmc_deploy.loihi.kernels import lava_effective_weights, lif_fixed_step, synaptic_input
 
 
 def _run_lava_chain(data, weights, weight_exp, num_message_bits, lif_kw, steps, mixed_delay=0):
     """RingBuffer -> Sparse -> LIF in Lava; returns (spikes, u, v) per step from Monitors."""
-    from nmc_deploy.compat import lava311
+    from nmc_deploy.simulate.lava import lava311
 
     lava311.import_lava_runtime()
     from lava.magma.core.run_conditions import RunSteps

@@ -12,7 +12,7 @@ def _mismatches(a, b):
 
 
 def test_reference_equals_lava_on_compiled_spikformer(tiny_program, digits):
-    from nmc_deploy.simulate.lava_backend import simulate_lava
+    from nmc_deploy.simulate.lava.backend import simulate_lava
 
     x = digits.x_test[:6]
     ref = simulate_reference(tiny_program, x)
@@ -28,7 +28,7 @@ def test_reference_equals_lava_on_compiled_spikformer(tiny_program, digits):
 
 
 def test_cached_delaysparse_model_equals_lavas_own(tiny_program, digits):
-    from nmc_deploy.simulate.lava_backend import simulate_lava
+    from nmc_deploy.simulate.lava.backend import simulate_lava
 
     x = digits.x_test[:2]
     cached = simulate_lava(tiny_program, x, cache_delay_weights=True)
@@ -46,7 +46,7 @@ def test_reference_equals_lava_on_the_digits_preset(digits):
     from nmc_deploy.compile.quantize import quantize_program
     from nmc_deploy.export.spikformer import export_spikformer
     from nmc_deploy.models.spikformer import preset_config
-    from nmc_deploy.simulate.lava_backend import simulate_lava
+    from nmc_deploy.simulate.lava.backend import simulate_lava
 
     model = make_active_spikformer(preset_config("digits"), seed=3)
     with warnings.catch_warnings():

@@ -271,7 +271,7 @@ def simulate_float_seq(fp, x):
 
 
 def ref_vs_lava(program, x):
-    from nmc_deploy.simulate.lava_backend import simulate_lava
+    from nmc_deploy.simulate.lava.backend import simulate_lava
     from nmc_deploy.simulate.reference import simulate_reference
 
     ref = simulate_reference(program, x)

@@ -44,7 +44,7 @@ def test_per_neuron_parameters_quantize_to_vectors_and_track_float(rng, digits):
 
 
 def test_program_with_per_neuron_decays_round_trips(rng, tmp_path):
-    from nmc_deploy.compile.program import load_program, save_program
+    from nmc_deploy.program import load_program, save_program
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -56,7 +56,7 @@ def test_program_with_per_neuron_decays_round_trips(rng, tmp_path):
 
 @pytest.mark.lava
 def test_per_neuron_lif_equals_lava(rng, digits):
-    from nmc_deploy.simulate.lava_backend import simulate_lava
+    from nmc_deploy.simulate.lava.backend import simulate_lava
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -55,7 +55,7 @@ def _slif(model):
 @pytest.mark.parametrize("form", [_sparse, _low_rank, _slif])
 def test_pruned_form_deploys_bit_exactly(form, digits):
     from conftest import make_tiny_spikformer
-    from nmc_deploy.simulate.lava_backend import simulate_lava
+    from nmc_deploy.simulate.lava.backend import simulate_lava
 
     dense = make_tiny_spikformer()
     pruned = form(make_tiny_spikformer()).eval()

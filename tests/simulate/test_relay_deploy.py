@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from nmc_deploy.compile.lower import lower_graph, low_rank_down_nodes
-from nmc_deploy.compile.program import RELAY, load_program, save_program
+from nmc_deploy.program import RELAY, load_program, save_program
 from nmc_deploy.compile.quantize import quantize_program
 from nmc_deploy.errors import LoweringError
 from nmc_deploy.simulate.reference import simulate_float, simulate_reference
@@ -110,7 +110,7 @@ def test_relay_synops_count_nonzero_payloads(relay_program, digits):
 @pytest.mark.lava
 @pytest.mark.parametrize("vth_mant", [1023, 31])  # 31: payloads shifted right (1-2 bits)
 def test_relay_reference_equals_lava(dsp_graph, digits, vth_mant):
-    from nmc_deploy.simulate.lava_backend import simulate_lava
+    from nmc_deploy.simulate.lava.backend import simulate_lava
 
     prog = _quantize(lower_graph(dsp_graph, low_rank="relay"), vth_mant=vth_mant)
     shifts = [p.payload_shift for p in prog.populations if p.kind == RELAY]
@@ -187,7 +187,7 @@ def test_relay_with_token_selectors_reference_equals_lava(token_dsp_model, digit
     """Both features at once: the relays of q/k/v and fc1 read the selectors' gated streams
     (graded payloads in, graded payloads out), the LIFs they feed are gated."""
     from nmc_deploy.export.spikformer import export_spikformer
-    from nmc_deploy.simulate.lava_backend import simulate_lava
+    from nmc_deploy.simulate.lava.backend import simulate_lava
 
     graph = export_spikformer(token_dsp_model, {"input_levels": 16})
     fp = lower_graph(graph, low_rank="relay")

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from nmc_deploy.compile.lower import lower_graph
-from nmc_deploy.compile.program import load_program, save_program
+from nmc_deploy.program import load_program, save_program
 from nmc_deploy.compile.quantize import quantize_program, quantize_token_predictor
 from nmc_deploy.export.spikformer import export_spikformer
-from nmc_deploy.simulate.kernels import token_scores_fixed, token_scores_float, top_k_mask
+from nmc_deploy.loihi.kernels import token_scores_fixed, token_scores_float, top_k_mask
 from nmc_deploy.simulate.reference import simulate_float, simulate_reference
 
 
@@ -101,7 +101,7 @@ def test_program_with_selectors_round_trips(token_program, digits, tmp_path):
 
 @pytest.mark.lava
 def test_reference_equals_lava_with_token_selection(token_program, digits):
-    from nmc_deploy.simulate.lava_backend import simulate_lava
+    from nmc_deploy.simulate.lava.backend import simulate_lava
 
     x = digits.x_test[:5]
     ref, lav = simulate_reference(token_program, x), simulate_lava(token_program, x)

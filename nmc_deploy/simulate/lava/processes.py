@@ -39,7 +39,7 @@ from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from nmc_deploy.simulate.kernels import attention_counts
+from nmc_deploy.loihi.kernels import attention_counts
 
 
 class SpikeAttention(AbstractProcess):
@@ -232,7 +232,7 @@ class PyLIFResetPerNeuronDecayModel(_PyLIFResetVectorDecayBase):
 
 from collections import deque  # noqa: E402
 
-from nmc_deploy.simulate.kernels import token_scores_fixed, top_k_mask  # noqa: E402
+from nmc_deploy.loihi.kernels import token_scores_fixed, top_k_mask  # noqa: E402
 
 
 class _GateFifo:
@@ -253,7 +253,7 @@ class TokenSelectProcess(AbstractProcess):
 
     ``a_in`` (dim*N graded): the residual stream, input step t of a sample arriving at Lava
     step ``1 + depth_in + t``. After step T-1 the selector scores the tokens with the
-    integer predictor of ``TokenSelectOp`` (``nmc_deploy.simulate.kernels``), keeps the
+    integer predictor of ``TokenSelectOp`` (``nmc_deploy.loihi.kernels``), keeps the
     ``n_keep`` best among those the previous selector kept (``prev_in``, the previous
     selector's ``mask_out`` delayed by ``prev_delay`` steps) and emits the gated stream on
     ``s_out`` at ``1 + depth + t`` (``depth = depth_in + T - 1``), its keep mask on

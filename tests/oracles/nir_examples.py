@@ -3,7 +3,7 @@
 Each builder returns a ``nir.NIRGraph`` as the tool writes it: **no dt, integrator or reset
 in the graph** (the tools write none), so a reader must resolve the timing from a preset of
 the tool's convention. :func:`make_example` pairs a graph with the :class:`Discretisation`
-under which the tool means it (for :mod:`nmc_deploy.interop.executor`) and the name of
+under which the tool means it (for :mod:`oracles.nir_executor`) and the name of
 our conventions preset (``nmc_deploy.ir.conventions``).
 
 | builder | tool | built with | dt | integrator | spike | reset |
@@ -29,8 +29,8 @@ import torch
 
 import nir
 
-from ..errors import GraphError
-from .executor import Discretisation
+from nmc_deploy.errors import GraphError
+from oracles.nir_executor import Discretisation
 
 __all__ = ["Example", "EXAMPLE_NAMES", "make_example", "example_inputs", "sinabs_cnn",
            "snntorch_recurrent", "snntorch_model", "norse_lif", "norse_model",
@@ -332,7 +332,7 @@ class Example:
     name: str  # example name (EXAMPLE_NAMES)
     graph: "nir.NIRGraph"
     convention: str  # preset name in nmc_deploy.ir.conventions
-    discretisation: Discretisation  # for nmc_deploy.interop.executor
+    discretisation: Discretisation  # for oracles.nir_executor
     input_shape: tuple
     voltage_outputs: tuple = ()  # non-spiking nodes whose voltage is the output (LI readouts)
 

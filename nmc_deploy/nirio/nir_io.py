@@ -68,8 +68,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import GraphError, InputFileError
-from . import nodes as ir
-from .graph import Graph, back_edge_indices, split_port
+from ..ir import nodes as ir
+from ..ir.graph import Graph, back_edge_indices, split_port
 
 import nir  # noqa: E402  (the one door for nir)
 import nir.ir as _nir_ir

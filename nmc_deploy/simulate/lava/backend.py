@@ -40,10 +40,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..compat import lava311
-from ..compile.program import CONST, INPUT, LI, Program
-from ..errors import SimulationError
-from .reference import (SimulationResult, _check_sequence, _readout, _readout_steps,
+from . import lava311
+from ...program import CONST, INPUT, LI, Program
+from ...errors import SimulationError
+from ..reference import (SimulationResult, _check_sequence, _readout, _readout_steps,
                         as_input_sequence)
 
 lava311.import_lava_runtime()
@@ -54,7 +54,7 @@ from lava.proc.io.source import RingBuffer  # noqa: E402
 from lava.proc.lif.process import LIFReset  # noqa: E402
 from lava.proc.sparse.process import DelaySparse, Sparse  # noqa: E402
 
-from .lava_procs.processes import (GradedRecorder, GradedRelay, LIFResetGated,  # noqa: E402
+from .processes import (GradedRecorder, GradedRelay, LIFResetGated,  # noqa: E402
                                    LIFResetPerNeuronDecay, LIFWindowed,
                                    PyDelaySparseModelBitAccCached, SpikeAttention,
                                    SpikeRecorder, TokenSelectProcess)

@@ -23,7 +23,7 @@ stop it from importing here, and both are fixed at import time, in memory:
    with the call made a no-op when the method already is 'fork' (the Linux default).
 
 Call :func:`install` before the first ``import lava``; it is idempotent.
-``nmc_deploy.simulate.lava_backend`` does so at its top.
+``nmc_deploy.simulate.lava.backend`` does so at its top.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nmc_deploy.compat import lava311
+from nmc_deploy.simulate.lava import lava311
 
 pytestmark = pytest.mark.lava
 
@@ -27,7 +27,7 @@ def test_unpatched_module_fails_and_patched_imports_in_a_fresh_interpreter():
     code_plain = "import lava.magma.compiler.var_model"
     r = subprocess.run([sys.executable, "-c", code_plain], capture_output=True, text=True)
     assert r.returncode != 0 and "mutable default" in r.stderr  # the bug the shim fixes
-    code = ("from nmc_deploy.compat import lava311; lava311.install(); lava311.install();"
+    code = ("from nmc_deploy.simulate.lava import lava311; lava311.install(); lava311.install();"
             "import lava.magma.compiler.var_model as vm; print(vm.CoreEncoder().x is not "
             "vm.CoreEncoder().x); from lava.lib.dl import netx; print('netx')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -38,7 +38,7 @@ def test_unpatched_module_fails_and_patched_imports_in_a_fresh_interpreter():
 def test_install_writes_no_bytecode_into_site_packages(tmp_path):
     cache = _lava_dir() / "magma/compiler/__pycache__"
     before = {p.name: p.stat().st_mtime for p in cache.glob("var_model*")} if cache.exists() else {}
-    code = "from nmc_deploy.compat import lava311; lava311.install(); import lava.magma.compiler.var_model"
+    code = "from nmc_deploy.simulate.lava import lava311; lava311.install(); import lava.magma.compiler.var_model"
     subprocess.run([sys.executable, "-c", code], check=True)
     after = {p.name: p.stat().st_mtime for p in cache.glob("var_model*")} if cache.exists() else {}
     assert after == before
@@ -53,7 +53,7 @@ def test_object_detection_stub_explains_itself():
 
 def test_lava_imports_after_the_start_method_was_fixed():
     code = ("import multiprocessing as mp; mp.get_context(); print(mp.get_start_method());"
-            "from nmc_deploy.compat import lava311; lava311.import_lava_runtime();"
+            "from nmc_deploy.simulate.lava import lava311; lava311.import_lava_runtime();"
             "from lava.proc.lif.process import LIF; print('ok')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -1,1 +1,0 @@
-"""Compatibility shims for third-party packages (no heavy imports here)."""

@@ -1,0 +1,1 @@
+"""Loihi chip arithmetic as Lava's bit-accurate models compute it (numpy only)."""

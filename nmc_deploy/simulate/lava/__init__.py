@@ -1,0 +1,1 @@
+"""Lava backend: the only package that imports lava (import the submodules; this imports nothing)."""

@@ -1,0 +1,1 @@
+"""Test oracles: independent implementations the package is checked against (torch, nir)."""
