@@ -20,7 +20,7 @@ the same inputs and compares every file they write.
   trained by each revision (``nmc-deploy demo``) and pruned by each (l1p, dsp, token
   selection) for one epoch.
 * ``compare`` walks both directories: JSON, text and HTML must be byte-identical except for
-  the fields listed in ``VOLATILE_KEYS`` (wall-clock seconds), which are compared by
+  the wall-clock fields (keys named ``seconds``, ``seconds_*`` or ``*_seconds``), which are compared by
   presence only; ``.npz`` files array by array (name, dtype, shape, bytes: numpy's zip
   stamps the write time into the archive, so the bytes of two runs always differ); HDF5
   files (``.nir``, ``.h5``, netx) dataset by dataset and attribute by attribute; torch
@@ -43,11 +43,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BASE = "c98e846"  # last commit before issue 8 (architecture step)
 
-# Keys whose values are wall-clock measurements: compared by presence, not value.
-VOLATILE_KEYS = {"seconds", "train_seconds", "wall_seconds", "lava_seconds",
-                 "reference_seconds", "compile_seconds", "simulate_seconds", "time_s",
-                 "elapsed_s", "run_seconds", "total_seconds", "demo_seconds",
-                 "seconds_per_sample", "float_seconds", "lava_run_seconds"}
+# Keys whose values are wall-clock measurements (``seconds``, ``train_seconds``,
+# ``seconds_lava``, ``seconds_total`` ...): compared by presence, not value.
+def is_volatile(key) -> bool:
+    return isinstance(key, str) and (key == "seconds" or key.startswith("seconds_")
+                                     or key.endswith("_seconds"))
+
 
 FORMS = ("dense", "sparse", "low_rank", "slif", "tokens", "tiny_preset", "digits_preset")
 EXAMPLES = ("sinabs", "sinabs_subtract", "snntorch", "snntorch_flat", "norse", "rockpool")
@@ -195,7 +196,7 @@ def run_pipeline(tree: Path, inputs: Path, out: Path, *, quick: bool, log) -> No
 
 def _strip_volatile(obj):
     if isinstance(obj, dict):
-        return {k: ("<volatile>" if k in VOLATILE_KEYS else _strip_volatile(v))
+        return {k: ("<volatile>" if is_volatile(k) else _strip_volatile(v))
                 for k, v in obj.items()}
     if isinstance(obj, list):
         return [_strip_volatile(v) for v in obj]
@@ -320,7 +321,7 @@ def _compare_pt(pa: Path, pb: Path) -> list[str]:
             if set(x) != set(y):
                 out.append(f"{where}: keys {sorted(set(x) ^ set(y), key=str)[:10]} differ")
             for k in x:
-                if k in y and k not in VOLATILE_KEYS:
+                if k in y and not is_volatile(k):
                     walk(x[k], y[k], f"{where}/{k}")
         elif isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)):
             if len(x) != len(y):

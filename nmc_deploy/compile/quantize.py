@@ -57,6 +57,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import CapacityError, LoweringError, QuantizationWarning
+from ..loihi.constants import LAVA_LIF, SYNAPTIC_ACCUMULATOR_BITS
 from ..loihi.kernels import lava_effective_weights
 from ..program import (CONST, INPUT, LI, RELAY, FloatPopulation, FloatProgram, FloatTokenSelect,
                       Population, Program, SynapseGroup, TokenSelectOp)
@@ -66,32 +67,10 @@ __all__ = ["quantize_program", "quantize_weights", "QuantizedWeights", "LAVA_LIF
            "quantize_token_predictor", "TOKEN_SELECT"]
 
 
-@dataclass(frozen=True)
-class _LavaLifConstants:
-    """Constants of Lava's PyLifModelBitAcc (lava/proc/lif/models.py)."""
-
-    decay_unity: int = 4096  # decays are /4096 (12-bit)
-    act_shift: int = 6  # a_in << 6 into u
-    vth_shift: int = 6  # threshold mantissa << 6
-    uv_bits: int = 24  # u wraps, v saturates at 24 bits
-    max_du: int = 4095
-    max_dv: int = 4095
-    max_vth: int = 2 ** 17 - 1
-    bias_mant_min: int = -4096
-    bias_mant_max: int = 4095
-    bias_exp_max: int = 7
-    weight_exp_min: int = -8  # Loihi synapse weight exponent range (nengo-loihi)
-    weight_exp_max: int = 7
-
-
-LAVA_LIF = _LavaLifConstants()
 DEFAULT_VTH_MANT = 1023  # threshold mantissa: 2**10-1 leaves 128x headroom below 2**23
 # Signed graded-spike payload width of Loihi 2 (hw_targets/loihi2.toml,
 # fixed_point.graded_spike_bits; Lava's Loihi 2 graded path uses num_message_bits = 24).
 DEFAULT_PAYLOAD_BITS = 24
-# Lava's Sparse/DelaySparse bit-accurate models accumulate W @ s in int32 (a_buff), so a
-# graded group's worst-case sum must stay below 2**31 for Lava to equal the int64 reference.
-SYNAPTIC_ACCUMULATOR_BITS = 32
 
 
 @dataclass(frozen=True)

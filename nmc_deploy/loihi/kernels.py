@@ -8,10 +8,11 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from .constants import MAX_UV
+
 __all__ = ["lava_effective_weights", "synaptic_input", "lif_fixed_step", "attention_counts",
            "MAX_UV", "top_k_mask", "token_scores_fixed", "token_scores_float"]
 
-MAX_UV = 2 ** 23  # u, v are 24-bit signed in PyLifModelBitAcc
 
 
 def lava_effective_weights(weights: np.ndarray, num_weight_bits: int = 8) -> np.ndarray:
