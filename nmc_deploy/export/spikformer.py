@@ -91,33 +91,41 @@ def export_spikformer(model: torch.nn.Module, meta: dict[str, Any] | None = None
         model.train(was_training)
 
 
-def _export(model, cfg, meta) -> Graph:
-    nodes: dict[str, Any] = {}
-    edges: list[tuple[str, str]] = []
+class _Builder:
+    """Nodes and edges of the graph under construction, in insertion order."""
 
-    def add(name, node, *sources):
-        nodes[name] = node
-        edges.extend((s, name) for s in sources)
+    def __init__(self):
+        self.nodes: dict[str, Any] = {}
+        self.edges: list[tuple[str, str]] = []
+
+    def add(self, name, node, *sources):
+        self.nodes[name] = node
+        self.edges.extend((s, name) for s in sources)
         return name
 
+
+def _export_sps(g: _Builder, model, cfg) -> tuple[str, tuple[int, int]]:
+    """Spiking patch splitting: conv/BN/LIF(/max-pool) stages, RPE and the token stream.
+
+    Returns the residual stream's node name and the token grid ``(h, w)``."""
     C, H, W = cfg.in_channels, cfg.img_size, cfg.img_size
-    prev = add("input", Input(shape=(C, H, W)))
+    prev = g.add("input", Input(shape=(C, H, W)))
     sps = model.patch_embed
     hw = (H, W)
     for i, (conv, bn, lif, pool) in enumerate(zip(sps.convs, sps.bns, sps.lifs, sps.pools)):
         w, b = _fold(conv, bn)
         node = Conv2d(weight=w, bias=b, input_hw=hw, stride=conv.stride, padding=conv.padding,
                       dilation=conv.dilation, groups=conv.groups)
-        prev = add(f"patch_embed.convs.{i}", node, prev)
-        prev = add(f"patch_embed.lifs.{i}", _lif_node(lif, node.output_shape, {}), prev)
+        prev = g.add(f"patch_embed.convs.{i}", node, prev)
+        prev = g.add(f"patch_embed.lifs.{i}", _lif_node(lif, node.output_shape, {}), prev)
         if isinstance(pool, torch.nn.MaxPool2d):
             if pool.dilation not in (1, (1, 1)) or pool.ceil_mode:
                 raise ExportError(f"patch_embed.pools.{i}: only MaxPool2d without dilation and "
                                   "ceil_mode can be exported")
             sp = SumPool2d(kernel_size=pool.kernel_size, stride=pool.stride,
                            padding=pool.padding, input_chw=node.output_shape)
-            prev = add(f"patch_embed.pools.{i}", sp, prev)
-            prev = add(f"patch_embed.pools.{i}.or", Threshold(
+            prev = g.add(f"patch_embed.pools.{i}", sp, prev)
+            prev = g.add(f"patch_embed.pools.{i}.or", Threshold(
                 threshold=np.full(sp.output_shape, 0.5),
                 metadata={"note": "max-pool of binary spikes = OR = sum > 0.5"}), prev)
             hw = sp.output_shape[1:]
@@ -131,97 +139,127 @@ def _export(model, cfg, meta) -> Graph:
     rpe = Conv2d(weight=w, bias=b, input_hw=hw, stride=sps.rpe_conv.stride,
                  padding=sps.rpe_conv.padding, dilation=sps.rpe_conv.dilation,
                  groups=sps.rpe_conv.groups)
-    add("patch_embed.rpe_conv", rpe, feat)
-    add("patch_embed.rpe_lif", _lif_node(sps.rpe_lif, rpe.output_shape, {}), "patch_embed.rpe_conv")
+    g.add("patch_embed.rpe_conv", rpe, feat)
+    g.add("patch_embed.rpe_lif", _lif_node(sps.rpe_lif, rpe.output_shape, {}),
+          "patch_embed.rpe_conv")
     N = int(hw[0] * hw[1])
-    add("patch_embed.feat_tokens", Flatten(input_type=(D, *hw), start_dim=1), feat)
-    add("patch_embed.rpe_tokens", Flatten(input_type=(D, *hw), start_dim=1), "patch_embed.rpe_lif")
-    ones = np.ones((D, N))
-    stream = add("patch_embed.output", Scale(scale=ones, metadata={"role": "residual sum"}),
-                 "patch_embed.feat_tokens", "patch_embed.rpe_tokens")
+    g.add("patch_embed.feat_tokens", Flatten(input_type=(D, *hw), start_dim=1), feat)
+    g.add("patch_embed.rpe_tokens", Flatten(input_type=(D, *hw), start_dim=1),
+          "patch_embed.rpe_lif")
+    stream = g.add("patch_embed.output", Scale(scale=np.ones((D, N)),
+                                               metadata={"role": "residual sum"}),
+                   "patch_embed.feat_tokens", "patch_embed.rpe_tokens")
+    return stream, hw
 
-    def token_linear(name, linear, bn, src):
-        if hasattr(linear, "down") and hasattr(linear, "up"):  # low-rank factors (DSP)
-            if linear.down.bias is not None:
-                raise ExportError(f"{name}.down: a low-rank factor with a bias cannot be "
-                                  "exported; factor without bias")
-            down = _np(linear.down.weight)
-            add(f"{name}.down", Conv1d(weight=down[:, :, None], bias=np.zeros(down.shape[0]),
-                                       input_length=N, metadata={"role": "low-rank factor"}), src)
-            w, b = _fold(linear.up, bn)
-            return add(name, Conv1d(weight=w[:, :, None], bias=b, input_length=N,
-                                    metadata={"role": "low-rank factor"}), f"{name}.down")
-        w, b = _fold(linear, bn)
-        return add(name, Conv1d(weight=w[:, :, None], bias=b, input_length=N), src)
 
-    lif_keys = ("attn.q_lif", "attn.k_lif", "attn.v_lif", "attn.attn_lif", "attn.proj_lif",
-                "mlp.fc1_lif", "mlp.fc2_lif")
+def _token_linear(g: _Builder, name, linear, bn, src, N: int) -> str:
+    """A token-wise linear (+ folded BN) as Conv1d, or two Conv1d for low-rank factors."""
+    if hasattr(linear, "down") and hasattr(linear, "up"):  # low-rank factors (DSP)
+        if linear.down.bias is not None:
+            raise ExportError(f"{name}.down: a low-rank factor with a bias cannot be "
+                              "exported; factor without bias")
+        down = _np(linear.down.weight)
+        g.add(f"{name}.down", Conv1d(weight=down[:, :, None], bias=np.zeros(down.shape[0]),
+                                     input_length=N, metadata={"role": "low-rank factor"}), src)
+        w, b = _fold(linear.up, bn)
+        return g.add(name, Conv1d(weight=w[:, :, None], bias=b, input_length=N,
+                                  metadata={"role": "low-rank factor"}), f"{name}.down")
+    w, b = _fold(linear, bn)
+    return g.add(name, Conv1d(weight=w[:, :, None], bias=b, input_length=N), src)
+
+
+_BLOCK_LIFS = ("attn.q_lif", "attn.k_lif", "attn.v_lif", "attn.attn_lif", "attn.proj_lif",
+               "mlp.fc1_lif", "mlp.fc2_lif")
+
+
+def _export_selector(g: _Builder, model, cfg, i: int, stream: str, previous: str, N: int
+                     ) -> tuple[str, int]:
+    """The token selector before block ``i``; returns its node name and the tokens kept."""
     selectors = list(cfg.token_blocks)
-    previous = ""
-    n_keep = N
-    for i, blk in enumerate(model.blocks):
-        p = f"blocks.{i}"
-        if i in selectors:  # token selector before this block (SparseSpikformer)
-            j = selectors.index(i)
-            until = selectors[j + 1] if j + 1 < len(selectors) else cfg.depth
-            gates = tuple(f"blocks.{b}.{key}" for b in range(i, until) for key in lif_keys)
-            pred = model.token_predictors[j]
-            n_keep = cfg.kept_tokens(j + 1)
-            stream = add(f"{p}.token_select", TokenSelect(
-                w1=_np(pred.fc1.weight), b1=_np(pred.fc1.bias), w2=_np(pred.fc2.weight),
-                b2=_np(pred.fc2.bias), dim=D, n_tokens=N, n_keep=n_keep,
-                time_steps=cfg.time_steps, gates=gates, previous=previous,
-                metadata={"keep_ratio": cfg.token_keep ** (j + 1)}), stream)
-            previous = stream
-        a = blk.attn
-        for key in ("q", "k", "v"):
-            token_linear(f"{p}.attn.{key}_linear", getattr(a, f"{key}_linear"),
-                         getattr(a, f"{key}_bn"), stream)
-            add(f"{p}.attn.{key}_lif", _lif_node(getattr(a, f"{key}_lif"), (D, N), {}),
-                f"{p}.attn.{key}_linear")
-        add(f"{p}.attn.ssa", SpikingSelfAttention(num_heads=a.num_heads, dim=D, n_tokens=N,
-                                                  scale=float(a.scale)))
-        edges.extend((f"{p}.attn.{key}_lif", f"{p}.attn.ssa.{key}") for key in ("q", "k", "v"))
-        add(f"{p}.attn.attn_lif", _lif_node(a.attn_lif, (D, N), {}), f"{p}.attn.ssa")
-        token_linear(f"{p}.attn.proj_linear", a.proj_linear, a.proj_bn, f"{p}.attn.attn_lif")
-        add(f"{p}.attn.proj_lif", _lif_node(a.proj_lif, (D, N), {}), f"{p}.attn.proj_linear")
-        mid = add(f"{p}.attn.output", Scale(scale=ones, metadata={"role": "residual sum"}),
-                  stream, f"{p}.attn.proj_lif")
-        m = blk.mlp
-        hidden = m.fc1_bn.num_features
-        token_linear(f"{p}.mlp.fc1_linear", m.fc1_linear, m.fc1_bn, mid)
-        add(f"{p}.mlp.fc1_lif", _lif_node(m.fc1_lif, (hidden, N), {}), f"{p}.mlp.fc1_linear")
-        token_linear(f"{p}.mlp.fc2_linear", m.fc2_linear, m.fc2_bn, f"{p}.mlp.fc1_lif")
-        add(f"{p}.mlp.fc2_lif", _lif_node(m.fc2_lif, (D, N), {}), f"{p}.mlp.fc2_linear")
-        stream = add(f"{p}.output", Scale(scale=ones, metadata={"role": "residual sum"}),
-                     mid, f"{p}.mlp.fc2_lif")
+    j = selectors.index(i)
+    until = selectors[j + 1] if j + 1 < len(selectors) else cfg.depth
+    gates = tuple(f"blocks.{b}.{key}" for b in range(i, until) for key in _BLOCK_LIFS)
+    pred = model.token_predictors[j]
+    n_keep = cfg.kept_tokens(j + 1)
+    name = g.add(f"blocks.{i}.token_select", TokenSelect(
+        w1=_np(pred.fc1.weight), b1=_np(pred.fc1.bias), w2=_np(pred.fc2.weight),
+        b2=_np(pred.fc2.bias), dim=cfg.embed_dim, n_tokens=N, n_keep=n_keep,
+        time_steps=cfg.time_steps, gates=gates, previous=previous,
+        metadata={"keep_ratio": cfg.token_keep ** (j + 1)}), stream)
+    return name, n_keep
 
-    add("head.tokens", Flatten(input_type=(D, N), start_dim=0), stream)
+
+def _export_block(g: _Builder, blk, p: str, stream: str, D: int, N: int) -> str:
+    """One block: SSA and MLP with their residual sums; returns the block's output stream."""
+    ones = np.ones((D, N))
+    a = blk.attn
+    for key in ("q", "k", "v"):
+        _token_linear(g, f"{p}.attn.{key}_linear", getattr(a, f"{key}_linear"),
+                      getattr(a, f"{key}_bn"), stream, N)
+        g.add(f"{p}.attn.{key}_lif", _lif_node(getattr(a, f"{key}_lif"), (D, N), {}),
+              f"{p}.attn.{key}_linear")
+    g.add(f"{p}.attn.ssa", SpikingSelfAttention(num_heads=a.num_heads, dim=D, n_tokens=N,
+                                                scale=float(a.scale)))
+    g.edges.extend((f"{p}.attn.{key}_lif", f"{p}.attn.ssa.{key}") for key in ("q", "k", "v"))
+    g.add(f"{p}.attn.attn_lif", _lif_node(a.attn_lif, (D, N), {}), f"{p}.attn.ssa")
+    _token_linear(g, f"{p}.attn.proj_linear", a.proj_linear, a.proj_bn, f"{p}.attn.attn_lif", N)
+    g.add(f"{p}.attn.proj_lif", _lif_node(a.proj_lif, (D, N), {}), f"{p}.attn.proj_linear")
+    mid = g.add(f"{p}.attn.output", Scale(scale=ones, metadata={"role": "residual sum"}),
+                stream, f"{p}.attn.proj_lif")
+    m = blk.mlp
+    hidden = m.fc1_bn.num_features
+    _token_linear(g, f"{p}.mlp.fc1_linear", m.fc1_linear, m.fc1_bn, mid, N)
+    g.add(f"{p}.mlp.fc1_lif", _lif_node(m.fc1_lif, (hidden, N), {}), f"{p}.mlp.fc1_linear")
+    _token_linear(g, f"{p}.mlp.fc2_linear", m.fc2_linear, m.fc2_bn, f"{p}.mlp.fc1_lif", N)
+    g.add(f"{p}.mlp.fc2_lif", _lif_node(m.fc2_lif, (D, N), {}), f"{p}.mlp.fc2_linear")
+    return g.add(f"{p}.output", Scale(scale=ones, metadata={"role": "residual sum"}),
+                 mid, f"{p}.mlp.fc2_lif")
+
+
+def _export_head(g: _Builder, model, cfg, stream: str, N: int, n_keep: int) -> None:
+    """Token mean folded into the head, time mean as an Integrator read at step T, Output."""
+    D = cfg.embed_dim
+    g.add("head.tokens", Flatten(input_type=(D, N), start_dim=0), stream)
     w_head = _np(model.head.weight)
     b_head = _np(model.head.bias)
     # W'[o, c*N + n] = W[o, c] / k: the mean over the k tokens present (k = N without token
     # selection; removed tokens are zero in the stream, so summing all N is the kept sum)
     w_flat = np.repeat(w_head / n_keep, N, axis=1)
-    add("head", Affine(weight=w_flat, bias=b_head,
-                       metadata={"note": f"mean over the {n_keep} tokens present folded into "
-                                         "the head"}), "head.tokens")
+    g.add("head", Affine(weight=w_flat, bias=b_head,
+                         metadata={"note": f"mean over the {n_keep} tokens present folded "
+                                           "into the head"}), "head.tokens")
     T = cfg.time_steps
-    add("head.time_mean", Integrator(r=np.full(b_head.shape, 1.0 / (T * DT)),
-                                     metadata={"note": "read at step T: time mean of the logits"}),
-        "head")
-    add("output", Output(shape=b_head.shape), "head.time_mean")
+    g.add("head.time_mean", Integrator(r=np.full(b_head.shape, 1.0 / (T * DT)),
+                                       metadata={"note": "read at step T: time mean of the "
+                                                         "logits"}),
+          "head")
+    g.add("output", Output(shape=b_head.shape), "head.time_mean")
 
+
+def _export(model, cfg, meta) -> Graph:
+    g = _Builder()
+    stream, hw = _export_sps(g, model, cfg)
+    N = int(hw[0] * hw[1])
+    previous = ""
+    n_keep = N
+    for i, blk in enumerate(model.blocks):
+        if i in cfg.token_blocks:  # token selector before this block (SparseSpikformer)
+            stream, n_keep = _export_selector(g, model, cfg, i, stream, previous, N)
+            previous = stream
+        stream = _export_block(g, blk, f"blocks.{i}", stream, cfg.embed_dim, N)
+    _export_head(g, model, cfg, stream, N, n_keep)
     metadata = {
         "format": "nmc-deploy-graph", "format_version": 1, "model": "spikformer",
         "dt": DT, "integrator": "forward-euler", "reset": "zero", "threshold_comparison": ">=",
-        "time_steps": T, "layout": "images (C,H,W); tokens (C,N) with n = h*W + w",
+        "time_steps": cfg.time_steps,
+        "layout": "images (C,H,W); tokens (C,N) with n = h*W + w",
         "encoding": "direct: the image is repeated at every time step",
-        "extensions": ["SpikingSelfAttention"] + (["TokenSelect"] if selectors else []),
+        "extensions": ["SpikingSelfAttention"] + (["TokenSelect"] if cfg.token_blocks else []),
         "source": "nmc-deploy",
         "config": _json_safe(cfg.to_dict()),
         **{k: v for k, v in meta.items() if v is not None},
     }
-    return Graph(nodes=nodes, edges=tuple(edges), metadata=metadata)
+    return Graph(nodes=g.nodes, edges=tuple(g.edges), metadata=metadata)
 
 
 def _json_safe(d):

@@ -11,9 +11,7 @@ Every problem with a file given by the user is reported as one
 """
 from __future__ import annotations
 
-import os
 import re
-import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, NmcDeployError
+from ..fileio import write_atomic
 from .spikformer import Spikformer, SpikformerConfig
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint"]
@@ -100,20 +99,10 @@ def save_checkpoint(path: str | Path, model: Spikformer, meta: dict | None = Non
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "meta": meta,
     }
-    # A unique sibling file opened with "xb" (honours the umask, unlike mkstemp's 0600).
-    tmp_name = directory / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
     try:
-        with open(tmp_name, "xb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException as exc:
-        tmp_name.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise CheckpointError(
-                f"{path}: cannot write checkpoint ({exc.strerror or exc})") from exc
-        raise
+        write_atomic(path, lambda f: torch.save(payload, f))
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot write checkpoint ({exc.strerror or exc})") from exc
     return path
 
 

@@ -27,10 +27,7 @@ resumed run gives the same model as an uninterrupted one.
 from __future__ import annotations
 
 import copy
-import json
-import os
 import time
-import uuid
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -38,6 +35,7 @@ import torch
 
 from ..data import ImageDataset
 from ..errors import NmcDeployError
+from ..fileio import write_json_atomic
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..models.spikformer import Spikformer, SpikformerConfig, preset_config
 from ..models.train import DEFAULT_LR
@@ -71,21 +69,12 @@ def _parameters_copy(model: Spikformer) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters()}
 
 
-def _write_json_atomically(path: Path, data) -> None:
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
-    try:
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _save_state(state_dir: Path, model, masks, theta_rw, log, settings) -> None:
     meta = {"lth": {"format": _STATE_FORMAT, "version": _STATE_VERSION,
                     "settings": settings, "masks": masks, "theta_rw": theta_rw,
                     "log": log, "torch_rng_state": torch.get_rng_state()}}
     save_checkpoint(state_dir / LTH_STATE_FILE, model, meta)
-    _write_json_atomically(state_dir / LTH_LOG_FILE, log)
+    write_json_atomic(state_dir / LTH_LOG_FILE, log)
 
 
 def _load_state(state_dir: Path, settings: dict):
@@ -179,32 +168,10 @@ def run_lth(
         ``sparsity`` (of the prunable weights), ``sparsity_all_params``,
         ``prunable_nonzero``, ``accuracy_float_test`` (whole test split), ``seconds``.
     """
-    if rounds is None and target_sparsity is None:
-        raise NmcDeployError("run_lth: give rounds, target_sparsity or both as stop criterion")
-    if rounds is not None and (isinstance(rounds, bool) or not isinstance(rounds, int)
-                               or rounds < 0):
-        raise NmcDeployError(f"run_lth: rounds ({rounds!r}) must be a non-negative integer")
-    if target_sparsity is not None and not 0.0 < target_sparsity < 1.0:
-        raise NmcDeployError(f"run_lth: target_sparsity ({target_sparsity}) must be in (0, 1)")
-    if not 0.0 < prune_fraction < 1.0:
-        raise NmcDeployError(f"run_lth: prune_fraction ({prune_fraction}) must be in (0, 1)")
-    if scope not in SCOPES:
-        raise NmcDeployError(f"run_lth: scope ({scope!r}) must be one of {', '.join(SCOPES)}")
     round0_epochs = epochs_per_round if round0_epochs is None else round0_epochs
+    cfg = _check_lth_arguments(model_or_config, rounds, target_sparsity, prune_fraction, scope,
+                               rewind_epoch, round0_epochs)
     from_model = isinstance(model_or_config, Spikformer)
-    if not from_model:
-        cfg = (preset_config(model_or_config) if isinstance(model_or_config, str)
-               else model_or_config)
-        if not isinstance(cfg, SpikformerConfig):
-            raise NmcDeployError(
-                f"run_lth: expected a Spikformer, SpikformerConfig or preset name, got "
-                f"{type(model_or_config).__name__}")
-        if not 0 <= rewind_epoch <= round0_epochs:
-            raise NmcDeployError(
-                f"run_lth: rewind_epoch ({rewind_epoch}) must be in 0..round0_epochs "
-                f"({round0_epochs})")
-    else:
-        cfg = model_or_config.config
     if lr is None:
         lr = FINETUNE_LR if from_model and rewind_state is None else DEFAULT_LR
     settings = {
@@ -225,28 +192,9 @@ def run_lth(
     if state_path is not None and state_path.exists():
         model, masks, theta_rw, records = _load_state(state_dir, settings)
     else:
-        start = time.perf_counter()
-        if from_model:
-            model = copy.deepcopy(model_or_config)
-            theta_rw = (_parameters_copy(model) if rewind_state is None
-                        else {n: t.detach().clone() for n, t in rewind_state.items()})
-        else:
-            torch.manual_seed(seed)
-            model = Spikformer(cfg)
-            saved = {}
-            if rewind_epoch == 0:
-                saved["theta"] = _parameters_copy(model)
-
-            def keep_rewind_point(m, record):
-                if record["epoch"] == rewind_epoch:
-                    saved["theta"] = _parameters_copy(m)
-
-            finetune(model, dataset, epochs=round0_epochs, seed=seed, masks=None,
-                     on_epoch_end=keep_rewind_point, **train_kw)
-            theta_rw = saved["theta"]
-        masks = full_masks(model, tensors)
-        records = []
-        records.append(_record(0, model, masks, dataset, time.perf_counter() - start))
+        model, masks, theta_rw, records = _round_zero(
+            model_or_config, cfg, dataset, rewind_state=rewind_state, rewind_epoch=rewind_epoch,
+            round0_epochs=round0_epochs, seed=seed, tensors=tensors, train_kw=train_kw)
         if log is not None:
             log(records[-1])
         if state_path is not None:
@@ -271,6 +219,63 @@ def run_lth(
             _save_state(state_dir, model, masks, theta_rw, records, settings)
     model.eval()
     return PruneResult(model=model, masks=masks, log=records)
+
+
+def _check_lth_arguments(model_or_config, rounds, target_sparsity, prune_fraction, scope,
+                         rewind_epoch, round0_epochs) -> SpikformerConfig:
+    """Check :func:`run_lth`'s arguments (one-line errors); return the model configuration."""
+    if rounds is None and target_sparsity is None:
+        raise NmcDeployError("run_lth: give rounds, target_sparsity or both as stop criterion")
+    if rounds is not None and (isinstance(rounds, bool) or not isinstance(rounds, int)
+                               or rounds < 0):
+        raise NmcDeployError(f"run_lth: rounds ({rounds!r}) must be a non-negative integer")
+    if target_sparsity is not None and not 0.0 < target_sparsity < 1.0:
+        raise NmcDeployError(f"run_lth: target_sparsity ({target_sparsity}) must be in (0, 1)")
+    if not 0.0 < prune_fraction < 1.0:
+        raise NmcDeployError(f"run_lth: prune_fraction ({prune_fraction}) must be in (0, 1)")
+    if scope not in SCOPES:
+        raise NmcDeployError(f"run_lth: scope ({scope!r}) must be one of {', '.join(SCOPES)}")
+    if not isinstance(model_or_config, Spikformer):
+        cfg = (preset_config(model_or_config) if isinstance(model_or_config, str)
+               else model_or_config)
+        if not isinstance(cfg, SpikformerConfig):
+            raise NmcDeployError(
+                f"run_lth: expected a Spikformer, SpikformerConfig or preset name, got "
+                f"{type(model_or_config).__name__}")
+        if not 0 <= rewind_epoch <= round0_epochs:
+            raise NmcDeployError(
+                f"run_lth: rewind_epoch ({rewind_epoch}) must be in 0..round0_epochs "
+                f"({round0_epochs})")
+    else:
+        cfg = model_or_config.config
+    return cfg
+
+
+def _round_zero(model_or_config, cfg, dataset, *, rewind_state, rewind_epoch, round0_epochs,
+                seed, tensors, train_kw):
+    """Round 0 of :func:`run_lth`: the dense model, theta_rw, full masks and the first record."""
+    start = time.perf_counter()
+    if isinstance(model_or_config, Spikformer):
+        model = copy.deepcopy(model_or_config)
+        theta_rw = (_parameters_copy(model) if rewind_state is None
+                    else {n: t.detach().clone() for n, t in rewind_state.items()})
+    else:
+        torch.manual_seed(seed)
+        model = Spikformer(cfg)
+        saved = {}
+        if rewind_epoch == 0:
+            saved["theta"] = _parameters_copy(model)
+
+        def keep_rewind_point(m, record):
+            if record["epoch"] == rewind_epoch:
+                saved["theta"] = _parameters_copy(m)
+
+        finetune(model, dataset, epochs=round0_epochs, seed=seed, masks=None,
+                 on_epoch_end=keep_rewind_point, **train_kw)
+        theta_rw = saved["theta"]
+    masks = full_masks(model, tensors)
+    records = [_record(0, model, masks, dataset, time.perf_counter() - start)]
+    return model, masks, theta_rw, records
 
 
 def _record(k: int, model: Spikformer, masks, dataset: ImageDataset, seconds: float) -> dict:
