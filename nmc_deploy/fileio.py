@@ -20,14 +20,15 @@ __all__ = ["atomic_path", "write_atomic", "write_text_atomic", "write_json_atomi
 
 
 def _sibling(path: Path, suffix: str) -> Path:
-    return path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}{suffix}.tmp"
+    return path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp{suffix}"
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary sibling path of ``path``; rename it over ``path`` on success.
 
-    ``suffix`` goes before ``.tmp`` (some writers look at the extension). On any exception
+    ``suffix`` ends the temporary name (writers such as ``np.savez`` append their own
+    extension to a name without it). On any exception
     the temporary file is removed and re-raised; ``path`` keeps its old content.
     """
     path = Path(path)
