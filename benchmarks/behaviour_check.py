@@ -132,6 +132,7 @@ def run_pipeline(tree: Path, inputs: Path, out: Path, *, quick: bool, log) -> No
     cli("demo", "--out", "demo", "--lava-samples", "5" if quick else "20",
         *(["--epochs", "2"] if quick else []))
     if not quick:
+        (out / "pruned").mkdir()
         cli("prune", "demo/model.pt", "--method", "l1p", "--sparsity", "0.8", "--epochs", "1",
             "-o", "pruned/l1p.pt")
         cli("prune", "demo/model.pt", "--method", "dsp", "--rank-budget", "0.5", "--epochs",
