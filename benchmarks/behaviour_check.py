@@ -292,7 +292,12 @@ def _compare_h5(pa: Path, pb: Path) -> list[str]:
                 return
             x, y = ga[()], gb[()]
             xa, ya = np.asarray(x), np.asarray(y)
-            if xa.dtype != ya.dtype or xa.shape != ya.shape or xa.tobytes() != ya.tobytes():
+            if xa.dtype == object and ya.dtype == object:  # variable-length strings
+                same = xa.shape == ya.shape and xa.tolist() == ya.tolist()
+            else:
+                same = (xa.dtype == ya.dtype and xa.shape == ya.shape
+                        and xa.tobytes() == ya.tobytes())
+            if not same:
                 out.append(f"{where}: values differ")
             return
         if list(ga.keys()) != list(gb.keys()):
