@@ -12,14 +12,25 @@ from typing import Any
 from ..errors import InputFileError
 
 __all__ = ["read_count", "read_text", "read_list", "read_fraction", "read_dict",
-           "optional_count", "optional_text"]
+           "optional_count", "optional_text", "put_present"]
+
+
+def _value(d: dict, key: str, where: str) -> Any:
+    if key not in d:
+        raise InputFileError(f"{where}: missing key '{key}'")
+    return d[key]
+
+
+def _typed(d: dict, key: str, where: str, types, what: str) -> Any:
+    value = _value(d, key, where)
+    if not isinstance(value, types):
+        raise InputFileError(f"{where}: '{key}' must be {what}")
+    return value
 
 
 def read_count(d: dict, key: str, where: str, minimum: int = 0) -> int:
     """An integer ``>= minimum`` (an integral float such as ``3.0`` is taken as ``3``)."""
-    if key not in d:
-        raise InputFileError(f"{where}: missing key '{key}'")
-    value = d[key]
+    value = _value(d, key, where)
     if isinstance(value, bool) or not isinstance(value, Integral):
         if isinstance(value, Real) and float(value).is_integer():
             value = int(value)
@@ -33,20 +44,15 @@ def read_count(d: dict, key: str, where: str, minimum: int = 0) -> int:
 
 def read_text(d: dict, key: str, where: str) -> str:
     """A string."""
-    if key not in d:
-        raise InputFileError(f"{where}: missing key '{key}'")
-    if not isinstance(d[key], str):
-        raise InputFileError(f"{where}: '{key}' must be a string, got {d[key]!r}")
-    return d[key]
+    value = _value(d, key, where)
+    if not isinstance(value, str):
+        raise InputFileError(f"{where}: '{key}' must be a string, got {value!r}")
+    return value
 
 
 def read_list(d: dict, key: str, where: str) -> list:
     """A list (or tuple), returned as a new list."""
-    if key not in d:
-        raise InputFileError(f"{where}: missing key '{key}'")
-    if not isinstance(d[key], (list, tuple)):
-        raise InputFileError(f"{where}: '{key}' must be a list")
-    return list(d[key])
+    return list(_typed(d, key, where, (list, tuple), "a list"))
 
 
 def read_fraction(d: dict, key: str, where: str) -> float:
@@ -59,11 +65,7 @@ def read_fraction(d: dict, key: str, where: str) -> float:
 
 def read_dict(d: dict, key: str, where: str) -> dict:
     """A dict (the same object: opaque records are carried, not copied)."""
-    if key not in d:
-        raise InputFileError(f"{where}: missing key '{key}'")
-    if not isinstance(d[key], dict):
-        raise InputFileError(f"{where}: '{key}' must be a dict")
-    return d[key]
+    return _typed(d, key, where, dict, "a dict")
 
 
 def optional_count(d: dict, key: str, where: str) -> int | None:

@@ -76,7 +76,6 @@ class FloatGroup:
     lag: int = 0  # sample steps between source and target (Delay nodes, recurrent edges)
 
 
-
 @dataclass(frozen=True)
 class FloatTokenSelect:
     """A token selector between stages (graph node ``TokenSelect``; float parameters).
@@ -101,9 +100,10 @@ class FloatTokenSelect:
     previous: str = ""
 
 
-
 @dataclass(frozen=True)
 class FloatProgram:
+    """The lowered graph: float populations, groups, attention ops, token selectors, readout."""
+
     populations: tuple[FloatPopulation, ...]
     groups: tuple[FloatGroup, ...]
     attention: tuple[AttentionOp, ...]

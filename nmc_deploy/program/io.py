@@ -94,7 +94,6 @@ def save_program(program: Program, directory: str | Path) -> None:
     write_text_atomic(directory / "program.json", json.dumps(manifest, indent=1))
 
 
-
 def load_program(directory: str | Path) -> Program:
     """Read a compiled program directory; bad input raises one-line :class:`InputFileError`."""
     directory = Path(directory)

@@ -121,7 +121,6 @@ class SynapseGroup:
         return int(self.weights.nnz)
 
 
-
 @dataclass(frozen=True)
 class TokenSelectOp:
     """The fixed-point token selector (an embedded-core op between stages).
@@ -156,7 +155,6 @@ class TokenSelectOp:
     depth_in: int
     depth: int
     num_message_bits: int
-
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,6 @@ class AttentionOp:
     n_tokens: int
 
 
-
 @dataclass(frozen=True)
 class Readout:
     """Host-side readout of the graph Output. Per step ``t``::
