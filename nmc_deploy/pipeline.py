@@ -387,13 +387,10 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
 # --------------------------------------------------------------------------- simulate
 
 def _load_build(build_dir: Path):
-    from .program import load_program
+    """The program of a build directory and its placement summary (both typed)."""
+    from .program import load_placement_summary, load_program
 
-    program = load_program(build_dir)
-    placement = Path(build_dir) / "placement.json"
-    if not placement.exists():
-        raise InputFileError(f"{build_dir}: placement.json missing; run `nmc-deploy compile` again")
-    return program, json.loads(placement.read_text())
+    return load_program(build_dir), load_placement_summary(build_dir)
 
 
 def load_user_inputs(path: Path, program) -> np.ndarray:
@@ -576,18 +573,15 @@ def format_mismatches(per_pop: dict) -> str:
 def make_report(build_dir: Path, fmt: str = "table", out: Path | None = None,
                 backend: str = "reference", log=None) -> dict:
     """Price the simulated activity of a build with the target's energy tables."""
+    from .program import load_activity
     from .report.energy import estimate_costs
     from .report.render import render_table, write_report
     from .targets import load_target
 
     build_dir = Path(build_dir)
     _, placement = _load_build(build_dir)
-    act_path = build_dir / f"activity_{backend}.json"
-    if not act_path.exists():
-        raise InputFileError(f"{act_path}: no simulated activity; run `nmc-deploy simulate "
-                             f"{build_dir} --backend reference` first")
-    activity = json.loads(act_path.read_text())
-    report = estimate_costs(activity, placement, load_target(placement["target"]))
+    activity = load_activity(build_dir, backend)
+    report = estimate_costs(activity, placement, load_target(placement.target))
     if out is not None:
         write_report(report, fmt, out)
         _log(f"report ({fmt}) -> {out}", log)

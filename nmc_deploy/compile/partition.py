@@ -26,69 +26,15 @@ spikes (``graded_spike_bits`` at least its ``payload_bits``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import scipy.sparse as sp
 
 from ..errors import CapacityError
 from ..targets import HardwareTarget, synapse_memory_bits
 from ..program import Program
+from ..program.placement import Chunk, Placement
 
 __all__ = ["Placement", "Chunk", "partition_program", "format_utilization"]
-
-
-@dataclass(frozen=True)
-class Chunk:
-    population: str
-    start: int  # first neuron (flat index)
-    stop: int
-    synapses: int
-    synapse_memory_bits: int
-    in_axons: int
-
-    @property
-    def neurons(self) -> int:
-        return self.stop - self.start
-
-
-@dataclass(frozen=True)
-class Placement:
-    target: str
-    cores: tuple[tuple[Chunk, ...], ...]
-    attention_cores: tuple[str, ...]  # attention op per extra (programmable) core
-    attention_host: tuple[str, ...]  # attention ops on embedded x86 cores
-    out_axons: tuple[int, ...]
-    limits: dict = field(default_factory=dict)
-
-    @property
-    def cores_used(self) -> int:
-        return len(self.cores) + len(self.attention_cores)
-
-    def summary(self, program: Program) -> dict:
-        """The JSON "program summary" the report reads (one entry per core)."""
-        sizes = {p.name: p.size for p in program.populations}
-        cores = []
-        for i, chunks in enumerate(self.cores):
-            cores.append({
-                "core": i, "kind": "neuro",
-                "populations": [{"name": c.population, "neurons": c.neurons,
-                                 "fraction": c.neurons / sizes[c.population],
-                                 "start": c.start, "stop": c.stop} for c in chunks],
-                "neurons": sum(c.neurons for c in chunks),
-                "synapses": sum(c.synapses for c in chunks),
-                "synapse_memory_bits": sum(c.synapse_memory_bits for c in chunks),
-                "in_axons": sum(c.in_axons for c in chunks),
-                "out_axons": self.out_axons[i],
-            })
-        ops = {op.name: op for op in program.attention}
-        for j, name in enumerate(self.attention_cores):
-            n = ops[name].dim * ops[name].n_tokens  # q, k, v in; one graded output per neuron
-            cores.append({"core": len(self.cores) + j, "kind": "attention", "populations": [],
-                          "attention": name, "neurons": 0, "synapses": 0,
-                          "synapse_memory_bits": 0, "in_axons": 3 * n, "out_axons": n})
-        return {"target": self.target, "cores_used": self.cores_used, "cores": cores,
-                "attention_on_host": list(self.attention_host), "limits": self.limits}
 
 
 def _chunk_cost(groups, start, stop, target) -> tuple[int, int, int]:

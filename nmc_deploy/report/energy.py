@@ -2,9 +2,11 @@
 
 :func:`estimate_costs` combines three inputs:
 
-* ``activity`` - operation counts from a simulation (measured in simulation, not on a chip):
-  synaptic operations per layer, spikes and neuron updates per population;
-* ``program_summary`` - where the compiler placed each population (cores, fractions);
+* an :class:`~nmc_deploy.program.activity.Activity` - operation counts from a simulation
+  (measured in simulation, not on a chip): synaptic operations per layer, spikes and neuron
+  updates per population;
+* a :class:`~nmc_deploy.program.placement.PlacementSummary` - where the compiler placed each
+  population (cores, fractions);
 * a :class:`~nmc_deploy.targets.HardwareTarget` - energy models and timing, each with a source.
 
 It returns a JSON-able report dict. Counts are labelled ``"measured (simulated activity)"``,
@@ -43,22 +45,17 @@ figures, so this is an assumption and the report says so.
 """
 from __future__ import annotations
 
-from numbers import Integral, Real
 from typing import Any
 
 from ..errors import InputFileError
+from ..program.activity import LAYER_KINDS, Activity, LayerActivity, PopulationActivity
+from ..program.placement import PlacementSummary
 from ..targets import HardwareTarget
 
 __all__ = ["REPORT_VERSION", "LAYER_KINDS", "MEASURED", "ESTIMATED", "COMPILED",
            "estimate_costs"]
 
 REPORT_VERSION = 1
-# "tokens": synapses fed by a token selector's gated stream (graded residual sums, priced as
-# accumulates like every non-encoding synaptic op). Low-rank relays add no layer kind: the
-# groups into a relay are "encoding" (from the input), "tokens" (from a selector) or
-# "synapses", the group out of a relay is "synapses" (its graded payload priced like a spike;
-# module docstring), and the relay itself is an activity population with kind "relay".
-LAYER_KINDS = ("encoding", "synapses", "attention", "tokens")
 MEASURED = "measured (simulated activity)"
 ESTIMATED = "estimated (model)"
 COMPILED = "compiled program"
@@ -67,23 +64,22 @@ _TIMING_FIELDS = ("time_per_synop_ns", "time_per_neuron_update_active_ns",
                   "time_per_neuron_update_inactive_ns", "barrier_ns")
 
 
-def estimate_costs(activity: dict, program_summary: dict, target: HardwareTarget) -> dict:
+def estimate_costs(activity: Activity | dict, program_summary: PlacementSummary | dict,
+                   target: HardwareTarget) -> dict:
     """Estimate energy per sample (every energy model of the target) and latency per sample.
 
     Parameters
     ----------
     activity
-        ``{"backend": str, "samples": int, "time_steps": int, "pipeline_depth": int,
-        "layers": [{"name", "kind", "synops", "synapses", "population"}],
-        "populations": [{"name", "neurons", "spikes", "neuron_updates", "active_updates"}]}``
-        (a population may carry ``"kind": "relay"``; optional ``token_selectors`` and
-        ``synops_without_token_selection`` from a run with token selectors).
-        Counts are totals over all samples and steps; ``kind`` is one of :data:`LAYER_KINDS`.
+        The simulated activity (:class:`~nmc_deploy.program.activity.Activity`; a dict in the
+        layout of ``activity_<backend>.json`` is read with ``Activity.from_json``). Counts are
+        totals over all samples and steps; a layer's ``kind`` is one of :data:`LAYER_KINDS`.
         A missing ``pipeline_depth`` is taken as 0 (and said so in the assumptions).
     program_summary
-        ``{"target": str, "cores_used": int, "cores": [{"core": int, "populations":
-        [{"name", "neurons", "fraction"}], ...}]}``; ``fraction`` is the share of the
-        population's neurons on that core.
+        Where the program sits (:class:`~nmc_deploy.program.placement.PlacementSummary`; a
+        dict in the layout of ``placement.json`` is read with ``PlacementSummary.from_json``):
+        per core the populations on it with ``fraction``, the share of the population's
+        neurons on that core.
     target
         The hardware target; must be the one the program was compiled for.
 
@@ -99,93 +95,36 @@ def estimate_costs(activity: dict, program_summary: dict, target: HardwareTarget
     Raises
     ------
     InputFileError
-        A malformed input, a layer naming an unknown population, a program population without
-        recorded activity, or a program compiled for another target.
+        A malformed input dict, a program population without recorded activity, or a program
+        compiled for another target.
     """
+    if not isinstance(activity, Activity):
+        activity = Activity.from_json(activity, "activity")
+    if not isinstance(program_summary, PlacementSummary):
+        program_summary = PlacementSummary.from_json(program_summary, "program_summary")
+    if program_summary.target != target.name:
+        raise InputFileError(f"program_summary: compiled for target '{program_summary.target}', "
+                             f"but costs are estimated for '{target.name}'; use the same target "
+                             "for both")
     assumptions: list[str] = []
-    run = _check_activity(activity, assumptions)
-    cores = _check_program(program_summary, target)
-    samples, steps = run["samples"], run["time_steps"]
-    layers, pops = run["layers"], run["populations"]
-    pop_by_name = {p["name"]: p for p in pops}
-
-    # -- measured counts -----------------------------------------------------------------------
-    synops_by_kind = {kind: sum(ly["synops"] for ly in layers if ly["kind"] == kind)
-                      for kind in LAYER_KINDS}
-    total_synops = sum(synops_by_kind.values())
-    total_spikes = sum(p["spikes"] for p in pops)
-    total_updates = sum(p["neuron_updates"] for p in pops)
-    total_active = sum(p["active_updates"] for p in pops)
-    per_sample = {
-        "synops": total_synops / samples,
-        "macs_encoding": synops_by_kind["encoding"] / samples,
-        "acs": (synops_by_kind["synapses"] + synops_by_kind["attention"]
-                + synops_by_kind["tokens"]) / samples,
-        "attention_ops": synops_by_kind["attention"] / samples,
-        "spikes": total_spikes / samples,
-        "neuron_updates": total_updates / samples,
-        "active_updates": total_active / samples,
-    }
-
-    # -- energy ---------------------------------------------------------------------------------
-    feeders: dict[str, list[dict]] = {p["name"]: [] for p in pops}
-    for layer in layers:
-        feeders[layer["population"]].append(layer)
-    layer_rows = [{"name": ly["name"], "kind": ly["kind"], "population": ly["population"],
-                   "synapses": ly["synapses"], "synops_per_sample": ly["synops"] / samples,
-                   "energy_pj_per_sample": {}} for ly in layers]
-    orphan_rows = [{"name": p["name"], "kind": "population", "population": p["name"],
-                    "synapses": 0, "synops_per_sample": 0.0, "energy_pj_per_sample": {}}
-                   for p in pops if not feeders[p["name"]]]
-    pop_rows = [{"name": p["name"], "neurons": p["neurons"],
-                 "spikes_per_sample": p["spikes"] / samples,
-                 "neuron_updates_per_sample": p["neuron_updates"] / samples,
-                 "active_updates_per_sample": p["active_updates"] / samples,
-                 "firing_rate": (p["spikes"] / p["neuron_updates"]) if p["neuron_updates"] else 0.0,
-                 "energy_pj_per_sample": {}} for p in pops]
-
-    energy_uj: dict[str, float] = {}
-    breakdown: dict[str, dict[str, float]] = {}
-    models_out: dict[str, dict[str, Any]] = {}
-    sources: dict[str, list[str]] = {}
-    for model in target.energy_models.values():
-        synop_pj = [_synop_energy_pj(model, ly) for ly in layers]
-        pop_pj = {p["name"]: _population_energy_pj(model, p) for p in pops}
-        for row, layer, e_syn in zip(layer_rows, layers, synop_pj):
-            group = feeders[layer["population"]]
-            group_synops = sum(g["synops"] for g in group)
-            share = layer["synops"] / group_synops if group_synops else 1.0 / len(group)
-            e_pop = sum(pop_pj[layer["population"]].values()) * share
-            row["energy_pj_per_sample"][model.name] = (e_syn + e_pop) / samples
-        for row in orphan_rows:
-            row["energy_pj_per_sample"][model.name] = sum(pop_pj[row["name"]].values()) / samples
-        for row in pop_rows:
-            row["energy_pj_per_sample"][model.name] = sum(pop_pj[row["name"]].values()) / samples
-        parts = {"synops": sum(synop_pj),
-                 "neuron_updates": sum(v["neuron_updates"] for v in pop_pj.values()),
-                 "spikes": sum(v["spikes"] for v in pop_pj.values())}
-        breakdown[model.name] = {k: v / samples for k, v in parts.items()}
-        energy_uj[model.name] = sum(parts.values()) / samples * 1e-6
-        models_out[model.name] = {"formula": model.formula, "description": model.description,
-                                  "coefficients_pj": dict(model.coefficients_pj)}
-        sources[model.name] = model.citations()
-        assumptions.append(_model_assumption(model, per_sample))
-
-    # -- token selectors (embedded-core ops) -----------------------------------------------------
-    token = _token_selection(activity, samples, total_synops, target, assumptions)
+    if activity.pipeline_depth is None:
+        assumptions.append("activity: pipeline_depth not recorded; taken as 0.")
+    samples = activity.samples
+    per_sample, total_synops = _count_per_sample(activity)
+    feeders: dict[str, list[LayerActivity]] = {p.name: [] for p in activity.populations}
+    for layer in activity.layers:
+        feeders[layer.population].append(layer)
+    rows = _energy_rows(activity, feeders, target, per_sample, assumptions)
+    token = _token_selection(activity, total_synops, target, assumptions)
     if token is not None:
         for name, pj in token["energy_pj_per_sample"].items():
-            energy_uj[name] += pj * 1e-6
-            breakdown[name]["token_selectors"] = pj
-
-    # -- latency --------------------------------------------------------------------------------
-    latency = _latency(run, cores, feeders, pop_by_name, target, assumptions)
+            rows["energy_per_sample_uj"][name] += pj * 1e-6
+            rows["energy_breakdown_pj_per_sample"][name]["token_selectors"] = pj
+    latency = _latency(activity, program_summary, feeders, target, assumptions)
     latency_model = latency.pop("model")
-    sources["latency"] = [f"{f} = {getattr(target, f):g} ns: {target.source_of(f)}"
-                          for f in _TIMING_FIELDS]
-
-    relays = [p.get("name") for p in activity.get("populations", [])
-              if isinstance(p, dict) and p.get("kind") == "relay"]
+    rows["sources"]["latency"] = [f"{f} = {getattr(target, f):g} ns: {target.source_of(f)}"
+                                  for f in _TIMING_FIELDS]
+    relays = [p.name for p in activity.populations if p.graded]
     if relays:
         assumptions.append(
             f"{len(relays)} graded relay population(s) (low-rank factors as two synaptic "
@@ -193,9 +132,9 @@ def estimate_costs(activity: dict, program_summary: dict, target: HardwareTarget
             "reaches as one synaptic op (as for a binary spike), each relay neuron as one "
             "neuron update per step; Intel publishes no separate graded-spike costs.")
     assumptions[:0] = [
-        f"Synaptic operations, spikes and neuron updates were counted by the '{run['backend']}' "
-        f"simulator over {samples} samples x {steps} time steps: measured in simulation, "
-        f"not on hardware.",
+        f"Synaptic operations, spikes and neuron updates were counted by the "
+        f"'{activity.backend}' simulator over {samples} samples x {activity.time_steps} time "
+        f"steps: measured in simulation, not on hardware.",
         "Per-layer energy = the layer's synaptic operations plus a share of its destination "
         "population's neuron-update and spike energy, split among the layers feeding that "
         "population in proportion to their synaptic operations; a population fed by no layer "
@@ -207,58 +146,124 @@ def estimate_costs(activity: dict, program_summary: dict, target: HardwareTarget
         "report_version": REPORT_VERSION,
         "target": target.name,
         "target_description": target.description,
-        "backend": run["backend"],
+        "backend": activity.backend,
         "samples": samples,
-        "time_steps": steps,
-        "pipeline_depth": run["pipeline_depth"],
-        "cores_used": cores["cores_used"],
+        "time_steps": activity.time_steps,
+        "pipeline_depth": activity.pipeline_depth or 0,
+        "cores_used": program_summary.cores_used,
         "per_sample": per_sample,
-        "layers": layer_rows + orphan_rows,
-        "populations": pop_rows,
-        "energy_per_sample_uj": energy_uj,
-        "energy_breakdown_pj_per_sample": breakdown,
-        "energy_models": models_out,
+        "layers": rows["layers"],
+        "populations": rows["populations"],
+        "energy_per_sample_uj": rows["energy_per_sample_uj"],
+        "energy_breakdown_pj_per_sample": rows["energy_breakdown_pj_per_sample"],
+        "energy_models": rows["energy_models"],
         "latency_per_sample_us": latency["per_sample_us"],
         "latency": latency,
         "latency_model": latency_model,
         "assumptions": assumptions,
-        "sources": sources,
-        "labels": {
-            "per_sample": MEASURED,
-            "layers.synops_per_sample": MEASURED,
-            "populations": MEASURED,
-            "cores_used": COMPILED,
-            "layers.energy_pj_per_sample": ESTIMATED,
-            "populations.energy_pj_per_sample": ESTIMATED,
-            "energy_per_sample_uj": ESTIMATED,
-            "energy_breakdown_pj_per_sample": ESTIMATED,
-            "latency_per_sample_us": ESTIMATED,
-            "latency": ESTIMATED,
-        },
+        "sources": rows["sources"],
+        "labels": dict(_LABELS),
     }
 
 
+_LABELS = {
+    "per_sample": MEASURED,
+    "layers.synops_per_sample": MEASURED,
+    "populations": MEASURED,
+    "cores_used": COMPILED,
+    "layers.energy_pj_per_sample": ESTIMATED,
+    "populations.energy_pj_per_sample": ESTIMATED,
+    "energy_per_sample_uj": ESTIMATED,
+    "energy_breakdown_pj_per_sample": ESTIMATED,
+    "latency_per_sample_us": ESTIMATED,
+    "latency": ESTIMATED,
+}
+
+
 # ---------------------------------------------------------------------------------------------
-# energy formulas
+# measured counts and energy
 # ---------------------------------------------------------------------------------------------
 
-def _token_selection(activity: dict, samples: int, total_synops: int, target: HardwareTarget,
+def _count_per_sample(activity: Activity) -> tuple[dict[str, float], int]:
+    """Per-sample counts (synops by kind, spikes, updates) and the total synaptic ops."""
+    samples, layers, pops = activity.samples, activity.layers, activity.populations
+    synops_by_kind = {kind: sum(ly.synops for ly in layers if ly.kind == kind)
+                      for kind in LAYER_KINDS}
+    total_synops = sum(synops_by_kind.values())
+    per_sample = {
+        "synops": total_synops / samples,
+        "macs_encoding": synops_by_kind["encoding"] / samples,
+        "acs": (synops_by_kind["synapses"] + synops_by_kind["attention"]
+                + synops_by_kind["tokens"]) / samples,
+        "attention_ops": synops_by_kind["attention"] / samples,
+        "spikes": sum(p.spikes for p in pops) / samples,
+        "neuron_updates": sum(p.neuron_updates for p in pops) / samples,
+        "active_updates": sum(p.active_updates for p in pops) / samples,
+    }
+    return per_sample, total_synops
+
+
+def _energy_rows(activity: Activity, feeders: dict[str, list[LayerActivity]],
+                 target: HardwareTarget, per_sample: dict, assumptions: list[str]) -> dict:
+    """Layer and population rows priced by every energy model, with the totals per model."""
+    samples, layers, pops = activity.samples, activity.layers, activity.populations
+    layer_rows = [{"name": ly.name, "kind": ly.kind, "population": ly.population,
+                   "synapses": ly.synapses, "synops_per_sample": ly.synops / samples,
+                   "energy_pj_per_sample": {}} for ly in layers]
+    orphan_rows = [{"name": p.name, "kind": "population", "population": p.name,
+                    "synapses": 0, "synops_per_sample": 0.0, "energy_pj_per_sample": {}}
+                   for p in pops if not feeders[p.name]]
+    pop_rows = [{"name": p.name, "neurons": p.neurons,
+                 "spikes_per_sample": p.spikes / samples,
+                 "neuron_updates_per_sample": p.neuron_updates / samples,
+                 "active_updates_per_sample": p.active_updates / samples,
+                 "firing_rate": (p.spikes / p.neuron_updates) if p.neuron_updates else 0.0,
+                 "energy_pj_per_sample": {}} for p in pops]
+    energy_uj: dict[str, float] = {}
+    breakdown: dict[str, dict[str, float]] = {}
+    models_out: dict[str, dict[str, Any]] = {}
+    sources: dict[str, list[str]] = {}
+    for model in target.energy_models.values():
+        synop_pj = [_synop_energy_pj(model, ly) for ly in layers]
+        pop_pj = {p.name: _population_energy_pj(model, p) for p in pops}
+        for row, layer, e_syn in zip(layer_rows, layers, synop_pj):
+            group = feeders[layer.population]
+            group_synops = sum(g.synops for g in group)
+            share = layer.synops / group_synops if group_synops else 1.0 / len(group)
+            e_pop = sum(pop_pj[layer.population].values()) * share
+            row["energy_pj_per_sample"][model.name] = (e_syn + e_pop) / samples
+        for row in orphan_rows + pop_rows:
+            row["energy_pj_per_sample"][model.name] = sum(pop_pj[row["name"]].values()) / samples
+        parts = {"synops": sum(synop_pj),
+                 "neuron_updates": sum(v["neuron_updates"] for v in pop_pj.values()),
+                 "spikes": sum(v["spikes"] for v in pop_pj.values())}
+        breakdown[model.name] = {k: v / samples for k, v in parts.items()}
+        energy_uj[model.name] = sum(parts.values()) / samples * 1e-6
+        models_out[model.name] = {"formula": model.formula, "description": model.description,
+                                  "coefficients_pj": dict(model.coefficients_pj)}
+        sources[model.name] = model.citations()
+        assumptions.append(_model_assumption(model, per_sample))
+    return {"layers": layer_rows + orphan_rows, "populations": pop_rows,
+            "energy_per_sample_uj": energy_uj, "energy_breakdown_pj_per_sample": breakdown,
+            "energy_models": models_out, "sources": sources}
+
+
+def _token_selection(activity: Activity, total_synops: int, target: HardwareTarget,
                      assumptions: list[str]) -> dict | None:
     """Work of the token selectors and the synaptic ops they save (None: no selectors).
 
     Selector MACs run on an embedded core: priced with the target's 45 nm MAC energy
     (``e_mac_pj`` of its ``mac_ac`` model) in every energy model, an estimate.
     """
-    sels = activity.get("token_selectors")
-    if not sels:
+    if not activity.token_selectors:
         return None
-    rows = []
-    for i, sel in enumerate(_list(activity, "token_selectors", "activity")):
-        where = f"activity: token_selectors[{i}]"
-        row = {"name": _text(sel, "name", where)}
-        for key in ("evaluated_tokens", "kept_tokens", "predictor_macs", "lut_lookups"):
-            row[f"{key}_per_sample"] = _count(sel, key, where) / samples
-        rows.append(row)
+    samples = activity.samples
+    rows = [{"name": sel.name,
+             "evaluated_tokens_per_sample": sel.evaluated_tokens / samples,
+             "kept_tokens_per_sample": sel.kept_tokens / samples,
+             "predictor_macs_per_sample": sel.predictor_macs / samples,
+             "lut_lookups_per_sample": sel.lut_lookups / samples}
+            for sel in activity.token_selectors]
     macs = sum(r["predictor_macs_per_sample"] for r in rows)
     mac_pj = next((m.coefficient_pj("e_mac_pj") for m in target.energy_models.values()
                    if m.formula == "mac_ac"), None)
@@ -273,8 +278,8 @@ def _token_selection(activity: dict, samples: int, total_synops: int, target: Ha
         "Token selectors: no 'mac_ac' energy model on this target, so their work is not priced.")
     out = {"selectors": rows, "predictor_macs_per_sample": macs,
            "energy_pj_per_sample": energy}
-    if "synops_without_token_selection" in activity:
-        without = _count(activity, "synops_without_token_selection", "activity") / samples
+    if activity.synops_without_token_selection is not None:
+        without = activity.synops_without_token_selection / samples
         with_ = total_synops / samples
         out.update({"synops_without_selection_per_sample": without,
                     "synops_saved_per_sample": without - with_,
@@ -282,23 +287,23 @@ def _token_selection(activity: dict, samples: int, total_synops: int, target: Ha
     return out
 
 
-def _synop_energy_pj(model, layer: dict) -> float:
+def _synop_energy_pj(model, layer: LayerActivity) -> float:
     """Energy of one layer's synaptic operations (all samples)."""
     if model.formula == "mac_ac":
-        key = "e_mac_pj" if layer["kind"] == "encoding" else "e_ac_pj"
-        return model.coefficient_pj(key) * layer["synops"]
-    return model.coefficient_pj("e_synop_pj") * layer["synops"]
+        key = "e_mac_pj" if layer.kind == "encoding" else "e_ac_pj"
+        return model.coefficient_pj(key) * layer.synops
+    return model.coefficient_pj("e_synop_pj") * layer.synops
 
 
-def _population_energy_pj(model, pop: dict) -> dict[str, float]:
+def _population_energy_pj(model, pop: PopulationActivity) -> dict[str, float]:
     """Neuron-update and spike energy of one population (all samples)."""
     if model.formula == "mac_ac":
         return {"neuron_updates": 0.0, "spikes": 0.0}
-    inactive = pop["neuron_updates"] - pop["active_updates"]
-    updates = (model.coefficient_pj("e_neuron_update_active_pj") * pop["active_updates"]
+    inactive = pop.neuron_updates - pop.active_updates
+    updates = (model.coefficient_pj("e_neuron_update_active_pj") * pop.active_updates
                + model.coefficient_pj("e_neuron_update_inactive_pj") * inactive)
     return {"neuron_updates": updates,
-            "spikes": model.coefficient_pj("e_spike_within_tile_pj") * pop["spikes"]}
+            "spikes": model.coefficient_pj("e_spike_within_tile_pj") * pop.spikes}
 
 
 def _model_assumption(model, per_sample: dict) -> str:
@@ -324,26 +329,27 @@ def _model_assumption(model, per_sample: dict) -> str:
 # latency
 # ---------------------------------------------------------------------------------------------
 
-def _latency(run: dict, cores: dict, feeders: dict, pop_by_name: dict,
-             target: HardwareTarget, assumptions: list[str]) -> dict:
-    samples, steps, depth = run["samples"], run["time_steps"], run["pipeline_depth"]
-    recorded_steps = samples * steps
+def _latency(activity: Activity, placement: PlacementSummary,
+             feeders: dict[str, list[LayerActivity]], target: HardwareTarget,
+             assumptions: list[str]) -> dict:
+    steps, depth = activity.time_steps, activity.pipeline_depth or 0
+    recorded_steps = activity.samples * steps
     per_step = {}
-    for name, pop in pop_by_name.items():
-        per_step[name] = {
-            "synops": sum(ly["synops"] for ly in feeders[name]) / recorded_steps,
-            "active": pop["active_updates"] / recorded_steps,
-            "inactive": (pop["neuron_updates"] - pop["active_updates"]) / recorded_steps,
+    for pop in activity.populations:
+        per_step[pop.name] = {
+            "synops": sum(ly.synops for ly in feeders[pop.name]) / recorded_steps,
+            "active": pop.active_updates / recorded_steps,
+            "inactive": (pop.neuron_updates - pop.active_updates) / recorded_steps,
         }
     placed: dict[str, float] = {}
     core_rows = []
-    for core in cores["cores"]:
+    for core in placement.cores:
         synops = active = inactive = 0.0
-        for entry in core["populations"]:
-            name, fraction = entry["name"], entry["fraction"]
+        for entry in core.populations:
+            name, fraction = entry.name, entry.fraction
             if name not in per_step:
                 raise InputFileError(
-                    f"program_summary: core {core['core']} holds population '{name}', which has "
+                    f"program_summary: core {core.core} holds population '{name}', which has "
                     f"no recorded activity; simulate the same compiled program")
             placed[name] = placed.get(name, 0.0) + fraction
             synops += fraction * per_step[name]["synops"]
@@ -352,10 +358,10 @@ def _latency(run: dict, cores: dict, feeders: dict, pop_by_name: dict,
         step_ns = (synops * target.time_per_synop_ns
                    + active * target.time_per_neuron_update_active_ns
                    + inactive * target.time_per_neuron_update_inactive_ns)
-        core_rows.append({"core": core["core"], "synops_per_step": synops,
+        core_rows.append({"core": core.core, "synops_per_step": synops,
                           "active_updates_per_step": active,
                           "inactive_updates_per_step": inactive, "busy_ns_per_step": step_ns})
-    for name in pop_by_name:
+    for name in per_step:
         if name not in placed:
             assumptions.append(f"Population '{name}' has recorded activity but is on no core "
                                f"(host-fed); it counts for energy but not for core time.")
@@ -384,110 +390,3 @@ def _latency(run: dict, cores: dict, feeders: dict, pop_by_name: dict,
             "steps_per_sample": steps_per_sample, "barrier_ns": target.barrier_ns,
             "critical_core": critical["core"] if critical else None, "cores": core_rows,
             "model": model}
-
-
-# ---------------------------------------------------------------------------------------------
-# input checks
-# ---------------------------------------------------------------------------------------------
-
-def _count(d: dict, key: str, where: str, minimum: int = 0) -> int:
-    if key not in d:
-        raise InputFileError(f"{where}: missing key '{key}'")
-    value = d[key]
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        if isinstance(value, Real) and float(value).is_integer():
-            value = int(value)
-        else:
-            raise InputFileError(f"{where}: '{key}' must be an integer, got {value!r}")
-    value = int(value)
-    if value < minimum:
-        raise InputFileError(f"{where}: '{key}' ({value}) is below {minimum}")
-    return value
-
-
-def _text(d: dict, key: str, where: str) -> str:
-    if key not in d:
-        raise InputFileError(f"{where}: missing key '{key}'")
-    if not isinstance(d[key], str):
-        raise InputFileError(f"{where}: '{key}' must be a string, got {d[key]!r}")
-    return d[key]
-
-
-def _list(d: dict, key: str, where: str) -> list:
-    if key not in d:
-        raise InputFileError(f"{where}: missing key '{key}'")
-    if not isinstance(d[key], (list, tuple)):
-        raise InputFileError(f"{where}: '{key}' must be a list")
-    return list(d[key])
-
-
-def _check_activity(activity: dict, assumptions: list[str]) -> dict:
-    if not isinstance(activity, dict):
-        raise InputFileError("activity: expected a dict")
-    run = {"backend": _text(activity, "backend", "activity"),
-           "samples": _count(activity, "samples", "activity", 1),
-           "time_steps": _count(activity, "time_steps", "activity", 1)}
-    if "pipeline_depth" in activity:
-        run["pipeline_depth"] = _count(activity, "pipeline_depth", "activity")
-    else:
-        run["pipeline_depth"] = 0
-        assumptions.append("activity: pipeline_depth not recorded; taken as 0.")
-    pops = []
-    for i, p in enumerate(_list(activity, "populations", "activity")):
-        where = f"activity: populations[{i}]"
-        pop = {"name": _text(p, "name", where)}
-        for key in ("neurons", "spikes", "neuron_updates", "active_updates"):
-            pop[key] = _count(p, key, f"activity: population '{pop['name']}'")
-        if pop["active_updates"] > pop["neuron_updates"]:
-            raise InputFileError(f"activity: population '{pop['name']}': active_updates "
-                                 f"({pop['active_updates']}) exceeds neuron_updates "
-                                 f"({pop['neuron_updates']})")
-        pops.append(pop)
-    names = [p["name"] for p in pops]
-    if len(set(names)) != len(names):
-        dup = next(n for n in names if names.count(n) > 1)
-        raise InputFileError(f"activity: population '{dup}' is listed twice")
-    layers = []
-    for i, ly in enumerate(_list(activity, "layers", "activity")):
-        where = f"activity: layers[{i}]"
-        layer = {"name": _text(ly, "name", where)}
-        where = f"activity: layer '{layer['name']}'"
-        layer["kind"] = _text(ly, "kind", where)
-        if layer["kind"] not in LAYER_KINDS:
-            raise InputFileError(f"{where}: kind '{layer['kind']}' is not one of "
-                                 f"{', '.join(LAYER_KINDS)}")
-        layer["synops"] = _count(ly, "synops", where)
-        layer["synapses"] = _count(ly, "synapses", where)
-        layer["population"] = _text(ly, "population", where)
-        if layer["population"] not in names:
-            raise InputFileError(f"{where}: destination population '{layer['population']}' is "
-                                 f"not in activity['populations']")
-        layers.append(layer)
-    run["layers"], run["populations"] = layers, pops
-    return run
-
-
-def _check_program(program: dict, target: HardwareTarget) -> dict:
-    if not isinstance(program, dict):
-        raise InputFileError("program_summary: expected a dict")
-    compiled_for = _text(program, "target", "program_summary")
-    if compiled_for != target.name:
-        raise InputFileError(f"program_summary: compiled for target '{compiled_for}', but costs "
-                             f"are estimated for '{target.name}'; use the same target for both")
-    cores = []
-    for i, c in enumerate(_list(program, "cores", "program_summary")):
-        where = f"program_summary: cores[{i}]"
-        core = {"core": _count(c, "core", where), "populations": []}
-        for j, p in enumerate(_list(c, "populations", where)):
-            pwhere = f"{where}.populations[{j}]"
-            name = _text(p, "name", pwhere)
-            fraction = p.get("fraction")
-            if isinstance(fraction, bool) or not isinstance(fraction, Real) \
-                    or not 0.0 <= float(fraction) <= 1.0:
-                raise InputFileError(f"{pwhere}: 'fraction' must be a number in [0, 1], "
-                                     f"got {fraction!r}")
-            core["populations"].append({"name": name, "fraction": float(fraction)})
-        cores.append(core)
-    cores_used = _count(program, "cores_used", "program_summary") \
-        if "cores_used" in program else len(cores)
-    return {"cores_used": cores_used, "cores": cores}

@@ -10,11 +10,11 @@ import html
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import NmcDeployError
+from ..fileio import write_text_atomic
 
 __all__ = ["FORMATS", "render_table", "render_json", "render_html", "write_report"]
 
@@ -333,8 +333,8 @@ def write_report(report: dict, fmt: str, path: str | os.PathLike[str]) -> Path:
     """Render ``report`` as ``fmt`` (one of :data:`FORMATS`) and write it to ``path`` atomically.
 
     The text goes to a temporary file in the same directory, which then replaces ``path``
-    (``os.replace``), so readers never see a half-written report. Missing parent directories
-    are created.
+    (:func:`~nmc_deploy.fileio.write_text_atomic`), so readers never see a half-written
+    report. Missing parent directories are created.
 
     Returns
     -------
@@ -353,17 +353,4 @@ def write_report(report: dict, fmt: str, path: str | os.PathLike[str]) -> Path:
     text = renderers[fmt](report)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    return write_text_atomic(path, text)

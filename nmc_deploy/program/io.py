@@ -1,0 +1,172 @@
+"""Files of the compile -> simulate -> report contract: the program directory, placement.json
+and activity_<backend>.json.
+
+A compiled program is a directory with ``program.json`` (everything but arrays) and
+``program.npz`` (weights as CSR triplets, biases; format in docs/architecture.md), each
+written atomically (:mod:`nmc_deploy.fileio`). ``placement.json`` and the activity files are
+read into their typed records (:class:`~nmc_deploy.program.placement.PlacementSummary`,
+:class:`~nmc_deploy.program.activity.Activity`). Bad input raises a one-line
+:class:`~nmc_deploy.errors.InputFileError`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import InputFileError
+from ..fileio import write_atomic, write_text_atomic
+from .activity import Activity
+from .placement import PlacementSummary
+from .program import Population, Program, SynapseGroup, TokenSelectOp
+from .shared import AttentionOp, Readout
+
+__all__ = ["PROGRAM_FORMAT", "PROGRAM_VERSION", "PLACEMENT_FILE", "save_program",
+           "load_program", "load_placement_summary", "activity_file", "load_activity"]
+
+PROGRAM_FORMAT = "nmc-deploy-program"
+PROGRAM_VERSION = 1
+PLACEMENT_FILE = "placement.json"
+
+
+def _csr_to(arrs: dict, key: str, m: sp.csr_matrix):
+    m = sp.csr_matrix(m)
+    arrs[f"{key}/data"] = m.data
+    arrs[f"{key}/indices"] = m.indices
+    arrs[f"{key}/indptr"] = m.indptr
+    return list(m.shape)
+
+
+def _csr_from(npz, key: str, shape) -> sp.csr_matrix:
+    return sp.csr_matrix((npz[f"{key}/data"], npz[f"{key}/indices"], npz[f"{key}/indptr"]),
+                         shape=tuple(shape))
+
+
+def save_program(program: Program, directory: str | Path) -> None:
+    """Write ``program.json`` and ``program.npz`` into ``directory`` (each atomically)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    arrs: dict[str, np.ndarray] = {}
+    pops = []
+    for i, p in enumerate(program.populations):
+        d = asdict(p)
+        d.pop("bias_mant")
+        arrs[f"pop{i}/bias_mant"] = np.asarray(p.bias_mant, np.int32)
+        for key in ("du", "dv"):
+            if isinstance(getattr(p, key), np.ndarray):
+                arrs[f"pop{i}/{key}"] = np.asarray(getattr(p, key), np.int32)
+                d[key] = "per-neuron"
+        pops.append(d)
+    def group_dict(g, key):
+        d = {k: v for k, v in asdict(g).items() if k != "weights"}
+        d["shape"] = _csr_to(arrs, key, g.weights)
+        return d
+
+    groups = [group_dict(g, f"group{i}") for i, g in enumerate(program.groups)]
+    selects = []
+    for i, t in enumerate(program.token_selects):
+        d = {"name": t.name, "h_shift": t.h_shift, "lut_min": t.lut_min,
+             "b_score": int(t.b_score), "dim": t.dim, "n_tokens": t.n_tokens,
+             "n_keep": t.n_keep, "previous": t.previous, "depth_in": t.depth_in,
+             "depth": t.depth, "num_message_bits": t.num_message_bits,
+             "inputs": [group_dict(g, f"sel{i}/in{j}") for j, g in enumerate(t.inputs)]}
+        for key in ("w1", "b1", "lut", "w_score"):
+            arrs[f"sel{i}/{key}"] = np.asarray(getattr(t, key), np.int64)
+        selects.append(d)
+    ro = program.readout
+    readout = {"scale": ro.scale, "num_outputs": ro.num_outputs, "cumulative": ro.cumulative,
+               "weights": {}}
+    for j, (src, m) in enumerate(ro.weights.items()):
+        readout["weights"][src] = {"key": f"readout{j}", "shape": _csr_to(arrs, f"readout{j}", m)}
+    arrs["readout/bias"] = np.asarray(ro.bias, np.float64)
+    manifest = {
+        "format": PROGRAM_FORMAT, "version": PROGRAM_VERSION,
+        "input_shape": list(program.input_shape), "input_levels": program.input_levels,
+        "time_steps": program.time_steps, "metadata": program.metadata,
+        "populations": pops, "groups": groups,
+        "attention": [asdict(a) for a in program.attention], "readout": readout,
+        "token_selects": selects,
+    }
+    write_atomic(directory / "program.npz", lambda f: np.savez_compressed(f, **arrs))
+    write_text_atomic(directory / "program.json", json.dumps(manifest, indent=1))
+
+
+def load_program(directory: str | Path) -> Program:
+    """Read a compiled program directory; bad input raises one-line :class:`InputFileError`."""
+    directory = Path(directory)
+    if not directory.exists():
+        raise InputFileError(f"{directory}: no such directory; give the output directory of "
+                             "`nmc-deploy compile`")
+    if not directory.is_dir():
+        raise InputFileError(f"{directory}: not a directory; give the output directory of "
+                             "`nmc-deploy compile`")
+    mpath, apath = directory / "program.json", directory / "program.npz"
+    if not mpath.exists() or not apath.exists():
+        raise InputFileError(f"{directory}: no compiled program (program.json/program.npz "
+                             "missing); run `nmc-deploy compile` first")
+    try:
+        manifest = json.loads(mpath.read_text())
+        if manifest.get("format") != PROGRAM_FORMAT:
+            raise ValueError("wrong format tag")
+        npz = np.load(apath)
+        pops = tuple(
+            Population(**{**d, "shape": tuple(d["shape"]),
+                          "bias_mant": npz[f"pop{i}/bias_mant"].astype(np.int64),
+                          **{key: (npz[f"pop{i}/{key}"].astype(np.int64)
+                                   if d[key] == "per-neuron" else int(d[key]))
+                             for key in ("du", "dv")}})
+            for i, d in enumerate(manifest["populations"]))
+        def group_of(d, key):
+            d = dict(d)
+            shape = d.pop("shape")
+            return SynapseGroup(**d, weights=_csr_from(npz, key, shape))
+
+        groups = [group_of(d, f"group{i}") for i, d in enumerate(manifest["groups"])]
+        selects = []
+        for i, d in enumerate(manifest.get("token_selects", [])):
+            d = dict(d)
+            inputs = tuple(group_of(g, f"sel{i}/in{j}") for j, g in enumerate(d.pop("inputs")))
+            selects.append(TokenSelectOp(**d, inputs=inputs,
+                                         **{k: npz[f"sel{i}/{k}"].astype(np.int64)
+                                            for k in ("w1", "b1", "lut", "w_score")}))
+        ro = manifest["readout"]
+        readout = Readout(
+            weights={src: _csr_from(npz, w["key"], w["shape"]) for src, w in ro["weights"].items()},
+            bias=npz["readout/bias"], scale=float(ro["scale"]), num_outputs=int(ro["num_outputs"]),
+            cumulative=bool(ro.get("cumulative", False)))
+        return Program(populations=pops, groups=tuple(groups),
+                       attention=tuple(AttentionOp(**a) for a in manifest["attention"]),
+                       readout=readout, input_shape=tuple(manifest["input_shape"]),
+                       input_levels=int(manifest["input_levels"]),
+                       time_steps=int(manifest["time_steps"]), metadata=manifest["metadata"],
+                       token_selects=tuple(selects))
+    except InputFileError:
+        raise
+    except Exception as exc:
+        raise InputFileError(f"{directory}: corrupt compiled program ({type(exc).__name__}: "
+                             f"{str(exc)[:80]}); run `nmc-deploy compile` again") from exc
+
+
+def load_placement_summary(directory: str | Path) -> PlacementSummary:
+    """Read ``placement.json`` of a compiled program directory into its typed summary."""
+    path = Path(directory) / PLACEMENT_FILE
+    if not path.exists():
+        raise InputFileError(f"{directory}: placement.json missing; run `nmc-deploy compile` again")
+    return PlacementSummary.from_json(json.loads(path.read_text()), "program_summary")
+
+
+def activity_file(directory: str | Path, backend: str) -> Path:
+    """Path of the activity a ``backend`` simulation wrote into a program directory."""
+    return Path(directory) / f"activity_{backend}.json"
+
+
+def load_activity(directory: str | Path, backend: str) -> Activity:
+    """Read ``activity_<backend>.json`` of a program directory into a typed :class:`Activity`."""
+    path = activity_file(directory, backend)
+    if not path.exists():
+        raise InputFileError(f"{path}: no simulated activity; run `nmc-deploy simulate "
+                             f"{directory} --backend reference` first")
+    return Activity.from_json(json.loads(path.read_text()), "activity")

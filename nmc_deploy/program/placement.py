@@ -1,0 +1,343 @@
+"""Where a program sits on the chip: core placement (:class:`Placement`) and ``placement.json``.
+
+:func:`~nmc_deploy.compile.partition.partition_program` cuts populations into
+:class:`Chunk` s and packs them onto cores (a :class:`Placement`).
+:func:`summarize_placement` turns a placement and its program into a
+:class:`PlacementSummary`, the typed ``placement.json``: per core its population slices and
+utilization, the target's per-core limits, the quantization report, totals, the token
+selectors on embedded cores and, for a graph with low-rank factors, the costs of both
+deployment forms (:class:`LowRankForms`). :meth:`PlacementSummary.to_json` gives the file's
+dict (key order included); :meth:`PlacementSummary.from_json` checks and reads one (the
+report needs only ``target``, ``cores_used`` and, per core, ``core`` and each population's
+``name`` and ``fraction``; every other field may be absent and is then left out again).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..errors import InputFileError
+from ._fields import (optional_count, optional_text, put_present, read_count, read_dict,
+                      read_fraction, read_list, read_text)
+from .program import Program
+
+__all__ = ["Chunk", "Placement", "CoreShare", "CoreSummary", "TokenSelectorPlacement",
+           "FormCosts", "LowRankForms", "PlacementSummary", "summarize_cores",
+           "summarize_placement", "summarize_form"]
+
+ATTENTION_INPUTS = 3  # an attention unit reads q, k and v: one input axon per neuron of each
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Neurons ``[start, stop)`` of one population with their incoming synapses, on one core."""
+
+    population: str
+    start: int  # first neuron (flat index)
+    stop: int
+    synapses: int
+    synapse_memory_bits: int
+    in_axons: int
+
+    @property
+    def neurons(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Chunks per neuro core, attention units on extra cores or the host, output axons per core."""
+
+    target: str
+    cores: tuple[tuple[Chunk, ...], ...]
+    attention_cores: tuple[str, ...]  # attention op per extra (programmable) core
+    attention_host: tuple[str, ...]  # attention ops on embedded x86 cores
+    out_axons: tuple[int, ...]
+    limits: dict = field(default_factory=dict)
+
+    @property
+    def cores_used(self) -> int:
+        return len(self.cores) + len(self.attention_cores)
+
+    def summary(self, program: Program) -> dict:
+        """The JSON "program summary" the report reads (one entry per core)."""
+        return summarize_cores(self, program).to_json()
+
+
+# --------------------------------------------------------------------------- records
+
+@dataclass(frozen=True)
+class CoreShare:
+    """The slice ``[start, stop)`` of population ``name`` on one core."""
+
+    name: str
+    fraction: float  # share of the population's neurons on this core, in [0, 1]
+    neurons: int | None = None
+    start: int | None = None
+    stop: int | None = None
+
+    def to_json(self) -> dict:
+        out = put_present({"name": self.name}, neurons=self.neurons)
+        out["fraction"] = self.fraction
+        return put_present(out, start=self.start, stop=self.stop)
+
+    @classmethod
+    def from_json(cls, d: dict, where: str) -> "CoreShare":
+        name = read_text(d, "name", where)
+        fraction = read_fraction(d, "fraction", where)
+        return cls(name, fraction, *(optional_count(d, k, where)
+                                     for k in ("neurons", "start", "stop")))
+
+
+_CORE_COUNTS = ("neurons", "synapses", "synapse_memory_bits", "in_axons", "out_axons")
+
+
+@dataclass(frozen=True)
+class CoreSummary:
+    """One core: a neuro core with population slices, or an attention unit (``attention``)."""
+
+    core: int
+    populations: tuple[CoreShare, ...]
+    kind: str | None = None  # "neuro" | "attention"
+    attention: str | None = None  # the attention op of an attention core
+    neurons: int | None = None
+    synapses: int | None = None
+    synapse_memory_bits: int | None = None
+    in_axons: int | None = None
+    out_axons: int | None = None
+
+    def to_json(self) -> dict:
+        out = put_present({"core": self.core}, kind=self.kind)
+        out["populations"] = [p.to_json() for p in self.populations]
+        return put_present(out, attention=self.attention,
+                           **{k: getattr(self, k) for k in _CORE_COUNTS})
+
+    @classmethod
+    def from_json(cls, d: dict, where: str) -> "CoreSummary":
+        core = read_count(d, "core", where)
+        pops = tuple(CoreShare.from_json(p, f"{where}.populations[{j}]")
+                     for j, p in enumerate(read_list(d, "populations", where)))
+        return cls(core, pops, kind=optional_text(d, "kind", where),
+                   attention=optional_text(d, "attention", where),
+                   **{k: optional_count(d, k, where) for k in _CORE_COUNTS})
+
+
+_SELECTOR_FIELDS = ("tokens", "kept", "dim", "hidden", "depth_in", "depth", "buffer_values",
+                    "predictor_words")
+
+
+@dataclass(frozen=True)
+class TokenSelectorPlacement:
+    """A token selector on an embedded core: its sizes, depths, buffer and program words."""
+
+    name: str
+    tokens: int
+    kept: int
+    dim: int
+    hidden: int
+    depth_in: int
+    depth: int
+    buffer_values: int  # 2 * dim * tokens * T: one sample in, one out
+    predictor_words: int  # w1, b1, w_score, b_score and the GELU table
+
+    def to_json(self) -> dict:
+        return {"name": self.name, **{k: getattr(self, k) for k in _SELECTOR_FIELDS}}
+
+    @classmethod
+    def from_json(cls, d: dict, where: str) -> "TokenSelectorPlacement":
+        return cls(read_text(d, "name", where),
+                   **{k: read_count(d, k, where) for k in _SELECTOR_FIELDS})
+
+
+_FORM_FIELDS = ("synapses", "synapse_memory_bits", "cores", "neurons", "relay_neurons",
+                "pipeline_depth")
+
+
+@dataclass(frozen=True)
+class FormCosts:
+    """Synapses, synapse memory, cores, neurons and pipeline depth of one compiled form."""
+
+    synapses: int
+    synapse_memory_bits: int
+    cores: int
+    neurons: int
+    relay_neurons: int
+    pipeline_depth: int
+
+    def to_json(self) -> dict:
+        return {k: getattr(self, k) for k in _FORM_FIELDS}
+
+    @classmethod
+    def from_json(cls, d: dict, where: str) -> "FormCosts":
+        return cls(**{k: read_count(d, k, where) for k in _FORM_FIELDS})
+
+
+@dataclass(frozen=True)
+class LowRankForms:
+    """Both deployment forms of a graph's low-rank factor pairs (``written``: the one built).
+
+    ``forms`` maps each form of :data:`~nmc_deploy.program.shared.LOW_RANK_MODES` to its
+    costs, or to the one-line reason it cannot be deployed on ``target``.
+    """
+
+    written: str
+    pairs: int
+    target: str
+    forms: dict[str, FormCosts | str]
+
+    def to_json(self) -> dict:
+        return {"written": self.written, "pairs": self.pairs, "target": self.target,
+                "forms": {m: ({"error": c} if isinstance(c, str) else c.to_json())
+                          for m, c in self.forms.items()}}
+
+    @classmethod
+    def from_json(cls, d: dict, where: str) -> "LowRankForms":
+        written = read_text(d, "written", where)
+        pairs = read_count(d, "pairs", where)
+        target = read_text(d, "target", where)
+        forms = {}
+        for mode, c in read_dict(d, "forms", where).items():
+            fwhere = f"{where}.forms.{mode}"
+            forms[mode] = (read_text(c, "error", fwhere) if isinstance(c, dict) and "error" in c
+                           else FormCosts.from_json(c, fwhere))
+        return cls(written, pairs, target, forms)
+
+
+@dataclass(frozen=True)
+class PlacementSummary:
+    """The typed ``placement.json`` (fields absent from a partial summary are ``None``)."""
+
+    target: str
+    cores_used: int
+    cores: tuple[CoreSummary, ...]
+    attention_on_host: tuple[str, ...] | None = None
+    limits: dict[str, int] | None = None  # the target's per-core limits
+    quantization: dict[str, Any] | None = None  # the quantizer's report (program metadata)
+    synapses: int | None = None
+    neurons: int | None = None
+    pipeline_depth: int | None = None
+    token_selectors: tuple[TokenSelectorPlacement, ...] | None = None
+    low_rank: LowRankForms | None = None
+
+    def to_json(self) -> dict:
+        """The ``placement.json`` dict, in the file's key order."""
+        out = {"target": self.target, "cores_used": self.cores_used,
+               "cores": [c.to_json() for c in self.cores]}
+        return put_present(
+            out, attention_on_host=_maybe(list, self.attention_on_host), limits=self.limits,
+            quantization=self.quantization, synapses=self.synapses, neurons=self.neurons,
+            pipeline_depth=self.pipeline_depth,
+            token_selectors=_maybe(lambda ts: [t.to_json() for t in ts], self.token_selectors),
+            low_rank=_maybe(LowRankForms.to_json, self.low_rank))
+
+    @classmethod
+    def from_json(cls, data: dict, where: str = "program_summary") -> "PlacementSummary":
+        """Check and read a placement dict; ``where`` prefixes every error message.
+
+        Raises
+        ------
+        InputFileError
+            A missing or mistyped field, or a core share outside [0, 1].
+        """
+        if not isinstance(data, dict):
+            raise InputFileError(f"{where}: expected a dict")
+        target = read_text(data, "target", where)
+        cores = tuple(CoreSummary.from_json(c, f"{where}: cores[{i}]")
+                      for i, c in enumerate(read_list(data, "cores", where)))
+        cores_used = read_count(data, "cores_used", where) if "cores_used" in data \
+            else len(cores)
+        on_host = None
+        if "attention_on_host" in data:
+            on_host = tuple(read_list(data, "attention_on_host", where))
+            if not all(isinstance(n, str) for n in on_host):
+                raise InputFileError(f"{where}: 'attention_on_host' must be a list of strings")
+        limits = None
+        if "limits" in data:
+            raw = read_dict(data, "limits", where)
+            limits = {k: read_count(raw, k, f"{where}: limits") for k in raw}
+        selectors = None
+        if "token_selectors" in data:
+            selectors = tuple(TokenSelectorPlacement.from_json(t, f"{where}: token_selectors[{i}]")
+                              for i, t in enumerate(read_list(data, "token_selectors", where)))
+        return cls(target, cores_used, cores, attention_on_host=on_host, limits=limits,
+                   quantization=read_dict(data, "quantization", where)
+                   if "quantization" in data else None,
+                   synapses=optional_count(data, "synapses", where),
+                   neurons=optional_count(data, "neurons", where),
+                   pipeline_depth=optional_count(data, "pipeline_depth", where),
+                   token_selectors=selectors,
+                   low_rank=LowRankForms.from_json(read_dict(data, "low_rank", where),
+                                                   f"{where}: low_rank")
+                   if "low_rank" in data else None)
+
+
+def _maybe(fn, value):
+    return None if value is None else fn(value)
+
+
+# -------------------------------------------------------------------------- builders
+
+def summarize_cores(placement: Placement, program: Program) -> PlacementSummary:
+    """The per-core part of the summary (:meth:`Placement.summary`): cores, host ops, limits."""
+    sizes = {p.name: p.size for p in program.populations}
+    cores = []
+    for i, chunks in enumerate(placement.cores):
+        cores.append(CoreSummary(
+            core=i, kind="neuro",
+            populations=tuple(CoreShare(c.population, c.neurons / sizes[c.population],
+                                        neurons=c.neurons, start=c.start, stop=c.stop)
+                              for c in chunks),
+            neurons=sum(c.neurons for c in chunks),
+            synapses=sum(c.synapses for c in chunks),
+            synapse_memory_bits=sum(c.synapse_memory_bits for c in chunks),
+            in_axons=sum(c.in_axons for c in chunks),
+            out_axons=placement.out_axons[i]))
+    ops = {op.name: op for op in program.attention}
+    for j, name in enumerate(placement.attention_cores):
+        n = ops[name].dim * ops[name].n_tokens  # q, k, v in; one graded output per neuron
+        cores.append(CoreSummary(core=len(placement.cores) + j, kind="attention",
+                                 populations=(), attention=name, neurons=0, synapses=0,
+                                 synapse_memory_bits=0, in_axons=ATTENTION_INPUTS * n,
+                                 out_axons=n))
+    return PlacementSummary(placement.target, placement.cores_used, tuple(cores),
+                            attention_on_host=tuple(placement.attention_host),
+                            limits=placement.limits)
+
+
+def summarize_placement(placement: Placement, program: Program,
+                        low_rank: LowRankForms | None = None) -> PlacementSummary:
+    """The whole ``placement.json`` of a compiled program (what ``nmc-deploy compile`` writes).
+
+    Parameters
+    ----------
+    placement, program
+        The placement of ``program`` (:func:`~nmc_deploy.compile.partition.partition_program`).
+    low_rank
+        The costs of both low-rank deployment forms (:func:`summarize_form` of each), for a
+        graph with low-rank factor pairs; ``None`` otherwise.
+    """
+    selectors = tuple(
+        TokenSelectorPlacement(
+            name=t.name, tokens=t.n_tokens, kept=t.n_keep, dim=t.dim, hidden=int(t.w1.shape[0]),
+            depth_in=t.depth_in, depth=t.depth,
+            buffer_values=2 * t.dim * t.n_tokens * program.time_steps,
+            predictor_words=int(t.w1.size + t.b1.size + t.w_score.size + 1 + t.lut.size))
+        for t in program.token_selects)
+    return replace(summarize_cores(placement, program),
+                   quantization=program.metadata.get("quantization", {}),
+                   synapses=int(sum(g.num_synapses for g in program.groups)),
+                   neurons=int(sum(p.size for p in program.populations)),
+                   pipeline_depth=program.pipeline_depth, token_selectors=selectors,
+                   low_rank=low_rank)
+
+
+def summarize_form(program: Program, placement: Placement) -> FormCosts:
+    """Synapses, synapse memory, cores, neurons and pipeline depth of one compiled form."""
+    return FormCosts(
+        synapses=int(sum(g.num_synapses for g in program.groups)),
+        synapse_memory_bits=int(sum(c.synapse_memory_bits for cs in placement.cores
+                                    for c in cs)),
+        cores=placement.cores_used,
+        neurons=int(sum(p.size for p in program.populations)),
+        relay_neurons=int(sum(p.size for p in program.populations if p.graded)),
+        pipeline_depth=program.pipeline_depth)

@@ -1,0 +1,118 @@
+"""program/placement.py: the typed placement summary is the placement.json compile writes."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+
+from nmc_deploy.errors import InputFileError
+from nmc_deploy.fileio import json_default
+from nmc_deploy.program import (CoreShare, CoreSummary, FormCosts, LowRankForms,
+                                PlacementSummary, load_placement_summary, load_program,
+                                summarize_cores, summarize_form, summarize_placement)
+from nmc_deploy.targets import load_target
+
+
+def _compile(graph, tmp_path, target: str, **kw):
+    from nmc_deploy.nirio.nir_io import write_nir
+    from nmc_deploy.pipeline import compile_model
+
+    write_nir(graph, tmp_path / "m.nir")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compile_model(tmp_path / "m.nir", target, tmp_path / "b", log=lambda m: None, **kw)
+    return tmp_path / "b"
+
+
+def _placement(build, target: str):
+    """The program of a build and its placement, recomputed from the written program."""
+    from nmc_deploy.compile.partition import partition_program
+
+    program = load_program(build)
+    return program, partition_program(program, load_target(target))
+
+
+def _dumped(summary: PlacementSummary) -> str:
+    """As compile_model writes it (fileio.write_json_atomic: indent 1, numpy values)."""
+    return json.dumps(summary.to_json(), indent=1, default=json_default)
+
+
+def test_summary_is_compiles_placement_json(tiny_graph, tmp_path):
+    build = _compile(tiny_graph, tmp_path, "loihi2")
+    written = (build / "placement.json").read_text()
+    program, placement = _placement(build, "loihi2")
+    summary = summarize_placement(placement, program)
+    assert _dumped(summary) == written
+    assert json.dumps(placement.summary(program), indent=1) == \
+        json.dumps(summarize_cores(placement, program).to_json(), indent=1)
+    assert any(c.kind == "attention" for c in summary.cores)  # loihi2: attention units
+    # reading the file gives the same record; writing that again gives the same bytes
+    loaded = load_placement_summary(build)
+    assert loaded == summary
+    assert _dumped(loaded) == written
+
+
+def test_attention_on_host_round_trips(tiny_graph, tmp_path):
+    build = _compile(tiny_graph, tmp_path, "loihi1")
+    written = (build / "placement.json").read_text()
+    program, placement = _placement(build, "loihi1")
+    summary = summarize_placement(placement, program)
+    assert summary.attention_on_host and _dumped(summary) == written
+    assert _dumped(PlacementSummary.from_json(json.loads(written))) == written
+
+
+@pytest.fixture(scope="module")
+def dsp_graph():
+    from conftest import make_tiny_spikformer
+    from nmc_deploy.export.spikformer import export_spikformer
+    from nmc_deploy.prune.dsp import factorize_model
+
+    model = factorize_model(make_tiny_spikformer(), energy=0.6).eval()
+    return export_spikformer(model, {"dataset": "digits", "input_levels": 16})
+
+
+@pytest.mark.parametrize("target, low_rank", [("loihi2", "relay"), ("loihi1", "fused")])
+def test_low_rank_forms(dsp_graph, tmp_path, target, low_rank):
+    build = _compile(dsp_graph, tmp_path, target, low_rank=low_rank)
+    written = (build / "placement.json").read_text()
+    program, placement = _placement(build, target)
+    forms = LowRankForms.from_json(json.loads(written)["low_rank"], "low_rank")
+    assert forms.written == low_rank and forms.target == target
+    assert forms.forms[low_rank] == summarize_form(program, placement)
+    if target == "loihi1":  # no graded spikes: the relay form is not deployable
+        assert isinstance(forms.forms["relay"], str) and "graded" in forms.forms["relay"]
+    else:
+        assert isinstance(forms.forms["fused"], FormCosts)
+    summary = summarize_placement(placement, program, low_rank=forms)
+    assert _dumped(summary) == written
+    assert _dumped(PlacementSummary.from_json(json.loads(written))) == written
+
+
+def test_partial_summary_keeps_only_its_keys():
+    data = {"target": "loihi1", "cores": [{"core": 0, "populations": [
+        {"name": "a", "neurons": 3, "fraction": 1.0}]}]}
+    summary = PlacementSummary.from_json(data)
+    assert summary.cores_used == 1  # absent: the number of cores
+    assert summary.cores == (CoreSummary(0, (CoreShare("a", 1.0, neurons=3),)),)
+    assert summary.to_json() == {**data, "cores_used": 1}
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.pop("target"), "program_summary: missing key 'target'"),
+    (lambda d: d.update(cores={}), "program_summary: 'cores' must be a list"),
+    (lambda d: d["cores"][0].pop("core"), "program_summary: cores[0]: missing key 'core'"),
+    (lambda d: d["cores"][0]["populations"][0].update(fraction=2),
+     "program_summary: cores[0].populations[0]: 'fraction' must be a number in [0, 1], got 2"),
+    (lambda d: d.update(cores_used=-1), "program_summary: 'cores_used' (-1) is below 0"),
+    (lambda d: d.update(limits=[]), "program_summary: 'limits' must be a dict"),
+    (lambda d: d.update(attention_on_host=[1]),
+     "program_summary: 'attention_on_host' must be a list of strings"),
+])
+def test_bad_summary_is_one_line(mutate, message):
+    data = {"target": "loihi1", "cores_used": 1, "cores": [{"core": 0, "populations": [
+        {"name": "a", "fraction": 1.0}]}]}
+    mutate(data)
+    with pytest.raises(InputFileError) as exc:
+        PlacementSummary.from_json(data, "program_summary")
+    assert str(exc.value) == message

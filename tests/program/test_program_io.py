@@ -1,0 +1,89 @@
+"""program/io.py: the program directory round trips, written atomically, with one-line errors."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from nmc_deploy.errors import InputFileError
+from nmc_deploy.program import (PROGRAM_FORMAT, Population, Program, load_activity,
+                                load_placement_summary, load_program, save_program)
+
+
+def _assert_same_program(a: Program, b: Program) -> None:
+    assert (a.input_shape, a.input_levels, a.time_steps) == (b.input_shape, b.input_levels,
+                                                             b.time_steps)
+    assert a.metadata == b.metadata
+    assert a.attention == b.attention
+    assert len(a.populations) == len(b.populations)
+    for p, q in zip(a.populations, b.populations):
+        for f in Population.__dataclass_fields__:
+            assert np.array_equal(np.asarray(getattr(p, f)), np.asarray(getattr(q, f))), f
+    assert len(a.groups) == len(b.groups)
+    for g, h in zip(a.groups, b.groups):
+        assert (g.name, g.source, g.target, g.weight_exp, g.num_message_bits, g.delay, g.layer,
+                g.kind, g.lag) == (h.name, h.source, h.target, h.weight_exp,
+                                   h.num_message_bits, h.delay, h.layer, h.kind, h.lag)
+        assert (sp.csr_matrix(g.weights) != h.weights).nnz == 0
+    assert a.readout.weights.keys() == b.readout.weights.keys()
+    for k in a.readout.weights:
+        assert (sp.csr_matrix(a.readout.weights[k]) != b.readout.weights[k]).nnz == 0
+    assert np.array_equal(a.readout.bias, b.readout.bias)
+    assert (a.readout.scale, a.readout.num_outputs, a.readout.cumulative) == \
+        (b.readout.scale, b.readout.num_outputs, b.readout.cumulative)
+
+
+def test_save_load_round_trip(tiny_program, tmp_path):
+    save_program(tiny_program, tmp_path / "a")
+    loaded = load_program(tmp_path / "a")
+    _assert_same_program(tiny_program, loaded)
+    # saving what was loaded gives the same manifest, byte for byte, and the same arrays
+    save_program(loaded, tmp_path / "b")
+    assert (tmp_path / "a" / "program.json").read_bytes() == \
+        (tmp_path / "b" / "program.json").read_bytes()
+    with np.load(tmp_path / "a" / "program.npz") as x, np.load(tmp_path / "b" / "program.npz") as y:
+        assert sorted(x.files) == sorted(y.files)
+        for k in x.files:
+            assert x[k].dtype == y[k].dtype and np.array_equal(x[k], y[k]), k
+    manifest = json.loads((tmp_path / "a" / "program.json").read_text())
+    assert manifest["format"] == PROGRAM_FORMAT
+    # atomic writes leave no temporary files behind
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["program.json", "program.npz"]
+
+
+def test_save_overwrites_in_place(tiny_program, tmp_path):
+    save_program(tiny_program, tmp_path)
+    first = (tmp_path / "program.json").read_bytes()
+    save_program(tiny_program, tmp_path)
+    assert (tmp_path / "program.json").read_bytes() == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["program.json", "program.npz"]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d / "nope", "no such directory"),
+    (lambda d: (d / "f").write_text("x") and d / "f", "not a directory"),
+    (lambda d: d, r"no compiled program \(program.json/program.npz missing\)"),
+])
+def test_load_program_errors(tmp_path, make, message):
+    with pytest.raises(InputFileError, match=message):
+        load_program(make(tmp_path))
+
+
+def test_load_program_corrupt(tiny_program, tmp_path):
+    save_program(tiny_program, tmp_path)
+    (tmp_path / "program.json").write_text('{"format": "other"}')
+    with pytest.raises(InputFileError, match=r"corrupt compiled program \(ValueError: wrong "
+                                             r"format tag\); run `nmc-deploy compile` again"):
+        load_program(tmp_path)
+
+
+def test_missing_placement_and_activity(tmp_path):
+    with pytest.raises(InputFileError) as exc:
+        load_placement_summary(tmp_path)
+    assert str(exc.value) == f"{tmp_path}: placement.json missing; run `nmc-deploy compile` again"
+    with pytest.raises(InputFileError) as exc:
+        load_activity(tmp_path, "lava")
+    assert str(exc.value) == (f"{tmp_path / 'activity_lava.json'}: no simulated activity; run "
+                              f"`nmc-deploy simulate {tmp_path} --backend reference` first")
