@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import InputFileError
+from .fileio import atomic_path, write_json_atomic
 
 __all__ = ["train_checkpoint", "prune_checkpoint", "export_checkpoint", "compile_model",
            "run_simulation", "make_report", "run_demo", "format_low_rank_forms", "BUILD_FILES",
@@ -30,25 +31,6 @@ BUILD_FILES = ("program.json", "program.npz", "placement.json", "model.nir")
 
 def _log(msg: str, log: Callable[[str], None] | None) -> None:
     (log or (lambda m: print(m, file=sys.stderr)))(msg)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, default=_json_default)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o).__name__)
 
 
 # ------------------------------------------------------------------------------ train
@@ -365,7 +347,7 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
             write_netx(program, tmp / NETX_FILE)
             extra = (NETX_FILE,)
         save_program(program, tmp)
-        _write_json(tmp / "placement.json", summary)
+        write_json_atomic(tmp / "placement.json", summary)
         write_nir(graph, tmp / "model.nir")  # as compiled: resolved timing, portable parts joined
         out_dir.mkdir(exist_ok=True)
         for pattern in ("activity_*.json", "simulation_*.json", NETX_FILE):
@@ -393,98 +375,27 @@ def _load_build(build_dir: Path):
     return load_program(build_dir), load_placement_summary(build_dir)
 
 
-def load_user_inputs(path: Path, program) -> np.ndarray:
-    """User input for a program: ``.npy`` images ``(B, *input_shape)`` or sequences
-    ``(B, T, *input_shape)`` (a flat last axis is reshaped), or a NIRData file whose node named
-    like the graph's Input holds ``TimeGriddedData``/``EventData`` on the program's dt.
-    Fixed point needs integers (spikes or integer currents)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputFileError(f"{path}: no such file; give a .npy array or a NIRData file")
-    shape = tuple(program.input_shape)
-    n_in = int(np.prod(shape))
-    if path.suffix == ".npy":
-        try:
-            x = np.load(path, allow_pickle=False)
-        except Exception as exc:
-            raise InputFileError(f"{path}: not a readable .npy array ({type(exc).__name__})") \
-                from None
-    else:
-        from .nirio.nir_io import read_nirdata_input
-
-        x = read_nirdata_input(path, program.metadata.get("input_name", "input"),
-                               float(program.metadata.get("dt", 1.0)))
-    if tuple(x.shape[1:]) == shape or tuple(x.shape[2:]) == shape:
-        pass
-    elif x.ndim == 3 and x.shape[2] == n_in:
-        x = x.reshape(x.shape[0], x.shape[1], *shape)
-    else:
-        raise InputFileError(f"{path}: input shape {tuple(x.shape)} fits neither (B, {shape}) "
-                             f"nor (B, T, {shape}); reshape the array")
-    if x.dtype.kind == "b":
-        x = x.astype(np.int64)
-    if x.dtype.kind == "f":
-        if not np.all(np.isfinite(x)) or not np.all(x == np.round(x)):
-            raise InputFileError(f"{path}: fixed-point simulation needs integer inputs (spikes or "
-                                 "integer currents); scale and round the array first")
-        x = x.astype(np.int64)
-    return x
-
-
-def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int | None = None,
-                   compare: bool = False, dataset: str | None = None,
-                   data_path: Path | None = None, inputs: Path | None = None,
-                   record: Path | None = None, log=None) -> dict:
-    """Simulate the compiled program on the test split; writes ``activity_<backend>.json``.
-
-    ``backend`` is "reference" or "lava"; ``compare`` runs both on the same samples and counts
-    spike mismatches per population. Returns accuracies and mismatch counts.
-    ``inputs``: a user input file instead of the data set (:func:`load_user_inputs`; no
-    accuracies then); the per-step graph outputs go to ``outputs_<backend>.npz``.
-    ``record``: write every population's per-step output (spikes, LI voltages) as NIRData.
-    """
-    from .compile.lower import lower_graph
+def _simulation_inputs(program, inputs, samples, dataset, data_path):
+    """``(x, y, name)``: a user input file (no labels) or the test split of a data set."""
     from .data import load_dataset
-    from .nirio.nir_io import read_nir
-    from .simulate.reference import accuracy, simulate_float, simulate_reference
+    from .simulate.inputs import load_user_inputs
 
-    build_dir = Path(build_dir)
-    program, placement = _load_build(build_dir)
-    if record is not None:  # checked before any work, so a bad path costs no simulation
-        record = Path(record)
-        if record.is_dir():
-            raise InputFileError(f"{record}: is a directory; give a file name for --record")
-        try:
-            record.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputFileError(f"{record}: cannot create its directory ({exc.strerror}); "
-                                 "choose another --record path") from None
-        if not os.access(record.parent, os.W_OK):
-            raise InputFileError(f"{record.parent}: not writable; choose another --record path")
     if inputs is not None:
-        name = str(inputs)
         x = load_user_inputs(inputs, program)
-        if samples is not None:
-            x = x[:samples]
-        y = None
-    else:
-        name = dataset or program.metadata.get("dataset", "digits")
-        data = load_dataset(name, data_path)
-        if data.levels != program.input_levels:
-            raise InputFileError(f"dataset '{name}': intensity levels ({data.levels}) differ "
-                                 f"from the program's input_levels ({program.input_levels})")
-        x, y = data.test_subset(samples)
-    if y is None:
-        accuracy = lambda run, labels: None  # noqa: E731  (user inputs carry no labels)
-    result = {"dataset": name, "samples": int(len(x)), "backend": backend}
-    t0 = time.perf_counter()
-    fp = lower_graph(read_nir(build_dir / "model.nir"),
-                     low_rank=program.metadata.get("low_rank", "fused"))
-    flt = simulate_float(fp, x)
-    result["accuracy_float"] = accuracy(flt, y)
-    if y is not None:
-        _log(f"float (graph, float64): accuracy {result['accuracy_float']:.4f} on {len(y)} "
-             "samples", log)
+        return (x[:samples] if samples is not None else x), None, str(inputs)
+    name = dataset or program.metadata.get("dataset", "digits")
+    data = load_dataset(name, data_path)
+    if data.levels != program.input_levels:
+        raise InputFileError(f"dataset '{name}': intensity levels ({data.levels}) differ "
+                             f"from the program's input_levels ({program.input_levels})")
+    x, y = data.test_subset(samples)
+    return x, y, name
+
+
+def _run_backends(program, x, y, backend: str, compare: bool, result: dict, log) -> dict:
+    """Run the reference and/or Lava on ``x``; accuracies and seconds go into ``result``."""
+    from .simulate.reference import accuracy, simulate_reference
+
     runs = {}
     if backend == "reference" or compare:
         t0 = time.perf_counter()
@@ -494,7 +405,7 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
             ref.stats["synops_without_token_selection"] = int(
                 sum(e["synops"] for e in full.stats["layers"]))
         runs["reference"] = ref
-        result["accuracy_fixed_reference"] = accuracy(ref, y)
+        result["accuracy_fixed_reference"] = accuracy(ref, y) if y is not None else None
         result["seconds_reference"] = round(time.perf_counter() - t0, 2)
         if y is not None:
             _log(f"fixed point (reference): accuracy {result['accuracy_fixed_reference']:.4f}",
@@ -512,60 +423,81 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
         t1 = time.perf_counter()
         lav = simulate_lava(program, x)
         runs["lava"] = lav
-        result["accuracy_fixed_lava"] = accuracy(lav, y)
+        result["accuracy_fixed_lava"] = accuracy(lav, y) if y is not None else None
         result["seconds_lava"] = round(time.perf_counter() - t1, 2)
         _log(f"fixed point (Lava): {result['seconds_lava']:.1f} s"
              + (f", accuracy {result['accuracy_fixed_lava']:.4f}" if y is not None else ""), log)
+    return runs
+
+
+def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int | None = None,
+                   compare: bool = False, dataset: str | None = None,
+                   data_path: Path | None = None, inputs: Path | None = None,
+                   record: Path | None = None, log=None) -> dict:
+    """Simulate the compiled program on the test split; writes ``activity_<backend>.json``.
+
+    ``backend`` is "reference" or "lava"; ``compare`` runs both on the same samples and counts
+    spike mismatches per population. Returns accuracies and mismatch counts.
+    ``inputs``: a user input file instead of the data set
+    (:func:`~nmc_deploy.simulate.inputs.load_user_inputs`; no accuracies then); the per-step
+    graph outputs go to ``outputs_<backend>.npz``.
+    ``record``: write every population's per-step output (spikes, LI voltages) as NIRData.
+    """
+    from .compile.lower import lower_graph
+    from .nirio.nir_io import read_nir
+    from .simulate.compare import compare_runs, format_mismatches
+    from .simulate.inputs import check_record_path
+    from .simulate.reference import accuracy, simulate_float
+
+    build_dir = Path(build_dir)
+    program, placement = _load_build(build_dir)
+    if record is not None:  # checked before any work, so a bad path costs no simulation
+        record = check_record_path(record)
+    x, y, name = _simulation_inputs(program, inputs, samples, dataset, data_path)
+    result = {"dataset": name, "samples": int(len(x)), "backend": backend}
+    fp = lower_graph(read_nir(build_dir / "model.nir"),
+                     low_rank=program.metadata.get("low_rank", "fused"))
+    flt = simulate_float(fp, x)
+    result["accuracy_float"] = accuracy(flt, y) if y is not None else None
+    if y is not None:
+        _log(f"float (graph, float64): accuracy {result['accuracy_float']:.4f} on {len(y)} "
+             "samples", log)
+    runs = _run_backends(program, x, y, backend, compare, result, log)
     if compare:
-        ref, lav = runs["reference"], runs["lava"]
-        out_ref, out_lav = ref.outputs(), lav.outputs()  # spikes; payloads for relays
-        per_pop = {k: int(np.count_nonzero(out_ref[k] != out_lav[k])) for k in out_ref}
-        result["spike_mismatches_per_population"] = per_pop
-        result["spike_mismatches_reference_vs_lava"] = int(sum(per_pop.values()))
-        result["spikes_compared"] = int(sum(int(np.count_nonzero(s)) for s in out_ref.values()))
-        result["prediction_mismatches"] = int(np.sum(ref.predictions != lav.predictions))
-        if ref.token_masks:
-            result["token_choice_mismatches"] = int(sum(
-                np.count_nonzero(ref.token_masks[k] != lav.token_masks[k]) for k in ref.token_masks))
+        result.update(compare_runs(runs["reference"], runs["lava"]))
+        if "token_choice_mismatches" in result:
             _log(f"token choices (reference vs Lava): {result['token_choice_mismatches']} "
                  "mismatches", log)
-        _log(format_mismatches(per_pop), log)
+        _log(format_mismatches(result["spike_mismatches_per_population"]), log)
     if inputs is not None or record is not None:
-        main_run = runs.get(backend) or next(iter(runs.values()))
-        if record is not None:
-            from .nirio.nir_io import write_nirdata
-
-            traces = {k: {"spikes": np.asarray(v).transpose(1, 0, 2)}
-                      for k, v in main_run.spikes.items()}
-            scales = getattr(main_run, "voltage_scales", None) or {}
-            for k, v in main_run.voltages.items():  # fixed-point units -> float units
-                traces.setdefault(k, {})["v"] = (np.asarray(v, np.float64)
-                                                 / scales.get(k, 1.0)).transpose(1, 0, 2)
-            write_nirdata(record, traces, float(program.metadata.get("dt", 1.0)))
-            result["record"] = str(record)
-            _log(f"recorded {len(traces)} populations as NIRData -> {record}", log)
-        arrays = {"float": flt.output_steps} if flt.output_steps is not None else {}
-        for name_b, run in runs.items():
-            if run.output_steps is not None:
-                arrays[name_b] = run.output_steps
-        np.savez_compressed(build_dir / f"outputs_{backend}.npz", **arrays)
-        result["outputs_file"] = f"outputs_{backend}.npz"
+        _write_outputs(build_dir, backend, runs, flt, record, program, result, log)
     for name_b, run in runs.items():
         stats = dict(run.stats)
         if "layers" not in stats:  # Lava gives spikes; activity counts come from the reference
             continue
         stats["dataset"] = name
-        _write_json(build_dir / f"activity_{name_b}.json", stats)
-    _write_json(build_dir / f"simulation_{backend if not compare else 'compare'}.json", result)
+        write_json_atomic(build_dir / f"activity_{name_b}.json", stats)
+    write_json_atomic(build_dir / f"simulation_{backend if not compare else 'compare'}.json",
+                      result)
     return result
 
 
-def format_mismatches(per_pop: dict) -> str:
-    width = max(len(k) for k in per_pop)
-    lines = [f"{'population':<{width}}  spike mismatches (reference vs Lava; relays: payloads)"]
-    lines += [f"{k:<{width}}  {v}" for k, v in per_pop.items()]
-    lines.append(f"{'total':<{width}}  {sum(per_pop.values())}")
-    return "\n".join(lines)
+def _write_outputs(build_dir, backend, runs, flt, record, program, result, log) -> None:
+    """``--record`` NIRData and the per-step graph outputs ``outputs_<backend>.npz``."""
+    from .simulate.record import write_record
+
+    main_run = runs.get(backend) or next(iter(runs.values()))
+    if record is not None:
+        n = write_record(record, main_run, float(program.metadata.get("dt", 1.0)))
+        result["record"] = str(record)
+        _log(f"recorded {n} populations as NIRData -> {record}", log)
+    arrays = {"float": flt.output_steps} if flt.output_steps is not None else {}
+    for name_b, run in runs.items():
+        if run.output_steps is not None:
+            arrays[name_b] = run.output_steps
+    with atomic_path(build_dir / f"outputs_{backend}.npz", suffix=".npz") as tmp:
+        np.savez_compressed(tmp, **arrays)
+    result["outputs_file"] = f"outputs_{backend}.npz"
 
 
 # ----------------------------------------------------------------------------- report
@@ -641,6 +573,6 @@ def run_demo(out_dir: Path, *, epochs: int | None = None, seed: int = 0, lava_sa
         "lava_seconds": cmp["seconds_lava"],
         "seconds_total": round(time.perf_counter() - t0, 1),
     }
-    _write_json(out_dir / "summary.json", summary)
+    write_json_atomic(out_dir / "summary.json", summary)
     _log(json.dumps(summary, indent=1), log)
     return summary

@@ -1,0 +1,68 @@
+"""What a simulation runs on: user input files (``.npy`` or NIRData) and the ``--record`` path.
+
+Both are checked before any simulation work, so a bad file costs no simulation and every
+problem is one line (:class:`~nmc_deploy.errors.InputFileError`).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputFileError
+
+__all__ = ["load_user_inputs", "check_record_path"]
+
+
+def load_user_inputs(path: Path, program) -> np.ndarray:
+    """User input for a program: ``.npy`` images ``(B, *input_shape)`` or sequences
+    ``(B, T, *input_shape)`` (a flat last axis is reshaped), or a NIRData file whose node named
+    like the graph's Input holds ``TimeGriddedData``/``EventData`` on the program's dt.
+    Fixed point needs integers (spikes or integer currents)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"{path}: no such file; give a .npy array or a NIRData file")
+    shape = tuple(program.input_shape)
+    n_in = int(np.prod(shape))
+    if path.suffix == ".npy":
+        try:
+            x = np.load(path, allow_pickle=False)
+        except Exception as exc:
+            raise InputFileError(f"{path}: not a readable .npy array ({type(exc).__name__})") \
+                from None
+    else:
+        from ..nirio.nir_io import read_nirdata_input
+
+        x = read_nirdata_input(path, program.metadata.get("input_name", "input"),
+                               float(program.metadata.get("dt", 1.0)))
+    if tuple(x.shape[1:]) == shape or tuple(x.shape[2:]) == shape:
+        pass
+    elif x.ndim == 3 and x.shape[2] == n_in:
+        x = x.reshape(x.shape[0], x.shape[1], *shape)
+    else:
+        raise InputFileError(f"{path}: input shape {tuple(x.shape)} fits neither (B, {shape}) "
+                             f"nor (B, T, {shape}); reshape the array")
+    if x.dtype.kind == "b":
+        x = x.astype(np.int64)
+    if x.dtype.kind == "f":
+        if not np.all(np.isfinite(x)) or not np.all(x == np.round(x)):
+            raise InputFileError(f"{path}: fixed-point simulation needs integer inputs (spikes or "
+                                 "integer currents); scale and round the array first")
+        x = x.astype(np.int64)
+    return x
+
+
+def check_record_path(record: Path) -> Path:
+    """Check that ``record`` can be written (its directory is created); return it as a Path."""
+    record = Path(record)
+    if record.is_dir():
+        raise InputFileError(f"{record}: is a directory; give a file name for --record")
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputFileError(f"{record}: cannot create its directory ({exc.strerror}); "
+                             "choose another --record path") from None
+    if not os.access(record.parent, os.W_OK):
+        raise InputFileError(f"{record.parent}: not writable; choose another --record path")
+    return record
