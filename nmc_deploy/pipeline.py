@@ -203,7 +203,7 @@ def export_checkpoint(ckpt: Path, out: Path, log=None, portable: bool = False) -
     manifest (:func:`~nmc_deploy.nirio.nir_io.write_portable`); `compile` reads it back.
     """
     from .export.spikformer import export_spikformer
-    from .nirio.nir_io import write_nir, write_portable
+    from .nirio import write_nir, write_portable
     from .models.checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(ckpt)
@@ -293,7 +293,7 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     from .compile.partition import format_utilization
     from .program import LOW_RANK_MODES, save_program
     from .errors import NmcDeployError
-    from .nirio.nir_io import read_nir, write_nir
+    from .nirio import read_nir, write_nir
     from .targets import load_target
 
     if low_rank not in LOW_RANK_MODES:
@@ -304,7 +304,7 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
         raise NmcDeployError(f"compile: format '{unknown[0]}' to emit is not one of netx")
     tgt = load_target(target)
     if Path(nir_path).is_dir():  # a portable export: standard NIR + manifest
-        from .nirio.nir_io import read_portable
+        from .nirio import read_portable
 
         graph = read_portable(nir_path)
     else:
@@ -413,7 +413,7 @@ def load_user_inputs(path: Path, program) -> np.ndarray:
             raise InputFileError(f"{path}: not a readable .npy array ({type(exc).__name__})") \
                 from None
     else:
-        from .nirio.nir_io import read_nirdata_input
+        from .nirio import read_nirdata_input
 
         x = read_nirdata_input(path, program.metadata.get("input_name", "input"),
                                float(program.metadata.get("dt", 1.0)))
@@ -448,7 +448,7 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
     """
     from .compile.lower import lower_graph
     from .data import load_dataset
-    from .nirio.nir_io import read_nir
+    from .nirio import read_nir
     from .simulate.reference import accuracy, simulate_float, simulate_reference
 
     build_dir = Path(build_dir)
@@ -536,7 +536,7 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
     if inputs is not None or record is not None:
         main_run = runs.get(backend) or next(iter(runs.values()))
         if record is not None:
-            from .nirio.nir_io import write_nirdata
+            from .nirio import write_nirdata
 
             traces = {k: {"spikes": np.asarray(v).transpose(1, 0, 2)}
                       for k, v in main_run.spikes.items()}

@@ -10,7 +10,7 @@ import numpy as np
 from nmc_deploy.compile.lower import lower_graph
 from nmc_deploy.compile.quantize import quantize_program
 from nmc_deploy.export.spikformer import export_spikformer
-from nmc_deploy.nirio.nir_io import read_portable, write_portable
+from nmc_deploy.nirio import read_portable, write_portable
 from nmc_deploy.simulate.reference import simulate_reference
 
 STANDARD = {"Input", "Output", "Affine", "Linear", "Scale", "Conv1d", "Conv2d", "SumPool2d",
