@@ -257,25 +257,34 @@ def _open_input_shape(node) -> bool:
     return node.input_shape is None or np.size(to_numpy(node.input_shape)) == 0
 
 
-def _cannot_infer(r: NirRead, what: str) -> ShapeError:
-    return ShapeError(f"node '{r.name}' ({r.kind}): cannot infer its input shape ({what}); set "
-                      "input_shape when exporting")
+def _conv_input(r: NirRead, n: int, weight_layout: str, read_declared: Callable,
+                spatial_names: tuple[str, ...]) -> tuple[np.ndarray, int, tuple[int, ...]]:
+    """Weight, groups and spatial input size of a Conv1d (``n`` 1) or Conv2d (``n`` 2) node.
+
+    The spatial size is the node's ``input_shape`` (read by ``read_declared``) or, when the
+    file leaves it open, the shape arriving at the input.
+    """
+    w = to_numpy(r.node.weight)
+    if w.ndim != n + 2:
+        raise GraphError(f"node '{r.name}' ({r.kind}): weight.shape={w.shape}; expected "
+                         f"{weight_layout}")
+    groups = int(to_scalar(r.node.groups))
+    if not _open_input_shape(r.node):
+        return w, groups, read_declared(r.node.input_shape)
+    inc = r.inc
+    if inc is None:
+        raise ShapeError(f"node '{r.name}' ({r.kind}): cannot infer its input shape (no "
+                         "input_shape and no predecessor with a known shape); set input_shape "
+                         "when exporting")
+    if len(inc[0]) != n + 1:
+        raise mismatch(r.name, r.kind, "input", inc, (w.shape[1] * groups, *spatial_names))
+    return w, groups, tuple(inc[0][1:])
 
 
 def _read_conv2d(r: NirRead) -> ir.Conv2d:
-    name, node, inc = r.name, r.node, r.inc
-    w = to_numpy(node.weight)
-    if w.ndim != 4:
-        raise GraphError(f"node '{name}' (Conv2d): weight.shape={w.shape}; expected "
-                         "(C_out, C_in/groups, kH, kW)")
-    groups = int(to_scalar(node.groups))
-    hw = None if _open_input_shape(node) else _pairs(node.input_shape, name, "input_shape")
-    if hw is None:
-        if inc is None:
-            raise _cannot_infer(r, "no input_shape and no predecessor with a known shape")
-        if len(inc[0]) != 3:
-            raise mismatch(name, r.kind, "input", inc, (w.shape[1] * groups, "H", "W"))
-        hw = tuple(inc[0][1:])
+    name, node = r.name, r.node
+    w, groups, hw = _conv_input(r, 2, "(C_out, C_in/groups, kH, kW)",
+                                lambda x: _pairs(x, name, "input_shape"), ("H", "W"))
     stride = _pairs(node.stride, name, "stride")
     dilation = _pairs(node.dilation, name, "dilation")
     padding = _conv_padding(node.padding, w.shape[2:], stride, dilation, name, r.kind, 2)
@@ -290,24 +299,14 @@ def _write_conv1d(node: ir.Conv1d, md: dict):
 
 
 def _read_conv1d(r: NirRead) -> ir.Conv1d:
-    name, node, inc = r.name, r.node, r.inc
-    w = to_numpy(node.weight)
-    if w.ndim != 3:
-        raise GraphError(f"node '{name}' (Conv1d): weight.shape={w.shape}; expected "
-                         "(C_out, C_in/groups, K)")
-    groups = int(to_scalar(node.groups))
-    length = None if _open_input_shape(node) else int(to_scalar(node.input_shape))
-    if length is None:
-        if inc is None:
-            raise _cannot_infer(r, "no input_shape and no predecessor with a known shape")
-        if len(inc[0]) != 2:
-            raise mismatch(name, r.kind, "input", inc, (w.shape[1] * groups, "N"))
-        length = int(inc[0][1])
+    name, node = r.name, r.node
+    w, groups, (length,) = _conv_input(r, 1, "(C_out, C_in/groups, K)",
+                                       lambda x: (int(to_scalar(x)),), ("N",))
     stride = int(to_scalar(node.stride))
     dilation = int(to_scalar(node.dilation))
     padding = _conv_padding(node.padding, w.shape[2:], (stride,), (dilation,), name, r.kind,
                             1)[0]
-    return ir.Conv1d(weight=w, bias=_bias_or_zeros(node.bias, w), input_length=length,
+    return ir.Conv1d(weight=w, bias=_bias_or_zeros(node.bias, w), input_length=int(length),
                      stride=stride, padding=padding, dilation=dilation, groups=groups,
                      metadata=dict(r.metadata))
 
