@@ -182,10 +182,10 @@ def export_checkpoint(ckpt: Path, out: Path, log=None, portable: bool = False) -
     """Checkpoint -> NIR file (BatchNorm folded; attention as our extension node).
 
     ``portable``: a directory with standard NIR only (graph.nir), the extension ops in a
-    manifest (:func:`~nmc_deploy.nirio.nir_io.write_portable`); `compile` reads it back.
+    manifest (:func:`~nmc_deploy.nirio.write_portable`); `compile` reads it back.
     """
     from .export.spikformer import export_spikformer
-    from .nirio.nir_io import write_nir, write_portable
+    from .nirio import write_nir, write_portable
     from .models.checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(ckpt)
@@ -275,7 +275,7 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     from .compile.partition import format_utilization
     from .program import LOW_RANK_MODES, save_program
     from .errors import NmcDeployError
-    from .nirio.nir_io import read_nir, write_nir
+    from .nirio import read_nir, write_nir
     from .targets import load_target
 
     if low_rank not in LOW_RANK_MODES:
@@ -286,7 +286,7 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
         raise NmcDeployError(f"compile: format '{unknown[0]}' to emit is not one of netx")
     tgt = load_target(target)
     if Path(nir_path).is_dir():  # a portable export: standard NIR + manifest
-        from .nirio.nir_io import read_portable
+        from .nirio import read_portable
 
         graph = read_portable(nir_path)
     else:
@@ -444,7 +444,7 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
     ``record``: write every population's per-step output (spikes, LI voltages) as NIRData.
     """
     from .compile.lower import lower_graph
-    from .nirio.nir_io import read_nir
+    from .nirio import read_nir
     from .simulate.compare import compare_runs, format_mismatches
     from .simulate.inputs import check_record_path
     from .simulate.reference import accuracy, simulate_float

@@ -32,7 +32,7 @@ def load_user_inputs(path: Path, program) -> np.ndarray:
             raise InputFileError(f"{path}: not a readable .npy array ({type(exc).__name__})") \
                 from None
     else:
-        from ..nirio.nir_io import read_nirdata_input
+        from ..nirio import read_nirdata_input
 
         x = read_nirdata_input(path, program.metadata.get("input_name", "input"),
                                float(program.metadata.get("dt", 1.0)))

@@ -21,7 +21,7 @@ def run_traces(run) -> dict[str, dict[str, np.ndarray]]:
 
 def write_record(path: Path, run, dt: float) -> int:
     """Write :func:`run_traces` of ``run`` to ``path`` as NIRData; returns the population count."""
-    from ..nirio.nir_io import write_nirdata
+    from ..nirio import write_nirdata
 
     traces = run_traces(run)
     write_nirdata(path, traces, dt)

@@ -173,7 +173,7 @@ def _run(*args):
 
 def test_cli_emits_netx_and_refuses_a_spikformer_in_one_line(rng, tmp_path, tiny_graph):
     from nmc_deploy.program import load_program
-    from nmc_deploy.nirio.nir_io import write_nir
+    from nmc_deploy.nirio import write_nir
 
     write_nir(chain_graph(rng), tmp_path / "chain.nir")
     rc, out, err = _run("compile", tmp_path / "chain.nir", "--emit", "netx", "-o", tmp_path / "b")

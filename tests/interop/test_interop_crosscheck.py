@@ -32,7 +32,7 @@ def compile_example(name, tmp_path):
     the reset the tool was configured with) -> lower_graph."""
     from nmc_deploy.compile.lower import lower_graph
     from nmc_deploy.ir.conventions import apply_timing, resolve_timing
-    from nmc_deploy.nirio.nir_io import read_nir
+    from nmc_deploy.nirio import read_nir
 
     ex = make_example(name)
     path = tmp_path / f"{name}.nir"

@@ -1,7 +1,7 @@
 r"""An independent float64 executor of standard NIR graphs (torch), for cross-checks.
 
 It runs a ``nir.NIRGraph`` as ``nir.read`` returns it (the nir package's node objects, not
-nmc-deploy's graph IR), so it shares no code with our importer (``nmc_deploy.nirio.nir_io``),
+nmc-deploy's graph IR), so it shares no code with our importer (``nmc_deploy.nirio``),
 our lowering or our simulators. It is written from the NIR equations (docs: NIR 1.0.8
 primitives; shared/docs/nir.md §1.2, §5.2, §5.3) and a :class:`Discretisation`.
 

@@ -15,7 +15,7 @@ from nmc_deploy.targets import load_target
 
 
 def _compile(graph, tmp_path, target: str, **kw):
-    from nmc_deploy.nirio.nir_io import write_nir
+    from nmc_deploy.nirio import write_nir
     from nmc_deploy.pipeline import compile_model
 
     write_nir(graph, tmp_path / "m.nir")

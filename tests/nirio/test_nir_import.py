@@ -14,7 +14,7 @@ import nir
 from nmc_deploy.errors import GraphError, InputFileError
 from nmc_deploy.ir import nodes as ir
 from nmc_deploy.ir.graph import Graph
-from nmc_deploy.nirio.nir_io import from_nir, read_nir, write_nir
+from nmc_deploy.nirio import from_nir, read_nir, write_nir
 
 
 def count_mismatches(a, b) -> int:

@@ -10,7 +10,7 @@ import torch
 from nmc_deploy.compile.lower import lower_graph
 from nmc_deploy.compile.quantize import quantize_program
 from nmc_deploy.export.spikformer import export_spikformer
-from nmc_deploy.nirio.nir_io import read_nir, read_portable, write_nir, write_portable
+from nmc_deploy.nirio import read_nir, read_portable, write_nir, write_portable
 from nmc_deploy.simulate.reference import simulate_reference
 
 

@@ -8,7 +8,7 @@ import nir
 from nmc_deploy.compile.lower import lower_graph
 from nmc_deploy.compile.quantize import quantize_program
 from nmc_deploy.errors import GraphError, InputFileError
-from nmc_deploy.nirio.nir_io import read_nir, write_nir
+from nmc_deploy.nirio import read_nir, write_nir
 from nmc_deploy.simulate.reference import simulate_reference
 
 
@@ -84,7 +84,7 @@ def test_node_type_of_another_tools_extension_is_named(tmp_path):
 
 
 def test_write_leaves_no_partial_file(tmp_path, tiny_graph, monkeypatch):
-    import nmc_deploy.nirio.nir_io as nio
+    import nmc_deploy.nirio.write as nio
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
@@ -124,7 +124,7 @@ def test_nirdata_events_of_several_samples_and_bad_events(tmp_path):
     import pytest
 
     from nmc_deploy.errors import InputFileError
-    from nmc_deploy.nirio.nir_io import read_nirdata_input
+    from nmc_deploy.nirio import read_nirdata_input
 
     def write(idx, time, t_max=0.004):
         data = nir.NIRGraphData(nodes={"input": nir.NIRNodeData(observables={"ev": nir.EventData(
@@ -150,7 +150,7 @@ def test_corrupt_portable_export_is_one_line(tmp_path, tiny_graph):
     import pytest
 
     from nmc_deploy.errors import InputFileError
-    from nmc_deploy.nirio.nir_io import read_portable, write_portable
+    from nmc_deploy.nirio import read_portable, write_portable
 
     out = write_portable(tiny_graph, tmp_path / "p")
     manifest = json.loads((out / "manifest.json").read_text())

@@ -10,7 +10,7 @@ import numpy as np
 from nmc_deploy.compile.lower import lower_graph
 from nmc_deploy.compile.quantize import quantize_program
 from nmc_deploy.export.spikformer import export_spikformer
-from nmc_deploy.nirio.nir_io import read_portable, write_portable
+from nmc_deploy.nirio import read_portable, write_portable
 from nmc_deploy.simulate.reference import simulate_reference
 
 STANDARD = {"Input", "Output", "Affine", "Linear", "Scale", "Conv1d", "Conv2d", "SumPool2d",
@@ -53,3 +53,36 @@ def test_cli_portable_export_compiles(tmp_path, tiny_model):
     assert r.returncode == 0, r.stderr
     r = run("compile", tmp_path / "nothing", "-o", tmp_path / "b2")
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_failed_portable_write_leaves_no_partial_output(tmp_path, tiny_graph, monkeypatch):
+    import pytest
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(np, "savez_compressed", boom)  # the last of the three files
+    with pytest.raises(RuntimeError):
+        write_portable(tiny_graph, tmp_path / "new")
+    assert list(tmp_path.iterdir()) == []
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "manifest.json").write_text("old")
+    with pytest.raises(RuntimeError):
+        write_portable(tiny_graph, old)
+    assert sorted(p.name for p in old.iterdir()) == ["manifest.json"]
+    assert (old / "manifest.json").read_text() == "old"
+
+
+def test_unknown_extension_op_type_is_one_line(tmp_path, tiny_graph):
+    import pytest
+
+    from nmc_deploy.errors import GraphError
+
+    out = write_portable(tiny_graph, tmp_path / "p")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["extension_ops"][0]["type"] = "Softmax"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    name = manifest["extension_ops"][0]["name"]
+    with pytest.raises(GraphError, match=f"extension op '{name}' has unknown type 'Softmax'"):
+        read_portable(out)
