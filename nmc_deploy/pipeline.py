@@ -24,7 +24,7 @@ __all__ = ["train_checkpoint", "prune_checkpoint", "export_checkpoint", "compile
            "run_simulation", "make_report", "run_demo", "format_low_rank_forms", "BUILD_FILES",
            "PRUNE_METHODS"]
 
-PRUNE_METHODS = ("lth", "l1p", "dsp", "none")  # none: token selection only
+from .prune.request import PRUNE_METHODS  # noqa: E402  (plain Python, no torch)
 
 BUILD_FILES = ("program.json", "program.npz", "placement.json", "model.nir")
 
@@ -73,100 +73,27 @@ def prune_checkpoint(ckpt: Path, out: Path, *, method: str, sparsity: float | No
     With ``token_keep`` the (pruned) model then gets token selectors before
     ``token_blocks`` (default every block; a list or "1,2") trained for ``token_epochs``
     with the weight masks kept (method "none": token selection only).
-    Arguments are checked before any work, so a bad request writes nothing. LTH rounds are
-    resumable through ``state_dir`` (default: ``<out>.lth/``).
+    Arguments are checked before any work (:class:`~nmc_deploy.prune.request.PruneRequest`),
+    so a bad request writes nothing. LTH rounds are resumable through ``state_dir``
+    (default: ``<out>.lth/``).
     """
-    from .errors import NmcDeployError as _E
+    from .prune.request import PruneRequest
 
-    if method not in PRUNE_METHODS:
-        raise _E(f"prune: unknown method '{method}'; choose one of {', '.join(PRUNE_METHODS)}")
-    if token_keep is not None and not 0.0 < token_keep < 1.0:
-        raise _E(f"prune: token keep ratio ({token_keep}) must be in (0, 1); it is the "
-                 "fraction of tokens each selector keeps")
-    if method == "none" and token_keep is None:
-        raise _E("prune: method 'none' prunes nothing; give --token-keep r for token "
-                 "selection or choose lth, l1p or dsp")
-    if isinstance(token_blocks, str):
-        try:
-            token_blocks = [int(b) for b in token_blocks.split(",") if b.strip()]
-        except ValueError:
-            raise _E(f"prune: token blocks ('{token_blocks}') must be comma-separated block "
-                     "indices such as '0,1'") from None
-    if sparsity is not None and not 0.0 <= sparsity < 1.0:
-        raise _E(f"prune: sparsity ({sparsity}) must be in [0, 1); it is the fraction of "
-                 "weights removed")
-    if rank_budget is not None and not 0.0 < rank_budget <= 1.0:
-        raise _E(f"prune: rank budget ({rank_budget}) must be in (0, 1], a fraction of the "
-                 "dense block parameters")
-    if method == "dsp" and rank_budget is None and energy is None:
-        energy = 0.9
-    if method in ("lth", "l1p") and sparsity is None:
-        sparsity = 0.9
+    request = PruneRequest(method=method, sparsity=sparsity, rank_budget=rank_budget,
+                           energy=energy, slif=slif, epochs=epochs, rounds=rounds, seed=seed,
+                           token_keep=token_keep, token_blocks=token_blocks,
+                           token_epochs=token_epochs)
     from .data import load_dataset
     from .models.checkpoint import load_checkpoint, save_checkpoint
-    from .prune.common import accuracy_on_test
-    from .prune.masks import sparsity_report
+    from .prune.run import check_prunable, run_prune
 
     model, meta = load_checkpoint(ckpt)
-    if not hasattr(model, "blocks"):
-        raise _E(f"{ckpt}: not a Spikformer checkpoint; prune works on Spikformer models")
-    if token_keep is not None:
-        import dataclasses
-
-        if model.config.token_blocks:
-            raise _E(f"{ckpt}: the model already has token selectors; start from a model "
-                     "without them")
-        blocks = tuple(range(model.config.depth)) if token_blocks is None else tuple(token_blocks)
-        dataclasses.replace(model.config, token_keep=token_keep, token_blocks=blocks)  # checks
+    check_prunable(model, request, str(ckpt))
     data = load_dataset(meta.get("dataset", "digits"), data_path)
-    before = {"accuracy_float": accuracy_on_test(model, data),
-              "params": int(sum(p.numel() for p in model.parameters())),
-              "nonzeros": int(sum(int((p != 0).sum()) for p in model.parameters()))}
-    if slif:
-        from .prune.slif import convert_to_slif
-
-        model = convert_to_slif(model)
-    t0 = time.perf_counter()
-    if method == "lth":
-        from .prune.lth import run_lth
-
-        result = run_lth(model, data, epochs_per_round=epochs, rounds=rounds,
-                         target_sparsity=None if rounds else sparsity, seed=seed,
-                         state_dir=state_dir or Path(str(out) + ".lth"), progress=progress)
-    elif method == "none":
-        from .prune.common import PruneResult
-
-        result = PruneResult(model=model)
-    elif method == "l1p":
-        from .prune.l1p import run_l1p
-
-        result = run_l1p(model, data, sparsity=sparsity, finetune_epochs=epochs, seed=seed,
-                         progress=progress)
-    else:
-        from .prune.dsp import run_dsp
-
-        result = run_dsp(model, data, energy=None if rank_budget else energy,
-                         rank_budget=rank_budget, finetune_epochs=epochs, seed=seed,
-                         progress=progress)
-    pruned = result.model
-    if token_keep is not None:
-        from .prune.tokens import run_tokens
-
-        _log(f"training token selectors (r = {token_keep}, blocks {list(blocks)}, "
-             f"{token_epochs} epochs)", log)
-        tok = run_tokens(pruned, data, keep=token_keep, blocks=blocks, epochs=token_epochs,
-                         seed=seed, masks=result.masks or None, progress=progress)
-        result.log.extend(tok.log)
-        pruned = tok.model
-    after = {"accuracy_float": accuracy_on_test(pruned, data),
-             "params": int(sum(p.numel() for p in pruned.parameters())),
-             "nonzeros": int(sum(int((p != 0).sum()) for p in pruned.parameters()))}
-    rep = sparsity_report(pruned, result.masks or None)
-    summary = {"method": method, "slif": slif, "sparsity": sparsity, "rank_budget": rank_budget,
-               "energy": energy, "token_keep": token_keep,
-               "token_blocks": list(pruned.config.token_blocks), "before": before, "after": after,
-               "seconds": round(time.perf_counter() - t0, 1), "log": result.log,
-               "prunable_sparsity": getattr(rep, "sparsity", None)}
+    pruned, summary = run_prune(model, data, request,
+                                state_dir=state_dir or Path(str(out) + ".lth"),
+                                progress=progress, log=lambda m: _log(m, log))
+    before, after = summary["before"], summary["after"]
     save_checkpoint(out, pruned, {**{k: v for k, v in meta.items() if k != "history"},
                                   "accuracy_float": after["accuracy_float"],
                                   "pruning": {k: v for k, v in summary.items() if k != "log"}})

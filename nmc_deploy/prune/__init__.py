@@ -7,6 +7,9 @@
 * :mod:`~nmc_deploy.prune.l1p`: one-shot or gradual magnitude pruning of the block matrices.
 * :mod:`~nmc_deploy.prune.dsp`: low-rank (truncated SVD) factorisation of the block matrices.
 * :mod:`~nmc_deploy.prune.slif`: SLIF neurons (learnable threshold and leak per channel).
+* :mod:`~nmc_deploy.prune.tokens`: SparseSpikformer's token selectors.
+* :mod:`~nmc_deploy.prune.request` (no torch): :class:`PruneRequest`, checked before any work;
+  :mod:`~nmc_deploy.prune.run`: one run of a request on a loaded model (``nmc-deploy prune``).
 
 L1P, DSP and sLIF follow the labelled proposal of docs/spikformer-and-pruning.md section
 3.3 (the paper's equations are unavailable). The submodules import torch; this package
