@@ -23,7 +23,7 @@ its fixed-point arithmetic; the options override only the hooks:
   voltage v (int32, 24-bit) is sent on ``s_out`` every step (``spiking_activation``).
 
 All options combine. With none (scalar decays broadcast), the model computes exactly
-Lava's ``PyLifResetModelBitAcc`` (tests/simulate/lava/test_lif.py compares them).
+Lava's ``PyLifResetModelBitAcc`` (tests/simulate/test_loihi_lif.py compares them).
 """
 from collections import deque
 
