@@ -89,6 +89,29 @@ def lif_options(p, T: int, windowed: bool, selector=None) -> dict:
     return options
 
 
+def _connect_recorders(program: Program, lifs: dict, selectors: dict, num_steps: int,
+                       record_dir: Path) -> dict:
+    """One recorder per population (spikes; payloads of a relay, voltage of an LI) and two
+    per token selector (its stream, its mask); returns name -> (recorder, *paths)."""
+    recorders = {}
+    for i, p in enumerate(program.populations):
+        recorder = GradedRecorder if (p.graded or p.kind == LI) else SpikeRecorder
+        rec = recorder(shape=(p.size,), num_steps=num_steps,
+                       path=str(record_dir / f"pop{i}.npy"), name=f"rec:{p.name}")
+        lifs[p.name].s_out.connect(rec.a_in)
+        recorders[p.name] = (rec, record_dir / f"pop{i}.npy")
+    for i, t in enumerate(program.token_selects):
+        n = t.dim * t.n_tokens
+        rec = GradedRecorder(shape=(n,), num_steps=num_steps, path=str(record_dir / f"sel{i}.npy"),
+                             name=f"rec:{t.name}")
+        selectors[t.name].s_out.connect(rec.a_in)
+        mrec = SpikeRecorder(shape=(t.n_tokens,), num_steps=num_steps,
+                             path=str(record_dir / f"mask{i}.npy"), name=f"rec:{t.name}:mask")
+        selectors[t.name].mask_out.connect(mrec.a_in)
+        recorders[t.name] = (rec, record_dir / f"sel{i}.npy", record_dir / f"mask{i}.npy")
+    return recorders
+
+
 def build_network(program: Program, inputs: np.ndarray, record_dir: Path):
     """Create and connect the Lava Processes; returns ``(source, recorders, num_steps)``.
 
@@ -169,22 +192,7 @@ def build_network(program: Program, inputs: np.ndarray, record_dir: Path):
             attention[op.name] = proc
             continue
         connect_group(g, lifs[g.target].a_in)
-    recorders = {}
-    for i, p in enumerate(program.populations):
-        recorder = GradedRecorder if (p.graded or p.kind == LI) else SpikeRecorder
-        rec = recorder(shape=(p.size,), num_steps=num_steps,
-                       path=str(record_dir / f"pop{i}.npy"), name=f"rec:{p.name}")
-        lifs[p.name].s_out.connect(rec.a_in)
-        recorders[p.name] = (rec, record_dir / f"pop{i}.npy")
-    for i, t in enumerate(program.token_selects):
-        n = t.dim * t.n_tokens
-        rec = GradedRecorder(shape=(n,), num_steps=num_steps, path=str(record_dir / f"sel{i}.npy"),
-                             name=f"rec:{t.name}")
-        selectors[t.name].s_out.connect(rec.a_in)
-        mrec = SpikeRecorder(shape=(t.n_tokens,), num_steps=num_steps,
-                             path=str(record_dir / f"mask{i}.npy"), name=f"rec:{t.name}:mask")
-        selectors[t.name].mask_out.connect(mrec.a_in)
-        recorders[t.name] = (rec, record_dir / f"sel{i}.npy", record_dir / f"mask{i}.npy")
+    recorders = _connect_recorders(program, lifs, selectors, num_steps, record_dir)
     return source, recorders, num_steps
 
 

@@ -1,4 +1,4 @@
-"""Lava Processes that Lava does not provide (but the LIF), each with a ``fixed_pt`` model.
+"""Lava Processes that Lava lacks (the LIF lives in ``lif``), each with a ``fixed_pt`` model.
 
 SpikeAttention
     The spiking self-attention core as a synapse-like stage (a Loihi 2 programmable-neuron
