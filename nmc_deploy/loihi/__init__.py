@@ -1,1 +1,6 @@
-"""Loihi chip arithmetic as Lava's bit-accurate models compute it (numpy only)."""
+"""Loihi chip arithmetic as Lava's bit-accurate models compute it: constants, kernels (numpy).
+
+``constants`` holds every Lava/Loihi constant; ``synapses`` the weight grid and the Sparse
+step; ``neurons`` the fixed-point LIF step and its float twin; ``attention`` the spike
+attention and token selector kernels; ``kernels`` re-exports all kernels.
+"""

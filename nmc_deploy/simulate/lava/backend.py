@@ -1,25 +1,25 @@
 """Run a compiled program with real Lava Processes on ``Loihi2SimCfg(select_tag='fixed_pt')``.
 
-The only module of nmc-deploy (besides the custom processes in ``lava_procs``) that
+The only module of nmc-deploy (besides the Processes in ``lif`` and ``processes``) that
 imports Lava. Mapping:
 
 * input: ``RingBuffer`` source with the integer input of every sample: images repeated T
   times or a (B, T, *input_shape) sequence; a second ``RingBuffer`` cycling ``[1]*T +
   [0]*gap`` when groups read the constant source ``CONST``;
-* population: ``LIFReset`` (PyLifResetModelBitAcc; our ``LIFResetPerNeuronDecay`` subclass
-  when leaks differ per neuron) with ``reset_interval = T`` and
-  ``reset_offset = (1 + depth) % T``, so u and v are zeroed at the first step of each
-  sample window of that depth (deployment decision 2);
+* population: our ``LoihiLIF`` (Lava's LIFReset with options; ``simulate/lava/lif.py``)
+  with ``reset_interval = P`` and ``reset_offset = (1 + depth) % P``, so u and v are zeroed
+  at the first step of each sample window of that depth (deployment decision 2); the
+  options follow the population (:func:`lif_options`): its decays per neuron, a window
+  when samples are separated by a gap, a gate for the token selector that gates it, a
+  subtractive reset, no spikes for an LI/CubaLI readout;
 * synapse group: ``Sparse`` (delay 0) or ``DelaySparse`` (delay > 0), with the program's
   integer weights, ``weight_exp``, ``num_weight_bits=8`` and ``num_message_bits``;
 * attention op: our ``SpikeAttention`` Process, whose output drives the attention LIF;
 * relay population (low-rank factor stage): our ``GradedRelay`` Process; the groups it
   feeds are Sparse/DelaySparse with ``num_message_bits > 0`` (graded payloads);
 * token selector: our ``TokenSelectProcess`` (buffers a sample, decides, re-emits the kept
-  tokens' stream as graded payloads); the populations it gates are ``LIFResetGated``,
-  whose ``gate_in`` receives its keep mask;
-* LI/CubaLI readouts, populations with a subtractive reset, and every population of a
-  program with lagged groups (Delay nodes, recurrence): our ``LIFWindowed`` Process;
+  tokens' stream as graded payloads); the populations it gates receive its keep mask on
+  ``gate_in`` (``LoihiLIF``'s gate option);
 * recording: one ``SpikeRecorder`` per spiking population writes its raster to a temporary
   file; a ``GradedRecorder`` (int32 payloads) per relay, per token selector output and per
   LI population (its voltage).
@@ -27,10 +27,10 @@ imports Lava. Mapping:
 Samples run with period ``P = T + gap`` (``gap = program.sample_gap``, the largest lag; 0
 without Delay nodes and recurrence, so samples run back to back): a population of depth d
 holds sample k, step t at Lava time step ``1 + d + k P + t``. In the ``gap`` idle steps the
-input is 0 and every population rests (``LIFWindowed``), so a lagged group (at most ``gap``
-steps) delivers zeros into the first steps of the next window, as the reference's "0 before
-t = 0": a recurrent spike of a sample's last step never reaches the next sample. The run
-lasts ``n P + pipeline depth`` steps.
+input is 0 and every population rests (``LoihiLIF``'s window option), so a lagged group (at
+most ``gap`` steps) delivers zeros into the first steps of the next window, as the
+reference's "0 before t = 0": a recurrent spike of a sample's last step never reaches the
+next sample. The run lasts ``n P + pipeline depth`` steps.
 """
 from __future__ import annotations
 
@@ -43,28 +43,73 @@ import numpy as np
 from . import lava311
 from ...program import CONST, INPUT, LI, Program
 from ...errors import SimulationError
-from ..reference import (SimulationResult, _check_sequence, _readout, _readout_steps,
-                        as_input_sequence)
+from ...loihi.constants import LAVA_SYNAPSE
+from ..inputs import as_input_sequence, check_input_steps
+from ..readout import read_out
+from ..result import SimulationResult
 
 lava311.import_lava_runtime()
 
 from lava.magma.core.run_conditions import RunSteps  # noqa: E402
 from lava.magma.core.run_configs import Loihi2SimCfg  # noqa: E402
 from lava.proc.io.source import RingBuffer  # noqa: E402
-from lava.proc.lif.process import LIFReset  # noqa: E402
 from lava.proc.sparse.process import DelaySparse, Sparse  # noqa: E402
 
-from .processes import (GradedRecorder, GradedRelay, LIFResetGated,  # noqa: E402
-                                   LIFResetPerNeuronDecay, LIFWindowed,
-                                   PyDelaySparseModelBitAccCached, SpikeAttention,
-                                   SpikeRecorder, TokenSelectProcess)
+from .lif import LoihiLIF  # noqa: E402
+from .processes import (GradedRecorder, GradedRelay,  # noqa: E402
+                        PyDelaySparseModelBitAccCached, SpikeAttention, SpikeRecorder,
+                        TokenSelectProcess)
 
-__all__ = ["simulate_lava", "build_network", "run_config"]
+__all__ = ["simulate_lava", "build_network", "run_config", "lif_options"]
 
 
 def _attention_weight(weights):
     d = weights.diagonal().astype(np.int64)
     return int(d[0]) if np.all(d == d[0]) else d
+
+
+def lif_options(p, T: int, windowed: bool, selector=None) -> dict:
+    """The :class:`LoihiLIF` options of population ``p`` (besides its LIFReset parameters).
+
+    ``windowed`` (samples separated by a gap): active ``T`` steps from ``1 + depth`` per
+    period, at rest between. LI populations and those with a subtractive reset get the
+    window in every program (without a gap it only keeps them at rest before their first
+    window). ``selector``: the token selector gating ``p`` (its mask, ``depth - selector
+    depth`` steps old, belongs to the sample being computed); it combines with a window.
+    """
+    options = {}
+    if windowed or p.kind == LI or p.reset_subtract:
+        options.update(window=T, first_step=1 + p.depth)
+    if p.reset_subtract:
+        options["reset_subtract"] = p.reset_subtract
+    if p.kind == LI:
+        options["spiking"] = False
+    if selector is not None:
+        options.update(gate_tokens=selector.n_tokens, gate_delay=p.depth - selector.depth)
+    return options
+
+
+def _connect_recorders(program: Program, lifs: dict, selectors: dict, num_steps: int,
+                       record_dir: Path) -> dict:
+    """One recorder per population (spikes; payloads of a relay, voltage of an LI) and two
+    per token selector (its stream, its mask); returns name -> (recorder, *paths)."""
+    recorders = {}
+    for i, p in enumerate(program.populations):
+        recorder = GradedRecorder if (p.graded or p.kind == LI) else SpikeRecorder
+        rec = recorder(shape=(p.size,), num_steps=num_steps,
+                       path=str(record_dir / f"pop{i}.npy"), name=f"rec:{p.name}")
+        lifs[p.name].s_out.connect(rec.a_in)
+        recorders[p.name] = (rec, record_dir / f"pop{i}.npy")
+    for i, t in enumerate(program.token_selects):
+        n = t.dim * t.n_tokens
+        rec = GradedRecorder(shape=(n,), num_steps=num_steps, path=str(record_dir / f"sel{i}.npy"),
+                             name=f"rec:{t.name}")
+        selectors[t.name].s_out.connect(rec.a_in)
+        mrec = SpikeRecorder(shape=(t.n_tokens,), num_steps=num_steps,
+                             path=str(record_dir / f"mask{i}.npy"), name=f"rec:{t.name}:mask")
+        selectors[t.name].mask_out.connect(mrec.a_in)
+        recorders[t.name] = (rec, record_dir / f"sel{i}.npy", record_dir / f"mask{i}.npy")
+    return recorders
 
 
 def build_network(program: Program, inputs: np.ndarray, record_dir: Path):
@@ -93,22 +138,12 @@ def build_network(program: Program, inputs: np.ndarray, record_dir: Path):
             lifs[p.name] = GradedRelay(shape=(p.size,), payload_shift=p.payload_shift,
                                        name=p.name)
             continue
-        kwargs = dict(shape=(p.size,), du=p.du, dv=p.dv, vth=p.vth,
-                      bias_mant=np.asarray(p.bias_mant, np.int64).astype(np.int32),
-                      bias_exp=np.full(p.size, p.bias_exp, np.int32),
-                      reset_interval=period, reset_offset=(1 + p.depth) % period, name=p.name)
-        if windowed or p.kind == LI or p.reset_subtract:
-            lifs[p.name] = LIFWindowed(window=T, first_step=1 + p.depth,
-                                       reset_subtract=p.reset_subtract,
-                                       spiking=p.kind != LI, **kwargs)
-        elif p.gate:
-            sel = sels[p.gate]
-            lifs[p.name] = LIFResetGated(n_tokens=sel.n_tokens, gate_delay=p.depth - sel.depth,
-                                         **kwargs)
-        else:
-            vector = isinstance(p.dv, np.ndarray) or isinstance(p.du, np.ndarray)
-            neuron = LIFResetPerNeuronDecay if vector else LIFReset
-            lifs[p.name] = neuron(**kwargs)
+        lifs[p.name] = LoihiLIF(
+            shape=(p.size,), du=p.du, dv=p.dv, vth=p.vth,
+            bias_mant=np.asarray(p.bias_mant, np.int64).astype(np.int32),
+            bias_exp=np.full(p.size, p.bias_exp, np.int32), reset_interval=period,
+            reset_offset=(1 + p.depth) % period, name=p.name,
+            **lif_options(p, T, windowed, sels.get(p.gate)))
     selectors = {}
     for t in program.token_selects:
         prev_delay = t.depth_in - sels[t.previous].depth if t.previous else -1
@@ -132,7 +167,8 @@ def build_network(program: Program, inputs: np.ndarray, record_dir: Path):
 
     def connect_group(g, in_port):
         kwargs = dict(weights=g.weights.astype(np.int32), weight_exp=g.weight_exp,
-                      num_weight_bits=8, num_message_bits=g.num_message_bits, name=g.name)
+                      num_weight_bits=LAVA_SYNAPSE.max_weight_bits,
+                      num_message_bits=g.num_message_bits, name=g.name)
         syn = DelaySparse(delays=g.delay, max_delay=g.delay, **kwargs) if g.delay else \
             Sparse(**kwargs)
         out_port(g.source).connect(syn.s_in)
@@ -156,22 +192,7 @@ def build_network(program: Program, inputs: np.ndarray, record_dir: Path):
             attention[op.name] = proc
             continue
         connect_group(g, lifs[g.target].a_in)
-    recorders = {}
-    for i, p in enumerate(program.populations):
-        recorder = GradedRecorder if (p.graded or p.kind == LI) else SpikeRecorder
-        rec = recorder(shape=(p.size,), num_steps=num_steps,
-                       path=str(record_dir / f"pop{i}.npy"), name=f"rec:{p.name}")
-        lifs[p.name].s_out.connect(rec.a_in)
-        recorders[p.name] = (rec, record_dir / f"pop{i}.npy")
-    for i, t in enumerate(program.token_selects):
-        n = t.dim * t.n_tokens
-        rec = GradedRecorder(shape=(n,), num_steps=num_steps, path=str(record_dir / f"sel{i}.npy"),
-                             name=f"rec:{t.name}")
-        selectors[t.name].s_out.connect(rec.a_in)
-        mrec = SpikeRecorder(shape=(t.n_tokens,), num_steps=num_steps,
-                             path=str(record_dir / f"mask{i}.npy"), name=f"rec:{t.name}:mask")
-        selectors[t.name].mask_out.connect(mrec.a_in)
-        recorders[t.name] = (rec, record_dir / f"sel{i}.npy", record_dir / f"mask{i}.npy")
+    recorders = _connect_recorders(program, lifs, selectors, num_steps, record_dir)
     return source, recorders, num_steps
 
 
@@ -187,7 +208,7 @@ def simulate_lava(program: Program, inputs: np.ndarray, *,
     ``(B, T, *input_shape)``; spikes, payloads and LI voltages in sample time like
     :func:`~nmc_deploy.simulate.reference.simulate_reference`."""
     seq = as_input_sequence(program, inputs)
-    _check_sequence(program, seq)
+    check_input_steps(program, seq)
     n, T = seq.shape[0], seq.shape[1]
     period = T + program.sample_gap
     t0 = time.perf_counter()
@@ -230,15 +251,8 @@ def simulate_lava(program: Program, inputs: np.ndarray, *,
             masks[t.name] = mraster[t.depth:t.depth + n * T:T]  # one row per sample
     counts = {k: s.sum(axis=0).astype(np.int64) for k, s in spikes.items()}
     scales = {p.name: float(p.scale) for p in program.populations if p.kind == LI}
-    values, sums = {}, {}
-    for name in program.readout.weights:
-        if name in voltages:
-            values[name] = voltages[name] / scales[name]
-            sums[name] = values[name].sum(axis=0)
-        else:
-            values[name] = spikes[name] if name in spikes else sel_steps[name]
-    logits = _readout(program.readout, {**counts, **sel_counts, **sums}, T, n)
-    steps = _readout_steps(program.readout, values, T, n)
+    logits, steps = read_out(program.readout, {**counts, **sel_counts}, {**spikes, **sel_steps},
+                             voltages, scales, T, n)
     stats = {"backend": "lava", "samples": n, "time_steps": T, "lava_steps": num_steps,
              "sample_gap": program.sample_gap, "seconds": time.perf_counter() - t0}
     return SimulationResult(spikes, counts, logits, stats, token_masks=masks,

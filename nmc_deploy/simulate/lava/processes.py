@@ -1,4 +1,4 @@
-"""Lava Processes that Lava does not provide, each with a ``fixed_pt`` ProcessModel.
+"""Lava Processes that Lava lacks (the LIF lives in ``lif``), each with a ``fixed_pt`` model.
 
 SpikeAttention
     The spiking self-attention core as a synapse-like stage (a Loihi 2 programmable-neuron
@@ -14,32 +14,44 @@ GradedRelay
     A low-rank factor stage (Loihi 2 graded-spike neuron; Lava's ``GradedVec`` with
     ``vth = 0`` plus a right shift): per step ``p = a_in >> payload_shift`` (arithmetic),
     sent at the same step as a graded payload; no state, no threshold.
-TokenSelectProcess, LIFResetGated
-    A SparseSpikformer token selector on an embedded core and the LIF populations it gates
-    (see their docstrings).
+TokenSelectProcess
+    A SparseSpikformer token selector on an embedded core (see its docstring); the LIF
+    populations it gates are :class:`~nmc_deploy.simulate.lava.lif.LoihiLIF` with a gate.
 GradedRecorder
-    Like SpikeRecorder for graded payloads (relays, token selector outputs): an int32
-    ``.npy`` file (one row per step).
-LIFWindowed
-    Lava's fixed-point LIF arithmetic (per-neuron du, dv) that runs only inside its sample
-    windows and rests (u = v = 0, no output) between them; optionally a subtractive reset,
-    or no spikes at all with the voltage sent as a graded output (LI/CubaLI readouts).
+    Like SpikeRecorder for graded payloads (relays, token selector outputs, LI voltages):
+    an int32 ``.npy`` file (one row per step).
+PyDelaySparseModelBitAccCached
+    Lava's DelaySparse model with its static per-delay weight matrix built once.
+
+The neurons are one configurable Process, :class:`~nmc_deploy.simulate.lava.lif.LoihiLIF`.
+Imports are absolute: Lava's model discovery executes every module of this directory
+outside its package.
 """
+
 import warnings
 
 import numpy as np
 
-from lava.magma.core.decorator import implements, requires, tag
-from lava.magma.core.model.py.model import PyLoihiProcessModel
-from lava.magma.core.model.py.ports import PyInPort, PyOutPort
-from lava.magma.core.model.py.type import LavaPyType
-from lava.magma.core.process.ports.ports import InPort, OutPort
-from lava.magma.core.process.process import AbstractProcess
-from lava.magma.core.process.variable import Var
-from lava.magma.core.resources import CPU
-from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+from nmc_deploy.loihi.attention import attention_counts, token_scores_fixed, top_k_mask
+from nmc_deploy.loihi.constants import GRADED_BITS, SPIKE_BITS
+from nmc_deploy.simulate.lava import lava311
+from nmc_deploy.simulate.lava.lif import DelayFifo
 
-from nmc_deploy.loihi.kernels import attention_counts
+lava311.import_lava_runtime()  # Lava 0.10.0 on Python 3.11
+
+from lava.magma.core.decorator import implements, requires, tag  # noqa: E402
+from lava.magma.core.model.py.model import PyLoihiProcessModel  # noqa: E402
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort  # noqa: E402
+from lava.magma.core.model.py.type import LavaPyType  # noqa: E402
+from lava.magma.core.process.ports.ports import InPort, OutPort  # noqa: E402
+from lava.magma.core.process.process import AbstractProcess  # noqa: E402
+from lava.magma.core.process.variable import Var  # noqa: E402
+from lava.magma.core.resources import CPU  # noqa: E402
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol  # noqa: E402
+from lava.proc.sparse.models import PyDelaySparseModelBitAcc  # noqa: E402
+
+__all__ = ["SpikeAttention", "SpikeRecorder", "GradedRelay", "GradedRecorder",
+           "TokenSelectProcess", "PyDelaySparseModelBitAccCached"]
 
 
 class SpikeAttention(AbstractProcess):
@@ -61,11 +73,11 @@ class SpikeAttention(AbstractProcess):
 @requires(CPU)
 @tag("fixed_pt")
 class PySpikeAttentionModelFixed(PyLoihiProcessModel):
-    q_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=1)
-    k_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=1)
-    v_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=1)
-    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
-    a_buff: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    q_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=SPIKE_BITS)
+    k_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=SPIKE_BITS)
+    v_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=SPIKE_BITS)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=GRADED_BITS)
+    a_buff: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=GRADED_BITS)
 
     def run_spk(self):
         p = self.proc_params
@@ -114,7 +126,7 @@ class _PyRecorderBase(PyLoihiProcessModel):
 @requires(CPU)
 @tag("fixed_pt")
 class PySpikeRecorderModel(_PyRecorderBase):
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=1)
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=SPIKE_BITS)
     buffer_dtype = bool  # nonzero = spike
 
     def saved(self, buffer):
@@ -137,15 +149,12 @@ class PyGradedRelayModelFixed(PyLoihiProcessModel):
     """``s_out = a_in >> payload_shift`` each step (bit-accurate; int32 like Lava's
     GradedVec fixed-point model)."""
 
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=GRADED_BITS)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=GRADED_BITS)
 
     def run_spk(self):
         a = np.asarray(self.a_in.recv()).astype(np.int64)
         self.s_out.send((a >> int(self.proc_params["payload_shift"])).astype(np.int32))
-
-
-from lava.proc.sparse.models import PyDelaySparseModelBitAcc  # noqa: E402
 
 
 class PyDelaySparseModelBitAccCached(PyDelaySparseModelBitAcc):
@@ -170,90 +179,12 @@ class PyDelaySparseModelBitAccCached(PyDelaySparseModelBitAcc):
                           (self.a_buff.shape[-1], self.weights.shape[0])).T
 
 
-from lava.proc.lif.models import AbstractPyLifModelFixed  # noqa: E402
-from lava.proc.lif.process import LIFReset  # noqa: E402
-
-
-class LIFResetPerNeuronDecay(LIFReset):
-    """Lava's LIFReset with ``du`` and ``dv`` as per-neuron Vars (sLIF's per-channel leaks).
-
-    Loihi 2's programmable neurons allow this; Lava's LIF holds one decay per population.
-    The dynamics are Lava's PyLifResetModelBitAcc, evaluated elementwise.
-    """
-
-    def __init__(self, *, shape, du, dv, **kwargs):
-        super().__init__(shape=shape, du=0, dv=0, **kwargs)
-        self.du = Var(shape=shape, init=np.broadcast_to(du, shape).copy())
-        self.dv = Var(shape=shape, init=np.broadcast_to(dv, shape).copy())
-
-
-class _PyLIFResetVectorDecayBase(AbstractPyLifModelFixed):
-    """Lava's fixed-point LIF arithmetic (AbstractPyLifModelFixed.subthr_dynamics) with
-    vector decays, plus LIFReset's behaviour: u, v zeroed when
-    ``time_step % reset_interval == reset_offset`` (before integrating), spike on
-    ``v > vth << 6``, reset to 0. (Undecorated: each Process gets its own subclass.)"""
-
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
-    vth: int = LavaPyType(int, np.int32, precision=17)
-    du: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=12)
-    dv: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=12)
-
-    def __init__(self, proc_params):
-        super().__init__(proc_params)
-        self.reset_interval = proc_params["reset_interval"]
-        self.reset_offset = proc_params["reset_offset"] % self.reset_interval
-
-    def run_spk(self):
-        self._step(self.a_in.recv())
-
-    def _step(self, a_in, gate=None):
-        """One step; neurons with ``gate`` False (if given) neither spike nor keep u, v."""
-        if self.time_step % self.reset_interval == self.reset_offset:
-            self.u *= 0
-            self.v *= 0
-        self.scale_bias()
-        self.subthr_dynamics(activation_in=a_in)
-        spikes = self.v > np.left_shift(self.vth, self.vth_shift)
-        if gate is not None:
-            spikes = spikes & gate
-        self.reset_voltage(spike_vector=spikes)
-        if gate is not None:
-            self.u = np.where(gate, self.u, 0).astype(self.u.dtype)
-            self.v = np.where(gate, self.v, 0).astype(self.v.dtype)
-        self.s_out.send(spikes)
-
-
-@implements(proc=LIFResetPerNeuronDecay, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
-class PyLIFResetPerNeuronDecayModel(_PyLIFResetVectorDecayBase):
-    """The model of :class:`LIFResetPerNeuronDecay` (see the base class)."""
-
-
-from collections import deque  # noqa: E402
-
-from nmc_deploy.loihi.kernels import token_scores_fixed, top_k_mask  # noqa: E402
-
-
-class _GateFifo:
-    """The value received ``delay`` steps ago (zeros until then)."""
-
-    def __init__(self, delay: int, size: int):
-        self.delay = int(delay)
-        self.queue = deque(maxlen=self.delay + 1)
-        self.zero = np.zeros(size, np.int32)
-
-    def push(self, value) -> np.ndarray:
-        self.queue.append(np.asarray(value))
-        return self.queue[0] if len(self.queue) == self.delay + 1 else self.zero
-
-
 class TokenSelectProcess(AbstractProcess):
     """SparseSpikformer token selector on an embedded core (integer, one-sample buffer).
 
     ``a_in`` (dim*N graded): the residual stream, input step t of a sample arriving at Lava
     step ``1 + depth_in + t``. After step T-1 the selector scores the tokens with the
-    integer predictor of ``TokenSelectOp`` (``nmc_deploy.loihi.kernels``), keeps the
+    integer predictor of ``TokenSelectOp`` (``nmc_deploy.loihi.attention``), keeps the
     ``n_keep`` best among those the previous selector kept (``prev_in``, the previous
     selector's ``mask_out`` delayed by ``prev_delay`` steps) and emits the gated stream on
     ``s_out`` at ``1 + depth + t`` (``depth = depth_in + T - 1``), its keep mask on
@@ -275,10 +206,10 @@ class TokenSelectProcess(AbstractProcess):
 @requires(CPU)
 @tag("fixed_pt")
 class PyTokenSelectModelFixed(PyLoihiProcessModel):
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
-    prev_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=1)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
-    mask_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=GRADED_BITS)
+    prev_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=SPIKE_BITS)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=GRADED_BITS)
+    mask_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=SPIKE_BITS)
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
@@ -289,7 +220,7 @@ class PyTokenSelectModelFixed(PyLoihiProcessModel):
         self.buf = np.zeros((self.T, n), np.int64)  # the sample being received
         self.out_buf = np.zeros((self.T, n), np.int32)  # the sample being emitted
         self.out_mask = np.zeros(self.n_tok, np.int32)
-        self.prev = _GateFifo(p["prev_delay"], self.n_tok) if p["prev_delay"] >= 0 else None
+        self.prev = DelayFifo(p["prev_delay"], self.n_tok) if p["prev_delay"] >= 0 else None
 
     def run_spk(self):
         p = self.proc_params
@@ -317,40 +248,6 @@ class PyTokenSelectModelFixed(PyLoihiProcessModel):
             self.mask_out.send(np.zeros(self.n_tok, np.int32))
 
 
-class LIFResetGated(LIFResetPerNeuronDecay):
-    """:class:`LIFResetPerNeuronDecay` whose neurons a token selector can hold at rest.
-
-    ``gate_in`` receives the selector's keep mask (one bit per token) every step; the model
-    uses the value received ``gate_delay`` steps earlier, which belongs to the sample it is
-    computing. Neuron i belongs to token ``i % n_tokens``; a neuron of a dropped token does
-    not spike and its u and v are held at 0 (a disabled compartment).
-    """
-
-    def __init__(self, *, shape, n_tokens: int, gate_delay: int, **kwargs):
-        super().__init__(shape=shape, **kwargs)
-        self.proc_params["n_tokens"] = int(n_tokens)
-        self.proc_params["gate_delay"] = int(gate_delay)
-        self.gate_in = InPort(shape=(int(n_tokens),))
-
-
-@implements(proc=LIFResetGated, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
-class PyLIFResetGatedModel(_PyLIFResetVectorDecayBase):
-    gate_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=1)
-
-    def __init__(self, proc_params):
-        super().__init__(proc_params)
-        n_tok = int(proc_params["n_tokens"])
-        size = int(np.prod(proc_params["shape"]))
-        self.token_of = np.arange(size) % n_tok
-        self.fifo = _GateFifo(proc_params["gate_delay"], n_tok)
-
-    def run_spk(self):
-        a_in = self.a_in.recv()
-        self._step(a_in, self.fifo.push(self.gate_in.recv())[self.token_of] != 0)
-
-
 class GradedRecorder(AbstractProcess):
     """Record graded payloads of ``shape`` for ``num_steps`` steps into ``path`` (.npy)."""
 
@@ -363,67 +260,5 @@ class GradedRecorder(AbstractProcess):
 @requires(CPU)
 @tag("fixed_pt")
 class PyGradedRecorderModel(_PyRecorderBase):
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=GRADED_BITS)
     buffer_dtype = np.int32
-
-
-class LIFWindowed(LIFResetPerNeuronDecay):
-    """A LIF population that is active only in its sample windows (see the model).
-
-    With ``period = T + gap``, the window of sample k covers Lava steps
-    ``first_step + k period + t`` for ``t < window (= T)``. Inside it the dynamics are
-    :class:`LIFResetPerNeuronDecay`'s (u, v zeroed at the window's first step before
-    integrating); outside it the neurons rest: input ignored, u = v = 0, output 0. So with
-    ``gap`` idle steps between samples, a group that delivers its source's output ``lag <=
-    gap`` steps late carries zeros into the first ``lag`` steps of each window, exactly the
-    "0 before t = 0" of a single sample. On a spike v is zeroed, or with
-    ``reset_subtract > 0`` reduced by it. ``spiking=False``: no threshold and no reset; the
-    voltage v (int32, 24-bit) is sent on ``s_out`` each active step (a non-spiking leaky
-    integrator read out per step, like a Loihi 2 graded-output neuron).
-    """
-
-    def __init__(self, *, shape, window: int, first_step: int, reset_subtract: int = 0,
-                 spiking: bool = True, **kwargs):
-        super().__init__(shape=shape, **kwargs)
-        self.proc_params["window"] = int(window)
-        self.proc_params["first_step"] = int(first_step)
-        self.proc_params["reset_subtract"] = int(reset_subtract)
-        self.proc_params["spiking"] = bool(spiking)
-
-
-@implements(proc=LIFWindowed, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
-class PyLIFWindowedModel(_PyLIFResetVectorDecayBase):
-    """The model of :class:`LIFWindowed` (Lava's AbstractPyLifModelFixed arithmetic)."""
-
-    def __init__(self, proc_params):
-        super().__init__(proc_params)
-        self.window = int(proc_params["window"])
-        self.first_step = int(proc_params["first_step"])
-        self.reset_sub = int(proc_params["reset_subtract"])
-        self.spiking = bool(proc_params["spiking"])
-
-    def run_spk(self):
-        a_in = self.a_in.recv()
-        rel = self.time_step - self.first_step
-        phase = rel % self.reset_interval
-        if rel < 0 or phase >= self.window:  # between windows: at rest
-            self.u *= 0
-            self.v *= 0
-            self.s_out.send(np.zeros(self.v.shape, np.int32))
-            return
-        if phase == 0:
-            self.u *= 0
-            self.v *= 0
-        self.scale_bias()
-        self.subthr_dynamics(activation_in=a_in)
-        if not self.spiking:
-            self.s_out.send(np.array(self.v, np.int32))
-            return
-        spikes = self.v > np.left_shift(self.vth, self.vth_shift)
-        if self.reset_sub:
-            self.v[spikes] -= self.reset_sub
-        else:
-            self.reset_voltage(spike_vector=spikes)
-        self.s_out.send(spikes)

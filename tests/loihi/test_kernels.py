@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from nmc_deploy.loihi.kernels import lava_effective_weights, lif_fixed_step, synaptic_input
+from nmc_deploy.loihi.neurons import lif_fixed_step
+from nmc_deploy.loihi.synapses import lava_effective_weights, synaptic_input
 
 
 def _run_lava_chain(data, weights, weight_exp, num_message_bits, lif_kw, steps, mixed_delay=0):

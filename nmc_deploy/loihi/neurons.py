@@ -1,0 +1,84 @@
+"""Neuron steps: Lava's bit-accurate fixed-point LIF step and its float64 twin (numpy).
+
+``lif_fixed_step`` mirrors ``AbstractPyLifModelFixed`` (Lava 0.10.0) including its quirks
+and is tested against the real ProcessModel by counting mismatches
+(tests/loihi/test_kernels.py). ``lif_float_step`` is the same neuron in float64, the
+dynamics of the lowered graph before quantization. Both are pure: they return new arrays.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .constants import LAVA_LIF, MAX_UV, MAX_V, U_WRAP
+
+__all__ = ["effective_bias", "lif_fixed_step", "lif_float_step"]
+
+
+def effective_bias(bias_mant, bias_exp: int) -> np.ndarray:
+    """Lava's ``scale_bias``: ``bias_mant << bias_exp`` (``>>`` for a negative exponent), int64."""
+    mant = np.asarray(bias_mant, np.int64)
+    return mant << bias_exp if bias_exp >= 0 else mant >> (-bias_exp)
+
+
+def _decayed(x: np.ndarray, decay) -> np.ndarray:
+    """``x`` kept by ``(decay_unity - decay) / decay_unity``, truncated toward zero (Lava)."""
+    y = x * (LAVA_LIF.decay_unity - decay)
+    return np.sign(y) * (np.abs(y) >> LAVA_LIF.decay_shift)
+
+
+def lif_fixed_step(u, v, a_in, *, du, dv, vth, bias_eff, reset_subtract: int = 0):
+    """One step of PyLifModelBitAcc on int64 arrays; returns ``(u, v, spikes, wrapped)``.
+
+    Per neuron, with ``D = decay_unity = 4096`` and ``>> 12`` truncating toward zero::
+
+        u[t] = wrap24(u[t-1] (D - du - 1) >> 12 + (a_in << 6))
+        v[t] = clip(v[t-1] (D - dv) >> 12 + u[t] + bias_eff, -(2**23 - 1), 2**23 - 1)
+        s[t] = v[t] > vth << 6;   v[t] = 0 where s[t]   (or v[t] - reset_subtract)
+
+    ``wrapped`` flags neurons whose current left the 24-bit range (u wraps, as in Lava).
+    ``du``/``dv`` are scalars or per-neuron arrays. ``vth=None``: a non-spiking leaky
+    integrator (no spike, no reset; the Lava LIF process with ``spiking=False``).
+    ``reset_subtract > 0``: a spike subtracts it from v instead of zeroing v.
+    """
+    decayed = _decayed(u, du + LAVA_LIF.ds_offset)
+    decayed = decayed + (np.asarray(a_in, np.int64) << LAVA_LIF.act_shift)
+    wrapped = np.where(decayed > MAX_UV, decayed - U_WRAP, decayed)
+    wrapped = np.where(wrapped <= -MAX_UV, decayed + U_WRAP, wrapped)  # Lava's exact form
+    u = wrapped
+    v = _decayed(v, dv + LAVA_LIF.dm_offset) + u + bias_eff
+    v = np.clip(v, -MAX_V, MAX_V)
+    if vth is None:
+        return u, v, np.zeros(v.shape, bool), wrapped != decayed
+    s = v > (vth << LAVA_LIF.vth_shift)
+    v = np.where(s, v - reset_subtract if reset_subtract else 0, v)
+    return u, v, s, wrapped != decayed
+
+
+def lif_float_step(i_syn, v, x, *, alpha, alpha_syn, bias, v_threshold,
+                   threshold_ge: bool = False, reset_subtract: bool = False):
+    """One float64 step of the LIF / CubaLIF / LI dynamics; returns ``(i_syn, v, spikes)``.
+
+    The float twin of :func:`lif_fixed_step` (the quantizer maps ``alpha`` to ``dv = 4096
+    (1 - alpha)`` and ``alpha_syn`` to ``du = 4096 (1 - alpha_syn) - 1``)::
+
+        i[t] = alpha_syn i[t-1] + x[t]        (a synaptic current; alpha_syn=None: i[t] = x[t])
+        v[t] = alpha v[t-1] + i[t] + bias
+        s[t] = v[t] > v_threshold             (>= with threshold_ge)
+        v[t] = 0 where s[t]                   (reset_subtract: v[t] - v_threshold)
+
+    ``alpha_syn=None``: no current state, ``i_syn`` is returned unchanged. ``v_threshold=None``:
+    a non-spiking leaky integrator (LI, CubaLI: no spike, no reset). Scalars or per-neuron
+    arrays throughout.
+    """
+    if alpha_syn is not None:
+        i_syn = alpha_syn * i_syn + x
+        x = i_syn
+    v = alpha * v + x + bias
+    if v_threshold is None:
+        return i_syn, v, np.zeros(np.shape(v), bool)
+    s = v >= v_threshold if threshold_ge else v > v_threshold
+    if reset_subtract:
+        v = np.where(s, v - v_threshold, v)
+    else:
+        v = np.where(s, 0.0, v)
+    return i_syn, v, s

@@ -1,0 +1,125 @@
+"""The outputs of every group source over a batch, as the reference simulation produces them.
+
+A group reads its source (the input, the constant, a population's spikes, a relay's
+payloads, an attention op's counts or a token selector's gated stream) as (n_src, T*B)
+columns, t-major; :class:`SourceStreams` computes the derived ones once, in the
+simulation's precision.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..loihi.attention import attention_counts, top_k_mask
+from ..program import CONST, INPUT
+
+__all__ = ["SourceStreams", "lagged_columns"]
+
+
+def lagged_columns(x: np.ndarray, lag: int, batch: int) -> np.ndarray:
+    """Columns t-major (n, T*B) shifted by ``lag`` steps (zeros for t < lag)."""
+    if not lag:
+        return x
+    out = np.zeros_like(x)
+    if lag * batch < x.shape[1]:
+        out[:, lag * batch:] = x[:, :x.shape[1] - lag * batch]
+    return out
+
+
+class SourceStreams:
+    """Payloads of group sources for all steps of a batch, as (n_src, T*B) columns t-major.
+
+    The input sequence; CONST (ones); a population's spikes (the loop stores them in
+    ``spikes``); a relay's graded payloads (stored by :meth:`relay`); an attention op's
+    counts (computed once, its accumulate count in ``op_stats``); a token selector's gated
+    stream (computed once: its keep mask goes to ``masks``, its work to ``sel_stats``).
+    ``precision`` (:mod:`~nmc_deploy.simulate.precision`) selects the integer or the float
+    token selector and relay; ``selection=False`` keeps every token.
+    """
+
+    def __init__(self, program, x: np.ndarray, precision, selection: bool = True):
+        # x: (B, T, n_in) input sequence
+        self.program, self.x, self.precision = program, x, precision
+        self.T, self.B = x.shape[1], x.shape[0]
+        self.dtype = precision.dtype
+        self.selection = selection
+        self.spikes: dict[str, np.ndarray] = {}  # pop -> (T, B, n) bool
+        self.payloads: dict[str, np.ndarray] = {}  # relay -> (T, B, n) int64 / float64
+        self.ops = {op.name: op for op in program.attention}
+        self.sels = {t.name: t for t in program.token_selects}
+        self.out: dict[str, np.ndarray] = {}
+        self.op_stats: dict[str, int] = {}
+        self.masks: dict[str, np.ndarray] = {}  # selector -> (B, N) bool
+        self.sel_stats: dict[str, dict] = {}
+
+    def __call__(self, src: str, lag: int = 0) -> np.ndarray:
+        return lagged_columns(self._base(src), lag, self.B) if lag else self._base(src)
+
+    def _base(self, src: str) -> np.ndarray:
+        T, B = self.T, self.B
+        if src == INPUT:
+            return self.x.transpose(2, 1, 0).reshape(-1, T * B).astype(self.dtype, copy=False)
+        if src == CONST:
+            return np.ones((1, T * B), self.dtype)
+        if src in self.ops:
+            if src not in self.out:
+                op = self.ops[src]
+                flat = lambda name: self.spikes[name].reshape(T * B, -1)  # noqa: E731
+                C, n_ops = attention_counts(flat(op.q), flat(op.k), flat(op.v), op.num_heads,
+                                            op.dim, op.n_tokens)
+                self.out[src] = C.T.astype(self.dtype)
+                self.op_stats[src] = int(n_ops.sum())
+            return self.out[src]
+        if src in self.sels:
+            if src not in self.out:
+                self.out[src] = self._select(self.sels[src])
+            return self.out[src]
+        if src in self.payloads:
+            return self.payloads[src].reshape(T * B, -1).T.astype(self.dtype, copy=False)
+        return self.spikes[src].reshape(T * B, -1).T.astype(self.dtype)
+
+    def steps(self, src: str) -> np.ndarray:
+        """The source's output per step, (T, B, n)."""
+        return self(src).reshape(-1, self.T, self.B).transpose(1, 2, 0)
+
+    def relay(self, pop, a_in: np.ndarray) -> np.ndarray:
+        """Store and return the (T, B, n) payloads of relay ``pop`` for its synaptic input
+        ``a_in``: ``a_in >> payload_shift`` in fixed point (no state); the real value in
+        float."""
+        out = self.precision.relay_payload(pop, a_in)
+        self.payloads[pop.name] = out
+        return out
+
+    def _select(self, sel) -> np.ndarray:
+        T, B = self.T, self.B
+        n = sel.dim * sel.n_tokens
+        total = np.zeros((n, T * B), self.dtype)
+        for g in sel.inputs:
+            total += np.asarray(self.precision.group_weights(g) @ self(g.source), self.dtype)
+        counts = total.reshape(n, T, B).sum(axis=1).T  # (B, dim*N)
+        feats = counts.reshape(B, sel.dim, sel.n_tokens).transpose(0, 2, 1)  # (B, N, dim)
+        prev = self.masks[sel.previous] if sel.previous else np.ones((B, sel.n_tokens), bool)
+        scores = self.precision.token_scores(sel, feats, T)
+        mask = top_k_mask(scores, sel.n_keep, prev) if self.selection else prev
+        self.masks[sel.name] = mask
+        hidden = int(np.asarray(sel.w1).shape[0])
+        evaluated = int(prev.sum())
+        self.sel_stats[sel.name] = {
+            "name": sel.name, "evaluated_tokens": evaluated, "kept_tokens": int(mask.sum()),
+            "predictor_macs": evaluated * hidden * (sel.dim + 1), "lut_lookups": evaluated * hidden,
+            "buffered_values": n * T * B}
+        gate = np.tile(mask, (1, sel.dim)).T  # (dim*N, B): neuron c*N + n -> token n
+        return (total.reshape(n, T, B) * gate[:, None, :]).reshape(n, T * B)
+
+    def gate(self, pop) -> np.ndarray | None:
+        """(B, size) bool of the neurons a token selector leaves on (None: not gated)."""
+        if not pop.gate:
+            return None
+        if pop.gate not in self.masks:
+            self(pop.gate)
+        n_tok = self.sels[pop.gate].n_tokens
+        return self.masks[pop.gate][:, np.arange(pop.size) % n_tok]
+
+    def selector_counts(self) -> dict[str, np.ndarray]:
+        """Per selector, its output summed over the T steps, (B, dim*N)."""
+        T, B = self.T, self.B
+        return {name: self(name).reshape(-1, T, B).sum(axis=1).T for name in self.sels}
