@@ -42,7 +42,8 @@ class Population:
 
     ``du = 4095`` means no current state (u is this step's input); a CubaLIF current has
     ``du = 4096 (1 - alpha_syn) - 1``. ``reset_subtract = lam * v_threshold = 64 vth + [>=]``
-    for a subtractive reset (our ``LIFWindowed`` Process; Lava's LIF resets to zero).
+    for a subtractive reset (our ``LoihiLIF`` Process with its subtractive-reset option;
+    Lava's LIF resets to zero).
 
     Kind "li": no spike and no reset; ``v`` is the output (``vth`` 0), in ``scale`` units
     per float unit.
