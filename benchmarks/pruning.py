@@ -64,7 +64,7 @@ def evaluate(model, data, low_rank: str = "fused") -> dict:
         warnings.simplefilter("ignore")
         prog = quantize_program(
             lower_graph(export_spikformer(model, {"input_levels": 16}), low_rank=low_rank),
-            payload_bits=tgt.graded_spike_bits)
+            target=tgt)
     placement = partition_program(prog, tgt)
     sim = simulate_reference(prog, data.x_test, record=False)
     rep = estimate_costs(sim.stats, placement.summary(prog), tgt)

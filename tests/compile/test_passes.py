@@ -13,6 +13,7 @@ from nmc_deploy.compile.lower import lower_graph
 from nmc_deploy.compile.matrices import conv1d_matrix, conv2d_matrix, sumpool2d_matrix
 from nmc_deploy.compile.partition import partition_program
 from nmc_deploy.compile.quantize import quantize_program, quantize_weights
+from nmc_deploy.compile.validate import validate_program
 from nmc_deploy.errors import CapacityError
 from nmc_deploy.loihi.kernels import lava_effective_weights
 from nmc_deploy.targets import load_target
@@ -181,4 +182,4 @@ def test_attention_output_needing_a_delay_is_rejected(tiny_graph):
                                 ("extra_lif", "blocks.0.attn.attn_lif"))
     g = Graph(nodes, edges, tiny_graph.metadata)
     with pytest.raises(LoweringError, match="attention units have no delay line"):
-        quantize_program(lower_graph(g))
+        validate_program(quantize_program(lower_graph(g)))
