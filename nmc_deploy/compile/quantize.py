@@ -238,12 +238,7 @@ class _ProgramQuantizer:
             depth=self.schedule.depths[p.name], scale=mu, layer=p.name, payload_shift=0,
             payload_bits=message_bits(payload_max) + 1))
         for g, qw in zip(gs, qws):
-            self.diagnostics["zeroed_weights"] += qw.zeroed
-            self.diagnostics["clipped_weights"] += qw.clipped
-            self.groups_q.append(SynapseGroup(
-                name=g.name, source=g.source, target=g.target, weights=qw.weights,
-                weight_exp=qw.weight_exp, num_message_bits=self.src_bits(g.source),
-                delay=self.schedule.delay(g), layer=g.layer, kind=g.kind, lag=g.lag))
+            self.append_group(g, qw)
 
     def _is_integer_or(self, p: FloatPopulation, gs: list) -> bool:
         """Exact integer rule: non-negative integer weights (Lava's excitatory grid) and a
@@ -334,11 +329,15 @@ class _ProgramQuantizer:
         if g.source in self.relays:
             real = self._per_payload_unit(g, real)
         qw = quantize_weights(real, self.weight_bits)
-        self.diagnostics["zeroed_weights"] += qw.zeroed
         if g.weight.nnz and qw.zeroed > 0.05 * g.weight.nnz:
             warnings.warn(f"{g.name}: {qw.zeroed} of {g.weight.nnz} weights rounded to 0 "
                           f"(shared weight_exp {qw.weight_exp}; per-neuron scales spread "
                           "too widely?)", QuantizationWarning, stacklevel=5)
+        self.append_group(g, qw)
+
+    def append_group(self, g, qw: QuantizedWeights) -> None:
+        """The quantized group of ``g`` (scheduled delay; rounding losses counted)."""
+        self.diagnostics["zeroed_weights"] += qw.zeroed
         self.diagnostics["clipped_weights"] += qw.clipped
         self.groups_q.append(SynapseGroup(
             name=g.name, source=g.source, target=g.target, weights=qw.weights,

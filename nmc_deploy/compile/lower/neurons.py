@@ -1,14 +1,7 @@
-"""Lowerings of the neuron nodes: each becomes one population (module docstring of
-:mod:`nmc_deploy.compile.lower` for the equations).
-
-With ``k(tau) = dt/tau`` ("forward-euler") or ``1 - exp(-dt/tau)`` ("exact")::
-
-    LIF      alpha = 1 - k,  gain = r k,  leak = v_leak k                    kind "lif"
-    IF       alpha = 1,      gain = r dt                                      kind "lif"
-    CubaLIF  alpha_syn = 1 - k_syn, alpha = 1 - k_mem,
-             gain = w_in k_syn r k_mem (current in voltage units), leak = v_leak k_mem
-    LI, CubaLI   as LIF, CubaLIF without spikes                               kind "li"
-    Threshold    alpha = 0, gain = 1 (stateless, strict ``>``)                kind "threshold"
+"""Lowerings of the neuron nodes: each becomes one population with one synapse group per
+(source, lag) of its input. The decay, gain and leak of every neuron type, with
+``k(tau) = dt/tau`` ("forward-euler") or ``1 - exp(-dt/tau)`` ("exact"), are tabled in the
+docstring of :mod:`nmc_deploy.compile.lower`.
 """
 from __future__ import annotations
 
