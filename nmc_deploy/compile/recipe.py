@@ -33,17 +33,22 @@ __all__ = ["CompileResult", "LowRankForms", "compile_graph", "form_costs",
 
 @dataclass(frozen=True)
 class LowRankForms:
-    """The costs of both low-rank deployment forms of a graph on one target."""
+    """Both deployment forms of a graph's low-rank factor pairs on one target.
+
+    ``forms`` maps each form of :data:`~nmc_deploy.program.LOW_RANK_MODES` to its costs
+    (:func:`form_costs`) or to the one-line reason it cannot be deployed on ``target``.
+    """
 
     written: str  # the form compiled for deployment ("fused" or "relay")
     pairs: int  # low-rank factor pairs in the graph
     target: str
-    forms: Mapping[str, dict]  # form -> form_costs(...), or {"error": message}
+    forms: Mapping[str, dict | str]
 
-    def as_dict(self) -> dict:
+    def to_json(self) -> dict:
         """The ``low_rank`` entry of ``placement.json``."""
         return {"written": self.written, "pairs": self.pairs, "target": self.target,
-                "forms": {m: self.forms[m] for m in LOW_RANK_MODES}}
+                "forms": {m: ({"error": c} if isinstance(c, str) else c)
+                          for m, c in self.forms.items()}}
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,7 @@ class CompileResult:
              "predictor_words": int(t.w1.size + t.b1.size + t.w_score.size + 1 + t.lut.size)}
             for t in program.token_selects]
         if self.low_rank is not None:
-            summary["low_rank"] = self.low_rank.as_dict()
+            summary["low_rank"] = self.low_rank.to_json()
         return summary
 
 
@@ -88,7 +93,7 @@ def form_costs(program: Program, placement: Placement) -> dict:
 
 
 def format_low_rank_forms(info: dict) -> str:
-    """The fused-vs-relay cost table of the compile report (``LowRankForms.as_dict()``)."""
+    """The fused-vs-relay cost table of the compile report (``LowRankForms.to_json()``)."""
     lines = [f"low-rank factors: {info['pairs']} pairs; both deployment forms on target "
              f"{info['target']} ('{info['written']}' written)",
              f"{'form':<6} {'synapses':>9} {'syn. memory':>12} {'cores':>6} {'neurons':>8} "
@@ -115,15 +120,15 @@ def _compile_form(graph: Graph, target: HardwareTarget, *, low_rank: str, vth_ma
                          placement=placement)
 
 
-def _other_form_costs(graph, target, other: str, vth_mant: int, timing) -> dict:
-    """The costs of the form not written (warnings silenced; an error is a result too)."""
+def _other_form_costs(graph, target, other: str, vth_mant: int, timing) -> dict | str:
+    """The costs of the form not written (warnings silenced), or why it cannot deploy."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = _compile_form(graph, target, low_rank=other, vth_mant=vth_mant,
                                 grid=LAVA_GRID, timing=timing)
     except NmcDeployError as exc:  # e.g. no graded spikes on this target
-        return {"error": str(exc)}
+        return str(exc)
     return form_costs(res.program, res.placement)
 
 
@@ -158,7 +163,8 @@ def compile_graph(graph: Graph, target: HardwareTarget | str, *, low_rank: str =
     if not pairs:
         return result
     other = next(m for m in LOW_RANK_MODES if m != low_rank)
-    forms = {low_rank: form_costs(result.program, result.placement),
+    costs = {low_rank: form_costs(result.program, result.placement),
              other: _other_form_costs(graph, target, other, vth_mant, timing)}
     return dataclasses.replace(result, low_rank=LowRankForms(
-        written=low_rank, pairs=len(pairs), target=target.name, forms=forms))
+        written=low_rank, pairs=len(pairs), target=target.name,
+        forms={m: costs[m] for m in LOW_RANK_MODES}))
