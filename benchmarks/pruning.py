@@ -53,6 +53,7 @@ def evaluate(model, data, low_rank: str = "fused") -> dict:
     from nmc_deploy.compile.lower import lower_graph
     from nmc_deploy.compile.partition import partition_program
     from nmc_deploy.compile.quantize import quantize_program
+    from nmc_deploy.compile.validate import validate_program
     from nmc_deploy.export.spikformer import export_spikformer
     from nmc_deploy.prune.common import accuracy_on_test
     from nmc_deploy.report.energy import estimate_costs
@@ -62,9 +63,9 @@ def evaluate(model, data, low_rank: str = "fused") -> dict:
     tgt = load_target("loihi2")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        prog = quantize_program(
+        prog = validate_program(quantize_program(
             lower_graph(export_spikformer(model, {"input_levels": 16}), low_rank=low_rank),
-            payload_bits=tgt.graded_spike_bits)
+            target=tgt), tgt)
     placement = partition_program(prog, tgt)
     sim = simulate_reference(prog, data.x_test, record=False)
     rep = estimate_costs(sim.stats, placement.summary(prog), tgt)

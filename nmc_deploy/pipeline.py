@@ -21,8 +21,7 @@ from .errors import InputFileError
 from .fileio import atomic_path, write_json_atomic
 
 __all__ = ["train_checkpoint", "prune_checkpoint", "export_checkpoint", "compile_model",
-           "run_simulation", "make_report", "run_demo", "format_low_rank_forms", "BUILD_FILES",
-           "PRUNE_METHODS"]
+           "run_simulation", "make_report", "run_demo", "BUILD_FILES", "PRUNE_METHODS"]
 
 from .prune.request import PRUNE_METHODS  # noqa: E402  (plain Python, no torch)
 
@@ -132,54 +131,13 @@ def export_checkpoint(ckpt: Path, out: Path, log=None, portable: bool = False) -
 
 # ---------------------------------------------------------------------------- compile
 
-def _compile_form(graph, tgt, low_rank: str, vth_mant: int | None, netx_grid: bool = False):
-    """lower -> quantize -> partition one deployment form; returns (program, placement).
-    ``netx_grid``: quantize onto the grid netx can express (``compile --emit netx``)."""
-    from .compile.lower import lower_graph
-    from .compile.partition import partition_program
-    from .compile.quantize import DEFAULT_VTH_MANT, quantize_program
-
-    fp = lower_graph(graph, low_rank=low_rank)
-    program = quantize_program(fp, weight_bits=tgt.weight_bits,
-                               max_delay=tgt.max_synaptic_delay,
-                               vth_mant=DEFAULT_VTH_MANT if vth_mant is None else vth_mant,
-                               payload_bits=tgt.graded_spike_bits, netx_grid=netx_grid)
-    return program, partition_program(program, tgt)
-
-
-def _form_costs(program, placement) -> dict:
-    """Synapses, synapse memory, cores, neurons and pipeline depth of one compiled form."""
-    return {"synapses": int(sum(g.num_synapses for g in program.groups)),
-            "synapse_memory_bits": int(sum(c.synapse_memory_bits for cs in placement.cores
-                                           for c in cs)),
-            "cores": placement.cores_used,
-            "neurons": int(sum(p.size for p in program.populations)),
-            "relay_neurons": int(sum(p.size for p in program.populations if p.graded)),
-            "pipeline_depth": program.pipeline_depth}
-
-
-def format_low_rank_forms(info: dict) -> str:
-    """The fused-vs-relay cost table of the compile report."""
-    lines = [f"low-rank factors: {info['pairs']} pairs; both deployment forms on target "
-             f"{info['target']} ('{info['written']}' written)",
-             f"{'form':<6} {'synapses':>9} {'syn. memory':>12} {'cores':>6} {'neurons':>8} "
-             f"{'depth':>6}"]
-    for form, c in info["forms"].items():
-        mark = "  <- written" if form == info["written"] else ""
-        if "error" in c:
-            lines.append(f"{form:<6} not deployable: {c['error']}{mark}")
-            continue
-        lines.append(f"{form:<6} {c['synapses']:>9} {c['synapse_memory_bits'] // 8:>10} B "
-                     f"{c['cores']:>6} {c['neurons']:>8} {c['pipeline_depth']:>6}{mark}")
-    return "\n".join(lines)
-
-
 def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int | None = None,
                   low_rank: str = "fused", emit: tuple[str, ...] = (), dt: float | None = None,
                   convention: str | None = None, reset: str | None = None, log=None) -> dict:
     """NIR -> core program directory (program.json/.npz, placement.json, model.nir).
 
-    ``low_rank`` ("fused" or "relay") chooses how low-rank factor pairs deploy
+    The compilation itself is :func:`~nmc_deploy.compile.recipe.compile_graph`. ``low_rank``
+    ("fused" or "relay") chooses how low-rank factor pairs deploy
     (:func:`~nmc_deploy.compile.lower.lower_graph`). When the graph has such pairs, the other
     form is compiled too, only for the report: ``placement.json`` gets ``low_rank`` with the
     synapses, synapse memory, cores, neurons and pipeline depth of both forms.
@@ -190,9 +148,10 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     resolve_timing`), and the resolved values are written into the build's metadata.
 
     ``emit`` names extra formats of the program: "netx" quantizes onto netx's grid
-    (``quantize_program(netx_grid=True)``: weight_exp 0, biases in multiples of 64) and also
-    writes ``model.net.h5`` for lava-dl's ``netx.hdf5.Network`` (:func:`~nmc_deploy.compile.netx.write_netx`; a program
-    netx cannot express fails the whole compilation, and nothing is written).
+    (:data:`~nmc_deploy.compile.netx.NETX_GRID`: weight_exp 0, biases in multiples of 64) and
+    also writes ``model.net.h5`` for lava-dl's ``netx.hdf5.Network``
+    (:func:`~nmc_deploy.compile.netx.write_netx`; a program netx cannot express fails the
+    whole compilation, and nothing is written).
 
     Everything is written to a temporary directory first and moved into ``out_dir`` only
     when the whole compilation succeeded.
@@ -200,9 +159,12 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     from .compile.lower import low_rank_down_nodes
     from .compile.netx import NETX_FILE, write_netx
     from .compile.partition import format_utilization
-    from .program import LOW_RANK_MODES, save_program
+    from .compile.recipe import compile_graph, format_low_rank_forms
     from .errors import NmcDeployError
-    from .nirio import read_nir, write_nir
+    from .fileio import write_json_atomic
+    from .ir.conventions import apply_timing, resolve_timing
+    from .nirio import read_nir, read_portable, write_nir
+    from .program import LOW_RANK_MODES, save_program
     from .targets import load_target
 
     if low_rank not in LOW_RANK_MODES:
@@ -212,14 +174,9 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     if unknown:
         raise NmcDeployError(f"compile: format '{unknown[0]}' to emit is not one of netx")
     tgt = load_target(target)
-    if Path(nir_path).is_dir():  # a portable export: standard NIR + manifest
-        from .nirio import read_portable
-
-        graph = read_portable(nir_path)
-    else:
-        graph = read_nir(nir_path)
-    from .ir.conventions import apply_timing, resolve_timing
-
+    # a directory is a portable export: standard NIR + manifest
+    graph = read_portable(nir_path) if Path(nir_path).is_dir() else read_nir(nir_path)
+    timing = None  # the graph metadata's (lower_graph)
     if dt is not None or convention is not None or reset is not None \
             or "dt" not in graph.metadata:
         timing = resolve_timing(graph, dt=dt, convention=convention, reset=reset)
@@ -234,33 +191,12 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     _log(f"lowering {nir_path} ({len(graph.nodes)} nodes, low-rank factors {low_rank})", log)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        program, placement = _compile_form(graph, tgt, low_rank, vth_mant,
-                                           netx_grid="netx" in emit)
+        result = compile_graph(graph, tgt, low_rank=low_rank, vth_mant=vth_mant,
+                               netx_grid="netx" in emit, timing=timing)
     for w in caught:
         _log(f"warning: {w.message}", log)
-    summary = placement.summary(program)
-    summary["quantization"] = program.metadata.get("quantization", {})
-    summary["synapses"] = int(sum(g.num_synapses for g in program.groups))
-    summary["neurons"] = int(sum(p.size for p in program.populations))
-    summary["pipeline_depth"] = program.pipeline_depth
-    summary["token_selectors"] = [
-        {"name": t.name, "tokens": t.n_tokens, "kept": t.n_keep, "dim": t.dim,
-         "hidden": int(t.w1.shape[0]), "depth_in": t.depth_in, "depth": t.depth,
-         "buffer_values": 2 * t.dim * t.n_tokens * program.time_steps,
-         "predictor_words": int(t.w1.size + t.b1.size + t.w_score.size + 1 + t.lut.size)}
-        for t in program.token_selects]
-    if pairs:
-        forms = {low_rank: _form_costs(program, placement)}
-        other = next(m for m in LOW_RANK_MODES if m != low_rank)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                forms[other] = _form_costs(*_compile_form(graph, tgt, other, vth_mant))
-        except NmcDeployError as exc:  # e.g. no graded spikes on this target
-            forms[other] = {"error": str(exc)}
-        summary["low_rank"] = {"written": low_rank, "pairs": len(pairs), "target": tgt.name,
-                               "forms": {m: forms[m] for m in LOW_RANK_MODES}}
-    elif low_rank != "fused":
+    program, summary = result.program, result.summary()
+    if not pairs and low_rank != "fused":
         _log(f"note: {nir_path} has no low-rank factors; --low-rank {low_rank} changes nothing",
              log)
     out_dir = Path(out_dir)

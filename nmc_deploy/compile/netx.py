@@ -45,27 +45,57 @@ last layer's spikes.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from ..errors import ExportError, InputFileError
-from ..program import INPUT, RELAY, Program
+from ..fileio import atomic_path
+from ..loihi.constants import LAVA_LIF, SYNAPTIC_ACCUMULATOR_BITS
+from ..loihi.kernels import lava_effective_weights
+from ..program import INPUT, LI, RELAY, Program
+from .quantize import GridPolicy
 
 __all__ = ["NetxLayer", "netx_layers", "write_netx", "read_netx_kwargs",
-           "netx_synapse_weights", "NETX_FILE", "NETX_FORMAT", "NETX_BIAS_EXP"]
+           "netx_synapse_weights", "NetxGrid", "NETX_GRID", "NETX_FILE", "NETX_FORMAT",
+           "NETX_BIAS_EXP", "NETX_WEIGHT_MAX"]
 
 NETX_FILE = "model.net.h5"  # name next to program.json (``compile --emit netx``)
 NETX_FORMAT = "nmc-deploy-netx"
 NETX_BIAS_EXP = 6  # netx's CUBA neurons: bias_mant = file bias, bias_exp = 6
-_BIAS_MANT_MIN, _BIAS_MANT_MAX = -4096, 4095  # Loihi's signed 13-bit bias mantissa
-_ACCUMULATOR_MAX = 2 ** 31 - 1  # Lava's Dense/Sparse accumulate W @ s in int32
+NETX_WEIGHT_MAX = 254  # weight_exp 0 needs the largest |weight| in (127, 254] (mixed sign)
+_ACCUMULATOR_MAX = 2 ** (SYNAPTIC_ACCUMULATOR_BITS - 1) - 1  # Lava's int32 W @ s
 _NETX_KINDS = ("lif", "threshold")  # binary-spiking kinds (CubaLIF is "lif" with du < 4095)
-_LI = "li"  # program.LI: non-spiking leaky integrators
+
+
+@dataclass(frozen=True)
+class NetxGrid(GridPolicy):
+    """The grid netx can express, as a quantization policy
+    (``quantize_program(fp, grid=NETX_GRID)``, ``compile --emit netx``).
+
+    Each spiking population's threshold mantissa is the largest (at most the requested one)
+    whose incoming weights need ``weight_exp = 0``: ``max |R| = (64 vth + ge) / theta *
+    w_max / 64 <= weight_max``; biases are rounded to multiples of ``2**min_bias_exp`` v units,
+    since netx derives its own weight exponent and fixes the bias exponent at 6. The program
+    stays self-consistent (reference == Lava); only its rounding differs from Lava's grid.
+    """
+
+    name: str = "netx"
+    min_bias_exp: int = NETX_BIAS_EXP
+    weight_max: int = NETX_WEIGHT_MAX
+
+    def threshold_mant(self, vth_mant: int, theta: np.ndarray, ge: int, w_max: float) -> int:
+        if w_max <= 0:
+            return vth_mant
+        theta_min = float(np.min(theta))
+        cap = math.floor((self.weight_max * 2 ** LAVA_LIF.act_shift * theta_min / w_max - ge)
+                         / 2 ** LAVA_LIF.vth_shift)
+        return int(min(max(cap, 1), LAVA_LIF.max_vth))
+
+
+NETX_GRID = NetxGrid()
 
 
 @dataclass(frozen=True)
@@ -123,23 +153,7 @@ def netx_synapse_weights(weight: np.ndarray) -> tuple[np.ndarray, int]:
     n -= signed
     num_weight_bits = 8 - scale_bits - n
     shifted = np.left_shift(w.astype(np.int32), scale_bits)  # as netx does (int32)
-    return _lava_dense_weights(shifted, num_weight_bits), -scale_bits
-
-
-def _lava_dense_weights(w: np.ndarray, num_weight_bits: int) -> np.ndarray:
-    """Lava's Dense/Sparse fixed-point models on their first step (int32, as Lava computes:
-    ``determine_sign_mode``, ``clip_weights(num_bits=8)``, ``truncate_weights``)."""
-    w = w.astype(np.int32)
-    inh = w.min() < 0 and w.max() <= 0
-    mixed = w.min() < 0 < w.max()
-    if inh:
-        w = -w
-    w = np.clip(w, -256 if mixed else 0, 255).astype(np.int32)
-    k = 8 - num_weight_bits + int(mixed)
-    w = (w >> k) << k
-    if inh:
-        w = -w
-    return w.astype(np.int64)
+    return lava_effective_weights(shifted, num_weight_bits), -scale_bits
 
 
 def _fail(pop: str, why: str) -> ExportError:
@@ -195,7 +209,7 @@ def netx_layers(program: Program) -> tuple[NetxLayer, ...]:
         if p.kind == RELAY:
             raise _fail(p.name, "is a low-rank relay (graded payloads); netx has no such "
                         "layer; compile with --low-rank fused")
-        if p.kind == _LI:
+        if p.kind == LI:
             raise _fail(p.name, "is a non-spiking leaky integrator (LI, CubaLI) whose voltage "
                         "is an output; netx layers emit spikes")
         if p.kind not in _NETX_KINDS:
@@ -239,7 +253,7 @@ def netx_layers(program: Program) -> tuple[NetxLayer, ...]:
                         "per layer")
         if getattr(p, "reset_subtract", 0):
             raise _fail(p.name, "resets by subtraction; netx's CUBA neurons reset to zero")
-        if not 0 <= p.du + 1 <= 4096:
+        if not 0 <= p.du + 1 <= LAVA_LIF.decay_unity:
             raise _fail(p.name, f"has du ({p.du}) outside 0..4095 (iDecay = du + 1)")
         bias_v = np.asarray(p.bias_mant, np.int64) << int(p.bias_exp)
         off = np.flatnonzero(bias_v % (1 << NETX_BIAS_EXP))
@@ -248,10 +262,10 @@ def netx_layers(program: Program) -> tuple[NetxLayer, ...]:
                         f"{int(off[0])}) that is not a multiple of {1 << NETX_BIAS_EXP}; netx "
                         f"fixes bias_exp at {NETX_BIAS_EXP}, so biases are whole a_in units")
         bias = bias_v >> NETX_BIAS_EXP
-        if bias.size and (bias.min() < _BIAS_MANT_MIN or bias.max() > _BIAS_MANT_MAX):
+        lo, hi = LAVA_LIF.bias_mant_min, LAVA_LIF.bias_mant_max
+        if bias.size and (bias.min() < lo or bias.max() > hi):
             raise _fail(p.name, f"has a bias mantissa ({int(np.abs(bias).max())}) at netx's "
-                        f"bias_exp {NETX_BIAS_EXP} outside the 13-bit range "
-                        f"[{_BIAS_MANT_MIN}, {_BIAS_MANT_MAX}]")
+                        f"bias_exp {NETX_BIAS_EXP} outside the 13-bit range [{lo}, {hi}]")
         x_max = program.input_levels if g.source == INPUT else 1
         layers.append(NetxLayer(name=p.name, weight=_layer_weight(p, g, x_max), bias=bias,
                                 i_decay=int(p.du) + 1, v_decay=int(p.dv), vth_mant=int(p.vth),
@@ -274,6 +288,8 @@ def write_netx(program: Program, path: str | Path) -> Path:
     """Write ``program`` as a netx HDF5 file at ``path`` (atomically; nothing is written if
     the program is not expressible). Load it with
     ``netx.hdf5.Network(net_config=path, **read_netx_kwargs(path))``."""
+    import h5py
+
     layers = netx_layers(program)
     path = Path(path)
     n_in = int(np.prod(program.input_shape))
@@ -283,9 +299,7 @@ def write_netx(program: Program, path: str | Path) -> Path:
              "input_message_bits": _input_message_bits(program),
              "reset_interval": program.time_steps, "reset_offset": 1,
              "populations": json.dumps([ly.name for ly in layers])}
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".h5", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".h5") as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs.update(attrs)
             root = f.create_group("layer")
@@ -309,16 +323,14 @@ def write_netx(program: Program, path: str | Path) -> Path:
                 g.create_dataset("neuron/vThMant", data=ly.vth_mant)
                 g.create_dataset("neuron/refDelay", data=1)  # written by slayer, unread
                 g.create_dataset("neuron/gradedSpike", data=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
 def read_netx_kwargs(path: str | Path) -> dict:
     """The ``netx.hdf5.Network`` keyword arguments that make a file of :func:`write_netx`
     run like our schedule: ``input_message_bits``, ``reset_interval`` (T), ``reset_offset``."""
+    import h5py
+
     try:
         with h5py.File(path, "r") as f:
             if f.attrs.get("format") != NETX_FORMAT:

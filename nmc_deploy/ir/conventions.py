@@ -32,8 +32,8 @@ from typing import Any, Mapping
 from ..errors import GraphError
 
 __all__ = ["Timing", "Convention", "CONVENTIONS", "INTEGRATORS", "RESETS",
-           "THRESHOLD_COMPARISONS", "TIMING_KEYS", "resolve_timing", "apply_timing",
-           "rockpool_dt"]
+           "THRESHOLD_COMPARISONS", "TIMING_KEYS", "NIR_DEFAULTS", "resolve_timing",
+           "apply_timing", "rockpool_dt"]
 
 INTEGRATORS = ("forward-euler", "exact")
 RESETS = ("zero", "subtract")
@@ -50,8 +50,9 @@ _ALIASES = {
               "soft": "subtract"},
     "threshold_comparison": {"gt": ">", "ge": ">=", "=>": ">="},
 }
-# NIR's own semantics where nothing else says: spike on v > theta, then v <- v_reset.
-_NIR_DEFAULTS = {"integrator": "forward-euler", "reset": "zero", "threshold_comparison": ">"}
+# NIR's own semantics where nothing else says: spike on v > theta, then v <- v_reset (the one
+# table of timing defaults: resolve_timing and the lowering of a graph without Timing use it).
+NIR_DEFAULTS = {"integrator": "forward-euler", "reset": "zero", "threshold_comparison": ">"}
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,7 @@ def resolve_timing(graph_metadata, *, dt: float | None = None, convention: str |
         elif metadata.get(key) is not None:
             values[key], origin[key] = metadata[key], "graph metadata"
         elif key != "dt":
-            values[key], origin[key] = _NIR_DEFAULTS[key], "NIR default"
+            values[key], origin[key] = NIR_DEFAULTS[key], "NIR default"
     if "dt" not in values:
         if preset is not None and preset.name == "rockpool" and graph is not None:
             values["dt"], origin["dt"] = rockpool_dt(graph), "convention 'rockpool' (from r)"

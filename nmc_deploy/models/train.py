@@ -216,7 +216,7 @@ def fit(
         Parameter name -> keep mask (True keeps the weight). Masked weights are zeroed on
         entry, their gradients are zeroed, and they are zeroed again after every optimiser
         step (AdamW's weight decay and moments could otherwise move them), so they stay
-        exactly 0 (see :func:`nmc_deploy.prune.masks.keep_masked`).
+        exactly 0 (see :func:`nmc_deploy.models.masks.keep_masked`).
     param_groups : iterable of dict, optional
         AdamW parameter groups (``{"params": [...], "weight_decay": ...}``); default one
         group of every parameter with ``weight_decay``.
@@ -293,7 +293,7 @@ def _fit(model: Spikformer, dataset: ImageDataset, *, epochs: int, batch_size: i
     history: list[dict] = []
     try:
         if masks is not None:
-            from ..prune.masks import keep_masked  # the prune package imports this module
+            from .masks import keep_masked
 
             masking = keep_masked(model, masks, optimizer)
             masking.__enter__()

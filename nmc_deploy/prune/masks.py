@@ -2,7 +2,9 @@
 
 A mask set is a ``dict`` from parameter name (as in ``model.named_parameters()``) to a bool
 tensor of the parameter's shape, True where the weight is kept. Pruned weights are exact
-zeros in the model; :func:`keep_masked` keeps them zero while training.
+zeros in the model; :func:`keep_masked` keeps them zero while training (it and
+:func:`apply_masks` live in :mod:`nmc_deploy.models.masks`, which training uses; re-exported
+here).
 
 Which weights are prunable (``tensors``):
 
@@ -15,16 +17,16 @@ Which weights are prunable (``tensors``):
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 
 from ..errors import NmcDeployError
+from ..models.masks import apply_masks, check_masks, keep_masked
 
 __all__ = [
     "SCOPES", "TENSOR_SELECTIONS", "prunable_parameters", "full_masks", "magnitude_masks",
@@ -135,7 +137,7 @@ def magnitude_masks(model: nn.Module, fraction_of_remaining: float, scope: str =
                              f"{', '.join(SCOPES)}")
     params = prunable_parameters(model, tensors if old_masks is None else list(old_masks))
     old = full_masks(model, list(params)) if old_masks is None else old_masks
-    _check_masks(params, old)
+    check_masks(params, old)
     # Magnitudes with dead weights at +inf so that they are never picked again.
     scores = {n: torch.where(old[n], p.detach().abs(), torch.tensor(math.inf)).flatten()
               for n, p in params.items()}
@@ -154,54 +156,6 @@ def magnitude_masks(model: nn.Module, fraction_of_remaining: float, scope: str =
             alive = int(old[n].sum())
             new[n].view(-1)[_smallest(s, _prune_count(fraction_of_remaining, alive))] = False
     return new
-
-
-def _check_masks(params: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> None:
-    for n, m in masks.items():
-        if n not in params:
-            raise NmcDeployError(f"masks: '{n}' is not a parameter of the model")
-        if tuple(m.shape) != tuple(params[n].shape):
-            raise NmcDeployError(
-                f"masks: '{n}' has shape {tuple(m.shape)}, the parameter has "
-                f"{tuple(params[n].shape)}")
-        if m.dtype != torch.bool:
-            raise NmcDeployError(f"masks: '{n}' has dtype {m.dtype}; masks must be torch.bool")
-
-
-@torch.no_grad()
-def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
-    """Set the masked-out weights of ``model`` to exactly +0.0 (in place)."""
-    params = dict(model.named_parameters())
-    _check_masks(params, masks)
-    for n, m in masks.items():
-        params[n].masked_fill_(~m, 0.0)
-
-
-@contextlib.contextmanager
-def keep_masked(model: nn.Module, masks: dict[str, torch.Tensor],
-                optimizer: torch.optim.Optimizer | None = None) -> Iterator[None]:
-    """Keep the masked-out weights at exactly 0 while training inside the block.
-
-    On entry the masks are applied; every gradient of a masked tensor is multiplied by
-    its mask (a tensor hook), and, if ``optimizer`` is given, the masks are re-applied
-    after each ``optimizer.step()`` (AdamW's weight decay and moment estimates could
-    otherwise move a zero). All hooks are removed on exit.
-    """
-    params = dict(model.named_parameters())
-    _check_masks(params, masks)
-    apply_masks(model, masks)
-    handles = []
-    for n, m in masks.items():
-        keep = m.to(params[n].dtype)
-        handles.append(params[n].register_hook(lambda grad, keep=keep: grad * keep))
-    if optimizer is not None:
-        handles.append(optimizer.register_step_post_hook(
-            lambda opt, args, kwargs: apply_masks(model, masks)))
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def mask_density(masks: dict[str, torch.Tensor]) -> float:

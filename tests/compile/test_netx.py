@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from nmc_deploy.compile.lower import lower_graph
-from nmc_deploy.compile.netx import (NETX_FILE, netx_layers, netx_synapse_weights,
+from nmc_deploy.compile.netx import (NETX_FILE, NETX_GRID, netx_layers, netx_synapse_weights,
                                      read_netx_kwargs, write_netx)
 from nmc_deploy.compile.quantize import quantize_program
 from nmc_deploy.errors import ExportError, LoweringError
@@ -336,7 +336,7 @@ def test_netx_grid_makes_an_unscaled_network_expressible(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         default = quantize_program(fp)
-        prog = quantize_program(fp, netx_grid=True)
+        prog = quantize_program(fp, grid=NETX_GRID)
     with pytest.raises(ExportError):
         write_netx(default, tmp_path / "refused.h5")
     assert not (tmp_path / "refused.h5").exists()

@@ -5,6 +5,7 @@ simulations agree spike for spike), cost fewer synapses at low rank, and run bit
 Lava (reference == Lava for every population: LIF spikes and relay payloads), also together
 with token selectors (relays reading a selector's gated stream, gated LIFs after them).
 """
+import dataclasses
 import warnings
 
 import numpy as np
@@ -15,6 +16,7 @@ from nmc_deploy.program import RELAY, load_program, save_program
 from nmc_deploy.compile.quantize import quantize_program
 from nmc_deploy.errors import LoweringError
 from nmc_deploy.simulate.reference import simulate_float, simulate_reference
+from nmc_deploy.targets import load_target
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +92,8 @@ def test_relay_program_round_trips(relay_program, tmp_path, digits):
 
 def test_relay_needs_graded_spikes(dsp_graph):
     with pytest.raises(LoweringError, match="graded"):
-        _quantize(lower_graph(dsp_graph, low_rank="relay"), payload_bits=0)
+        binary = dataclasses.replace(load_target("loihi2"), graded_spike_bits=0)
+        _quantize(lower_graph(dsp_graph, low_rank="relay"), target=binary)
     with pytest.raises(LoweringError, match="low_rank"):
         lower_graph(dsp_graph, low_rank="split")
 

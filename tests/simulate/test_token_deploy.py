@@ -8,6 +8,7 @@ import torch
 from nmc_deploy.compile.lower import lower_graph
 from nmc_deploy.program import load_program, save_program
 from nmc_deploy.compile.quantize import quantize_program, quantize_token_predictor
+from nmc_deploy.compile.validate import validate_program
 from nmc_deploy.export.spikformer import export_spikformer
 from nmc_deploy.loihi.kernels import token_scores_fixed, token_scores_float, top_k_mask
 from nmc_deploy.simulate.reference import simulate_float, simulate_reference
@@ -122,5 +123,5 @@ def test_gated_neurons_with_subtractive_reset_are_refused_in_one_line(token_mode
     graph = export_spikformer(token_model, {"input_levels": 16})
     graph = dataclasses.replace(graph, metadata={**graph.metadata, "reset": "subtract"})
     with pytest.raises(LoweringError, match="--reset zero") as exc:
-        quantize_program(lower_graph(graph))
+        validate_program(quantize_program(lower_graph(graph)))
     assert "\n" not in str(exc.value)

@@ -1,0 +1,235 @@
+"""The lowering's registry of per-node-type functions and the context they build on.
+
+A lowering function ``fn(ctx, name, node) -> LinearExpr | None`` is registered for one or
+more IR node types with :func:`lowers` (nengo's ``Builder.register`` pattern) and found
+through the node type's MRO (:func:`lowering_of`). It reads its input expression from the
+:class:`LoweringContext` and adds populations, synapse groups, ops and the readout to it;
+its return value is the node's output expression (None: the node has no output).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from ...errors import LoweringError
+from ...ir import Graph, Node
+from ...ir.conventions import Timing
+from ...program import (CONST, INPUT, LI, RELAY, AttentionOp, FloatGroup, FloatPopulation,
+                        FloatProgram, FloatTokenSelect, Readout)
+from .expr import LinearExpr, add_term, column, identity_expr, sum_exprs
+
+__all__ = ["LoweringFunction", "lowers", "lowering_of", "lowered_node_types",
+           "LoweringContext"]
+
+LoweringFunction = Callable[["LoweringContext", str, Node], "LinearExpr | None"]
+_LOWERINGS: dict[type, LoweringFunction] = {}
+
+
+def lowers(*node_types: type) -> Callable[[LoweringFunction], LoweringFunction]:
+    """Register the decorated function as the lowering of ``node_types``."""
+    def register(fn: LoweringFunction) -> LoweringFunction:
+        for t in node_types:
+            _LOWERINGS[t] = fn
+        return fn
+    return register
+
+
+def lowering_of(node_type: type) -> LoweringFunction | None:
+    """The lowering registered for ``node_type`` or its nearest base class (None: none)."""
+    for cls in node_type.__mro__:
+        if cls in _LOWERINGS:
+            return _LOWERINGS[cls]
+    return None
+
+
+def lowered_node_types() -> tuple[type, ...]:
+    """Every node type with a registered lowering."""
+    return tuple(_LOWERINGS)
+
+
+class LoweringContext:
+    """What the lowering of one graph has built so far (populations, groups, ops, readout)
+    and the lookups every lowering function shares. Owned by one :func:`lower_graph` call.
+
+    ``timing`` is the typed discretisation; ``back_of``/``back_into`` name the recurrent
+    placeholders (:func:`~.structure.recurrence_placeholders`); ``gate_of`` maps gated neuron
+    nodes to their token selectors; ``relay_nodes`` are the low-rank down factors deployed
+    as relays.
+    """
+
+    def __init__(self, graph: Graph, timing: Timing, *, input_levels: int, time_steps: int,
+                 relay_nodes: set, back_of: dict, back_into: dict, gate_of: dict):
+        self.graph = graph
+        self.timing = timing
+        self.input_levels = input_levels
+        self.time_steps = time_steps
+        self.relay_nodes = relay_nodes
+        self.back_of = back_of
+        self.back_into = back_into
+        self.gate_of = gate_of
+        self.exprs: dict[str, LinearExpr] = {}
+        self.pops: list[FloatPopulation] = []
+        self.groups: list[FloatGroup] = []
+        self.ops: list[AttentionOp] = []
+        self.selects: list[FloatTokenSelect] = []
+        self.readout: Readout | None = None
+        self.input_shape: tuple | None = None
+        self.spiking: set[str] = set()  # populations emitting binary spikes
+        self.li_pops: set[str] = set()  # non-spiking LI/CubaLI populations
+        self.relays: set[str] = set()
+        self._group_at: dict[tuple[str, str, int], int] = {}
+        self._pending: list[tuple[str, str, int, sp.csr_matrix]] = []  # (pop, placeholder, lag, M)
+
+    # ----------------------------------------------------------------- lookups
+    def is_op(self, src: str) -> bool:
+        return any(o.name == src for o in self.ops)
+
+    def is_selector(self, src: str) -> bool:
+        return any(t.name == src for t in self.selects)
+
+    def source_expr(self, src: str, target: str) -> LinearExpr:
+        """The expression node ``target`` reads from ``src`` (a placeholder if recurrent)."""
+        ph = self.back_into.get((src, target))
+        if ph is None:
+            return self.exprs[src]
+        n = int(np.prod(self.graph.nodes[src].output_shape))
+        return identity_expr(ph, n, src)
+
+    def summed_input(self, name: str, node: Node) -> LinearExpr:
+        """The fan-in of every edge into ``name``, checked against the node's input shape."""
+        inp = sum_exprs([self.source_expr(s, name) for s, _ in self.graph.predecessors(name)],
+                        name)
+        expected = int(np.prod(node.input_shape))
+        if inp.size != expected:
+            raise LoweringError(f"{name}: input size ({inp.size}) differs from the node's "
+                                f"input shape {tuple(node.input_shape)}; check the edges into it")
+        return inp
+
+    # ----------------------------------------------------------------- building
+    def add_group(self, src: str, target: str, m, lag: int, layer: str) -> None:
+        """One group ``src -> target`` per lag; a second term for the same key adds."""
+        if src in self.li_pops:
+            raise LoweringError(f"{target}: reads the voltage of non-spiking '{src}' (LI/CubaLI);"
+                                " LI/CubaLI voltages can only be read by the graph Output")
+        if lag and (self.is_op(src) or self.is_selector(src)):
+            raise LoweringError(f"{target}: reads a delayed or recurrent output of '{src}'; "
+                                "attention and token selector outputs cannot be delayed")
+        m = sp.csr_matrix(m)
+        m.eliminate_zeros()
+        key = (src, target, lag)
+        if key in self._group_at:
+            i = self._group_at[key]
+            old = self.groups[i]
+            w = sp.csr_matrix(old.weight + m)
+            w.eliminate_zeros()
+            self.groups[i] = FloatGroup(name=old.name, source=src, target=target, weight=w,
+                                        layer=old.layer, kind=old.kind, lag=lag)
+            return
+        kind = ("encoding" if src == INPUT else "attention" if self.is_op(src) else
+                "tokens" if self.is_selector(src) else "synapses")
+        self._group_at[key] = len(self.groups)
+        self.groups.append(FloatGroup(name=f"{src}->{target}" + (f"@{lag}" if lag else ""),
+                                      source=src, target=target, weight=m, layer=layer,
+                                      kind=kind, lag=lag))
+
+    def add_population(self, name: str, kind: str, shape, inp: LinearExpr, alpha, gain, v_th,
+                       ge: bool, leak, alpha_syn=0.0, reset: str = "zero") -> LinearExpr:
+        """A population of ``kind`` fed by ``gain * inp``; returns its spike expression."""
+        size = int(np.prod(shape))
+        if inp.size != size:
+            raise LoweringError(f"{name}: input size ({inp.size}) differs from the node size "
+                                f"({size})")
+        current = bool(np.any(np.asarray(alpha_syn) != 0))
+        terms = dict(inp.terms)
+        if current:  # a constant input current: through CONST, not a voltage bias
+            if np.any(inp.bias):
+                add_term(terms, (CONST, 0), column(inp.bias))
+            bias = np.broadcast_to(np.asarray(leak, np.float64), (size,)).copy()
+        else:
+            bias = gain * inp.bias + leak
+        self.pops.append(FloatPopulation(name=name, shape=tuple(shape), kind=kind, alpha=alpha,
+                                         v_threshold=v_th, threshold_ge=ge, bias=bias,
+                                         gate=self.gate_of.get(name, ""), alpha_syn=alpha_syn,
+                                         reset=reset))
+        row_gain = sp.diags(np.broadcast_to(np.asarray(gain, np.float64), (size,)))
+        for (src, lag), m in terms.items():
+            m = sp.csr_matrix(row_gain @ m)
+            if src in self.back_of:
+                self._pending.append((name, src, lag, m))
+                continue
+            self.add_group(src, name, m, lag, inp.layer)
+        (self.li_pops if kind == LI else self.spiking).add(name)
+        return identity_expr(name, size, name)
+
+    def add_relay(self, name: str, inp: LinearExpr) -> LinearExpr:
+        """A relay population emitting ``inp`` without its bias, which stays in the
+        expression (the consumer adds ``U @ bias``)."""
+        for src, lag in inp.terms:
+            if lag or src in self.back_of:
+                raise LoweringError(f"{name}: a low-rank relay cannot read delayed or "
+                                    "recurrent signals")
+            if src != INPUT and src not in self.spiking and not self.is_selector(src):
+                raise LoweringError(f"{name}: a low-rank relay may only read the input, "
+                                    "neuron populations and token selectors")
+        self.pops.append(FloatPopulation(name=name, shape=(inp.size,), kind=RELAY, alpha=0.0,
+                                         v_threshold=0.0, threshold_ge=False,
+                                         bias=np.zeros(inp.size)))
+        for (src, _), m in inp.terms.items():
+            self.add_group(src, name, m, 0, inp.layer)
+        self.relays.add(name)
+        return LinearExpr({(name, 0): sp.identity(inp.size, format="csr")}, inp.bias, name)
+
+    def readout_weights(self, inp: LinearExpr, where: str, voltages: bool) -> dict:
+        """The host readout's weights per source of ``inp`` (spikes, selectors, LI voltages)."""
+        weights = {}
+        for (src, lag), m in inp.terms.items():
+            if lag or src in self.back_of or src == CONST:
+                raise LoweringError(f"{where}: the readout cannot read delayed or recurrent "
+                                    "signals; put the Delay before a neuron")
+            ok = src in self.spiking or self.is_selector(src) or (voltages and src in self.li_pops)
+            if not ok:
+                raise LoweringError(f"{where}: the readout may only read spiking populations"
+                                    + (", LI/CubaLI voltages" if voltages else "") +
+                                    " and token selectors")
+            weights[src] = sp.csr_matrix(m)
+        return weights
+
+    # ----------------------------------------------------------------- finishing
+    def _resolve(self, ph: str, nesting: int = 0) -> dict:
+        """Terms of a placeholder: its back edge's source expression, one step later."""
+        if nesting > len(self.back_of):
+            raise LoweringError(f"recurrent edge {ph[1:-1]}: nested recurrence without a "
+                                "neuron in between cannot be deployed")
+        e = self.exprs[self.back_of[ph]]
+        out: dict = {}
+        for (src, lag), m in e.terms.items():
+            if src in self.back_of:
+                for (q, l2), m2 in self._resolve(src, nesting + 1).items():
+                    add_term(out, (q, lag + l2 + 1), sp.csr_matrix(m @ m2))
+            else:
+                add_term(out, (src, lag + 1), m)
+        if np.any(e.bias):
+            add_term(out, (CONST, 1), column(e.bias))
+        return out
+
+    def close_recurrence(self) -> None:
+        """Add the groups of the recurrent edges (lag + 1), now that every node is lowered."""
+        order = {p.name: i for i, p in enumerate(self.pops)}
+        for pop, ph, lag, m in self._pending:
+            for (src, l2), w in self._resolve(ph).items():
+                if src != pop and src in order and order[src] > order[pop]:
+                    raise LoweringError(f"recurrent edge {ph[1:-1]}: brings '{src}' into "
+                                        f"'{pop}', which comes first in the schedule; only "
+                                        "self-recurrence of one population can be deployed")
+                self.add_group(src, pop, sp.csr_matrix(m @ w), lag + l2,
+                               self.exprs[self.back_of[ph]].layer)
+
+    def program(self, metadata: dict) -> FloatProgram:
+        """The lowered :class:`FloatProgram` (after :meth:`close_recurrence`)."""
+        return FloatProgram(populations=tuple(self.pops), groups=tuple(self.groups),
+                            attention=tuple(self.ops), readout=self.readout,
+                            input_shape=tuple(self.input_shape),
+                            input_levels=self.input_levels, time_steps=self.time_steps,
+                            metadata=metadata, token_selects=tuple(self.selects))

@@ -1,0 +1,101 @@
+"""Lowerings of the neuron nodes: each becomes one population with one synapse group per
+(source, lag) of its input. The decay, gain and leak of every neuron type, with
+``k(tau) = dt/tau`` ("forward-euler") or ``1 - exp(-dt/tau)`` ("exact"), are tabled in the
+docstring of :mod:`nmc_deploy.compile.lower`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import LoweringError
+from ...ir import IF, LI, LIF, CubaLI, CubaLIF, Node, Threshold
+from ...ir.conventions import RESETS
+from ...program import LI as LI_KIND
+from .context import LoweringContext, lowers
+from .expr import LinearExpr, decay_factor, flat, per_neuron, uniform_value
+
+__all__ = ["RESET_NODES", "spiking_params", "lower_lif", "lower_if", "lower_cuba",
+           "lower_li", "lower_threshold"]
+
+RESET_NODES = (LIF, IF, CubaLIF)  # spiking nodes whose reset the timing (or node) decides
+
+
+def spiking_params(ctx: LoweringContext, name: str, node: Node) -> tuple:
+    """``(v_threshold, threshold_ge, reset)`` of a spiking node: node metadata
+    "threshold_comparison" and "reset" override the graph's timing."""
+    graph_ge = ctx.timing.threshold_comparison == ">="
+    ge = str(node.metadata.get("threshold_comparison", ">=" if graph_ge else ">")) == ">="
+    reset = str(node.metadata.get("reset", ctx.timing.reset))
+    if reset not in RESETS:
+        raise LoweringError(f"{name}: reset '{reset}' is not one of {', '.join(RESETS)}")
+    if reset == "zero" and np.any(np.asarray(node.v_reset) != 0):
+        raise LoweringError(f"{name}: v_reset must be 0 (Loihi resets to zero; or use "
+                            "the reset \"subtract\")")
+    return per_neuron(node.v_threshold), ge, reset
+
+
+@lowers(LIF)
+def lower_lif(ctx: LoweringContext, name: str, node: LIF) -> LinearExpr:
+    inp = ctx.summed_input(name, node)
+    dt, integrator = ctx.timing.dt, ctx.timing.integrator
+    tau = per_neuron(node.tau)  # per-neuron values: sLIF (issue 3)
+    r = per_neuron(node.r)
+    v_th, ge, reset = spiking_params(ctx, name, node)
+    if integrator == "forward-euler":  # the historical form, bit for bit
+        alpha, gain = 1.0 - dt / tau, r * dt / tau
+        leak = np.asarray(node.v_leak, np.float64).ravel() * dt / tau
+    else:
+        k = decay_factor(node.tau, dt, integrator)
+        alpha, gain = 1.0 - k, r * k
+        leak = np.asarray(node.v_leak, np.float64).ravel() * k
+    return ctx.add_population(name, "lif", node.output_shape, inp, alpha, gain, v_th, ge, leak,
+                              reset=reset)
+
+
+@lowers(IF)
+def lower_if(ctx: LoweringContext, name: str, node: IF) -> LinearExpr:
+    inp = ctx.summed_input(name, node)
+    v_th, ge, reset = spiking_params(ctx, name, node)
+    return ctx.add_population(name, "lif", node.output_shape, inp, 1.0,
+                              per_neuron(node.r) * ctx.timing.dt, v_th, ge, 0.0, reset=reset)
+
+
+@lowers(CubaLIF, CubaLI)
+def lower_cuba(ctx: LoweringContext, name: str, node: CubaLIF | CubaLI) -> LinearExpr:
+    """CubaLIF (spiking) and CubaLI (its voltage is an output): a current kept by
+    ``alpha_syn`` feeding the voltage."""
+    inp = ctx.summed_input(name, node)
+    dt, integrator = ctx.timing.dt, ctx.timing.integrator
+    size = int(np.prod(node.output_shape))
+    k_syn = flat(decay_factor(node.tau_syn, dt, integrator), size)
+    k_mem = flat(decay_factor(node.tau_mem, dt, integrator), size)
+    gain = per_neuron(flat(node.w_in, size) * k_syn * flat(node.r, size) * k_mem)
+    leak = flat(node.v_leak, size) * k_mem
+    alpha_syn = per_neuron(1.0 - k_syn)
+    alpha = per_neuron(1.0 - k_mem)
+    if np.any(np.asarray(alpha_syn) == 0):
+        raise LoweringError(f"{name}: tau_syn equals dt (the current would not be kept "
+                            "at all); use an LIF/LI node instead")
+    if isinstance(node, CubaLIF):
+        v_th, ge, reset = spiking_params(ctx, name, node)
+        return ctx.add_population(name, "lif", node.output_shape, inp, alpha, gain, v_th, ge,
+                                  leak, alpha_syn=alpha_syn, reset=reset)
+    return ctx.add_population(name, LI_KIND, node.output_shape, inp, alpha, gain, 0.0, False,
+                              leak, alpha_syn=alpha_syn)
+
+
+@lowers(LI)
+def lower_li(ctx: LoweringContext, name: str, node: LI) -> LinearExpr:
+    inp = ctx.summed_input(name, node)
+    k = decay_factor(node.tau, ctx.timing.dt, ctx.timing.integrator)
+    return ctx.add_population(name, LI_KIND, node.output_shape, inp, 1.0 - k,
+                              per_neuron(node.r) * k, 0.0, False,
+                              np.asarray(node.v_leak, np.float64).ravel() * k)
+
+
+@lowers(Threshold)
+def lower_threshold(ctx: LoweringContext, name: str, node: Threshold) -> LinearExpr:
+    inp = ctx.summed_input(name, node)
+    v_th = uniform_value(node.threshold, "threshold", name)
+    return ctx.add_population(name, "threshold", node.output_shape, inp, 0.0, 1.0, v_th, False,
+                              0.0)

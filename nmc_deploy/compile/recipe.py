@@ -1,0 +1,170 @@
+"""``compile_graph``: the compiler as a recipe of pure passes, read top to bottom.
+
+::
+
+    lower_graph -> schedule_program -> quantize_program -> validate_program -> partition_program
+    (FloatProgram)  (Schedule)          (Program)          (checked Program)   (Placement)
+
+When the graph has low-rank factor pairs, the other deployment form ("fused" or "relay") is
+compiled too, only for its costs (:class:`LowRankForms`; the compile report's table).
+"""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass
+from typing import Mapping
+
+from ..errors import NmcDeployError
+from ..ir import Graph
+from ..ir.conventions import Timing
+from ..program import LOW_RANK_MODES, FloatProgram, Program
+from ..targets import HardwareTarget, load_target
+from .lower import low_rank_down_nodes, lower_graph
+from .netx import NETX_GRID
+from .partition import Placement, partition_program
+from .quantize import DEFAULT_VTH_MANT, LAVA_GRID, GridPolicy, quantize_program
+from .schedule import Schedule, schedule_program
+from .validate import validate_program
+
+__all__ = ["CompileResult", "LowRankForms", "compile_graph", "form_costs",
+           "format_low_rank_forms"]
+
+
+@dataclass(frozen=True)
+class LowRankForms:
+    """Both deployment forms of a graph's low-rank factor pairs on one target.
+
+    ``forms`` maps each form of :data:`~nmc_deploy.program.LOW_RANK_MODES` to its costs
+    (:func:`form_costs`) or to the one-line reason it cannot be deployed on ``target``.
+    """
+
+    written: str  # the form compiled for deployment ("fused" or "relay")
+    pairs: int  # low-rank factor pairs in the graph
+    target: str
+    forms: Mapping[str, dict | str]
+
+    def to_json(self) -> dict:
+        """The ``low_rank`` entry of ``placement.json``."""
+        return {"written": self.written, "pairs": self.pairs, "target": self.target,
+                "forms": {m: ({"error": c} if isinstance(c, str) else c)
+                          for m, c in self.forms.items()}}
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    """Everything :func:`compile_graph` made of one graph for one target."""
+
+    float_program: FloatProgram
+    schedule: Schedule
+    program: Program
+    placement: Placement
+    low_rank: LowRankForms | None = None  # only for graphs with low-rank factor pairs
+
+    def summary(self) -> dict:
+        """The ``placement.json`` content: per-core utilization, quantization diagnostics,
+        totals, token selectors and (with low-rank pairs) both forms' costs."""
+        program = self.program
+        summary = self.placement.summary(program)
+        summary["quantization"] = program.metadata.get("quantization", {})
+        summary["synapses"] = int(sum(g.num_synapses for g in program.groups))
+        summary["neurons"] = int(sum(p.size for p in program.populations))
+        summary["pipeline_depth"] = program.pipeline_depth
+        summary["token_selectors"] = [
+            {"name": t.name, "tokens": t.n_tokens, "kept": t.n_keep, "dim": t.dim,
+             "hidden": int(t.w1.shape[0]), "depth_in": t.depth_in, "depth": t.depth,
+             "buffer_values": 2 * t.dim * t.n_tokens * program.time_steps,
+             "predictor_words": int(t.w1.size + t.b1.size + t.w_score.size + 1 + t.lut.size)}
+            for t in program.token_selects]
+        if self.low_rank is not None:
+            summary["low_rank"] = self.low_rank.to_json()
+        return summary
+
+
+def form_costs(program: Program, placement: Placement) -> dict:
+    """Synapses, synapse memory, cores, neurons and pipeline depth of one compiled form."""
+    return {"synapses": int(sum(g.num_synapses for g in program.groups)),
+            "synapse_memory_bits": int(sum(c.synapse_memory_bits for cs in placement.cores
+                                           for c in cs)),
+            "cores": placement.cores_used,
+            "neurons": int(sum(p.size for p in program.populations)),
+            "relay_neurons": int(sum(p.size for p in program.populations if p.graded)),
+            "pipeline_depth": program.pipeline_depth}
+
+
+def format_low_rank_forms(info: dict) -> str:
+    """The fused-vs-relay cost table of the compile report (``LowRankForms.to_json()``)."""
+    lines = [f"low-rank factors: {info['pairs']} pairs; both deployment forms on target "
+             f"{info['target']} ('{info['written']}' written)",
+             f"{'form':<6} {'synapses':>9} {'syn. memory':>12} {'cores':>6} {'neurons':>8} "
+             f"{'depth':>6}"]
+    for form, c in info["forms"].items():
+        mark = "  <- written" if form == info["written"] else ""
+        if "error" in c:
+            lines.append(f"{form:<6} not deployable: {c['error']}{mark}")
+            continue
+        lines.append(f"{form:<6} {c['synapses']:>9} {c['synapse_memory_bits'] // 8:>10} B "
+                     f"{c['cores']:>6} {c['neurons']:>8} {c['pipeline_depth']:>6}{mark}")
+    return "\n".join(lines)
+
+
+def _compile_form(graph: Graph, target: HardwareTarget, *, low_rank: str, vth_mant: int,
+                  grid: GridPolicy, timing: Timing | None) -> CompileResult:
+    """One deployment form, pass by pass."""
+    fp = lower_graph(graph, timing=timing, low_rank=low_rank)
+    schedule = schedule_program(fp)
+    program = quantize_program(fp, schedule, target=target, vth_mant=vth_mant, grid=grid)
+    validate_program(program, target)
+    placement = partition_program(program, target)
+    return CompileResult(float_program=fp, schedule=schedule, program=program,
+                         placement=placement)
+
+
+def _other_form_costs(graph, target, other: str, vth_mant: int, timing) -> dict | str:
+    """The costs of the form not written (warnings silenced), or why it cannot deploy."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = _compile_form(graph, target, low_rank=other, vth_mant=vth_mant,
+                                grid=LAVA_GRID, timing=timing)
+    except NmcDeployError as exc:  # e.g. no graded spikes on this target
+        return str(exc)
+    return form_costs(res.program, res.placement)
+
+
+def compile_graph(graph: Graph, target: HardwareTarget | str, *, low_rank: str = "fused",
+                  vth_mant: int | None = None, netx_grid: bool = False,
+                  timing: Timing | None = None) -> CompileResult:
+    """Compile ``graph`` (not modified) for ``target``: lower, schedule, quantize, validate,
+    partition.
+
+    Parameters
+    ----------
+    graph : Graph
+        The graph IR.
+    target : HardwareTarget or str
+        The chip (or its name for :func:`~nmc_deploy.targets.load_target`).
+    low_rank : {"fused", "relay"}
+        How low-rank factor pairs deploy; with such pairs the other form is compiled too,
+        for :attr:`CompileResult.low_rank` only (its warnings are not shown).
+    vth_mant : int, optional
+        Threshold mantissa (default :data:`~.quantize.DEFAULT_VTH_MANT`).
+    netx_grid : bool
+        Quantize the written form onto the grid lava-dl netx can express
+        (:data:`~.netx.NETX_GRID`).
+    timing : Timing, optional
+        The discretisation; default the graph metadata's (:func:`~.lower.lower_graph`).
+    """
+    target = load_target(target) if isinstance(target, str) else target
+    vth_mant = DEFAULT_VTH_MANT if vth_mant is None else vth_mant
+    result = _compile_form(graph, target, low_rank=low_rank, vth_mant=vth_mant,
+                           grid=NETX_GRID if netx_grid else LAVA_GRID, timing=timing)
+    pairs = low_rank_down_nodes(graph)
+    if not pairs:
+        return result
+    other = next(m for m in LOW_RANK_MODES if m != low_rank)
+    costs = {low_rank: form_costs(result.program, result.placement),
+             other: _other_form_costs(graph, target, other, vth_mant, timing)}
+    return dataclasses.replace(result, low_rank=LowRankForms(
+        written=low_rank, pairs=len(pairs), target=target.name,
+        forms={m: costs[m] for m in LOW_RANK_MODES}))

@@ -1,0 +1,60 @@
+"""The compile recipe: every pass is pure (its input is unchanged afterwards)."""
+import pickle
+import warnings
+
+from nmc_deploy.compile.lower import lower_graph
+from nmc_deploy.compile.partition import partition_program
+from nmc_deploy.compile.quantize import quantize_program
+from nmc_deploy.targets import load_target
+
+
+def test_passes_do_not_mutate_their_input(tiny_graph):
+    before = pickle.dumps((dict(tiny_graph.nodes), tiny_graph.edges))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fp = lower_graph(tiny_graph)
+        fp_before = pickle.dumps(fp)
+        prog = quantize_program(fp)
+        partition_program(prog, load_target("loihi2"))
+    assert pickle.dumps((dict(tiny_graph.nodes), tiny_graph.edges)) == before
+    assert pickle.dumps(fp) == fp_before
+
+
+def test_compile_graph_runs_the_passes_in_order(tiny_graph):
+    from nmc_deploy.compile import compile_graph
+    from nmc_deploy.compile.schedule import schedule_program
+    from nmc_deploy.compile.validate import validate_program
+
+    tgt = load_target("loihi2")
+    before = pickle.dumps(tiny_graph)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = compile_graph(tiny_graph, "loihi2")
+        fp = lower_graph(tiny_graph)
+        schedule = schedule_program(fp)
+        program = validate_program(quantize_program(fp, schedule, target=tgt), tgt)
+    assert pickle.dumps(tiny_graph) == before
+    assert pickle.dumps(result.float_program) == pickle.dumps(fp)
+    assert result.schedule == schedule
+    assert pickle.dumps(result.program) == pickle.dumps(program)
+    assert result.placement == partition_program(program, tgt)
+    assert result.low_rank is None  # no low-rank factor pairs in this graph
+    summary = result.summary()
+    assert "low_rank" not in summary
+    assert summary["synapses"] == sum(g.num_synapses for g in program.groups)
+    assert summary["pipeline_depth"] == program.pipeline_depth
+
+
+def test_low_rank_forms_table_lists_both_forms():
+    from nmc_deploy.compile.recipe import LowRankForms, format_low_rank_forms
+
+    costs = {"synapses": 10, "synapse_memory_bits": 800, "cores": 2, "neurons": 30,
+             "relay_neurons": 0, "pipeline_depth": 4}
+    info = LowRankForms(written="relay", pairs=3, target="loihi1",
+                        forms={"fused": costs, "relay": "no graded spikes"}).to_json()
+    assert info["forms"]["relay"] == {"error": "no graded spikes"}
+    text = format_low_rank_forms(info)
+    assert text.splitlines()[0] == ("low-rank factors: 3 pairs; both deployment forms on "
+                                    "target loihi1 ('relay' written)")
+    assert "relay  not deployable: no graded spikes  <- written" in text
+    assert "fused         10        100 B      2       30      4" in text
