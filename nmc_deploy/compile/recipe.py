@@ -6,19 +6,20 @@
     (FloatProgram)  (Schedule)          (Program)          (checked Program)   (Placement)
 
 When the graph has low-rank factor pairs, the other deployment form ("fused" or "relay") is
-compiled too, only for its costs (:class:`LowRankForms`; the compile report's table).
+compiled too, only for its costs (:class:`~nmc_deploy.program.placement.LowRankForms`; the
+compile report's table).
 """
 from __future__ import annotations
 
 import dataclasses
 import warnings
 from dataclasses import dataclass
-from typing import Mapping
 
 from ..errors import NmcDeployError
 from ..ir import Graph
 from ..ir.conventions import Timing
 from ..program import LOW_RANK_MODES, FloatProgram, Program
+from ..program.placement import LowRankForms, summarize_form, summarize_placement
 from ..targets import HardwareTarget, load_target
 from .lower import low_rank_down_nodes, lower_graph
 from .netx import NETX_GRID
@@ -27,28 +28,7 @@ from .quantize import DEFAULT_VTH_MANT, LAVA_GRID, GridPolicy, quantize_program
 from .schedule import Schedule, schedule_program
 from .validate import validate_program
 
-__all__ = ["CompileResult", "LowRankForms", "compile_graph", "form_costs",
-           "format_low_rank_forms"]
-
-
-@dataclass(frozen=True)
-class LowRankForms:
-    """Both deployment forms of a graph's low-rank factor pairs on one target.
-
-    ``forms`` maps each form of :data:`~nmc_deploy.program.LOW_RANK_MODES` to its costs
-    (:func:`form_costs`) or to the one-line reason it cannot be deployed on ``target``.
-    """
-
-    written: str  # the form compiled for deployment ("fused" or "relay")
-    pairs: int  # low-rank factor pairs in the graph
-    target: str
-    forms: Mapping[str, dict | str]
-
-    def to_json(self) -> dict:
-        """The ``low_rank`` entry of ``placement.json``."""
-        return {"written": self.written, "pairs": self.pairs, "target": self.target,
-                "forms": {m: ({"error": c} if isinstance(c, str) else c)
-                          for m, c in self.forms.items()}}
+__all__ = ["CompileResult", "compile_graph", "format_low_rank_forms"]
 
 
 @dataclass(frozen=True)
@@ -63,33 +43,9 @@ class CompileResult:
 
     def summary(self) -> dict:
         """The ``placement.json`` content: per-core utilization, quantization diagnostics,
-        totals, token selectors and (with low-rank pairs) both forms' costs."""
-        program = self.program
-        summary = self.placement.summary(program)
-        summary["quantization"] = program.metadata.get("quantization", {})
-        summary["synapses"] = int(sum(g.num_synapses for g in program.groups))
-        summary["neurons"] = int(sum(p.size for p in program.populations))
-        summary["pipeline_depth"] = program.pipeline_depth
-        summary["token_selectors"] = [
-            {"name": t.name, "tokens": t.n_tokens, "kept": t.n_keep, "dim": t.dim,
-             "hidden": int(t.w1.shape[0]), "depth_in": t.depth_in, "depth": t.depth,
-             "buffer_values": 2 * t.dim * t.n_tokens * program.time_steps,
-             "predictor_words": int(t.w1.size + t.b1.size + t.w_score.size + 1 + t.lut.size)}
-            for t in program.token_selects]
-        if self.low_rank is not None:
-            summary["low_rank"] = self.low_rank.to_json()
-        return summary
-
-
-def form_costs(program: Program, placement: Placement) -> dict:
-    """Synapses, synapse memory, cores, neurons and pipeline depth of one compiled form."""
-    return {"synapses": int(sum(g.num_synapses for g in program.groups)),
-            "synapse_memory_bits": int(sum(c.synapse_memory_bits for cs in placement.cores
-                                           for c in cs)),
-            "cores": placement.cores_used,
-            "neurons": int(sum(p.size for p in program.populations)),
-            "relay_neurons": int(sum(p.size for p in program.populations if p.graded)),
-            "pipeline_depth": program.pipeline_depth}
+        totals, token selectors and (with low-rank pairs) both forms' costs
+        (:func:`~nmc_deploy.program.placement.summarize_placement`)."""
+        return summarize_placement(self.placement, self.program, self.low_rank).to_json()
 
 
 def format_low_rank_forms(info: dict) -> str:
@@ -120,7 +76,7 @@ def _compile_form(graph: Graph, target: HardwareTarget, *, low_rank: str, vth_ma
                          placement=placement)
 
 
-def _other_form_costs(graph, target, other: str, vth_mant: int, timing) -> dict | str:
+def _other_form_costs(graph, target, other: str, vth_mant: int, timing):
     """The costs of the form not written (warnings silenced), or why it cannot deploy."""
     try:
         with warnings.catch_warnings():
@@ -129,7 +85,7 @@ def _other_form_costs(graph, target, other: str, vth_mant: int, timing) -> dict 
                                 grid=LAVA_GRID, timing=timing)
     except NmcDeployError as exc:  # e.g. no graded spikes on this target
         return str(exc)
-    return form_costs(res.program, res.placement)
+    return summarize_form(res.program, res.placement)
 
 
 def compile_graph(graph: Graph, target: HardwareTarget | str, *, low_rank: str = "fused",
@@ -163,7 +119,7 @@ def compile_graph(graph: Graph, target: HardwareTarget | str, *, low_rank: str =
     if not pairs:
         return result
     other = next(m for m in LOW_RANK_MODES if m != low_rank)
-    costs = {low_rank: form_costs(result.program, result.placement),
+    costs = {low_rank: summarize_form(result.program, result.placement),
              other: _other_form_costs(graph, target, other, vth_mant, timing)}
     return dataclasses.replace(result, low_rank=LowRankForms(
         written=low_rank, pairs=len(pairs), target=target.name,

@@ -164,9 +164,9 @@ def run_lth(
     Returns
     -------
     PruneResult
-        The final model (eval mode), masks, and one record per round: ``round``,
-        ``sparsity`` (of the prunable weights), ``sparsity_all_params``,
-        ``prunable_nonzero``, ``accuracy_float_test`` (whole test split), ``seconds``.
+        The final model (eval mode), masks, and one record per round: ``round``, ``sparsity``
+        (prunable weights), ``sparsity_all_params``, ``prunable_nonzero``,
+        ``accuracy_float_test`` (whole test split), ``seconds``.
     """
     round0_epochs = epochs_per_round if round0_epochs is None else round0_epochs
     cfg = _check_lth_arguments(model_or_config, rounds, target_sparsity, prune_fraction, scope,
@@ -174,14 +174,13 @@ def run_lth(
     from_model = isinstance(model_or_config, Spikformer)
     if lr is None:
         lr = FINETUNE_LR if from_model and rewind_state is None else DEFAULT_LR
-    settings = {
-        "config": cfg.to_dict(), "dataset": dataset.name, "start": "model" if from_model
-        else "scratch", "prune_fraction": float(prune_fraction), "scope": scope,
-        "tensors": tensors if isinstance(tensors, str) else list(tensors),
-        "epochs_per_round": epochs_per_round, "round0_epochs": round0_epochs,
-        "rewind_epoch": rewind_epoch if not from_model else None,
-        "lr": float(lr), "batch_size": batch_size, "seed": seed,
-    }
+    settings = {"config": cfg.to_dict(), "dataset": dataset.name,
+                "start": "model" if from_model else "scratch",
+                "prune_fraction": float(prune_fraction), "scope": scope,
+                "tensors": tensors if isinstance(tensors, str) else list(tensors),
+                "epochs_per_round": epochs_per_round, "round0_epochs": round0_epochs,
+                "rewind_epoch": rewind_epoch if not from_model else None,
+                "lr": float(lr), "batch_size": batch_size, "seed": seed}
     train_kw = dict(lr=lr, batch_size=batch_size, progress=progress)
     state_path = None
     if state_dir is not None:

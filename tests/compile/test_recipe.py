@@ -46,10 +46,11 @@ def test_compile_graph_runs_the_passes_in_order(tiny_graph):
 
 
 def test_low_rank_forms_table_lists_both_forms():
-    from nmc_deploy.compile.recipe import LowRankForms, format_low_rank_forms
+    from nmc_deploy.compile.recipe import format_low_rank_forms
+    from nmc_deploy.program import FormCosts, LowRankForms
 
-    costs = {"synapses": 10, "synapse_memory_bits": 800, "cores": 2, "neurons": 30,
-             "relay_neurons": 0, "pipeline_depth": 4}
+    costs = FormCosts(synapses=10, synapse_memory_bits=800, cores=2, neurons=30,
+                      relay_neurons=0, pipeline_depth=4)
     info = LowRankForms(written="relay", pairs=3, target="loihi1",
                         forms={"fused": costs, "relay": "no graded spikes"}).to_json()
     assert info["forms"]["relay"] == {"error": "no graded spikes"}
