@@ -51,7 +51,7 @@ import scipy.sparse as sp
 
 from ..errors import LoweringError, QuantizationWarning
 from ..loihi.constants import LAVA_LIF
-from ..program import (CONST, INPUT, LI, RELAY, FloatPopulation, FloatProgram, Population,
+from ..program import (LI, SourceKind, RELAY, FloatPopulation, FloatProgram, Population,
                        Program, SynapseGroup, TokenSelectOp)
 from ..targets import HardwareTarget, load_target
 from .relay import RelayScale, quantize_relay, relay_shift
@@ -155,6 +155,10 @@ def _li_scale(p: FloatPopulation, gs, time_steps: int, weight_bits: int, source_
     return float(2.0 ** math.floor(math.log2(lam)))
 
 
+# sources the exact integer OR rule refuses (with the relays quantized before it)
+_GRADED_SOURCES = (SourceKind.INPUT, SourceKind.CONST, SourceKind.ATTENTION)
+
+
 class _ProgramQuantizer:
     """The state of one :func:`quantize_program` call: populations and groups quantized so
     far, relay scales, token selectors (quantized when first needed) and diagnostics."""
@@ -167,9 +171,10 @@ class _ProgramQuantizer:
         self.payload_bits = payload_bits
         self.vth_mant = vth_mant
         self.grid = grid
+        self.kinds = fp.source_kinds()
         self.ops = {op.name: op for op in fp.attention}
         self.sel_float = {t.name: t for t in fp.token_selects}
-        self.relay_names = {p.name for p in fp.populations if p.kind == RELAY}
+        self.relay_names = {n for n, k in self.kinds.items() if k is SourceKind.RELAY}
         self.relays: dict[str, RelayScale] = {}
         self.sel_q: dict[str, TokenSelectOp] = {}
         self.pops_q: list[Population] = []
@@ -180,14 +185,15 @@ class _ProgramQuantizer:
     # ----------------------------------------------------------------- sources
     def src_bits(self, src: str) -> int:
         """Message bits of a group source (0: binary spikes)."""
-        if src == CONST:
+        kind = self.kinds[src]
+        if kind is SourceKind.CONST:
             return 0
-        if src == INPUT:
+        if kind is SourceKind.INPUT:
             return message_bits(self.fp.input_levels)
-        if src in self.ops:
+        if kind is SourceKind.ATTENTION:
             op = self.ops[src]
             return message_bits(op.n_tokens * (op.dim // op.num_heads))
-        if src in self.sel_float:
+        if kind is SourceKind.SELECTOR:
             return self.selector(src).num_message_bits
         if src in self.relays:  # signed payload after the shift (fixed by its first consumer)
             r = self.relays[src]
@@ -209,15 +215,16 @@ class _ProgramQuantizer:
     def source_max(self, src: str) -> np.ndarray:
         """Largest |payload| per neuron of a group source (before a relay consumer reads it)."""
         fp = self.fp
-        if src == INPUT:
+        kind = self.kinds[src]
+        if kind is SourceKind.INPUT:
             return np.full(int(np.prod(fp.input_shape)), fp.input_levels, np.int64)
-        if src in self.ops:
+        if kind is SourceKind.ATTENTION:
             op = self.ops[src]
             return np.full(op.dim * op.n_tokens, op.n_tokens * (op.dim // op.num_heads),
                            np.int64)
-        if src == CONST:
+        if kind is SourceKind.CONST:
             return np.ones(1, np.int64)
-        if src in self.sel_float:  # gated stream: at most the ungated sum of its inputs
+        if kind is SourceKind.SELECTOR:  # gated stream: at most the ungated sum of its inputs
             sel = self.selector(src)
             bound = np.zeros(sel.dim * sel.n_tokens, np.int64)
             for g in sel.inputs:
@@ -245,7 +252,7 @@ class _ProgramQuantizer:
         threshold below 64, so a sub-threshold v = 64*count decays to 0 with dv = 4095."""
         return (p.kind == "threshold" and not isinstance(p.v_threshold, np.ndarray) and
                 np.all(p.bias == 0) and math.floor(p.v_threshold) < 2 ** LAVA_LIF.act_shift
-                and all(g.source not in (INPUT, CONST) and g.source not in self.ops and
+                and all(self.kinds[g.source] not in _GRADED_SOURCES and
                         g.source not in self.relays and
                         np.all(g.weight.data == np.round(g.weight.data)) and
                         np.all(g.weight.data >= 0) and

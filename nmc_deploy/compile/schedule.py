@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from ..errors import LoweringError
-from ..program import CONST, INPUT, FloatGroup, FloatProgram
+from ..program import CONST, INPUT, FloatGroup, FloatProgram, SourceKind
 
 __all__ = ["Schedule", "schedule_program"]
 
@@ -72,12 +72,15 @@ def schedule_program(fp: FloatProgram) -> Schedule:
     depths: dict[str, int] = {}
     depths_in: dict[str, int] = {}
 
+    kinds = fp.source_kinds()
+
     def src_depth(src: str) -> int:
-        if src in (INPUT, CONST):
+        kind = kinds[src]
+        if kind in (SourceKind.INPUT, SourceKind.CONST):
             return 0
-        if src in sels:
+        if kind is SourceKind.SELECTOR:
             return selector_depth(src)
-        if src in ops:
+        if kind is SourceKind.ATTENTION:
             op = ops[src]
             ds = {depths[op.q], depths[op.k], depths[op.v]}
             if len(ds) != 1:

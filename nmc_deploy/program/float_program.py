@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .shared import AttentionOp, Readout
+from .shared import AttentionOp, Readout, SourceKind, source_kinds
 
 __all__ = ["FloatPopulation", "FloatGroup", "FloatTokenSelect", "FloatProgram"]
 
@@ -113,6 +113,10 @@ class FloatProgram:
     time_steps: int
     metadata: dict[str, Any] = field(default_factory=dict)
     token_selects: tuple[FloatTokenSelect, ...] = ()
+
+    def source_kinds(self) -> dict[str, SourceKind]:
+        """Name -> kind of every group source (:func:`~nmc_deploy.program.shared.source_kinds`)."""
+        return source_kinds(self)
 
     def population(self, name: str) -> FloatPopulation:
         return next(p for p in self.populations if p.name == name)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .shared import CONST, INPUT, LI, RELAY, AttentionOp, Readout
+from .shared import LI, RELAY, AttentionOp, Readout, SourceKind, source_kinds
 
 __all__ = ["Population", "SynapseGroup", "TokenSelectOp", "Program"]
 
@@ -198,28 +198,33 @@ class Program:
     def population(self, name: str) -> Population:
         return next(p for p in self.populations if p.name == name)
 
+    def source_kinds(self) -> dict[str, SourceKind]:
+        """Name -> kind of every group source (:func:`~nmc_deploy.program.shared.source_kinds`)."""
+        return source_kinds(self)
+
     def depth_of(self, source: str) -> int:
         """Depth of a group source: 0 for the input, the q population's depth for an op."""
-        if source in (INPUT, CONST):
+        kind = self.source_kinds()[source]
+        if kind in (SourceKind.INPUT, SourceKind.CONST):
             return 0
-        for op in self.attention:
-            if op.name == source:
-                return self.population(op.q).depth
-        sel = self.token_select(source)
-        if sel is not None:
-            return sel.depth
+        if kind is SourceKind.ATTENTION:
+            op = next(op for op in self.attention if op.name == source)
+            return self.population(op.q).depth
+        if kind is SourceKind.SELECTOR:
+            return self.token_select(source).depth
         return self.population(source).depth
 
     def source_size(self, source: str) -> int:
-        if source == INPUT:
+        kind = self.source_kinds()[source]
+        if kind is SourceKind.INPUT:
             return int(np.prod(self.input_shape))
-        if source == CONST:
+        if kind is SourceKind.CONST:
             return 1
-        for op in self.attention:
-            if op.name == source:
-                return op.dim * op.n_tokens
-        sel = self.token_select(source)
-        if sel is not None:
+        if kind is SourceKind.ATTENTION:
+            op = next(op for op in self.attention if op.name == source)
+            return op.dim * op.n_tokens
+        if kind is SourceKind.SELECTOR:
+            sel = self.token_select(source)
             return sel.dim * sel.n_tokens
         return self.population(source).size
 

@@ -8,17 +8,42 @@ late), an attention op or a token selector. Population kinds besides "lif" and "
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["INPUT", "CONST", "RELAY", "LI", "LOW_RANK_MODES", "AttentionOp", "Readout"]
+__all__ = ["INPUT", "CONST", "RELAY", "LI", "LOW_RANK_MODES", "AttentionOp", "Readout",
+           "SourceKind", "source_kinds"]
 
 INPUT = "input"  # source name of the graded input (pixel intensities)
 CONST = "const"  # source name of the constant 1 (every step of a sample; 0 between samples)
 RELAY = "relay"  # population kind of a graded-payload relay (low-rank factor stage)
 LI = "li"  # population kind of a non-spiking leaky integrator whose voltage is an output
 LOW_RANK_MODES = ("fused", "relay")  # how low-rank factor pairs are deployed
+
+
+class SourceKind(Enum):
+    """What a synapse group's source is; :func:`source_kinds` decides it for every stage."""
+
+    INPUT = "input"  # the graded input (pixel intensities or user integers)
+    CONST = "const"  # the constant 1 of every step of a sample
+    POPULATION = "population"  # a spiking population's 0/1 spikes (or an LI population)
+    RELAY = "relay"  # a relay population's graded payload
+    ATTENTION = "attention"  # an attention op's integer counts
+    SELECTOR = "selector"  # a token selector's gated residual stream
+
+
+def source_kinds(program) -> dict[str, SourceKind]:
+    """Name -> :class:`SourceKind` of every possible group source of ``program`` (a
+    :class:`~nmc_deploy.program.float_program.FloatProgram` or a fixed-point
+    :class:`~nmc_deploy.program.program.Program`): the one place that decides it."""
+    kinds = {INPUT: SourceKind.INPUT, CONST: SourceKind.CONST}
+    kinds.update((p.name, SourceKind.RELAY if p.kind == RELAY else SourceKind.POPULATION)
+                 for p in program.populations)
+    kinds.update((op.name, SourceKind.ATTENTION) for op in program.attention)
+    kinds.update((t.name, SourceKind.SELECTOR) for t in program.token_selects)
+    return kinds
 
 
 @dataclass(frozen=True)

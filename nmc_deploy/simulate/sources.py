@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..loihi.attention import attention_counts, top_k_mask
-from ..program import CONST, INPUT
+from ..program import SourceKind
 
 __all__ = ["SourceStreams", "lagged_columns"]
 
@@ -44,6 +44,7 @@ class SourceStreams:
         self.selection = selection
         self.spikes: dict[str, np.ndarray] = {}  # pop -> (T, B, n) bool
         self.payloads: dict[str, np.ndarray] = {}  # relay -> (T, B, n) int64 / float64
+        self.kinds = program.source_kinds()
         self.ops = {op.name: op for op in program.attention}
         self.sels = {t.name: t for t in program.token_selects}
         self.out: dict[str, np.ndarray] = {}
@@ -56,11 +57,12 @@ class SourceStreams:
 
     def _base(self, src: str) -> np.ndarray:
         T, B = self.T, self.B
-        if src == INPUT:
+        kind = self.kinds[src]
+        if kind is SourceKind.INPUT:
             return self.x.transpose(2, 1, 0).reshape(-1, T * B).astype(self.dtype, copy=False)
-        if src == CONST:
+        if kind is SourceKind.CONST:
             return np.ones((1, T * B), self.dtype)
-        if src in self.ops:
+        if kind is SourceKind.ATTENTION:
             if src not in self.out:
                 op = self.ops[src]
                 flat = lambda name: self.spikes[name].reshape(T * B, -1)  # noqa: E731
@@ -69,11 +71,11 @@ class SourceStreams:
                 self.out[src] = C.T.astype(self.dtype)
                 self.op_stats[src] = int(n_ops.sum())
             return self.out[src]
-        if src in self.sels:
+        if kind is SourceKind.SELECTOR:
             if src not in self.out:
                 self.out[src] = self._select(self.sels[src])
             return self.out[src]
-        if src in self.payloads:
+        if kind is SourceKind.RELAY:
             return self.payloads[src].reshape(T * B, -1).T.astype(self.dtype, copy=False)
         return self.spikes[src].reshape(T * B, -1).T.astype(self.dtype)
 

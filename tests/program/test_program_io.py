@@ -87,3 +87,17 @@ def test_missing_placement_and_activity(tmp_path):
         load_activity(tmp_path, "lava")
     assert str(exc.value) == (f"{tmp_path / 'activity_lava.json'}: no simulated activity; run "
                               f"`nmc-deploy simulate {tmp_path} --backend reference` first")
+
+
+def test_source_kinds_name_every_group_source_once(tiny_program):
+    from nmc_deploy.program import CONST, INPUT, SourceKind
+
+    kinds = tiny_program.source_kinds()
+    assert kinds[INPUT] is SourceKind.INPUT and kinds[CONST] is SourceKind.CONST
+    assert {g.source for g in tiny_program.groups} <= set(kinds)
+    assert {n for n, k in kinds.items() if k is SourceKind.ATTENTION} == \
+        {op.name for op in tiny_program.attention}
+    assert {n for n, k in kinds.items() if k is SourceKind.POPULATION} == \
+        {p.name for p in tiny_program.populations}
+    for g in tiny_program.groups:  # depth and size agree with the kind
+        assert tiny_program.source_size(g.source) == g.weights.shape[1]

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from . import lava311
-from ...program import CONST, INPUT, LI, Program
+from ...program import CONST, LI, Program, SourceKind
 from ...errors import SimulationError
 from ...loihi.constants import LAVA_SYNAPSE
 from ..inputs import as_input_sequence, check_input_steps
@@ -158,12 +158,15 @@ def build_network(program: Program, inputs: np.ndarray, record_dir: Path):
         if p.gate:
             selectors[p.gate].mask_out.connect(lifs[p.name].gate_in)
 
+    kinds = program.source_kinds()
+
     def out_port(src):
-        if src == INPUT:
+        kind = kinds[src]
+        if kind is SourceKind.INPUT:
             return source.s_out
-        if src == CONST:
+        if kind is SourceKind.CONST:
             return const.s_out
-        return (selectors[src] if src in selectors else lifs[src]).s_out
+        return (selectors[src] if kind is SourceKind.SELECTOR else lifs[src]).s_out
 
     def connect_group(g, in_port):
         kwargs = dict(weights=g.weights.astype(np.int32), weight_exp=g.weight_exp,
