@@ -1,0 +1,42 @@
+"""Tiny graph IR factories for tests: numpy only (no torch, nir or lava).
+
+Torch model factories (random active Spikformers) are in ``conftest.py``; these build
+graphs directly from IR nodes with a seeded ``rng``, so compile/simulate tests need nothing
+heavier than numpy.
+"""
+import numpy as np
+
+from nmc_deploy.ir import LIF, Affine, CubaLIF, Graph, Input, Output, Threshold
+
+
+def chain_graph(rng, sizes=(32, 24, 20, 10), levels=1, time_steps=5, threshold_layer=None,
+                weight_mean=0.5, cuba=False):
+    """Input -> (Affine -> LIF)* -> Output with random weights that make every layer fire.
+
+    Weights are scaled so that each group quantizes with weight_exp 0 (largest |R| in
+    (127, 254] at the default vth_mant): R = 1023 * w * gain / theta with gain 0.5 (LIF,
+    tau = 2 dt; r = levels undoes the input's 1/levels), 0.25 (``cuba``: CubaLIF with
+    tau_syn = tau_mem = 2 dt, weights doubled) or theta 2 (Threshold layer).
+    """
+    dt = 1e-4
+    nodes = {"input": Input(shape=(sizes[0],))}
+    edges, prev = [], "input"
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        w = rng.normal(np.broadcast_to(weight_mean, (len(sizes) - 1,))[i], 0.5, (n_out, n_in))
+        nodes[f"fc{i}"] = Affine(weight=w * (0.96 if cuba else 0.48) / np.abs(w).max(),
+                                 bias=np.zeros(n_out))
+        r = np.full(n_out, float(levels) if i == 0 else 1.0)
+        zero, one, tau = np.zeros(n_out), np.ones(n_out), np.full(n_out, 2 * dt)
+        if i == threshold_layer:
+            nodes[f"lif{i}"] = Threshold(threshold=2.0 / r)
+        elif cuba:
+            nodes[f"lif{i}"] = CubaLIF(tau_syn=tau, tau_mem=tau, r=r, v_leak=zero,
+                                       v_threshold=one, v_reset=zero, w_in=one)
+        else:
+            nodes[f"lif{i}"] = LIF(tau=tau, r=r, v_leak=zero, v_threshold=one, v_reset=zero)
+        edges += [(prev, f"fc{i}"), (f"fc{i}", f"lif{i}")]
+        prev = f"lif{i}"
+    nodes["output"] = Output(shape=(sizes[-1],))
+    edges.append((prev, "output"))
+    return Graph(nodes, tuple(edges),
+                 {"dt": dt, "time_steps": time_steps, "input_levels": levels})
