@@ -65,8 +65,8 @@ class Node:
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
-class Input(Node):
-    """Graph entry; ``shape`` excludes batch and time."""
+class _Boundary(Node):
+    """A graph boundary node: passes its ``shape`` through (batch and time excluded)."""
 
     shape: tuple[int, ...]
 
@@ -78,16 +78,13 @@ class Input(Node):
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
-class Output(Node):
+class Input(_Boundary):
+    """Graph entry; ``shape`` excludes batch and time."""
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Output(_Boundary):
     """Graph exit."""
-
-    shape: tuple[int, ...]
-
-    def __post_init__(self):
-        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
-
-    input_shape = property(lambda self: self.shape)
-    output_shape = property(lambda self: self.shape)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)

@@ -12,13 +12,12 @@ A group with ``lag = L > 0`` delivers its source's output of sample step ``t - L
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-from .shared import AttentionOp, Readout, SourceKind, source_kinds
+from .shared import ProgramBase
 
 __all__ = ["FloatPopulation", "FloatGroup", "FloatTokenSelect", "FloatProgram"]
 
@@ -101,22 +100,8 @@ class FloatTokenSelect:
 
 
 @dataclass(frozen=True)
-class FloatProgram:
+class FloatProgram(ProgramBase):
     """The lowered graph: float populations, groups, attention ops, token selectors, readout."""
-
-    populations: tuple[FloatPopulation, ...]
-    groups: tuple[FloatGroup, ...]
-    attention: tuple[AttentionOp, ...]
-    readout: Readout
-    input_shape: tuple[int, ...]
-    input_levels: int
-    time_steps: int
-    metadata: dict[str, Any] = field(default_factory=dict)
-    token_selects: tuple[FloatTokenSelect, ...] = ()
-
-    def source_kinds(self) -> dict[str, SourceKind]:
-        """Name -> kind of every group source (:func:`~nmc_deploy.program.shared.source_kinds`)."""
-        return source_kinds(self)
 
     def population(self, name: str) -> FloatPopulation:
         return next(p for p in self.populations if p.name == name)

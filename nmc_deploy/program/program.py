@@ -21,13 +21,12 @@ On disk: :mod:`nmc_deploy.program.io` (``program.json`` + ``program.npz``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-from .shared import LI, RELAY, AttentionOp, Readout, SourceKind, source_kinds
+from .shared import LI, RELAY, ProgramBase, SourceKind
 
 __all__ = ["Population", "SynapseGroup", "TokenSelectOp", "Program"]
 
@@ -159,7 +158,7 @@ class TokenSelectOp:
 
 
 @dataclass(frozen=True)
-class Program:
+class Program(ProgramBase):
     """The fixed-point program. Per population and step (sample time; see docs/architecture.md)::
 
         a_in[pop] = sum over groups g into pop of (W_g @ x_src(g)) << weight_exp_g   (>> if < 0)
@@ -170,16 +169,6 @@ class Program:
     groups, one per source population of the factor's input) and
     ``a_in[lif] ~ (lam/64) gain U p 2**payload_shift / mu`` (the up group).
     """
-
-    populations: tuple[Population, ...]
-    groups: tuple[SynapseGroup, ...]
-    attention: tuple[AttentionOp, ...]
-    readout: Readout
-    input_shape: tuple[int, ...]
-    input_levels: int
-    time_steps: int
-    metadata: dict[str, Any] = field(default_factory=dict)
-    token_selects: tuple[TokenSelectOp, ...] = ()
 
     @property
     def pipeline_depth(self) -> int:
@@ -197,10 +186,6 @@ class Program:
 
     def population(self, name: str) -> Population:
         return next(p for p in self.populations if p.name == name)
-
-    def source_kinds(self) -> dict[str, SourceKind]:
-        """Name -> kind of every group source (:func:`~nmc_deploy.program.shared.source_kinds`)."""
-        return source_kinds(self)
 
     def depth_of(self, source: str) -> int:
         """Depth of a group source: 0 for the input, the q population's depth for an op."""

@@ -7,14 +7,15 @@ late), an attention op or a token selector. Population kinds besides "lif" and "
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 __all__ = ["INPUT", "CONST", "RELAY", "LI", "LOW_RANK_MODES", "AttentionOp", "Readout",
-           "SourceKind", "source_kinds"]
+           "SourceKind", "source_kinds", "ProgramBase"]
 
 INPUT = "input"  # source name of the graded input (pixel intensities)
 CONST = "const"  # source name of the constant 1 (every step of a sample; 0 between samples)
@@ -83,3 +84,26 @@ class Readout:
     num_outputs: int
     cumulative: bool = False
 
+
+@dataclass(frozen=True)
+class ProgramBase:
+    """The fields both program levels share, in this order (positional construction).
+
+    :class:`~nmc_deploy.program.float_program.FloatProgram` holds float populations, groups
+    and token selectors; the fixed-point :class:`~nmc_deploy.program.program.Program` their
+    quantized counterparts. Sources are named as :func:`source_kinds` says.
+    """
+
+    populations: tuple  # FloatPopulation or Population, in program order
+    groups: tuple  # FloatGroup or SynapseGroup
+    attention: tuple[AttentionOp, ...]
+    readout: Readout
+    input_shape: tuple[int, ...]
+    input_levels: int  # the integer intensity that stands for 1.0 at the input
+    time_steps: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+    token_selects: tuple = ()  # FloatTokenSelect or TokenSelectOp
+
+    def source_kinds(self) -> dict[str, SourceKind]:
+        """Name -> kind of every group source (:func:`source_kinds`)."""
+        return source_kinds(self)
