@@ -50,6 +50,15 @@ def is_volatile(key) -> bool:
                                      or key.endswith("_seconds"))
 
 
+# Outputs that differ between two runs of the SAME revision, so no comparison of revisions
+# can hold them equal: token-selector fine-tuning (prune --token-keep) draws its Gumbel noise
+# from torch's unseeded global generator. Measured on the base revision c98e846: two runs
+# of `prune demo/model.pt --method none --token-keep 0.7 --token-epochs 1` on the same
+# checkpoint differ in all 20 trained tensors. Their differences are listed as KNOWN and not
+# counted; the token form's export/compile/simulate/report are compared through the
+# "tokens" model form (a fixed checkpoint) instead.
+NONDETERMINISTIC = ("pruned/tokens.pt", "pruned/tokens.nir", "pruned/build_tokens/")
+
 FORMS = ("dense", "sparse", "low_rank", "slif", "tokens", "tiny_preset", "digits_preset")
 EXAMPLES = ("sinabs", "sinabs_subtract", "snntorch", "snntorch_flat", "norse", "rockpool")
 
@@ -425,8 +434,13 @@ def main(argv=None) -> int:
         head = (args.out or work / "head").resolve()
         run_pipeline(ROOT, work / "inputs", head, quick=args.quick, log=log)
         n, problems = compare_dirs(work / "base", head)
+    known = [p for p in problems if p.startswith(NONDETERMINISTIC)]
+    problems = [p for p in problems if not p.startswith(NONDETERMINISTIC)]
     for p in problems:
         print("DIFF", p)
+    if known:
+        print(f"KNOWN: {len(known)} differences in outputs that differ between two runs of the "
+              f"same revision (NONDETERMINISTIC: token-selector training), not counted")
     print(f"behaviour check: {n} files compared, {len(problems)} differences")
     return 1 if problems else 0
 
