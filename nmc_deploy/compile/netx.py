@@ -54,7 +54,7 @@ import numpy as np
 from ..errors import ExportError, InputFileError
 from ..fileio import atomic_path
 from ..loihi.constants import LAVA_LIF, SYNAPTIC_ACCUMULATOR_BITS
-from ..loihi.kernels import lava_effective_weights
+from ..loihi.synapses import lava_effective_weights
 from ..program import INPUT, LI, RELAY, Program
 from .quantize import GridPolicy
 

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from ..errors import LoweringError
 from ..loihi.constants import LAVA_LIF
-from ..loihi.kernels import lava_effective_weights
+from ..loihi.synapses import lava_effective_weights
 
 __all__ = ["QuantizedWeights", "quantize_weights", "quantize_bias", "message_bits",
            "grid_top", "accumulation_bound"]

@@ -2,5 +2,5 @@
 
 ``constants`` holds every Lava/Loihi constant; ``synapses`` the weight grid and the Sparse
 step; ``neurons`` the fixed-point LIF step and its float twin; ``attention`` the spike
-attention and token selector kernels; ``kernels`` re-exports all kernels.
+attention and token selector kernels.
 """

@@ -6,7 +6,7 @@ import pytest
 
 from nmc_deploy.compile.lower import lower_graph
 from nmc_deploy.compile.quantize import quantize_program
-from nmc_deploy.loihi.kernels import lava_effective_weights
+from nmc_deploy.loihi.synapses import lava_effective_weights
 
 
 def _threshold_graph(weights, threshold):

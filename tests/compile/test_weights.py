@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nmc_deploy.compile.weights import quantize_weights
-from nmc_deploy.loihi.kernels import lava_effective_weights
+from nmc_deploy.loihi.synapses import lava_effective_weights
 
 
 @settings(max_examples=60, deadline=None)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from nmc_deploy.errors import NmcDeployError
 from nmc_deploy.models.spikformer import (SpikformerConfig, topk_keep_mask, topk_token_index)
-from nmc_deploy.loihi.kernels import top_k_mask
+from nmc_deploy.loihi.attention import top_k_mask
 
 
 def test_keep_schedule_is_cumulative_and_shared():

@@ -10,7 +10,7 @@ from nmc_deploy.program import load_program, save_program
 from nmc_deploy.compile.quantize import quantize_program, quantize_token_predictor
 from nmc_deploy.compile.validate import validate_program
 from nmc_deploy.export.spikformer import export_spikformer
-from nmc_deploy.loihi.kernels import token_scores_fixed, token_scores_float, top_k_mask
+from nmc_deploy.loihi.attention import token_scores_fixed, token_scores_float, top_k_mask
 from nmc_deploy.simulate.reference import simulate_float, simulate_reference
 
 
