@@ -69,29 +69,12 @@ from pathlib import Path
 import numpy as np, torch
 warnings.simplefilter("ignore")
 out = Path(sys.argv[1]); out.mkdir(parents=True, exist_ok=True)
-from conftest import make_tiny_spikformer, make_token_spikformer, make_active_spikformer
 from nmc_deploy.models.checkpoint import save_checkpoint
-from nmc_deploy.models.spikformer import preset_config
-from nmc_deploy.prune.masks import apply_masks, magnitude_masks
-from nmc_deploy.prune.dsp import factorize_model
-from nmc_deploy.prune.slif import convert_to_slif
-
-def dense(): return make_tiny_spikformer(depth=2)
-def sparse():
-    m = dense(); apply_masks(m, magnitude_masks(m, 0.9, "global")); return m
-def low_rank(): return factorize_model(dense(), energy=0.9)
-def slif():
-    m = convert_to_slif(dense(), blocks_only=False)
-    with torch.no_grad():
-        for mod in m.modules():
-            if hasattr(mod, "leak_logit"):
-                mod.v_threshold.mul_(torch.linspace(0.8, 1.2, mod.v_threshold.numel()))
-    return m
-def tokens(): return make_token_spikformer(keep=0.7)
-def tiny_preset(): return make_active_spikformer(preset_config("tiny"))
-def digits_preset(): return make_active_spikformer(preset_config("digits"))
+# the model forms of the base revision's own round-trip test (tests/ir there)
+sys.path.insert(0, str(Path(sys.argv[2]) / "tests" / "ir"))
+import test_round_trip_forms as forms
 for name in %(forms)r:
-    model = globals()[name]().eval()
+    model = getattr(forms, "_" + name)().eval()
     save_checkpoint(out / f"{name}.pt", model, {"dataset": "digits", "input_levels": 16})
 
 from nmc_deploy.interop.examples import make_example, example_inputs
@@ -422,7 +405,9 @@ def main(argv=None) -> int:
             log(f"base {args.base} = {rev[:12]} in {base_tree}")
             inputs = work / "inputs"
             shutil.rmtree(inputs, ignore_errors=True)
-            env = dict(os.environ, PYTHONPATH=f"{base_tree}:{base_tree / 'tests'}")
+            # PYTHONHASHSEED: the tools' NIR exporters order edges by set iteration
+            env = dict(os.environ, PYTHONPATH=f"{base_tree}:{base_tree / 'tests'}",
+                       PYTHONHASHSEED="0")
             script = MAKE_INPUTS % {"forms": FORMS, "examples": EXAMPLES}
             subprocess.run([sys.executable, "-c", script, str(inputs), str(base_tree)],
                            env=env, check=True, cwd=work)
