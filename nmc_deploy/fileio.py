@@ -47,10 +47,10 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
 
 
 def write_atomic(path: str | os.PathLike, writer: Callable[[Any], None], *,
-                 mode: str = "wb", suffix: str = "", **open_kwargs) -> Path:
+                 mode: str = "wb", **open_kwargs) -> Path:
     """Open a temporary sibling of ``path`` with ``mode``, call ``writer(file)``, rename."""
     path = Path(path)
-    with atomic_path(path, suffix=suffix) as tmp:
+    with atomic_path(path) as tmp:
         with open(tmp, mode.replace("w", "x"), **open_kwargs) as f:
             writer(f)
             f.flush()
@@ -74,7 +74,7 @@ def json_default(o):
     raise TypeError(type(o).__name__)
 
 
-def write_json_atomic(path: str | os.PathLike, data: Any, *, indent: int | None = 1) -> Path:
-    """Write ``data`` as JSON (numpy values converted) to ``path`` atomically."""
-    return write_atomic(path, lambda f: json.dump(data, f, indent=indent, default=json_default),
+def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
+    """Write ``data`` as JSON (``indent=1``, numpy values converted) to ``path`` atomically."""
+    return write_atomic(path, lambda f: json.dump(data, f, indent=1, default=json_default),
                         mode="w")

@@ -32,7 +32,7 @@ import scipy.sparse as sp
 from ..errors import CapacityError
 from ..targets import HardwareTarget, synapse_memory_bits
 from ..program import Program
-from ..program.placement import Chunk, Placement
+from ..program.placement import ATTENTION_INPUTS, Chunk, Placement
 
 __all__ = ["Placement", "Chunk", "partition_program", "format_utilization"]
 
@@ -185,8 +185,10 @@ def partition_program(program: Program, target: HardwareTarget) -> Placement:
     graded = target.graded_spike_bits > 0
     for op in program.attention if graded else ():
         n = op.dim * op.n_tokens
-        if 3 * n > target.max_in_axons_per_core or n > target.max_out_axons_per_core:
-            raise CapacityError(f"{op.name}: attention unit axons (in {3 * n}, out {n}) exceed "
+        if ATTENTION_INPUTS * n > target.max_in_axons_per_core or \
+                n > target.max_out_axons_per_core:
+            raise CapacityError(f"{op.name}: attention unit axons (in {ATTENTION_INPUTS * n}, "
+                                f"out {n}) exceed "
                                 f"max_in_axons_per_core ({target.max_in_axons_per_core}) or "
                                 f"max_out_axons_per_core ({target.max_out_axons_per_core}); "
                                 "splitting attention over cores is not supported yet")

@@ -192,7 +192,7 @@ class _ProgramQuantizer:
             return message_bits(self.fp.input_levels)
         if kind is SourceKind.ATTENTION:
             op = self.ops[src]
-            return message_bits(op.n_tokens * (op.dim // op.num_heads))
+            return message_bits(op.max_count)
         if kind is SourceKind.SELECTOR:
             return self.selector(src).num_message_bits
         if src in self.relays:  # signed payload after the shift (fixed by its first consumer)
@@ -220,8 +220,7 @@ class _ProgramQuantizer:
             return np.full(int(np.prod(fp.input_shape)), fp.input_levels, np.int64)
         if kind is SourceKind.ATTENTION:
             op = self.ops[src]
-            return np.full(op.dim * op.n_tokens, op.n_tokens * (op.dim // op.num_heads),
-                           np.int64)
+            return np.full(op.dim * op.n_tokens, op.max_count, np.int64)
         if kind is SourceKind.CONST:
             return np.ones(1, np.int64)
         if kind is SourceKind.SELECTOR:  # gated stream: at most the ungated sum of its inputs
@@ -275,7 +274,7 @@ class _ProgramQuantizer:
         att = [g for g in gs if g.source in self.ops]
         if att:  # bound u = 64 * a_in below 2**23 for the largest possible count N*d
             op = self.ops[att[0].source]
-            max_count = op.n_tokens * (op.dim // op.num_heads)
+            max_count = op.max_count
             w_max = float(np.max(np.abs(att[0].weight.data)))
             lam_max = (2 ** (LAVA_LIF.uv_bits - 1) - 1) / (w_max * max_count)
             while vth > 1 and np.max(lam) > lam_max:

@@ -63,6 +63,11 @@ class AttentionOp:
     dim: int
     n_tokens: int
 
+    @property
+    def max_count(self) -> int:
+        """Largest output count of one neuron and step: ``n_tokens`` times the head width."""
+        return self.n_tokens * (self.dim // self.num_heads)
+
 
 @dataclass(frozen=True)
 class Readout:

@@ -95,7 +95,6 @@ class FloatNeurons:
 class FixedPrecision:
     """Lava's fixed-point arithmetic on a compiled ``Program`` (stats counted)."""
 
-    name = "fixed"
     backend = "reference"  # stats["backend"]
     dtype = np.int64
     counts_activity = True
@@ -136,7 +135,6 @@ class FixedPrecision:
 class FloatPrecision:
     """Float64 dynamics of a ``FloatProgram`` (no quantization; no stats)."""
 
-    name = "float"
     backend = "float"
     dtype = np.float64
     counts_activity = False

@@ -113,8 +113,8 @@ class _Activity:
         self.u_wraps += neurons.u_wraps
         self.v_saturations += neurons.v_saturations
 
-    def stats(self, program, T: int, B: int) -> dict:
-        stats = {"backend": "reference", "samples": B, "time_steps": T,
+    def stats(self, program, T: int, B: int, backend: str) -> dict:
+        stats = {"backend": backend, "samples": B, "time_steps": T,
                  "pipeline_depth": program.pipeline_depth, "layers": list(self.layers.values()),
                  "populations": self.populations, "u_wraps": self.u_wraps,
                  "v_saturations": self.v_saturations}
@@ -187,7 +187,7 @@ def _simulate_batch(program, x: np.ndarray, precision, record: bool,
     steps = {name: src.steps(name) for name in program.readout.weights if name not in voltages}
     logits, output_steps = read_out(program.readout, {**counts, **sel_counts}, steps, voltages,
                                     scales, T, B)
-    stats = {"backend": precision.backend} if activity is None else activity.stats(program, T, B)
+    stats = {"backend": precision.backend} if activity is None else activity.stats(program, T, B, precision.backend)
     return SimulationResult(src.spikes if record else {}, counts, logits, stats,
                             token_masks=dict(src.masks), selector_counts=sel_counts,
                             payloads=src.payloads if record else {}, voltages=voltages,

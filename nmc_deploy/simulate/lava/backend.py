@@ -112,13 +112,12 @@ def _connect_recorders(program: Program, lifs: dict, selectors: dict, num_steps:
     return recorders
 
 
-def build_network(program: Program, inputs: np.ndarray, record_dir: Path):
+def build_network(program: Program, seq: np.ndarray, record_dir: Path):
     """Create and connect the Lava Processes; returns ``(source, recorders, num_steps)``.
 
-    ``inputs``: images ``(B, *input_shape)`` or a sequence ``(B, T, *input_shape)``
-    (integers), as for :func:`~nmc_deploy.simulate.reference.simulate_reference`.
+    ``seq``: the integer input sequence ``(n, T, n_in)``
+    (:func:`~nmc_deploy.simulate.inputs.as_input_sequence`).
     """
-    seq = as_input_sequence(program, inputs)  # (n, T, n_in)
     n, T = seq.shape[0], seq.shape[1]
     gap = program.sample_gap
     period = T + gap
@@ -181,7 +180,6 @@ def build_network(program: Program, inputs: np.ndarray, record_dir: Path):
         for g in t.inputs:
             connect_group(g, selectors[t.name].a_in)
     ops = {op.name: op for op in program.attention}
-    attention = {}
     for g in program.groups:
         if g.kind == "attention":
             op = ops[g.source]
@@ -192,7 +190,6 @@ def build_network(program: Program, inputs: np.ndarray, record_dir: Path):
             lifs[op.k].s_out.connect(proc.k_in)
             lifs[op.v].s_out.connect(proc.v_in)
             proc.a_out.connect(lifs[g.target].a_in)
-            attention[op.name] = proc
             continue
         connect_group(g, lifs[g.target].a_in)
     recorders = _connect_recorders(program, lifs, selectors, num_steps, record_dir)
@@ -217,7 +214,7 @@ def simulate_lava(program: Program, inputs: np.ndarray, *,
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nmc-lava-") as tmp:
         tmp = Path(tmp)
-        source, recorders, num_steps = build_network(program, inputs, tmp)
+        source, recorders, num_steps = build_network(program, seq, tmp)
         try:
             source.run(condition=RunSteps(num_steps=num_steps, blocking=True),
                        run_cfg=run_config(cache_delay_weights))
