@@ -33,30 +33,128 @@ from ..errors import CapacityError
 from ..targets import HardwareTarget, synapse_memory_bits
 from ..program import Program
 from ..program.placement import ATTENTION_INPUTS, Chunk, Placement
+from ..program.shared_weights import ConvShared, TokenShared, is_shared
 
 __all__ = ["Placement", "Chunk", "partition_program", "format_utilization"]
 
 
-def _chunk_cost(groups, start, stop, target) -> tuple[int, int, int]:
+def _csr_rows_cost(w, start, stop, target, span) -> tuple[int, int, int]:
+    """Synapses, memory bits and input axons of rows ``[start, stop)`` of CSR ``w``.
+
+    Reads the rows straight from the CSR's ``indptr``/``indices`` (no submatrix is built:
+    re-slicing was most of the partition time on large models)."""
+    lo, hi = int(w.indptr[start]), int(w.indptr[stop])
+    if hi == lo:
+        return 0, 0, 0
+    counts = np.bincount(w.indices[lo:hi], minlength=w.shape[1])
+    counts = counts[counts > 0]
+    return hi - lo, synapse_memory_bits(counts, target, sparse=True, span=span), int(counts.size)
+
+
+class _SharedCosts:
+    """Per-core costs of shared weights (:mod:`~nmc_deploy.program.shared_weights`), with
+    the prefix sums they need computed once per matrix.
+
+    Shared storage (population axons, as nengo-loihi deploys convolutions): a core stores
+    one synapse list per input channel (token-parallel) or per input channel and kernel tap
+    (convolution), holding the targets among the output channels it hosts; every source
+    token / input position reuses it through a population axon, so the core needs one input
+    axon per source token (position) that reaches it. Unshared storage charges the expanded
+    rows like any CSR matrix.
+    """
+
+    def __init__(self):
+        self._prefix: dict[int, tuple] = {}
+
+    def prefix(self, w) -> np.ndarray:
+        """(C_out + 1, n_lists) cumulative count of nonzero weights over output channels."""
+        key = id(w)
+        if key not in self._prefix or self._prefix[key][0] is not w:
+            if isinstance(w, TokenShared):
+                nz = (w.kernel != 0).toarray().astype(np.int32)
+            else:
+                nz = (w.kernel != 0).reshape(w.kernel.shape[0], -1).astype(np.int32)
+            self._prefix[key] = (w, np.vstack([np.zeros((1, nz.shape[1]), np.int64),
+                                               np.cumsum(nz, axis=0, dtype=np.int64)]))
+        return self._prefix[key][1]
+
+    def cost(self, w, start, stop, target) -> tuple[int, int, int]:
+        if isinstance(w, TokenShared):
+            per = w.n_tokens
+        else:
+            per = w.out_hw[0] * w.out_hw[1]
+        o0, o1 = start // per, (stop - 1) // per + 1
+        counts = self.prefix(w)[o1] - self.prefix(w)[o0]
+        if isinstance(w, ConvShared) and w.groups > 1:  # lists of different groups differ
+            counts = self._grouped_counts(w, o0, o1)
+        counts = counts[counts > 0]
+        if not counts.size:
+            return 0, 0, 0
+        axons = min(per, stop - start) if isinstance(w, TokenShared) else \
+            _conv_input_positions(w, start, stop)
+        return (int(counts.sum()), synapse_memory_bits(counts, target, sparse=True,
+                                                       span=stop - start), axons)
+
+    @staticmethod
+    def _grouped_counts(w, o0, o1) -> np.ndarray:
+        cpo = w.kernel.shape[0] // w.groups
+        nz = w.kernel[o0:o1] != 0
+        parts = []
+        for g in range(o0 // cpo, (o1 - 1) // cpo + 1):
+            a, b = max(o0, g * cpo) - o0, min(o1, (g + 1) * cpo) - o0
+            parts.append(nz[a:b].reshape(b - a, -1).sum(axis=0))
+        return np.concatenate(parts)
+
+
+def _conv_input_positions(w, start, stop) -> int:
+    """Input positions (population axons) whose kernel reaches output rows [start, stop)."""
+    ho, wo = w.out_hw
+    per = ho * wo
+    out = np.zeros(per, bool)
+    if stop - start >= per:
+        out[:] = True
+    else:
+        a, b = start % per, (stop - 1) % per + 1
+        if a < b:
+            out[a:b] = True
+        else:
+            out[a:] = True
+            out[:b] = True
+    out = out.reshape(ho, wo)
+    H, W = w.in_shape[1:]
+    used = np.zeros((H, W), bool)
+    vy, vx = w._valid(0), w._valid(1)
+    for a in range(w.kernel.shape[2]):
+        for b in range(w.kernel.shape[3]):
+            (oy, iy), (ox, ix) = vy[a], vx[b]
+            if len(oy) and len(ox):
+                used[iy[:, None], ix[None, :]] |= out[oy[:, None], ox[None, :]]
+    return int(used.sum())
+
+
+def _chunk_cost(groups, start, stop, target, sharing=None, costs=None) -> tuple[int, int, int]:
     """Synapses, synapse memory bits and input axons of neurons ``[start, stop)``.
 
-    Reads the rows straight from each CSR's ``indptr``/``indices`` (no submatrix is built:
-    re-slicing was most of the partition time on large models)."""
+    ``sharing``: store shared weights once per core (default: the target's
+    ``weight_sharing``); otherwise their expanded rows are charged."""
+    sharing = target.weight_sharing if sharing is None else sharing
+    costs = costs if costs is not None else _SharedCosts()
     syn = mem = axons = 0
     for g in groups:
         w = g.weights
-        lo, hi = int(w.indptr[start]), int(w.indptr[stop])
-        if hi == lo:
-            continue
-        counts = np.bincount(w.indices[lo:hi], minlength=w.shape[1])
-        counts = counts[counts > 0]
-        syn += hi - lo
-        axons += int(counts.size)
-        mem += synapse_memory_bits(counts, target, sparse=True, span=stop - start)
+        if is_shared(w):
+            if sharing:
+                s_, m_, a_ = costs.cost(w, start, stop, target)
+            else:
+                s_, m_, a_ = _csr_rows_cost(w.rows_csr(start, stop), 0, stop - start, target,
+                                            stop - start)
+        else:
+            s_, m_, a_ = _csr_rows_cost(w, start, stop, target, stop - start)
+        syn, mem, axons = syn + s_, mem + m_, axons + a_
     return syn, mem, axons
 
 
-def _chunk_population(p, groups, target, outdeg) -> list[Chunk]:
+def _chunk_population(p, groups, target, outdeg, sharing, costs) -> list[Chunk]:
     max_neurons = target.max_neurons_per_core
     max_mem = target.synapse_memory_bits_per_core
     max_in = target.max_in_axons_per_core
@@ -70,11 +168,11 @@ def _chunk_population(p, groups, target, outdeg) -> list[Chunk]:
         def fits(stop):
             if cum_out[stop] - cum_out[start] > max_out:
                 return False
-            _, mem, axons = _chunk_cost(groups, start, stop, target)
+            _, mem, axons = _chunk_cost(groups, start, stop, target, sharing, costs)
             return mem <= max_mem and axons <= max_in
 
         if not fits(start + 1):
-            syn, mem, axons = _chunk_cost(groups, start, start + 1, target)
+            syn, mem, axons = _chunk_cost(groups, start, start + 1, target, sharing, costs)
             if mem > max_mem:
                 what, got, limit, name = ("synapse memory bits", mem, max_mem,
                                           "synapse_memory_bits_per_core")
@@ -97,7 +195,7 @@ def _chunk_population(p, groups, target, outdeg) -> list[Chunk]:
                     lo = mid
                 else:
                     top = mid
-        syn, mem, axons = _chunk_cost(groups, start, lo, target)
+        syn, mem, axons = _chunk_cost(groups, start, lo, target, sharing, costs)
         chunks.append(Chunk(p.name, start, lo, syn, mem, axons))
         start = lo
     return chunks
@@ -123,22 +221,79 @@ def _pack(chunks, target, outdeg) -> list[list[Chunk]]:
     return cores
 
 
-def _out_degrees(program, cores) -> dict[str, np.ndarray]:
-    """Per source neuron: the number of distinct cores its synapses reach."""
+def _segments(core_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Boundaries (flat starts + end) and core of each run of equal cores of a population
+    (contiguous chunks are packed in order, so every core holds one run)."""
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(core_of)) + 1])
+    return np.concatenate([starts, [core_of.size]]), core_of[starts]
+
+
+def _token_shared_pairs(w, core_of_target, n_cores, costs) -> np.ndarray:
+    """(source neuron, destination core) pairs of a :class:`TokenShared` group, from the
+    per-channel prefix counts (no expanded matrix): source ``(i, n)`` reaches the core of a
+    run ``[b0, b1)`` when some output channel o with ``b0 <= o N + n < b1`` has
+    ``kernel[o, i] != 0``."""
+    N = w.n_tokens
+    prefix = costs.prefix(w)
+    bounds, cores = _segments(core_of_target)
+    n = np.arange(N)
+    src = np.arange(w.kernel.shape[1])[None, :] * N + n[:, None]  # (N, C_in) flat source
+    pairs = []
+    for k in range(len(cores)):
+        lo = -((n - bounds[k]) // N)  # ceil((b0 - n) / N)
+        hi = -((n - bounds[k + 1]) // N)
+        hit = (prefix[np.clip(hi, 0, prefix.shape[0] - 1)] -
+               prefix[np.clip(lo, 0, prefix.shape[0] - 1)]) > 0
+        pairs.append(src[hit] * n_cores + cores[k])
+    return np.concatenate(pairs) if pairs else np.zeros(0, np.int64)
+
+
+def _conv_outdegree(w, core_of_target) -> np.ndarray:
+    """Upper bound of the cores each source neuron of a :class:`ConvShared` group reaches:
+    the runs holding any output channel its input channel feeds (positions ignored)."""
+    co, cig = w.kernel.shape[:2]
+    ci = w.in_shape[0]
+    cpo = co // w.groups
+    feeds = np.zeros((co, ci), bool)
+    any_tap = np.any(w.kernel != 0, axis=(2, 3))
+    for g in range(w.groups):
+        feeds[g * cpo:(g + 1) * cpo, g * cig:(g + 1) * cig] = any_tap[g * cpo:(g + 1) * cpo]
+    prefix = np.vstack([np.zeros((1, ci), np.int64), np.cumsum(feeds, axis=0)])
+    bounds, _ = _segments(core_of_target)
+    per = w.out_hw[0] * w.out_hw[1]
+    deg = np.zeros(ci, np.int64)
+    for k in range(len(bounds) - 1):
+        c0, c1 = bounds[k] // per, (bounds[k + 1] - 1) // per + 1
+        deg += (prefix[c1] - prefix[c0]) > 0
+    return np.repeat(deg, w.in_shape[1] * w.in_shape[2])
+
+
+def _out_degrees(program, cores, costs=None) -> dict[str, np.ndarray]:
+    """Per source neuron: the number of distinct cores its synapses reach (an upper bound
+    for convolution sources)."""
+    costs = costs if costs is not None else _SharedCosts()
     core_of = {p.name: np.full(p.size, -1, np.int64) for p in program.populations}
     for i, cs in enumerate(cores):
         for c in cs:
             core_of[c.population][c.start:c.stop] = i
     n_cores = len(cores) + 1
     pairs_by_source: dict[str, list[np.ndarray]] = {}
+    outdeg = {p.name: np.zeros(p.size, np.int64) for p in program.populations}
     for g in program.groups:
         if g.kind == "attention" or g.source not in core_of:
             continue
-        w = sp.csc_matrix(g.weights)
-        dest = core_of[g.target][w.indices]
-        col = np.repeat(np.arange(w.shape[1]), np.diff(w.indptr))
-        pairs_by_source.setdefault(g.source, []).append(col * n_cores + dest)
-    outdeg = {p.name: np.zeros(p.size, np.int64) for p in program.populations}
+        w = g.weights
+        if isinstance(w, ConvShared):
+            outdeg[g.source] += _conv_outdegree(w, core_of[g.target])
+            continue
+        if isinstance(w, TokenShared):
+            pairs = _token_shared_pairs(w, core_of[g.target], n_cores, costs)
+        else:
+            w = sp.csc_matrix(w)
+            dest = core_of[g.target][w.indices]
+            col = np.repeat(np.arange(w.shape[1]), np.diff(w.indptr))
+            pairs = col * n_cores + dest
+        pairs_by_source.setdefault(g.source, []).append(pairs)
     for src, pairs in pairs_by_source.items():  # one axon per (neuron, destination core)
         np.add.at(outdeg[src], np.unique(np.concatenate(pairs)) // n_cores, 1)
     for op in program.attention:  # every q, k, v neuron also feeds its attention unit
@@ -150,12 +305,17 @@ def _out_degrees(program, cores) -> dict[str, np.ndarray]:
 MAX_PARTITION_ROUNDS = 8
 
 
-def partition_program(program: Program, target: HardwareTarget) -> Placement:
+def partition_program(program: Program, target: HardwareTarget, *,
+                      weight_sharing: bool | None = None) -> Placement:
     """Place ``program`` on cores of ``target``; raises :class:`CapacityError` if it cannot.
 
     Output axons depend on where the targets land, so placement repeats with each neuron's
     out-degree (in cores) from the previous round as a constraint, until nothing changes.
+    ``weight_sharing``: store shared (token-parallel, convolution) weights once per core
+    (default: the target's ``weight_sharing``) or charge every expanded copy.
     """
+    sharing = target.weight_sharing if weight_sharing is None else bool(weight_sharing)
+    costs = _SharedCosts()
     for p in program.populations:
         if p.graded and p.payload_bits > target.graded_spike_bits:
             raise CapacityError(f"{p.name}: graded payload bits ({p.payload_bits}) exceeds "
@@ -169,9 +329,10 @@ def partition_program(program: Program, target: HardwareTarget) -> Placement:
     outdeg = {p.name: np.zeros(p.size, np.int64) for p in program.populations}
     for _ in range(MAX_PARTITION_ROUNDS):
         chunks = [c for p in program.populations
-                  for c in _chunk_population(p, incoming[p.name], target, outdeg[p.name])]
+                  for c in _chunk_population(p, incoming[p.name], target, outdeg[p.name],
+                                             sharing, costs)]
         cores = _pack(chunks, target, outdeg)
-        new = _out_degrees(program, cores)
+        new = _out_degrees(program, cores, costs)
         out_axons = [int(sum(new[c.population][c.start:c.stop].sum() for c in cs))
                      for cs in cores]
         if max(out_axons) <= target.max_out_axons_per_core:

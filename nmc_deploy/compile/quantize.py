@@ -57,6 +57,7 @@ from ..targets import HardwareTarget, load_target
 from .relay import RelayScale, quantize_relay, relay_shift
 from .schedule import Schedule, schedule_program
 from .token_select import TOKEN_SELECT, quantize_token_predictor, quantize_token_select
+from ..program.shared_weights import scale_rows, stored_values
 from .weights import QuantizedWeights, message_bits, quantize_bias, quantize_weights
 
 __all__ = ["quantize_program", "GridPolicy", "LAVA_GRID", "DEFAULT_VTH_MANT",
@@ -139,11 +140,11 @@ def _li_scale(p: FloatPopulation, gs, time_steps: int, weight_bits: int, source_
     drive = np.zeros(p.size)
     w_max = 0.0
     for g in gs:
-        w = abs(sp.csr_matrix(g.weight))
+        w = abs(g.weight)
         if g.source == p.name or not w.nnz:
             continue
         drive += np.asarray(w @ source_max(g.source).astype(np.float64)).ravel()
-        w_max = max(w_max, float(w.data.max()))
+        w_max = max(w_max, float(stored_values(w).max()))
     steps = max(int(time_steps), 1)
     current = drive * _geometric(p.alpha_syn, steps) if np.any(p.alpha_syn) else drive
     v_max = float(np.max((current + np.abs(p.bias)) * _geometric(p.alpha, steps), initial=0.0))
@@ -153,6 +154,12 @@ def _li_scale(p: FloatPopulation, gs, time_steps: int, weight_bits: int, source_
         lam = min(lam, (2 ** weight_bits - 1) * 2.0 ** LAVA_LIF.weight_exp_max *
                   2 ** LAVA_LIF.act_shift / w_max)
     return float(2.0 ** math.floor(math.log2(lam)))
+
+
+def _nonnegative_integers(data: np.ndarray, weight_bits: int) -> bool:
+    """True for non-negative integer weights on Lava's excitatory grid."""
+    return bool(np.all(data == np.round(data)) and np.all(data >= 0) and
+                data.max(initial=0) <= 2 ** weight_bits - 1)
 
 
 # sources the exact integer OR rule refuses (with the relays quantized before it)
@@ -227,8 +234,8 @@ class _ProgramQuantizer:
             sel = self.selector(src)
             bound = np.zeros(sel.dim * sel.n_tokens, np.int64)
             for g in sel.inputs:
-                bound += np.asarray(abs(g.weights).astype(np.int64) @ self.source_max(g.source),
-                                    np.int64).ravel()
+                bound += np.asarray(abs(g.weights) @ self.source_max(g.source)
+                                    ).astype(np.int64).ravel()
             return bound
         return np.ones(fp.population(src).size, np.int64)  # binary spikes
 
@@ -253,9 +260,8 @@ class _ProgramQuantizer:
                 np.all(p.bias == 0) and math.floor(p.v_threshold) < 2 ** LAVA_LIF.act_shift
                 and all(self.kinds[g.source] not in _GRADED_SOURCES and
                         g.source not in self.relays and
-                        np.all(g.weight.data == np.round(g.weight.data)) and
-                        np.all(g.weight.data >= 0) and
-                        g.weight.data.max(initial=0) <= 2 ** self.weight_bits - 1 for g in gs))
+                        _nonnegative_integers(stored_values(g.weight), self.weight_bits)
+                        for g in gs))
 
     def _threshold_scale(self, p: FloatPopulation, gs: list) -> tuple:
         """``(lam, vth)`` of a spiking population with a positive float threshold."""
@@ -267,15 +273,15 @@ class _ProgramQuantizer:
         theta = np.asarray(p.v_threshold, np.float64)
         # per-neuron thresholds fold into a per-neuron scale (exact: the reset is to zero
         # or subtracts lam theta = 64 vth + ge, the same integer for every neuron)
-        w_max = max((float(np.max(np.abs(g.weight.data))) for g in gs if g.weight.nnz),
-                    default=0.0)
+        w_max = max((float(np.max(np.abs(stored_values(g.weight)))) for g in gs
+                     if g.weight.nnz), default=0.0)
         vth = self.grid.threshold_mant(vth, theta, ge, w_max)
         lam = ((2 ** LAVA_LIF.vth_shift) * vth + ge) / theta
         att = [g for g in gs if g.source in self.ops]
         if att:  # bound u = 64 * a_in below 2**23 for the largest possible count N*d
             op = self.ops[att[0].source]
             max_count = op.max_count
-            w_max = float(np.max(np.abs(att[0].weight.data)))
+            w_max = float(np.max(np.abs(stored_values(att[0].weight))))
             lam_max = (2 ** (LAVA_LIF.uv_bits - 1) - 1) / (w_max * max_count)
             while vth > 1 and np.max(lam) > lam_max:
                 vth //= 2
@@ -312,15 +318,15 @@ class _ProgramQuantizer:
             bias_mant=bias_mant, bias_exp=bias_exp, depth=self.schedule.depths[p.name],
             scale=float(np.max(lam)), layer=p.name, gate=p.gate,
             reset_subtract=int(reset_subtract)))
-        row_scale = sp.diags(np.broadcast_to(lam / 2 ** LAVA_LIF.act_shift, (p.size,)))
+        row_scale = np.broadcast_to(lam / 2 ** LAVA_LIF.act_shift, (p.size,))
         for g in gs:
-            self.add_group(g, row_scale @ g.weight)
+            self.add_group(g, scale_rows(g.weight, row_scale))
 
     def _per_payload_unit(self, g, real) -> sp.spmatrix:
         """``real`` per payload unit of relay ``g.source`` (``x = p 2**shift / mu``); the
         first consumer fixes the relay's shift."""
         r = self.relays[g.source]
-        real = sp.csr_matrix(real / r.mu)
+        real = scale_rows(real, 1.0 / r.mu)
         if r.shift is None:
             r = self.relays[g.source] = dataclasses.replace(
                 r, shift=relay_shift(real, r, self.weight_bits))
@@ -328,7 +334,7 @@ class _ProgramQuantizer:
             self.pops_q[i] = dataclasses.replace(
                 self.pops_q[i], payload_shift=r.shift, scale=r.mu / 2 ** r.shift,
                 payload_bits=message_bits(r.payload_max >> r.shift) + 1)
-        return real * 2.0 ** r.shift
+        return scale_rows(real, 2.0 ** r.shift)
 
     def add_group(self, g, real) -> None:
         """Group ``g`` with real weights ``real`` (v units / 64 per source unit) on the grid."""

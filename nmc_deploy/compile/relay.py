@@ -21,6 +21,7 @@ import scipy.sparse as sp
 
 from ..errors import LoweringError
 from ..loihi.constants import LAVA_LIF, SYNAPTIC_ACCUMULATOR_BITS
+from ..program.shared_weights import is_shared, scale_rows, stored_values
 from .weights import QuantizedWeights, accumulation_bound, grid_top, quantize_weights
 
 __all__ = ["RelayScale", "quantize_relay", "relay_shift"]
@@ -41,10 +42,10 @@ def quantize_relay(p, gs, weight_bits: int, payload_bits: int,
     """``(mu, payload_max, quantized down groups)`` of relay ``p`` fed by groups ``gs``;
     ``source_max(src)`` is the largest |payload| per neuron of a source (module docstring)."""
     limit = 2 ** (payload_bits - 1) - 1
-    max_abs = [float(np.abs(g.weight.data).max()) for g in gs if g.weight.nnz]
+    max_abs = [float(np.abs(stored_values(g.weight)).max()) for g in gs if g.weight.nnz]
     if not max_abs:
         raise LoweringError(f"{p.name}: low-rank relay has no nonzero incoming weights")
-    top = min(grid_top(g.weight.data, weight_bits) for g in gs if g.weight.nnz)
+    top = min(grid_top(stored_values(g.weight), weight_bits) for g in gs if g.weight.nnz)
     # (1) the smallest group's largest weight in (top/2, top]: every weight_exp >= 0
     exp_mu = math.floor(math.log2(top / min(max_abs)))
     # (2) the largest group's weight_exp <= weight_exp_max
@@ -52,7 +53,7 @@ def quantize_relay(p, gs, weight_bits: int, payload_bits: int,
                                               max(max_abs))))
     while True:  # (3) the worst-case payload fits the graded-spike payload
         mu = 2.0 ** exp_mu
-        qws = [quantize_weights(g.weight * mu, weight_bits) for g in gs]
+        qws = [quantize_weights(scale_rows(g.weight, mu), weight_bits) for g in gs]
         bound = sum(accumulation_bound(q, source_max(g.source)) for q, g in zip(qws, gs))
         payload_max = int(np.max(bound, initial=0))
         if payload_max <= limit:
@@ -64,18 +65,19 @@ def relay_shift(real: sp.csr_matrix, relay: RelayScale, weight_bits: int) -> int
     """Smallest right shift of the payload that lets ``real`` (weights per unshifted payload
     unit) use the full grid at ``weight_exp >= weight_exp_min``, with the worst-case
     accumulation ``|W| @ p_max`` (and its left shift) inside Lava's int32 accumulator."""
-    real = sp.csr_matrix(real)
+    if not is_shared(real):
+        real = sp.csr_matrix(real)
     if real.nnz == 0:
         return 0
-    top = grid_top(real.data, weight_bits)
+    top = grid_top(stored_values(real), weight_bits)
     finest = top * 2.0 ** (LAVA_LIF.weight_exp_min - 1)  # max|R| above this: exp >= min
-    need = finest / float(np.abs(real.data).max())
+    need = finest / float(np.abs(stored_values(real)).max())
     shift = max(0, math.floor(math.log2(need)) + 1) if need >= 1 else 0
     acc_limit = 2 ** (SYNAPTIC_ACCUMULATOR_BITS - 1) - 1
     while True:
-        qw = quantize_weights(real * 2.0 ** shift, weight_bits)
+        qw = quantize_weights(scale_rows(real, 2.0 ** shift), weight_bits)
         p_max = np.full(real.shape[1], relay.payload_max >> shift, np.int64)
-        acc = np.asarray(abs(qw.weights).astype(np.int64) @ p_max).max(initial=0)
+        acc = int(np.asarray(abs(qw.weights) @ p_max).max(initial=0))
         if acc << max(qw.weight_exp, 0) <= acc_limit or relay.payload_max >> shift == 0:
             return shift
         shift += 1

@@ -16,6 +16,8 @@ import scipy.sparse as sp
 from ..errors import LoweringError
 from ..loihi.constants import LAVA_LIF
 from ..loihi.synapses import lava_effective_weights
+from ..program.shared_weights import (is_shared, replace_values, stored_values,
+                                      usage_counts)
 
 __all__ = ["QuantizedWeights", "quantize_weights", "quantize_bias", "message_bits",
            "grid_top", "accumulation_bound"]
@@ -25,10 +27,10 @@ __all__ = ["QuantizedWeights", "quantize_weights", "quantize_bias", "message_bit
 class QuantizedWeights:
     """A weight matrix on Lava's grid and what its rounding lost."""
 
-    weights: sp.csr_matrix  # int32 on Lava's effective grid
+    weights: sp.csr_matrix  # int32 on Lava's effective grid (or shared weights)
     weight_exp: int
-    clipped: int  # entries that saturated
-    zeroed: int  # nonzero float weights that rounded to 0 (absent synapses now)
+    clipped: int  # synapses that saturated (expanded count)
+    zeroed: int  # nonzero float synapses that rounded to 0 (absent now; expanded count)
 
 
 def quantize_weights(real: sp.spmatrix, weight_bits: int = 8) -> QuantizedWeights:
@@ -36,12 +38,17 @@ def quantize_weights(real: sp.spmatrix, weight_bits: int = 8) -> QuantizedWeight
 
     Mixed-sign matrices use even integers in [-2**wb, 2**wb - 2] (Lava drops the LSB of mixed
     weights); single-sign ones use [0, 2**wb - 1] or its negative. The exponent is the
-    smallest in Loihi's range that avoids clipping.
+    smallest in Loihi's range that avoids clipping. Shared weights
+    (:mod:`~nmc_deploy.program.shared_weights`) are quantized on their stored values (the
+    same numbers as their expanded copies) and stay shared; clipped and zeroed counts are
+    of expanded synapses.
     """
-    real = sp.csr_matrix(real, dtype=np.float64)
-    data = real.data
+    if not is_shared(real):
+        real = sp.csr_matrix(real, dtype=np.float64)
+    data = np.asarray(stored_values(real), np.float64)
+    usage = usage_counts(real)
     if data.size == 0 or np.all(data == 0):
-        return QuantizedWeights(sp.csr_matrix(real.shape, dtype=np.int32), 0, 0, 0)
+        return QuantizedWeights(replace_values(real, np.zeros(data.size, np.int32)), 0, 0, 0)
     if weight_bits > 8:
         raise LoweringError(f"weight_bits ({weight_bits}) exceeds 8, the widest weight Lava's "
                             "Sparse/Dense fixed-point models represent")
@@ -58,17 +65,14 @@ def quantize_weights(real: sp.spmatrix, weight_bits: int = 8) -> QuantizedWeight
     q = np.round(scaled / step) * step
     lo = -(2 ** weight_bits) if mixed else (-top if data.max() <= 0 else 0)
     hi = top if data.max() > 0 else 0
-    clipped = int(np.sum((q < lo) | (q > hi)))
+    clipped = int(usage[(q < lo) | (q > hi)].sum())
     q = np.clip(q, lo, hi)
     # Lava decides the sign mode from the stored matrix and clips/truncates accordingly; if
     # rounding changed the sign pattern (e.g. all positives became 0 after a clamped
     # exponent), project onto what Lava will actually use, so reference and Lava agree.
     q = lava_effective_weights(q, weight_bits)
-    zeroed = int(np.sum((q == 0) & (data != 0)))
-    w = sp.csr_matrix((q.astype(np.int32), real.indices.copy(), real.indptr.copy()),
-                      shape=real.shape)
-    w.eliminate_zeros()
-    return QuantizedWeights(w, exp, clipped, zeroed)
+    zeroed = int(usage[(q == 0) & (data != 0)].sum())
+    return QuantizedWeights(replace_values(real, q.astype(np.int32)), exp, clipped, zeroed)
 
 
 def quantize_bias(bias_v: np.ndarray, min_exp: int = 0) -> tuple[np.ndarray, int, int]:
@@ -97,5 +101,5 @@ def grid_top(data: np.ndarray, weight_bits: int) -> int:
 
 def accumulation_bound(qw: QuantizedWeights, x_max: np.ndarray) -> np.ndarray:
     """Per target neuron, the largest ``|(W @ x) << weight_exp|`` for ``|x| <= x_max``."""
-    acc = np.asarray(abs(qw.weights).astype(np.int64) @ x_max.astype(np.int64)).ravel()
+    acc = np.asarray(abs(qw.weights) @ x_max.astype(np.int64)).astype(np.int64).ravel()
     return acc << qw.weight_exp if qw.weight_exp > 0 else -((-acc) >> -qw.weight_exp)

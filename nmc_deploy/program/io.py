@@ -2,7 +2,8 @@
 and activity_<backend>.json.
 
 A compiled program is a directory with ``program.json`` (everything but arrays) and
-``program.npz`` (weights as CSR triplets, biases; format in docs/architecture.md), each
+``program.npz`` (weights as CSR triplets, shared weights as their kernel; biases; format in
+docs/architecture.md), each
 written atomically (:mod:`nmc_deploy.fileio`). ``placement.json`` and the activity files are
 read into their typed records (:class:`~nmc_deploy.program.placement.PlacementSummary`,
 :class:`~nmc_deploy.program.activity.Activity`). Bad input raises a one-line
@@ -23,6 +24,7 @@ from .activity import Activity
 from .placement import PlacementSummary
 from .program import Population, Program, SynapseGroup, TokenSelectOp
 from .shared import AttentionOp, Readout
+from .shared_weights import ConvShared, TokenShared
 
 __all__ = ["PROGRAM_FORMAT", "PROGRAM_VERSION", "PLACEMENT_FILE", "save_program",
            "load_program", "load_placement_summary", "activity_file", "load_activity"]
@@ -45,6 +47,32 @@ def _csr_from(npz, key: str, shape) -> sp.csr_matrix:
                          shape=tuple(shape))
 
 
+def _weights_to(arrs: dict, key: str, w) -> tuple[list, dict | None]:
+    """Store a group's weights under ``key``: ``(expanded shape, sharing record or None)``."""
+    if isinstance(w, TokenShared):
+        _csr_to(arrs, key, w.kernel)
+        return list(w.shape), {"kind": "tokens", "n_tokens": w.n_tokens,
+                               "kernel_shape": list(w.kernel.shape)}
+    if isinstance(w, ConvShared):
+        arrs[f"{key}/kernel"] = np.asarray(w.kernel)
+        return list(w.shape), {"kind": "conv", "in_shape": list(w.in_shape),
+                               "stride": list(w.stride), "padding": list(w.padding),
+                               "dilation": list(w.dilation), "groups": w.groups}
+    return _csr_to(arrs, key, w), None
+
+
+def _weights_from(npz, key: str, shape, shared: dict | None):
+    if shared is None:
+        return _csr_from(npz, key, shape)
+    if shared["kind"] == "tokens":
+        return TokenShared(_csr_from(npz, key, shared["kernel_shape"]), shared["n_tokens"])
+    if shared["kind"] == "conv":
+        return ConvShared(npz[f"{key}/kernel"], tuple(shared["in_shape"]),
+                          tuple(shared["stride"]), tuple(shared["padding"]),
+                          tuple(shared["dilation"]), int(shared["groups"]))
+    raise ValueError(f"unknown shared-weight kind {shared['kind']!r}")
+
+
 def save_program(program: Program, directory: str | Path) -> None:
     """Write ``program.json`` and ``program.npz`` into ``directory`` (each atomically)."""
     directory = Path(directory)
@@ -62,7 +90,9 @@ def save_program(program: Program, directory: str | Path) -> None:
         pops.append(d)
     def group_dict(g, key):
         d = {k: v for k, v in asdict(g).items() if k != "weights"}
-        d["shape"] = _csr_to(arrs, key, g.weights)
+        d["shape"], shared = _weights_to(arrs, key, g.weights)
+        if shared is not None:
+            d["shared"] = shared
         return d
 
     groups = [group_dict(g, f"group{i}") for i, g in enumerate(program.groups)]
@@ -122,7 +152,8 @@ def load_program(directory: str | Path) -> Program:
         def group_of(d, key):
             d = dict(d)
             shape = d.pop("shape")
-            return SynapseGroup(**d, weights=_csr_from(npz, key, shape))
+            shared = d.pop("shared", None)
+            return SynapseGroup(**d, weights=_weights_from(npz, key, shape, shared))
 
         groups = [group_of(d, f"group{i}") for i, d in enumerate(manifest["groups"])]
         selects = []

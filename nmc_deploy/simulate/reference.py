@@ -30,6 +30,7 @@ import numpy as np
 
 from ..loihi.attention import attention_counts
 from ..program import LI, RELAY, FloatProgram, Program
+from ..program.shared_weights import source_fanout
 from .inputs import as_input_sequence, check_input_steps
 from .precision import FIXED, FLOAT
 from .readout import read_out
@@ -93,7 +94,7 @@ class _Activity:
         if g.kind == "attention":
             entry["synops"] += self.src.op_stats[g.source]
         else:
-            fanout = np.diff(g.weights.tocsc().indptr)  # nonzero weights per source neuron
+            fanout = source_fanout(g.weights)  # nonzero weights per source neuron
             entry["synops"] += int(fanout @ (s != 0).sum(axis=1))
 
     def count_relay(self, pop, a_in: np.ndarray, out: np.ndarray) -> None:

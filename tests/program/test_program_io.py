@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from nmc_deploy.program.shared_weights import as_csr
+
 from nmc_deploy.errors import InputFileError
 from nmc_deploy.program import (PROGRAM_FORMAT, Population, Program, load_activity,
                                 load_placement_summary, load_program, save_program)
@@ -26,7 +28,8 @@ def _assert_same_program(a: Program, b: Program) -> None:
         assert (g.name, g.source, g.target, g.weight_exp, g.num_message_bits, g.delay, g.layer,
                 g.kind, g.lag) == (h.name, h.source, h.target, h.weight_exp,
                                    h.num_message_bits, h.delay, h.layer, h.kind, h.lag)
-        assert (sp.csr_matrix(g.weights) != h.weights).nnz == 0
+        assert type(g.weights) is type(h.weights)
+        assert (as_csr(g.weights) != as_csr(h.weights)).nnz == 0
     assert a.readout.weights.keys() == b.readout.weights.keys()
     for k in a.readout.weights:
         assert (sp.csr_matrix(a.readout.weights[k]) != b.readout.weights[k]).nnz == 0

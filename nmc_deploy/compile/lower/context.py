@@ -18,6 +18,8 @@ from ...ir import Graph, Node
 from ...ir.conventions import Timing
 from ...program import (CONST, INPUT, LI, RELAY, AttentionOp, FloatGroup, FloatPopulation,
                         FloatProgram, FloatTokenSelect, Readout)
+from ...program.shared_weights import (add_weights, as_csr, compose, is_shared,
+                                       replace_values, scale_rows, stored_values)
 from .expr import LinearExpr, add_term, column, identity_expr, sum_exprs
 
 __all__ = ["LoweringFunction", "lowers", "lowering_of", "lowered_node_types",
@@ -47,6 +49,15 @@ def lowering_of(node_type: type) -> LoweringFunction | None:
 def lowered_node_types() -> tuple[type, ...]:
     """Every node type with a registered lowering."""
     return tuple(_LOWERINGS)
+
+
+def _without_zeros(m):
+    """``m`` as CSR or shared weights without stored exact zeros (pruned synapses)."""
+    if is_shared(m):
+        return replace_values(m, stored_values(m))
+    m = sp.csr_matrix(m)
+    m.eliminate_zeros()
+    return m
 
 
 class LoweringContext:
@@ -116,14 +127,12 @@ class LoweringContext:
         if lag and (self.is_op(src) or self.is_selector(src)):
             raise LoweringError(f"{target}: reads a delayed or recurrent output of '{src}'; "
                                 "attention and token selector outputs cannot be delayed")
-        m = sp.csr_matrix(m)
-        m.eliminate_zeros()
+        m = _without_zeros(m)
         key = (src, target, lag)
         if key in self._group_at:
             i = self._group_at[key]
             old = self.groups[i]
-            w = sp.csr_matrix(old.weight + m)
-            w.eliminate_zeros()
+            w = _without_zeros(add_weights(old.weight, m))
             self.groups[i] = FloatGroup(name=old.name, source=src, target=target, weight=w,
                                         layer=old.layer, kind=old.kind, lag=lag)
             return
@@ -153,9 +162,9 @@ class LoweringContext:
                                          v_threshold=v_th, threshold_ge=ge, bias=bias,
                                          gate=self.gate_of.get(name, ""), alpha_syn=alpha_syn,
                                          reset=reset))
-        row_gain = sp.diags(np.broadcast_to(np.asarray(gain, np.float64), (size,)))
+        row_gain = np.broadcast_to(np.asarray(gain, np.float64), (size,))
         for (src, lag), m in terms.items():
-            m = sp.csr_matrix(row_gain @ m)
+            m = scale_rows(m, row_gain)
             if src in self.back_of:
                 self._pending.append((name, src, lag, m))
                 continue
@@ -193,7 +202,7 @@ class LoweringContext:
                 raise LoweringError(f"{where}: the readout may only read spiking populations"
                                     + (", LI/CubaLI voltages" if voltages else "") +
                                     " and token selectors")
-            weights[src] = sp.csr_matrix(m)
+            weights[src] = as_csr(m)
         return weights
 
     # ----------------------------------------------------------------- finishing
@@ -207,7 +216,7 @@ class LoweringContext:
         for (src, lag), m in e.terms.items():
             if src in self.back_of:
                 for (q, l2), m2 in self._resolve(src, nesting + 1).items():
-                    add_term(out, (q, lag + l2 + 1), sp.csr_matrix(m @ m2))
+                    add_term(out, (q, lag + l2 + 1), compose(m, m2))
             else:
                 add_term(out, (src, lag + 1), m)
         if np.any(e.bias):
@@ -223,7 +232,7 @@ class LoweringContext:
                     raise LoweringError(f"recurrent edge {ph[1:-1]}: brings '{src}' into "
                                         f"'{pop}', which comes first in the schedule; only "
                                         "self-recurrence of one population can be deployed")
-                self.add_group(src, pop, sp.csr_matrix(m @ w), lag + l2,
+                self.add_group(src, pop, compose(m, w), lag + l2,
                                self.exprs[self.back_of[ph]].layer)
 
     def program(self, metadata: dict) -> FloatProgram:

@@ -13,6 +13,7 @@ import scipy.sparse as sp
 
 from ...errors import LoweringError
 from ...program import CONST
+from ...program.shared_weights import add_weights, compose, is_shared
 
 __all__ = ["LinearExpr", "add_term", "column", "sum_exprs", "identity_expr", "uniform_value",
            "per_neuron", "flat", "decay_factor", "delay_steps"]
@@ -32,10 +33,12 @@ class LinearExpr:
         return int(self.bias.shape[0])
 
     def apply(self, m: sp.spmatrix, offset, layer: str) -> "LinearExpr":
-        """``m @ self + offset`` (a new expression)."""
-        m = sp.csr_matrix(m)
-        terms = {k: sp.csr_matrix(m @ v) for k, v in self.terms.items()}
-        return LinearExpr(terms, m @ self.bias + offset, layer)
+        """``m @ self + offset`` (a new expression; ``m`` scipy or shared weights, kept
+        shared where the product allows)."""
+        if not is_shared(m):
+            m = sp.csr_matrix(m)
+        terms = {k: compose(m, v) for k, v in self.terms.items()}
+        return LinearExpr(terms, np.asarray(m @ self.bias).ravel() + offset, layer)
 
     def delayed(self, lag: int) -> "LinearExpr":
         """This expression ``lag`` steps later (0 before): lags + lag, constant -> CONST."""
@@ -55,7 +58,7 @@ def identity_expr(source: str, size: int, layer: str, scale=None) -> LinearExpr:
 
 def add_term(terms: dict, key, m) -> None:
     """``terms[key] += m`` (in place on the caller's own dict)."""
-    terms[key] = terms[key] + m if key in terms else m
+    terms[key] = add_weights(terms[key], m) if key in terms else m
 
 
 def column(values) -> sp.csr_matrix:

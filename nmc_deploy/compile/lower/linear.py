@@ -1,7 +1,11 @@
 """Lowerings of the linear nodes: each composes into its input expression's matrices.
 
 Conv2d, Conv1d, Affine, Scale, SumPool2d, AvgPool2d and Flatten multiply the expression
-(scipy CSR; exact zeros of pruned weights never become synapses); a ``Delay`` of L steps
+(exact zeros of pruned weights never become synapses). Convolutions and pools stay shared
+(:class:`~nmc_deploy.program.shared_weights.ConvShared`, one kernel for every position;
+a 1x1 convolution over tokens is a
+:class:`~nmc_deploy.program.shared_weights.TokenShared` matrix), Affine and Scale are scipy
+CSR; products the shared forms cannot express expand to CSR. A ``Delay`` of L steps
 adds L to every lag. The first factor of a low-rank pair deployed as a relay
 (``lower_graph(..., low_rank="relay")``) becomes a relay population instead.
 """
@@ -11,12 +15,40 @@ import numpy as np
 import scipy.sparse as sp
 
 from ...ir import Affine, AvgPool2d, Conv1d, Conv2d, Delay, Flatten, Scale, SumPool2d
-from ..matrices import conv1d_matrix, conv2d_matrix, sumpool2d_matrix
+from ...program.shared_weights import ConvShared, TokenShared
 from .context import LoweringContext, lowers
 from .expr import LinearExpr, delay_steps
 
-__all__ = ["lower_conv2d", "lower_conv1d", "lower_affine", "lower_scale", "lower_sumpool2d",
+__all__ = ["conv_weights", "lower_conv2d", "lower_conv1d", "lower_affine", "lower_scale", "lower_sumpool2d",
            "lower_avgpool2d", "lower_flatten", "lower_delay"]
+
+
+def _pair(v) -> tuple[int, int]:
+    v = np.atleast_1d(np.asarray(v, np.int64))
+    return (int(v[0]), int(v[-1]))
+
+
+def conv_weights(weight, input_hw, stride, padding, dilation, groups):
+    """Shared weights of a 2-d convolution (kernel (C_out, C_in/groups, kH, kW)) on a
+    (C_in, H, W) input: a :class:`TokenShared` matrix for a 1x1 kernel with unit stride,
+    no padding and one group (a token-parallel linear layer over the H*W positions), else
+    a :class:`ConvShared` kernel."""
+    weight = np.asarray(weight, np.float64)
+    co, cig, kh, kw = weight.shape
+    H, W = (int(v) for v in input_hw)
+    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    if (kh, kw) == (1, 1) and stride == (1, 1) and padding == (0, 0) and int(groups) == 1:
+        return TokenShared(sp.csr_matrix(weight[:, :, 0, 0]), H * W)
+    return ConvShared(weight, (cig * int(groups), H, W), stride, padding, dilation,
+                      int(groups))
+
+
+def _pool_weights(node, value: float) -> ConvShared:
+    """A sum (``value`` 1) or average pool as a depthwise shared kernel."""
+    c = int(node.input_chw[0])
+    kh, kw = (int(v) for v in node.kernel_size)
+    return ConvShared(np.full((c, 1, kh, kw), value), tuple(int(v) for v in node.input_chw),
+                      _pair(node.stride), _pair(node.padding), (1, 1), c)
 
 
 def _relay_if_factor(ctx: LoweringContext, name: str, out: LinearExpr) -> LinearExpr:
@@ -27,8 +59,8 @@ def _relay_if_factor(ctx: LoweringContext, name: str, out: LinearExpr) -> Linear
 @lowers(Conv2d)
 def lower_conv2d(ctx: LoweringContext, name: str, node: Conv2d) -> LinearExpr:
     inp = ctx.summed_input(name, node)
-    m = conv2d_matrix(node.weight, node.input_hw, node.stride, node.padding, node.dilation,
-                      node.groups)
+    m = conv_weights(node.weight, node.input_hw, node.stride, node.padding, node.dilation,
+                     node.groups)
     hw = node.output_shape[1] * node.output_shape[2]
     return inp.apply(m, np.repeat(np.asarray(node.bias, np.float64), hw), name)
 
@@ -36,8 +68,8 @@ def lower_conv2d(ctx: LoweringContext, name: str, node: Conv2d) -> LinearExpr:
 @lowers(Conv1d)
 def lower_conv1d(ctx: LoweringContext, name: str, node: Conv1d) -> LinearExpr:
     inp = ctx.summed_input(name, node)
-    m = conv1d_matrix(node.weight, node.input_length, node.stride, node.padding, node.dilation,
-                      node.groups)
+    m = conv_weights(np.asarray(node.weight)[:, :, None, :], (1, node.input_length),
+                     (1, node.stride), (0, node.padding), (1, node.dilation), node.groups)
     out = inp.apply(m, np.repeat(np.asarray(node.bias, np.float64), node.output_shape[1]), name)
     return _relay_if_factor(ctx, name, out)
 
@@ -60,16 +92,14 @@ def lower_scale(ctx: LoweringContext, name: str, node: Scale) -> LinearExpr:
 @lowers(SumPool2d)
 def lower_sumpool2d(ctx: LoweringContext, name: str, node: SumPool2d) -> LinearExpr:
     inp = ctx.summed_input(name, node)
-    m = sumpool2d_matrix(node.input_chw, node.kernel_size, node.stride, node.padding)
-    return inp.apply(m, 0.0, name)
+    return inp.apply(_pool_weights(node, 1.0), 0.0, name)
 
 
 @lowers(AvgPool2d)
 def lower_avgpool2d(ctx: LoweringContext, name: str, node: AvgPool2d) -> LinearExpr:
     inp = ctx.summed_input(name, node)
-    m = sumpool2d_matrix(node.input_chw, node.kernel_size, node.stride, node.padding)
     kh, kw = node.kernel_size
-    return inp.apply(m / float(kh * kw), 0.0, name)
+    return inp.apply(_pool_weights(node, 1.0 / float(kh * kw)), 0.0, name)
 
 
 @lowers(Flatten)

@@ -8,6 +8,7 @@ import scipy.sparse as sp
 from ...errors import LoweringError
 from ...ir import Input, Integrator, Output, SpikingSelfAttention, TokenSelect
 from ...program import CONST, INPUT, AttentionOp, FloatGroup, FloatTokenSelect, Readout
+from ...program.shared_weights import as_csr, is_shared
 from .context import LoweringContext, lowers
 from .expr import LinearExpr, identity_expr, sum_exprs, uniform_value
 
@@ -19,7 +20,7 @@ def identity_source(e: LinearExpr, where: str) -> str:
     """The one population ``e`` passes through unchanged (attention inputs must be spikes)."""
     if len(e.terms) == 1 and not np.any(e.bias):
         ((src, lag), m), = e.terms.items()
-        if (lag == 0 and m.shape[0] == m.shape[1] and
+        if (lag == 0 and not is_shared(m) and m.shape[0] == m.shape[1] and
                 (m != sp.identity(m.shape[0], format="csr")).nnz == 0):
             return src
     raise LoweringError(f"{where}: attention inputs must come straight from one spiking "
@@ -74,7 +75,7 @@ def lower_token_select(ctx: LoweringContext, name: str, node: TokenSelect) -> Li
             raise LoweringError(f"{name}: the token selector may only read spiking "
                                 "populations and earlier selectors, without delays")
         inputs.append(FloatGroup(name=f"{src}->{name}", source=src, target=name,
-                                 weight=sp.csr_matrix(m), layer=name, kind="token_input"))
+                                 weight=as_csr(m), layer=name, kind="token_input"))
     if node.previous and not ctx.is_selector(node.previous):
         raise LoweringError(f"{name}: previous selector '{node.previous}' does not "
                             "come before it")

@@ -42,6 +42,7 @@ import numpy as np
 
 from . import lava311
 from ...program import CONST, LI, Program, SourceKind
+from ...program.shared_weights import as_csr
 from ...errors import SimulationError
 from ...loihi.constants import LAVA_SYNAPSE
 from ..inputs import as_input_sequence, check_input_steps
@@ -168,7 +169,7 @@ def build_network(program: Program, seq: np.ndarray, record_dir: Path):
         return (selectors[src] if kind is SourceKind.SELECTOR else lifs[src]).s_out
 
     def connect_group(g, in_port):
-        kwargs = dict(weights=g.weights.astype(np.int32), weight_exp=g.weight_exp,
+        kwargs = dict(weights=as_csr(g.weights).astype(np.int32), weight_exp=g.weight_exp,
                       num_weight_bits=LAVA_SYNAPSE.max_weight_bits,
                       num_message_bits=g.num_message_bits, name=g.name)
         syn = DelaySparse(delays=g.delay, max_delay=g.delay, **kwargs) if g.delay else \
