@@ -133,7 +133,8 @@ def export_checkpoint(ckpt: Path, out: Path, log=None, portable: bool = False) -
 
 def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int | None = None,
                   low_rank: str = "fused", emit: tuple[str, ...] = (), dt: float | None = None,
-                  convention: str | None = None, reset: str | None = None, log=None) -> dict:
+                  convention: str | None = None, reset: str | None = None,
+                  weight_sharing: str | None = None, log=None) -> dict:
     """NIR -> core program directory (program.json/.npz, placement.json, model.nir).
 
     The compilation itself is :func:`~nmc_deploy.compile.recipe.compile_graph`. ``low_rank``
@@ -141,6 +142,11 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     (:func:`~nmc_deploy.compile.lower.lower_graph`). When the graph has such pairs, the other
     form is compiled too, only for the report: ``placement.json`` gets ``low_rank`` with the
     synapses, synapse memory, cores, neurons and pipeline depth of both forms.
+
+    ``weight_sharing`` ("on", "off"; default the target's ``weight_sharing``): whether
+    shared weights (token-parallel layers, convolutions) are stored once per core or once
+    per token/position; with shared weights, ``placement.json`` gets ``weight_sharing`` with
+    the cores and synapse memory of both answers.
 
     ``dt`` (seconds) and ``convention`` (a tool name of
     :data:`~nmc_deploy.ir.conventions.CONVENTIONS`) decide the discretisation of graphs from
@@ -159,7 +165,7 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     from .compile.lower import low_rank_down_nodes
     from .compile.netx import NETX_FILE, write_netx
     from .compile.partition import format_utilization
-    from .compile.recipe import compile_graph, format_low_rank_forms
+    from .compile.recipe import compile_graph, format_low_rank_forms, format_weight_sharing
     from .errors import NmcDeployError
     from .fileio import write_json_atomic
     from .ir.conventions import apply_timing, resolve_timing
@@ -170,6 +176,8 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     if low_rank not in LOW_RANK_MODES:
         raise NmcDeployError(f"compile: low-rank form '{low_rank}' is not one of "
                              f"{', '.join(LOW_RANK_MODES)}")
+    if weight_sharing not in (None, "on", "off"):
+        raise NmcDeployError(f"compile: weight sharing '{weight_sharing}' is not one of on, off")
     unknown = sorted(set(emit) - {"netx"})
     if unknown:
         raise NmcDeployError(f"compile: format '{unknown[0]}' to emit is not one of netx")
@@ -192,7 +200,9 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = compile_graph(graph, tgt, low_rank=low_rank, vth_mant=vth_mant,
-                               netx_grid="netx" in emit, timing=timing)
+                               netx_grid="netx" in emit, timing=timing,
+                               weight_sharing=None if weight_sharing is None
+                               else weight_sharing == "on")
     for w in caught:
         _log(f"warning: {w.message}", log)
     program, summary = result.program, result.summary()
@@ -221,6 +231,8 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     _log(format_utilization(summary), log)
+    if "weight_sharing" in summary:
+        _log(format_weight_sharing(summary["weight_sharing"]), log)
     if "low_rank" in summary:
         _log(format_low_rank_forms(summary["low_rank"]), log)
     for name in extra:

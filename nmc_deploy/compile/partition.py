@@ -66,6 +66,15 @@ class _SharedCosts:
     def __init__(self):
         self._prefix: dict[int, tuple] = {}
 
+    def csc(self, w) -> sp.csc_matrix:
+        """``w`` expanded, column-compressed (cached for shared weights)."""
+        if not is_shared(w):
+            return sp.csc_matrix(w)
+        key = ("csc", id(w))
+        if key not in self._prefix or self._prefix[key][0] is not w:
+            self._prefix[key] = (w, sp.csc_matrix(w.tocsr()))
+        return self._prefix[key][1]
+
     def prefix(self, w) -> np.ndarray:
         """(C_out + 1, n_lists) cumulative count of nonzero weights over output channels."""
         key = id(w)
@@ -250,7 +259,8 @@ def _token_shared_pairs(w, core_of_target, n_cores, costs) -> np.ndarray:
 
 def _conv_outdegree(w, core_of_target) -> np.ndarray:
     """Upper bound of the cores each source neuron of a :class:`ConvShared` group reaches:
-    the runs holding any output channel its input channel feeds (positions ignored)."""
+    the runs holding any output channel its input channel feeds (positions ignored; used
+    for convolutions above :data:`EXACT_CONV_FANOUT_SYNAPSES`)."""
     co, cig = w.kernel.shape[:2]
     ci = w.in_shape[0]
     cpo = co // w.groups
@@ -268,6 +278,10 @@ def _conv_outdegree(w, core_of_target) -> np.ndarray:
     return np.repeat(deg, w.in_shape[1] * w.in_shape[2])
 
 
+# convolutions up to this many expanded synapses get exact output axons (expanded once)
+EXACT_CONV_FANOUT_SYNAPSES = 20_000_000
+
+
 def _out_degrees(program, cores, costs=None) -> dict[str, np.ndarray]:
     """Per source neuron: the number of distinct cores its synapses reach (an upper bound
     for convolution sources)."""
@@ -283,13 +297,13 @@ def _out_degrees(program, cores, costs=None) -> dict[str, np.ndarray]:
         if g.kind == "attention" or g.source not in core_of:
             continue
         w = g.weights
-        if isinstance(w, ConvShared):
+        if isinstance(w, ConvShared) and w.nnz > EXACT_CONV_FANOUT_SYNAPSES:
             outdeg[g.source] += _conv_outdegree(w, core_of[g.target])
             continue
         if isinstance(w, TokenShared):
             pairs = _token_shared_pairs(w, core_of[g.target], n_cores, costs)
         else:
-            w = sp.csc_matrix(w)
+            w = costs.csc(w)
             dest = core_of[g.target][w.indices]
             col = np.repeat(np.arange(w.shape[1]), np.diff(w.indptr))
             pairs = col * n_cores + dest

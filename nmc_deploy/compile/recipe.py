@@ -7,7 +7,10 @@
 
 When the graph has low-rank factor pairs, the other deployment form ("fused" or "relay") is
 compiled too, only for its costs (:class:`~nmc_deploy.program.placement.LowRankForms`; the
-compile report's table).
+compile report's table). When the program holds shared weights (token-parallel layers,
+convolutions), it is also placed with the other weight-storage mode ("on": stored once per
+core, "off": once per token/position), for
+:class:`~nmc_deploy.program.placement.WeightSharingForms`.
 """
 from __future__ import annotations
 
@@ -19,7 +22,9 @@ from ..errors import NmcDeployError
 from ..ir import Graph
 from ..ir.conventions import Timing
 from ..program import LOW_RANK_MODES, FloatProgram, Program
-from ..program.placement import LowRankForms, summarize_form, summarize_placement
+from ..program.placement import (LowRankForms, WeightSharingForms, summarize_form,
+                                 summarize_placement, summarize_sharing)
+from ..program.shared_weights import is_shared
 from ..targets import HardwareTarget, load_target
 from .lower import low_rank_down_nodes, lower_graph
 from .netx import NETX_GRID
@@ -28,7 +33,7 @@ from .quantize import DEFAULT_VTH_MANT, LAVA_GRID, GridPolicy, quantize_program
 from .schedule import Schedule, schedule_program
 from .validate import validate_program
 
-__all__ = ["CompileResult", "compile_graph", "format_low_rank_forms"]
+__all__ = ["CompileResult", "compile_graph", "format_low_rank_forms", "format_weight_sharing"]
 
 
 @dataclass(frozen=True)
@@ -40,12 +45,14 @@ class CompileResult:
     program: Program
     placement: Placement
     low_rank: LowRankForms | None = None  # only for graphs with low-rank factor pairs
+    weight_sharing: WeightSharingForms | None = None  # only for programs with shared weights
 
     def summary(self) -> dict:
         """The ``placement.json`` content: per-core utilization, quantization diagnostics,
         totals, token selectors and (with low-rank pairs) both forms' costs
         (:func:`~nmc_deploy.program.placement.summarize_placement`)."""
-        return summarize_placement(self.placement, self.program, self.low_rank).to_json()
+        return summarize_placement(self.placement, self.program, self.low_rank,
+                                   self.weight_sharing).to_json()
 
 
 def format_low_rank_forms(info: dict) -> str:
@@ -64,33 +71,74 @@ def format_low_rank_forms(info: dict) -> str:
     return "\n".join(lines)
 
 
+def format_weight_sharing(info: dict) -> str:
+    """The shared-weights table of the compile report (``WeightSharingForms.to_json()``)."""
+    lines = [f"shared weights: {info['weights']} stored weights for {info['synapses']} "
+             f"synapses; both storage modes ('{info['written']}' written)",
+             f"{'sharing':<8} {'cores':>6} {'synapses on cores':>18} {'syn. memory':>12}"]
+    for mode, c in info["forms"].items():
+        mark = "  <- written" if mode == info["written"] else ""
+        if "error" in c:
+            lines.append(f"{mode:<8} does not fit: {c['error']}{mark}")
+            continue
+        lines.append(f"{mode:<8} {c['cores']:>6} {c['synapses_stored']:>18} "
+                     f"{c['synapse_memory_bits'] // 8:>10} B{mark}")
+    return "\n".join(lines)
+
+
+def _sharing_mode(on: bool) -> str:
+    return "on" if on else "off"
+
+
 def _compile_form(graph: Graph, target: HardwareTarget, *, low_rank: str, vth_mant: int,
-                  grid: GridPolicy, timing: Timing | None) -> CompileResult:
+                  grid: GridPolicy, timing: Timing | None,
+                  weight_sharing: bool | None = None) -> CompileResult:
     """One deployment form, pass by pass."""
     fp = lower_graph(graph, timing=timing, low_rank=low_rank)
     schedule = schedule_program(fp)
     program = quantize_program(fp, schedule, target=target, vth_mant=vth_mant, grid=grid)
     validate_program(program, target)
-    placement = partition_program(program, target)
+    placement = partition_program(program, target, weight_sharing=weight_sharing)
     return CompileResult(float_program=fp, schedule=schedule, program=program,
                          placement=placement)
 
 
-def _other_form_costs(graph, target, other: str, vth_mant: int, timing):
+def _other_form_costs(graph, target, other: str, vth_mant: int, timing, sharing: bool):
     """The costs of the form not written (warnings silenced), or why it cannot deploy."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = _compile_form(graph, target, low_rank=other, vth_mant=vth_mant,
-                                grid=LAVA_GRID, timing=timing)
+                                grid=LAVA_GRID, timing=timing, weight_sharing=sharing)
     except NmcDeployError as exc:  # e.g. no graded spikes on this target
         return str(exc)
     return summarize_form(res.program, res.placement)
 
 
+def _sharing_forms(result: CompileResult, target: HardwareTarget,
+                   sharing: bool) -> WeightSharingForms | None:
+    """Both weight-storage answers for a program with shared weights (None without)."""
+    program = result.program
+    if not any(is_shared(g.weights) for g in program.groups):
+        return None
+    try:
+        other = summarize_sharing(partition_program(program, target,
+                                                    weight_sharing=not sharing))
+    except NmcDeployError as exc:  # e.g. unshared copies need more cores than the target
+        other = str(exc)
+    forms = {_sharing_mode(sharing): summarize_sharing(result.placement),
+             _sharing_mode(not sharing): other}
+    weights = int(sum(g.weights.stored if is_shared(g.weights) else g.weights.nnz
+                      for g in program.groups))
+    return WeightSharingForms(written=_sharing_mode(sharing), weights=weights,
+                              synapses=int(sum(g.num_synapses for g in program.groups)),
+                              forms={m: forms[m] for m in ("on", "off")})
+
+
 def compile_graph(graph: Graph, target: HardwareTarget | str, *, low_rank: str = "fused",
                   vth_mant: int | None = None, netx_grid: bool = False,
-                  timing: Timing | None = None) -> CompileResult:
+                  timing: Timing | None = None,
+                  weight_sharing: bool | None = None) -> CompileResult:
     """Compile ``graph`` (not modified) for ``target``: lower, schedule, quantize, validate,
     partition.
 
@@ -110,17 +158,24 @@ def compile_graph(graph: Graph, target: HardwareTarget | str, *, low_rank: str =
         (:data:`~.netx.NETX_GRID`).
     timing : Timing, optional
         The discretisation; default the graph metadata's (:func:`~.lower.lower_graph`).
+    weight_sharing : bool, optional
+        Store shared weights once per core (True) or once per token/position (False);
+        default the target's ``weight_sharing``. The other mode is placed too, for
+        :attr:`CompileResult.weight_sharing`.
     """
     target = load_target(target) if isinstance(target, str) else target
     vth_mant = DEFAULT_VTH_MANT if vth_mant is None else vth_mant
+    sharing = target.weight_sharing if weight_sharing is None else bool(weight_sharing)
     result = _compile_form(graph, target, low_rank=low_rank, vth_mant=vth_mant,
-                           grid=NETX_GRID if netx_grid else LAVA_GRID, timing=timing)
+                           grid=NETX_GRID if netx_grid else LAVA_GRID, timing=timing,
+                           weight_sharing=sharing)
+    result = dataclasses.replace(result, weight_sharing=_sharing_forms(result, target, sharing))
     pairs = low_rank_down_nodes(graph)
     if not pairs:
         return result
     other = next(m for m in LOW_RANK_MODES if m != low_rank)
     costs = {low_rank: summarize_form(result.program, result.placement),
-             other: _other_form_costs(graph, target, other, vth_mant, timing)}
+             other: _other_form_costs(graph, target, other, vth_mant, timing, sharing)}
     return dataclasses.replace(result, low_rank=LowRankForms(
         written=low_rank, pairs=len(pairs), target=target.name,
         forms={m: costs[m] for m in LOW_RANK_MODES}))

@@ -22,7 +22,8 @@ from ._fields import (optional_count, optional_text, put_present, read_count, re
 from .program import Program
 
 __all__ = ["Chunk", "Placement", "CoreShare", "CoreSummary", "TokenSelectorPlacement",
-           "FormCosts", "LowRankForms", "PlacementSummary", "summarize_cores",
+           "FormCosts", "LowRankForms", "SharingCosts", "WeightSharingForms", "summarize_sharing",
+           "PlacementSummary", "summarize_cores",
            "summarize_placement", "summarize_form"]
 
 ATTENTION_INPUTS = 3  # an attention unit reads q, k and v: one input axon per neuron of each
@@ -203,6 +204,56 @@ class LowRankForms:
         return cls(written, pairs, target, forms)
 
 
+_SHARING_FIELDS = ("cores", "synapses_stored", "synapse_memory_bits")
+
+
+@dataclass(frozen=True)
+class SharingCosts:
+    """Cores, synapses stored on cores and synapse memory of one weight-storage mode."""
+
+    cores: int
+    synapses_stored: int
+    synapse_memory_bits: int
+
+    def to_json(self) -> dict:
+        return {k: getattr(self, k) for k in _SHARING_FIELDS}
+
+    @classmethod
+    def from_json(cls, d: dict, where: str) -> "SharingCosts":
+        return cls(**{k: read_count(d, k, where) for k in _SHARING_FIELDS})
+
+
+@dataclass(frozen=True)
+class WeightSharingForms:
+    """Both answers for shared weights (token-parallel layers, convolutions): stored once
+    per core ("on") or once per token/position ("off"); ``written``: the placement built.
+
+    ``weights`` is the number of distinct stored weights of the program (each shared
+    matrix once), ``synapses`` the expanded count. ``forms`` maps "on"/"off" to the costs
+    of that placement, or to the one-line reason it does not fit.
+    """
+
+    written: str
+    weights: int
+    synapses: int
+    forms: dict[str, SharingCosts | str]
+
+    def to_json(self) -> dict:
+        return {"written": self.written, "weights": self.weights, "synapses": self.synapses,
+                "forms": {m: ({"error": c} if isinstance(c, str) else c.to_json())
+                          for m, c in self.forms.items()}}
+
+    @classmethod
+    def from_json(cls, d: dict, where: str) -> "WeightSharingForms":
+        forms = {}
+        for mode, c in read_dict(d, "forms", where).items():
+            fwhere = f"{where}.forms.{mode}"
+            forms[mode] = (read_text(c, "error", fwhere) if isinstance(c, dict) and "error" in c
+                           else SharingCosts.from_json(c, fwhere))
+        return cls(read_text(d, "written", where), read_count(d, "weights", where),
+                   read_count(d, "synapses", where), forms)
+
+
 @dataclass(frozen=True)
 class PlacementSummary:
     """The typed ``placement.json`` (fields absent from a partial summary are ``None``)."""
@@ -218,6 +269,7 @@ class PlacementSummary:
     pipeline_depth: int | None = None
     token_selectors: tuple[TokenSelectorPlacement, ...] | None = None
     low_rank: LowRankForms | None = None
+    weight_sharing: WeightSharingForms | None = None
 
     def to_json(self) -> dict:
         """The ``placement.json`` dict, in the file's key order."""
@@ -228,7 +280,8 @@ class PlacementSummary:
             quantization=self.quantization, synapses=self.synapses, neurons=self.neurons,
             pipeline_depth=self.pipeline_depth,
             token_selectors=_maybe(lambda ts: [t.to_json() for t in ts], self.token_selectors),
-            low_rank=_maybe(LowRankForms.to_json, self.low_rank))
+            low_rank=_maybe(LowRankForms.to_json, self.low_rank),
+            weight_sharing=_maybe(WeightSharingForms.to_json, self.weight_sharing))
 
     @classmethod
     def from_json(cls, data: dict, where: str = "program_summary") -> "PlacementSummary":
@@ -268,7 +321,10 @@ class PlacementSummary:
                    token_selectors=selectors,
                    low_rank=LowRankForms.from_json(read_dict(data, "low_rank", where),
                                                    f"{where}: low_rank")
-                   if "low_rank" in data else None)
+                   if "low_rank" in data else None,
+                   weight_sharing=WeightSharingForms.from_json(
+                       read_dict(data, "weight_sharing", where), f"{where}: weight_sharing")
+                   if "weight_sharing" in data else None)
 
 
 def _maybe(fn, value):
@@ -305,7 +361,8 @@ def summarize_cores(placement: Placement, program: Program) -> PlacementSummary:
 
 
 def summarize_placement(placement: Placement, program: Program,
-                        low_rank: LowRankForms | None = None) -> PlacementSummary:
+                        low_rank: LowRankForms | None = None,
+                        weight_sharing: WeightSharingForms | None = None) -> PlacementSummary:
     """The whole ``placement.json`` of a compiled program (what ``nmc-deploy compile`` writes).
 
     Parameters
@@ -328,7 +385,7 @@ def summarize_placement(placement: Placement, program: Program,
                    synapses=int(sum(g.num_synapses for g in program.groups)),
                    neurons=int(sum(p.size for p in program.populations)),
                    pipeline_depth=program.pipeline_depth, token_selectors=selectors,
-                   low_rank=low_rank)
+                   low_rank=low_rank, weight_sharing=weight_sharing)
 
 
 def summarize_form(program: Program, placement: Placement) -> FormCosts:
@@ -341,3 +398,12 @@ def summarize_form(program: Program, placement: Placement) -> FormCosts:
         neurons=int(sum(p.size for p in program.populations)),
         relay_neurons=int(sum(p.size for p in program.populations if p.graded)),
         pipeline_depth=program.pipeline_depth)
+
+
+def summarize_sharing(placement: Placement) -> SharingCosts:
+    """Cores, synapses stored on cores and synapse memory of one placement."""
+    return SharingCosts(
+        cores=placement.cores_used,
+        synapses_stored=int(sum(c.synapses for cs in placement.cores for c in cs)),
+        synapse_memory_bits=int(sum(c.synapse_memory_bits for cs in placement.cores
+                                    for c in cs)))

@@ -8,9 +8,10 @@ from nmc_deploy.targets import load_target
 
 
 @pytest.mark.parametrize("target", ["loihi1", "loihi2"])
-def test_placement_puts_every_neuron_once_within_limits(tiny_program, target):
+@pytest.mark.parametrize("sharing", [False, True])
+def test_placement_puts_every_neuron_once_within_limits(tiny_program, target, sharing):
     tgt = load_target(target)
-    placement = partition_program(tiny_program, tgt)
+    placement = partition_program(tiny_program, tgt, weight_sharing=sharing)
     summary = placement.summary(tiny_program)
     for p in tiny_program.populations:
         covered = np.zeros(p.size, int)
@@ -25,8 +26,9 @@ def test_placement_puts_every_neuron_once_within_limits(tiny_program, target):
         assert c["in_axons"] <= tgt.max_in_axons_per_core
         assert c["out_axons"] <= tgt.max_out_axons_per_core
         assert len(c["populations"]) <= tgt.max_neuron_groups_per_core
-    assert sum(c["synapses"] for c in summary["cores"]) == sum(
-        g.num_synapses for g in tiny_program.groups if g.kind != "attention")
+    if not sharing:  # every expanded synapse stored once
+        assert sum(c["synapses"] for c in summary["cores"]) == sum(
+            g.num_synapses for g in tiny_program.groups if g.kind != "attention")
 
 
 def test_model_that_does_not_fit_names_the_limit(tiny_program, tmp_path):
@@ -41,3 +43,38 @@ def test_model_that_does_not_fit_names_the_limit(tiny_program, tmp_path):
     path.write_text(small)
     with pytest.raises(CapacityError, match=r"cores \(\d+\) exceed the cores of target"):
         partition_program(tiny_program, load_target(path))
+
+
+def _expanded(program):
+    import dataclasses
+
+    from nmc_deploy.program.shared_weights import as_csr
+    groups = tuple(dataclasses.replace(g, weights=as_csr(g.weights)) for g in program.groups)
+    return dataclasses.replace(program, groups=groups)
+
+
+def test_unshared_mode_places_exactly_like_expanded_matrices(tiny_program):
+    from nmc_deploy.program.shared_weights import is_shared
+
+    tgt = load_target("loihi2")
+    assert any(is_shared(g.weights) for g in tiny_program.groups)
+    off = partition_program(tiny_program, tgt, weight_sharing=False)
+    expanded = partition_program(_expanded(tiny_program), tgt, weight_sharing=False)
+    assert off == expanded
+
+
+def test_shared_mode_stores_each_shared_matrix_once_per_core(tiny_program):
+    tgt = load_target("loihi2")
+    on = partition_program(tiny_program, tgt, weight_sharing=True)
+    off = partition_program(tiny_program, tgt, weight_sharing=False)
+    assert on.cores_used <= off.cores_used
+    stored_on = sum(c.synapses for cs in on.cores for c in cs)
+    stored_off = sum(c.synapses for cs in off.cores for c in cs)
+    assert stored_on < stored_off
+    # every neuron placed exactly once in both modes
+    for placement in (on, off):
+        seen = {p.name: np.zeros(p.size, int) for p in tiny_program.populations}
+        for cs in placement.cores:
+            for c in cs:
+                seen[c.population][c.start:c.stop] += 1
+        assert all(np.all(v == 1) for v in seen.values())
