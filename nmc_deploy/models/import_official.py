@@ -16,13 +16,17 @@ dvs        ``*_conv``: Conv1d 1x1       all 4 stages                 2          
            Conv1d 1x1
 =========  ==========================  ===========================  ==========  =====
 
-SparseSpikformer (section 2) is the same backbone plus ``score_predictor.<p>`` token
-selectors (``Linear(D, D/2) -> GELU -> Linear(D/2, 2) -> LogSoftmax``). By default they are
-ignored and the imported model is the dense backbone. With ``token_keep=r`` they are imported
-as our :class:`~nmc_deploy.models.spikformer.TokenPredictor` modules
-(``score_predictor.<p>.linear.0`` -> ``token_predictors.<p>.fc1``, ``.linear.2`` -> ``.fc2``),
-placed before the blocks of the release's ``pruning_loc`` (the last P of the L blocks, or
-``token_blocks``); selector p keeps ``floor(N r**p)`` tokens in eval mode.
+SparseSpikformer (section 2) is the same backbone plus P token selectors, each the release's
+``Predictor`` (``Linear(D, D/2) -> GELU -> Linear(D/2, 2) -> LogSoftmax``), stored as
+``predictor.<p>.linear.{0,2}.*`` (the release's layout) or ``score_predictor.<p>.linear.{0,2}.*``
+(an older layout, still read). By default they are ignored and the imported model is the
+dense backbone. With ``token_keep=r`` they are imported as our
+:class:`~nmc_deploy.models.spikformer.TokenPredictor` modules (``<prefix>.<p>.linear.0`` ->
+``token_predictors.<p>.fc1``, ``.linear.2`` -> ``.fc2``), placed before the blocks of the
+release's ``pruning_loc`` (the last P of the L blocks, or ``token_blocks``); selector p keeps
+``floor(N r**p)`` tokens in eval mode (:meth:`Spikformer.forward_blocks
+<nmc_deploy.models.spikformer.Spikformer.forward_blocks>`). The release's other selector,
+``PredictorLG`` (defined, never instantiated), is refused by key name.
 
 :func:`convert_official_state_dict` renames the official keys to ours, turns 1x1-conv
 weights into ``nn.Linear`` weights, adds the zero biases our q/k/v linears have and the
@@ -45,16 +49,17 @@ import torch
 from ..errors import CheckpointError, NmcDeployError
 from .checkpoint import read_torch_archive
 from .spikformer import Spikformer, SpikformerConfig
-from .official_config import (DEFAULT_NUM_HEADS, VARIANTS, _ATTN_SCALE,  # noqa: F401
-                              _SELECTOR_KEY, _check_token_args, _count_selectors, _infer,
-                              _official_pools, _selector_range, _sps_name,
+from .official_config import (DEFAULT_NUM_HEADS, SELECTOR_LAYOUTS, VARIANTS,  # noqa: F401
+                              _ATTN_SCALE, _SELECTOR_KEY, _check_selector_form,
+                              _check_token_args, _infer, _no_selectors_text, _official_pools,
+                              _selector_layout, _selector_range, _sps_name,
                               detect_official_variant, infer_official_config,
                               unwrap_official_state_dict)
 
 __all__ = [
-    "VARIANTS", "DEFAULT_NUM_HEADS", "ImportReport", "unwrap_official_state_dict",
-    "detect_official_variant", "infer_official_config", "convert_official_state_dict",
-    "load_official_checkpoint",
+    "VARIANTS", "DEFAULT_NUM_HEADS", "SELECTOR_LAYOUTS", "ImportReport",
+    "unwrap_official_state_dict", "detect_official_variant", "infer_official_config",
+    "convert_official_state_dict", "load_official_checkpoint",
 ]
 
 _BN_ENTRIES = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
@@ -128,11 +133,14 @@ def _listify(value: Any) -> Any:
 # unwrapping and detection
 
 
-def _official_key(our_key: str, variant: str) -> str:
-    """Official key that supplies ``our_key`` (of a :class:`Spikformer` state_dict)."""
+def _official_key(our_key: str, variant: str, selector_prefix: str) -> str:
+    """Official key that supplies ``our_key`` (of a :class:`Spikformer` state_dict).
+
+    ``selector_prefix`` is the file's token-selector layout (:data:`SELECTOR_LAYOUTS`).
+    """
     parts = our_key.split(".")
     if parts[0] == "token_predictors":  # token_predictors.<p>.fc1.weight
-        return ".".join(["score_predictor", parts[1], "linear", _SELECTOR_LAYERS[parts[2]]]
+        return ".".join([selector_prefix, parts[1], "linear", _SELECTOR_LAYERS[parts[2]]]
                         + parts[3:])
     if parts[0] == "patch_embed" and parts[1] in ("convs", "bns"):
         base = "proj_conv" if parts[1] == "convs" else "proj_bn"
@@ -178,7 +186,8 @@ def _variant_notes(variant: str, ignored_selectors: bool) -> list[str]:
             "results")
         notes.append(
             "the official dvs model takes T event frames (T, B, 2, H, W); Spikformer.forward "
-            "repeats one image T times, so feed frames through patch_embed, blocks and head")
+            "repeats one image T times, so classify frames with "
+            "model.forward_tokens(model.patch_embed(frames))")
     if ignored_selectors:
         notes.append(
             "SparseSpikformer token selectors ignored: the imported model keeps all tokens, "
@@ -188,23 +197,22 @@ def _variant_notes(variant: str, ignored_selectors: bool) -> list[str]:
     return notes
 
 
-def _selector_notes(cfg: SpikformerConfig, variant: str) -> list[str]:
+def _selector_notes(cfg: SpikformerConfig, prefix: str) -> list[str]:
     if not cfg.token_blocks:
         return []
     kept = ", ".join(str(cfg.kept_tokens(p)) for p in range(1, len(cfg.token_blocks) + 1))
+    layout = "the release's layout" if prefix == SELECTOR_LAYOUTS[0] else "older layout"
     notes = [
-        f"token selectors imported before blocks {list(cfg.token_blocks)}: in eval mode "
-        f"selector p keeps floor(N r**p) of the N={cfg.num_tokens} tokens ({kept}; "
+        f"token selectors '{prefix}.<p>' ({layout}) imported before blocks "
+        f"{list(cfg.token_blocks)}: in eval mode selector p keeps floor(N r**p) of the "
+        f"N={cfg.num_tokens} tokens ({kept}; "
         f"r={cfg.token_keep}), one schedule for training and inference like the release's "
         f"CIFAR code; its DVS inference used other ratios than its training "
         f"(docs/checkpoint-import.md)",
         "tokens are ranked by logit_keep - logit_drop, the order of the release's LogSoftmax "
-        "keep log-probability; ties go to the lower token index (unspecified in the release)",
+        "keep log-probability; ties go to the lower token index (unspecified in the release, "
+        "whose float32 log-probability also ties at 0 once logit_keep - logit_drop > ~17)",
     ]
-    if variant == "dvs":
-        notes.append(
-            "feeding event frames through patch_embed, blocks and head bypasses the token "
-            "selectors; only Spikformer.forward (a repeated image) applies them")
     return notes
 
 
@@ -221,7 +229,8 @@ def convert_official_state_dict(sd: dict[str, torch.Tensor], cfg: SpikformerConf
       conv weights ``(out, in, 1[, 1])`` become ``(out, in)``; BN entries keep their names;
     * missing q/k/v biases (bias-free official convs) become zeros; a missing
       ``num_batches_tracked`` becomes 0;
-    * ``score_predictor.<p>.linear.0.*`` -> ``token_predictors.<p>.fc1.*`` and
+    * ``predictor.<p>.linear.0.*`` (the release's layout; the older
+      ``score_predictor.<p>.linear.0.*`` alike) -> ``token_predictors.<p>.fc1.*`` and
       ``.linear.2.*`` -> ``token_predictors.<p>.fc2.*`` if ``cfg.token_blocks`` has one entry
       per selector (a config from :func:`infer_official_config` with ``token_keep``);
       with no ``token_blocks`` they are ignored (dense import);
@@ -247,8 +256,9 @@ def convert_official_state_dict(sd: dict[str, torch.Tensor], cfg: SpikformerConf
     ------
     CheckpointError
         On the first missing key, unexpected key or shape mismatch (the message names the
-        official key and both shapes), or if ``cfg.token_blocks`` is not empty and does not
-        have one entry per selector of the checkpoint.
+        official key and both shapes), if the selector keys mix the two layouts, or if
+        ``cfg.token_blocks`` is not empty and does not have one entry per selector of the
+        checkpoint or the selectors are the release's ``PredictorLG``.
     """
     return _convert(sd, cfg, where="official checkpoint")
 
@@ -267,17 +277,19 @@ def _convert(sd: dict, cfg: SpikformerConfig, where: str
             f"and convert the model afterwards")
     sd = unwrap_official_state_dict(sd, where)
     variant = detect_official_variant(sd, where)
-    selectors, n_cfg = _count_selectors(sd, where), len(cfg.token_blocks)
+    (prefix, selectors), n_cfg = _selector_layout(sd, where), len(cfg.token_blocks)
     if n_cfg and selectors != n_cfg:
-        have = (f"{selectors} token selectors ({_selector_range(selectors)})" if selectors
-                else "no 'score_predictor.<p>.*' keys (no token selectors)")
+        have = (f"{selectors} token selectors ({_selector_range(prefix, selectors)})"
+                if selectors else f"{_no_selectors_text()} (no token selectors)")
         raise CheckpointError(
             f"{where}: cfg.token_blocks {list(cfg.token_blocks)} asks for {n_cfg} token "
             f"selectors but the checkpoint has {have}; give one block per selector, or no "
             f"token_blocks for the dense import")
+    if n_cfg:
+        _check_selector_form(sd, where)
     with torch.device("meta"):  # shapes only, no memory and no init cost
         expected = Spikformer(cfg).state_dict()
-    wanted = {_official_key(ours, variant): ours for ours in expected}
+    wanted = {_official_key(ours, variant, prefix): ours for ours in expected}
 
     ignored, unexpected = [], []
     for key in sd:
@@ -327,8 +339,8 @@ def _convert(sd: dict, cfg: SpikformerConfig, where: str
         mapped.append((official, ours))
 
     notes = _cfg_notes(cfg, variant, len(cfg.sps_channels))
-    notes += _variant_notes(variant, any(k.startswith("score_predictor.") for k, _ in ignored))
-    notes += _selector_notes(cfg, variant)
+    notes += _variant_notes(variant, any(_SELECTOR_KEY.match(k) for k, _ in ignored))
+    notes += _selector_notes(cfg, prefix)
     report = ImportReport(variant=variant, mapped=tuple(mapped), reshaped=tuple(reshaped),
                           added=tuple(added), ignored=tuple(ignored), notes=tuple(notes))
     return out, report

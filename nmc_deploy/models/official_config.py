@@ -15,6 +15,9 @@ import torch
 from ..errors import CheckpointError, NmcDeployError
 from .config import SpikformerConfig
 
+__all__ = ["VARIANTS", "DEFAULT_NUM_HEADS", "SELECTOR_LAYOUTS", "unwrap_official_state_dict",
+           "detect_official_variant", "infer_official_config"]
+
 VARIANTS = ("cifar", "imagenet", "dvs")  # official code variants, see the module docstring
 
 # num_heads of the official configurations, keyed by (variant, embed_dim); the weights do
@@ -35,8 +38,16 @@ _MLP_WEIGHT_NDIM = {"cifar": 2, "imagenet": 4, "dvs": 3}
 _FIRST_CONV = "patch_embed.proj_conv.weight"
 _WRAPPER_KEYS = ("model", "state_dict")  # torch.save({'model': sd}) / timm {'state_dict': sd}
 _DP_PREFIX = "module."  # key prefix added by nn.DataParallel / DistributedDataParallel
-# SparseSpikformer token selector ``score_predictor.<p>.linear.{0,2}.{weight,bias}``
-_SELECTOR_KEY = re.compile(r"^score_predictor\.(\d+)\..+$")
+# Key prefixes of SparseSpikformer token selectors, ``<prefix>.<p>.linear.{0,2}.{weight,bias}``:
+# "predictor" is the release's (``self.predictor = nn.ModuleList(Predictor ...)`` in every
+# sparse_new_model.py of Rocherster/SparseSpikformer); "score_predictor" is the older layout
+# this importer first read (the release has the name only in a commented-out line).
+SELECTOR_LAYOUTS = ("predictor", "score_predictor")
+_SELECTOR_KEY = re.compile(r"^(predictor|score_predictor)\.(\d+)\.(.+)$")
+# sub-modules of the release's unused ``PredictorLG`` (LayerNorm, Linear D->D, GELU, half the
+# channels replaced by a policy-weighted global mean, MLP D->D/2->D/4->2), which our
+# TokenPredictor (Linear D->D/2, GELU, Linear D/2->2) cannot represent
+_PREDICTOR_LG = re.compile(r"^(in_conv|out_conv)\.")
 
 
 def unwrap_official_state_dict(obj: Any, where: str = "official checkpoint"
@@ -179,22 +190,53 @@ def _weight_shape(sd: dict, key: str, ndim: int, where: str) -> tuple[int, ...]:
     return shape
 
 
-def _count_selectors(sd: dict, where: str) -> int:
-    """P, the number of ``score_predictor.<p>`` token selectors (indices 0 .. P-1)."""
-    indices = {int(m.group(1)) for k in sd if (m := _SELECTOR_KEY.match(k))}
-    if not indices:
-        return 0
+def _selector_layout(sd: dict, where: str) -> tuple[str, int]:
+    """The token selectors' key prefix (one of :data:`SELECTOR_LAYOUTS`) and their number P.
+
+    P is 0 (prefix "predictor", the release's) for a file without selectors; indices must
+    be 0 .. P-1 and all selectors must use one prefix.
+    """
+    found: dict[str, set[int]] = {}
+    for key in sd:
+        if m := _SELECTOR_KEY.match(key):
+            found.setdefault(m.group(1), set()).add(int(m.group(2)))
+    if len(found) > 1:
+        first = {prefix: next(k for k in sd if k.startswith(prefix + ".")) for prefix in found}
+        raise CheckpointError(
+            f"{where}: token selector keys in two layouts, 'predictor.<p>.*' (the release's; "
+            f"e.g. '{first['predictor']}') and 'score_predictor.<p>.*' (older; e.g. "
+            f"'{first['score_predictor']}'); a checkpoint holds one layout, so this file is "
+            f"malformed")
+    if not found:
+        return SELECTOR_LAYOUTS[0], 0
+    prefix, indices = next(iter(found.items()))
     count = max(indices) + 1
     missing = sorted(set(range(count)) - indices)
     if missing:
         raise CheckpointError(
-            f"{where}: missing keys 'score_predictor.{missing[0]}.*' (selectors "
-            f"{sorted(indices)} present)")
-    return count
+            f"{where}: missing keys '{prefix}.{missing[0]}.*' (selectors {sorted(indices)} "
+            f"present)")
+    return prefix, count
 
 
-def _selector_range(count: int) -> str:
-    return "score_predictor.0" if count == 1 else f"score_predictor.0 .. {count - 1}"
+def _check_selector_form(sd: dict, where: str) -> None:
+    """Refuse selectors of the release's ``PredictorLG`` form (only when importing them)."""
+    for key in sd:
+        m = _SELECTOR_KEY.match(key)
+        if m and _PREDICTOR_LG.match(m.group(3)):
+            raise CheckpointError(
+                f"{where}: '{key}' belongs to the release's PredictorLG token selector "
+                f"(LayerNorm, global-feature concatenation, MLP D->D/2->D/4->2), which our "
+                f"TokenPredictor (Linear D->D/2, GELU, Linear D/2->2) cannot represent; omit "
+                f"token_keep to import the dense backbone")
+
+
+def _no_selectors_text() -> str:
+    return "no 'predictor.<p>.*' (or older 'score_predictor.<p>.*') keys"
+
+
+def _selector_range(prefix: str, count: int) -> str:
+    return f"{prefix}.0" if count == 1 else f"{prefix}.0 .. {count - 1}"
 
 
 def _check_token_args(token_keep: Any, token_blocks: Any, where: str
@@ -228,16 +270,17 @@ def _selector_config(sd: dict, depth: int, token_keep: float | None,
     """``token_keep``, ``token_blocks`` and notes of the config (``(1.0, (), [])``: dense)."""
     if token_keep is None:
         return 1.0, (), []
-    count = _count_selectors(sd, where)
+    prefix, count = _selector_layout(sd, where)
     if count == 0:
         raise CheckpointError(
-            f"{where}: token_keep ({token_keep}) was given but the checkpoint has no "
-            f"'score_predictor.<p>.*' keys (no SparseSpikformer token selectors); omit "
-            f"token_keep")
+            f"{where}: token_keep ({token_keep}) was given but the checkpoint has "
+            f"{_no_selectors_text()} (no SparseSpikformer token selectors); omit token_keep")
+    _check_selector_form(sd, where)
     if count > depth:
         raise CheckpointError(
-            f"{where}: {count} token selectors ({_selector_range(count)}) but only {depth} "
-            f"blocks; each selector precedes its own block, so the checkpoint is inconsistent")
+            f"{where}: {count} token selectors ({_selector_range(prefix, count)}) but only "
+            f"{depth} blocks; each selector precedes its own block, so the checkpoint is "
+            f"inconsistent")
     notes = []
     if token_blocks is None:
         token_blocks = tuple(range(depth - count, depth))
@@ -248,8 +291,8 @@ def _selector_config(sd: dict, depth: int, token_keep: float | None,
     elif len(token_blocks) != count:
         raise CheckpointError(
             f"{where}: token_blocks {list(token_blocks)} has {len(token_blocks)} entries but "
-            f"the checkpoint has {count} token selectors ({_selector_range(count)}); give one "
-            f"block index per selector")
+            f"the checkpoint has {count} token selectors ({_selector_range(prefix, count)}); "
+            f"give one block index per selector")
     return token_keep, token_blocks, notes
 
 
@@ -335,10 +378,11 @@ def infer_official_config(sd: dict[str, torch.Tensor], *, img_size: int, time_st
     ``attn_scale`` (0.125; dvs 0.25). LIF constants are the official ones (tau 2, threshold 1,
     attention threshold 0.5).
 
-    SparseSpikformer token selectors (``score_predictor.<p>``, P of them) are left out of the
-    config unless ``token_keep`` is given; then ``token_keep=r`` and ``token_blocks`` (default
-    the last P blocks, ``range(depth - P, depth)``: the release's ``pruning_loc=[1, 2, 3]``
-    for 4 blocks) are set, and :func:`convert_official_state_dict` imports the selectors.
+    SparseSpikformer token selectors (``predictor.<p>``, the release's layout, or the older
+    ``score_predictor.<p>``; P of them) are left out of the config unless ``token_keep`` is
+    given; then ``token_keep=r`` and ``token_blocks`` (default the last P blocks,
+    ``range(depth - P, depth)``: the release's ``pruning_loc=[1, 2, 3]`` for 4 blocks) are
+    set, and :func:`convert_official_state_dict` imports the selectors.
 
     Parameters
     ----------
@@ -373,8 +417,9 @@ def infer_official_config(sd: dict[str, torch.Tensor], *, img_size: int, time_st
     CheckpointError
         If ``sd`` is not an official Spikformer state_dict, ``variant`` disagrees with it,
         ``num_heads`` is needed but not given, ``token_keep`` is given but there are no
-        selectors, there are more selectors than blocks, ``token_blocks`` has not one entry
-        per selector, or the values do not form a valid config.
+        selectors, their keys mix the two layouts or are those of the release's unused
+        ``PredictorLG``, there are more selectors than blocks, ``token_blocks`` has not one
+        entry per selector, or the values do not form a valid config.
     NmcDeployError
         If ``variant`` is unknown, ``token_keep`` is not in (0, 1), or ``token_blocks`` is
         given without ``token_keep``.

@@ -323,32 +323,54 @@ class Spikformer(nn.Module):
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 
-    def forward_features(self, img: torch.Tensor) -> torch.Tensor:
-        """Return the residual stream ``(T, B, N, D)`` after the last block."""
+    def embed(self, img: torch.Tensor) -> torch.Tensor:
+        """Token stream ``(T, B, N, D)`` of float images ``(B, C, H, W)``: the image is
+        repeated T times (direct encoding) and split into tokens by :class:`SPS`."""
         cfg = self.config
         expected = (cfg.in_channels, cfg.img_size, cfg.img_size)
         if img.ndim != 4 or tuple(img.shape[1:]) != expected:
             raise NmcDeployError(
                 f"Spikformer: input shape ({tuple(img.shape)}) must be (B, {expected[0]}, "
                 f"{expected[1]}, {expected[2]})")
-        x = img.unsqueeze(0).repeat(cfg.time_steps, 1, 1, 1, 1)  # direct encoding
-        x = self.patch_embed(x)
-        x, self._pool_policy = self._blocks_with_selection(x)
-        return x
+        return self.patch_embed(img.unsqueeze(0).repeat(cfg.time_steps, 1, 1, 1, 1))
 
-    def _blocks_with_selection(self, x: torch.Tensor):
-        """Run the blocks; before each of ``token_blocks`` a selector decides per token.
+    def forward_features(self, img: torch.Tensor) -> torch.Tensor:
+        """Return the residual stream ``(T, B, N, D)`` after the last block."""
+        return self.forward_blocks(self.embed(img))[0]
 
-        Modes (``self.token_mode``; default "gumbel" when training, else "remove"):
+    def forward_blocks(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run the blocks on a token stream; before each of ``token_blocks`` a selector decides.
+
+        The ``p``-th selector (p = 1 .. P, before block ``token_blocks[p-1]``) scores every
+        token still present from the stream averaged over time, ``x.mean(0)`` (B, N_cur, D),
+        with ``token_predictors[p-1]``. Modes (``self.token_mode``; default "gumbel" when
+        training, else "remove"):
 
         * "gumbel" (training, as SparseSpikformer): ``keep = hard Gumbel-softmax(log p)[0]
           * prev`` (straight-through), the block masks attention with it; all tokens stay
           in the tensor.
         * "mask": as "gumbel" but with the deterministic top-k of "remove".
-        * "remove" (inference): the ``k_p`` highest-scoring remaining tokens are gathered,
-          the others are gone.
+        * "remove" (inference, as the release's eval pass): the ``k_p = cfg.kept_tokens(p)``
+          tokens of highest score (:func:`token_scores`; ties to the lower position) are
+          gathered, in position order, the others are gone.
 
-        Returns the stream and the (B, N) pooling policy (None: pool every token present).
+        Records per selector ``token_keep_masks`` ("gumbel", "mask": (B, N)) and
+        ``token_index`` ("mask", "remove": (B, k_p) original positions of the kept tokens).
+        Without ``token_blocks`` the blocks simply run in order.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Token stream ``(T, B, N, D)``: :meth:`embed` of images, or ``patch_embed`` of T
+            event frames ``(T, B, C, H, W)``.
+
+        Returns
+        -------
+        x : torch.Tensor
+            The stream after the last block, ``(T, B, N_L, D)`` (N_L < N after removal).
+        policy : torch.Tensor or None
+            (B, N) keep policy of the last selector for the pooling before the head
+            ("gumbel", "mask"); None: pool every token present.
         """
         cfg = self.config
         self.token_keep_masks, self.token_index = [], []
@@ -385,15 +407,25 @@ class Spikformer(nn.Module):
             x = block(x, keep if mode != "remove" else None)
         return x, keep
 
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
-        """Map float images ``(B, C, H, W)`` (already divided by ``levels``) to logits.
+    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, classes)`` of a token stream ``(T, B, N, D)``.
 
-        Features are averaged over time and over the tokens present (with token selection:
-        the kept tokens; in "gumbel"/"mask" mode weighted by the keep policy).
+        :meth:`forward_blocks` (with the token selectors), then the mean over time and over
+        the tokens present (in "gumbel"/"mask" mode weighted by the keep policy), then the
+        head. ``model.forward_tokens(model.patch_embed(frames))`` classifies T event frames
+        ``(T, B, C, H, W)``.
         """
-        x = self.forward_features(img)
-        policy = self._pool_policy
+        x, policy = self.forward_blocks(x)
         if policy is None:
             return self.head(x.mean(2).mean(0))
         weights = policy / policy.sum(1, keepdim=True).clamp(min=1.0)  # (B, N)
         return self.head((x.mean(0) * weights[..., None]).sum(1))
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        """Map float images ``(B, C, H, W)`` (already divided by ``levels``) to logits.
+
+        ``forward_tokens(embed(img))``: features are averaged over time and over the tokens
+        present (with token selection: the kept tokens; in "gumbel"/"mask" mode weighted by
+        the keep policy).
+        """
+        return self.forward_tokens(self.embed(img))

@@ -8,9 +8,11 @@ MaxPool after all four stages, tokens (T, B, D, H, W), Q (K^T V) order) and the 
 code (2 input channels, Conv1d 1x1 MLP, scale 0.25 after A @ V). Its weights and BN
 statistics are random (seeded), its state_dict is saved in every wrapper form, imported with
 ``load_official_checkpoint`` and the logits are compared. For SparseSpikformer it also has the
-token selectors (``score_predictor.<p>.linear``: Linear, GELU, Linear, LogSoftmax) and the
+token selectors under the release's name (``predictor.<p>.linear``: Linear, GELU, Linear,
+LogSoftmax; Rocherster/SparseSpikformer ``*/sparse_new_model.py``, commit 88096bf) and the
 release's inference pass (section 2.2: argsort of the keep log-probability, gather of the
-first ``int(N0 * ratio_p)`` tokens), against which the imported selectors are checked.
+first ``int(N0 * ratio_p)`` tokens), against which the imported selectors are checked; the
+older ``score_predictor.<p>`` layout is the same state_dict with the prefix renamed.
 """
 import argparse
 import contextlib
@@ -234,16 +236,22 @@ class RefPredictor(nn.Module):
 
 class RefSpikformer(nn.Module):
     """Official Spikformer (dense forward); ``num_predictors > 0`` adds SparseSpikformer
-    token selectors, used by :meth:`forward_sparse` only."""
+    token selectors as the release names them (``self.predictor``), used by
+    :meth:`forward_sparse` only. The DVS model also has the release's unused ``pos_embed``
+    (1, num_patches, D) and final ``norm`` LayerNorm."""
 
     def __init__(self, variant, *, in_channels, dim, heads, depth, mlp_ratio=4, num_classes=10,
-                 time_steps=2, num_predictors=0):
+                 time_steps=2, num_predictors=0, num_patches=64):
         super().__init__()
         self.variant, self.time_steps = variant, time_steps
-        self.patch_embed = RefSPS(variant, in_channels, dim)
-        self.block = nn.ModuleList(RefBlock(variant, dim, heads, mlp_ratio) for _ in range(depth))
         if num_predictors:
-            self.score_predictor = nn.ModuleList(RefPredictor(dim) for _ in range(num_predictors))
+            self.predictor = nn.ModuleList(RefPredictor(dim) for _ in range(num_predictors))
+        self.patch_embed = RefSPS(variant, in_channels, dim)
+        if variant == "dvs":
+            self.pos_embed = nn.Parameter(torch.zeros(1, num_patches, dim))
+        self.block = nn.ModuleList(RefBlock(variant, dim, heads, mlp_ratio) for _ in range(depth))
+        if variant == "dvs":
+            self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, num_classes)
 
     def forward(self, x):
@@ -282,7 +290,7 @@ class RefSpikformer(nn.Module):
         for i, blk in enumerate(self.block):
             if i in pruning_loc:
                 feat = x.mean(0) if axis == 2 else x.mean(0).transpose(1, 2)  # (B, N, D)
-                logp = self.score_predictor[p](feat)
+                logp = self.predictor[p](feat)
                 k = int(n0 * token_ratio[p])
                 idx = torch.argsort(logp[..., 0], dim=1, descending=True)[:, :k]  # (B, k)
                 if axis == 2:
@@ -414,25 +422,25 @@ def test_imported_logits_equal_reference(tmp_path, refs, variant, form):
     assert expected.std(0).min() > 1e-3
 
 
-def test_dvs_frames_through_submodules(tmp_path, refs):
-    """DVS input is T event frames, not a repeated image: feed them through the modules."""
+def test_dvs_frames_through_forward_tokens(tmp_path, refs):
+    """DVS input is T event frames, not a repeated image: ``forward_tokens(patch_embed(.))``."""
     ref = refs["dvs"]
     path = tmp_path / "dvs.pth"
     torch.save(ref.state_dict(), path)
     model, report = _load(path, "dvs")
-    s = SETUPS["dvs"]
-    gen = torch.Generator().manual_seed(5)
-    frames = (torch.rand(s["time_steps"], 4, 2, s["img_size"], s["img_size"], generator=gen)
-              < 0.3).float()
     with torch.no_grad():
-        expected = ref(frames)
-        x = model.patch_embed(frames)
-        for block in model.blocks:
-            x = block(x)
-        got = model.head(x.mean(2).mean(0))
+        expected = ref(_frames(SETUPS["dvs"]["img_size"]))
+        got = model.forward_tokens(model.patch_embed(_frames(SETUPS["dvs"]["img_size"])))
     assert torch.allclose(got, expected, atol=1e-5, rtol=0)
-    assert any("frames" in note for note in report.notes)
+    assert any("forward_tokens" in note for note in report.notes)
     assert any("0.25" in note for note in report.notes)
+
+
+def _frames(img_size, batch=4, seed=5):
+    s = SETUPS["dvs"]
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.rand(s["time_steps"], batch, 2, img_size, img_size, generator=gen)
+            < 0.3).float()
 
 
 def test_sparse_spikformer_selectors_are_ignored(tmp_path):
@@ -443,9 +451,7 @@ def test_sparse_spikformer_selectors_are_ignored(tmp_path):
     with torch.no_grad():
         assert torch.allclose(model(_images("cifar")), ref(_images("cifar")), atol=1e-5, rtol=0)
     ignored = {key for key, _ in report.ignored}
-    selector_keys = {f"score_predictor.{p}.linear.{i}.{w}"
-                     for p in range(3) for i in (0, 2) for w in ("weight", "bias")}
-    assert selector_keys <= ignored
+    assert _selector_keys("predictor", 3) <= ignored
     assert model.config.token_blocks == () and len(model.token_predictors) == 0
     assert any("token" in note and "token_keep" in note for note in report.notes)
 
@@ -456,10 +462,32 @@ def test_sparse_spikformer_selectors_are_ignored(tmp_path):
 SPARSE_IMG = {"cifar": 32, "dvs": 128}  # 8x8 = 64 tokens, as the release's CIFAR/DVS models
 
 
-def _sparse_reference(tmp_path, variant, seed, num_predictors, depth=4):
+def _selector_keys(prefix, count):
+    return {f"{prefix}.{p}.linear.{i}.{w}"
+            for p in range(count) for i in (0, 2) for w in ("weight", "bias")}
+
+
+def _old_layout(sd):
+    """The same state_dict in the older ``score_predictor.<p>`` layout."""
+    return {("score_" + k if k.startswith("predictor.") else k): v for k, v in sd.items()}
+
+
+def _release_dvs_checkpoint(sd):
+    """The dict the release's DVS scripts save (``*/sparse_new_train.py`` and
+    ``sparse_new_lth.py``: model, optimizer, lr_scheduler, epoch, args, accuracies)."""
+    opt = torch.optim.AdamW([nn.Parameter(torch.zeros(2))], lr=1e-3, weight_decay=0.06)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=300)
+    return {"model": sd, "optimizer": opt.state_dict(), "lr_scheduler": sched.state_dict(),
+            "epoch": 95, "args": argparse.Namespace(T=16, lr=1e-3, base_rate=0.7),
+            "max_test_acc1": 80.9, "test_acc5_at_max_test_acc1": 99.1}
+
+
+def _sparse_reference(tmp_path, variant, seed, num_predictors, depth=4, layout="predictor",
+                      wrap=lambda sd: {"model": sd}):
     ref = make_reference(variant, seed=seed, num_predictors=num_predictors, depth=depth)
+    sd = ref.state_dict() if layout == "predictor" else _old_layout(ref.state_dict())
     path = tmp_path / f"sparse_{variant}_{seed}.pth"
-    torch.save({"model": ref.state_dict()}, path)
+    torch.save(wrap(sd), path)
     return ref, path
 
 
@@ -469,31 +497,59 @@ def _sparse_images(variant, batch=6, seed=2):
     return torch.randn(batch, s["in_channels"], size, size, generator=gen)
 
 
-def _check_against_release_inference(model, ref, img, pruning_loc, r):
-    """Run our eval-mode model and the reference release inference on ``img``; check the
-    selector logits, the selector inputs, the kept tokens and the class logits."""
+def test_reference_has_the_release_key_layout():
+    """The reference's state_dict has exactly the keys of the release's SpikformerPrune
+    (Rocherster/SparseSpikformer cifar10/ and cifar10dvs/ sparse_new_model.py, 88096bf):
+    ``predictor`` ModuleList of ``Predictor`` (``linear`` = Linear, GELU, Linear,
+    LogSoftmax), SPS, ``block`` with unused norm1/norm2, head; DVS also pos_embed, norm."""
+    bn = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    for variant, lin, extra in (("cifar", "linear", set()),
+                                ("dvs", "conv", {"pos_embed", "norm.weight", "norm.bias"})):
+        keys = set(_selector_keys("predictor", 3)) | extra | {"head.weight", "head.bias"}
+        for stage in ("proj", "proj1", "proj2", "proj3", "rpe"):
+            conv, norm = stage.replace("proj", "proj_conv"), stage.replace("proj", "proj_bn")
+            if stage == "rpe":
+                conv, norm = "rpe_conv", "rpe_bn"
+            keys |= {f"patch_embed.{conv}.weight"} | {f"patch_embed.{norm}.{e}" for e in bn}
+        for i in range(4):
+            keys |= {f"block.{i}.norm{j}.{w}" for j in (1, 2) for w in ("weight", "bias")}
+            for mod, names in (("attn", "q k v proj"), ("mlp", "fc1 fc2")):
+                for n in names.split():
+                    keys |= {f"block.{i}.{mod}.{n}_bn.{e}" for e in bn}
+                    keys.add(f"block.{i}.{mod}.{n}_{lin}.weight")
+                    if lin == "linear" or n not in "qkv":  # DVS q/k/v Conv1d: bias=False
+                        keys.add(f"block.{i}.{mod}.{n}_{lin}.bias")
+        ref = make_reference(variant, seed=0, num_predictors=3, depth=4)
+        assert set(ref.state_dict()) == keys
+
+
+def _check_against_release_inference(model, ref, inputs, pruning_loc, r):
+    """Run our eval-mode model and the reference release inference on images (B, C, H, W)
+    or DVS frames (T, B, C, H, W); check the selector logits, the selector inputs, the kept
+    tokens and the class logits."""
     cfg = model.config
     n0 = cfg.num_tokens
     captured = []
     hooks = [pred.register_forward_hook(
-        lambda mod, inputs, out: captured.append((inputs[0].detach(), out.detach())))
+        lambda mod, args, out: captured.append((args[0].detach(), out.detach())))
         for pred in model.token_predictors]
     try:
         with torch.no_grad():
-            got = model(img)
+            got = (model(inputs) if inputs.ndim == 4
+                   else model.forward_tokens(model.patch_embed(inputs)))
             ratios = [r ** (p + 1) for p in range(len(pruning_loc))]
-            expected = ref.forward_sparse(img, pruning_loc, ratios)
-            dense = ref(img)
+            expected = ref.forward_sparse(inputs, pruning_loc, ratios)
+            dense = ref(inputs)
     finally:
         for hook in hooks:
             hook.remove()
     assert len(captured) == len(model.token_index) == len(ref.kept) == len(pruning_loc)
-    batch = img.shape[0]
+    batch = inputs.shape[-4]
     for p, (feat, logits) in enumerate(captured):
         # selector logits: logit_keep - logit_drop of ours == log p0 - log p1 of the reference
         # Predictor (Linear, GELU, Linear, LogSoftmax) on the same features
         with torch.no_grad():
-            logp = ref.score_predictor[p](feat)
+            logp = ref.predictor[p](feat)
         assert torch.allclose(logp.exp().sum(-1), torch.ones(()), atol=1e-6)
         assert torch.allclose(logits[..., 0] - logits[..., 1], logp[..., 0] - logp[..., 1],
                               atol=1e-5, rtol=0)
@@ -514,7 +570,7 @@ def _check_against_release_inference(model, ref, img, pruning_loc, r):
         # are apart by far more than float error, the kept set is not the first k tokens,
         # and it differs between samples
         with torch.no_grad():
-            scores = ref.score_predictor[p](ref.selector_inputs[p])[..., 0].sort(1, True).values
+            scores = ref.predictor[p](ref.selector_inputs[p])[..., 0].sort(1, True).values
         assert (scores[:, k - 1] - scores[:, k]).min() > 1e-5
         assert not torch.equal(model.token_index[p], ours_pos[:, :k])
         assert any(not torch.equal(model.token_index[p][0], model.token_index[p][i])
@@ -524,10 +580,13 @@ def _check_against_release_inference(model, ref, img, pruning_loc, r):
     assert (expected - dense).abs().max() > 1e-3  # token removal changes the logits
 
 
-@pytest.mark.parametrize("variant, r", [("cifar", 0.9), ("cifar", 0.5), ("dvs", 0.7)])
-def test_sparse_spikformer_selectors_import_with_token_keep(tmp_path, variant, r):
-    """Release layout: 4 blocks, 3 selectors at pruning_loc=[1, 2, 3]."""
-    ref, path = _sparse_reference(tmp_path, variant, seed=11, num_predictors=3)
+@pytest.mark.parametrize("variant, r, layout", [
+    ("cifar", 0.9, "predictor"), ("cifar", 0.5, "predictor"), ("dvs", 0.7, "predictor"),
+    ("cifar", 0.9, "score_predictor")])
+def test_sparse_spikformer_selectors_import_with_token_keep(tmp_path, variant, r, layout):
+    """4 blocks, 3 selectors at pruning_loc=[1, 2, 3], in the release's key layout
+    (``predictor.<p>``) or the older one (``score_predictor.<p>``)."""
+    ref, path = _sparse_reference(tmp_path, variant, seed=11, num_predictors=3, layout=layout)
     model, report = _load(path, variant, token_keep=r, img_size=SPARSE_IMG[variant])
     cfg = model.config
     assert not model.training
@@ -537,14 +596,26 @@ def test_sparse_spikformer_selectors_import_with_token_keep(tmp_path, variant, r
     for p in range(3):
         for ours, theirs in (("fc1", "0"), ("fc2", "2")):
             for w in ("weight", "bias"):
-                official = f"score_predictor.{p}.linear.{theirs}.{w}"
+                official = f"{layout}.{p}.linear.{theirs}.{w}"
                 assert mapped[official] == f"token_predictors.{p}.{ours}.{w}"
-                assert torch.equal(model.state_dict()[mapped[official]], ref.state_dict()[official])
-    assert not any(key.startswith("score_predictor.") for key, _ in report.ignored)
+                assert torch.equal(model.state_dict()[mapped[official]],
+                                   ref.state_dict()[f"predictor.{p}.linear.{theirs}.{w}"])
+    assert not any("predictor." in key for key, _ in report.ignored)
+    assert any(f"'{layout}.<p>'" in note for note in report.notes)
     assert any("pruning_loc" in note and "[1, 2, 3]" in note for note in report.notes)
     assert any("floor(N r**p)" in note for note in report.notes)
     assert any("LogSoftmax" in note for note in report.notes)
     _check_against_release_inference(model, ref, _sparse_images(variant), [1, 2, 3], r)
+
+
+def test_sparse_dvs_frames_with_selectors(tmp_path):
+    """Event frames reach the imported selectors through ``forward_tokens``; the file is
+    saved as the release's DVS scripts save it."""
+    ref, path = _sparse_reference(tmp_path, "dvs", seed=18, num_predictors=3,
+                                  wrap=_release_dvs_checkpoint)
+    model, _ = _load(path, "dvs", token_keep=0.8, img_size=SPARSE_IMG["dvs"])
+    _check_against_release_inference(model, ref, _frames(SPARSE_IMG["dvs"], batch=6, seed=6),
+                                     [1, 2, 3], 0.8)
 
 
 def test_explicit_token_blocks(tmp_path):
@@ -559,21 +630,22 @@ def test_explicit_token_blocks(tmp_path):
     _check_against_release_inference(model, ref, _sparse_images("cifar"), [0, 2], 0.8)
 
 
-def test_convert_with_token_config(tmp_path):
+@pytest.mark.parametrize("layout", ["predictor", "score_predictor"])
+def test_convert_with_token_config(tmp_path, layout):
     ref, _ = _sparse_reference(tmp_path, "dvs", seed=13, num_predictors=3)
-    sd = ref.state_dict()
+    sd = ref.state_dict() if layout == "predictor" else _old_layout(ref.state_dict())
     cfg = infer_official_config(sd, num_heads=HEADS, img_size=128, time_steps=3,
                                 token_keep=0.7)
     state, report = convert_official_state_dict(sd, cfg)
     assert set(state) == set(Spikformer(cfg).state_dict())
     assert len(report.mapped) + len(report.ignored) == len(sd)
     assert state["token_predictors.2.fc1.weight"].shape == (DIM // 2, DIM)
-    assert state["token_predictors.2.fc2.bias"].shape == (2,)
+    assert torch.equal(state["token_predictors.2.fc2.bias"], sd[f"{layout}.2.linear.2.bias"])
     # the dense config of the same file ignores them
     dense = infer_official_config(sd, num_heads=HEADS, img_size=128, time_steps=3)
     state, report = convert_official_state_dict(sd, dense)
     assert not any(k.startswith("token_predictors") for k in state)
-    assert sum(k.startswith("score_predictor.") for k, _ in report.ignored) == 12
+    assert {k for k, _ in report.ignored} >= _selector_keys(layout, 3)
 
 
 @pytest.mark.parametrize("token_keep", [1.0, 0.0, -0.5, 1.5, True, "0.9", float("nan")])
@@ -585,44 +657,82 @@ def test_token_keep_outside_unit_interval(tmp_path, token_keep):
         infer_official_config({}, img_size=16, time_steps=2, token_keep=token_keep)
 
 
-def test_more_selectors_than_blocks(tmp_path):
-    _, path = _sparse_reference(tmp_path, "cifar", seed=15, num_predictors=3, depth=2)
-    with _raises_one_line(r"3 token selectors \(score_predictor\.0 \.\. 2\) but only 2 blocks"):
+@pytest.mark.parametrize("layout", ["predictor", "score_predictor"])
+def test_more_selectors_than_blocks(tmp_path, layout):
+    _, path = _sparse_reference(tmp_path, "cifar", seed=15, num_predictors=3, depth=2,
+                                layout=layout)
+    with _raises_one_line(rf"3 token selectors \({layout}\.0 \.\. 2\) but only 2 blocks"):
         _load(path, "cifar", token_keep=0.9)
     model, _ = _load(path, "cifar")  # the dense import still works
     assert model.config.token_blocks == ()
 
 
+def _edit_selectors(sd, edit):
+    """A malformed copy of a release-layout state_dict (3 selectors)."""
+    sd = dict(sd)
+    if edit == "dense":
+        return {k: v for k, v in sd.items() if not k.startswith("predictor.")}
+    if edit == "drop1":
+        return {k: v for k, v in sd.items() if not k.startswith("predictor.1.")}
+    if edit in ("old_drop1", "old_shape"):
+        sd = _old_layout(_edit_selectors(sd, edit[4:]))
+    elif edit == "shape":
+        sd["predictor.0.linear.2.weight"] = torch.zeros(3, DIM // 2)
+    elif edit == "extra":
+        sd["predictor.0.linear.4.weight"] = torch.zeros(2, 2)
+    elif edit == "mixed":  # both layouts in full
+        sd.update(_old_layout({k: v for k, v in sd.items() if k.startswith("predictor.")}))
+    elif edit == "mixed_index":  # selector 2 under the older name
+        sd = {("score_" + k if k.startswith("predictor.2.") else k): v for k, v in sd.items()}
+    elif edit == "lg":  # the release's PredictorLG (LayerNorm + Linear D->D in in_conv)
+        for p in range(3):
+            sd[f"predictor.{p}.in_conv.0.weight"] = torch.ones(DIM)
+            sd[f"predictor.{p}.in_conv.1.weight"] = torch.zeros(DIM, DIM)
+    return sd
+
+
 @pytest.mark.parametrize("edit, kw, match, exc", [
     (None, dict(token_keep=0.9, token_blocks=(1, 2)),
-     r"token_blocks \[1, 2\] has 2 entries but the checkpoint has 3 token selectors",
-     CheckpointError),
+     r"token_blocks \[1, 2\] has 2 entries but the checkpoint has 3 token selectors "
+     r"\(predictor\.0 \.\. 2\)", CheckpointError),
     (None, dict(token_keep=0.9, token_blocks=(1, 2, 7)),
      r"token_blocks \(\(1, 2, 7\)\) must be distinct increasing block indices in 0\.\.3",
      CheckpointError),
     (None, dict(token_blocks=(1, 2, 3)), r"token_blocks .* without token_keep", NmcDeployError),
     (None, dict(token_keep=0.9, token_blocks="123"), r"sequence of block indices", NmcDeployError),
-    ("dense", dict(token_keep=0.9), r"no 'score_predictor\.<p>\.\*' keys", CheckpointError),
-    ("drop1", dict(token_keep=0.9), r"missing keys 'score_predictor\.1\.\*'", CheckpointError),
+    ("dense", dict(token_keep=0.9),
+     r"no 'predictor\.<p>\.\*' \(or older 'score_predictor\.<p>\.\*'\) keys", CheckpointError),
+    ("drop1", dict(token_keep=0.9), r"missing keys 'predictor\.1\.\*'", CheckpointError),
+    ("old_drop1", dict(token_keep=0.9), r"missing keys 'score_predictor\.1\.\*'",
+     CheckpointError),
     ("shape", dict(token_keep=0.9),
-     r"'score_predictor\.0\.linear\.2\.weight' has shape \(3, 16\), the config needs \(2, 16\)",
+     r"'predictor\.0\.linear\.2\.weight' has shape \(3, 16\), the config needs \(2, 16\)",
      CheckpointError),
-    ("extra", dict(token_keep=0.9), r"unexpected key 'score_predictor\.0\.linear\.4\.weight'",
+    ("old_shape", dict(token_keep=0.9), r"'score_predictor\.0\.linear\.2\.weight' has shape",
      CheckpointError),
+    ("extra", dict(token_keep=0.9), r"unexpected key 'predictor\.0\.linear\.4\.weight'",
+     CheckpointError),
+    ("mixed", dict(token_keep=0.9), r"token selector keys in two layouts", CheckpointError),
+    ("mixed", dict(), r"token selector keys in two layouts", CheckpointError),
+    ("mixed_index", dict(token_keep=0.9),
+     r"two layouts.*e\.g\. 'score_predictor\.2\.linear\.0\.weight'", CheckpointError),
+    ("lg", dict(token_keep=0.9),
+     r"'predictor\.0\.in_conv\.0\.weight' belongs to the release's PredictorLG", CheckpointError),
 ])
 def test_bad_token_selector_inputs(tmp_path, edit, kw, match, exc):
     ref = make_reference("cifar", seed=16, num_predictors=3, depth=4)
-    sd = dict(ref.state_dict())
-    if edit == "dense":
-        sd = {k: v for k, v in sd.items() if not k.startswith("score_predictor.")}
-    elif edit == "drop1":
-        sd = {k: v for k, v in sd.items() if not k.startswith("score_predictor.1.")}
-    elif edit == "shape":
-        sd["score_predictor.0.linear.2.weight"] = torch.zeros(3, DIM // 2)
-    elif edit == "extra":
-        sd["score_predictor.0.linear.4.weight"] = torch.zeros(2, 2)
+    sd = _edit_selectors(ref.state_dict(), edit)
     with _raises_one_line(match, exc=exc):
         _load(_save(tmp_path, sd), "cifar", **kw)
+
+
+def test_predictor_lg_keys_are_ignored_in_the_dense_import(tmp_path):
+    ref = make_reference("cifar", seed=16, num_predictors=3, depth=4)
+    sd = _edit_selectors(ref.state_dict(), "lg")
+    model, report = _load(_save(tmp_path, sd), "cifar")
+    assert "predictor.2.in_conv.1.weight" in {k for k, _ in report.ignored}
+    with torch.no_grad():
+        assert torch.allclose(model(_images("cifar")), ref(_images("cifar")), atol=1e-5, rtol=0)
 
 
 def test_convert_refuses_selector_count_mismatch(tmp_path):
@@ -630,11 +740,12 @@ def test_convert_refuses_selector_count_mismatch(tmp_path):
     sd = ref.state_dict()
     cfg = infer_official_config(sd, num_heads=HEADS, img_size=16, time_steps=2, token_keep=0.9)
     with _raises_one_line(r"cfg\.token_blocks \[1, 3\] asks for 2 token selectors but the "
-                          r"checkpoint has 3 token selectors"):
+                          r"checkpoint has 3 token selectors \(predictor\.0 \.\. 2\)"):
         convert_official_state_dict(sd, dataclasses.replace(cfg, token_blocks=(1, 3)))
-    dense_sd = {k: v for k, v in sd.items() if not k.startswith("score_predictor.")}
-    with _raises_one_line(r"checkpoint has no 'score_predictor"):
-        convert_official_state_dict(dense_sd, cfg)
+    with _raises_one_line(r"checkpoint has no 'predictor\.<p>\.\*' \(or older"):
+        convert_official_state_dict(_edit_selectors(sd, "dense"), cfg)
+    with _raises_one_line(r"PredictorLG"):
+        convert_official_state_dict(_edit_selectors(sd, "lg"), cfg)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -651,9 +762,11 @@ def test_report_lists_mapped_added_ignored(refs, variant):
     assert isinstance(report, ImportReport)
     assert set(state) == set(Spikformer(cfg).state_dict())
     assert sd.keys() == before.keys() and all(torch.equal(sd[k], before[k]) for k in sd)
-    norms = {f"block.{i}.norm{j}.{w}" for i in range(DEPTH) for j in (1, 2)
-             for w in ("weight", "bias")}
-    assert {key for key, _ in report.ignored} == norms
+    unused = {f"block.{i}.norm{j}.{w}" for i in range(DEPTH) for j in (1, 2)
+              for w in ("weight", "bias")}
+    if variant == "dvs":
+        unused |= {"pos_embed", "norm.weight", "norm.bias"}
+    assert {key for key, _ in report.ignored} == unused
     mapped = dict(report.mapped)
     assert mapped["patch_embed.proj_conv2.weight"] == "patch_embed.convs.2.weight"
     assert mapped["patch_embed.proj_bn3.running_var"] == "patch_embed.bns.3.running_var"
@@ -721,12 +834,11 @@ def test_missing_num_batches_tracked_is_added(refs):
 
 
 def test_pos_embed_and_final_norm_are_ignored(refs):
-    sd = dict(refs["dvs"].state_dict())
-    sd["pos_embed"] = torch.zeros(1, 4, DIM)
-    sd["norm.weight"], sd["norm.bias"] = torch.ones(DIM), torch.zeros(DIM)
+    sd = {("patch_embed." + k if k == "pos_embed" else k): v
+          for k, v in refs["dvs"].state_dict().items()}
     cfg = infer_official_config(sd, num_heads=HEADS, img_size=64, time_steps=3)
     _, report = convert_official_state_dict(sd, cfg)
-    assert {"pos_embed", "norm.weight", "norm.bias"} <= {k for k, _ in report.ignored}
+    assert {"patch_embed.pos_embed", "norm.weight", "norm.bias"} <= {k for k, _ in report.ignored}
 
 
 def test_load_uses_weights_only(tmp_path, refs, monkeypatch):

@@ -115,6 +115,30 @@ def test_forward_rejects_wrong_image_shape(digits_model):
         digits_model(torch.rand(2, 1, 7, 7))
 
 
+def test_token_stream_entry_points():
+    """forward == forward_tokens(embed(.)); forward_blocks runs the selectors on any stream
+    (e.g. T distinct event frames) and returns the pooling policy of the mode."""
+    from conftest import make_token_spikformer
+
+    model = make_token_spikformer(keep=0.6)
+    img = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        tokens = model.embed(img)
+        assert tokens.shape == (4, 5, 16, 16)
+        assert torch.equal(model(img), model.forward_tokens(tokens))
+        x, policy = model.forward_blocks(tokens)  # eval: "remove"
+        assert policy is None and x.shape == (4, 5, 5, 16)  # floor(16 * 0.36) tokens left
+        assert [t.shape for t in model.token_index] == [(5, 9), (5, 5)]
+        model.token_mode = "mask"
+        x, policy = model.forward_blocks(tokens)
+        assert x.shape == (4, 5, 16, 16) and policy.shape == (5, 16)
+        assert torch.equal(policy.sum(1), torch.full((5,), 5.0))
+        model.token_mode = None
+        frames = (torch.rand(4, 5, 1, 8, 8, generator=torch.Generator().manual_seed(2)) < 0.5)
+        logits = model.forward_tokens(model.patch_embed(frames.float()))
+    assert logits.shape == (5, 10) and len(model.token_index) == 2
+
+
 def test_config_round_trip_through_json():
     for cfg in PRESETS.values():
         d = json.loads(json.dumps(cfg.to_dict()))
