@@ -111,7 +111,8 @@ def test_loihi1_limits_and_provenance(loihi1):
     assert loihi1.synapse_memory_bits_per_core == 16384 * 64
     assert loihi1.cores_per_chip == 128 and loihi1.max_cores == 128
     assert loihi1.graded_spike_bits == 0
-    assert loihi1.weight_sharing is False
+    assert loihi1.weight_sharing is True  # population axons (nengo-loihi)
+    assert loihi1.source_of("weight_sharing").basis
     assert loihi1.source_of("max_neurons_per_core").basis == "published"
     assert loihi1.source_of("max_chips").basis == "assumption"
     assert loihi1.energy_models["loihi_davies2018"].sources["e_synop_pj"].basis == "published"

@@ -11,6 +11,7 @@ from nmc_deploy.fileio import json_default
 from nmc_deploy.program import (CoreShare, CoreSummary, FormCosts, LowRankForms,
                                 PlacementSummary, load_placement_summary, load_program,
                                 summarize_cores, summarize_form, summarize_placement)
+from nmc_deploy.program.placement import WeightSharingForms, summarize_sharing
 from nmc_deploy.targets import load_target
 
 
@@ -33,6 +34,13 @@ def _placement(build, target: str):
     return program, partition_program(program, load_target(target))
 
 
+def _sharing(written: str, placement) -> WeightSharingForms:
+    """The sharing record compile wrote; its written form is the recomputed placement."""
+    forms = WeightSharingForms.from_json(json.loads(written)["weight_sharing"], "weight_sharing")
+    assert forms.forms[forms.written] == summarize_sharing(placement)
+    return forms
+
+
 def _dumped(summary: PlacementSummary) -> str:
     """As compile_model writes it (fileio.write_json_atomic: indent 1, numpy values)."""
     return json.dumps(summary.to_json(), indent=1, default=json_default)
@@ -42,7 +50,8 @@ def test_summary_is_compiles_placement_json(tiny_graph, tmp_path):
     build = _compile(tiny_graph, tmp_path, "loihi2")
     written = (build / "placement.json").read_text()
     program, placement = _placement(build, "loihi2")
-    summary = summarize_placement(placement, program)
+    summary = summarize_placement(placement, program,
+                                  weight_sharing=_sharing(written, placement))
     assert _dumped(summary) == written
     assert json.dumps(placement.summary(program), indent=1) == \
         json.dumps(summarize_cores(placement, program).to_json(), indent=1)
@@ -57,7 +66,8 @@ def test_attention_on_host_round_trips(tiny_graph, tmp_path):
     build = _compile(tiny_graph, tmp_path, "loihi1")
     written = (build / "placement.json").read_text()
     program, placement = _placement(build, "loihi1")
-    summary = summarize_placement(placement, program)
+    summary = summarize_placement(placement, program,
+                                  weight_sharing=_sharing(written, placement))
     assert summary.attention_on_host and _dumped(summary) == written
     assert _dumped(PlacementSummary.from_json(json.loads(written))) == written
 
@@ -84,7 +94,8 @@ def test_low_rank_forms(dsp_graph, tmp_path, target, low_rank):
         assert isinstance(forms.forms["relay"], str) and "graded" in forms.forms["relay"]
     else:
         assert isinstance(forms.forms["fused"], FormCosts)
-    summary = summarize_placement(placement, program, low_rank=forms)
+    summary = summarize_placement(placement, program, low_rank=forms,
+                                  weight_sharing=_sharing(written, placement))
     assert _dumped(summary) == written
     assert _dumped(PlacementSummary.from_json(json.loads(written))) == written
 
