@@ -83,7 +83,8 @@ def format_weight_sharing(info: dict) -> str:
     for mode, c in info["forms"].items():
         mark = "  <- written" if mode == info["written"] else ""
         if "error" in c:
-            lines.append(f"{mode:<8} does not fit: {c['error']}{mark}")
+            what = "" if c["error"].startswith("not placed") else "does not fit: "
+            lines.append(f"{mode:<8} {what}{c['error']}{mark}")
             continue
         lines.append(f"{mode:<8} {c['cores']:>6} {c['synapses_stored']:>18} "
                      f"{c['synapse_memory_bits'] // 8:>10} B{mark}")
@@ -142,17 +143,29 @@ def _other_form_costs(graph, target, other: str, vth_mant: int, timing, sharing:
     return summarize_form(res.program, res.placement)
 
 
+# the unshared answer of a program with more expanded synapses is a lower bound, not placed
+UNSHARED_PLACEMENT_MAX_SYNAPSES = 50_000_000
+
+
 def _sharing_forms(result: CompileResult, target: HardwareTarget,
                    sharing: bool) -> WeightSharingForms | None:
     """Both weight-storage answers for a program with shared weights (None without)."""
     program = result.program
     if not any(is_shared(g.weights) for g in program.groups):
         return None
-    try:
-        other = summarize_sharing(partition_program(program, target,
-                                                    weight_sharing=not sharing))
-    except NmcDeployError as exc:  # e.g. unshared copies need more cores than the target
-        other = str(exc)
+    expanded = int(sum(g.num_synapses for g in program.groups))
+    if sharing and expanded > UNSHARED_PLACEMENT_MAX_SYNAPSES:
+        bound = -(-expanded * target.weight_bits // target.synapse_memory_bits_per_core)
+        other = (f"not placed: {expanded:,} expanded synapses exceed "
+                 f"{UNSHARED_PLACEMENT_MAX_SYNAPSES:,} (the most nmc-deploy places one by "
+                 f"one); at least {bound:,} cores by synapse memory ({target.weight_bits} "
+                 "bits per synapse)")
+    else:
+        try:
+            other = summarize_sharing(partition_program(program, target,
+                                                        weight_sharing=not sharing))
+        except NmcDeployError as exc:  # e.g. unshared copies need more cores than the target
+            other = str(exc)
     forms = {_sharing_mode(sharing): summarize_sharing(result.placement),
              _sharing_mode(not sharing): other}
     weights = int(sum(g.weights.stored if is_shared(g.weights) else g.weights.nnz
