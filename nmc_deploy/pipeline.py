@@ -25,7 +25,7 @@ __all__ = ["train_checkpoint", "prune_checkpoint", "export_checkpoint", "compile
 
 from .prune.request import PRUNE_METHODS  # noqa: E402  (plain Python, no torch)
 
-BUILD_FILES = ("program.json", "program.npz", "placement.json", "model.nir")
+BUILD_FILES = ("program.json", "program.npz", "placement.json", "design_rules.json", "model.nir")
 
 
 def _log(msg: str, log: Callable[[str], None] | None) -> None:
@@ -165,6 +165,7 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     from .compile.lower import low_rank_down_nodes
     from .compile.netx import NETX_FILE, write_netx
     from .compile.partition import format_utilization
+    from .compile.preflight import format_design_rules
     from .compile.recipe import compile_graph, format_low_rank_forms, format_weight_sharing
     from .errors import NmcDeployError
     from .fileio import write_json_atomic
@@ -221,6 +222,7 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
             extra = (NETX_FILE,)
         save_program(program, tmp)
         write_json_atomic(tmp / "placement.json", summary)
+        write_json_atomic(tmp / "design_rules.json", result.design_rules.to_json())
         write_nir(graph, tmp / "model.nir")  # as compiled: resolved timing, portable parts joined
         out_dir.mkdir(exist_ok=True)
         for pattern in ("activity_*.json", "simulation_*.json", NETX_FILE):
@@ -230,6 +232,7 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
             os.replace(tmp / name, out_dir / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    _log(format_design_rules(result.design_rules), log)
     _log(format_utilization(summary), log)
     if "weight_sharing" in summary:
         _log(format_weight_sharing(summary["weight_sharing"]), log)
