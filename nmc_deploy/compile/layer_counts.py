@@ -25,14 +25,16 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import LoweringError
+from ..ir import IF, LIF
 from ..ir import LI as IrLI
-from ..ir import (Affine, AvgPool2d, Conv1d, Conv2d, CubaLI, Delay, Flatten, Graph, Input,
-                  Integrator, Scale, SpikingSelfAttention, SumPool2d, Threshold, TokenSelect,
-                  topo_order)
+from ..ir import (Affine, AvgPool2d, Conv1d, Conv2d, CubaLI, CubaLIF, Delay, Flatten, Graph,
+                  Input, Integrator, Scale, SpikingSelfAttention, SumPool2d, Threshold,
+                  TokenSelect, topo_order)
+from ..ir.conventions import Timing
 from ..ir.graph import back_edges, split_port
 from ..program import INPUT, LI, RELAY, AttentionOp
 from ..program.shared_weights import ConvShared, TokenShared, add_weights, compose
-from .lower import delay_steps, low_rank_down_nodes
+from .lower import delay_steps, graph_timing, low_rank_down_nodes
 from .lower.linear import conv_weights
 from .lower.structure import NEURON_NODES
 
@@ -40,6 +42,10 @@ __all__ = ["WeightCounts", "GroupCounts", "LayerCounts", "count_layers", "count_
            "COMPOSE_BUDGET"]
 
 COMPOSE_BUDGET = 4_000_000  # expanded nonzeros a chain of weighted nodes may have to be multiplied
+# The quantizer (weights.quantize_weights) puts a group's largest real weight in the top half
+# of Lava's 8-bit grid (above 127 steps; mixed sign: even steps), so a weight above 1/127 of
+# the group's largest never rounds to zero; smaller ones may, and are not counted.
+GRID_STEPS = 127
 
 _LINEAR = (Conv2d, Conv1d, Affine, SumPool2d, AvgPool2d)
 
@@ -82,6 +88,21 @@ class WeightCounts:
         return self.axons_shared if sharing and self.shared else self.sources_used
 
 
+def _survivors(abs_w: np.ndarray, lo, hi) -> np.ndarray:
+    """Which of ``abs_w`` surely survive rounding onto the weight grid (:data:`GRID_STEPS`);
+    ``lo``/``hi``: the smallest/largest row scale of each entry (1 when uniform)."""
+    top = float((abs_w * hi).max(initial=0.0))
+    return (abs_w * lo) > top / GRID_STEPS
+
+
+def _row_bounds(scale, rows: int, per: int):
+    """Per output row of a kernel: the smallest and largest scale of its ``per`` neurons."""
+    if scale is None:
+        return 1.0, 1.0
+    s = np.asarray(scale, np.float64).reshape(rows, per)
+    return s.min(axis=1), s.max(axis=1)
+
+
 def _plain_counts(nnz_rows: np.ndarray, nnz_cols: np.ndarray) -> WeightCounts:
     rows = nnz_rows.astype(np.int64, copy=False)
     used = int(np.count_nonzero(nnz_cols))
@@ -91,16 +112,20 @@ def _plain_counts(nnz_rows: np.ndarray, nnz_cols: np.ndarray) -> WeightCounts:
                         max_fanout=int(nnz_cols.max(initial=0)))
 
 
-def _token_counts(kernel, n: int) -> WeightCounts:
+def _token_counts(kernel, n: int, scale=None) -> WeightCounts:
     """A token-parallel layer ``kernel (x) I_n``; ``kernel`` dense or scipy (C_out, C_in)."""
+    lo, hi = _row_bounds(scale, kernel.shape[0], n)
     if isinstance(kernel, np.ndarray):
-        nz = kernel != 0
+        abs_k = np.abs(kernel)
+        nz = _survivors(abs_k, np.reshape(lo, (-1, 1)), np.reshape(hi, (-1, 1)))
         per_row, per_col = nz.sum(axis=1), nz.sum(axis=0)
     else:
         k = sp.csr_matrix(kernel)
-        k.eliminate_zeros()
-        per_row = np.diff(k.indptr)
-        per_col = np.bincount(k.indices, minlength=k.shape[1])
+        r = np.repeat(np.arange(k.shape[0]), np.diff(k.indptr))
+        keep = _survivors(np.abs(k.data), np.broadcast_to(lo, (k.shape[0],))[r],
+                          np.broadcast_to(hi, (k.shape[0],))[r])
+        per_row = np.bincount(r[keep], minlength=k.shape[0])
+        per_col = np.bincount(k.indices[keep], minlength=k.shape[1])
     rows = np.repeat(per_row.astype(np.int64), n)
     used, stored = int(np.count_nonzero(per_col)), int(per_row.sum())
     return WeightCounts(synapses=stored * n, stored=stored, shared=True,
@@ -147,14 +172,16 @@ def _conv_sources(w: ConvShared, nz: np.ndarray) -> tuple[int, int]:
     return used, int(centre.sum(axis=(1, 2)).max(initial=0))
 
 
-def _conv_counts(w: ConvShared) -> WeightCounts:
+def _conv_counts(w: ConvShared, scale=None) -> WeightCounts:
     co = w.kernel.shape[0]
-    nz = w.kernel != 0
+    hw = w.out_hw[0] * w.out_hw[1]
+    lo, hi = _row_bounds(scale, co, hw)
+    shape = (-1, 1, 1, 1)
+    nz = _survivors(np.abs(w.kernel), np.reshape(lo, shape), np.reshape(hi, shape))
     vy, vx = _valid_taps(w, 0), _valid_taps(w, 1)
     per_tap = nz.sum(axis=1).astype(np.float64)  # (co, kh, kw)
     rows = np.matmul(vy.T[None], per_tap @ vx).astype(np.int64).ravel()  # (co, ho, wo)
     per_channel = nz.reshape(co, -1).sum(axis=1).astype(np.int64)
-    hw = w.out_hw[0] * w.out_hw[1]
     # one output reads every valid tap position (the partitioner counts taps, not weights)
     positions = np.outer(vy.sum(axis=0), vx.sum(axis=0)).astype(np.int64).ravel()
     axons_one = ((per_channel > 0)[:, None] * positions[None, :]).ravel()
@@ -169,19 +196,24 @@ def _conv_counts(w: ConvShared) -> WeightCounts:
                         if stored else 0, max_fanout=fanout)
 
 
-def count_weights(m) -> WeightCounts:
-    """:class:`WeightCounts` of a synapse matrix: a scipy matrix, a dense array or shared
-    weights (:mod:`~nmc_deploy.program.shared_weights`)."""
+def count_weights(m, scale=None) -> WeightCounts:
+    """:class:`WeightCounts` of the weights of a synapse matrix that surely survive
+    quantization: a scipy matrix, a dense array or shared weights
+    (:mod:`~nmc_deploy.program.shared_weights`); ``scale``: the real weight per unit of
+    ``m`` of each target neuron, when not uniform (per-neuron thresholds)."""
     if isinstance(m, TokenShared):
-        return _token_counts(m.kernel, m.n_tokens)
+        return _token_counts(m.kernel, m.n_tokens, scale)
     if isinstance(m, ConvShared):
-        return _conv_counts(m)
+        return _conv_counts(m, scale)
+    s = np.ones(m.shape[0]) if scale is None else np.asarray(scale, np.float64)
     if isinstance(m, np.ndarray):
-        nz = m != 0
+        nz = _survivors(np.abs(m), s[:, None], s[:, None])
         return _plain_counts(nz.sum(axis=1), nz.sum(axis=0))
     m = sp.csr_matrix(m)
-    m.eliminate_zeros()
-    return _plain_counts(np.diff(m.indptr), np.bincount(m.indices, minlength=m.shape[1]))
+    r = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    keep = _survivors(np.abs(m.data), s[r], s[r])
+    return _plain_counts(np.bincount(r[keep], minlength=m.shape[0]),
+                         np.bincount(m.indices[keep], minlength=m.shape[1]))
 
 
 def _identity_counts(n: int) -> WeightCounts:
@@ -218,9 +250,11 @@ class LayerCounts:
 class _Walk:
     """The state of one :func:`count_layers` call (expressions, populations, groups)."""
 
-    def __init__(self, graph: Graph, dt: float | None, relay_nodes: set):
+    def __init__(self, graph: Graph, timing: Timing | None, relay_nodes: set):
         self.graph = graph
-        self.dt = dt
+        self.timing = timing
+        self.dt = timing.dt if timing is not None else None
+        self.scales: dict[str, np.ndarray] = {}  # populations with per-neuron weight scales
         self.relay_nodes = relay_nodes
         self.back = {(a, split_port(b, graph.nodes)[0]) for a, b in back_edges(graph)}
         self.exprs: dict[str, dict] = {}  # node -> {(source, lag): chain}
@@ -250,6 +284,9 @@ class _Walk:
 
     def add_population(self, name: str, size: int, kind: str, inp: dict) -> None:
         self.pops[name] = (size, kind)
+        scale = _row_scale(self.graph.nodes[name], self.timing, size)
+        if scale is not None:
+            self.scales[name] = scale
         for (src, lag), chain in inp.items():
             key = (src, name, lag)
             self.groups[key] = _merge(self.groups[key], chain) if key in self.groups else chain
@@ -333,7 +370,7 @@ class _Walk:
             self.matrix_cache[name] = m
         return self.matrix_cache[name]
 
-    def node_counts(self, name: str) -> WeightCounts:
+    def node_counts(self, name: str, scale=None) -> WeightCounts:
         """Counts of one linear node's weights; token-parallel layers straight from the
         dense kernel (no sparse matrix is built)."""
         node = self.graph.nodes[name]
@@ -348,8 +385,8 @@ class _Walk:
                          tuple(node.padding) == (0, 0) and node.groups == 1)
                 n = int(np.prod(node.input_hw))
             if token:
-                return _token_counts(w.reshape(w.shape[0], w.shape[1]), n)
-        return count_weights(self.node_matrix(name))
+                return _token_counts(w.reshape(w.shape[0], w.shape[1]), n, scale)
+        return count_weights(self.node_matrix(name), scale)
 
     def element_matrix(self, element, n_src: int):
         """A node's weights, or the sum ``("+", a, b)`` of two chains (None: too large)."""
@@ -376,16 +413,17 @@ class _Walk:
             m = compose(sp.csr_matrix(p) if isinstance(p, np.ndarray) else p, m)
         return m
 
-    def counts(self, chain: tuple, n_src: int) -> WeightCounts | None:
-        key = (chain, n_src if not chain else 0)
+    def counts(self, chain: tuple, n_src: int, target: str) -> WeightCounts | None:
+        scale = self.scales.get(target)
+        key = (chain, n_src if not chain else 0, target if scale is not None else "")
         if key not in self.counts_cache:
-            if not chain:
+            if not chain and scale is None:
                 c = _identity_counts(n_src)
             elif len(chain) == 1 and isinstance(chain[0], str):
-                c = self.node_counts(chain[0])
+                c = self.node_counts(chain[0], scale)
             else:
                 m = self.chain_matrix(chain, n_src)
-                c = None if m is None else count_weights(m)
+                c = None if m is None else count_weights(m, scale)
             self.counts_cache[key] = c
         return self.counts_cache[key]
 
@@ -397,7 +435,8 @@ class _Walk:
                 continue  # CONST terms are not tracked
             kind = ("encoding" if src == INPUT else "attention" if src in ops else
                     "tokens" if src in self.selectors else "synapses")
-            counts = None if kind == "attention" else self.counts(chain, self.sizes[src])
+            counts = None if kind == "attention" else self.counts(chain, self.sizes[src],
+                                                                  target)
             groups.append(GroupCounts(src, target, lag, kind, counts))
         return LayerCounts(populations=dict(self.pops), groups=tuple(groups),
                            attention=tuple(self.ops), selectors=dict(self.selectors),
@@ -419,15 +458,43 @@ def _expanded_nnz(m) -> int:
     return int(m.nnz)
 
 
-def count_layers(graph: Graph, *, dt: float | None = None,
+def _row_scale(node, timing: Timing | None, size: int) -> np.ndarray | None:
+    """The real weight per unit of a group's matrix for each neuron of a population, up to
+    one common factor: the lowering's gain over the threshold (the quantizer's scale is
+    ``(64 vth + ge) / threshold``); None when uniform (every population but per-neuron
+    thresholds or leaks, sLIF) or unknown (no dt)."""
+    if timing is None or not isinstance(node, (LIF, IF, CubaLIF)):
+        return None
+    dt = timing.dt
+
+    def k(tau):
+        tau = np.asarray(tau, np.float64)
+        return dt / tau if timing.integrator == "forward-euler" else 1.0 - np.exp(-dt / tau)
+
+    if isinstance(node, LIF):
+        gain = np.asarray(node.r) * k(node.tau)
+    elif isinstance(node, IF):
+        gain = np.asarray(node.r, np.float64)
+    else:
+        gain = np.asarray(node.w_in) * k(node.tau_syn) * np.asarray(node.r) * k(node.tau_mem)
+    s = np.abs(np.broadcast_to(gain / np.asarray(node.v_threshold, np.float64),
+                               node.output_shape)).ravel()
+    if s.size != size or not np.all(np.isfinite(s)) or np.all(s == s[0]):
+        return None
+    return s
+
+
+def count_layers(graph: Graph, *, timing: Timing | None = None,
                  low_rank: str = "fused") -> LayerCounts:
     """Populations, synapse groups and their counts of ``graph`` (not modified), without
-    lowering it (module docstring). ``dt``: seconds per step (for Delay nodes; default
-    the graph metadata's); ``low_rank``: "relay" makes every low-rank down factor a relay
-    population, as ``lower_graph(..., low_rank="relay")`` does."""
-    dt = dt if dt is not None else graph.metadata.get("dt")
+    lowering it (module docstring). ``timing``: dt (Delay nodes) and integrator (per-neuron
+    scales); default the graph metadata's, when it has a dt. ``low_rank``: "relay" makes
+    every low-rank down factor a relay population, as ``lower_graph(..., low_rank="relay")``
+    does."""
+    if timing is None and graph.metadata.get("dt"):
+        timing = graph_timing(graph)
     relay = set(low_rank_down_nodes(graph)) if low_rank == "relay" else set()
-    walk = _Walk(graph, float(dt) if dt else None, relay)
+    walk = _Walk(graph, timing, relay)
     for name in topo_order(graph):
         walk.visit(name)
     walk.close_recurrence()

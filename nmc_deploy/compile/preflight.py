@@ -59,6 +59,7 @@ RULES = ("fan-in-memory", "fan-in-axons", "fan-out", "synaptic-delay", "attentio
          "attention-unit", "attention-payload", "graded-spikes", "state-bits", "cores",
          "neurons", "synapse-memory", "input-axons", "output-axons", "neuron-groups")
 PROGRAM = "program"  # the layer name of whole-program rules
+_RULE_FIELDS = ("rule", "layer", "quantity", "value", "limit", "limit_name", "status", "hint")
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,7 @@ class DesignRule:
                 f"({self.limit}); {self.hint} [design rule '{self.rule}']")
 
     def to_json(self) -> dict:
-        d = {k: getattr(self, k) for k in ("rule", "layer", "quantity", "value", "limit",
-                                            "limit_name", "status")}
+        d = {k: getattr(self, k) for k in _RULE_FIELDS[:-1]}
         if self.hint:
             d["hint"] = self.hint
         return d
@@ -123,6 +123,15 @@ class DesignRuleReport:
                 best[r.rule] = r
         return [best[name] for name in RULES if name in best]
 
+    @classmethod
+    def from_json(cls, d: dict) -> "DesignRuleReport":
+        """The report of :meth:`to_json` (``design_rules.json``)."""
+        rules = tuple(DesignRule(**{k: r.get(k, "") for k in _RULE_FIELDS}) for r in d["rules"])
+        return cls(**{k: d[k] for k in ("target", "weight_sharing", "cores_lower_bound",
+                                         "max_cores", "neurons", "synapses", "stored_weights",
+                                         "seconds")},
+                   uncounted=tuple(d["uncounted"]), rules=rules)
+
     def to_json(self) -> dict:
         return {"target": self.target, "weight_sharing": self.weight_sharing,
                 "status": "ok" if self.ok else "fail",
@@ -139,8 +148,9 @@ def _rule(rule, layer, quantity, value, limit, limit_name, hint=""):
 
 
 def _prune_hint(keep: float, what: str) -> str:
-    """``prune <what> to >= x % sparsity`` keeping ``keep`` of the current nonzeros."""
-    return f"prune {what} to >= {100.0 * (1.0 - keep):.1f} % sparsity of its current weights"
+    """``prune <what> by >= x %``: keep at most ``keep`` of the current nonzeros (x rounded
+    up to 0.1 %)."""
+    return f"prune {what} by >= {math.ceil(1000.0 * (1.0 - keep)) / 10:.1f} % of its weights"
 
 
 class _Checker:
@@ -169,11 +179,12 @@ class _Checker:
         axons = sum((g.counts.row_axons(self.sharing) for g in gs), np.zeros(size, np.int64))
         e_max, a_max = int(entries.max(initial=0)), int(axons.max(initial=0))
         cap = t.synapse_memory_bits_per_core // self.bits_one  # synapses of one neuron
-        out = [_rule("fan-in-memory", p, "synapse memory of one neuron (bits)",
+        out = [_rule("fan-in-memory", p, "synapse memory bits of one neuron",
                      e_max * self.bits_one, t.synapse_memory_bits_per_core,
                      "synapse_memory_bits_per_core",
-                     f"one neuron has {e_max} synapses, a core holds {cap}: "
-                     + _prune_hint(cap / max(e_max, 1), f"the inputs of {p}"))]
+                     f"a core holds {cap} synapses of one neuron: keep at most {cap} of its "
+                     f"{e_max} (" + _prune_hint(cap / max(e_max, 1), f"the inputs of {p}")
+                     + ")")]
         hint = _prune_hint(t.max_in_axons_per_core / max(a_max, 1), f"the inputs of {p}")
         if not self.sharing:
             shared = sum((g.counts.row_axons(True) for g in gs), np.zeros(size, np.int64))
@@ -210,14 +221,14 @@ class _Checker:
             plain = [(d, g) for d, g in delays if g.source not in ops]
             if plain:
                 d, g = max(plain, key=lambda x: x[0])
-                out.append(_rule("synaptic-delay", p, f"synaptic delay from {g.source} (steps)",
+                out.append(_rule("synaptic-delay", p, f"synaptic delay steps from {g.source}",
                                  d, t.max_synaptic_delay, "max_synaptic_delay",
                                  "the residual stream is too deep to align by delays; use "
                                  "fewer blocks or a target with longer synaptic delays"))
             for d, g in delays:
                 if g.source in ops:
-                    out.append(_rule("attention-delay", p, f"delay of attention output "
-                                     f"{g.source} (steps)", d, 0, "the attention unit's delay "
+                    out.append(_rule("attention-delay", p, f"delay steps of attention output "
+                                     f"{g.source}", d, 0, "the attention unit's delay "
                                      "line", "give every input of this population the same "
                                      "pipeline depth as the attention output"))
         return out
@@ -429,7 +440,7 @@ def check_design_rules(graph: Graph, target: HardwareTarget | str, *, low_rank: 
     start = time.perf_counter()
     target = load_target(target) if isinstance(target, str) else target
     sharing = target.weight_sharing if weight_sharing is None else bool(weight_sharing)
-    lc = count_layers(graph, dt=timing.dt if timing is not None else None, low_rank=low_rank)
+    lc = count_layers(graph, timing=timing, low_rank=low_rank)
     ck = _Checker(lc, target, sharing)
     rules: list[DesignRule] = []
     for p, (size, _) in lc.populations.items():
@@ -459,13 +470,9 @@ def check_design_rules(graph: Graph, target: HardwareTarget | str, *, low_rank: 
 
 def format_design_rules(report: DesignRuleReport | dict) -> str:
     """The compile report's design-rule table: per rule the layer nearest its limit."""
-    d = report.to_json() if isinstance(report, DesignRuleReport) else report
-    rows = DesignRuleReport(**{**{k: d[k] for k in (
-        "target", "weight_sharing", "cores_lower_bound", "max_cores", "neurons", "synapses",
-        "stored_weights", "seconds")}, "uncounted": tuple(d["uncounted"]),
-        "rules": tuple(DesignRule(**{k: r.get(k, "") for k in (
-            "rule", "layer", "quantity", "value", "limit", "limit_name", "status", "hint")})
-            for r in d["rules"])}).worst()
+    report = report if isinstance(report, DesignRuleReport) else \
+        DesignRuleReport.from_json(report)
+    d, rows = report.to_json(), report.worst()
     layers = len({r["layer"] for r in d["rules"]})
     failing = sum(r["status"] == "fail" for r in d["rules"])
     lines = [f"design rules: {len(rows)} rules on {layers} layers, "
