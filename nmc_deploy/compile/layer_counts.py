@@ -10,7 +10,9 @@ one node (every group of an exported Spikformer) is counted from that node's own
 (:class:`WeightCounts`, computed once per node however many residual sources share it).
 Chains of several weighted nodes are multiplied only when small
 (:data:`COMPOSE_BUDGET`); larger ones are left uncounted (``counts`` None: they add
-nothing to a lower bound). Constant-current groups (CONST) are not counted either.
+nothing to a lower bound). Constant-current groups (CONST) are not counted either. Only
+weights that surely survive quantization are counted (:data:`GRID_STEPS`), so every count is
+at most the compiled program's.
 
 The counts follow the partitioner's cost model (:mod:`~.partition`, ``_chunk_cost``):
 ``row_entries``/``row_axons`` are the synapse entries and input axons one neuron needs on a
@@ -39,7 +41,7 @@ from .lower.linear import conv_weights
 from .lower.structure import NEURON_NODES
 
 __all__ = ["WeightCounts", "GroupCounts", "LayerCounts", "count_layers", "count_weights",
-           "COMPOSE_BUDGET"]
+           "COMPOSE_BUDGET", "GRID_STEPS"]
 
 COMPOSE_BUDGET = 4_000_000  # expanded nonzeros a chain of weighted nodes may have to be multiplied
 # The quantizer (weights.quantize_weights) puts a group's largest real weight in the top half

@@ -5,25 +5,25 @@ from per-layer counts only (pure and cheap: a model that cannot fit fails in sec
 make (:func:`~.layer_counts.count_layers`: node shapes and nonzeros, nothing lowered) and
 checks these rules (the order of :data:`RULES`):
 
-==================  ============  ===========================================  ==============================
-rule                layer         quantity                                     limit
-==================  ============  ===========================================  ==============================
-fan-in-memory       population    synapse memory of one neuron                 synapse memory of a core
-fan-in-axons        population    input axons of one neuron                    max_in_axons_per_core
-fan-out             population    output axons of one neuron (lower bound)      max_out_axons_per_core
-synaptic-delay      population    longest synaptic delay into it               max_synaptic_delay
-attention-delay     population    delay of its attention input                 0 (no delay line)
-attention-unit      attention op  input axons of its largest core unit         max_in_axons_per_core
-attention-payload   attention op  bits of the largest attention count          graded_spike_bits
-graded-spikes       program       payload bits a low-rank relay needs          graded_spike_bits
-state-bits          program       neuron state bits of the compiled LIF        state_bits
-cores               program       cores (lower bound)                          cores_per_chip x max_chips
-neurons             program       neurons                                      all cores' neurons
-synapse-memory      program       synapse memory (lower bound)                 all cores' synapse memory
-input-axons         program       input axons (lower bound)                    all cores' input axons
-output-axons        program       output axons (lower bound)                   all cores' output axons
-neuron-groups       program       population chunks (lower bound)              all cores' neuron groups
-==================  ============  ===========================================  ==============================
+==================  ============  ===============================================
+rule                layer         quantity (limit)
+==================  ============  ===============================================
+fan-in-memory       population    synapse memory bits of one neuron (of a core)
+fan-in-axons        population    input axons of one neuron (max_in_axons_per_core)
+fan-out             population    output axons of one neuron, lower bound (max_out)
+synaptic-delay      population    longest synaptic delay into it (max_synaptic_delay)
+attention-delay     population    delay of its attention input (0: no delay line)
+attention-unit      attention op  input axons of its largest core unit (max_in)
+attention-payload   attention op  bits of the largest attention count (graded bits)
+graded-spikes       program       payload bits a low-rank relay needs (graded bits)
+state-bits          program       state bits of the compiled LIF (state_bits)
+cores               program       cores, lower bound (cores_per_chip x max_chips)
+neurons             program       neurons (all cores')
+synapse-memory      program       synapse memory bits, lower bound (all cores')
+input-axons         program       input axons, lower bound (all cores')
+output-axons        program       output axons, lower bound (all cores')
+neuron-groups       program       population chunks, lower bound (all cores')
+==================  ============  ===============================================
 
 The per-layer quantities are the partitioner's and validator's own (``_chunk_cost`` of one
 neuron, the schedule's delays, :func:`~.attention_split.plan_attention_units`); the program
@@ -104,7 +104,7 @@ class DesignRuleReport:
     synapses: int  # expanded synapses (one per token/position copy)
     stored_weights: int  # synapse entries with the written weight sharing (lower bound)
     uncounted: tuple[str, ...]  # groups too large to count cheaply (add nothing to bounds)
-    seconds: float
+    seconds: float = 0.0  # the check's own time (not written: build files are reproducible)
 
     @property
     def failures(self) -> tuple[DesignRule, ...]:
@@ -128,8 +128,7 @@ class DesignRuleReport:
         """The report of :meth:`to_json` (``design_rules.json``)."""
         rules = tuple(DesignRule(**{k: r.get(k, "") for k in _RULE_FIELDS}) for r in d["rules"])
         return cls(**{k: d[k] for k in ("target", "weight_sharing", "cores_lower_bound",
-                                         "max_cores", "neurons", "synapses", "stored_weights",
-                                         "seconds")},
+                                         "max_cores", "neurons", "synapses", "stored_weights")},
                    uncounted=tuple(d["uncounted"]), rules=rules)
 
     def to_json(self) -> dict:
@@ -138,7 +137,7 @@ class DesignRuleReport:
                 "cores_lower_bound": self.cores_lower_bound, "max_cores": self.max_cores,
                 "neurons": self.neurons, "synapses": self.synapses,
                 "stored_weights": self.stored_weights, "uncounted": list(self.uncounted),
-                "seconds": round(self.seconds, 3), "rules": [r.to_json() for r in self.rules]}
+                "rules": [r.to_json() for r in self.rules]}
 
 
 def _rule(rule, layer, quantity, value, limit, limit_name, hint=""):
@@ -473,13 +472,13 @@ def format_design_rules(report: DesignRuleReport | dict) -> str:
     report = report if isinstance(report, DesignRuleReport) else \
         DesignRuleReport.from_json(report)
     d, rows = report.to_json(), report.worst()
+    took = f", {report.seconds:.2f} s" if report.seconds else ""
     layers = len({r["layer"] for r in d["rules"]})
     failing = sum(r["status"] == "fail" for r in d["rules"])
     lines = [f"design rules: {len(rows)} rules on {layers} layers, "
              + ("all ok" if not failing else f"{failing} failing")
              + f"; cores >= {d['cores_lower_bound']} of {d['max_cores']} (target "
-             f"{d['target']}, weight sharing {'on' if d['weight_sharing'] else 'off'}, "
-             f"{d['seconds']:.2f} s)",
+             f"{d['target']}, weight sharing {'on' if d['weight_sharing'] else 'off'}{took})",
              f"{'rule':<18} {'layer (nearest its limit)':<30} {'quantity':<42} {'value':>12} "
              f"{'limit':>12} {'use':>6}  status"]
     for r in rows:
