@@ -403,3 +403,30 @@ def test_cli_fails_fast_with_one_line(tmp_path):
     assert "use a system of >= 4 chips" in errors[0]
     assert not (tmp_path / "build").exists()
     assert seconds < 10.0
+
+
+@pytest.mark.parametrize("change, rule, layer, value, limit", [
+    ({"state_bits": 16}, "state-bits", "program", 24, 16),
+    ({"graded_spike_bits": 7}, "attention-payload", "blocks.0.attn.ssa", 8, 7),
+    ({"max_neuron_groups_per_core": 1, "cores_per_chip": 10}, "neuron-groups", "program",
+     None, 10),
+])
+def test_program_rules_fire_on_the_named_limit(tiny_graph, change, rule, layer, value, limit):
+    tgt = dataclasses.replace(load_target("loihi2"), **change)
+    report = check_design_rules(tiny_graph, tgt, raise_on_failure=False)
+    failing = {r.rule: r for r in report.failures}
+    row = failing[rule]
+    assert row.layer == layer and row.limit == limit and row.hint
+    assert value is None or row.value == value
+    if rule == "neuron-groups":  # one population chunk per core: a core per population
+        assert row.value >= len(count_layers(tiny_graph).populations) > limit
+        assert failing["cores"].quantity == "cores (lower bound, by neuron groups)"
+
+
+def test_relays_need_graded_spikes():
+    report = check_design_rules(_low_rank_graph(), "loihi1", low_rank="relay",
+                                raise_on_failure=False)
+    (row,) = _rows(report, "graded-spikes")
+    assert row.status == "fail"
+    assert row.hint == "deploy the low-rank factors fused (--low-rank fused)"
+    assert not _rows(check_design_rules(_low_rank_graph(), "loihi1"), "graded-spikes")
