@@ -188,7 +188,8 @@ class _Checker:
         if not self.sharing:
             shared = sum((g.counts.row_axons(True) for g in gs), np.zeros(size, np.int64))
             if int(shared.max(initial=0)) <= t.max_in_axons_per_core:
-                hint = "share weights (--weight-sharing on): token copies reuse one axon"
+                hint = ("share weights (--weight-sharing on): one axon per source token or "
+                        "input position")
         out.append(_rule("fan-in-axons", p, "input axons of one neuron", a_max,
                          t.max_in_axons_per_core, "max_in_axons_per_core", hint))
         return out
@@ -247,11 +248,11 @@ class _Checker:
                 value = max(u.in_axons for u in units)
             except CapacityError:
                 value = 3 * op.head_dim  # one query and one key token of one head
-            heads = -(-3 * op.dim // t.max_in_axons_per_core)
+            width = max(t.max_in_axons_per_core // 3, 1)  # a query, a key, a value token
             out.append(_rule("attention-unit", op.name, "input axons of its largest core unit",
                              value, t.max_in_axons_per_core, "max_in_axons_per_core",
-                             f"use narrower heads: at most {t.max_in_axons_per_core // 3} "
-                             f"channels per head (>= {heads} heads for dim {op.dim})"))
+                             f"use narrower heads: at most {width} channels per head "
+                             f"(>= {-(-op.dim // width)} heads for dim {op.dim})"))
             out.append(_rule("attention-payload", op.name, "bits of the largest attention "
                              f"count ({op.max_count})", message_bits(op.max_count),
                              t.graded_spike_bits, "graded_spike_bits",
