@@ -31,8 +31,8 @@ import scipy.sparse as sp
 
 from ..errors import CapacityError
 from ..targets import HardwareTarget, synapse_memory_bits
-from ..program import Program
-from ..program.placement import ATTENTION_INPUTS, Chunk, Placement
+from ..program import AttentionUnit, Program
+from ..program.placement import Chunk, Placement
 from ..program.shared_weights import ConvShared, TokenShared, is_shared
 
 __all__ = ["Placement", "Chunk", "partition_program", "format_utilization"]
@@ -310,10 +310,22 @@ def _out_degrees(program, cores, costs=None) -> dict[str, np.ndarray]:
         pairs_by_source.setdefault(g.source, []).append(pairs)
     for src, pairs in pairs_by_source.items():  # one axon per (neuron, destination core)
         np.add.at(outdeg[src], np.unique(np.concatenate(pairs)) // n_cores, 1)
-    for op in program.attention:  # every q, k, v neuron also feeds its attention unit
-        for name in {op.q, op.k, op.v}:
-            outdeg[name] += 1
+    for op in program.attention:  # q, k, v neurons also feed the attention units reading them
+        for u in attention_units(op):
+            feeds = {}
+            for name, lo, hi in ((op.q, u.q_start, u.q_stop), (op.k, u.k_start, u.k_stop),
+                                 (op.v, u.k_start, u.k_stop)):
+                m = feeds.setdefault(name, np.zeros(op.dim * op.n_tokens, bool))
+                m[u.reads(lo, hi, op.n_tokens)] = True
+            for name, m in feeds.items():  # one axon per neuron and unit core
+                outdeg[name] += m
     return outdeg
+
+
+def attention_units(op) -> tuple[AttentionUnit, ...]:
+    """The units of an op (one unit, the whole op, if it has not been split)."""
+    return op.units or (AttentionUnit(op.name, 0, op.num_heads, 0, op.n_tokens, 0,
+                                      op.n_tokens, op.head_dim),)
 
 
 MAX_PARTITION_ROUNDS = 8
@@ -358,16 +370,16 @@ def partition_program(program: Program, target: HardwareTarget, *,
                             f"max_out_axons_per_core ({target.max_out_axons_per_core}) of target "
                             f"{target.name}; the populations on it project to too many cores")
     graded = target.graded_spike_bits > 0
-    for op in program.attention if graded else ():
-        n = op.dim * op.n_tokens
-        if ATTENTION_INPUTS * n > target.max_in_axons_per_core or \
-                n > target.max_out_axons_per_core:
-            raise CapacityError(f"{op.name}: attention unit axons (in {ATTENTION_INPUTS * n}, "
-                                f"out {n}) exceed "
-                                f"max_in_axons_per_core ({target.max_in_axons_per_core}) or "
-                                f"max_out_axons_per_core ({target.max_out_axons_per_core}); "
-                                "splitting attention over cores is not supported yet")
-    att_cores = tuple(op.name for op in program.attention) if graded else ()
+    units = [u for op in program.attention for u in attention_units(op)] if graded else []
+    for u in units:
+        if u.in_axons > target.max_in_axons_per_core or \
+                u.out_axons > target.max_out_axons_per_core:
+            raise CapacityError(f"{u.name}: attention unit axons (in {u.in_axons}, "
+                                f"out {u.out_axons}) exceed max_in_axons_per_core "
+                                f"({target.max_in_axons_per_core}) or max_out_axons_per_core "
+                                f"({target.max_out_axons_per_core}); split the attention for "
+                                "this target (compile splits it; see --attention-split)")
+    att_cores = tuple(units)
     att_host = () if graded else tuple(op.name for op in program.attention)
     total = len(cores) + len(att_cores)
     max_cores = target.cores_per_chip * target.max_chips
@@ -396,8 +408,11 @@ def format_utilization(summary: dict) -> str:
 
     for c in summary["cores"]:
         if c["kind"] == "attention":
-            lines.append(f"{c['core']:>4}  {'[attention unit] ' + c['attention']:<44} "
-                         f"{'-':>13} {'-':>9} {'-':>12} {'-':>13} {'-':>13}")
+            name = c["attention"]
+            name = name if len(name) <= 44 else "..." + name[-41:]
+            lines.append(f"{c['core']:>4}  {name:<44} {'-':>13} {'-':>9} {'-':>12} "
+                         f"{pct(c['in_axons'], lim['max_in_axons_per_core'])} "
+                         f"{pct(c['out_axons'], lim['max_out_axons_per_core'])}")
             continue
         names = ", ".join(p["name"] + ("" if p["fraction"] == 1 else f"[{p['start']}:{p['stop']}]")
                           for p in c["populations"])

@@ -106,8 +106,13 @@ class AttentionUnit:
 
     def outputs(self, dim: int, n_tokens: int) -> "np.ndarray":
         """Flat (dim, n_tokens)-layout indices of the op outputs this unit computes."""
+        return self.reads(self.q_start, self.q_stop, n_tokens)
+
+    def reads(self, lo: int, hi: int, n_tokens: int) -> "np.ndarray":
+        """Flat (dim, n_tokens) indices of this unit's heads at tokens ``[lo, hi)`` (the q
+        neurons it reads for its queries, the k and v neurons for its keys)."""
         rows = np.arange(self.head_start * self.head_dim, self.head_stop * self.head_dim)
-        return (rows[:, None] * n_tokens + np.arange(self.q_start, self.q_stop)).ravel()
+        return (rows[:, None] * n_tokens + np.arange(lo, hi)).ravel()
 
     def to_json(self) -> dict:
         return {k: getattr(self, k) for k in _UNIT_FIELDS}
