@@ -155,13 +155,24 @@ def _prune_hint(keep: float, what: str) -> str:
 class _Checker:
     """The counts of one graph and the target; one method per family of rules."""
 
-    def __init__(self, lc: LayerCounts, target: HardwareTarget, sharing: bool):
+    def __init__(self, lc: LayerCounts, target: HardwareTarget, sharing: bool,
+                 policy: str = "fit"):
         self.lc, self.t, self.sharing = lc, target, sharing
         self.incoming: dict[str, list] = {p: [] for p in lc.populations}
         for g in lc.groups:
             if g.target in self.incoming:
                 self.incoming[g.target].append(g)
         self.graded = target.graded_spike_bits > 0
+        # the cores of each attention op (split_attention's plan; () on a host core or when
+        # not even one query and one key token of a head fit)
+        self.units: dict[str, tuple] = {}
+        for op in lc.attention if self.graded else ():
+            try:
+                self.units[op.name] = plan_attention_units(op, target.max_in_axons_per_core,
+                                                           target.max_out_axons_per_core,
+                                                           policy)
+            except CapacityError:
+                self.units[op.name] = ()
         # bits of one synapse entry alone in its list: the partitioner's cost of one neuron
         words = -(-(target.synapse_group_header_bits + target.weight_bits +
                     target.synapse_index_bits_min) // target.synapse_word_bits)
@@ -233,7 +244,7 @@ class _Checker:
                                      "pipeline depth as the attention output"))
         return out
 
-    def attention(self, policy: str) -> list[DesignRule]:
+    def attention(self) -> list[DesignRule]:
         t, out = self.t, []
         for op in self.lc.attention:
             if not self.graded:
@@ -242,12 +253,9 @@ class _Checker:
                                       "max_in_axons_per_core", "n/a",
                                       "runs on the embedded x86 cores (no graded spikes)"))
                 continue
-            try:
-                units = plan_attention_units(op, t.max_in_axons_per_core,
-                                             t.max_out_axons_per_core, policy)
-                value = max(u.in_axons for u in units)
-            except CapacityError:
-                value = 3 * op.head_dim  # one query and one key token of one head
+            units = self.units[op.name]
+            # no plan: one query and one key token of one head do not fit
+            value = max(u.in_axons for u in units) if units else 3 * op.head_dim
             width = max(t.max_in_axons_per_core // 3, 1)  # a query, a key, a value token
             out.append(_rule("attention-unit", op.name, "input axons of its largest core unit",
                              value, t.max_in_axons_per_core, "max_in_axons_per_core",
@@ -342,10 +350,14 @@ def _bounds(ck: _Checker, sharing: bool) -> _Bounds:
         if g.source in lc.populations and g.counts is not None and g.kind != "attention":
             used[g.source] = max(used.get(g.source, 0), g.counts.sources_used)
     out = sum(used.values())
-    for op in lc.attention:
-        out += sum(lc.populations[n][0] for n in {op.q, op.k, op.v} if n in lc.populations)
-    return _Bounds(lc.neurons, memory, axons, out, chunks,
-                   len(lc.attention) if ck.graded else 0)
+    for op in lc.attention:  # q, k, v neurons feed the unit cores reading them
+        units = ck.units.get(op.name, ())
+        if units and len({op.q, op.k, op.v}) == 3:
+            out += sum(u.in_axons for u in units)
+        else:
+            out += sum(lc.populations[n][0] for n in {op.q, op.k, op.v} if n in lc.populations)
+    cores = sum(max(len(ck.units[op.name]), 1) for op in lc.attention) if ck.graded else 0
+    return _Bounds(lc.neurons, memory, axons, out, chunks, cores)
 
 
 def _cores(b: _Bounds, t: HardwareTarget) -> dict[str, int]:
@@ -432,7 +444,7 @@ def check_design_rules(graph: Graph, target: HardwareTarget | str, *, low_rank: 
     timing : Timing, optional
         For the steps of Delay nodes; default the graph metadata's dt.
     attention_split : {"fit", "head"}
-        The policy of :func:`~.attention_split.plan_attention_units`.
+        The policy of :func:`~.attention_split.plan_attention_units`: each unit is a core.
     raise_on_failure : bool
         Raise :class:`~nmc_deploy.errors.DesignRuleError` (message: the first failing rule,
         one line; ``report``: the whole report) when a rule fails; else only report it.
@@ -441,11 +453,11 @@ def check_design_rules(graph: Graph, target: HardwareTarget | str, *, low_rank: 
     target = load_target(target) if isinstance(target, str) else target
     sharing = target.weight_sharing if weight_sharing is None else bool(weight_sharing)
     lc = count_layers(graph, timing=timing, low_rank=low_rank)
-    ck = _Checker(lc, target, sharing)
+    ck = _Checker(lc, target, sharing, attention_split)
     rules: list[DesignRule] = []
     for p, (size, _) in lc.populations.items():
         rules += ck.fan_in(p, size)
-    rules += ck.fan_out() + ck.delays() + ck.attention(attention_split) + ck.program()
+    rules += ck.fan_out() + ck.delays() + ck.attention() + ck.program()
     system, cores = _system_rules(ck)
     rules += system
     order = {name: i for i, name in enumerate(RULES)}
