@@ -430,3 +430,15 @@ def test_relays_need_graded_spikes():
     assert row.status == "fail"
     assert row.hint == "deploy the low-rank factors fused (--low-rank fused)"
     assert not _rows(check_design_rules(_low_rank_graph(), "loihi1"), "graded-spikes")
+
+
+@pytest.mark.parametrize("policy", ["fit", "head"])
+def test_lower_bound_counts_the_attention_units_partition_places(tiny_graph, policy):
+    tgt = dataclasses.replace(load_target("loihi2"), max_in_axons_per_core=300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = compile_graph(tiny_graph, tgt, attention_split=policy)
+    units = len(result.placement.attention_cores)
+    assert units > 1  # 3 x 16 x 16 = 768 input axons per op do not fit 300
+    used = len(result.placement.cores) + units
+    assert units < result.design_rules.cores_lower_bound <= used
