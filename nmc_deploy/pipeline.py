@@ -25,7 +25,7 @@ __all__ = ["train_checkpoint", "prune_checkpoint", "export_checkpoint", "compile
 
 from .prune.request import PRUNE_METHODS  # noqa: E402  (plain Python, no torch)
 
-BUILD_FILES = ("program.json", "program.npz", "placement.json", "model.nir")
+BUILD_FILES = ("program.json", "program.npz", "placement.json", "design_rules.json", "model.nir")
 
 
 def _log(msg: str, log: Callable[[str], None] | None) -> None:
@@ -131,6 +131,24 @@ def export_checkpoint(ckpt: Path, out: Path, log=None, portable: bool = False) -
 
 # ---------------------------------------------------------------------------- compile
 
+def _log_compile_report(result, summary: dict, attention_split: str, log) -> None:
+    """The compile report: design rules, per-core utilization, attention units, both weight
+    storage modes and both low-rank forms (those the program has)."""
+    from .compile.partition import format_utilization
+    from .compile.preflight import format_design_rules
+    from .compile.recipe import (format_attention_units, format_low_rank_forms,
+                                 format_weight_sharing)
+
+    _log(format_design_rules(result.design_rules), log)
+    _log(format_utilization(summary), log)
+    if result.program.attention:
+        _log(format_attention_units(result.program, attention_split), log)
+    if "weight_sharing" in summary:
+        _log(format_weight_sharing(summary["weight_sharing"]), log)
+    if "low_rank" in summary:
+        _log(format_low_rank_forms(summary["low_rank"]), log)
+
+
 def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int | None = None,
                   low_rank: str = "fused", emit: tuple[str, ...] = (), dt: float | None = None,
                   convention: str | None = None, reset: str | None = None,
@@ -169,9 +187,7 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     """
     from .compile.lower import low_rank_down_nodes
     from .compile.netx import NETX_FILE, write_netx
-    from .compile.partition import format_utilization
-    from .compile.recipe import (compile_graph, format_attention_units, format_low_rank_forms,
-                                 format_weight_sharing)
+    from .compile.recipe import compile_graph
     from .errors import NmcDeployError
     from .fileio import write_json_atomic
     from .ir.conventions import apply_timing, resolve_timing
@@ -230,6 +246,7 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
             extra = (NETX_FILE,)
         save_program(program, tmp)
         write_json_atomic(tmp / "placement.json", summary)
+        write_json_atomic(tmp / "design_rules.json", result.design_rules.to_json())
         write_nir(graph, tmp / "model.nir")  # as compiled: resolved timing, portable parts joined
         out_dir.mkdir(exist_ok=True)
         for pattern in ("activity_*.json", "simulation_*.json", NETX_FILE):
@@ -239,13 +256,7 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
             os.replace(tmp / name, out_dir / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    _log(format_utilization(summary), log)
-    if program.attention:
-        _log(format_attention_units(program, attention_split), log)
-    if "weight_sharing" in summary:
-        _log(format_weight_sharing(summary["weight_sharing"]), log)
-    if "low_rank" in summary:
-        _log(format_low_rank_forms(summary["low_rank"]), log)
+    _log_compile_report(result, summary, attention_split, log)
     for name in extra:
         _log(f"wrote {out_dir / name} (netx.hdf5.Network; docs/architecture.md, netx export)",
              log)

@@ -2,8 +2,9 @@
 
 ::
 
-    lower_graph -> schedule_program -> quantize_program -> validate_program
-    (FloatProgram)  (Schedule)          (Program)          (checked Program)
+    check_design_rules (the graph's counts against the target; nothing lowered)
+    -> lower_graph -> schedule_program -> quantize_program -> validate_program
+       (FloatProgram)  (Schedule)          (Program)          (checked Program)
       -> split_attention -> partition_program
          (Program with attention units)  (Placement)
 
@@ -32,6 +33,7 @@ from .attention_split import split_attention
 from .lower import low_rank_down_nodes, lower_graph
 from .netx import NETX_GRID
 from .partition import Placement, partition_program
+from .preflight import DesignRuleReport, check_design_rules
 from .quantize import DEFAULT_VTH_MANT, LAVA_GRID, GridPolicy, quantize_program
 from .schedule import Schedule, schedule_program
 from .validate import validate_program
@@ -50,6 +52,7 @@ class CompileResult:
     placement: Placement
     low_rank: LowRankForms | None = None  # only for graphs with low-rank factor pairs
     weight_sharing: WeightSharingForms | None = None  # only for programs with shared weights
+    design_rules: DesignRuleReport | None = None  # the pre-flight check (design_rules.json)
 
     def summary(self) -> dict:
         """The ``placement.json`` content: per-core utilization, quantization diagnostics,
@@ -180,8 +183,9 @@ def compile_graph(graph: Graph, target: HardwareTarget | str, *, low_rank: str =
                   timing: Timing | None = None,
                   weight_sharing: bool | None = None,
                   attention_split: str = "fit") -> CompileResult:
-    """Compile ``graph`` (not modified) for ``target``: lower, schedule, quantize, validate,
-    partition.
+    """Compile ``graph`` (not modified) for ``target``: check the design rules (raises
+    :class:`~nmc_deploy.errors.DesignRuleError` before any lowering when one fails), lower,
+    schedule, quantize, validate, split attention, partition.
 
     Parameters
     ----------
@@ -210,10 +214,13 @@ def compile_graph(graph: Graph, target: HardwareTarget | str, *, low_rank: str =
     target = load_target(target) if isinstance(target, str) else target
     vth_mant = DEFAULT_VTH_MANT if vth_mant is None else vth_mant
     sharing = target.weight_sharing if weight_sharing is None else bool(weight_sharing)
+    rules = check_design_rules(graph, target, low_rank=low_rank, weight_sharing=sharing,
+                               timing=timing, attention_split=attention_split)
     result = _compile_form(graph, target, low_rank=low_rank, vth_mant=vth_mant,
                            grid=NETX_GRID if netx_grid else LAVA_GRID, timing=timing,
                            weight_sharing=sharing, attention_split=attention_split)
-    result = dataclasses.replace(result, weight_sharing=_sharing_forms(result, target, sharing))
+    result = dataclasses.replace(result, weight_sharing=_sharing_forms(result, target, sharing),
+                                 design_rules=rules)
     pairs = low_rank_down_nodes(graph)
     if not pairs:
         return result
