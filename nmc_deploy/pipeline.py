@@ -164,6 +164,7 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     """
     from .compile.lower import low_rank_down_nodes
     from .compile.netx import NETX_FILE, write_netx
+    from .compile.chips import format_chips
     from .compile.partition import format_utilization
     from .compile.recipe import compile_graph, format_low_rank_forms, format_weight_sharing
     from .errors import NmcDeployError
@@ -231,6 +232,8 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     _log(format_utilization(summary), log)
+    if "system" in summary:
+        _log(format_chips(summary), log)
     if "weight_sharing" in summary:
         _log(format_weight_sharing(summary["weight_sharing"]), log)
     if "low_rank" in summary:
@@ -351,10 +354,23 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
         if "layers" not in stats:  # Lava gives spikes; activity counts come from the reference
             continue
         stats["dataset"] = name
+        traffic = _traffic(program, placement, run)
+        if traffic is not None:
+            stats["traffic"] = traffic
         write_json_atomic(build_dir / f"activity_{name_b}.json", stats)
     write_json_atomic(build_dir / f"simulation_{backend if not compare else 'compare'}.json",
                       result)
     return result
+
+
+def _traffic(program, placement, run) -> dict | None:
+    """The run's spike messages routed on the build's chips and tiles (None: a placement
+    without chip assignment)."""
+    from .compile.traffic import count_traffic, sender_events
+
+    events, missing = sender_events(program, run)
+    traffic = count_traffic(program, placement, events, missing)
+    return None if traffic is None else traffic.to_json()
 
 
 def _write_outputs(build_dir, backend, runs, flt, record, program, result, log) -> None:
