@@ -2,16 +2,15 @@
 import math
 import warnings
 
-import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from factories import wide_conv_graph
 from nmc_deploy.compile.chips import (assign_chips, capacity_message, larger_systems,
                                       layout_order, snake_position)
 from nmc_deploy.compile.partition import partition_program
 from nmc_deploy.errors import CapacityError
-from nmc_deploy.ir import LIF, Conv2d, Graph, Input, Output
 from nmc_deploy.targets import load_target
 
 
@@ -70,25 +69,13 @@ def test_assignment_is_pure_and_contiguous(tiny_program):
     assert placement.chips.chip_position[:2] == ((0, 0), (1, 0))
 
 
-def _wide_conv_program(hw=(256, 256), channels=8):
-    """1 x 1 convolution into 8 x 256 x 256 = 524,288 LIF neurons: 129 Loihi 2 cores (neuron
-    bound: 4095 per core), cheap to lower and place because the kernel is shared."""
+def _wide_conv_program():
     from nmc_deploy.compile.lower import lower_graph
     from nmc_deploy.compile.quantize import quantize_program
 
-    dt = 1e-4
-    n = channels * hw[0] * hw[1]
-    nodes = {"input": Input(shape=(1, *hw)),
-             "conv": Conv2d(weight=np.linspace(0.2, 0.5, channels).reshape(channels, 1, 1, 1),
-                            bias=np.zeros(channels), input_hw=hw),
-             "lif": LIF(tau=np.full(n, 2 * dt), r=np.ones(n), v_leak=np.zeros(n),
-                        v_threshold=np.ones(n), v_reset=np.zeros(n)),
-             "output": Output(shape=(n,))}
-    graph = Graph(nodes, (("input", "conv"), ("conv", "lif"), ("lif", "output")),
-                  {"dt": dt, "time_steps": 2, "input_levels": 1})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return quantize_program(lower_graph(graph))
+        return quantize_program(lower_graph(wide_conv_graph()))
 
 
 def test_more_than_one_chip_places_on_kapoho_point_and_is_refused_on_loihi2():
