@@ -26,6 +26,10 @@ from ..targets import HardwareTarget, load_target, target_names
 __all__ = ["snake_position", "layout_order", "assign_chips", "larger_systems",
            "capacity_message", "format_chips"]
 
+# column names of the per-core resources in the compile printout
+_SHORT = {"neurons": "neurons", "synapse_memory_bits": "syn. memory", "in_axons": "in-axons",
+          "out_axons": "out-axons", "neuron_groups": "groups"}
+
 
 def snake_position(index: int, dims: tuple[int, ...]) -> tuple[int, ...]:
     """Coordinates of the ``index``-th cell of a grid ``dims`` visited in snake order.
@@ -119,20 +123,21 @@ def capacity_message(cores: int, target: HardwareTarget) -> str:
 def format_chips(summary: dict) -> str:
     """The per-chip table of the compile report (``placement.json``'s ``system``)."""
     system = summary["system"]
-    lines = [f"chips used: {system['chips_used']} of {system['chips']} "
-             f"({system['name']}: {system['chip']} chips of {system['cores_per_chip']} cores, "
-             f"chip grid {' x '.join(map(str, system['chip_grid']))}; cores used "
+    where = (f"one {system['chip']} chip of {system['cores_per_chip']} cores"
+             if system["name"] == system["chip"] else
+             f"{system['name']}: {system['chip']} chips of {system['cores_per_chip']} cores, "
+             f"chip grid {' x '.join(map(str, system['chip_grid']))}")
+    lines = [f"chips used: {system['chips_used']} of {system['chips']} ({where}; cores used "
              f"{summary['cores_used']})"]
-    head = f"{'chip':>4}  {'position':<10} {'cores':>9}  {'binds (cores)':<26}" + "".join(
-        f" {r.replace('synapse_memory_bits', 'syn. memory').replace('_', ' '):>12}"
-        for r in RESOURCES)
+    head = f"{'chip':>4}  {'position':<10} {'cores':>9}" + "".join(
+        f" {_SHORT[r]:>12}" for r in RESOURCES) + "  binds (cores)"
     lines += [head, "-" * len(head)]
     for c in system["per_chip"]:
-        binds = f"{c['binding'].replace('_', ' ')} ({c['binding_cores']})"
+        bound = c.get("bound") or {c["binding"]: c["binding_cores"]}
         used = f"{c['cores']}/{system['cores_per_chip']}"
-        lines.append(f"{c['chip']:>4}  {str(tuple(c['position'])):<10} {used:>9}  "
-                     f"{binds:<26}" + "".join(
-                         f" {100 * c['utilization'][r]:>11.1f}%" for r in RESOURCES))
-    lines.append("binds: the per-core limit most of the chip's cores use the largest share of; "
-                 "columns: mean share of each per-core limit")
+        lines.append(f"{c['chip']:>4}  {str(tuple(c['position'])):<10} {used:>9}" + "".join(
+            f" {100 * c['utilization'][r]:>11.1f}%" for r in RESOURCES) + "  " + ", ".join(
+            f"{_SHORT[r]} {n}" for r, n in bound.items()))
+    lines.append("columns: mean share of each per-core limit over the chip's cores; binds: "
+                 "per limit, the cores using the largest share of it (most first = the chip's)")
     return "\n".join(lines)

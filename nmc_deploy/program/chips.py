@@ -59,19 +59,26 @@ class ChipSummary:
     binding: str  # the resource (a key of RESOURCES) that binds most of its cores
     binding_cores: int  # how many of its cores it binds
     utilization: dict[str, float]  # per resource: mean fraction of the per-core limit
+    bound: dict[str, int] | None = None  # per resource: the cores it binds (nonzero only)
 
     def to_json(self) -> dict:
-        return {"chip": self.chip, "position": list(self.position), "cores": self.cores,
-                "binding": self.binding, "binding_cores": self.binding_cores,
-                "utilization": dict(self.utilization)}
+        out = {"chip": self.chip, "position": list(self.position), "cores": self.cores,
+               "binding": self.binding, "binding_cores": self.binding_cores,
+               "utilization": dict(self.utilization)}
+        if self.bound is not None:
+            out["bound"] = dict(self.bound)
+        return out
 
     @classmethod
     def from_json(cls, d: dict, where: str) -> "ChipSummary":
         util = read_dict(d, "utilization", where)
+        bound = read_dict(d, "bound", where) if "bound" in d else None
         return cls(read_count(d, "chip", where), read_ints(d, "position", where),
                    read_count(d, "cores", where), read_text(d, "binding", where),
                    read_count(d, "binding_cores", where),
-                   {k: float(v) for k, v in util.items()})
+                   {k: float(v) for k, v in util.items()},
+                   None if bound is None else {k: read_count(bound, k, f"{where}.bound")
+                                               for k in bound})
 
 
 @dataclass(frozen=True)
@@ -130,7 +137,9 @@ def summarize_system(chips: ChipAssignment, cores, limits: dict[str, int]) -> Sy
             chip=chip, position=chips.chip_position[chip], cores=len(usages), binding=binding,
             binding_cores=binds[binding],
             utilization={r: round(sum(u[r] for u in usages) / len(usages), 4)
-                         for r in RESOURCES}))
+                         for r in RESOURCES},
+            bound={r: binds[r] for r in sorted(RESOURCES, key=lambda r: -binds[r])
+                   if binds[r]}))  # most first (ties: RESOURCES order)
     return SystemSummary(chips.system, chips.chip, chips.chips, chips.cores_per_chip,
                          chips.chip_grid, chips.tile_grid, chips.cores_per_tile,
                          chips.chips_used, tuple(per_chip))

@@ -146,12 +146,15 @@ def render_table(report: dict) -> str:
 
 
 def _cores_used(report: dict) -> str:
-    """``"3 cores used"`` or ``"129 cores used on 2 chips (kapoho_point: 8 loihi2 chips)"``."""
+    """``"3 cores used"``, ``"3 cores used (of 128 on one loihi2 chip)"`` or ``"129 cores used
+    on 2 of 8 chips (kapoho_point: loihi2 chips of 128 cores)"``."""
     text = f"{report['cores_used']} cores used"
     system = report.get("system")
     if system is None:
         return text
-    return (f"{text} on {system['chips_used']} chip(s) ({system['name']}: {system['chips']} "
+    if system["chips"] == 1:
+        return f"{text} (of {system['cores_per_chip']} on one {system['chip']} chip)"
+    return (f"{text} on {system['chips_used']} of {system['chips']} chips ({system['name']}: "
             f"{system['chip']} chips of {system['cores_per_chip']} cores)")
 
 

@@ -162,5 +162,5 @@ def test_system_target_through_compile_simulate_report(tmp_path, tiny_model):
     assert activity["traffic"]["messages"] > 0
     rc, out, err = run("report", tmp_path / "b")
     assert rc == 0, err
-    assert "cores used on 1 chip(s) (kapoho_point: 8 loihi2 chips of 128 cores)" in out
+    assert "cores used on 1 of 8 chips (kapoho_point: loihi2 chips of 128 cores)" in out
     assert "Mesh traffic" in out and "binds" in out

@@ -168,6 +168,8 @@ def test_system_record_round_trips(tiny_graph, tmp_path):
     assert sum(c.cores for c in system.per_chip) == loaded.cores_used
     for chip in system.per_chip:
         assert chip.binding in chip.utilization and 1 <= chip.binding_cores <= chip.cores
+        assert sum(chip.bound.values()) == chip.cores  # every core bound by one limit
+        assert next(iter(chip.bound.items())) == (chip.binding, chip.binding_cores)
 
 
 @pytest.mark.parametrize("mutate, message", [

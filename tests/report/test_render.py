@@ -134,7 +134,7 @@ def test_chips_and_traffic_are_shown():
     rep = estimate_costs(_with_traffic(_activity()), program, load_target("kapoho_point"))
     assert rep["chips_used"] == 1 and rep["system"]["per_chip"][0]["binding_cores"] == 1
     text = render_table(rep)
-    assert "1 cores used on 1 chip(s) (kapoho_point: 8 loihi2 chips of 128 cores)" in text
+    assert "1 cores used on 1 of 8 chips (kapoho_point: loihi2 chips of 128 cores)" in text
     assert "chip 0 at (0, 0): 1/128 cores, binds synapse memory bits on 1 of 1 cores " \
            "(mean 75.0 %)" in text
     assert f"messages / step: {65 / 8:,.2f}" in text and "chip hops / step: 1.25" in text
