@@ -1,8 +1,9 @@
 """Systems of chips: cores, chips, what binds them and the spike traffic of a Spikformer.
 
 A random Spikformer whose every layer fires (the test factory ``make_active_spikformer``:
-32 x 32 x 3 input, 64 tokens, depth 2, embedding D) is lowered, quantized and placed on
-each target (shared weights, the target's default); a target it does not fit refuses it in
+32 x 32 x 3 input, 64 tokens, depth 2, embedding D) is lowered, quantized, its attention
+split into units that fit a core and placed on each target (shared weights, the target's
+default); a target it does not fit refuses it in
 one line. On the ones it fits, 4 random images run on the reference simulator and their
 spikes are routed on the placement (compile/traffic.py). Prints a markdown table.
 
@@ -19,6 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from conftest import make_active_spikformer  # noqa: E402
+from nmc_deploy.compile.attention_split import split_attention  # noqa: E402
 from nmc_deploy.compile.lower import lower_graph  # noqa: E402
 from nmc_deploy.compile.partition import partition_program  # noqa: E402
 from nmc_deploy.compile.quantize import quantize_program  # noqa: E402
@@ -54,7 +56,8 @@ def main():
         fp = lower_graph(graph)
         for name in targets:
             target = load_target(name)
-            program = quantize_program(fp, schedule_program(fp), target=target)
+            program = split_attention(quantize_program(fp, schedule_program(fp), target=target),
+                                      target)  # as compile_graph: units that fit a core
             t0 = time.perf_counter()
             try:
                 placement = partition_program(program, target)

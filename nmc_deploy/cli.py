@@ -112,6 +112,11 @@ def export(checkpoint, out, portable):
               help="Stores token-parallel and convolution weights once per core (on) or once "
                    "per token/position (off); default: the target's. Both answers are "
                    "reported.")
+@click.option("--attention-split", type=click.Choice(["fit", "head"]), default="fit",
+              show_default=True,
+              help="Splits spiking self-attention into core-sized units: whole heads packed "
+                   "as they fit, or one unit per head (query/key blocks when a head exceeds "
+                   "a core).")
 @click.option("--dt", type=float, default=None,
               help="Sets the time step in seconds (graphs from other tools often carry none).")
 @click.option("--convention", default=None,
@@ -122,14 +127,15 @@ def export(checkpoint, out, portable):
 @click.option("--emit", type=click.Choice(["netx"]), multiple=True,
               help="Also writes the program in another format: netx (lava-dl HDF5, "
                    "OUT/model.net.h5; fails for programs netx cannot express).")
-def compile_(model, target, out, vth_mant, low_rank, weight_sharing, dt, convention, reset,
-             emit):
+def compile_(model, target, out, vth_mant, low_rank, weight_sharing, attention_split, dt,
+             convention, reset, emit):
     """Compiles a NIR file to a Loihi-style core program and prints per-core utilization
     (with low-rank factors: the costs of both deployment forms)."""
     from .pipeline import compile_model
 
     compile_model(model, target, out, vth_mant=vth_mant, low_rank=low_rank, emit=tuple(emit),
-                  dt=dt, convention=convention, reset=reset, weight_sharing=weight_sharing)
+                  dt=dt, convention=convention, reset=reset, weight_sharing=weight_sharing,
+                  attention_split=attention_split)
 
 
 @cli.command()

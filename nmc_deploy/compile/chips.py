@@ -51,16 +51,17 @@ def snake_position(index: int, dims: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def layout_order(placement: Placement, program: Program) -> list[int]:
-    """Core indices in program order: neuro cores as packed, each attention unit after the
-    last neuro core holding its q, k or v neurons (units without placed inputs last)."""
+    """Core indices in program order: neuro cores as packed, each attention unit (in the
+    order partition lists them) after the last neuro core holding its op's q, k or v
+    neurons (units without placed inputs last)."""
     last: dict[str, int] = {}
     for i, chunks in enumerate(placement.cores):
         for c in chunks:
             last[c.population] = i
     ops = {op.name: op for op in program.attention}
     after: dict[int, list[int]] = {}
-    for j, name in enumerate(placement.attention_cores):
-        op = ops[name]
+    for j, unit in enumerate(placement.attention_cores):
+        op = ops[unit.op]
         anchor = max((last[p] for p in (op.q, op.k, op.v) if p in last), default=-1)
         after.setdefault(anchor, []).append(len(placement.cores) + j)
     order = []

@@ -5,9 +5,10 @@ Counted from the program's synapse groups, the placement's cores, chips and tile
 simulation recorded (:func:`sender_events`).
 
 Messages: an event of a source neuron (a spike; a nonzero graded payload of a relay; a
-nonzero output count of an attention unit) is one message to each distinct core its synapses
+nonzero partial count of an attention unit) is one message to each distinct core its synapses
 reach - one per (neuron, destination core), the output axons of partition - plus, for the q,
-k and v neurons of an attention unit on a core, one message to that core.
+k and v neurons an attention unit on a core reads (its heads at its queries, keys and
+values), one message to that unit's core.
 
 Route of a message from core a to core b (dimension-order routing on a mesh, hops = Manhattan
 distance): ``|x_a - x_b|`` east-west and ``|y_a - y_b|`` north-south tile hops between the
@@ -29,7 +30,8 @@ from ..program.activity import SenderTraffic, Traffic
 from ..program.placement import PlacementSummary
 from ..program.shared import LI, RELAY
 from ..program.shared_weights import ConvShared, TokenShared
-from .partition import EXACT_CONV_FANOUT_SYNAPSES, _SharedCosts, _token_shared_pairs
+from .partition import (EXACT_CONV_FANOUT_SYNAPSES, _csc_pairs, _SharedCosts,
+                        _token_shared_pairs, attention_units)
 
 __all__ = ["sender_events", "count_traffic"]
 
@@ -39,8 +41,10 @@ def sender_events(program: Program, run) -> tuple[dict[str, np.ndarray], list[st
 
     ``run`` is a :class:`~nmc_deploy.simulate.result.SimulationResult` of the fixed-point
     reference (``counts``: spikes; ``payloads``: relay payloads; ``spikes``: per-step spikes,
-    needed for attention outputs). Returns ``(events, missing)``: senders whose events the
-    run did not record are named in ``missing``.
+    needed for attention outputs). An attention unit's events are its nonzero partial counts
+    (its heads and queries, its key block), over the op's output neurons. Returns
+    ``(events, missing)``: senders whose events the run did not record are named in
+    ``missing``.
     """
     events: dict[str, np.ndarray] = {}
     missing: list[str] = []
@@ -55,13 +59,22 @@ def sender_events(program: Program, run) -> tuple[dict[str, np.ndarray], list[st
         elif p.name in run.counts:
             events[p.name] = np.asarray(run.counts[p.name], np.int64).sum(axis=0)
     for op in program.attention:
-        if all(n in run.spikes for n in (op.q, op.k, op.v)):
-            flat = [np.asarray(run.spikes[n]).reshape(-1, op.dim * op.n_tokens)
-                    for n in (op.q, op.k, op.v)]
-            C, _ = attention_counts(*flat, op.num_heads, op.dim, op.n_tokens)
-            events[op.name] = np.count_nonzero(C, axis=0)
-        else:
+        if not all(n in run.spikes for n in (op.q, op.k, op.v)):
             missing.append(f"attention {op.name} (spikes not recorded)")
+            continue
+        n = op.dim * op.n_tokens
+        q, k, v = (np.asarray(run.spikes[name]).reshape(-1, n) for name in (op.q, op.k, op.v))
+        token = np.arange(n) % op.n_tokens
+        partial = {}
+        for lo, hi in {(u.k_start, u.k_stop) for u in attention_units(op)}:
+            keep = (token >= lo) & (token < hi)
+            C, _ = attention_counts(q, k & keep, v & keep, op.num_heads, op.dim, op.n_tokens)
+            partial[lo, hi] = np.count_nonzero(C, axis=0)
+        for u in attention_units(op):
+            mine = np.zeros(n, np.int64)
+            out = u.outputs(op.dim, op.n_tokens)
+            mine[out] = partial[u.k_start, u.k_stop][out]
+            events[u.name] = mine
     return events, missing
 
 
@@ -109,29 +122,43 @@ def _conv_channel_pairs(w: ConvShared, core_of_target: np.ndarray, n_cores: int)
     return np.concatenate(pairs) if pairs else np.zeros(0, np.int64)
 
 
+def _group_pairs(g, dest: np.ndarray, n_cores: int, costs) -> np.ndarray:
+    """Distinct (source neuron, destination core) pairs of one group, ``n * n_cores + c``."""
+    w = g.weights
+    if isinstance(w, ConvShared) and w.nnz > EXACT_CONV_FANOUT_SYNAPSES:
+        return _conv_channel_pairs(w, dest, n_cores)
+    if isinstance(w, TokenShared):
+        return _token_shared_pairs(w, dest, n_cores, costs)
+    return _csc_pairs(costs.csc(w), dest, n_cores)
+
+
 def _destinations(program: Program, core_of, unit_core, n_cores: int) -> dict[str, np.ndarray]:
-    """Per sender: unique (source neuron, destination core) pairs, coded ``n * n_cores + c``."""
+    """Per sender (population, or attention unit on a core): its distinct (source neuron,
+    destination core) pairs, coded ``n * n_cores + c``."""
     costs = _SharedCosts()
     pairs: dict[str, list[np.ndarray]] = {}
+    op_pairs: dict[str, list[np.ndarray]] = {}
     for g in program.groups:
-        on_core = g.source in core_of or g.source in unit_core
-        if not on_core or g.target not in core_of:
+        if g.target not in core_of:
             continue
-        w, dest = g.weights, core_of[g.target]
-        if isinstance(w, ConvShared) and w.nnz > EXACT_CONV_FANOUT_SYNAPSES:
-            codes = _conv_channel_pairs(w, dest, n_cores)
-        elif isinstance(w, TokenShared):
-            codes = _token_shared_pairs(w, dest, n_cores, costs)
-        else:
-            csc = costs.csc(w)
-            col = np.repeat(np.arange(csc.shape[1]), np.diff(csc.indptr))
-            codes = col * n_cores + dest[csc.indices]
-        pairs.setdefault(g.source, []).append(codes)
-    for op in program.attention:  # q, k and v neurons feed their attention unit
-        if op.name in unit_core:
-            for name in {op.q, op.k, op.v}:
-                size = program.population(name).size
-                pairs.setdefault(name, []).append(np.arange(size) * n_cores + unit_core[op.name])
+        if g.source in core_of:
+            pairs.setdefault(g.source, []).append(_group_pairs(g, core_of[g.target], n_cores,
+                                                               costs))
+        elif g.kind == "attention":
+            op_pairs.setdefault(g.source, []).append(_group_pairs(g, core_of[g.target],
+                                                                  n_cores, costs))
+    for op in program.attention:
+        for u in attention_units(op):
+            if u.name not in unit_core:
+                continue  # on the host
+            core = unit_core[u.name]
+            for name, lo, hi in ((op.q, u.q_start, u.q_stop), (op.k, u.k_start, u.k_stop),
+                                 (op.v, u.k_start, u.k_stop)):  # inputs: one per neuron
+                pairs.setdefault(name, []).append(u.reads(lo, hi, op.n_tokens) * n_cores + core)
+            if op.name in op_pairs:  # outputs: its queries' neurons onwards
+                codes = np.concatenate(op_pairs[op.name])
+                mine = np.isin(codes // n_cores, u.outputs(op.dim, op.n_tokens))
+                pairs[u.name] = [codes[mine]]
     return {s: np.unique(np.concatenate(p)) for s, p in pairs.items()}
 
 
@@ -149,7 +176,9 @@ def count_traffic(program: Program, summary: PlacementSummary,
         return None
     core_of, unit_core, tiles, chip, position = cores
     n_cores = len(summary.cores)
-    targets = {g.source: g.target for g in program.groups if g.source in unit_core}
+    att_target = {g.source: g.target for g in program.groups if g.kind == "attention"}
+    targets = {u.name: att_target.get(op.name, u.name) for op in program.attention
+               for u in attention_units(op)}
     senders, longest = [], np.zeros(3, np.int64)
     for name, codes in _destinations(program, core_of, unit_core, n_cores).items():
         if name not in events:
@@ -168,8 +197,8 @@ def count_traffic(program: Program, summary: PlacementSummary,
             messages_between_chips=int(weight[chip[src] != chip[dest]].sum()),
             tile_hops_ew=int(hops[0] @ weight), tile_hops_ns=int(hops[1] @ weight),
             chip_hops=int(hops[2] @ weight)))
-    order = {n: i for i, n in enumerate([p.name for p in program.populations]
-                                        + [op.name for op in program.attention])}
+    order = {n: i for i, n in enumerate([p.name for p in program.populations] + [
+        u.name for op in program.attention for u in attention_units(op)])}
     senders.sort(key=lambda s: order.get(s.name, len(order)))
     not_counted = list(missing) + ["host input and constant sources, token selectors and "
                                    "attention ops on embedded x86 cores, the host readout"]

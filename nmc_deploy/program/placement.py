@@ -28,9 +28,6 @@ __all__ = ["Chunk", "Placement", "CoreShare", "CoreSummary", "TokenSelectorPlace
            "PlacementSummary", "summarize_cores",
            "summarize_placement", "summarize_form"]
 
-ATTENTION_INPUTS = 3  # an attention unit reads q, k and v: one input axon per neuron of each
-
-
 @dataclass(frozen=True)
 class Chunk:
     """Neurons ``[start, stop)`` of one population with their incoming synapses, on one core."""
@@ -54,7 +51,7 @@ class Placement:
 
     target: str
     cores: tuple[tuple[Chunk, ...], ...]
-    attention_cores: tuple[str, ...]  # attention op per extra (programmable) core
+    attention_cores: tuple  # AttentionUnit per extra (programmable) core
     attention_host: tuple[str, ...]  # attention ops on embedded x86 cores
     out_axons: tuple[int, ...]
     limits: dict = field(default_factory=dict)
@@ -94,7 +91,8 @@ class CoreShare:
                                      for k in ("neurons", "start", "stop")))
 
 
-_CORE_COUNTS = ("neurons", "synapses", "synapse_memory_bits", "in_axons", "out_axons")
+_CORE_COUNTS = ("neurons", "synapses", "synapse_memory_bits", "in_axons", "out_axons",
+                "ops_per_step", "state_bits")
 
 
 @dataclass(frozen=True)
@@ -110,6 +108,8 @@ class CoreSummary:
     synapse_memory_bits: int | None = None
     in_axons: int | None = None
     out_axons: int | None = None
+    ops_per_step: int | None = None  # attention unit: most accumulate operations of a step
+    state_bits: int | None = None  # attention unit: score and output buffers
     chip: int | None = None  # its chip (a placement assigned to chips)
     tile: tuple[int, int] | None = None  # (x, y) of its tile on the chip's mesh
 
@@ -369,12 +369,13 @@ def summarize_cores(placement: Placement, program: Program) -> PlacementSummary:
             in_axons=sum(c.in_axons for c in chunks),
             out_axons=placement.out_axons[i]))
     ops = {op.name: op for op in program.attention}
-    for j, name in enumerate(placement.attention_cores):
-        n = ops[name].dim * ops[name].n_tokens  # q, k, v in; one graded output per neuron
+    for j, u in enumerate(placement.attention_cores):  # q, k, v in; graded counts out
+        count_bits = int(ops[u.op].max_count).bit_length()
         cores.append(CoreSummary(core=len(placement.cores) + j, kind="attention",
-                                 populations=(), attention=name, neurons=0, synapses=0,
-                                 synapse_memory_bits=0, in_axons=ATTENTION_INPUTS * n,
-                                 out_axons=n))
+                                 populations=(), attention=u.name, neurons=0, synapses=0,
+                                 synapse_memory_bits=0, in_axons=u.in_axons,
+                                 out_axons=u.out_axons, ops_per_step=u.ops_per_step,
+                                 state_bits=u.state_bits(count_bits)))
     system = None
     if placement.chips is not None:
         chips = placement.chips

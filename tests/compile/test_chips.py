@@ -46,8 +46,8 @@ def test_every_core_gets_a_chip_and_a_tile_within_limits(tiny_program, target):
     # attention units sit right after the last core holding their inputs
     order = layout_order(placement, tiny_program)
     assert sorted(order) == list(range(n))
-    for j, name in enumerate(placement.attention_cores):
-        op = next(o for o in tiny_program.attention if o.name == name)
+    for j, unit in enumerate(placement.attention_cores):
+        op = next(o for o in tiny_program.attention if o.name == unit.op)
         last = max(i for i, cs in enumerate(placement.cores) for c in cs
                    if c.population in (op.q, op.k, op.v))
         assert order.index(len(placement.cores) + j) > order.index(last)

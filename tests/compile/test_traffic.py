@@ -102,18 +102,33 @@ def test_no_traffic_without_chip_assignment(chain_program):
 
 
 def test_attention_units_send_and_receive(tiny_program):
-    """On Loihi 2 the attention unit has a core: q, k and v spikes go to it (one message per
-    spike), its nonzero outputs go on to the cores of the next population."""
+    """On Loihi 2 attention units have cores (here one per head): the q, k and v spikes of
+    a head go to its unit's core (one message per spike), each unit's nonzero outputs go on
+    to the cores of the next population, charged to that population."""
+    from nmc_deploy.compile.attention_split import split_attention
+    from nmc_deploy.compile.partition import attention_units
+    from nmc_deploy.loihi.attention import attention_counts
     from nmc_deploy.simulate.reference import simulate_reference
 
-    placement = partition_program(tiny_program, load_target("loihi2"))
-    summary = PlacementSummary.from_json(placement.summary(tiny_program))
-    run = simulate_reference(tiny_program, np.random.default_rng(1).integers(0, 17, (3, 8, 8)))
-    events, missing = sender_events(tiny_program, run)
-    traffic = count_traffic(tiny_program, summary, events, missing)
+    target = load_target("loihi2")
+    program = split_attention(tiny_program, target, policy="head")
+    op = program.attention[0]
+    units = attention_units(op)
+    assert len(units) == op.num_heads == 2
+    placement = partition_program(program, target)
+    summary = PlacementSummary.from_json(placement.summary(program))
+    run = simulate_reference(program, np.random.default_rng(1).integers(0, 17, (3, 8, 8)))
+    events, missing = sender_events(program, run)
+    assert missing == []
+    flat = [run.spikes[n].reshape(-1, op.dim * op.n_tokens) for n in (op.q, op.k, op.v)]
+    full = np.count_nonzero(attention_counts(*flat, op.num_heads, op.dim, op.n_tokens)[0],
+                            axis=0)
+    assert np.array_equal(sum(events[u.name] for u in units), full) and full.sum() > 0
+    traffic = count_traffic(program, summary, events, missing)
     by_name = {s.name: s for s in traffic.senders}
-    op = tiny_program.attention[0]
-    assert op.name in by_name and by_name[op.name].population != op.name
-    assert by_name[op.name].messages >= np.count_nonzero(events[op.name]) > 0
-    for name in {op.q, op.k, op.v}:  # at least one message per spike: to the unit's core
+    target_pop = next(g.target for g in program.groups if g.source == op.name)
+    for u in units:
+        assert by_name[u.name].population == target_pop
+        assert by_name[u.name].messages >= events[u.name].sum() > 0
+    for name in (op.q, op.k, op.v):  # at least one message per spike: to its head's unit
         assert by_name[name].messages >= run.counts[name].sum()
