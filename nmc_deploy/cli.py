@@ -11,6 +11,9 @@ import click
 from .errors import NmcDeployError
 
 EXISTING_FILE = click.Path(path_type=Path)  # existence is checked by the stages (one-line errors)
+TARGET_HELP = ("Names a hardware target in hw_targets/ - a chip (loihi1, loihi2) or a system "
+               "of chips (kapoho_point: 8 x loihi2, hala_point: 1,152 x loihi2, nahuku32: "
+               "32 x loihi1, pohoiki_springs: 768 x loihi1) - or gives a .toml path.")
 
 
 class _State:
@@ -95,8 +98,7 @@ def export(checkpoint, out, portable):
 
 @cli.command(name="compile")
 @click.argument("model", type=EXISTING_FILE)
-@click.option("--target", default="loihi2", show_default=True,
-              help="Names a hardware target in hw_targets/ or gives a .toml path.")
+@click.option("--target", default="loihi2", show_default=True, help=TARGET_HELP)
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("build"),
               show_default=True, help="Names the output directory.")
 @click.option("--vth-mant", type=int, default=None,
@@ -182,7 +184,7 @@ def report(build, fmt, out, backend):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds training.")
 @click.option("--lava-samples", type=int, default=50, show_default=True,
               help="Sets how many test samples run on Lava.")
-@click.option("--target", default="loihi2", show_default=True, help="Names the hardware target.")
+@click.option("--target", default="loihi2", show_default=True, help=TARGET_HELP)
 def demo(out, epochs, seed, lava_samples, target):
     """Runs the whole pipeline on the embedded digits data set and writes summary.json."""
     from .pipeline import run_demo

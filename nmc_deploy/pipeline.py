@@ -132,8 +132,10 @@ def export_checkpoint(ckpt: Path, out: Path, log=None, portable: bool = False) -
 # ---------------------------------------------------------------------------- compile
 
 def _log_compile_report(result, summary: dict, attention_split: str, log) -> None:
-    """The compile report: design rules, per-core utilization, attention units, both weight
-    storage modes and both low-rank forms (those the program has)."""
+    """The compile report: design rules, per-core utilization, chips used and what binds each,
+    attention units, both weight storage modes and both low-rank forms (those the program
+    has)."""
+    from .compile.chips import format_chips
     from .compile.partition import format_utilization
     from .compile.preflight import format_design_rules
     from .compile.recipe import (format_attention_units, format_low_rank_forms,
@@ -141,6 +143,8 @@ def _log_compile_report(result, summary: dict, attention_split: str, log) -> Non
 
     _log(format_design_rules(result.design_rules), log)
     _log(format_utilization(summary), log)
+    if "system" in summary:
+        _log(format_chips(summary), log)
     if result.program.attention:
         _log(format_attention_units(result.program, attention_split), log)
     if "weight_sharing" in summary:
@@ -373,10 +377,23 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
         if "layers" not in stats:  # Lava gives spikes; activity counts come from the reference
             continue
         stats["dataset"] = name
+        traffic = _traffic(program, placement, run)
+        if traffic is not None:
+            stats["traffic"] = traffic
         write_json_atomic(build_dir / f"activity_{name_b}.json", stats)
     write_json_atomic(build_dir / f"simulation_{backend if not compare else 'compare'}.json",
                       result)
     return result
+
+
+def _traffic(program, placement, run) -> dict | None:
+    """The run's spike messages routed on the build's chips and tiles (None: a placement
+    without chip assignment)."""
+    from .compile.traffic import count_traffic, sender_events
+
+    events, missing = sender_events(program, run)
+    traffic = count_traffic(program, placement, events, missing)
+    return None if traffic is None else traffic.to_json()
 
 
 def _write_outputs(build_dir, backend, runs, flt, record, program, result, log) -> None:

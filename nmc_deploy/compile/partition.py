@@ -9,7 +9,8 @@ Strategy (greedy, sequential, reproducible, like nengo-loihi's block splitting):
 2. chunks are packed in program order onto cores, a new core opening when any per-core
    limit (neurons, neuron groups, synapse memory, input axons) would be exceeded;
 3. output axons (one per source neuron and destination core reached) are counted
-   after placement and checked.
+   after placement and checked;
+4. the cores are assigned to chips and mesh positions (:func:`~.chips.assign_chips`).
 
 Attention ops need programmable (graded-spike) neurons: on a target with graded spikes each
 gets a core of its own; otherwise they are assumed to run on the chip's embedded x86 cores.
@@ -34,6 +35,7 @@ from ..targets import HardwareTarget, synapse_memory_bits
 from ..program import AttentionUnit, Program
 from ..program.placement import Chunk, Placement
 from ..program.shared_weights import ConvShared, TokenShared, is_shared
+from .chips import assign_chips, capacity_message
 
 __all__ = ["Placement", "Chunk", "partition_program", "format_utilization"]
 
@@ -468,18 +470,15 @@ def partition_program(program: Program, target: HardwareTarget, *,
     att_cores = tuple(units)
     att_host = () if graded else tuple(op.name for op in program.attention)
     total = len(cores) + len(att_cores)
-    max_cores = target.cores_per_chip * target.max_chips
-    if total > max_cores:
-        raise CapacityError(f"program: cores ({total}) exceed the cores of target {target.name} "
-                            f"({max_cores} = {target.max_chips} chip(s) x {target.cores_per_chip}); "
-                            "prune the model or use a larger target")
+    if total > target.max_cores:  # names the chips needed and a larger system
+        raise CapacityError(capacity_message(total, target))
     limits = {"max_neurons_per_core": target.max_neurons_per_core,
               "synapse_memory_bits_per_core": target.synapse_memory_bits_per_core,
               "max_in_axons_per_core": target.max_in_axons_per_core,
               "max_out_axons_per_core": target.max_out_axons_per_core,
               "max_neuron_groups_per_core": target.max_neuron_groups_per_core}
-    return Placement(target.name, tuple(tuple(c) for c in cores), att_cores, att_host,
-                     tuple(out_axons), limits)
+    return assign_chips(Placement(target.name, tuple(tuple(c) for c in cores), att_cores,
+                                  att_host, tuple(out_axons), limits), program, target)
 
 
 def format_utilization(summary: dict) -> str:

@@ -41,7 +41,7 @@ def test_model_that_does_not_fit_names_the_limit(tiny_program, tmp_path):
     small = re.sub(r"(cores\s*=\s*\{\s*value\s*=\s*)128", r"\g<1>2", small)
     path = tmp_path / "tiny.toml"
     path.write_text(small)
-    with pytest.raises(CapacityError, match=r"cores \(\d+\) exceed the cores of target"):
+    with pytest.raises(CapacityError, match=r"cores \(\d+\) exceeds the cores of target"):
         partition_program(tiny_program, load_target(path))
 
 
