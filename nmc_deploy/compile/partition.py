@@ -348,25 +348,6 @@ def _csc_pairs(w: sp.csc_matrix, core_of_target: np.ndarray, n_cores: int) -> np
     return col[new] * n_cores + dest[new]
 
 
-def _distinct_per_source(pairs: list[np.ndarray], n_cores: int, size: int) -> np.ndarray:
-    """Per source neuron, the number of distinct destination cores over several groups'
-    pair lists (each list already distinct): only pairs on cores that more than one group
-    reaches need a sort."""
-    if len(pairs) == 1:
-        return np.bincount(pairs[0] // n_cores, minlength=size)
-    hits = sum((np.bincount(p % n_cores, minlength=n_cores) > 0).astype(np.int64)
-               for p in pairs)
-    shared = hits > 1
-    deg = np.zeros(size, np.int64)
-    overlap = []
-    for p in pairs:
-        on_shared = shared[p % n_cores]
-        deg += np.bincount(p[~on_shared] // n_cores, minlength=size)
-        overlap.append(p[on_shared])
-    both = np.unique(np.concatenate(overlap))
-    return deg + np.bincount(both // n_cores, minlength=size)
-
-
 def _out_degrees(program, cores, costs=None) -> dict[str, np.ndarray]:
     """Per source neuron: the number of distinct cores its synapses reach (an upper bound
     for convolution sources)."""
@@ -376,22 +357,35 @@ def _out_degrees(program, cores, costs=None) -> dict[str, np.ndarray]:
         for c in cs:
             core_of[c.population][c.start:c.stop] = i
     n_cores = len(cores) + 1
-    pairs_by_source: dict[str, list[np.ndarray]] = {}
     outdeg = {p.name: np.zeros(p.size, np.int64) for p in program.populations}
+    by_source: dict[str, list] = {}
     for g in program.groups:
-        if g.kind == "attention" or g.source not in core_of:
-            continue
-        w = g.weights
-        if isinstance(w, ConvShared) and w.nnz > EXACT_CONV_FANOUT_SYNAPSES:
-            outdeg[g.source] += _conv_outdegree(w, core_of[g.target])
-            continue
-        if isinstance(w, TokenShared):
-            pairs = _token_shared_pairs(w, core_of[g.target], n_cores, costs)
-        else:
-            pairs = _csc_pairs(costs.csc(w), core_of[g.target], n_cores)
-        pairs_by_source.setdefault(g.source, []).append(pairs)
-    for src, pairs in pairs_by_source.items():  # one axon per (neuron, destination core)
-        outdeg[src] += _distinct_per_source(pairs, n_cores, outdeg[src].size)
+        if g.kind != "attention" and g.source in core_of:
+            by_source.setdefault(g.source, []).append(g)
+    for src, groups in by_source.items():  # one axon per (neuron, destination core)
+        # cores holding neurons of two or more of the source's targets: only pairs landing
+        # there can repeat across groups (each group's pairs are distinct)
+        hits = np.zeros(n_cores, np.int64)
+        for target in {g.target for g in groups}:
+            hits[np.unique(core_of[target])] += 1
+        shared = hits > 1
+        overlap = []
+        for g in groups:
+            w = g.weights
+            if isinstance(w, ConvShared) and w.nnz > EXACT_CONV_FANOUT_SYNAPSES:
+                outdeg[src] += _conv_outdegree(w, core_of[g.target])
+                continue
+            if isinstance(w, TokenShared):
+                pairs = _token_shared_pairs(w, core_of[g.target], n_cores, costs)
+            else:
+                pairs = _csc_pairs(costs.csc(w), core_of[g.target], n_cores)
+            on_shared = shared[pairs % n_cores]
+            outdeg[src] += np.bincount(pairs[~on_shared] // n_cores, minlength=outdeg[src].size)
+            overlap.append(pairs[on_shared])
+            del pairs, on_shared
+        if overlap:
+            both = np.unique(np.concatenate(overlap))
+            outdeg[src] += np.bincount(both // n_cores, minlength=outdeg[src].size)
     for op in program.attention:  # q, k, v neurons also feed the attention units reading them
         for u in attention_units(op):
             feeds = {}
