@@ -463,6 +463,15 @@ def _system(placement: PlacementSummary, activity: Activity, target: HardwareTar
     if placement.system is not None:
         out["chips_used"] = placement.system.chips_used
         out["system"] = placement.system.to_json()
+    if placement.weight_sharing is not None:  # both storage answers (compiled)
+        out["weight_sharing"] = placement.weight_sharing.to_json()
+    units = [c for c in placement.cores if c.kind == "attention"]
+    if units or placement.attention_on_host:
+        out["attention_deployment"] = {
+            "units": len(units), "on_host": list(placement.attention_on_host),
+            "max_in_axons": max((c.in_axons for c in units), default=0),
+            "max_out_axons": max((c.out_axons for c in units), default=0),
+            "max_ops_per_step": max((c.ops_per_step or 0 for c in units), default=0)}
     traffic = activity.traffic
     if traffic is None:
         assumptions.append("Mesh traffic was not counted (a build compiled before chips were "

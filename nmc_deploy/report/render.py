@@ -181,9 +181,30 @@ def _traffic_rows(report: dict) -> list[tuple[str, str]]:
              f"{route['tile_hops_ew']}, {route['tile_hops_ns']}; {route['chip_hops']}")]
 
 
+def _deployment_lines(report: dict) -> list[str]:
+    """Both weight-storage answers and the attention units (compiled), as text lines."""
+    out = []
+    ws = report.get("weight_sharing")
+    if ws:
+        out += ["", f"Shared weights (compiled): {ws['weights']:,} stored weights for "
+                f"{ws['synapses']:,} synapses; '{ws['written']}' written"]
+        for mode, c in ws["forms"].items():
+            out.append(f"  sharing {mode}: " + (c["error"] if "error" in c else
+                       f"{c['cores']} cores, {c['synapses_stored']:,} synapses on cores, "
+                       f"{c['synapse_memory_bits'] // 8:,} B synapse memory"))
+    att = report.get("attention_deployment")
+    if att:
+        text = (f"{att['units']} attention unit(s) on programmable cores (largest: in-axons "
+                f"{att['max_in_axons']}, out-axons {att['max_out_axons']}, "
+                f"{att['max_ops_per_step']} ops/step)") if att["units"] else \
+            "attention on embedded x86 cores (no graded spikes): " + ", ".join(att["on_host"])
+        out += ["", f"Attention (compiled, deployment decision 7): {text}"]
+    return out
+
+
 def _chip_lines(report: dict) -> list[str]:
     """The per-chip lines (compiled) and the mesh traffic (counted) of the text report."""
-    out = []
+    out = _deployment_lines(report)
     system = report.get("system")
     if system:
         out += ["", f"Chips (compiled): {system['chips_used']} of {system['chips']} used, "
@@ -293,6 +314,10 @@ def render_html(report: dict) -> str:
                   f'<td class="num">{c["cores"]}/{system["cores_per_chip"]}</td>'
                   f"<td>{e(_binding_text(c))}</td></tr>" for c in system["per_chip"]]
         parts.append("</table>")
+    deployment = _deployment_lines(report)
+    if deployment:
+        parts += ["<h2>Deployment choices (compiled)</h2>", "<pre>",
+                  e("\n".join(line for line in deployment if line)), "</pre>"]
     parts += ["<h2>Energy per layer (estimated)</h2>", _energy_chart_svg(report)]
 
     if report.get("assumptions"):

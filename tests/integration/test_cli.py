@@ -74,6 +74,11 @@ def test_pipeline_through_the_cli(tmp_path, tiny_model):
     assert "<svg" in (tmp_path / "r.html").read_text()
     rc, out, err = run("report", tmp_path / "b")
     assert rc == 0 and "blocks.0.attn.ssa" in out
+    # both weight-storage answers and the attention deployment are on the page
+    placed = json.loads((tmp_path / "b" / "placement.json").read_text())["weight_sharing"]
+    on, off = placed["forms"]["on"], placed["forms"]["off"]
+    assert f"sharing on: {on['cores']} cores" in out and f"sharing off: {off['cores']} cores" in out
+    assert "attention unit(s) on programmable cores" in out
 
 
 @pytest.mark.lava
