@@ -109,27 +109,39 @@ class _SharedCosts:
     def positions(self, w: ConvShared, start: int, stop: int) -> int:
         """:func:`_conv_input_positions` from a cached per-output-position cumulative map
         of the input positions each output reads (small convolutions) or directly."""
+        return int(self.used_inputs(w, start, stop).sum())
+
+    def used_inputs(self, w: ConvShared, start: int, stop: int) -> np.ndarray:
+        """(H * W,) bool: the input positions any output row in ``[start, stop)`` reads."""
         per = w.out_hw[0] * w.out_hw[1]
         full = stop - start >= per
+        a, b = start % per, (stop - 1) % per + 1
         if per * w.in_shape[1] * w.in_shape[2] > CONV_POSITION_MAP_MAX:
-            if not full:
-                return _conv_input_positions(w, start, stop)
             key = ("all positions", id(w))
-            if key not in self._prefix or self._prefix[key][0] is not w:
-                self._prefix[key] = (w, _conv_input_positions(w, 0, per))
-            return self._prefix[key][1]
+            if full and key in self._prefix and self._prefix[key][0] is w:
+                return self._prefix[key][1]
+            out = np.zeros(per, bool)
+            if full:
+                out[:] = True
+            elif a < b:
+                out[a:b] = True
+            else:
+                out[a:] = True
+                out[:b] = True
+            used = _conv_used(w, out).ravel()
+            if full:
+                self._prefix[key] = (w, used)
+            return used
         key = ("positions", id(w))
         if key not in self._prefix or self._prefix[key][0] is not w:
             reads = _conv_read_map(w)
             cum = np.vstack([np.zeros((1, reads.shape[1]), np.int32),
                              np.cumsum(reads, 0, dtype=np.int32)])
-            self._prefix[key] = (w, cum, int(reads.any(axis=0).sum()))
-        _, cum, n_all = self._prefix[key]
+            self._prefix[key] = (w, cum)
+        cum = self._prefix[key][1]
         if full:
-            return n_all
-        a, b = start % per, (stop - 1) % per + 1
-        used = cum[b] - cum[a] > 0 if a < b else (cum[per] - cum[a] > 0) | (cum[b] > 0)
-        return int(used.sum())
+            return cum[per] > 0
+        return cum[b] - cum[a] > 0 if a < b else (cum[per] - cum[a] > 0) | (cum[b] > 0)
 
     @staticmethod
     def _grouped_counts(w, o0, o1) -> np.ndarray:
@@ -310,10 +322,12 @@ def _token_shared_pairs(w, core_of_target, n_cores, costs) -> np.ndarray:
     return np.concatenate(pairs) if pairs else np.zeros(0, np.int64)
 
 
-def _conv_outdegree(w, core_of_target) -> np.ndarray:
-    """Upper bound of the cores each source neuron of a :class:`ConvShared` group reaches:
-    the runs holding any output channel its input channel feeds (positions ignored; used
-    for convolutions above :data:`EXACT_CONV_FANOUT_SYNAPSES`)."""
+def _conv_outdegree(w, core_of_target, costs=None) -> np.ndarray:
+    """Upper bound of the cores each source neuron of a :class:`ConvShared` group reaches
+    (used for convolutions above :data:`EXACT_CONV_FANOUT_SYNAPSES`): a run of a core
+    counts for source ``(i, y, x)`` when its output channels include one that input channel
+    ``i`` feeds and its output positions include one that reads ``(y, x)`` (any tap)."""
+    costs = costs if costs is not None else _SharedCosts()
     co, cig = w.kernel.shape[:2]
     ci = w.in_shape[0]
     cpo = co // w.groups
@@ -324,11 +338,14 @@ def _conv_outdegree(w, core_of_target) -> np.ndarray:
     prefix = np.vstack([np.zeros((1, ci), np.int64), np.cumsum(feeds, axis=0)])
     bounds, _ = _segments(core_of_target)
     per = w.out_hw[0] * w.out_hw[1]
-    deg = np.zeros(ci, np.int64)
+    deg = np.zeros((ci, w.in_shape[1] * w.in_shape[2]), np.int64)
     for k in range(len(bounds) - 1):
-        c0, c1 = bounds[k] // per, (bounds[k + 1] - 1) // per + 1
-        deg += (prefix[c1] - prefix[c0]) > 0
-    return np.repeat(deg, w.in_shape[1] * w.in_shape[2])
+        b0, b1 = int(bounds[k]), int(bounds[k + 1])
+        c0, c1 = b0 // per, (b1 - 1) // per + 1
+        fed = (prefix[c1] - prefix[c0]) > 0
+        if fed.any():
+            deg[fed] += costs.used_inputs(w, b0, b1)
+    return deg.ravel()
 
 
 # convolutions up to this many expanded synapses get exact output axons (expanded once)
@@ -373,7 +390,7 @@ def _out_degrees(program, cores, costs=None) -> dict[str, np.ndarray]:
         for g in groups:
             w = g.weights
             if isinstance(w, ConvShared) and w.nnz > EXACT_CONV_FANOUT_SYNAPSES:
-                outdeg[src] += _conv_outdegree(w, core_of[g.target])
+                outdeg[src] += _conv_outdegree(w, core_of[g.target], costs)
                 continue
             if isinstance(w, TokenShared):
                 pairs = _token_shared_pairs(w, core_of[g.target], n_cores, costs)

@@ -1,5 +1,6 @@
 """Placement invariants: every neuron once, every core within the target's limits."""
 import numpy as np
+import scipy.sparse as sp
 import pytest
 
 from nmc_deploy.compile.partition import partition_program
@@ -133,3 +134,36 @@ def test_cached_conv_input_positions_equal_the_direct_count():
         assert _SharedCosts().positions(w, start, stop) == _conv_input_positions(w, start, stop)
 
     check()
+
+
+def test_conv_outdegree_bound_holds_and_uses_positions():
+    """The position-aware bound for large convolutions never undercounts the exact
+    out-degree and is below the channel-only bound once runs are smaller than a plane."""
+    from nmc_deploy.compile.partition import _conv_outdegree, _csc_pairs
+    from nmc_deploy.program.shared_weights import ConvShared
+
+    rng = np.random.default_rng(0)
+    for groups, k, stride, pad in [(1, 3, 1, 1), (2, 3, 2, 0), (1, 1, 1, 0)]:
+        kernel = rng.integers(-3, 4, (4, 4 // groups, k, k)) * (rng.random((4, 4 // groups, k, k)) < .6)
+        w = ConvShared(kernel.astype(np.int32), (4, 7, 7), (stride, stride), (pad, pad),
+                       groups=groups)
+        n_out = w.shape[0]
+        cuts = np.sort(rng.choice(np.arange(1, n_out), size=n_out // 5, replace=False))
+        core_of = np.repeat(np.arange(len(cuts) + 1), np.diff(np.r_[0, cuts, n_out]))
+        n_cores = len(cuts) + 2
+        exact = np.bincount(_csc_pairs(sp.csc_matrix(w.tocsr()), core_of, n_cores) // n_cores,
+                            minlength=w.shape[1])
+        bound = _conv_outdegree(w, core_of)
+        assert np.all(bound >= exact)
+        dense = np.abs(w.tocsr()).toarray() > 0  # (outputs, inputs)
+        per, hw = w.out_hw[0] * w.out_hw[1], 49
+        ch_of_out = np.arange(n_out) // per
+        ch_feeds = np.zeros((4, 4), bool)  # (out channel, in channel) any tap, any position
+        for o in range(4):
+            ch_feeds[o] = dense[ch_of_out == o].reshape(-1, 4, hw).any(axis=(0, 2))
+        channel_only = np.zeros(w.shape[1], int)
+        for run in range(len(cuts) + 1):
+            chans = np.unique(ch_of_out[core_of == run])
+            channel_only += np.repeat(ch_feeds[chans].any(axis=0), hw)
+        assert np.all(bound <= channel_only)
+        assert np.any(bound < channel_only) or k == 1
