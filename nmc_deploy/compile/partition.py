@@ -307,19 +307,62 @@ def _token_shared_pairs(w, core_of_target, n_cores, costs) -> np.ndarray:
     per-channel prefix counts (no expanded matrix): source ``(i, n)`` reaches the core of a
     run ``[b0, b1)`` when some output channel o with ``b0 <= o N + n < b1`` has
     ``kernel[o, i] != 0``."""
+    bounds, cores = _segments(core_of_target)
+    pairs = [_run_pairs(w, costs.prefix(w), int(bounds[k]), int(bounds[k + 1]), int(cores[k]),
+                        n_cores) for k in range(len(cores))]
+    return np.concatenate(pairs) if pairs else np.zeros(0, np.int64)
+
+
+def _run_pairs(w, prefix, b0: int, b1: int, core: int, n_cores: int) -> np.ndarray:
+    """The (source, core) pairs of one run ``[b0, b1)`` of a TokenShared target."""
+    N = w.n_tokens
+    n = np.arange(N)
+    src = np.arange(w.kernel.shape[1])[None, :] * N + n[:, None]  # (N, C_in) flat source
+    lo = -((n - b0) // N)  # ceil((b0 - n) / N)
+    hi = -((n - b1) // N)
+    hit = (prefix[np.clip(hi, 0, prefix.shape[0] - 1)] -
+           prefix[np.clip(lo, 0, prefix.shape[0] - 1)]) > 0
+    return src[hit] * n_cores + core
+
+
+def _token_shared_degrees(w, core_of_target, n_cores, costs, pairs_on):
+    """Per source neuron of a :class:`TokenShared` group, the runs of cores (not flagged
+    in ``pairs_on``) it reaches, counted without listing pairs; and the distinct
+    (source, core) pairs on the flagged cores (:func:`_token_shared_pairs`' coding).
+
+    A run ``[b0, b1)`` of the (C_out, N) layout holds a tail of tokens of its first output
+    channel, whole channels, and a head of tokens of its last channel; source ``(i, n)``
+    reaches it if input channel i feeds a whole channel, or feeds the first (last) channel
+    and n is among that channel's tokens in the run.
+    """
     N = w.n_tokens
     prefix = costs.prefix(w)
     bounds, cores = _segments(core_of_target)
-    n = np.arange(N)
-    src = np.arange(w.kernel.shape[1])[None, :] * N + n[:, None]  # (N, C_in) flat source
-    pairs = []
+    c_in = prefix.shape[1]
+    deg = np.zeros((c_in, N), np.int64)
+    flagged = []
     for k in range(len(cores)):
-        lo = -((n - bounds[k]) // N)  # ceil((b0 - n) / N)
-        hi = -((n - bounds[k + 1]) // N)
-        hit = (prefix[np.clip(hi, 0, prefix.shape[0] - 1)] -
-               prefix[np.clip(lo, 0, prefix.shape[0] - 1)]) > 0
-        pairs.append(src[hit] * n_cores + cores[k])
-    return np.concatenate(pairs) if pairs else np.zeros(0, np.int64)
+        b0, b1 = int(bounds[k]), int(bounds[k + 1])
+        if pairs_on[cores[k]]:
+            flagged.append(_run_pairs(w, prefix, b0, b1, int(cores[k]), n_cores))
+            continue
+        first, last = b0 // N, (b1 - 1) // N
+        h0, t1 = b0 % N, (b1 - 1) % N + 1
+        feeds = lambda c0, c1: (prefix[c1] - prefix[c0]) > 0  # noqa: E731
+        if first == last:
+            deg[feeds(first, first + 1), h0:t1] += 1
+            continue
+        full = feeds(first + 1, last) if last > first + 1 else np.zeros(c_in, bool)
+        head, tail = feeds(first, first + 1) & ~full, feeds(last, last + 1) & ~full
+        deg[full] += 1
+        tokens = np.zeros(N, np.int64)
+        tokens[h0:] = 1
+        tokens[:t1] = 1
+        deg[head & tail] += tokens
+        deg[head & ~tail, h0:] += 1
+        deg[tail & ~head, :t1] += 1
+    pairs = np.concatenate(flagged) if flagged else np.zeros(0, np.int64)
+    return deg.ravel(), pairs
 
 
 def _conv_outdegree(w, core_of_target, costs=None) -> np.ndarray:
@@ -392,8 +435,12 @@ def _out_degrees(program, cores, costs=None) -> dict[str, np.ndarray]:
             if isinstance(w, ConvShared) and w.nnz > EXACT_CONV_FANOUT_SYNAPSES:
                 outdeg[src] += _conv_outdegree(w, core_of[g.target], costs)
                 continue
-            if isinstance(w, TokenShared):
-                pairs = _token_shared_pairs(w, core_of[g.target], n_cores, costs)
+            if isinstance(w, TokenShared):  # counts directly; pairs only on shared cores
+                deg, pairs = _token_shared_degrees(w, core_of[g.target], n_cores, costs,
+                                                   shared)
+                outdeg[src] += deg
+                overlap.append(pairs)
+                continue
             else:
                 pairs = _csc_pairs(costs.csc(w), core_of[g.target], n_cores)
             on_shared = shared[pairs % n_cores]
