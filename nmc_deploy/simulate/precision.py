@@ -3,9 +3,11 @@
 The loop (:mod:`~nmc_deploy.simulate.reference`) is one; a precision object supplies the
 input conversion, the synaptic input of a group, a relay's payload, the token selector's
 scores, the LI voltage scale and a population's neuron state with its step kernel
-(:func:`~nmc_deploy.loihi.neurons.lif_fixed_step` or its twin
-:func:`~nmc_deploy.loihi.neurons.lif_float_step`). ``FIXED`` runs a compiled ``Program``
-with Lava's arithmetic, ``FLOAT`` a ``FloatProgram`` (the lowered graph, unquantized).
+(:func:`~nmc_deploy.loihi.neurons.lif_fixed_step`, computed in float64 by
+:func:`~nmc_deploy.loihi.neurons.lif_fixed_step_f64` when the drive is bounded, or the float
+twin :func:`~nmc_deploy.loihi.neurons.lif_float_step`), and the synaptic drive of a
+population (:mod:`~nmc_deploy.simulate.drive`). ``FIXED`` runs a compiled ``Program`` with
+Lava's arithmetic, ``FLOAT`` a ``FloatProgram`` (the lowered graph, unquantized).
 """
 from __future__ import annotations
 
@@ -13,26 +15,31 @@ import numpy as np
 
 from ..loihi.attention import token_scores_fixed, token_scores_float
 from ..loihi.constants import DU_NO_CURRENT, MAX_V
-from ..loihi.neurons import effective_bias, lif_fixed_step, lif_float_step
+from ..loihi.neurons import effective_bias, lif_fixed_step, lif_fixed_step_f64, lif_float_step
 from ..loihi.synapses import synaptic_input
 from ..program import LI
+from .drive import fixed_drive, float_drive, plan_program
 from .inputs import as_input_sequence
 
 __all__ = ["FixedPrecision", "FloatPrecision", "FixedNeurons", "FloatNeurons", "FIXED", "FLOAT"]
 
 
 class FixedNeurons:
-    """One population's state (u, v) in fixed point, stepped by ``lif_fixed_step``.
+    """One population's state (u, v) in fixed point, stepped by ``lif_fixed_step``, or by its
+    float64 form ``lif_fixed_step_f64`` for a float64 drive (integers below
+    ``F64_INPUT_LIMIT``; the same values).
 
     ``gate`` (B, size) bool or None: neurons of dropped tokens (False) neither spike nor
     keep u, v. Counts what the stats report: ``active`` neuron updates (nonzero input or
     state, gated neurons excluded), ``u_wraps``, ``v_saturations``.
     """
 
-    def __init__(self, pop, gate: np.ndarray | None, batch: int):
+    def __init__(self, pop, gate: np.ndarray | None, batch: int, dtype=np.int64):
         n = pop.size
-        self.u = np.zeros((batch, n), np.int64)
-        self.v = np.zeros((batch, n), np.int64)
+        as_float = np.dtype(dtype) == np.float64
+        self.kernel = lif_fixed_step_f64 if as_float else lif_fixed_step
+        self.u = np.zeros((batch, n), np.float64 if as_float else np.int64)
+        self.v = np.zeros((batch, n), np.float64 if as_float else np.int64)
         self.gate = gate
         self.bias_eff = effective_bias(pop.bias_mant, pop.bias_exp)
         self.du = np.asarray(pop.du, np.int64) if isinstance(pop.du, np.ndarray) else pop.du
@@ -47,17 +54,21 @@ class FixedNeurons:
     def step(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Integrate the (B, size) synaptic input ``a``; returns ``(spikes, v)``."""
         u, v, gate = self.u, self.v, self.gate
-        busy = (a != 0) | (v != 0)
+        busy = np.logical_or(a, v)
         if self.has_current:
             busy |= u != 0
-        self.active += int(np.count_nonzero(busy if gate is None else busy & gate))
-        u, v, s, wrapped = lif_fixed_step(u, v, a, du=self.du, dv=self.dv, vth=self.vth,
-                                          bias_eff=self.bias_eff,
-                                          reset_subtract=self.reset_subtract)
+        if gate is not None:
+            busy &= gate
+        self.active += int(np.count_nonzero(busy))
+        u, v, s, wrapped = self.kernel(u, v, a, du=self.du, dv=self.dv, vth=self.vth,
+                                       bias_eff=self.bias_eff, reset_subtract=self.reset_subtract)
         if gate is not None:  # neurons of dropped tokens stay at rest
-            s, u, v, wrapped = s & gate, u * gate, v * gate, wrapped & gate
-        self.u_wraps += int(wrapped.sum())
-        self.v_saturations += int(np.count_nonzero(np.abs(v) == MAX_V))
+            s, u, v = s & gate, u * gate, v * gate
+            wrapped = None if wrapped is None else wrapped & gate
+        if wrapped is not None:
+            self.u_wraps += int(np.count_nonzero(wrapped))
+        if v.size and (v.max() >= MAX_V or v.min() <= -MAX_V):
+            self.v_saturations += int(np.count_nonzero(np.abs(v) == MAX_V))
         self.u, self.v = u, v
         return s, v
 
@@ -69,7 +80,7 @@ class FloatNeurons:
     population's voltage is read out ungated, as the lowered graph computes it.
     """
 
-    def __init__(self, pop, gate: np.ndarray | None, batch: int):
+    def __init__(self, pop, gate: np.ndarray | None, batch: int, dtype=np.float64):
         n = pop.size
         self.pop = pop
         self.gate = gate
@@ -108,6 +119,16 @@ class FixedPrecision:
         return g.weights
 
     @staticmethod
+    def plan(program) -> dict:
+        """Per population, how its drive is computed (:func:`~.drive.plan_program`)."""
+        return plan_program(program, fixed=True)
+
+    @staticmethod
+    def drive(pop, plan, src, activity) -> np.ndarray:
+        """(T, B, size) integer drive from other sources (:func:`~.drive.fixed_drive`)."""
+        return fixed_drive(pop, plan, src, activity)
+
+    @staticmethod
     def synaptic_input(g, s: np.ndarray) -> np.ndarray:
         """``(W @ s) << weight_exp`` of group ``g`` (one Sparse step; s: (n_src, cols))."""
         return synaptic_input(g.weights, s, g.weight_exp)
@@ -128,8 +149,9 @@ class FixedPrecision:
         return float(pop.scale)
 
     @staticmethod
-    def neurons(pop, gate, batch: int) -> FixedNeurons:
-        return FixedNeurons(pop, gate, batch)
+    def neurons(pop, gate, batch: int, dtype=np.int64) -> FixedNeurons:
+        """The state of ``pop``, in float64 for a float64 (bounded) drive."""
+        return FixedNeurons(pop, gate, batch, dtype)
 
 
 class FloatPrecision:
@@ -146,6 +168,15 @@ class FloatPrecision:
     @staticmethod
     def group_weights(g):
         return g.weight
+
+    @staticmethod
+    def plan(program) -> dict:
+        return plan_program(program, fixed=False)
+
+    @staticmethod
+    def drive(pop, plan, src, activity) -> np.ndarray:
+        """(T, B, size) float64 drive from other sources (:func:`~.drive.float_drive`)."""
+        return float_drive(pop, plan, src, activity)
 
     @staticmethod
     def synaptic_input(g, s: np.ndarray) -> np.ndarray:
@@ -166,8 +197,8 @@ class FloatPrecision:
         return 1.0
 
     @staticmethod
-    def neurons(pop, gate, batch: int) -> FloatNeurons:
-        return FloatNeurons(pop, gate, batch)
+    def neurons(pop, gate, batch: int, dtype=np.float64) -> FloatNeurons:
+        return FloatNeurons(pop, gate, batch, dtype)
 
 
 FIXED = FixedPrecision()

@@ -1,9 +1,10 @@
 """The outputs of every group source over a batch, as the reference simulation produces them.
 
 A group reads its source (the input, the constant, a population's spikes, a relay's
-payloads, an attention op's counts or a token selector's gated stream) as (n_src, T*B)
-columns, t-major; :class:`SourceStreams` computes the derived ones once, in the
-simulation's precision.
+payloads, an attention op's counts or a token selector's gated stream) as (T*B, n_src)
+rows, t-major (row ``t B + b`` is sample b at step t; :meth:`SourceStreams.rows`), or as
+the transposed (n_src, T*B) columns (:meth:`SourceStreams.__call__`);
+:class:`SourceStreams` computes the derived ones once, in the simulation's precision.
 """
 from __future__ import annotations
 
@@ -12,7 +13,17 @@ import numpy as np
 from ..loihi.attention import attention_counts, top_k_mask
 from ..program import SourceKind
 
-__all__ = ["SourceStreams", "lagged_columns"]
+__all__ = ["SourceStreams", "lagged_columns", "lagged_rows"]
+
+
+def lagged_rows(x: np.ndarray, lag: int, batch: int) -> np.ndarray:
+    """Rows t-major (T*B, n) shifted by ``lag`` steps (zeros for t < lag)."""
+    if not lag:
+        return x
+    out = np.zeros_like(x)
+    if lag * batch < x.shape[0]:
+        out[lag * batch:] = x[:x.shape[0] - lag * batch]
+    return out
 
 
 def lagged_columns(x: np.ndarray, lag: int, batch: int) -> np.ndarray:
@@ -51,37 +62,65 @@ class SourceStreams:
         self.op_stats: dict[str, int] = {}
         self.masks: dict[str, np.ndarray] = {}  # selector -> (B, N) bool
         self.sel_stats: dict[str, dict] = {}
+        self._abs_max: dict[str, float] = {}
+        self._active: dict[tuple[str, int], np.ndarray] = {}
 
     def __call__(self, src: str, lag: int = 0) -> np.ndarray:
-        return lagged_columns(self._base(src), lag, self.B) if lag else self._base(src)
+        """(n_src, T*B) columns of ``src`` delayed by ``lag`` steps, in the precision's dtype."""
+        return self.rows(src, lag).T.astype(self.dtype)
+
+    def rows(self, src: str, lag: int = 0) -> np.ndarray:
+        """(T*B, n_src) rows of ``src`` delayed by ``lag`` steps; a population's spikes as
+        bool (a view), every other source in the precision's dtype. Not to be modified."""
+        return lagged_rows(self._base(src), lag, self.B) if lag else self._base(src)
+
+    def abs_max(self, src: str) -> float:
+        """The largest magnitude ``src`` emits in this batch (1 for spikes)."""
+        if src not in self._abs_max:
+            x = self._base(src)
+            self._abs_max[src] = 1.0 if x.dtype == bool else float(np.abs(x).max(initial=0))
+        return self._abs_max[src]
+
+    def active(self, src: str, lag: int = 0) -> np.ndarray:
+        """(n_src,) int64: rows in which each neuron of ``src`` (delayed by ``lag``) is
+        nonzero, i.e. the messages it sends."""
+        key = (src, lag)
+        if key not in self._active:
+            x = self._base(src)
+            if lag:
+                x = x[:max(0, x.shape[0] - lag * self.B)]
+            self._active[key] = np.count_nonzero(x, axis=0).astype(np.int64)
+        return self._active[key]
 
     def _base(self, src: str) -> np.ndarray:
         T, B = self.T, self.B
         kind = self.kinds[src]
         if kind is SourceKind.INPUT:
-            return self.x.transpose(2, 1, 0).reshape(-1, T * B).astype(self.dtype, copy=False)
+            if src not in self.out:
+                self.out[src] = self.x.transpose(1, 0, 2).reshape(T * B, -1).astype(self.dtype)
+            return self.out[src]
         if kind is SourceKind.CONST:
-            return np.ones((1, T * B), self.dtype)
+            return np.ones((T * B, 1), self.dtype)
         if kind is SourceKind.ATTENTION:
             if src not in self.out:
                 op = self.ops[src]
                 flat = lambda name: self.spikes[name].reshape(T * B, -1)  # noqa: E731
                 C, n_ops = attention_counts(flat(op.q), flat(op.k), flat(op.v), op.num_heads,
                                             op.dim, op.n_tokens)
-                self.out[src] = C.T.astype(self.dtype)
+                self.out[src] = C.astype(self.dtype, copy=False)
                 self.op_stats[src] = int(n_ops.sum())
             return self.out[src]
         if kind is SourceKind.SELECTOR:
             if src not in self.out:
-                self.out[src] = self._select(self.sels[src])
+                self.out[src] = np.ascontiguousarray(self._select(self.sels[src]).T)
             return self.out[src]
         if kind is SourceKind.RELAY:
-            return self.payloads[src].reshape(T * B, -1).T.astype(self.dtype, copy=False)
-        return self.spikes[src].reshape(T * B, -1).T.astype(self.dtype)
+            return self.payloads[src].reshape(T * B, -1).astype(self.dtype, copy=False)
+        return self.spikes[src].reshape(T * B, -1)
 
     def steps(self, src: str) -> np.ndarray:
-        """The source's output per step, (T, B, n)."""
-        return self(src).reshape(-1, self.T, self.B).transpose(1, 2, 0)
+        """The source's output per step, (T, B, n), in the precision's dtype."""
+        return self.rows(src).reshape(self.T, self.B, -1).astype(self.dtype, copy=False)
 
     def relay(self, pop, a_in: np.ndarray) -> np.ndarray:
         """Store and return the (T, B, n) payloads of relay ``pop`` for its synaptic input

@@ -1,0 +1,214 @@
+"""The synaptic drive of a population for all steps of a batch: ``a_in`` of every neuron.
+
+Fixed point (:func:`fixed_drive`), per population::
+
+    a_in = sum over groups g of (W_g @ x_src(g)) << weight_exp_g        (>> if negative)
+
+on (T*B, n) rows (:meth:`~nmc_deploy.simulate.sources.SourceStreams.rows`). A shared-weight
+group (token-parallel layer, convolution) runs as one batched product with samples x steps
+x tokens as the batch (:mod:`nmc_deploy.loihi.products`), never as the expanded matrix; any
+other group keeps the sparse product of :func:`~nmc_deploy.loihi.synapses.synaptic_input`.
+Groups into one population that share the same stored weights, the same non-negative
+exponent and the same lag (a residual stream read by the next layer: one kernel, several
+source populations) form one *stage*: their sources are summed first, ``W s1 << e + W s2 << e
+== W (s1 + s2) << e`` in integers, so the stage costs one product. (A negative exponent
+floors each group's sum, so such groups stay apart.)
+
+Every product is integer-exact (:func:`~nmc_deploy.loihi.products.exact_dtype` bounds its
+partial sums), so the drive equals the integer one, value for value. When the bound of the
+whole drive (the sum over stages and recurrent groups of ``max row sum |W| * max |x| *
+2**weight_exp``) is below :data:`~nmc_deploy.loihi.neurons.F64_INPUT_LIMIT`, the drive is
+returned in float64 (integers, exact) and the neurons step in float64
+(:func:`~nmc_deploy.loihi.neurons.lif_fixed_step_f64`); otherwise in int64.
+
+Float (:func:`float_drive`): ``sum_g W_g @ x`` per group in float64, the lowered graph's
+real matrices, with the arithmetic of the shared matrices' ``@`` (results unchanged).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..loihi.neurons import F64_INPUT_LIMIT
+from ..loihi.products import conv_product, exact_dtype, token_product
+from ..loihi.synapses import synaptic_input
+from ..program.shared_weights import ConvShared, TokenShared, is_shared, source_fanout
+
+__all__ = ["Stage", "PopulationPlan", "plan_program", "fixed_drive", "float_drive",
+           "DENSE_KERNEL_DENSITY"]
+
+# A token-parallel kernel at least this dense runs as a dense (BLAS) product; a sparser one
+# as a sparse product (measured crossover on this project's 2-core machine: ~5 %).
+DENSE_KERNEL_DENSITY = 0.05
+
+
+def _max_row_abs_sum(w) -> float:
+    """``max_o sum_i |W[o, i]|`` (of the stored kernel: the same for every expanded row)."""
+    if isinstance(w, TokenShared):
+        k = abs(w.kernel)
+        return float(k.sum(axis=1).max()) if k.nnz else 0.0
+    if isinstance(w, ConvShared):
+        k = np.abs(w.kernel.astype(np.float64))
+        return float(k.reshape(k.shape[0], -1).sum(axis=1).max(initial=0.0))
+    k = abs(sp.csr_matrix(w)).astype(np.float64)
+    return float(k.sum(axis=1).max()) if k.nnz else 0.0
+
+
+def _same_weights(a, b) -> bool:
+    """True if shared matrices ``a`` and ``b`` store the same weights at the same places."""
+    if isinstance(a, TokenShared) and isinstance(b, TokenShared):
+        return (a.n_tokens == b.n_tokens and a.kernel.shape == b.kernel.shape and
+                a.kernel.dtype == b.kernel.dtype and (a.kernel != b.kernel).nnz == 0)
+    if isinstance(a, ConvShared) and isinstance(b, ConvShared):
+        return (a.in_shape == b.in_shape and a.stride == b.stride and a.padding == b.padding
+                and a.dilation == b.dilation and a.groups == b.groups and
+                a.kernel.dtype == b.kernel.dtype and a.kernel.shape == b.kernel.shape and
+                np.array_equal(a.kernel, b.kernel))
+    return False
+
+
+@dataclass
+class Stage:
+    """Groups into one population computed as one product of ``weights`` (see the module
+    docstring): their sources summed, then ``(W @ x) << weight_exp``."""
+
+    groups: list
+    weights: object  # TokenShared, ConvShared or a scipy matrix
+    weight_exp: int
+    lag: int
+    w_bound: float  # max row sum |W|
+    _kernels: dict = field(default_factory=dict)  # dtype -> kernel ready for the product
+
+    @property
+    def sources(self) -> list[str]:
+        return [g.source for g in self.groups]
+
+    def can_take(self, g) -> bool:
+        return (is_shared(g.weights) and g.lag == self.lag and g.weight_exp == self.weight_exp
+                and g.weight_exp >= 0 and _same_weights(self.weights, g.weights))
+
+    def kernel(self, dtype):
+        """The stored kernel as the product wants it: dense of ``dtype``, or sparse."""
+        key = np.dtype(dtype)
+        if key not in self._kernels:
+            w = self.weights
+            if isinstance(w, TokenShared):
+                k = w.kernel
+                dense = k.nnz >= DENSE_KERNEL_DENSITY * k.shape[0] * k.shape[1]
+                self._kernels[key] = k.toarray().astype(key) if dense else k.astype(key)
+            else:
+                self._kernels[key] = np.asarray(w.kernel).astype(key)
+        return self._kernels[key]
+
+    def product(self, x: np.ndarray, dtype) -> np.ndarray:
+        """``W @ x`` of rows ``x`` (T*B, n_src) -> (T*B, n_out) of ``dtype``."""
+        w = self.weights
+        if isinstance(w, TokenShared):
+            return token_product(self.kernel(dtype), x, w.n_tokens, dtype)
+        return conv_product(self.kernel(dtype), x, w.in_shape, stride=w.stride,
+                            padding=w.padding, dilation=w.dilation, groups=w.groups,
+                            dtype=dtype)
+
+
+@dataclass
+class PopulationPlan:
+    """How the drive of one population is computed: its groups from other sources (program
+    order), in fixed point merged into stages where they share weights, and its recurrent
+    groups (``own``)."""
+
+    groups: list
+    own: list
+    stages: list[Stage]  # fixed point only (empty for a FloatProgram)
+    own_bound: float  # sum over own groups of max row sum |W| * 2**weight_exp (spikes <= 1)
+    fanouts: dict  # group name -> nonzero weights per source neuron (fixed point)
+
+
+def _stages(groups) -> list[Stage]:
+    stages: list[Stage] = []
+    for g in groups:
+        stage = next((s for s in stages if s.can_take(g)), None)
+        if stage is None:
+            stages.append(Stage([g], g.weights, g.weight_exp, g.lag,
+                                _max_row_abs_sum(g.weights)))
+        else:
+            stage.groups.append(g)
+    return stages
+
+
+def plan_program(program, fixed: bool = True) -> dict[str, PopulationPlan]:
+    """The plan of every population of ``program`` (a ``Program`` if ``fixed``, else a
+    ``FloatProgram``: no stages, bounds or fan-outs)."""
+    by_target: dict[str, list] = {}
+    for g in program.groups:
+        by_target.setdefault(g.target, []).append(g)
+    plans = {}
+    for pop in program.populations:
+        groups = by_target.get(pop.name, [])
+        own = [g for g in groups if g.source == pop.name]
+        other = [g for g in groups if g.source != pop.name]
+        if not fixed:
+            plans[pop.name] = PopulationPlan(other, own, [], 0.0, {})
+            continue
+        own_bound = sum(_max_row_abs_sum(g.weights) * 2.0 ** g.weight_exp for g in own)
+        fanouts = {g.name: source_fanout(g.weights) for g in groups if g.kind != "attention"}
+        plans[pop.name] = PopulationPlan(other, own, _stages(other), own_bound, fanouts)
+    return plans
+
+
+def _shifted(y: np.ndarray, weight_exp: int) -> np.ndarray:
+    """``y << weight_exp`` (``>>``: floor) of integer-valued ``y``, in its own dtype."""
+    if weight_exp == 0:
+        return y
+    if y.dtype.kind == "f":
+        y = y * 2.0 ** weight_exp  # exact: a power of two
+        return np.floor(y, out=y) if weight_exp < 0 else y
+    return y << weight_exp if weight_exp > 0 else y >> (-weight_exp)
+
+
+def _stage_input(stage: Stage, src, bound: float):
+    """The summed source rows of ``stage`` and the dtype of its exact product."""
+    rows = [src.rows(s, stage.lag) for s in stage.sources]
+    dtype = exact_dtype(bound)
+    if len(rows) == 1:
+        return rows[0], dtype
+    x = rows[0].astype(dtype)  # bool spikes summed as numbers (not OR)
+    for r in rows[1:]:
+        x += r
+    return x, dtype
+
+
+def fixed_drive(pop, plan: PopulationPlan, src, activity=None) -> np.ndarray:
+    """(T, B, size) integer synaptic drive of ``pop`` from other sources (float64 holding
+    integers when its bound allows, else int64); counts each group in ``activity``."""
+    T, B = src.T, src.B
+    x_max = {s: src.abs_max(s) for st in plan.stages for s in st.sources}
+    bounds = [st.w_bound * sum(x_max[s] for s in st.sources) for st in plan.stages]
+    total_bound = plan.own_bound + sum(b * 2.0 ** st.weight_exp
+                                       for b, st in zip(bounds, plan.stages))
+    as_float = total_bound < F64_INPUT_LIMIT
+    total = np.zeros((T * B, pop.size), np.float64 if as_float else np.int64)
+    for st, bound in zip(plan.stages, bounds):
+        if is_shared(st.weights):
+            x, dtype = _stage_input(st, src, bound)
+            y = st.product(x, dtype)
+            if not as_float and y.dtype.kind == "f":
+                y = y.astype(np.int64)
+            total += _shifted(y, st.weight_exp)
+        else:  # the sparse product of one group, unchanged
+            s = src.rows(st.sources[0], st.lag).T.astype(np.int64)
+            total += synaptic_input(st.weights, s, st.weight_exp).T
+        if activity is not None:
+            for g in st.groups:
+                activity.count_group(g, plan.fanouts.get(g.name), src.active(g.source, g.lag))
+    return total.reshape(T, B, pop.size)
+
+
+def float_drive(pop, plan: PopulationPlan, src, activity=None) -> np.ndarray:
+    """(T, B, size) float64 drive of ``pop`` from other sources, group by group in program
+    order (``W @ x`` of each real matrix on (n_src, T*B) columns)."""
+    total = np.zeros((pop.size, src.T * src.B), np.float64)
+    for g in plan.groups:
+        total += np.asarray(g.weight @ src(g.source, g.lag))
+    return total.T.reshape(src.T, src.B, pop.size)
