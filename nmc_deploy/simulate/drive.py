@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..loihi.neurons import F64_INPUT_LIMIT
-from ..loihi.products import conv_product, exact_dtype, token_product
+from ..loihi.products import FLOAT32_EXACT, conv_product, exact_dtype, token_product
 from ..loihi.synapses import synaptic_input
 from ..program.shared_weights import ConvShared, TokenShared, is_shared, source_fanout
 
@@ -79,37 +79,52 @@ class Stage:
     weight_exp: int
     lag: int
     w_bound: float  # max row sum |W|
+    reused: bool = False  # another stage reads the same sources (their sum is kept)
     _kernels: dict = field(default_factory=dict)  # dtype -> kernel ready for the product
 
     @property
     def sources(self) -> list[str]:
         return [g.source for g in self.groups]
 
+    @property
+    def input_key(self) -> tuple:
+        return (tuple(self.sources), self.lag)
+
     def can_take(self, g) -> bool:
         return (is_shared(g.weights) and g.lag == self.lag and g.weight_exp == self.weight_exp
                 and g.weight_exp >= 0 and _same_weights(self.weights, g.weights))
 
+    @property
+    def folded_shift(self) -> int:
+        """The left shift multiplied into the kernel (a non-negative exponent; a negative
+        one floors the product afterwards)."""
+        return max(self.weight_exp, 0)
+
     def kernel(self, dtype):
-        """The stored kernel as the product wants it: dense of ``dtype``, or sparse."""
+        """``W << folded_shift`` as the product wants it: dense of ``dtype``, or sparse
+        (exact: a power of two only changes the exponent)."""
         key = np.dtype(dtype)
         if key not in self._kernels:
-            w = self.weights
+            w, scale = self.weights, 2 ** self.folded_shift
             if isinstance(w, TokenShared):
                 k = w.kernel
                 dense = k.nnz >= DENSE_KERNEL_DENSITY * k.shape[0] * k.shape[1]
-                self._kernels[key] = k.toarray().astype(key) if dense else k.astype(key)
+                k = k.toarray() if dense else k
+                self._kernels[key] = k.astype(key) * scale
             else:
-                self._kernels[key] = np.asarray(w.kernel).astype(key)
+                self._kernels[key] = np.asarray(w.kernel).astype(key) * scale
         return self._kernels[key]
 
     def product(self, x: np.ndarray, dtype) -> np.ndarray:
-        """``W @ x`` of rows ``x`` (T*B, n_src) -> (T*B, n_out) of ``dtype``."""
+        """``(W @ x) << weight_exp`` of rows ``x`` (T*B, n_src) -> (T*B, n_out) of ``dtype``."""
         w = self.weights
         if isinstance(w, TokenShared):
-            return token_product(self.kernel(dtype), x, w.n_tokens, dtype)
-        return conv_product(self.kernel(dtype), x, w.in_shape, stride=w.stride,
-                            padding=w.padding, dilation=w.dilation, groups=w.groups,
-                            dtype=dtype)
+            y = token_product(self.kernel(dtype), x, w.n_tokens, dtype)
+        else:
+            y = conv_product(self.kernel(dtype), x, w.in_shape, stride=w.stride,
+                             padding=w.padding, dilation=w.dilation, groups=w.groups,
+                             dtype=dtype)
+        return _shifted(y, min(self.weight_exp, 0))
 
 
 @dataclass
@@ -154,6 +169,13 @@ def plan_program(program, fixed: bool = True) -> dict[str, PopulationPlan]:
         own_bound = sum(_max_row_abs_sum(g.weights) * 2.0 ** g.weight_exp for g in own)
         fanouts = {g.name: source_fanout(g.weights) for g in groups if g.kind != "attention"}
         plans[pop.name] = PopulationPlan(other, own, _stages(other), own_bound, fanouts)
+    readers: dict[tuple, int] = {}
+    for p in plans.values():
+        for st in p.stages:
+            readers[st.input_key] = readers.get(st.input_key, 0) + 1
+    for p in plans.values():
+        for st in p.stages:
+            st.reused = readers[st.input_key] > 1
     return plans
 
 
@@ -167,41 +189,50 @@ def _shifted(y: np.ndarray, weight_exp: int) -> np.ndarray:
     return y << weight_exp if weight_exp > 0 else y >> (-weight_exp)
 
 
-def _stage_input(stage: Stage, src, bound: float):
-    """The summed source rows of ``stage`` and the dtype of its exact product."""
-    rows = [src.rows(s, stage.lag) for s in stage.sources]
-    dtype = exact_dtype(bound)
-    if len(rows) == 1:
-        return rows[0], dtype
-    x = rows[0].astype(dtype)  # bool spikes summed as numbers (not OR)
-    for r in rows[1:]:
-        x += r
-    return x, dtype
+def _stage_bounds(stage: Stage, src) -> tuple[float, float]:
+    """(bound of the product's partial sums, bound of the stage's shifted output)."""
+    x_sum = sum(src.abs_max(s) for s in stage.sources)
+    product = stage.w_bound * x_sum * 2.0 ** stage.folded_shift
+    if stage.weight_exp >= 0:
+        return product, product
+    return product, product * 2.0 ** stage.weight_exp + 1.0  # the floor adds at most 1
+
+
+def _drive_dtype(bound: float) -> np.dtype:
+    """float32 or float64 holding integers (below 2**24, resp. F64_INPUT_LIMIT), else int64."""
+    if bound < FLOAT32_EXACT:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64 if bound < F64_INPUT_LIMIT else np.int64)
 
 
 def fixed_drive(pop, plan: PopulationPlan, src, activity=None) -> np.ndarray:
-    """(T, B, size) integer synaptic drive of ``pop`` from other sources (float64 holding
-    integers when its bound allows, else int64); counts each group in ``activity``."""
+    """(T, B, size) integer synaptic drive of ``pop`` from other sources (float32 or float64
+    holding integers when its bound allows, else int64); counts each group in ``activity``."""
     T, B = src.T, src.B
-    x_max = {s: src.abs_max(s) for st in plan.stages for s in st.sources}
-    bounds = [st.w_bound * sum(x_max[s] for s in st.sources) for st in plan.stages]
-    total_bound = plan.own_bound + sum(b * 2.0 ** st.weight_exp
-                                       for b, st in zip(bounds, plan.stages))
-    as_float = total_bound < F64_INPUT_LIMIT
-    total = np.zeros((T * B, pop.size), np.float64 if as_float else np.int64)
-    for st, bound in zip(plan.stages, bounds):
+    bounds = [_stage_bounds(st, src) for st in plan.stages]
+    dtype = _drive_dtype(plan.own_bound + sum(b[1] for b in bounds))
+    total = None
+    for st, (b_product, _) in zip(plan.stages, bounds):
         if is_shared(st.weights):
-            x, dtype = _stage_input(st, src, bound)
-            y = st.product(x, dtype)
-            if not as_float and y.dtype.kind == "f":
+            p_dtype = exact_dtype(b_product)
+            x = src.summed(st.sources, st.lag, p_dtype, keep=st.reused)
+            y = st.product(x, p_dtype)
+            if dtype.kind == "i" and y.dtype.kind == "f":
                 y = y.astype(np.int64)
-            total += _shifted(y, st.weight_exp)
         else:  # the sparse product of one group, unchanged
             s = src.rows(st.sources[0], st.lag).T.astype(np.int64)
-            total += synaptic_input(st.weights, s, st.weight_exp).T
+            y = synaptic_input(st.weights, s, st.weight_exp).T
+        if total is None and y.dtype == dtype and y.flags.c_contiguous:
+            total = y  # a new array of the product: the drive itself
+        else:
+            if total is None:
+                total = np.zeros((T * B, pop.size), dtype)
+            total += y
         if activity is not None:
             for g in st.groups:
                 activity.count_group(g, plan.fanouts.get(g.name), src.active(g.source, g.lag))
+    if total is None:
+        total = np.zeros((T * B, pop.size), dtype)
     return total.reshape(T, B, pop.size)
 
 

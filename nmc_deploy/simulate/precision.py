@@ -24,9 +24,19 @@ from .inputs import as_input_sequence
 __all__ = ["FixedPrecision", "FloatPrecision", "FixedNeurons", "FloatNeurons", "FIXED", "FLOAT"]
 
 
+# A population without recurrence runs in blocks of at most this many neurons x samples,
+# all T steps of a block at once, so that its state stays in the CPU cache.
+BLOCK_ELEMENTS = 65536
+
+
+def _part(p, cols: slice):
+    """Per-neuron parameter ``p`` (scalar or (size,) array) for the neurons ``cols``."""
+    return p[cols] if isinstance(p, np.ndarray) and p.ndim else p
+
+
 class FixedNeurons:
     """One population's state (u, v) in fixed point, stepped by ``lif_fixed_step``, or by its
-    float64 form ``lif_fixed_step_f64`` for a float64 drive (integers below
+    float64 form ``lif_fixed_step_f64`` for a float drive (integers below
     ``F64_INPUT_LIMIT``; the same values).
 
     ``gate`` (B, size) bool or None: neurons of dropped tokens (False) neither spike nor
@@ -36,7 +46,7 @@ class FixedNeurons:
 
     def __init__(self, pop, gate: np.ndarray | None, batch: int, dtype=np.int64):
         n = pop.size
-        as_float = np.dtype(dtype) == np.float64
+        as_float = np.dtype(dtype).kind == "f"
         self.kernel = lif_fixed_step_f64 if as_float else lif_fixed_step
         self.u = np.zeros((batch, n), np.float64 if as_float else np.int64)
         self.v = np.zeros((batch, n), np.float64 if as_float else np.int64)
@@ -51,17 +61,17 @@ class FixedNeurons:
         self.u_wraps = 0
         self.v_saturations = 0
 
-    def step(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Integrate the (B, size) synaptic input ``a``; returns ``(spikes, v)``."""
-        u, v, gate = self.u, self.v, self.gate
+    def _advance(self, u, v, a, gate, cols: slice):
+        """One step of the neurons ``cols`` with state ``u, v`` (counted); new ``(u, v, s)``."""
         busy = np.logical_or(a, v)
         if self.has_current:
             busy |= u != 0
         if gate is not None:
             busy &= gate
         self.active += int(np.count_nonzero(busy))
-        u, v, s, wrapped = self.kernel(u, v, a, du=self.du, dv=self.dv, vth=self.vth,
-                                       bias_eff=self.bias_eff, reset_subtract=self.reset_subtract)
+        u, v, s, wrapped = self.kernel(u, v, a, du=_part(self.du, cols), dv=_part(self.dv, cols),
+                                       vth=self.vth, bias_eff=_part(self.bias_eff, cols),
+                                       reset_subtract=self.reset_subtract)
         if gate is not None:  # neurons of dropped tokens stay at rest
             s, u, v = s & gate, u * gate, v * gate
             wrapped = None if wrapped is None else wrapped & gate
@@ -69,8 +79,32 @@ class FixedNeurons:
             self.u_wraps += int(np.count_nonzero(wrapped))
         if v.size and (v.max() >= MAX_V or v.min() <= -MAX_V):
             self.v_saturations += int(np.count_nonzero(np.abs(v) == MAX_V))
-        self.u, self.v = u, v
-        return s, v
+        return u, v, s
+
+    def step(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Integrate the (B, size) synaptic input ``a``; returns ``(spikes, v)``."""
+        self.u, self.v, s = self._advance(self.u, self.v, a, self.gate, slice(None))
+        return s, self.v
+
+    def run(self, drive: np.ndarray, volts: np.ndarray | None = None) -> np.ndarray:
+        """All steps of the (T, B, size) ``drive`` (no recurrence), block by block of
+        ``BLOCK_ELEMENTS``; returns the (T, B, size) spikes and writes v into ``volts``."""
+        T, B, n = drive.shape
+        out = np.zeros(drive.shape, bool)
+        n_cols = max(1, min(n, BLOCK_ELEMENTS))
+        n_rows = max(1, BLOCK_ELEMENTS // n_cols)
+        for b0 in range(0, B, n_rows):
+            for n0 in range(0, n, n_cols):
+                rows, cols = slice(b0, b0 + n_rows), slice(n0, n0 + n_cols)
+                u, v = self.u[rows, cols], self.v[rows, cols]
+                gate = None if self.gate is None else self.gate[rows, cols]
+                for t in range(T):
+                    u, v, s = self._advance(u, v, drive[t, rows, cols], gate, cols)
+                    out[t, rows, cols] = s
+                    if volts is not None:
+                        volts[t, rows, cols] = v
+                self.u[rows, cols], self.v[rows, cols] = u, v
+        return out
 
 
 class FloatNeurons:

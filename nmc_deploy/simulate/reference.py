@@ -143,8 +143,10 @@ class _Activity:
 def _run_population(neurons, drive: np.ndarray, own, precision, record_voltage: bool):
     """Step ``neurons`` through the (T, B, n) ``drive`` plus their own spikes of ``t - lag``
     through the recurrent groups ``own``; returns ``(spikes, voltages or None)``."""
-    out = np.zeros(drive.shape, bool)
     volts = np.zeros(drive.shape, precision.dtype) if record_voltage else None
+    if not own and hasattr(neurons, "run"):
+        return neurons.run(drive, volts), volts
+    out = np.zeros(drive.shape, bool)
     for t in range(drive.shape[0]):
         a = drive[t]
         for g in own:  # own spikes of step t - lag, through one synapse stage

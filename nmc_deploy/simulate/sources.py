@@ -63,6 +63,7 @@ class SourceStreams:
         self.masks: dict[str, np.ndarray] = {}  # selector -> (B, N) bool
         self.sel_stats: dict[str, dict] = {}
         self._abs_max: dict[str, float] = {}
+        self._sums: dict[tuple, np.ndarray] = {}
         self._active: dict[tuple[str, int], np.ndarray] = {}
 
     def __call__(self, src: str, lag: int = 0) -> np.ndarray:
@@ -73,6 +74,23 @@ class SourceStreams:
         """(T*B, n_src) rows of ``src`` delayed by ``lag`` steps; a population's spikes as
         bool (a view), every other source in the precision's dtype. Not to be modified."""
         return lagged_rows(self._base(src), lag, self.B) if lag else self._base(src)
+
+    def summed(self, sources, lag: int, dtype, keep: bool = False) -> np.ndarray:
+        """The sum of the rows of ``sources`` (delayed by ``lag``) in ``dtype`` (bool spikes
+        summed as numbers); one source is returned as it is. ``keep``: remember the sum for
+        other readers of the same sources in this batch."""
+        key = (tuple(sources), lag, np.dtype(dtype))
+        if key in self._sums:
+            return self._sums[key]
+        rows = [self.rows(s, lag) for s in sources]
+        if len(rows) == 1 and not keep:
+            return rows[0]
+        x = rows[0].astype(dtype)
+        for r in rows[1:]:
+            x += r
+        if keep:
+            self._sums[key] = x
+        return x
 
     def abs_max(self, src: str) -> float:
         """The largest magnitude ``src`` emits in this batch (1 for spikes)."""
@@ -119,8 +137,8 @@ class SourceStreams:
         return self.spikes[src].reshape(T * B, -1)
 
     def steps(self, src: str) -> np.ndarray:
-        """The source's output per step, (T, B, n), in the precision's dtype."""
-        return self.rows(src).reshape(self.T, self.B, -1).astype(self.dtype, copy=False)
+        """The source's output per step, (T, B, n) (spikes as bool)."""
+        return self.rows(src).reshape(self.T, self.B, -1)
 
     def relay(self, pop, a_in: np.ndarray) -> np.ndarray:
         """Store and return the (T, B, n) payloads of relay ``pop`` for its synaptic input
