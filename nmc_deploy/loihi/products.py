@@ -32,12 +32,16 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["FLOAT32_EXACT", "FLOAT64_EXACT", "IM2COL_BYTES", "exact_dtype", "token_product",
-           "conv_product"]
+__all__ = ["FLOAT32_EXACT", "FLOAT64_EXACT", "IM2COL_BYTES", "ONE_PRODUCT_MACS",
+           "exact_dtype", "token_product", "conv_product"]
 
 FLOAT32_EXACT = 2.0 ** 24  # integers of magnitude < 2**24 are exact in float32 (24-bit mantissa)
 FLOAT64_EXACT = 2.0 ** 53  # and < 2**53 in float64
 IM2COL_BYTES = 64 * 2 ** 20  # rows of a convolution are unfolded in chunks of at most this size
+# A token kernel of at least this many weights multiplies all rows in one product (the rows
+# transposed to (C_in, R N) first); a smaller one runs one product per row, cheaper than the
+# transposition. One large product also keeps BLAS's threads in step on a busy machine.
+ONE_PRODUCT_MACS = 128 * 128
 
 
 def exact_dtype(bound: float) -> np.dtype:
@@ -67,16 +71,18 @@ def token_product(kernel, x: np.ndarray, n_tokens: int, dtype) -> np.ndarray:
     Returns
     -------
     ndarray
-        (R, C_out N) of ``dtype``.
+        (R, C_out, N) of ``dtype``, possibly a transposed view.
     """
     c_out, c_in = kernel.shape
     rows = x.shape[0]
-    X = x.reshape(rows, c_in, n_tokens).astype(dtype, copy=False)
-    if sp.issparse(kernel):
-        cols = X.transpose(1, 0, 2).reshape(c_in, rows * n_tokens)
-        y = np.asarray(kernel.astype(dtype) @ cols)
-        return y.reshape(c_out, rows, n_tokens).transpose(1, 0, 2).reshape(rows, -1)
-    return np.matmul(kernel.astype(dtype, copy=False), X).reshape(rows, c_out * n_tokens)
+    X = x.reshape(rows, c_in, n_tokens)
+    if sp.issparse(kernel) or c_out * c_in >= ONE_PRODUCT_MACS:
+        cols = np.empty((c_in, rows, n_tokens), dtype)
+        cols[...] = X.transpose(1, 0, 2)
+        k = kernel.astype(dtype) if sp.issparse(kernel) else kernel.astype(dtype, copy=False)
+        y = np.asarray(k @ cols.reshape(c_in, rows * n_tokens))
+        return y.reshape(c_out, rows, n_tokens).transpose(1, 0, 2)
+    return np.matmul(kernel.astype(dtype, copy=False), X.astype(dtype, copy=False))
 
 
 def conv_out_hw(in_hw, k_hw, stride, padding, dilation) -> tuple[int, int]:
@@ -87,11 +93,12 @@ def conv_out_hw(in_hw, k_hw, stride, padding, dilation) -> tuple[int, int]:
 
 def conv_product(kernel: np.ndarray, x: np.ndarray, in_shape, *, stride=(1, 1), padding=(0, 0),
                  dilation=(1, 1), groups: int = 1, dtype=np.float64) -> np.ndarray:
-    """A convolution of each row, ``(R, C_in H W) -> (R, C_out H_out W_out)`` in C order; see
-    the module docstring.
+    """A convolution of each row, ``(R, C_in H W) -> (R, C_out, H_out W_out)``; see the
+    module docstring.
 
     ``kernel``: (C_out, C_in/groups, kH, kW); ``in_shape``: (C_in, H, W). Rows are unfolded
-    (im2col) in chunks of at most :data:`IM2COL_BYTES`. Returns an array of ``dtype``.
+    (im2col) in chunks of at most :data:`IM2COL_BYTES`. Returns an array of ``dtype``,
+    possibly a transposed view.
     """
     co, cig, kh, kw = kernel.shape
     ci, H, W = (int(v) for v in in_shape)
@@ -99,12 +106,14 @@ def conv_product(kernel: np.ndarray, x: np.ndarray, in_shape, *, stride=(1, 1), 
     rows = x.shape[0]
     k = kernel.astype(dtype, copy=False)
     if rows == 0 or ho <= 0 or wo <= 0:
-        return np.zeros((rows, co * max(ho, 0) * max(wo, 0)), dtype)
-    out = np.empty((rows, co, ho * wo), dtype)
+        return np.zeros((rows, co, max(ho, 0) * max(wo, 0)), dtype)
+    out = None
     p0, p1 = (int(v) for v in padding)
     depthwise = cig == 1 and co == groups == ci
     per_row = (ci if depthwise else ci * kh * kw) * ho * wo + ci * (H + 2 * p0) * (W + 2 * p1)
     chunk = max(1, IM2COL_BYTES // (per_row * np.dtype(dtype).itemsize))
+    if chunk < rows:
+        out = np.empty((rows, co, ho * wo), dtype)
     X = x.reshape(rows, ci, H, W)
     for r0 in range(0, rows, chunk):
         xs = X[r0:r0 + chunk]
@@ -127,7 +136,10 @@ def conv_product(kernel: np.ndarray, x: np.ndarray, in_shape, *, stride=(1, 1), 
                     w = k[:, 0, a, b]
                     if np.any(w):
                         y += w[None, :, None, None] * tap(a, b)
-            out[r0:r0 + r] = y.reshape(r, co, ho * wo)
+            y = y.reshape(r, co, ho * wo)
+            if out is None:
+                return y
+            out[r0:r0 + r] = y
             continue
         # im2col with the taps first: (C_in kH kW, r, H_out W_out), then one product per group
         cols = np.empty((ci, kh, kw, r, ho, wo), dtype)
@@ -139,5 +151,8 @@ def conv_product(kernel: np.ndarray, x: np.ndarray, in_shape, *, stride=(1, 1), 
         else:
             kg = k.reshape(groups, co // groups, cig * kh * kw)
             y = np.matmul(kg, cols.reshape(groups, cig * kh * kw, r * ho * wo))
-        out[r0:r0 + r] = y.reshape(co, r, ho * wo).transpose(1, 0, 2)
-    return out.reshape(rows, -1)
+        y = y.reshape(co, r, ho * wo).transpose(1, 0, 2)
+        if out is None:
+            return y
+        out[r0:r0 + r] = y
+    return out

@@ -116,7 +116,8 @@ class Stage:
         return self._kernels[key]
 
     def product(self, x: np.ndarray, dtype) -> np.ndarray:
-        """``(W @ x) << weight_exp`` of rows ``x`` (T*B, n_src) -> (T*B, n_out) of ``dtype``."""
+        """``(W @ x) << weight_exp`` of rows ``x`` (T*B, n_src) -> (T*B, C_out, P) of
+        ``dtype`` (P tokens or output positions; possibly a transposed view)."""
         w = self.weights
         if isinstance(w, TokenShared):
             y = token_product(self.kernel(dtype), x, w.n_tokens, dtype)
@@ -222,12 +223,13 @@ def fixed_drive(pop, plan: PopulationPlan, src, activity=None) -> np.ndarray:
         else:  # the sparse product of one group, unchanged
             s = src.rows(st.sources[0], st.lag).T.astype(np.int64)
             y = synaptic_input(st.weights, s, st.weight_exp).T
-        if total is None and y.dtype == dtype and y.flags.c_contiguous:
-            total = y  # a new array of the product: the drive itself
+        y = y.reshape(T * B, -1, y.shape[-1]) if y.ndim == 3 else y.reshape(T * B, 1, -1)
+        if total is None:
+            total = np.empty((T * B, pop.size), dtype)
+            np.copyto(total.reshape(y.shape), y)
         else:
-            if total is None:
-                total = np.zeros((T * B, pop.size), dtype)
-            total += y
+            total3 = total.reshape(y.shape)
+            total3 += y
         if activity is not None:
             for g in st.groups:
                 activity.count_group(g, plan.fanouts.get(g.name), src.active(g.source, g.lag))
