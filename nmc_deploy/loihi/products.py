@@ -33,6 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 __all__ = ["FLOAT32_EXACT", "FLOAT64_EXACT", "IM2COL_BYTES", "ONE_PRODUCT_MACS",
+           "ROWS_LAST_POSITIONS",
            "exact_dtype", "token_product", "conv_product"]
 
 FLOAT32_EXACT = 2.0 ** 24  # integers of magnitude < 2**24 are exact in float32 (24-bit mantissa)
@@ -42,6 +43,8 @@ IM2COL_BYTES = 64 * 2 ** 20  # rows of a convolution are unfolded in chunks of a
 # transposed to (C_in, R N) first); a smaller one runs one product per row, cheaper than the
 # transposition. One large product also keeps BLAS's threads in step on a busy machine.
 ONE_PRODUCT_MACS = 128 * 128
+# A convolution with at most this many output positions unfolds with the rows innermost.
+ROWS_LAST_POSITIONS = 256
 
 
 def exact_dtype(bound: float) -> np.dtype:
@@ -129,6 +132,11 @@ def conv_product(kernel: np.ndarray, x: np.ndarray, in_shape, *, stride=(1, 1), 
             return xp[:, :, y0:y0 + stride[0] * (ho - 1) + 1:stride[0],
                       x0:x0 + stride[1] * (wo - 1) + 1:stride[1]]
 
+        def tap_last(xt, a, b):  # the same of xt = xp as (ci, H, W, r)
+            y0, x0 = a * dilation[0], b * dilation[1]
+            return xt[:, y0:y0 + stride[0] * (ho - 1) + 1:stride[0],
+                      x0:x0 + stride[1] * (wo - 1) + 1:stride[1]]
+
         if depthwise:
             y = np.zeros((r, co, ho, wo), dtype)
             for a in range(kh):
@@ -141,17 +149,30 @@ def conv_product(kernel: np.ndarray, x: np.ndarray, in_shape, *, stride=(1, 1), 
                 return y
             out[r0:r0 + r] = y
             continue
-        # im2col with the taps first: (C_in kH kW, r, H_out W_out), then one product per group
-        cols = np.empty((ci, kh, kw, r, ho, wo), dtype)
-        for a in range(kh):
-            for b in range(kw):
-                cols[:, a, b] = tap(a, b).transpose(1, 0, 2, 3)
+        # im2col with the taps first, (C_in kH kW, r H_out W_out), then one product per group;
+        # small images put the rows last, (C_in kH kW, H_out W_out r), so that every copy
+        # moves runs of r values instead of runs of W_out
+        rows_last = ho * wo <= ROWS_LAST_POSITIONS
+        if rows_last:
+            xp = xp.transpose(1, 2, 3, 0)
+            cols = np.empty((ci, kh, kw, ho, wo, r), dtype)
+            for a in range(kh):
+                for b in range(kw):
+                    cols[:, a, b] = tap_last(xp, a, b)
+        else:
+            cols = np.empty((ci, kh, kw, r, ho, wo), dtype)
+            for a in range(kh):
+                for b in range(kw):
+                    cols[:, a, b] = tap(a, b).transpose(1, 0, 2, 3)
         if groups == 1:
             y = k.reshape(co, ci * kh * kw) @ cols.reshape(ci * kh * kw, r * ho * wo)
         else:
             kg = k.reshape(groups, co // groups, cig * kh * kw)
             y = np.matmul(kg, cols.reshape(groups, cig * kh * kw, r * ho * wo))
-        y = y.reshape(co, r, ho * wo).transpose(1, 0, 2)
+        if rows_last:
+            y = y.reshape(co, ho * wo, r).transpose(2, 0, 1)
+        else:
+            y = y.reshape(co, r, ho * wo).transpose(1, 0, 2)
         if out is None:
             return y
         out[r0:r0 + r] = y

@@ -26,8 +26,10 @@ def _random_conv(rng):
     return k, (cig * groups, H, W), stride, pad, dil, groups
 
 
+@pytest.mark.parametrize("rows_last", [0, 10 ** 6])  # both im2col layouts
 @pytest.mark.parametrize("seed", range(60))
-def test_conv_product_equals_expanded_matrix(seed):
+def test_conv_product_equals_expanded_matrix(seed, rows_last, monkeypatch):
+    monkeypatch.setattr(products, "ROWS_LAST_POSITIONS", rows_last)
     rng = np.random.default_rng(seed)
     case = _random_conv(rng)
     if case is None:
@@ -45,7 +47,9 @@ def test_conv_product_equals_expanded_matrix(seed):
         assert np.array_equal(y.reshape(7, -1), expected), dtype
 
 
-def test_conv_product_in_chunks_equals_one_chunk(rng, monkeypatch):
+@pytest.mark.parametrize("rows_last", [0, 10 ** 6])
+def test_conv_product_in_chunks_equals_one_chunk(rng, monkeypatch, rows_last):
+    monkeypatch.setattr(products, "ROWS_LAST_POSITIONS", rows_last)
     k = rng.integers(-9, 9, (6, 4, 3, 3))
     x = rng.random((13, 4 * 5 * 5)) < 0.4
     whole = conv_product(k, x, (4, 5, 5), padding=(1, 1), dtype=np.float32)
