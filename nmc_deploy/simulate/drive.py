@@ -26,6 +26,7 @@ real matrices, with the arithmetic of the shared matrices' ``@`` (results unchan
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -206,13 +207,23 @@ def _drive_dtype(bound: float) -> np.dtype:
     return np.dtype(np.float64 if bound < F64_INPUT_LIMIT else np.int64)
 
 
+def _row_factor(n: int) -> int:
+    """P of a (C, P) view of n neurons kept in rows layout (any factor works)."""
+    return math.gcd(n, 4096)
+
+
 def fixed_drive(pop, plan: PopulationPlan, src, activity=None) -> np.ndarray:
-    """(T, B, size) integer synaptic drive of ``pop`` from other sources (float32 or float64
-    holding integers when its bound allows, else int64); counts each group in ``activity``."""
-    T, B = src.T, src.B
+    """(T, B, C, P) integer synaptic drive of ``pop`` from other sources (float32 or float64
+    holding integers when its bound allows, else int64); counts each group in ``activity``.
+
+    ``C P = pop.size`` in C order (C channels of P tokens or positions). The array is a view
+    of the first product in the memory layout it came in (e.g. channel-major (C, T*B, P)
+    from one large product), so it is the drive itself; later products add into it.
+    """
+    T, B, n = src.T, src.B, pop.size
     bounds = [_stage_bounds(st, src) for st in plan.stages]
     dtype = _drive_dtype(plan.own_bound + sum(b[1] for b in bounds))
-    total = None
+    total = None  # (T*B, C, P) view
     for st, (b_product, _) in zip(plan.stages, bounds):
         if is_shared(st.weights):
             p_dtype = exact_dtype(b_product)
@@ -222,20 +233,22 @@ def fixed_drive(pop, plan: PopulationPlan, src, activity=None) -> np.ndarray:
                 y = y.astype(np.int64)
         else:  # the sparse product of one group, unchanged
             s = src.rows(st.sources[0], st.lag).T.astype(np.int64)
-            y = synaptic_input(st.weights, s, st.weight_exp).T
-        y = y.reshape(T * B, -1, y.shape[-1]) if y.ndim == 3 else y.reshape(T * B, 1, -1)
+            y = synaptic_input(st.weights, s, st.weight_exp).T  # (n, T*B) transposed
+            y = y.reshape(T * B, n // _row_factor(n), _row_factor(n))
         if total is None:
-            total = np.empty((T * B, pop.size), dtype)
-            np.copyto(total.reshape(y.shape), y)
+            if y.dtype == dtype:
+                total = y  # a new array of the product, in its layout: the drive itself
+            else:
+                total = np.empty((y.shape[1], T * B, y.shape[2]), dtype).transpose(1, 0, 2)
+                np.copyto(total, y)
         else:
-            total3 = total.reshape(y.shape)
-            total3 += y
+            total += y.reshape(total.shape)
         if activity is not None:
             for g in st.groups:
                 activity.count_group(g, plan.fanouts.get(g.name), src.active(g.source, g.lag))
     if total is None:
-        total = np.zeros((T * B, pop.size), dtype)
-    return total.reshape(T, B, pop.size)
+        total = np.zeros((T * B, n // _row_factor(n), _row_factor(n)), dtype)
+    return total.reshape(T, B, *total.shape[1:])
 
 
 def float_drive(pop, plan: PopulationPlan, src, activity=None) -> np.ndarray:

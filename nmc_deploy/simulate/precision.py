@@ -11,6 +11,9 @@ Lava's arithmetic, ``FLOAT`` a ``FloatProgram`` (the lowered graph, unquantized)
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from ..loihi.attention import token_scores_fixed, token_scores_float
@@ -29,9 +32,22 @@ __all__ = ["FixedPrecision", "FloatPrecision", "FixedNeurons", "FloatNeurons", "
 BLOCK_ELEMENTS = 65536
 
 
-def _part(p, cols: slice):
-    """Per-neuron parameter ``p`` (scalar or (size,) array) for the neurons ``cols``."""
-    return p[cols] if isinstance(p, np.ndarray) and p.ndim else p
+# Threads that step the blocks of a population (numpy's loops run without the GIL).
+NEURON_THREADS = min(4, os.cpu_count() or 1)
+_POOL: list = []
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The simulator's neuron thread pool (made on first use, kept for the process)."""
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(NEURON_THREADS, thread_name_prefix="nmc-neurons"))
+    return _POOL[0]
+
+
+def _part(p, shape: tuple[int, int], cols: slice):
+    """Per-neuron parameter ``p`` (scalar or (size,) array) for the channels ``cols`` of the
+    population seen as ``shape`` = (C, P)."""
+    return p.reshape(shape)[cols] if isinstance(p, np.ndarray) and p.ndim else p
 
 
 class FixedNeurons:
@@ -61,49 +77,75 @@ class FixedNeurons:
         self.u_wraps = 0
         self.v_saturations = 0
 
-    def _advance(self, u, v, a, gate, cols: slice):
-        """One step of the neurons ``cols`` with state ``u, v`` (counted); new ``(u, v, s)``."""
+    def _advance(self, u, v, a, gate, shape=None, cols: slice = slice(None)):
+        """One step of the neurons ``cols`` (channels of the (C, P) ``shape``; None: all
+        neurons, flat) with state ``u, v``; returns the new ``(u, v, s)`` and the counts
+        ``(active, u_wraps, v_saturations)`` of the step."""
         busy = np.logical_or(a, v)
         if self.has_current:
             busy |= u != 0
         if gate is not None:
             busy &= gate
-        self.active += int(np.count_nonzero(busy))
-        u, v, s, wrapped = self.kernel(u, v, a, du=_part(self.du, cols), dv=_part(self.dv, cols),
-                                       vth=self.vth, bias_eff=_part(self.bias_eff, cols),
+        active = int(np.count_nonzero(busy))
+        part = (lambda p: p) if shape is None else (lambda p: _part(p, shape, cols))  # noqa: E731
+        u, v, s, wrapped = self.kernel(u, v, a, du=part(self.du), dv=part(self.dv), vth=self.vth,
+                                       bias_eff=part(self.bias_eff),
                                        reset_subtract=self.reset_subtract)
         if gate is not None:  # neurons of dropped tokens stay at rest
             s, u, v = s & gate, u * gate, v * gate
             wrapped = None if wrapped is None else wrapped & gate
-        if wrapped is not None:
-            self.u_wraps += int(np.count_nonzero(wrapped))
+        wraps = 0 if wrapped is None else int(np.count_nonzero(wrapped))
+        sats = 0
         if v.size and (v.max() >= MAX_V or v.min() <= -MAX_V):
-            self.v_saturations += int(np.count_nonzero(np.abs(v) == MAX_V))
-        return u, v, s
+            sats = int(np.count_nonzero(np.abs(v) == MAX_V))
+        return u, v, s, (active, wraps, sats)
+
+    def _count(self, counts) -> None:
+        self.active += counts[0]
+        self.u_wraps += counts[1]
+        self.v_saturations += counts[2]
 
     def step(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Integrate the (B, size) synaptic input ``a``; returns ``(spikes, v)``."""
-        self.u, self.v, s = self._advance(self.u, self.v, a, self.gate, slice(None))
+        self.u, self.v, s, counts = self._advance(self.u, self.v, a, self.gate)
+        self._count(counts)
         return s, self.v
 
     def run(self, drive: np.ndarray, volts: np.ndarray | None = None) -> np.ndarray:
-        """All steps of the (T, B, size) ``drive`` (no recurrence), block by block of
-        ``BLOCK_ELEMENTS``; returns the (T, B, size) spikes and writes v into ``volts``."""
-        T, B, n = drive.shape
-        out = np.zeros(drive.shape, bool)
-        n_cols = max(1, min(n, BLOCK_ELEMENTS))
-        n_rows = max(1, BLOCK_ELEMENTS // n_cols)
-        for b0 in range(0, B, n_rows):
-            for n0 in range(0, n, n_cols):
-                rows, cols = slice(b0, b0 + n_rows), slice(n0, n0 + n_cols)
-                u, v = self.u[rows, cols], self.v[rows, cols]
-                gate = None if self.gate is None else self.gate[rows, cols]
-                for t in range(T):
-                    u, v, s = self._advance(u, v, drive[t, rows, cols], gate, cols)
-                    out[t, rows, cols] = s
-                    if volts is not None:
-                        volts[t, rows, cols] = v
-                self.u[rows, cols], self.v[rows, cols] = u, v
+        """All steps of the (T, B, C, P) ``drive`` (no recurrence; C P = size, any strides),
+        block by block of about ``BLOCK_ELEMENTS`` (samples x channels x P), the blocks
+        shared among :data:`NEURON_THREADS` threads (numpy releases the GIL in its loops;
+        blocks write disjoint parts, counts are summed); returns the (T, B, size) spikes and
+        writes v into the (T, B, size) ``volts``."""
+        T, B, C, P = drive.shape
+        out = np.zeros((T, B, C * P), bool)
+        out4 = out.reshape(T, B, C, P)
+        volts4 = None if volts is None else volts.reshape(T, B, C, P)
+        u4, v4 = self.u.reshape(B, C, P), self.v.reshape(B, C, P)
+        gate4 = None if self.gate is None else self.gate.reshape(B, C, P)
+
+        def block(rows: slice, cols: slice) -> np.ndarray:
+            u, v = u4[rows, cols], v4[rows, cols]
+            gate = None if gate4 is None else gate4[rows, cols]
+            total = np.zeros(3, np.int64)
+            for t in range(T):
+                u, v, s, counts = self._advance(u, v, drive[t, rows, cols], gate, (C, P), cols)
+                total += counts
+                out4[t, rows, cols] = s
+                if volts4 is not None:
+                    volts4[t, rows, cols] = v
+            u4[rows, cols], v4[rows, cols] = u, v
+            return total
+
+        n_cols = max(1, min(C, BLOCK_ELEMENTS // P))
+        n_rows = max(1, BLOCK_ELEMENTS // (n_cols * P))
+        blocks = [(slice(b0, b0 + n_rows), slice(c0, c0 + n_cols))
+                  for b0 in range(0, B, n_rows) for c0 in range(0, C, n_cols)]
+        if len(blocks) > 1 and NEURON_THREADS > 1:
+            counts = list(_pool().map(lambda rc: block(*rc), blocks))
+        else:
+            counts = [block(*rc) for rc in blocks]
+        self._count([int(c) for c in np.sum(counts, axis=0)])
         return out
 
 

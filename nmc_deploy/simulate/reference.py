@@ -43,7 +43,7 @@ __all__ = ["SimulationResult", "simulate_reference", "simulate_float", "attentio
 
 
 def simulate_reference(program: Program, inputs: np.ndarray, *, record: bool = True,
-                       batch_size: int = 128, token_selection: bool = True) -> SimulationResult:
+                       batch_size: int = 256, token_selection: bool = True) -> SimulationResult:
     """Run ``program`` in fixed point; see module docstring.
 
     ``inputs``: integer images ``(B, *input_shape)``, repeated for ``program.time_steps``
@@ -86,7 +86,7 @@ def _simulate(program, inputs, precision, batch_size: int, *, record: bool = Tru
     step = _batch_rows(program, seq.shape[1], batch_size)
     parts = [_simulate_batch(program, plan, seq[i:i + step], precision, record, selection)
              for i in range(0, len(seq), step)]
-    return merge_results(parts)
+    return parts[0] if len(parts) == 1 else merge_results(parts)
 
 
 class _Activity:
@@ -141,11 +141,14 @@ class _Activity:
 
 
 def _run_population(neurons, drive: np.ndarray, own, precision, record_voltage: bool):
-    """Step ``neurons`` through the (T, B, n) ``drive`` plus their own spikes of ``t - lag``
+    """Step ``neurons`` through the (T, B, n) or (T, B, C, P) ``drive`` plus their own spikes of ``t - lag``
     through the recurrent groups ``own``; returns ``(spikes, voltages or None)``."""
-    volts = np.zeros(drive.shape, precision.dtype) if record_voltage else None
+    T, B = drive.shape[:2]
+    volts = np.zeros((T, B, int(np.prod(drive.shape[2:]))), precision.dtype) \
+        if record_voltage else None
     if not own and hasattr(neurons, "run"):
         return neurons.run(drive, volts), volts
+    drive = drive.reshape(T, B, -1)
     out = np.zeros(drive.shape, bool)
     for t in range(drive.shape[0]):
         a = drive[t]
@@ -169,7 +172,7 @@ def _simulate_batch(program, plan: dict, x: np.ndarray, precision, record: bool,
         p = plan[pop.name]
         drive = precision.drive(pop, p, src, activity)
         if pop.kind == RELAY:  # graded payload, no state
-            drive = drive.astype(precision.dtype, copy=False)
+            drive = drive.reshape(T, B, pop.size).astype(precision.dtype, copy=False)
             out = src.relay(pop, drive)
             if activity is not None:
                 activity.count_relay(pop, drive, out)
