@@ -4,6 +4,9 @@ Usage: .venv/bin/python benchmarks/simulate_speed.py [--out DIR] [--digits-build
            [--widths 128,256,384] [--depth 4] [--samples 200] [--cifar-samples 40]
            [--skip-lava] [--compile]
 
+Each timed run is preceded by an untimed 1-2 sample warm-up run of the reference (first-call
+costs: BLAS thread start, lazy imports); Lava is timed as one cold run (its setup included).
+
 1. Digits (the demo's program: ``train --preset digits --seed 0``, export, ``compile
    --target loihi2``; or an existing build with ``--digits-build``): the reference and Lava
    (``Loihi2SimCfg``, fixed_pt) each run the first ``--samples`` test images once; samples/s
@@ -23,6 +26,7 @@ Usage: .venv/bin/python benchmarks/simulate_speed.py [--out DIR] [--digits-build
 """
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
@@ -92,6 +96,7 @@ def bench_digits(build: Path, samples: int, lava: bool) -> dict:
 
     program = load_program(build)
     x = load_dataset("digits").x_test[:samples]
+    simulate_reference(program, x[:2])  # warm-up: first-call costs (BLAS threads, caches)
     t0 = time.perf_counter()
     ref = simulate_reference(program, x)
     t_ref = time.perf_counter() - t0
@@ -160,6 +165,7 @@ def bench_cifar(width: int, depth: int, samples: int, out: Path, full_compile: b
     program, t_make, how = cifar_program(width, depth, out / f"cifar{width}x{depth}",
                                          full_compile)
     x = np.random.default_rng(0).integers(0, 16, (samples, *program.input_shape))
+    simulate_reference(program, x[:1], record=False)  # warm-up
     t0 = time.perf_counter()
     res = simulate_reference(program, x, record=False)
     t_sim = time.perf_counter() - t0
@@ -201,7 +207,8 @@ def main():
     ap.add_argument("--compile", action="store_true")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    results = {"peak_f32_gflop_per_s_start": round(matmul_peak(np.float32), 1),
+    results = {"load_average_start": [round(v, 2) for v in os.getloadavg()],
+               "peak_f32_gflop_per_s_start": round(matmul_peak(np.float32), 1),
                "peak_f64_gflop_per_s_start": round(matmul_peak(np.float64), 1)}
     print(json.dumps(results), flush=True)
     if not args.skip_digits:
@@ -213,6 +220,8 @@ def main():
         results["cifar"].append(bench_cifar(width, args.depth, args.cifar_samples, args.out,
                                             args.compile))
         print(table(results["cifar"][-1:], list(results["cifar"][-1])), flush=True)
+    results["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
+    print(json.dumps({k: v for k, v in results.items() if "load" in k}))
     (args.out / "simulate_speed.json").write_text(json.dumps(results, indent=1))
     if results["cifar"]:
         print(table(results["cifar"], list(results["cifar"][0])))

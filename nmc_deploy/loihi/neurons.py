@@ -71,7 +71,9 @@ def _truncated_decay(x: np.ndarray, decay) -> np.ndarray:
 
 def lif_fixed_step_f64(u, v, a_in, *, du, dv, vth, bias_eff, reset_subtract: int = 0):
     """:func:`lif_fixed_step` on float64 arrays holding integers; returns ``(u, v, spikes,
-    wrapped)``, ``wrapped`` None when no neuron's current left the 24-bit range.
+    wrapped, at_limit)``: ``wrapped`` None when no neuron's current left the 24-bit range,
+    ``at_limit`` False when no voltage reached the saturation bound ``MAX_V`` in magnitude
+    (so none equals it afterwards).
 
     The same equations, value for value, while ``|a_in| < F64_INPUT_LIMIT``: every
     intermediate is then an integer below 2**53, exactly represented, and ``>> 12`` toward
@@ -93,16 +95,17 @@ def lif_fixed_step_f64(u, v, a_in, *, du, dv, vth, bias_eff, reset_subtract: int
     v = _truncated_decay(np.asarray(v, np.float64), np.asarray(dv) + LAVA_LIF.dm_offset)
     v += u
     v += bias_eff
-    if v.size and (v.max() > MAX_V or v.min() < -MAX_V):
+    at_limit = bool(v.size) and (v.max() >= MAX_V or v.min() <= -MAX_V)
+    if at_limit:
         np.clip(v, -MAX_V, MAX_V, out=v)
     if vth is None:
-        return u, v, np.zeros(v.shape, bool), wrapped
+        return u, v, np.zeros(v.shape, bool), wrapped, at_limit
     s = v > (vth << LAVA_LIF.vth_shift)
     if reset_subtract:
         np.subtract(v, float(reset_subtract), out=v, where=s)
     else:
         np.copyto(v, 0.0, where=s)
-    return u, v, s, wrapped
+    return u, v, s, wrapped, at_limit
 
 
 def lif_float_step(i_syn, v, x, *, alpha, alpha_syn, bias, v_threshold,

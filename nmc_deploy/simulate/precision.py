@@ -88,15 +88,16 @@ class FixedNeurons:
             busy &= gate
         active = int(np.count_nonzero(busy))
         part = (lambda p: p) if shape is None else (lambda p: _part(p, shape, cols))  # noqa: E731
-        u, v, s, wrapped = self.kernel(u, v, a, du=part(self.du), dv=part(self.dv), vth=self.vth,
-                                       bias_eff=part(self.bias_eff),
-                                       reset_subtract=self.reset_subtract)
+        u, v, s, wrapped, *limit = self.kernel(u, v, a, du=part(self.du), dv=part(self.dv),
+                                               vth=self.vth, bias_eff=part(self.bias_eff),
+                                               reset_subtract=self.reset_subtract)
         if gate is not None:  # neurons of dropped tokens stay at rest
             s, u, v = s & gate, u * gate, v * gate
             wrapped = None if wrapped is None else wrapped & gate
         wraps = 0 if wrapped is None else int(np.count_nonzero(wrapped))
         sats = 0
-        if v.size and (v.max() >= MAX_V or v.min() <= -MAX_V):
+        at_limit = limit[0] if limit else v.size and (v.max() >= MAX_V or v.min() <= -MAX_V)
+        if at_limit:  # the f64 kernel says whether any |v| reached MAX_V
             sats = int(np.count_nonzero(np.abs(v) == MAX_V))
         return u, v, s, (active, wraps, sats)
 

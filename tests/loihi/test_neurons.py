@@ -107,11 +107,13 @@ def test_float64_fixed_step_equals_integer_step(seed):
     u, v, a, kw = _random_lif_case(rng, 500, big=seed % 2 == 1)
     u1, v1, s1, w1 = lif_fixed_step(u, v, a, **kw)
     u0, v0, a0 = u.copy(), v.copy(), a.copy()
-    u2, v2, s2, w2 = lif_fixed_step_f64(u.astype(float), v.astype(float), a.astype(float), **kw)
+    u2, v2, s2, w2, at_limit = lif_fixed_step_f64(u.astype(float), v.astype(float),
+                                                  a.astype(float), **kw)
     assert np.array_equal(u, u0) and np.array_equal(v, v0) and np.array_equal(a, a0)
     assert u2.dtype == v2.dtype == np.float64
     assert np.array_equal(u1, u2) and np.array_equal(v1, v2) and np.array_equal(s1, s2)
     assert np.array_equal(w1, np.zeros(u.shape, bool) if w2 is None else w2)
+    assert at_limit or not np.any(np.abs(v1) == 2 ** 23 - 1)
     if seed % 2:  # the big inputs do reach the wrap and the saturation
         assert w1.any() and np.any(np.abs(v1) == 2 ** 23 - 1)
 
@@ -127,7 +129,7 @@ def test_float64_fixed_step_runs_equal_integer_runs(rng):
     spikes = 0
     for a_t in a:
         ui, vi, si, _ = lif_fixed_step(ui, vi, a_t, **kw)
-        uf, vf, sf, _ = lif_fixed_step_f64(uf, vf, a_t.astype(float), **kw)
+        uf, vf, sf, _, _ = lif_fixed_step_f64(uf, vf, a_t.astype(float), **kw)
         assert np.array_equal(si, sf) and np.array_equal(vi, vf) and np.array_equal(ui, uf)
         spikes += int(si.sum())
     assert spikes > 100
