@@ -118,61 +118,52 @@ def conv_product(kernel: np.ndarray, x: np.ndarray, in_shape, *, stride=(1, 1), 
     if chunk < rows:
         out = np.empty((rows, co, ho * wo), dtype)
     X = x.reshape(rows, ci, H, W)
+    # small images put the rows last, (C_in, H, W, r): every tap copy then moves runs of r
+    # values instead of runs of W_out
+    rows_last = ho * wo <= ROWS_LAST_POSITIONS
     for r0 in range(0, rows, chunk):
         xs = X[r0:r0 + chunk]
         r = xs.shape[0]
-        if p0 == p1 == 0:
-            xp = xs.astype(dtype, copy=False)
+        if rows_last:
+            xp = np.zeros((ci, H + 2 * p0, W + 2 * p1, r), dtype)
+            xp[:, p0:p0 + H, p1:p1 + W] = xs.transpose(1, 2, 3, 0)
+        elif p0 == p1 == 0:
+            xp = xs.astype(dtype, copy=False).transpose(1, 2, 3, 0)
         else:
             xp = np.zeros((r, ci, H + 2 * p0, W + 2 * p1), dtype)
             xp[:, :, p0:p0 + H, p1:p1 + W] = xs
+            xp = xp.transpose(1, 2, 3, 0)  # a view: (ci, H, W, r) in rows-first memory
 
-        def tap(a, b):  # (r, ci, ho, wo): the inputs tap (a, b) meets at every output
+        def tap(a, b):  # (ci, ho, wo, r): the inputs tap (a, b) meets at every output
             y0, x0 = a * dilation[0], b * dilation[1]
-            return xp[:, :, y0:y0 + stride[0] * (ho - 1) + 1:stride[0],
-                      x0:x0 + stride[1] * (wo - 1) + 1:stride[1]]
-
-        def tap_last(xt, a, b):  # the same of xt = xp as (ci, H, W, r)
-            y0, x0 = a * dilation[0], b * dilation[1]
-            return xt[:, y0:y0 + stride[0] * (ho - 1) + 1:stride[0],
+            return xp[:, y0:y0 + stride[0] * (ho - 1) + 1:stride[0],
                       x0:x0 + stride[1] * (wo - 1) + 1:stride[1]]
 
         if depthwise:
-            y = np.zeros((r, co, ho, wo), dtype)
+            y = np.zeros((co, ho, wo, r) if rows_last else (r, co, ho, wo), dtype)
+            yv = y if rows_last else y.transpose(1, 2, 3, 0)
             for a in range(kh):
                 for b in range(kw):
                     w = k[:, 0, a, b]
                     if np.any(w):
-                        y += w[None, :, None, None] * tap(a, b)
-            y = y.reshape(r, co, ho * wo)
-            if out is None:
-                return y
-            out[r0:r0 + r] = y
-            continue
-        # im2col with the taps first, (C_in kH kW, r H_out W_out), then one product per group;
-        # small images put the rows last, (C_in kH kW, H_out W_out r), so that every copy
-        # moves runs of r values instead of runs of W_out
-        rows_last = ho * wo <= ROWS_LAST_POSITIONS
-        if rows_last:
-            xp = xp.transpose(1, 2, 3, 0)
-            cols = np.empty((ci, kh, kw, ho, wo, r), dtype)
+                        yv += w[:, None, None, None] * tap(a, b)
+            y = yv.reshape(co, ho * wo, r).transpose(2, 0, 1) if rows_last else \
+                y.reshape(r, co, ho * wo)
+        else:
+            # im2col with the taps first, (C_in kH kW, [H_out W_out r] or [r H_out W_out]),
+            # then one product per group
+            shape = (ci, kh, kw, ho, wo, r) if rows_last else (ci, kh, kw, r, ho, wo)
+            cols = np.empty(shape, dtype)
             for a in range(kh):
                 for b in range(kw):
-                    cols[:, a, b] = tap_last(xp, a, b)
-        else:
-            cols = np.empty((ci, kh, kw, r, ho, wo), dtype)
-            for a in range(kh):
-                for b in range(kw):
-                    cols[:, a, b] = tap(a, b).transpose(1, 0, 2, 3)
-        if groups == 1:
-            y = k.reshape(co, ci * kh * kw) @ cols.reshape(ci * kh * kw, r * ho * wo)
-        else:
-            kg = k.reshape(groups, co // groups, cig * kh * kw)
-            y = np.matmul(kg, cols.reshape(groups, cig * kh * kw, r * ho * wo))
-        if rows_last:
-            y = y.reshape(co, ho * wo, r).transpose(2, 0, 1)
-        else:
-            y = y.reshape(co, r, ho * wo).transpose(1, 0, 2)
+                    cols[:, a, b] = tap(a, b) if rows_last else tap(a, b).transpose(0, 3, 1, 2)
+            if groups == 1:
+                y = k.reshape(co, ci * kh * kw) @ cols.reshape(ci * kh * kw, r * ho * wo)
+            else:
+                kg = k.reshape(groups, co // groups, cig * kh * kw)
+                y = np.matmul(kg, cols.reshape(groups, cig * kh * kw, r * ho * wo))
+            y = y.reshape(co, ho * wo, r).transpose(2, 0, 1) if rows_last else \
+                y.reshape(co, r, ho * wo).transpose(1, 0, 2)
         if out is None:
             return y
         out[r0:r0 + r] = y
