@@ -22,7 +22,8 @@ costs: BLAS thread start, lazy imports); Lava is timed as one cold run (its setu
    multiply-accumulates its products do per sample (dense kernels: what BLAS computes), the
    rate they reach and its fraction of this machine's matrix-multiply peak (a float32 and a
    float64 2048^3 numpy product, best of 5, measured right after each run: the machine is
-   shared, so the peak is measured under the same load).
+   shared, so the peak is measured under the same load), and the process CPU seconds per
+   sample (all threads; less dependent on the load of other processes than wall time).
 """
 import argparse
 import json
@@ -97,11 +98,12 @@ def bench_digits(build: Path, samples: int, lava: bool) -> dict:
     program = load_program(build)
     x = load_dataset("digits").x_test[:samples]
     simulate_reference(program, x[:2])  # warm-up: first-call costs (BLAS threads, caches)
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     ref = simulate_reference(program, x)
-    t_ref = time.perf_counter() - t0
+    t_ref, cpu = time.perf_counter() - t0, time.process_time() - c0
     row = {"program": str(build), "samples": len(x), "reference_s": round(t_ref, 3),
            "reference_samples_per_s": round(len(x) / t_ref, 1),
+           "reference_cpu_s": round(cpu, 3),
            "neurons": sum(p.size for p in program.populations),
            "product_macs_per_sample": product_macs(program)}
     if lava:
@@ -166,9 +168,9 @@ def bench_cifar(width: int, depth: int, samples: int, out: Path, full_compile: b
                                          full_compile)
     x = np.random.default_rng(0).integers(0, 16, (samples, *program.input_shape))
     simulate_reference(program, x[:1], record=False)  # warm-up
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     res = simulate_reference(program, x, record=False)
-    t_sim = time.perf_counter() - t0
+    t_sim, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak32, peak64 = matmul_peak(np.float32), matmul_peak(np.float64)
     macs = product_macs(program)
     rate = 2 * macs * samples / t_sim / 1e9
@@ -181,6 +183,7 @@ def bench_cifar(width: int, depth: int, samples: int, out: Path, full_compile: b
             "synapses": int(sum(g.weights.nnz for g in program.groups)),
             "samples": samples, "reference_s": round(t_sim, 2),
             "reference_samples_per_s": round(samples / t_sim, 2),
+            "cpu_s_per_sample": round(cpu / samples, 3),
             "product_macs_per_sample": macs, "gflop_per_s": round(rate, 1),
             "peak_f32_gflop_per_s": round(peak32, 1), "peak_f64_gflop_per_s": round(peak64, 1),
             "fraction_of_f32_peak": round(rate / peak32, 3),

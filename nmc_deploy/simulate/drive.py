@@ -212,9 +212,10 @@ def _row_factor(n: int) -> int:
     return math.gcd(n, 4096)
 
 
-def fixed_drive(pop, plan: PopulationPlan, src, activity=None) -> np.ndarray:
-    """(T, B, C, P) integer synaptic drive of ``pop`` from other sources (float32 or float64
-    holding integers when its bound allows, else int64); counts each group in ``activity``.
+def fixed_drive(pop, plan: PopulationPlan, src, activity=None) -> tuple[np.ndarray, float]:
+    """``(drive, bound)``: the (T, B, C, P) integer synaptic drive of ``pop`` from other
+    sources (float32 or float64 holding integers when its bound allows, else int64) and a
+    bound of ``|drive|`` plus its recurrent groups' input; counts each group in ``activity``.
 
     ``C P = pop.size`` in C order (C channels of P tokens or positions). The array is a view
     of the first product in the memory layout it came in (e.g. channel-major (C, T*B, P)
@@ -222,7 +223,8 @@ def fixed_drive(pop, plan: PopulationPlan, src, activity=None) -> np.ndarray:
     """
     T, B, n = src.T, src.B, pop.size
     bounds = [_stage_bounds(st, src) for st in plan.stages]
-    dtype = _drive_dtype(plan.own_bound + sum(b[1] for b in bounds))
+    bound = plan.own_bound + sum(b[1] for b in bounds)
+    dtype = _drive_dtype(bound)
     total = None  # (T*B, C, P) view
     for st, (b_product, _) in zip(plan.stages, bounds):
         if is_shared(st.weights):
@@ -248,13 +250,13 @@ def fixed_drive(pop, plan: PopulationPlan, src, activity=None) -> np.ndarray:
                 activity.count_group(g, plan.fanouts.get(g.name), src.active(g.source, g.lag))
     if total is None:
         total = np.zeros((T * B, n // _row_factor(n), _row_factor(n)), dtype)
-    return total.reshape(T, B, *total.shape[1:])
+    return total.reshape(T, B, *total.shape[1:]), bound
 
 
-def float_drive(pop, plan: PopulationPlan, src, activity=None) -> np.ndarray:
-    """(T, B, size) float64 drive of ``pop`` from other sources, group by group in program
-    order (``W @ x`` of each real matrix on (n_src, T*B) columns)."""
+def float_drive(pop, plan: PopulationPlan, src, activity=None) -> tuple[np.ndarray, float]:
+    """``(drive, inf)``: the (T, B, size) float64 drive of ``pop`` from other sources, group
+    by group in program order (``W @ x`` of each real matrix on (n_src, T*B) columns)."""
     total = np.zeros((pop.size, src.T * src.B), np.float64)
     for g in plan.groups:
         total += np.asarray(g.weight @ src(g.source, g.lag))
-    return total.T.reshape(src.T, src.B, pop.size)
+    return total.T.reshape(src.T, src.B, pop.size), float("inf")

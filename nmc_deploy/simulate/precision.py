@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..loihi.attention import token_scores_fixed, token_scores_float
-from ..loihi.constants import DU_NO_CURRENT, MAX_V
+from ..loihi.constants import DU_NO_CURRENT, LAVA_LIF, MAX_UV, MAX_V
 from ..loihi.neurons import effective_bias, lif_fixed_step, lif_fixed_step_f64, lif_float_step
 from ..loihi.synapses import synaptic_input
 from ..program import LI
@@ -60,9 +60,11 @@ class FixedNeurons:
     state, gated neurons excluded), ``u_wraps``, ``v_saturations``.
     """
 
-    def __init__(self, pop, gate: np.ndarray | None, batch: int, dtype=np.int64):
+    def __init__(self, pop, gate: np.ndarray | None, batch: int, dtype=np.int64,
+                 bound: float = np.inf):
         n = pop.size
         as_float = np.dtype(dtype).kind == "f"
+        self.bound = bound  # of |a_in|
         self.kernel = lif_fixed_step_f64 if as_float else lif_fixed_step
         self.u = np.zeros((batch, n), np.float64 if as_float else np.int64)
         self.v = np.zeros((batch, n), np.float64 if as_float else np.int64)
@@ -77,10 +79,23 @@ class FixedNeurons:
         self.u_wraps = 0
         self.v_saturations = 0
 
-    def _advance(self, u, v, a, gate, shape=None, cols: slice = slice(None)):
+    def _in_range(self, T: int) -> bool:
+        """True if, over T steps from rest, no current can wrap and no voltage can reach
+        MAX_V: ``|u| <= T 64 bound`` and ``|v| <= T (T 64 bound + max |bias|) +
+        reset_subtract`` (induction over the equations of ``lif_fixed_step``)."""
+        if self.kernel is not lif_fixed_step_f64:
+            return False
+        u_max = T * float(1 << LAVA_LIF.act_shift) * self.bound
+        v_max = T * (u_max + float(np.max(np.abs(self.bias_eff), initial=0))) \
+            + self.reset_subtract
+        return u_max < MAX_UV and v_max < MAX_V
+
+    def _advance(self, u, v, a, gate, shape=None, cols: slice = slice(None),
+                 checks: bool = True):
         """One step of the neurons ``cols`` (channels of the (C, P) ``shape``; None: all
         neurons, flat) with state ``u, v``; returns the new ``(u, v, s)`` and the counts
-        ``(active, u_wraps, v_saturations)`` of the step."""
+        ``(active, u_wraps, v_saturations)`` of the step. ``checks=False``: the kernel may
+        skip its range checks (see :meth:`_in_range`)."""
         busy = np.logical_or(a, v)
         if self.has_current:
             busy |= u != 0
@@ -88,9 +103,10 @@ class FixedNeurons:
             busy &= gate
         active = int(np.count_nonzero(busy))
         part = (lambda p: p) if shape is None else (lambda p: _part(p, shape, cols))  # noqa: E731
+        extra = {} if checks else {"checks": False}
         u, v, s, wrapped, *limit = self.kernel(u, v, a, du=part(self.du), dv=part(self.dv),
                                                vth=self.vth, bias_eff=part(self.bias_eff),
-                                               reset_subtract=self.reset_subtract)
+                                               reset_subtract=self.reset_subtract, **extra)
         if gate is not None:  # neurons of dropped tokens stay at rest
             s, u, v = s & gate, u * gate, v * gate
             wrapped = None if wrapped is None else wrapped & gate
@@ -124,13 +140,15 @@ class FixedNeurons:
         volts4 = None if volts is None else volts.reshape(T, B, C, P)
         u4, v4 = self.u.reshape(B, C, P), self.v.reshape(B, C, P)
         gate4 = None if self.gate is None else self.gate.reshape(B, C, P)
+        checks = not self._in_range(T)
 
         def block(rows: slice, cols: slice) -> np.ndarray:
             u, v = u4[rows, cols], v4[rows, cols]
             gate = None if gate4 is None else gate4[rows, cols]
             total = np.zeros(3, np.int64)
             for t in range(T):
-                u, v, s, counts = self._advance(u, v, drive[t, rows, cols], gate, (C, P), cols)
+                u, v, s, counts = self._advance(u, v, drive[t, rows, cols], gate, (C, P), cols,
+                                                checks)
                 total += counts
                 out4[t, rows, cols] = s
                 if volts4 is not None:
@@ -201,8 +219,9 @@ class FixedPrecision:
         return plan_program(program, fixed=True)
 
     @staticmethod
-    def drive(pop, plan, src, activity) -> np.ndarray:
-        """(T, B, size) integer drive from other sources (:func:`~.drive.fixed_drive`)."""
+    def drive(pop, plan, src, activity) -> tuple[np.ndarray, float]:
+        """(T, B, C, P) integer drive from other sources and its bound
+        (:func:`~.drive.fixed_drive`)."""
         return fixed_drive(pop, plan, src, activity)
 
     @staticmethod
@@ -226,9 +245,9 @@ class FixedPrecision:
         return float(pop.scale)
 
     @staticmethod
-    def neurons(pop, gate, batch: int, dtype=np.int64) -> FixedNeurons:
-        """The state of ``pop``, in float64 for a float64 (bounded) drive."""
-        return FixedNeurons(pop, gate, batch, dtype)
+    def neurons(pop, gate, batch: int, dtype=np.int64, bound: float = np.inf) -> FixedNeurons:
+        """The state of ``pop``, in float64 for a float (bounded) drive; ``bound`` of |a_in|."""
+        return FixedNeurons(pop, gate, batch, dtype, bound)
 
 
 class FloatPrecision:
@@ -251,7 +270,7 @@ class FloatPrecision:
         return plan_program(program, fixed=False)
 
     @staticmethod
-    def drive(pop, plan, src, activity) -> np.ndarray:
+    def drive(pop, plan, src, activity) -> tuple[np.ndarray, float]:
         """(T, B, size) float64 drive from other sources (:func:`~.drive.float_drive`)."""
         return float_drive(pop, plan, src, activity)
 
@@ -274,7 +293,7 @@ class FloatPrecision:
         return 1.0
 
     @staticmethod
-    def neurons(pop, gate, batch: int, dtype=np.float64) -> FloatNeurons:
+    def neurons(pop, gate, batch: int, dtype=np.float64, bound: float = np.inf) -> FloatNeurons:
         return FloatNeurons(pop, gate, batch, dtype)
 
 

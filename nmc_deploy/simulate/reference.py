@@ -170,14 +170,14 @@ def _simulate_batch(program, plan: dict, x: np.ndarray, precision, record: bool,
     voltages: dict[str, np.ndarray] = {}
     for pop in program.populations:
         p = plan[pop.name]
-        drive = precision.drive(pop, p, src, activity)
+        drive, bound = precision.drive(pop, p, src, activity)
         if pop.kind == RELAY:  # graded payload, no state
             drive = drive.reshape(T, B, pop.size).astype(precision.dtype, copy=False)
             out = src.relay(pop, drive)
             if activity is not None:
                 activity.count_relay(pop, drive, out)
             continue
-        neurons = precision.neurons(pop, src.gate(pop), B, drive.dtype)
+        neurons = precision.neurons(pop, src.gate(pop), B, drive.dtype, bound)
         out, volts = _run_population(neurons, drive, p.own, precision, pop.kind == LI)
         if volts is not None:
             voltages[pop.name] = volts
