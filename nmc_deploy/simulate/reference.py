@@ -125,7 +125,8 @@ class _Activity:
         gate = neurons.gate
         updates = out.size if gate is None else int(gate.sum()) * T
         self.populations.append({"name": pop.name, "neurons": pop.size,
-                                 "spikes": int(out.sum()), "neuron_updates": updates,
+                                 "spikes": int(np.count_nonzero(out)),
+                                 "neuron_updates": updates,
                                  "active_updates": neurons.active})
         self.u_wraps += neurons.u_wraps
         self.v_saturations += neurons.v_saturations
@@ -162,6 +163,17 @@ def _run_population(neurons, drive: np.ndarray, own, precision, record_voltage: 
     return out, volts
 
 
+def _step_sum(spikes: np.ndarray) -> np.ndarray:
+    """(B, n) int64 spike counts over the T steps of (T, B, n) bool ``spikes`` (summed as
+    bytes while T < 256)."""
+    if spikes.shape[0] >= 256:
+        return spikes.sum(axis=0).astype(np.int64)
+    acc = spikes[0].view(np.uint8).copy()
+    for s in spikes[1:]:
+        acc += s.view(np.uint8)
+    return acc.astype(np.int64)
+
+
 def _simulate_batch(program, plan: dict, x: np.ndarray, precision, record: bool,
                     selection: bool) -> SimulationResult:
     B, T = x.shape[0], x.shape[1]  # x: (B, T, n_in)
@@ -187,7 +199,7 @@ def _simulate_batch(program, plan: dict, x: np.ndarray, precision, record: bool,
             for g in p.own:
                 activity.count_group(g, p.fanouts.get(g.name), src.active(g.source, g.lag))
             activity.count_population(pop, out, neurons)
-    counts = {name: s.sum(axis=0).astype(np.int64) for name, s in src.spikes.items()}
+    counts = {name: _step_sum(s) for name, s in src.spikes.items()}
     sel_counts = src.selector_counts()
     scales = {p.name: precision.voltage_scale(p) for p in program.populations if p.kind == LI}
     steps = {name: src.steps(name) for name in program.readout.weights if name not in voltages}
