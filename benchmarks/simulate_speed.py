@@ -23,11 +23,15 @@ costs: BLAS thread start, lazy imports); Lava is timed as one cold run (its setu
    rate they reach and its fraction of this machine's matrix-multiply peak (a float32 and a
    float64 2048^3 numpy product, best of 5, measured right after each run: the machine is
    shared, so the peak is measured under the same load), and the process CPU seconds per
-   sample (all threads; less dependent on the load of other processes than wall time).
+   sample (all threads; less dependent on the load of other processes than wall time), and
+   the peak resident memory of the benchmark process so far.
+   ``--digits-repeats N`` also reports the median of N more reference runs on digits and its
+   ratio to the one Lava run (a 0.3 s run is at the mercy of other processes' bursts).
 """
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 import warnings
@@ -89,7 +93,7 @@ def build_digits(out: Path) -> Path:
     return out / "build"
 
 
-def bench_digits(build: Path, samples: int, lava: bool) -> dict:
+def bench_digits(build: Path, samples: int, lava: bool, repeats: int = 0) -> dict:
     from nmc_deploy.data import load_dataset
     from nmc_deploy.program import load_program
     from nmc_deploy.simulate.compare import compare_runs
@@ -101,9 +105,16 @@ def bench_digits(build: Path, samples: int, lava: bool) -> dict:
     c0, t0 = time.process_time(), time.perf_counter()
     ref = simulate_reference(program, x)
     t_ref, cpu = time.perf_counter() - t0, time.process_time() - c0
+    again = []
+    for _ in range(repeats):  # more reference runs, for the spread under the machine's load
+        t0 = time.perf_counter()
+        simulate_reference(program, x)
+        again.append(time.perf_counter() - t0)
     row = {"program": str(build), "samples": len(x), "reference_s": round(t_ref, 3),
            "reference_samples_per_s": round(len(x) / t_ref, 1),
            "reference_cpu_s": round(cpu, 3),
+           "reference_repeats_median_samples_per_s": round(len(x) / float(np.median(again)), 1)
+           if again else "-",
            "neurons": sum(p.size for p in program.populations),
            "product_macs_per_sample": product_macs(program)}
     if lava:
@@ -118,6 +129,8 @@ def bench_digits(build: Path, samples: int, lava: bool) -> dict:
                    spike_mismatches=cmp["spike_mismatches_reference_vs_lava"],
                    spikes_compared=cmp["spikes_compared"],
                    prediction_mismatches=cmp["prediction_mismatches"])
+        if again:
+            row["speedup_repeats_median"] = round(t_lava / float(np.median(again)), 1)
     return row
 
 
@@ -188,7 +201,9 @@ def bench_cifar(width: int, depth: int, samples: int, out: Path, full_compile: b
             "peak_f32_gflop_per_s": round(peak32, 1), "peak_f64_gflop_per_s": round(peak64, 1),
             "fraction_of_f32_peak": round(rate / peak32, 3),
             "fraction_of_f64_peak": round(rate / peak64, 3),
-            "firing_rate": round(spikes / (neurons * samples * program.time_steps), 3)}
+            "firing_rate": round(spikes / (neurons * samples * program.time_steps), 3),
+            "peak_rss_gb_so_far": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+                                        2)}
 
 
 def table(rows: list[dict], keys: list[str]) -> str:
@@ -206,6 +221,8 @@ def main():
     ap.add_argument("--samples", type=int, default=200)
     ap.add_argument("--cifar-samples", type=int, default=40)
     ap.add_argument("--skip-lava", action="store_true")
+    ap.add_argument("--digits-repeats", type=int, default=0,
+                    help="Runs the digits reference this many more times (median reported).")
     ap.add_argument("--skip-digits", action="store_true")
     ap.add_argument("--compile", action="store_true")
     args = ap.parse_args()
@@ -216,7 +233,8 @@ def main():
     print(json.dumps(results), flush=True)
     if not args.skip_digits:
         build = args.digits_build or build_digits(args.out / "digits")
-        results["digits"] = bench_digits(build, args.samples, not args.skip_lava)
+        results["digits"] = bench_digits(build, args.samples, not args.skip_lava,
+                                          args.digits_repeats)
         print(table([results["digits"]], list(results["digits"])), flush=True)
     results["cifar"] = []
     for width in (int(w) for w in args.widths.split(",") if w):
