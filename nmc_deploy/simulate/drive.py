@@ -35,6 +35,7 @@ import scipy.sparse as sp
 from ..loihi.neurons import F64_INPUT_LIMIT
 from ..loihi.products import FLOAT32_EXACT, conv_product, exact_dtype, token_product
 from ..loihi.synapses import synaptic_input
+from ..program import SourceKind
 from ..program.shared_weights import ConvShared, TokenShared, is_shared, source_fanout
 
 __all__ = ["Stage", "PopulationPlan", "plan_program", "fixed_drive", "float_drive",
@@ -234,8 +235,7 @@ def fixed_drive(pop, plan: PopulationPlan, src, activity=None) -> tuple[np.ndarr
             if dtype.kind == "i" and y.dtype.kind == "f":
                 y = y.astype(np.int64)
         else:  # the sparse product of one group, unchanged
-            s = src.rows(st.sources[0], st.lag).T.astype(np.int64)
-            y = synaptic_input(st.weights, s, st.weight_exp).T  # (n, T*B) transposed
+            y = _sparse_input(st, src).T  # (n, T*B) transposed
             y = y.reshape(T * B, n // _row_factor(n), _row_factor(n))
         if total is None:
             if y.dtype == dtype:
@@ -253,10 +253,29 @@ def fixed_drive(pop, plan: PopulationPlan, src, activity=None) -> tuple[np.ndarr
     return total.reshape(T, B, *total.shape[1:]), bound
 
 
+def _source_parts(src, source: str, lag: int) -> list[np.ndarray]:
+    """The rows a group reads from ``source``: an attention op's counts per key block of its
+    units (each block's partial is weighted and shifted on its own, as its unit sends it),
+    else the source's rows."""
+    if src.kinds[source] is SourceKind.ATTENTION:
+        return src.attention_parts(source, lag)
+    return [src.rows(source, lag)]
+
+
+def _sparse_input(stage: Stage, src) -> np.ndarray:
+    """(n, T*B) int64 ``(W @ s) << weight_exp`` of a one-group stage with a scipy matrix."""
+    parts = _source_parts(src, stage.sources[0], stage.lag)
+    y = synaptic_input(stage.weights, parts[0].T.astype(np.int64), stage.weight_exp)
+    for p in parts[1:]:
+        y += synaptic_input(stage.weights, p.T.astype(np.int64), stage.weight_exp)
+    return y
+
+
 def float_drive(pop, plan: PopulationPlan, src, activity=None) -> tuple[np.ndarray, float]:
     """``(drive, inf)``: the (T, B, size) float64 drive of ``pop`` from other sources, group
     by group in program order (``W @ x`` of each real matrix on (n_src, T*B) columns)."""
     total = np.zeros((pop.size, src.T * src.B), np.float64)
     for g in plan.groups:
-        total += np.asarray(g.weight @ src(g.source, g.lag))
+        for part in _source_parts(src, g.source, g.lag):
+            total += np.asarray(g.weight @ part.T.astype(np.float64))
     return total.T.reshape(src.T, src.B, pop.size), float("inf")
