@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python benchmarks/simulate_speed.py [--out DIR] [--digits-build DIR]
            [--widths 128,256,384] [--depth 4] [--samples 200] [--cifar-samples 40]
-           [--skip-lava] [--compile]
+           [--skip-lava] [--compile [--target T]] [--digits-repeats N]
 
 Each timed run is preceded by an untimed 1-2 sample warm-up run of the reference (first-call
 costs: BLAS thread start, lazy imports); Lava is timed as one cold run (its setup included).
@@ -144,7 +144,7 @@ def cifar_config(width: int, depth: int):
                             sps_pool=(False, False, True, True))
 
 
-def cifar_program(width: int, depth: int, out: Path, full_compile: bool):
+def cifar_program(width: int, depth: int, out: Path, full_compile: bool, target: str = "loihi2"):
     """(program, seconds to make it, how it was made)."""
     from conftest import make_active_spikformer
 
@@ -160,8 +160,8 @@ def cifar_program(width: int, depth: int, out: Path, full_compile: bool):
 
         out.mkdir(parents=True, exist_ok=True)
         write_nir(graph, out / "model.nir")
-        compile_model(out / "model.nir", "loihi2", out / "build")
-        return load_program(out / "build"), time.perf_counter() - t0, "compile_model (loihi2)"
+        compile_model(out / "model.nir", target, out / "build")
+        return load_program(out / "build"), time.perf_counter() - t0, f"compile_model ({target})"
     from nmc_deploy.compile.lower import lower_graph
     from nmc_deploy.compile.quantize import quantize_program
     from nmc_deploy.compile.schedule import schedule_program
@@ -173,12 +173,13 @@ def cifar_program(width: int, depth: int, out: Path, full_compile: bool):
     return program, time.perf_counter() - t0, "lower + schedule + quantize"
 
 
-def bench_cifar(width: int, depth: int, samples: int, out: Path, full_compile: bool) -> dict:
+def bench_cifar(width: int, depth: int, samples: int, out: Path, full_compile: bool,
+                target: str = "loihi2") -> dict:
     from nmc_deploy.program.shared_weights import is_shared
     from nmc_deploy.simulate.reference import simulate_reference
 
     program, t_make, how = cifar_program(width, depth, out / f"cifar{width}x{depth}",
-                                         full_compile)
+                                         full_compile, target)
     x = np.random.default_rng(0).integers(0, 16, (samples, *program.input_shape))
     simulate_reference(program, x[:1], record=False)  # warm-up
     c0, t0 = time.process_time(), time.perf_counter()
@@ -224,7 +225,9 @@ def main():
     ap.add_argument("--digits-repeats", type=int, default=0,
                     help="Runs the digits reference this many more times (median reported).")
     ap.add_argument("--skip-digits", action="store_true")
-    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--compile", action="store_true",
+                    help="Makes the CIFAR-shaped programs with the whole compile_model.")
+    ap.add_argument("--target", default="loihi2", help="Names the target of --compile.")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results = {"load_average_start": [round(v, 2) for v in os.getloadavg()],
@@ -239,7 +242,7 @@ def main():
     results["cifar"] = []
     for width in (int(w) for w in args.widths.split(",") if w):
         results["cifar"].append(bench_cifar(width, args.depth, args.cifar_samples, args.out,
-                                            args.compile))
+                                            args.compile, args.target))
         print(table(results["cifar"][-1:], list(results["cifar"][-1])), flush=True)
     results["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     print(json.dumps({k: v for k, v in results.items() if "load" in k}))
