@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .products import FLOAT32_EXACT
+
 __all__ = ["attention_counts", "top_k_mask", "token_scores_fixed", "token_scores_float"]
 
 
@@ -17,17 +19,24 @@ def attention_counts(q, k, v, num_heads: int, dim: int, n_tokens: int):
 
     Returns ``(C, coincidences)``: C with the same layout (int64) and the number of
     accumulate operations (``sum(Q K^T)`` plus ``sum([A != 0] V)``) per row.
+
+    The products are exact: with 0/1 spikes every entry of ``A = Q K^T`` is at most d and
+    every entry of ``C`` at most ``N d``, integers computed in float32 while ``N d < 2**24``
+    (:data:`~nmc_deploy.loihi.products.FLOAT32_EXACT`), else float64. The second count is
+    ``sum_n #{i: A[i, n] != 0} * sum_j V[n, j]``, the same integer without a product.
     """
     rows = q.shape[0]
     d = dim // num_heads
+    dtype = np.float32 if n_tokens * d < FLOAT32_EXACT else np.float64
 
     def heads(x):  # (rows, D*N) -> (rows, h, N, d)
-        return x.reshape(rows, num_heads, d, n_tokens).transpose(0, 1, 3, 2).astype(np.float64)
+        return x.reshape(rows, num_heads, d, n_tokens).transpose(0, 1, 3, 2).astype(dtype)
 
     Q, K, V = heads(q), heads(k), heads(v)
     A = Q @ K.transpose(0, 1, 3, 2)
     C = A @ V
-    ops = A.sum(axis=(1, 2, 3)) + ((A != 0).astype(np.float64) @ V).sum(axis=(1, 2, 3))
+    ops = A.sum(axis=(1, 2, 3), dtype=np.float64)
+    ops += ((A != 0).sum(axis=2) * V.sum(axis=3, dtype=np.float64)).sum(axis=(1, 2))
     C = np.rint(C).astype(np.int64).transpose(0, 1, 3, 2).reshape(rows, dim * n_tokens)
     return C, np.rint(ops).astype(np.int64)
 

@@ -2,7 +2,9 @@
 
 ``lif_fixed_step`` mirrors ``AbstractPyLifModelFixed`` (Lava 0.10.0) including its quirks
 and is tested against the real ProcessModel by counting mismatches
-(tests/loihi/test_kernels.py). ``lif_float_step`` is the same neuron in float64, the
+(tests/loihi/test_kernels.py); ``lif_fixed_step_f64`` is the same integer step computed on
+float64 arrays that hold integers (fewer, cheaper passes; identical results while the
+synaptic input is bounded by ``F64_INPUT_LIMIT``, tests/loihi/test_neurons.py). ``lif_float_step`` is the same neuron in float64, the
 dynamics of the lowered graph before quantization. Both are pure: they return new arrays.
 """
 from __future__ import annotations
@@ -11,7 +13,12 @@ import numpy as np
 
 from .constants import LAVA_LIF, MAX_UV, MAX_V, U_WRAP
 
-__all__ = ["effective_bias", "lif_fixed_step", "lif_float_step"]
+__all__ = ["effective_bias", "lif_fixed_step", "lif_fixed_step_f64", "F64_INPUT_LIMIT",
+           "lif_float_step"]
+
+# |a_in| below this keeps every intermediate of lif_fixed_step_f64 an integer < 2**53 (exact):
+# a_in << 6 < 2**35, so u, and u or v times a decay factor (< 2**12), stay below 2**48.
+F64_INPUT_LIMIT = 2.0 ** 29
 
 
 def effective_bias(bias_mant, bias_exp: int) -> np.ndarray:
@@ -52,6 +59,56 @@ def lif_fixed_step(u, v, a_in, *, du, dv, vth, bias_eff, reset_subtract: int = 0
     s = v > (vth << LAVA_LIF.vth_shift)
     v = np.where(s, v - reset_subtract if reset_subtract else 0, v)
     return u, v, s, wrapped != decayed
+
+
+def _truncated_decay(x: np.ndarray, decay) -> np.ndarray:
+    """:func:`_decayed` in float64: ``trunc(x (D - decay) / D)``; exact for |x| < 2**40
+    (the product has at most 52 significant bits, and /4096 is a power of two)."""
+    keep = (LAVA_LIF.decay_unity - np.asarray(decay, np.float64)) / LAVA_LIF.decay_unity
+    y = x * keep
+    return np.trunc(y, out=y)
+
+
+def lif_fixed_step_f64(u, v, a_in, *, du, dv, vth, bias_eff, reset_subtract: int = 0,
+                       checks: bool = True):
+    """:func:`lif_fixed_step` on float64 arrays holding integers; returns ``(u, v, spikes,
+    wrapped, at_limit)``: ``wrapped`` None when no neuron's current left the 24-bit range,
+    ``at_limit`` False when no voltage reached the saturation bound ``MAX_V`` in magnitude
+    (so none equals it afterwards).
+
+    The same equations, value for value, while ``|a_in| < F64_INPUT_LIMIT``: every
+    intermediate is then an integer below 2**53, exactly represented, and ``>> 12`` toward
+    zero is ``trunc`` of an exact division by 4096. ``u``, ``v``, ``a_in`` and ``bias_eff``
+    are float64 (or integer) arrays; the inputs are not modified. With ``du = 4095``
+    everywhere the old current decays to 0 (``4096 - (du + 1) = 0``) and is not read.
+    ``checks=False``: the caller guarantees (from a bound of its inputs) that no current
+    leaves the 24-bit range and no voltage reaches ``MAX_V``; the range checks are skipped.
+    """
+    x = np.multiply(a_in, float(1 << LAVA_LIF.act_shift), dtype=np.float64)
+    decay_u = np.asarray(du) + LAVA_LIF.ds_offset
+    if np.any(decay_u != LAVA_LIF.decay_unity):
+        x += _truncated_decay(np.asarray(u, np.float64), decay_u)
+    wrapped = None
+    if checks and x.size and (x.max() > MAX_UV or x.min() <= -MAX_UV):
+        w = np.where(x > MAX_UV, x - U_WRAP, x)
+        w = np.where(w <= -MAX_UV, x + U_WRAP, w)  # Lava's exact form (see lif_fixed_step)
+        wrapped = w != x
+        x = w
+    u = x
+    v = _truncated_decay(np.asarray(v, np.float64), np.asarray(dv) + LAVA_LIF.dm_offset)
+    v += u
+    v += bias_eff
+    at_limit = checks and bool(v.size) and (v.max() >= MAX_V or v.min() <= -MAX_V)
+    if at_limit:
+        np.clip(v, -MAX_V, MAX_V, out=v)
+    if vth is None:
+        return u, v, np.zeros(v.shape, bool), wrapped, at_limit
+    s = v > (vth << LAVA_LIF.vth_shift)
+    if reset_subtract:
+        np.subtract(v, float(reset_subtract), out=v, where=s)
+    else:
+        np.copyto(v, 0.0, where=s)
+    return u, v, s, wrapped, at_limit
 
 
 def lif_float_step(i_syn, v, x, *, alpha, alpha_syn, bias, v_threshold,

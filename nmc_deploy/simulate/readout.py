@@ -29,8 +29,8 @@ def read_output_steps(readout, values: Mapping[str, np.ndarray], T: int, B: int)
     accumulated over t for a cumulative (Integrator) readout. ``values[src]``: (T, B, n)."""
     y = np.tile(np.asarray(readout.bias, np.float64), (T, B, 1))
     for src, w in readout.weights.items():
-        a = np.asarray(values[src], np.float64).reshape(T * B, -1)
-        y += np.asarray(w @ a.T).T.reshape(T, B, -1)
+        a = values[src].reshape(T * B, -1).T
+        y += np.asarray(w @ np.ascontiguousarray(a, np.float64)).T.reshape(T, B, -1)
     y = readout.scale * y
     if readout.cumulative:
         y = np.cumsum(y, axis=0)

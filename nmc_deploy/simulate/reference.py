@@ -5,8 +5,10 @@ step ``1 + d + t`` of a sample window, what the reference computes for sample st
 compiler's delays make every input of a population belong to the same sample step, and
 every population is reset at the start of its window, so a Lava run of many samples equals
 this per-sample computation exactly (docs/architecture.md, "Time"). Per population, the
-synaptic input of all T steps is computed with one sparse product, then the neurons run
-step by step, vectorised over batch and neurons. A relay population (kind "relay") has no
+synaptic input of all T steps is computed at once (:mod:`~nmc_deploy.simulate.drive`:
+shared-weight groups as batched integer-exact matrix products with samples x steps x tokens
+as the batch, other groups as one sparse product each), then the neurons run step by step,
+vectorised over batch and neurons. A relay population (kind "relay") has no
 state: its output is its integer synaptic input shifted right by ``payload_shift``, a graded
 payload that its targets read like the pixel input (``W @ p``); the float simulator passes
 the real value through.
@@ -29,8 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..loihi.attention import attention_counts
-from ..program import LI, RELAY, FloatProgram, Program, SourceKind
-from ..program.shared_weights import source_fanout
+from ..program import LI, RELAY, FloatProgram, Program
 from .inputs import as_input_sequence, check_input_steps
 from .precision import FIXED, FLOAT
 from .readout import read_out
@@ -42,7 +43,7 @@ __all__ = ["SimulationResult", "simulate_reference", "simulate_float", "attentio
 
 
 def simulate_reference(program: Program, inputs: np.ndarray, *, record: bool = True,
-                       batch_size: int = 128, token_selection: bool = True) -> SimulationResult:
+                       batch_size: int = 256, token_selection: bool = True) -> SimulationResult:
     """Run ``program`` in fixed point; see module docstring.
 
     ``inputs``: integer images ``(B, *input_shape)``, repeated for ``program.time_steps``
@@ -64,14 +65,28 @@ def simulate_float(fp: FloatProgram, inputs: np.ndarray, *,
     return _simulate(fp, inputs, FLOAT, batch_size)
 
 
+# A batch holds at most this many bytes of one population's (T, B, size) drive: large models
+# run in smaller batches (every sample is simulated on its own, so batching changes nothing
+# but speed and memory).
+DRIVE_BYTES = 256 * 2 ** 20
+
+
+def _batch_rows(program, T: int, batch_size: int) -> int:
+    """``batch_size`` capped so that the largest population's drive fits ``DRIVE_BYTES``."""
+    largest = max([p.size for p in program.populations] + [1])
+    return max(1, min(batch_size, DRIVE_BYTES // (8 * T * largest)))
+
+
 def _simulate(program, inputs, precision, batch_size: int, *, record: bool = True,
               selection: bool = True) -> SimulationResult:
     """Run ``program`` in ``precision`` batch by batch and merge the results."""
     seq = precision.input_sequence(program, inputs)
     check_input_steps(program, seq)
-    parts = [_simulate_batch(program, seq[i:i + batch_size], precision, record, selection)
-             for i in range(0, len(seq), batch_size)]
-    return merge_results(parts)
+    plan = precision.plan(program)
+    step = _batch_rows(program, seq.shape[1], batch_size)
+    parts = [_simulate_batch(program, plan, seq[i:i + step], precision, record, selection)
+             for i in range(0, len(seq), step)]
+    return parts[0] if len(parts) == 1 else merge_results(parts)
 
 
 class _Activity:
@@ -85,8 +100,10 @@ class _Activity:
         self.u_wraps = 0
         self.v_saturations = 0
 
-    def count_group(self, g, s: np.ndarray) -> None:
-        """Group ``g`` delivered source columns ``s``: its synapses and synaptic ops."""
+    def count_group(self, g, fanout: np.ndarray | None, active: np.ndarray) -> None:
+        """Group ``g`` delivered its source's messages, ``active`` per source neuron (rows in
+        which it is nonzero): its synapses and synaptic ops (``fanout``: nonzero weights per
+        source neuron, :func:`~nmc_deploy.program.shared_weights.source_fanout`)."""
         entry = self.layers.setdefault(g.layer, {
             "name": g.layer, "kind": g.kind, "synops": 0, "synapses": 0,
             "population": g.target})
@@ -94,8 +111,7 @@ class _Activity:
         if g.kind == "attention":
             entry["synops"] += self.src.op_stats[g.source]
         else:
-            fanout = source_fanout(g.weights)  # nonzero weights per source neuron
-            entry["synops"] += int(fanout @ (s != 0).sum(axis=1))
+            entry["synops"] += int(fanout @ active)
 
     def count_relay(self, pop, a_in: np.ndarray, out: np.ndarray) -> None:
         n = pop.size
@@ -109,7 +125,8 @@ class _Activity:
         gate = neurons.gate
         updates = out.size if gate is None else int(gate.sum()) * T
         self.populations.append({"name": pop.name, "neurons": pop.size,
-                                 "spikes": int(out.sum()), "neuron_updates": updates,
+                                 "spikes": int(np.count_nonzero(out)),
+                                 "neuron_updates": updates,
                                  "active_updates": neurons.active})
         self.u_wraps += neurons.u_wraps
         self.v_saturations += neurons.v_saturations
@@ -124,28 +141,16 @@ class _Activity:
         return stats
 
 
-def _synaptic_drive(pop, groups, src: SourceStreams, precision, activity) -> np.ndarray:
-    """(T, B, size) summed input of ``pop``'s groups from other sources (all steps at once)."""
-    total = np.zeros((pop.size, src.T * src.B), precision.dtype)
-    for g in groups:
-        if g.source == pop.name:
-            continue
-        s = src(g.source, g.lag)
-        if src.kinds[g.source] is SourceKind.ATTENTION:  # key blocks: one shift per unit
-            for part in src.attention_parts(g.source, g.lag):
-                total += precision.synaptic_input(g, part)
-        else:
-            total += precision.synaptic_input(g, s)
-        if activity is not None:
-            activity.count_group(g, s)
-    return total.T.reshape(src.T, src.B, pop.size)
-
-
 def _run_population(neurons, drive: np.ndarray, own, precision, record_voltage: bool):
-    """Step ``neurons`` through the (T, B, n) ``drive`` plus their own spikes of ``t - lag``
+    """Step ``neurons`` through the (T, B, n) or (T, B, C, P) ``drive`` plus their own spikes of ``t - lag``
     through the recurrent groups ``own``; returns ``(spikes, voltages or None)``."""
+    T, B = drive.shape[:2]
+    volts = np.zeros((T, B, int(np.prod(drive.shape[2:]))), precision.dtype) \
+        if record_voltage else None
+    if not own and hasattr(neurons, "run"):
+        return neurons.run(drive, volts), volts
+    drive = drive.reshape(T, B, -1)
     out = np.zeros(drive.shape, bool)
-    volts = np.zeros(drive.shape, precision.dtype) if record_voltage else None
     for t in range(drive.shape[0]):
         a = drive[t]
         for g in own:  # own spikes of step t - lag, through one synapse stage
@@ -158,35 +163,43 @@ def _run_population(neurons, drive: np.ndarray, own, precision, record_voltage: 
     return out, volts
 
 
-def _simulate_batch(program, x: np.ndarray, precision, record: bool,
+def _step_sum(spikes: np.ndarray) -> np.ndarray:
+    """(B, n) int64 spike counts over the T steps of (T, B, n) bool ``spikes`` (summed as
+    bytes while T < 256)."""
+    if spikes.shape[0] >= 256:
+        return spikes.sum(axis=0).astype(np.int64)
+    acc = spikes[0].view(np.uint8).copy()
+    for s in spikes[1:]:
+        acc += s.view(np.uint8)
+    return acc.astype(np.int64)
+
+
+def _simulate_batch(program, plan: dict, x: np.ndarray, precision, record: bool,
                     selection: bool) -> SimulationResult:
     B, T = x.shape[0], x.shape[1]  # x: (B, T, n_in)
     src = SourceStreams(program, x, precision, selection)
     activity = _Activity(src) if precision.counts_activity else None
     voltages: dict[str, np.ndarray] = {}
-    by_target: dict[str, list] = {}
-    for g in program.groups:
-        by_target.setdefault(g.target, []).append(g)
     for pop in program.populations:
-        groups = by_target[pop.name]
-        drive = _synaptic_drive(pop, groups, src, precision, activity)
+        p = plan[pop.name]
+        drive, bound = precision.drive(pop, p, src, activity)
         if pop.kind == RELAY:  # graded payload, no state
+            drive = drive.reshape(T, B, pop.size).astype(precision.dtype, copy=False)
             out = src.relay(pop, drive)
             if activity is not None:
                 activity.count_relay(pop, drive, out)
             continue
-        own = [g for g in groups if g.source == pop.name]  # recurrent
-        neurons = precision.neurons(pop, src.gate(pop), B)
-        out, volts = _run_population(neurons, drive, own, precision, pop.kind == LI)
+        neurons = precision.neurons(pop, src.gate(pop), B, drive.dtype, bound)
+        out, volts = _run_population(neurons, drive, p.own, precision, pop.kind == LI)
         if volts is not None:
             voltages[pop.name] = volts
         else:
             src.spikes[pop.name] = out
         if activity is not None:
-            for g in own:
-                activity.count_group(g, src(g.source, g.lag))
+            for g in p.own:
+                activity.count_group(g, p.fanouts.get(g.name), src.active(g.source, g.lag))
             activity.count_population(pop, out, neurons)
-    counts = {name: s.sum(axis=0).astype(np.int64) for name, s in src.spikes.items()}
+    counts = {name: _step_sum(s) for name, s in src.spikes.items()}
     sel_counts = src.selector_counts()
     scales = {p.name: precision.voltage_scale(p) for p in program.populations if p.kind == LI}
     steps = {name: src.steps(name) for name in program.readout.weights if name not in voltages}

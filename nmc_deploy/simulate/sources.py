@@ -1,9 +1,10 @@
 """The outputs of every group source over a batch, as the reference simulation produces them.
 
 A group reads its source (the input, the constant, a population's spikes, a relay's
-payloads, an attention op's counts or a token selector's gated stream) as (n_src, T*B)
-columns, t-major; :class:`SourceStreams` computes the derived ones once, in the
-simulation's precision.
+payloads, an attention op's counts or a token selector's gated stream) as (T*B, n_src)
+rows, t-major (row ``t B + b`` is sample b at step t; :meth:`SourceStreams.rows`), or as
+the transposed (n_src, T*B) columns (:meth:`SourceStreams.__call__`);
+:class:`SourceStreams` computes the derived ones once, in the simulation's precision.
 """
 from __future__ import annotations
 
@@ -12,7 +13,17 @@ import numpy as np
 from ..loihi.attention import attention_counts, top_k_mask
 from ..program import SourceKind
 
-__all__ = ["SourceStreams", "lagged_columns"]
+__all__ = ["SourceStreams", "lagged_columns", "lagged_rows"]
+
+
+def lagged_rows(x: np.ndarray, lag: int, batch: int) -> np.ndarray:
+    """Rows t-major (T*B, n) shifted by ``lag`` steps (zeros for t < lag)."""
+    if not lag:
+        return x
+    out = np.zeros_like(x)
+    if lag * batch < x.shape[0]:
+        out[lag * batch:] = x[:x.shape[0] - lag * batch]
+    return out
 
 
 def lagged_columns(x: np.ndarray, lag: int, batch: int) -> np.ndarray:
@@ -52,17 +63,63 @@ class SourceStreams:
         self.parts: dict[str, list[np.ndarray]] = {}  # op -> counts per key block
         self.masks: dict[str, np.ndarray] = {}  # selector -> (B, N) bool
         self.sel_stats: dict[str, dict] = {}
+        self._abs_max: dict[str, float] = {}
+        self._sums: dict[tuple, np.ndarray] = {}
+        self._active: dict[tuple[str, int], np.ndarray] = {}
 
     def __call__(self, src: str, lag: int = 0) -> np.ndarray:
-        return lagged_columns(self._base(src), lag, self.B) if lag else self._base(src)
+        """(n_src, T*B) columns of ``src`` delayed by ``lag`` steps, in the precision's dtype."""
+        return self.rows(src, lag).T.astype(self.dtype)
+
+    def rows(self, src: str, lag: int = 0) -> np.ndarray:
+        """(T*B, n_src) rows of ``src`` delayed by ``lag`` steps; a population's spikes as
+        bool (a view), every other source in the precision's dtype. Not to be modified."""
+        return lagged_rows(self._base(src), lag, self.B) if lag else self._base(src)
+
+    def summed(self, sources, lag: int, dtype, keep: bool = False) -> np.ndarray:
+        """The sum of the rows of ``sources`` (delayed by ``lag``) in ``dtype`` (bool spikes
+        summed as numbers); one source is returned as it is. ``keep``: remember the sum for
+        other readers of the same sources in this batch."""
+        key = (tuple(sources), lag, np.dtype(dtype))
+        if key in self._sums:
+            return self._sums[key]
+        rows = [self.rows(s, lag) for s in sources]
+        if len(rows) == 1 and not keep:
+            return rows[0]
+        x = rows[0].astype(dtype)
+        for r in rows[1:]:
+            x += r
+        if keep:
+            self._sums[key] = x
+        return x
+
+    def abs_max(self, src: str) -> float:
+        """The largest magnitude ``src`` emits in this batch (1 for spikes)."""
+        if src not in self._abs_max:
+            x = self._base(src)
+            self._abs_max[src] = 1.0 if x.dtype == bool else float(np.abs(x).max(initial=0))
+        return self._abs_max[src]
+
+    def active(self, src: str, lag: int = 0) -> np.ndarray:
+        """(n_src,) int64: rows in which each neuron of ``src`` (delayed by ``lag``) is
+        nonzero, i.e. the messages it sends."""
+        key = (src, lag)
+        if key not in self._active:
+            x = self._base(src)
+            if lag:
+                x = x[:max(0, x.shape[0] - lag * self.B)]
+            self._active[key] = np.count_nonzero(x, axis=0).astype(np.int64)
+        return self._active[key]
 
     def _base(self, src: str) -> np.ndarray:
         T, B = self.T, self.B
         kind = self.kinds[src]
         if kind is SourceKind.INPUT:
-            return self.x.transpose(2, 1, 0).reshape(-1, T * B).astype(self.dtype, copy=False)
+            if src not in self.out:
+                self.out[src] = self.x.transpose(1, 0, 2).reshape(T * B, -1).astype(self.dtype)
+            return self.out[src]
         if kind is SourceKind.CONST:
-            return np.ones((1, T * B), self.dtype)
+            return np.ones((T * B, 1), self.dtype)
         if kind is SourceKind.ATTENTION:
             if src not in self.out:
                 parts = self._attention(self.ops[src])
@@ -71,17 +128,18 @@ class SourceStreams:
             return self.out[src]
         if kind is SourceKind.SELECTOR:
             if src not in self.out:
-                self.out[src] = self._select(self.sels[src])
+                self.out[src] = np.ascontiguousarray(self._select(self.sels[src]).T)
             return self.out[src]
         if kind is SourceKind.RELAY:
-            return self.payloads[src].reshape(T * B, -1).T.astype(self.dtype, copy=False)
-        return self.spikes[src].reshape(T * B, -1).T.astype(self.dtype)
+            return self.payloads[src].reshape(T * B, -1).astype(self.dtype, copy=False)
+        return self.spikes[src].reshape(T * B, -1)
 
     def attention_parts(self, src: str, lag: int = 0) -> list[np.ndarray]:
-        """An attention op's counts per key block of its units (one block: the counts);
-        each block's weighted partial is shifted on its own, as its unit sends it."""
-        self(src)
-        return [lagged_columns(p, lag, self.B) if lag else p for p in self.parts[src]]
+        """An attention op's counts per key block of its units (one block: the counts), as
+        (T*B, n) rows; each block's weighted partial is shifted on its own, as its unit
+        sends it."""
+        self._base(src)
+        return [lagged_rows(p, lag, self.B) if lag else p for p in self.parts[src]]
 
     def _attention(self, op) -> list[np.ndarray]:
         T, B = self.T, self.B
@@ -93,14 +151,14 @@ class SourceStreams:
             whole = bool(keep.all())
             C, ops = attention_counts(q, k if whole else k & keep, v if whole else v & keep,
                                       op.num_heads, op.dim, op.n_tokens)
-            parts.append(C.T.astype(self.dtype))
+            parts.append(C.astype(self.dtype, copy=False))
             n_ops += int(ops.sum())
         self.op_stats[op.name] = n_ops
         return parts
 
     def steps(self, src: str) -> np.ndarray:
-        """The source's output per step, (T, B, n)."""
-        return self(src).reshape(-1, self.T, self.B).transpose(1, 2, 0)
+        """The source's output per step, (T, B, n) (spikes as bool)."""
+        return self.rows(src).reshape(self.T, self.B, -1)
 
     def relay(self, pop, a_in: np.ndarray) -> np.ndarray:
         """Store and return the (T, B, n) payloads of relay ``pop`` for its synaptic input

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from nmc_deploy.loihi.constants import DU_NO_CURRENT, LAVA_LIF
-from nmc_deploy.loihi.neurons import effective_bias, lif_fixed_step, lif_float_step
+from nmc_deploy.loihi.neurons import (effective_bias, lif_fixed_step, lif_fixed_step_f64,
+                                     lif_float_step)
 
 
 def _run_float(x, **kw):
@@ -80,3 +81,55 @@ def test_float_twin_equals_fixed_step_where_fixed_point_is_exact(rng, subtract):
     assert np.array(S).sum() > 20
     assert np.count_nonzero(np.array(S) != sf) == 0
     assert np.array_equal(np.array(V).astype(np.float64), vf)
+
+
+def _random_lif_case(rng, n: int, big: bool):
+    """States, inputs and parameters spanning Lava's ranges; ``big``: inputs that wrap u
+    and saturate v."""
+    lim = 2 ** 23
+    u = rng.integers(-lim + 1, lim, n)
+    v = rng.integers(-lim + 1, lim, n)
+    a_max = 2 ** 20 if big else 2 ** 10
+    a = rng.integers(-a_max, a_max, n)
+    du = int(rng.choice([4095, 0, 100, 4000])) if rng.random() < 0.5 else \
+        rng.choice([4095, 0, 17, 2048, 4094], n)
+    dv = int(rng.integers(0, 4096)) if rng.random() < 0.5 else rng.integers(0, 4096, n)
+    vth = None if rng.random() < 0.2 else int(rng.integers(0, 2 ** 17))
+    bias = effective_bias(rng.integers(-4096, 4096, n), int(rng.integers(-3, 8)))
+    sub = int(rng.integers(1, 2 ** 20)) if rng.random() < 0.3 else 0
+    return u, v, a, dict(du=du, dv=dv, vth=vth, bias_eff=bias, reset_subtract=sub)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_float64_fixed_step_equals_integer_step(seed):
+    # the float64 twin of the integer step gives the same integers, wraps and saturations
+    rng = np.random.default_rng(seed)
+    u, v, a, kw = _random_lif_case(rng, 500, big=seed % 2 == 1)
+    u1, v1, s1, w1 = lif_fixed_step(u, v, a, **kw)
+    u0, v0, a0 = u.copy(), v.copy(), a.copy()
+    u2, v2, s2, w2, at_limit = lif_fixed_step_f64(u.astype(float), v.astype(float),
+                                                  a.astype(float), **kw)
+    assert np.array_equal(u, u0) and np.array_equal(v, v0) and np.array_equal(a, a0)
+    assert u2.dtype == v2.dtype == np.float64
+    assert np.array_equal(u1, u2) and np.array_equal(v1, v2) and np.array_equal(s1, s2)
+    assert np.array_equal(w1, np.zeros(u.shape, bool) if w2 is None else w2)
+    assert at_limit or not np.any(np.abs(v1) == 2 ** 23 - 1)
+    if seed % 2:  # the big inputs do reach the wrap and the saturation
+        assert w1.any() and np.any(np.abs(v1) == 2 ** 23 - 1)
+
+
+def test_float64_fixed_step_runs_equal_integer_runs(rng):
+    # 30 steps of one population from rest: state carried in float64 stays exact
+    n, T = 300, 30
+    _, _, _, kw = _random_lif_case(rng, n, big=False)
+    kw["vth"] = 200
+    a = rng.integers(-40, 400, (T, n))
+    ui = vi = np.zeros(n, np.int64)
+    uf = vf = np.zeros(n)
+    spikes = 0
+    for a_t in a:
+        ui, vi, si, _ = lif_fixed_step(ui, vi, a_t, **kw)
+        uf, vf, sf, _, _ = lif_fixed_step_f64(uf, vf, a_t.astype(float), **kw)
+        assert np.array_equal(si, sf) and np.array_equal(vi, vf) and np.array_equal(ui, uf)
+        spikes += int(si.sum())
+    assert spikes > 100
