@@ -38,6 +38,7 @@ from ..errors import NmcDeployError
 from .config import PAPER_SHAPES, PRESET_VARIANTS, SpikformerConfig, preset_config
 from .lif import MultiStepLIF
 from .spikformer import Spikformer
+from .train import NUM_THREADS
 
 __all__ = ["DEFAULT_FIRING", "INPUT_LEVELS", "synthetic_inputs", "model_inputs",
            "calibrate_firing", "measure_firing", "synthetic_model", "to_official_state_dict",
@@ -49,6 +50,8 @@ DEFAULT_FIRING = (0.05, 0.15)  # realistic firing rates of a trained Spikformer'
 INPUT_LEVELS = {"cifar": 255, "imagenet": 255, "dvs": 1}
 _BISECTION_STEPS = 24  # per-channel BN bias search: interval / 2**24
 _ATTN_STEPS = 10  # q/k/v rate search per block: (hi - lo) / 2**10
+_PLATEAU = 0.5  # BN bias: at most this far (in input standard deviations) from the step
+_PLATEAU_STEPS = 12  # bisection steps for the plateau's far end
 _QKV_MARGIN = 0.15  # the q/k/v rate stays this fraction of the firing range inside it
 _COARSE = 8  # synthetic images: one random value per 8x8 pixels, bilinearly upsampled
 
@@ -136,23 +139,43 @@ def _channels_last(z: torch.Tensor, time_steps: int) -> torch.Tensor:
 
 @torch.no_grad()
 def _fit_batchnorm(bn: nn.Module, lif: MultiStepLIF, z: torch.Tensor, rate: float) -> None:
-    """Set ``bn`` so that ``lif(bn(z))`` fires at ``rate`` in every channel (bisection on the
-    per-channel bias; ``z`` is ``(T, rows, C)``)."""
+    """Set ``bn`` so that ``lif(bn(z))`` fires near ``rate`` in every channel (``z`` is
+    ``(T, rows, C)``; weight 1, statistics of ``z``, a per-channel bias).
+
+    The rate is a non-decreasing step function of the bias. A bisection finds the step
+    that crosses ``rate``; the side nearer to ``rate`` is taken, and the bias is put in the
+    middle of that side's plateau (at most ``_PLATEAU`` away from the step), so that a
+    channel with few distinct inputs (a sparse layer) does not sit on a step edge where the
+    rounding of the fixed-point program or other inputs would flip it.
+    """
     mean = z.mean(dim=(0, 1))
     var = z.var(dim=(0, 1), unbiased=False)
     zn = (z - mean) / torch.sqrt(var + bn.eps)
+
+    def rates(bias: torch.Tensor) -> torch.Tensor:
+        return lif(zn + bias).mean(dim=(0, 1))
+
     span = float(zn.abs().max()) + 2.0 * lif.v_threshold + 2.0
     lo = torch.full_like(mean, -span)  # never fires: zn + lo < 0
     hi = torch.full_like(mean, span)  # fires at every step: zn + hi >= 2 v_threshold
     for _ in range(_BISECTION_STEPS):
         mid = 0.5 * (lo + hi)
-        too_high = lif(zn + mid).mean(dim=(0, 1)) > rate
+        too_high = rates(mid) > rate
         hi = torch.where(too_high, mid, hi)
         lo = torch.where(too_high, lo, mid)
+    rate_lo, rate_hi = rates(lo), rates(hi)
+    upper = (rate_hi - rate) < (rate - rate_lo)  # the side nearer to the target
+    edge, ref = torch.where(upper, hi, lo), torch.where(upper, rate_hi, rate_lo)
+    inner, outer = edge, edge + torch.where(upper, _PLATEAU, -_PLATEAU)
+    for _ in range(_PLATEAU_STEPS):  # the plateau's far end, within _PLATEAU
+        mid = 0.5 * (inner + outer)
+        same = rates(mid) == ref
+        inner = torch.where(same, mid, inner)
+        outer = torch.where(same, outer, mid)
     bn.running_mean.copy_(mean)
     bn.running_var.copy_(var)
     bn.weight.copy_(torch.ones_like(mean))
-    bn.bias.copy_(lo)  # rate <= target; a constant (dead) channel stays silent
+    bn.bias.copy_(0.5 * (edge + inner))
 
 
 class _Calibration:
@@ -316,16 +339,22 @@ def synthetic_model(config: SpikformerConfig, *, seed: int = 0,
     Weights as the official initialisation (seeded with ``seed``); ``prune(model)`` (e.g.
     ``functools.partial(prune_one_shot, sparsity=0.9)``) runs before the calibration, which
     uses ``samples`` inputs of :func:`synthetic_inputs` (seed ``seed``; images with
-    ``levels``, or event frames). Returns the model in eval mode.
+    ``levels``, or event frames). Runs with ``NUM_THREADS`` torch threads, as training
+    does, and restores the previous setting. Returns the model in eval mode.
     """
     _check_firing(firing)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        model = Spikformer(config)
-    if prune is not None:
-        prune(model)
-    x = synthetic_inputs(config, samples, seed=seed, frames=frames, levels=levels)
-    calibrate_firing(model, model_inputs(x, levels), firing)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(NUM_THREADS)  # as training: predictable time on a shared machine
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            model = Spikformer(config)
+        if prune is not None:
+            prune(model)
+        x = synthetic_inputs(config, samples, seed=seed, frames=frames, levels=levels)
+        calibrate_firing(model, model_inputs(x, levels), firing)
+    finally:
+        torch.set_num_threads(previous)
     return model.eval()
 
 
