@@ -333,13 +333,15 @@ def _resolve(variant: str | None, config: SpikformerConfig | str
 def synthetic_model(config: SpikformerConfig, *, seed: int = 0,
                     firing: tuple[float, float] = DEFAULT_FIRING, frames: bool = False,
                     levels: int = 255, samples: int = 8,
-                    prune: Callable[[Spikformer], Any] | None = None) -> Spikformer:
+                    prune: Callable[[Spikformer], Any] | None = None,
+                    inputs: np.ndarray | None = None) -> Spikformer:
     """A random :class:`Spikformer` of ``config`` with BatchNorms calibrated to ``firing``.
 
     Weights as the official initialisation (seeded with ``seed``); ``prune(model)`` (e.g.
     ``functools.partial(prune_one_shot, sparsity=0.9)``) runs before the calibration, which
     uses ``samples`` inputs of :func:`synthetic_inputs` (seed ``seed``; images with
-    ``levels``, or event frames). Runs with ``NUM_THREADS`` torch threads, as training
+    ``levels``, or event frames), or the integer ``inputs`` given (images ``(B, C, H, W)``
+    or frames ``(B, T, C, H, W)`` in ``0..levels``, e.g. a data set's). Runs with ``NUM_THREADS`` torch threads, as training
     does, and restores the previous setting. Returns the model in eval mode.
     """
     _check_firing(firing)
@@ -351,7 +353,8 @@ def synthetic_model(config: SpikformerConfig, *, seed: int = 0,
             model = Spikformer(config)
         if prune is not None:
             prune(model)
-        x = synthetic_inputs(config, samples, seed=seed, frames=frames, levels=levels)
+        x = synthetic_inputs(config, samples, seed=seed, frames=frames, levels=levels) \
+            if inputs is None else inputs
         calibrate_firing(model, model_inputs(x, levels), firing)
     finally:
         torch.set_num_threads(previous)
