@@ -186,11 +186,28 @@ def _last_line(text: str) -> str:
     return lines[-1][:300] if lines else "(no message)"
 
 
-def run_timed(cmd: list[str], timeout: float, log: Path) -> dict:
-    """Run ``cmd`` under ``/usr/bin/time -v`` in its own process group; wall seconds, peak
-    RSS, and on failure the one-line error (a timeout kills the group)."""
+def time_facts(log: Path) -> dict:
+    """Wall and CPU seconds and peak RSS of a stage, from ``/usr/bin/time -v`` in its log."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+
+    def num(label: str) -> float | None:
+        m = re.search(re.escape(label) + r":\s*([\d.:]+)", text)
+        if not m:
+            return None
+        parts = [float(v) for v in m.group(1).split(":")]
+        return sum(v * 60 ** i for i, v in enumerate(reversed(parts)))
+
+    user, system = num("User time (seconds)"), num("System time (seconds)")
+    rss = num("Maximum resident set size (kbytes)")
+    return {"wall_s": num("Elapsed (wall clock) time (h:mm:ss or m:ss)"),
+            "cpu_s": None if user is None else user + (system or 0.0),
+            "peak_rss_gb": None if rss is None else rss / 1024 ** 2}
+
+
+def run_timed(cmd: list[str], timeout: float, log: Path) -> str | None:
+    """Run ``cmd`` under ``/usr/bin/time -v`` in its own process group, output to ``log``;
+    return None, or the one-line error (a timeout kills the group)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    t0 = time.perf_counter()
     with open(log, "w") as fh:
         proc = subprocess.Popen(["/usr/bin/time", "-v", *cmd], stdout=fh, stderr=subprocess.STDOUT,
                                 cwd=ROOT, env=env, start_new_session=True)
@@ -199,16 +216,8 @@ def run_timed(cmd: list[str], timeout: float, log: Path) -> dict:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            code = None
-    wall = time.perf_counter() - t0
-    text = log.read_text(errors="replace")
-    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
-    out = {"wall_s": wall, "peak_rss_gb": int(m.group(1)) / 1024 ** 2 if m else None}
-    if code is None:
-        out["error"] = f"timed out after {timeout:.0f} s"
-    elif code != 0:
-        out["error"] = _last_line(text)
-    return out
+            return f"timed out after {timeout:.0f} s"
+    return None if code == 0 else _last_line(log.read_text(errors="replace"))
 
 
 def _stage_cmd(stage: str, rung: str, work: Path, args) -> list[str]:
@@ -220,31 +229,65 @@ def _stage_cmd(stage: str, rung: str, work: Path, args) -> list[str]:
     return cmd
 
 
-def run_rung(rung: str, args) -> dict:
-    """All stages of one rung within ``args.timeout`` seconds."""
+STAGES = ("export", "compile", "simulate")
+
+
+def run_rung(rung: str, args) -> None:
+    """All stages of one rung within ``args.timeout`` seconds; the outcome goes to
+    ``<work>/<rung>/status.json`` (the stage that failed and its one-line error)."""
     work = Path(args.work) / rung
     (work / "build").mkdir(parents=True, exist_ok=True)
-    row = {"rung": rung}
+    for name in [f"{st}.json" for st in STAGES] + ["status.json"]:
+        (work / name).unlink(missing_ok=True)
     deadline = time.perf_counter() + args.timeout
-    steps = [("export", _stage_cmd("export", rung, work, args)),
-             ("compile", [sys.executable, "-m", "nmc_deploy.cli", "compile",
-                          str(work / "model.nir"), "--target", args.target, "-o",
-                          str(work / "build")]),
-             ("simulate", _stage_cmd("simulate", rung, work, args))]
-    for stage, cmd in steps:
-        res = run_timed(cmd, deadline - time.perf_counter(), work / f"{stage}.log")
-        row[f"{stage}_wall_s"], row[f"{stage}_rss_gb"] = res["wall_s"], res["peak_rss_gb"]
-        if "error" in res:
-            row["failed"] = f"{stage}: {res['error']}"
+    cmds = {"export": _stage_cmd("export", rung, work, args),
+            "compile": [sys.executable, "-m", "nmc_deploy.cli", "compile",
+                        str(work / "model.nir"), "--target", args.target, "-o",
+                        str(work / "build")],
+            "simulate": _stage_cmd("simulate", rung, work, args)}
+    status = {"target": args.target, "commit": _commit()}
+    for stage in STAGES:
+        error = run_timed(cmds[stage], deadline - time.perf_counter(), work / f"{stage}.log")
+        facts = time_facts(work / f"{stage}.log")
+        print(f"  {rung} {stage}: {facts['wall_s'] or 0:.1f} s, peak RSS "
+              f"{facts['peak_rss_gb'] or 0:.2f} GB" + (f", FAILED {error}" if error else ""),
+              flush=True)
+        if error:
+            status["failed"] = f"{stage}: {error}"
             break
-        if stage != "compile":
+    (work / "status.json").write_text(json.dumps(status))
+
+
+def _commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                         text=True).stdout.strip() or "unknown"
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    return out + ("+dirty" if dirty else "")
+
+
+def collect_row(rung: str, work: Path, target: str) -> dict | None:
+    """The report row of a rung from its work files (None: never run)."""
+    work = work / rung
+    if not (work / "export.log").exists():
+        return None
+    row = {"rung": rung}
+    status = json.loads((work / "status.json").read_text()) \
+        if (work / "status.json").exists() else {}
+    for stage in STAGES:
+        for key, value in time_facts(work / f"{stage}.log").items():
+            row[f"{stage}_{key}"] = value
+        if stage == "compile" and (work / "build" / "placement.json").exists() \
+                and "failed" not in status:
+            row.update(_placement_facts(work / "build" / "placement.json",
+                                        status.get("target", target)))
+        elif (work / f"{stage}.json").exists():
             row.update(json.loads((work / f"{stage}.json").read_text()))
-        else:
-            row.update(_placement_facts(work / "build" / "placement.json", args.target))
-        print(f"  {rung} {stage}: {res['wall_s']:.1f} s, peak RSS "
-              f"{res['peak_rss_gb'] or 0:.2f} GB", flush=True)
-    if "failed" in row:
-        print(f"  {rung} FAILED {row['failed']}", flush=True)
+    row["commit"], row["target"] = status.get("commit", "?"), status.get("target", target)
+    if "failed" in status:
+        row["failed"] = status["failed"]
+    elif not (work / "simulate.json").exists():
+        row["failed"] = "incomplete (no status; interrupted?)"
     return row
 
 
@@ -264,14 +307,25 @@ def _placement_facts(path: Path, target: str) -> dict:
             "chips_source": "placement.json" if "chips" in s else f"ceil(cores / {per_chip})"}
 
 
-def run_lava(args) -> dict:
+def run_lava(args) -> None:
     work = Path(args.work) / "digits"
+    (work / "lava.json").unlink(missing_ok=True)
     if not (work / "build" / "program.json").exists():
-        return {"failed": "the digits rung has no build (run it first)"}
-    res = run_timed(_stage_cmd("lava", "digits", work, args), args.timeout, work / "lava.log")
-    if "error" in res:
-        return {"failed": res["error"], **res}
-    return {**json.loads((work / "lava.json").read_text()), **res}
+        (work / "lava.status").write_text("the digits rung has no build (run it first)")
+        return
+    error = run_timed(_stage_cmd("lava", "digits", work, args), args.timeout, work / "lava.log")
+    (work / "lava.status").write_text(error or "")
+
+
+def collect_lava(work: Path) -> dict | None:
+    work = work / "digits"
+    error = (work / "lava.status").read_text().strip() \
+        if (work / "lava.status").exists() else ""
+    if error:
+        return {"failed": error}
+    if not (work / "lava.json").exists():
+        return None
+    return {**json.loads((work / "lava.json").read_text()), **time_facts(work / "lava.log")}
 
 
 # ------------------------------------------------------------------------------- report
@@ -286,30 +340,36 @@ def _count(v):
     return f"{v / 1e6:.2f} M" if v >= 1e6 else (f"{v / 1e3:.1f} k" if v >= 1e4 else str(v))
 
 
-def render(rows: list[dict], lava: dict | None, args, commit: str) -> str:
+def render(rows: list[dict], lava: dict | None, args) -> str:
     lines = ["# Scale ladder (benchmarks/scale.py)", ""]
     if args.preliminary:
         lines += ["**Preliminary**: only the rungs listed below were run on this revision; the "
                   "others are marked \"not run\". Numbers will change with the compile-speed, "
                   "chip-system and attention-split work of issue 9.", ""]
-    lines += [f"Revision `{commit}`, target `{args.target}`, {os.cpu_count()} CPUs "
+    commits = sorted({r["commit"] for r in rows}) or ["none"]
+    targets = sorted({r["target"] for r in rows}) or [args.target]
+    command = " ".join(["benchmarks/scale.py"] + [a for a in sys.argv[1:] if a != "--render-only"])
+    lines += [f"Revision {', '.join(f'`{c}`' for c in commits)}, target "
+              f"{', '.join(f'`{t}`' for t in targets)}, {os.cpu_count()} CPUs "
               f"({platform.machine()}, shared with other sessions), timeout {args.timeout:.0f} s "
               f"per rung, reference simulation on {args.samples} samples per rung, seed "
-              f"{args.seed}. Command: `{' '.join(['benchmarks/scale.py'] + sys.argv[1:])}`.", ""]
+              f"{args.seed}. Command: `{command}`.", ""]
     lines += ["Weights are synthetic (random, official initialisation) with BatchNorms calibrated "
-              "so every LIF layer fires at 5-15 % (nmc_deploy/models/synthetic.py); `-90`: 90 % "
-              "of every block matrix zero (one L1P magnitude step). Parameters: the official "
-              "state_dict's, without BN statistics and unused LayerNorms (digits: our model's). "
-              "Synapses: expanded (one copy per token/position); weights stored: distinct "
-              "stored weights; on cores: synapses stored on cores with shared weights "
-              "(placement.json `weight_sharing`). Chips: placement.json's, else "
-              "ceil(cores / cores per chip). Export s: synthetic state_dict + import + export "
-              "(stage wall time incl. Python start). Peak RSS: `/usr/bin/time -v` of the stage. "
-              "Firing: LIF populations of the fixed-point program on the reference simulator "
-              "(min / median / max, count outside 5-15 %).", ""]
+              "so every LIF layer fires at 5-15 % (nmc_deploy/models/synthetic.py, "
+              "docs/papers-models.md); `-90`: 90 % of every block matrix zero (one L1P magnitude "
+              "step). Parameters: the official state_dict's, without BN statistics and unused "
+              "LayerNorms (digits: our model's). Synapses: expanded (one copy per "
+              "token/position); weights stored: distinct stored weights; on cores: synapses "
+              "stored on cores with shared weights (placement.json `weight_sharing`). Chips: "
+              "placement.json's, else ceil(cores / cores per chip). Export s: "
+              "`export_spikformer` + writing the NIR file. Compile: `nmc-deploy compile` as a "
+              "subprocess (wall and user+system CPU seconds, peak RSS from `/usr/bin/time -v`; "
+              "the machine is shared, so CPU seconds are the steadier number). Firing: LIF "
+              "populations of the fixed-point program on the reference simulator (min / median "
+              "/ max, count outside 5-15 %).", ""]
     lines += ["| rung | params (nonzero) | synapses | weights stored | on cores | neurons | "
-              "cores | chips | export s | compile s | compile peak RSS GB | ref samples/s | "
-              "firing % min/med/max (outside) | status |",
+              "cores | chips | export s | compile s wall (CPU) | compile peak RSS GB | "
+              "ref samples/s | firing % min/med/max (outside) | status |",
               "|" + "---|" * 14]
     done = {r["rung"]: r for r in rows}
     for rung in ALL_RUNGS:
@@ -322,14 +382,34 @@ def render(rows: list[dict], lava: dict | None, args, commit: str) -> str:
                   f"{100 * fire[0]:.1f} / {100 * fire[1]:.1f} / {100 * fire[2]:.1f} "
                   f"({r['lif_outside']} of {r['lif_populations']})")
         status = f"FAILED {r['failed']}" if "failed" in r else "ok"
+        compile_s = (f"{_f(r.get('compile_wall_s'))} ({_f(r.get('compile_cpu_s'))})"
+                     if r.get("compile_wall_s") is not None else "–")
         lines.append(
             f"| {rung} | {_count(r.get('parameters'))} ({_count(r.get('nonzero'))}) | "
             f"{_count(r.get('synapses'))} | {_count(r.get('weights_stored'))} | "
             f"{_count(r.get('synapses_on_cores'))} | {_count(r.get('neurons'))} | "
             f"{_f(r.get('cores'), '{}')} | {_f(r.get('chips'), '{}')} | "
-            f"{_f(r.get('export_wall_s'))} | {_f(r.get('compile_wall_s'))} | "
-            f"{_f(r.get('compile_rss_gb'), '{:.2f}')} | {_f(r.get('samples_per_s'), '{:.2f}')} | "
-            f"{fire_s} | {status} |")
+            f"{_f(r.get('export_s'), '{:.2f}')} | {compile_s} | "
+            f"{_f(r.get('compile_peak_rss_gb'), '{:.2f}')} | "
+            f"{_f(r.get('samples_per_s'), '{:.2f}')} | {fire_s} | {status} |")
+    lines += ["", "Per stage (wall seconds, peak RSS GB of the subprocess; synthetic: random "
+              "weights + calibration; import: `load_official_checkpoint`; torch firing: LIF "
+              "layers of the float model on 4 simulation inputs; pool OR: the max-pool "
+              "threshold populations of the program, which are no LIF layers):", "",
+              "| rung | synthetic s | import s | export stage s / GB | compile stage s / GB | "
+              "simulate stage s / GB (samples) | torch firing % min-max | pool OR firing % |",
+              "|" + "---|" * 8]
+    for r in rows:
+        torch_f, pool = r.get("torch_firing"), r.get("pool_rates")
+        lines.append(
+            f"| {r['rung']} | {_f(r.get('synthetic_s'))} | {_f(r.get('import_s'), '{:.2f}')} | "
+            + " | ".join(f"{_f(r.get(f'{st}_wall_s'))} / {_f(r.get(f'{st}_peak_rss_gb'), '{:.2f}')}"
+                         for st in STAGES[:2])
+            + f" | {_f(r.get('simulate_wall_s'))} / {_f(r.get('simulate_peak_rss_gb'), '{:.2f}')}"
+            f" ({_f(r.get('samples'), '{}')}) | "
+            + ("–" if torch_f is None else f"{100 * torch_f[0]:.1f}-{100 * torch_f[1]:.1f}")
+            + " | " + ("–" if pool is None else f"{100 * pool[0]:.1f}-{100 * pool[1]:.1f}")
+            + " |")
     if lava is not None:
         lines += ["", "## Reference vs Lava on the digits program", ""]
         if "failed" in lava:
@@ -364,6 +444,8 @@ def main(argv=None) -> int:
     p.add_argument("--work", default=str(ROOT / "scale_work"))
     p.add_argument("--out", default=str(ROOT / "docs" / "results-scale.md"))
     p.add_argument("--preliminary", action="store_true", help="mark the report preliminary")
+    p.add_argument("--render-only", action="store_true",
+                   help="write the report from the work files of earlier runs (no new runs)")
     p.add_argument("--stage", choices=["export", "simulate", "lava"], help=argparse.SUPPRESS)
     p.add_argument("--rung", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -381,20 +463,20 @@ def main(argv=None) -> int:
     unknown = [r for r in rungs if r not in ALL_RUNGS]
     if unknown:
         p.error(f"unknown rung {unknown[0]!r}; choose from {', '.join(ALL_RUNGS)}")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip() or "unknown"
-    rows = []
-    for rung in rungs:
-        print(f"rung {rung} (timeout {args.timeout:.0f} s)", flush=True)
-        rows.append(run_rung(rung, args))
-    lava = None
-    if not args.no_lava and "digits" in rungs:
-        print(f"reference vs Lava on digits, {args.lava_samples} samples", flush=True)
-        lava = run_lava(args)
-    Path(args.work).mkdir(parents=True, exist_ok=True)
+    work = Path(args.work)
+    if not args.render_only:
+        for rung in rungs:
+            print(f"rung {rung} (timeout {args.timeout:.0f} s)", flush=True)
+            run_rung(rung, args)
+        if not args.no_lava and "digits" in rungs:
+            print(f"reference vs Lava on digits, {args.lava_samples} samples", flush=True)
+            run_lava(args)
+    rows = [r for r in (collect_row(rung, work, args.target) for rung in rungs) if r]
+    lava = None if args.no_lava or "digits" not in rungs else collect_lava(work)
+    work.mkdir(parents=True, exist_ok=True)
     (Path(args.work) / "results.json").write_text(json.dumps({"rows": rows, "lava": lava},
                                                              indent=1))
-    Path(args.out).write_text(render(rows, lava, args, commit))
+    Path(args.out).write_text(render(rows, lava, args))
     print(f"wrote {args.out}")
     return 0
 
