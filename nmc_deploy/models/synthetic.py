@@ -52,6 +52,7 @@ _BISECTION_STEPS = 24  # per-channel BN bias search: interval / 2**24
 _ATTN_STEPS = 10  # q/k/v rate search per block: (hi - lo) / 2**10
 _PLATEAU = 0.5  # BN bias: at most this far (in input standard deviations) from the step
 _PLATEAU_STEPS = 12  # bisection steps for the plateau's far end
+_MAX_SPLIT = 0.95  # largest q/k channel split (q . k falls by 1 - split**2)
 _QKV_MARGIN = 0.15  # the q/k/v rate stays this fraction of the firing range inside it
 _COARSE = 8  # synthetic images: one random value per 8x8 pixels, bilinearly upsampled
 
@@ -213,33 +214,54 @@ class _Calibration:
         self.attn_rate[module] = float(out.mean())
 
     def _search_attention(self, blk, args):
-        """Choose the common q/k/v rate in [lo, hi] that brings attn_lif nearest to mid."""
+        """Set the q/k/v rates of ``blk`` so that attn_lif fires nearest to mid.
+
+        First the common q/k/v rate in [lo, hi] (inside by a margin); if attn_lif fires above
+        mid even at the lowest rate (many tokens, wide heads), q/k/v go back to mid and the
+        overlap of q and k is reduced instead (:func:`_split_rates`)."""
         x = args[0]
         bns = [getattr(blk.attn, f"{k}_bn") for k in ("q", "k", "v")]
+        d = blk.attn.q_bn.num_features // blk.attn.num_heads
 
-        def attn_rate(r: float) -> float:
-            for bn in bns:
-                self.rates[bn] = r
+        def attn_rate(r: float, split: float = 0.0) -> float:
+            q, k = _split_rates(r, split, d, blk.attn.num_heads)
+            self.rates.update(zip(bns, (q, k, r)))
             blk.attn(x)
             return self.attn_rate[blk.attn.attn_lif]
 
-        # inside the range by a margin, so that other inputs stay within it
-        margin = _QKV_MARGIN * (self.hi - self.lo)
-        lo, hi = self.lo + margin, self.hi - margin
-        if attn_rate(lo) >= self.mid:
-            r = lo
-        elif attn_rate(hi) <= self.mid:
-            r = hi
+        margin = _QKV_MARGIN * (self.hi - self.lo)  # so that other inputs stay in range
+        if attn_rate(self.lo + margin) >= self.mid:
+            arg, lo, hi = "split", 0.0, _MAX_SPLIT
+            if attn_rate(self.mid, hi) >= self.mid:
+                lo = hi
         else:
-            for _ in range(_ATTN_STEPS):
-                r = 0.5 * (lo + hi)
-                if attn_rate(r) > self.mid:
-                    hi = r
-                else:
-                    lo = r
-            r = lo
-        for bn in bns:
-            self.rates[bn] = r
+            arg, lo, hi = "rate", self.lo + margin, self.hi - margin
+            if attn_rate(hi) <= self.mid:
+                lo = hi
+        for _ in range(_ATTN_STEPS if lo < hi else 0):
+            mid = 0.5 * (lo + hi)
+            rate = attn_rate(mid) if arg == "rate" else attn_rate(self.mid, mid)
+            # the attn rate rises with the q/k/v rate and falls with the split
+            if (rate > self.mid) == (arg == "rate"):
+                hi = mid
+            else:
+                lo = mid
+        q, k = (_split_rates(lo, 0.0, d, 1) if arg == "rate"
+                else _split_rates(self.mid, hi, d, blk.attn.num_heads))
+        v = lo if arg == "rate" else self.mid
+        self.rates.update(zip(bns, (q, k, v)))
+
+
+def _split_rates(rate: float, split: float, head_dim: int, heads: int):
+    """Per-channel target rates of q and k: ``rate * (1 + split)`` on the first half of each
+    head's channels and ``rate * (1 - split)`` on the second half for q, the other way round
+    for k. Layer rates stay ``rate``; the expected ``q . k`` per head falls by
+    ``1 - split**2`` (split 0: uniform, plain floats)."""
+    if split == 0.0:
+        return rate, rate
+    first = (torch.arange(head_dim) < head_dim // 2).repeat(heads)
+    high, low = rate * (1.0 + split), rate * (1.0 - split)
+    return torch.where(first, high, low), torch.where(first, low, high)
 
 
 def _check_firing(firing) -> tuple[float, float]:

@@ -188,3 +188,18 @@ def test_prune_one_shot_prunes_only_block_matrices():
     assert int((model.patch_embed.convs[0].weight == 0).sum()) == 0
     with pytest.raises(NmcDeployError, match="sparsity"):
         prune_one_shot(model, 1.0)
+
+
+def test_saturating_attention_is_tuned_by_the_q_k_channel_split():
+    """At 30-50 % firing, 64 tokens of d = 16 drive attn_lif far above range even at the lowest
+    q/k/v rate; q and k then fire on opposite halves of each head's channels (layer rates
+    stay in range) until attn_lif is back in range."""
+    cfg = SMALL["cifar"]
+    model = synthetic_model(cfg, seed=0, firing=(0.3, 0.5))
+    x = model_inputs(synthetic_inputs(cfg, 6, seed=11), 255)
+    rates = measure_firing(model, x)
+    assert all(0.3 <= r <= 0.5 for r in rates.values()), rates
+    q_bias, k_bias = model.blocks[0].attn.q_bn.bias, model.blocks[0].attn.k_bn.bias
+    first = torch.arange(32) % 16 < 8  # first half of each of the 2 heads
+    assert q_bias[first].min() > q_bias[~first].max()
+    assert k_bias[~first].min() > k_bias[first].max()
