@@ -93,7 +93,7 @@ def synthetic_inputs(config: SpikformerConfig, n: int, *, seed: int = 0,
 def model_inputs(x: np.ndarray, levels: int) -> torch.Tensor:
     """Float model input of integer inputs: images ``(B, C, H, W)`` -> ``x / levels``;
     frames ``(B, T, C, H, W)`` -> ``(T, B, C, H, W) / levels``."""
-    t = torch.as_tensor(np.asarray(x), dtype=torch.float32) / float(levels)
+    t = torch.tensor(np.asarray(x), dtype=torch.float32) / float(levels)
     return t.transpose(0, 1).contiguous() if t.ndim == 5 else t
 
 
@@ -216,52 +216,54 @@ class _Calibration:
     def _search_attention(self, blk, args):
         """Set the q/k/v rates of ``blk`` so that attn_lif fires nearest to mid.
 
-        First the common q/k/v rate in [lo, hi] (inside by a margin); if attn_lif fires above
-        mid even at the lowest rate (many tokens, wide heads), q/k/v go back to mid and the
-        overlap of q and k is reduced instead (:func:`_split_rates`)."""
+        First the common q/k/v rate in [lo, hi] (inside by a margin). If attn_lif fires above
+        mid even at the lowest rate (many tokens, wide heads), q/k/v go back to mid and q and
+        k move to opposite halves of each head's channels; if it fires below mid even at the
+        highest rate (few tokens, narrow heads), q, k and v concentrate on the same half
+        (:func:`_split_rates`). The split is searched by bisection."""
         x = args[0]
         bns = [getattr(blk.attn, f"{k}_bn") for k in ("q", "k", "v")]
-        d = blk.attn.q_bn.num_features // blk.attn.num_heads
+        d, heads = blk.attn.q_bn.num_features // blk.attn.num_heads, blk.attn.num_heads
 
         def attn_rate(r: float, split: float = 0.0) -> float:
-            q, k = _split_rates(r, split, d, blk.attn.num_heads)
-            self.rates.update(zip(bns, (q, k, r)))
+            self.rates.update(zip(bns, _split_rates(r, split, d, heads)))
             blk.attn(x)
             return self.attn_rate[blk.attn.attn_lif]
 
         margin = _QKV_MARGIN * (self.hi - self.lo)  # so that other inputs stay in range
-        if attn_rate(self.lo + margin) >= self.mid:
-            arg, lo, hi = "split", 0.0, _MAX_SPLIT
-            if attn_rate(self.mid, hi) >= self.mid:
-                lo = hi
+        lo, hi = self.lo + margin, self.hi - margin
+        if attn_rate(lo) >= self.mid:  # too much attention: split q and k apart
+            rate, lo, hi = self.mid, 0.0, _MAX_SPLIT
+        elif attn_rate(hi) <= self.mid:  # too little: concentrate q, k and v together
+            rate, lo, hi = hi, -_MAX_SPLIT, 0.0
         else:
-            arg, lo, hi = "rate", self.lo + margin, self.hi - margin
-            if attn_rate(hi) <= self.mid:
-                lo = hi
-        for _ in range(_ATTN_STEPS if lo < hi else 0):
+            for _ in range(_ATTN_STEPS):  # the attn rate rises with the q/k/v rate
+                mid = 0.5 * (lo + hi)
+                lo, hi = (lo, mid) if attn_rate(mid) > self.mid else (mid, hi)
+            self.rates.update(zip(bns, _split_rates(lo, 0.0, d, heads)))
+            return
+        for _ in range(_ATTN_STEPS):  # the attn rate falls with the split
             mid = 0.5 * (lo + hi)
-            rate = attn_rate(mid) if arg == "rate" else attn_rate(self.mid, mid)
-            # the attn rate rises with the q/k/v rate and falls with the split
-            if (rate > self.mid) == (arg == "rate"):
-                hi = mid
-            else:
-                lo = mid
-        q, k = (_split_rates(lo, 0.0, d, 1) if arg == "rate"
-                else _split_rates(self.mid, hi, d, blk.attn.num_heads))
-        v = lo if arg == "rate" else self.mid
-        self.rates.update(zip(bns, (q, k, v)))
+            lo, hi = (mid, hi) if attn_rate(rate, mid) > self.mid else (lo, mid)
+        self.rates.update(zip(bns, _split_rates(rate, hi, d, heads)))
 
 
-def _split_rates(rate: float, split: float, head_dim: int, heads: int):
-    """Per-channel target rates of q and k: ``rate * (1 + split)`` on the first half of each
-    head's channels and ``rate * (1 - split)`` on the second half for q, the other way round
-    for k. Layer rates stay ``rate``; the expected ``q . k`` per head falls by
-    ``1 - split**2`` (split 0: uniform, plain floats)."""
+def _split_rates(rate: float, split: float, head_dim: int, heads: int) -> tuple:
+    """Per-channel target rates of q, k and v (layer rates stay ``rate``).
+
+    ``split > 0``: q fires at ``rate * (1 + split)`` on the first half of each head's
+    channels and ``rate * (1 - split)`` on the second half, k the other way round, v
+    uniformly; the expected ``q . k`` per head falls by ``1 - split**2``. ``split < 0``: q, k
+    and v all fire at ``rate * (1 + |split|)`` on the first half: ``q . k`` grows by
+    ``1 + split**2`` and meets the strong v channels. ``split == 0``: uniform (floats)."""
     if split == 0.0:
-        return rate, rate
+        return rate, rate, rate
     first = (torch.arange(head_dim) < head_dim // 2).repeat(heads)
-    high, low = rate * (1.0 + split), rate * (1.0 - split)
-    return torch.where(first, high, low), torch.where(first, low, high)
+    high, low = rate * (1.0 + abs(split)), rate * (1.0 - abs(split))
+    q = torch.where(first, high, low)
+    if split < 0:
+        return q, q, q
+    return q, torch.where(first, low, high), rate
 
 
 def _check_firing(firing) -> tuple[float, float]:

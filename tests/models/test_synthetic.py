@@ -203,3 +203,16 @@ def test_saturating_attention_is_tuned_by_the_q_k_channel_split():
     first = torch.arange(32) % 16 < 8  # first half of each of the 2 heads
     assert q_bias[first].min() > q_bias[~first].max()
     assert k_bias[~first].min() > k_bias[first].max()
+
+
+def test_weak_attention_is_tuned_by_concentrating_q_k_v(digits):
+    """Digits (16 tokens, d = 16): attn_lif stays below 5 % even at the highest q/k/v rate; q, k
+    and v then concentrate on the same half of each head's channels."""
+    model = synthetic_model(PRESETS["digits"], seed=0, levels=digits.levels,
+                            inputs=digits.x_train[:64])
+    rates = measure_firing(model, model_inputs(digits.x_test[:16], digits.levels))
+    assert all(0.05 <= r <= 0.15 for r in rates.values()), rates
+    first = torch.arange(32) % 16 < 8
+    for key in ("q", "k", "v"):
+        bias = getattr(model.blocks[0].attn, f"{key}_bn").bias
+        assert bias[first].mean() > bias[~first].mean() + 0.5
