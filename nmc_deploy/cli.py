@@ -11,6 +11,9 @@ import click
 from .errors import NmcDeployError
 
 EXISTING_FILE = click.Path(path_type=Path)  # existence is checked by the stages (one-line errors)
+TARGET_HELP = ("Names a hardware target in hw_targets/ - a chip (loihi1, loihi2) or a system "
+               "of chips (kapoho_point: 8 x loihi2, hala_point: 1,152 x loihi2, nahuku32: "
+               "32 x loihi1, pohoiki_springs: 768 x loihi1) - or gives a .toml path.")
 
 
 class _State:
@@ -95,8 +98,7 @@ def export(checkpoint, out, portable):
 
 @cli.command(name="compile")
 @click.argument("model", type=EXISTING_FILE)
-@click.option("--target", default="loihi2", show_default=True,
-              help="Names a hardware target in hw_targets/ or gives a .toml path.")
+@click.option("--target", default="loihi2", show_default=True, help=TARGET_HELP)
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("build"),
               show_default=True, help="Names the output directory.")
 @click.option("--vth-mant", type=int, default=None,
@@ -110,6 +112,11 @@ def export(checkpoint, out, portable):
               help="Stores token-parallel and convolution weights once per core (on) or once "
                    "per token/position (off); default: the target's. Both answers are "
                    "reported.")
+@click.option("--attention-split", type=click.Choice(["fit", "head"]), default="fit",
+              show_default=True,
+              help="Splits spiking self-attention into core-sized units: whole heads packed "
+                   "as they fit, or one unit per head (query/key blocks when a head exceeds "
+                   "a core).")
 @click.option("--dt", type=float, default=None,
               help="Sets the time step in seconds (graphs from other tools often carry none).")
 @click.option("--convention", default=None,
@@ -120,14 +127,15 @@ def export(checkpoint, out, portable):
 @click.option("--emit", type=click.Choice(["netx"]), multiple=True,
               help="Also writes the program in another format: netx (lava-dl HDF5, "
                    "OUT/model.net.h5; fails for programs netx cannot express).")
-def compile_(model, target, out, vth_mant, low_rank, weight_sharing, dt, convention, reset,
-             emit):
+def compile_(model, target, out, vth_mant, low_rank, weight_sharing, attention_split, dt,
+             convention, reset, emit):
     """Compiles a NIR file to a Loihi-style core program and prints per-core utilization
     (with low-rank factors: the costs of both deployment forms)."""
     from .pipeline import compile_model
 
     compile_model(model, target, out, vth_mant=vth_mant, low_rank=low_rank, emit=tuple(emit),
-                  dt=dt, convention=convention, reset=reset, weight_sharing=weight_sharing)
+                  dt=dt, convention=convention, reset=reset, weight_sharing=weight_sharing,
+                  attention_split=attention_split)
 
 
 @cli.command()
@@ -176,7 +184,7 @@ def report(build, fmt, out, backend):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds training.")
 @click.option("--lava-samples", type=int, default=50, show_default=True,
               help="Sets how many test samples run on Lava.")
-@click.option("--target", default="loihi2", show_default=True, help="Names the hardware target.")
+@click.option("--target", default="loihi2", show_default=True, help=TARGET_HELP)
 def demo(out, epochs, seed, lava_samples, target):
     """Runs the whole pipeline on the embedded digits data set and writes summary.json."""
     from .pipeline import run_demo

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "NmcDeployError", "InputFileError", "CheckpointError", "ExportError", "GraphError",
-    "LoweringError", "CapacityError", "TargetError", "SimulationError", "DatasetError",
+    "LoweringError", "CapacityError", "DesignRuleError", "TargetError", "SimulationError", "DatasetError",
     "QuantizationWarning",
 ]
 
@@ -40,6 +40,16 @@ class LoweringError(NmcDeployError, ValueError):
 
 class CapacityError(LoweringError):
     """A model does not fit the hardware target."""
+
+
+class DesignRuleError(CapacityError):
+    """The pre-flight design-rule check found a rule the model breaks on the target (before
+    any lowering); ``report`` holds every rule checked
+    (:class:`~nmc_deploy.compile.preflight.DesignRuleReport`)."""
+
+    def __init__(self, message: str, report=None):
+        super().__init__(message)
+        self.report = report
 
 
 class TargetError(NmcDeployError, ValueError):

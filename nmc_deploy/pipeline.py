@@ -25,7 +25,7 @@ __all__ = ["train_checkpoint", "prune_checkpoint", "export_checkpoint", "compile
 
 from .prune.request import PRUNE_METHODS  # noqa: E402  (plain Python, no torch)
 
-BUILD_FILES = ("program.json", "program.npz", "placement.json", "model.nir")
+BUILD_FILES = ("program.json", "program.npz", "placement.json", "design_rules.json", "model.nir")
 
 
 def _log(msg: str, log: Callable[[str], None] | None) -> None:
@@ -131,10 +131,33 @@ def export_checkpoint(ckpt: Path, out: Path, log=None, portable: bool = False) -
 
 # ---------------------------------------------------------------------------- compile
 
+def _log_compile_report(result, summary: dict, attention_split: str, log) -> None:
+    """The compile report: design rules, per-core utilization, chips used and what binds each,
+    attention units, both weight storage modes and both low-rank forms (those the program
+    has)."""
+    from .compile.chips import format_chips
+    from .compile.partition import format_utilization
+    from .compile.preflight import format_design_rules
+    from .compile.recipe import (format_attention_units, format_low_rank_forms,
+                                 format_weight_sharing)
+
+    _log(format_design_rules(result.design_rules), log)
+    _log(format_utilization(summary), log)
+    if "system" in summary:
+        _log(format_chips(summary), log)
+    if result.program.attention:
+        _log(format_attention_units(result.program, attention_split), log)
+    if "weight_sharing" in summary:
+        _log(format_weight_sharing(summary["weight_sharing"]), log)
+    if "low_rank" in summary:
+        _log(format_low_rank_forms(summary["low_rank"]), log)
+
+
 def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int | None = None,
                   low_rank: str = "fused", emit: tuple[str, ...] = (), dt: float | None = None,
                   convention: str | None = None, reset: str | None = None,
-                  weight_sharing: str | None = None, log=None) -> dict:
+                  weight_sharing: str | None = None, attention_split: str = "fit",
+                  log=None) -> dict:
     """NIR -> core program directory (program.json/.npz, placement.json, model.nir).
 
     The compilation itself is :func:`~nmc_deploy.compile.recipe.compile_graph`. ``low_rank``
@@ -147,6 +170,10 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     shared weights (token-parallel layers, convolutions) are stored once per core or once
     per token/position; with shared weights, ``placement.json`` gets ``weight_sharing`` with
     the cores and synapse memory of both answers.
+
+    ``attention_split`` ("fit", "head"): how attention ops split into core-sized units
+    (:func:`~nmc_deploy.compile.attention_split.split_attention`): as few units of whole
+    heads as fit, or one unit (or more) per head.
 
     ``dt`` (seconds) and ``convention`` (a tool name of
     :data:`~nmc_deploy.ir.conventions.CONVENTIONS`) decide the discretisation of graphs from
@@ -164,13 +191,12 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     """
     from .compile.lower import low_rank_down_nodes
     from .compile.netx import NETX_FILE, write_netx
-    from .compile.partition import format_utilization
-    from .compile.recipe import compile_graph, format_low_rank_forms, format_weight_sharing
+    from .compile.recipe import compile_graph
     from .errors import NmcDeployError
     from .fileio import write_json_atomic
     from .ir.conventions import apply_timing, resolve_timing
     from .nirio import read_nir, read_portable, write_nir
-    from .program import LOW_RANK_MODES, save_program
+    from .program import ATTENTION_SPLITS, LOW_RANK_MODES, save_program
     from .targets import load_target
 
     if low_rank not in LOW_RANK_MODES:
@@ -178,6 +204,9 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
                              f"{', '.join(LOW_RANK_MODES)}")
     if weight_sharing not in (None, "on", "off"):
         raise NmcDeployError(f"compile: weight sharing '{weight_sharing}' is not one of on, off")
+    if attention_split not in ATTENTION_SPLITS:
+        raise NmcDeployError(f"compile: attention split '{attention_split}' is not one of "
+                             f"{', '.join(ATTENTION_SPLITS)}")
     unknown = sorted(set(emit) - {"netx"})
     if unknown:
         raise NmcDeployError(f"compile: format '{unknown[0]}' to emit is not one of netx")
@@ -202,7 +231,7 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
         result = compile_graph(graph, tgt, low_rank=low_rank, vth_mant=vth_mant,
                                netx_grid="netx" in emit, timing=timing,
                                weight_sharing=None if weight_sharing is None
-                               else weight_sharing == "on")
+                               else weight_sharing == "on", attention_split=attention_split)
     for w in caught:
         _log(f"warning: {w.message}", log)
     program, summary = result.program, result.summary()
@@ -221,6 +250,7 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
             extra = (NETX_FILE,)
         save_program(program, tmp)
         write_json_atomic(tmp / "placement.json", summary)
+        write_json_atomic(tmp / "design_rules.json", result.design_rules.to_json())
         write_nir(graph, tmp / "model.nir")  # as compiled: resolved timing, portable parts joined
         out_dir.mkdir(exist_ok=True)
         for pattern in ("activity_*.json", "simulation_*.json", NETX_FILE):
@@ -230,11 +260,7 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
             os.replace(tmp / name, out_dir / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    _log(format_utilization(summary), log)
-    if "weight_sharing" in summary:
-        _log(format_weight_sharing(summary["weight_sharing"]), log)
-    if "low_rank" in summary:
-        _log(format_low_rank_forms(summary["low_rank"]), log)
+    _log_compile_report(result, summary, attention_split, log)
     for name in extra:
         _log(f"wrote {out_dir / name} (netx.hdf5.Network; docs/architecture.md, netx export)",
              log)
@@ -351,10 +377,23 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
         if "layers" not in stats:  # Lava gives spikes; activity counts come from the reference
             continue
         stats["dataset"] = name
+        traffic = _traffic(program, placement, run)
+        if traffic is not None:
+            stats["traffic"] = traffic
         write_json_atomic(build_dir / f"activity_{name_b}.json", stats)
     write_json_atomic(build_dir / f"simulation_{backend if not compare else 'compare'}.json",
                       result)
     return result
+
+
+def _traffic(program, placement, run) -> dict | None:
+    """The run's spike messages routed on the build's chips and tiles (None: a placement
+    without chip assignment)."""
+    from .compile.traffic import count_traffic, sender_events
+
+    events, missing = sender_events(program, run)
+    traffic = count_traffic(program, placement, events, missing)
+    return None if traffic is None else traffic.to_json()
 
 
 def _write_outputs(build_dir, backend, runs, flt, record, program, result, log) -> None:

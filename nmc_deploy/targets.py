@@ -6,55 +6,30 @@ optional ``note`` explains a derivation). :func:`load_target` reads such a file 
 :class:`HardwareTarget`; the citation of each number stays attached (``target.sources``) so
 reports can say where it comes from and whether it is published, inferred or assumed.
 
+A *system* file (``kapoho_point.toml``) names its chip (``chip_target = "loihi2"``) and adds
+only ``[system]`` numbers, which replace the chip's (per-core numbers exist once).
+
 This module imports only the standard library and numpy (for :func:`synapse_memory_bits`).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
 from .errors import CapacityError, LoweringError, TargetError
+from .frozen import ReadOnlyMapping
 
 __all__ = [
     "ReadOnlyMapping", "BASES", "ENERGY_FORMULAS", "Source", "EnergyModel", "HardwareTarget",
     "load_target", "target_names", "targets_dir", "synapse_index_bits", "synapse_memory_bits",
-]
-
-
-class ReadOnlyMapping(Mapping):
-    """An immutable mapping that, unlike ``types.MappingProxyType``, pickles and deep-copies."""
-
-    __slots__ = ("_data",)
-
-    def __init__(self, data: Mapping | None = None):
-        object.__setattr__(self, "_data", dict(data or {}))
-
-    def __getitem__(self, key):
-        return self._data[key]
-
-    def __iter__(self) -> Iterator:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __setattr__(self, name, value):
-        raise AttributeError("ReadOnlyMapping is immutable")
-
-    def __reduce__(self):
-        return (ReadOnlyMapping, (self._data,))
-
-    def __hash__(self) -> int:
-        return hash(tuple(self._data.items()))
-
-    def __repr__(self) -> str:
-        return f"ReadOnlyMapping({self._data!r})"
+    "ENERGY_OPTIONAL"]
 
 
 #: Allowed values of ``basis``: how a number is known.
@@ -63,12 +38,16 @@ BASES = ("published", "inferred", "assumption")
 #: Energy-model formulas the report knows, with the coefficients each one needs.
 #: ``mac_ac``:    E = e_mac_pj * encoding MACs + e_ac_pj * all other synaptic ops (Spikformer).
 #: ``per_event``: E = e_synop_pj * synaptic ops + e_neuron_update_{active,inactive}_pj * updates
-#:                + e_spike_within_tile_pj * spikes (Davies et al. 2018, Table 2).
+#:                + e_spike_within_tile_pj * spikes (Davies et al. 2018, Table 2)
+#:                [+ e_tile_hop_{ew,ns}_pj * tile hops + e_chip_hop_pj * chip hops].
 ENERGY_FORMULAS: Mapping[str, tuple[str, ...]] = ReadOnlyMapping({
     "mac_ac": ("e_mac_pj", "e_ac_pj"),
     "per_event": ("e_synop_pj", "e_neuron_update_active_pj", "e_neuron_update_inactive_pj",
                   "e_spike_within_tile_pj"),
 })
+#: Coefficients a formula also uses when the model has them (mesh traffic; else not priced).
+ENERGY_OPTIONAL: Mapping[str, tuple[str, ...]] = ReadOnlyMapping({
+    "mac_ac": (), "per_event": ("e_tile_hop_ew_pj", "e_tile_hop_ns_pj", "e_chip_hop_pj")})
 
 
 @dataclass(frozen=True)
@@ -109,8 +88,9 @@ class EnergyModel:
 
     @property
     def used_coefficients(self) -> tuple[str, ...]:
-        """The coefficients the model's formula uses (others are kept for reference only)."""
-        return ENERGY_FORMULAS[self.formula]
+        """The coefficients its formula uses (with the :data:`ENERGY_OPTIONAL` ones it has)."""
+        return ENERGY_FORMULAS[self.formula] + tuple(
+            k for k in ENERGY_OPTIONAL[self.formula] if k in self.coefficients_pj)
 
     def citations(self, *, used_only: bool = True) -> list[str]:
         """One line per coefficient: ``"<name> = <value> pJ: <citation> [<basis>] (<note>)"``.
@@ -123,10 +103,12 @@ class EnergyModel:
 
 @dataclass(frozen=True)
 class HardwareTarget:
-    """One neuromorphic chip: per-core limits, fixed-point formats, timing and energy models.
+    """One neuromorphic chip or system of chips: per-core limits, fixed-point formats, the
+    mesh of cores, timing and energy models.
 
     Read it with :func:`load_target`; every numeric field has an entry in ``sources`` under the
-    field's name (energy coefficients under ``"energy.<model>.<coefficient>"``).
+    field's name (energy coefficients under ``"energy.<model>.<coefficient>"``). A system's
+    ``chip_target`` names its chip; a chip's is ``""``.
     """
 
     name: str
@@ -162,9 +144,18 @@ class HardwareTarget:
     time_per_neuron_update_active_ns: float
     time_per_neuron_update_inactive_ns: float
     barrier_ns: float  # per algorithmic time step
+    # the chip's 2-D mesh: tiles_x (east-west) x tiles_y (north-south) routers
+    tiles_x: int
+    tiles_y: int
+    cores_per_tile: int
+    time_per_tile_hop_ew_ns: float
+    time_per_tile_hop_ns_ns: float
     # energy and provenance
     energy_models: Mapping[str, EnergyModel] = field(default_factory=lambda: ReadOnlyMapping({}))
     sources: Mapping[str, Source] = field(default_factory=lambda: ReadOnlyMapping({}))
+    # system of chips: chips per axis of the chip mesh (product >= max_chips); the chip target
+    chip_grid: tuple[int, ...] = (1,)
+    chip_target: str = ""
 
     @property
     def synapse_memory_bits_per_core(self) -> int:
@@ -212,9 +203,21 @@ _FIELDS: tuple[tuple[str, str, type, float], ...] = (
     ("time_per_neuron_update_active_ns", "timing.time_per_neuron_update_active_ns", float, 0),
     ("time_per_neuron_update_inactive_ns", "timing.time_per_neuron_update_inactive_ns", float, 0),
     ("barrier_ns", "timing.barrier_ns", float, 0),
+    ("tiles_x", "mesh.tiles_x", int, 1),
+    ("tiles_y", "mesh.tiles_y", int, 1),
+    ("cores_per_tile", "mesh.cores_per_tile", int, 1),
+    ("time_per_tile_hop_ew_ns", "mesh.time_per_hop_ew_ns", float, 0),
+    ("time_per_tile_hop_ns_ns", "mesh.time_per_hop_ns_ns", float, 0),
 )
-_SECTIONS = ("core", "chip", "fixed_point", "synapse_memory", "timing")
+_SECTIONS = ("core", "chip", "fixed_point", "synapse_memory", "timing", "mesh")
 _TOP_LEVEL = frozenset(("name", "description", "energy") + _SECTIONS)
+_SYSTEM_TOP_LEVEL = frozenset(("name", "description", "chip_target", "system"))
+_SYSTEM_FIELDS = (  # (field, key, type, minimum, required): replace the chip's numbers
+    ("max_chips", "system.chips", int, 1, True),
+    ("chip_grid", "system.chip_grid", tuple, 1, True),
+    ("cores_per_chip", "system.cores_per_chip", int, 1, False),
+    ("barrier_ns", "system.barrier_ns", float, 0, False),
+)
 _VALUE_KEYS = frozenset(("value", "source", "basis", "note"))
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -240,6 +243,8 @@ def load_target(name_or_path: str | Path | HardwareTarget) -> HardwareTarget:
     name_or_path
         A shipped target's name (``"loihi2"`` reads ``<repo>/hw_targets/loihi2.toml``), a path
         to a ``.toml`` file, or an already loaded :class:`HardwareTarget` (returned as is).
+        A system file (one with ``chip_target``) loads its chip (a shipped name, or a path
+        relative to the system file) and replaces the chip's numbers by its ``[system]`` ones.
 
     Returns
     -------
@@ -273,6 +278,8 @@ def load_target(name_or_path: str | Path | HardwareTarget) -> HardwareTarget:
         data = tomllib.loads(raw)
     except tomllib.TOMLDecodeError as e:
         raise TargetError(f"target file '{path}': not valid TOML ({e})") from e
+    if "chip_target" in data:
+        return _parse_system(data, str(path), path.parent)
     return _parse_target(data, str(path))
 
 
@@ -321,6 +328,8 @@ def _parse_target(data: dict[str, Any], where: str) -> HardwareTarget:
         raise TargetError(f"{where}: synapse_memory.index_bits_min "
                           f"({values['synapse_index_bits_min']}) exceeds index_bits_max "
                           f"({values['synapse_index_bits_max']})")
+    values["chip_grid"], sources["chip_grid"] = (values["max_chips"],), sources["max_chips"]
+    _check_mesh(values, where)  # a chip file's chips lie in a row
 
     energy = data.get("energy")
     if energy is None:
@@ -337,6 +346,49 @@ def _parse_target(data: dict[str, Any], where: str) -> HardwareTarget:
     return HardwareTarget(name=name, description=description, path=where, **values,
                           energy_models=ReadOnlyMapping(models),
                           sources=ReadOnlyMapping(sources))
+
+
+def _check_mesh(v: dict[str, Any], where: str) -> None:
+    """The chip's mesh holds its cores; the grid of chips holds the system's chips."""
+    slots, grid = v["tiles_x"] * v["tiles_y"] * v["cores_per_tile"], v.get("chip_grid", (1,))
+    if slots < v["cores_per_chip"] or math.prod(grid) < v["max_chips"]:
+        raise TargetError(f"{where}: the mesh ({v['tiles_x']} x {v['tiles_y']} tiles x "
+                          f"{v['cores_per_tile']} cores) or chip grid {list(grid)} holds fewer "
+                          f"than {v['cores_per_chip']} cores per chip or {v['max_chips']} chips")
+
+
+def _parse_system(data: dict[str, Any], where: str, directory: Path) -> HardwareTarget:
+    """A system file: its chip target with the ``[system]`` numbers replaced."""
+    unknown = sorted(set(data) - _SYSTEM_TOP_LEVEL)
+    table = data.get("system")
+    known = {dotted.split(".", 1)[1]: f for f, dotted, *_ in _SYSTEM_FIELDS}
+    extra = sorted(set(table) - set(known)) if isinstance(table, dict) else []
+    if unknown or extra:
+        raise TargetError(f"{where}: unknown key '{(unknown or ['system.' + extra[0]])[0]}'; a "
+                          f"system file holds {', '.join(sorted(_SYSTEM_TOP_LEVEL))} and "
+                          f"[system] {', '.join(known)} (per-core numbers: its chip_target)")
+    if not isinstance(table, dict):
+        raise TargetError(f"{where}: missing key 'system' (a [system] table)")
+    ref = _string(data, "chip_target", where)
+    chip = load_target(directory / ref if ref.endswith(".toml") else ref)
+    if chip.chip_target:
+        raise TargetError(f"{where}: chip_target '{ref}' is a system; name a chip (e.g. loihi2)")
+    values: dict[str, Any] = {}
+    sources = dict(chip.sources)
+    for field_name, dotted, kind, minimum, required in _SYSTEM_FIELDS:
+        key = dotted.split(".", 1)[1]
+        if key not in table and required:
+            raise TargetError(f"{where}: missing key '{dotted}'")
+        if key in table:
+            value, sources[field_name] = _sourced_value(table[key], dotted, kind, where)
+            if (min(value) if kind is tuple else value) < minimum:
+                raise TargetError(f"{where}: {dotted} ({value}) is below its minimum ({minimum})")
+            values[field_name] = value
+    _check_mesh({**{k: getattr(chip, k) for k in ("tiles_x", "tiles_y", "cores_per_tile",
+                                                  "cores_per_chip")}, **values}, where)
+    return dataclasses.replace(chip, name=_string(data, "name", where), path=where,
+                               description=_string(data, "description", where),
+                               chip_target=chip.name, sources=ReadOnlyMapping(sources), **values)
 
 
 def _parse_energy_model(model_name: str, table: Any, where: str) -> EnergyModel:
@@ -393,6 +445,9 @@ def _sourced_value(entry: Any, dotted: str, kind: type, where: str) -> tuple[Any
         raise TargetError(f"{where}: {dotted}.note must be a string, got {_type(note)}")
     if kind is bool:
         ok = isinstance(value, bool)
+    elif kind is tuple:  # a grid: 1 to 3 integers
+        ok = isinstance(value, list) and 0 < len(value) < 4 and all(type(v) is int for v in value)
+        value = tuple(value) if ok else value
     elif kind is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     else:
@@ -401,7 +456,8 @@ def _sourced_value(entry: Any, dotted: str, kind: type, where: str) -> tuple[Any
         if ok:
             value = float(value)
     if not ok:
-        expected = {bool: "a boolean", int: "an integer", float: "a finite number"}[kind]
+        expected = {bool: "a boolean", int: "an integer", float: "a finite number",
+                    tuple: "a list of 1 to 3 integers"}[kind]
         raise TargetError(f"{where}: {dotted}.value: expected {expected}, "
                           f"got {_type(value)} ({value!r})")
     return value, Source(citation=citation.strip(), basis=basis, key=dotted, note=note.strip())

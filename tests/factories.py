@@ -6,7 +6,7 @@ heavier than numpy.
 """
 import numpy as np
 
-from nmc_deploy.ir import LIF, Affine, CubaLIF, Graph, Input, Output, Threshold
+from nmc_deploy.ir import LIF, Affine, Conv2d, CubaLIF, Graph, Input, Output, Threshold
 
 
 def chain_graph(rng, sizes=(32, 24, 20, 10), levels=1, time_steps=5, threshold_layer=None,
@@ -40,3 +40,19 @@ def chain_graph(rng, sizes=(32, 24, 20, 10), levels=1, time_steps=5, threshold_l
     edges.append((prev, "output"))
     return Graph(nodes, tuple(edges),
                  {"dt": dt, "time_steps": time_steps, "input_levels": levels})
+
+
+def wide_conv_graph(hw=(256, 256), channels=8):
+    """Input (1, H, W) -> 1 x 1 convolution -> LIF: 8 x 256 x 256 = 524,288 neurons by
+    default, 129 Loihi 2 cores (neuron bound, 4095 per core); cheap to lower and place
+    because the kernel is shared."""
+    dt = 1e-4
+    n = channels * hw[0] * hw[1]
+    nodes = {"input": Input(shape=(1, *hw)),
+             "conv": Conv2d(weight=np.linspace(0.2, 0.5, channels).reshape(channels, 1, 1, 1),
+                            bias=np.zeros(channels), input_hw=hw),
+             "lif": LIF(tau=np.full(n, 2 * dt), r=np.ones(n), v_leak=np.zeros(n),
+                        v_threshold=np.ones(n), v_reset=np.zeros(n)),
+             "output": Output(shape=(n,))}
+    return Graph(nodes, (("input", "conv"), ("conv", "lif"), ("lif", "output")),
+                 {"dt": dt, "time_steps": 2, "input_levels": 1})

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "nmc_deploy"
 # package of a lower rank, never one of a higher rank (no arrow from a lower stage to a
 # higher one). Packages of equal rank may not import each other.
 RANKS = {
-    "errors": 0, "fileio": 0,
+    "errors": 0, "fileio": 0, "frozen": 0,
     "ir": 1, "loihi": 1, "targets": 1, "data": 1,
     "program": 2, "nirio": 2,
     "models": 3,

@@ -17,7 +17,9 @@ from nmc_deploy.targets import (
     synapse_memory_bits, target_names, targets_dir,
 )
 
-SHIPPED = ("loihi1", "loihi2")
+SHIPPED = ("loihi1", "loihi2")  # chips
+SYSTEMS = {"kapoho_point": ("loihi2", 8), "hala_point": ("loihi2", 1152),
+           "nahuku32": ("loihi1", 32), "pohoiki_springs": ("loihi1", 768)}
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +58,10 @@ def _line_of(key: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 def test_shipped_targets_are_listed():
-    assert set(SHIPPED) <= set(target_names())
+    assert set(SHIPPED) | set(SYSTEMS) <= set(target_names())
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("name", SHIPPED + tuple(SYSTEMS))
 def test_target_loads_by_name_and_by_path(name):
     by_name = load_target(name)
     by_path = load_target(targets_dir() / f"{name}.toml")
@@ -69,11 +71,11 @@ def test_target_loads_by_name_and_by_path(name):
     assert load_target(by_name) is by_name
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("name", SHIPPED + tuple(SYSTEMS))
 def test_every_number_has_a_source_and_basis(name):
     target = load_target(name)
-    numeric = _numeric_fields(target)
-    assert len(numeric) >= 25
+    numeric = _numeric_fields(target) + ["chip_grid"]
+    assert len(numeric) >= 30
     for field_name in numeric:
         source = target.source_of(field_name)
         assert source.basis in BASES, field_name
@@ -163,7 +165,8 @@ def _one_line(excinfo) -> str:
 def test_unknown_target_name():
     with pytest.raises(TargetError) as excinfo:
         load_target("loihi3")
-    assert _one_line(excinfo) == ("target 'loihi3': unknown; choose one of loihi1, loihi2 "
+    assert _one_line(excinfo) == ("target 'loihi3': unknown; choose one of hala_point, "
+                                  "kapoho_point, loihi1, loihi2, nahuku32, pohoiki_springs "
                                   "or give a path to a .toml file")
 
 
@@ -259,6 +262,85 @@ def test_custom_target_file_loads(tmp_path):
     path = _write_variant(tmp_path, 'name = "loihi2"', 'name = "my_chip"')
     target = load_target(path)
     assert target.name == "my_chip" and target.path == str(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# systems of chips
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", SYSTEMS)
+def test_system_is_its_chip_with_system_numbers(name):
+    chip_name, chips = SYSTEMS[name]
+    system, chip = load_target(name), load_target(chip_name)
+    assert system.chip_target == chip_name and chip.chip_target == ""
+    assert system.max_chips == chips and math.prod(system.chip_grid) >= chips
+    assert system.max_cores == chips * system.cores_per_chip > chip.max_cores
+    # per-core numbers, formats, mesh and energy are the chip's, with the chip's sources
+    for f in ("max_neurons_per_core", "synapse_words_per_core", "weight_bits", "tiles_x",
+              "tiles_y", "cores_per_tile", "time_per_synop_ns"):
+        assert getattr(system, f) == getattr(chip, f)
+        assert system.source_of(f) == chip.source_of(f)
+    assert system.energy_models == chip.energy_models
+    assert system.source_of("max_chips").key == "system.chips"
+    assert system.source_of("max_chips").basis == "published"
+    assert system.source_of("chip_grid").key == "system.chip_grid"
+
+
+def test_system_figures():
+    hala = load_target("hala_point")
+    assert hala.cores_per_chip * hala.max_chips == 140_544  # Intel's total
+    assert hala.source_of("cores_per_chip").basis == "inferred"
+    assert load_target("kapoho_point").max_cores == 1024
+    springs = load_target("pohoiki_springs")
+    assert springs.max_chips == 24 * 32 and springs.barrier_ns == 16_200.0
+    assert springs.source_of("barrier_ns").key == "system.barrier_ns"
+    assert load_target("loihi1").barrier_ns == 113.0  # the chip keeps its own
+
+
+def test_chip_mesh_holds_its_cores(loihi1, loihi2):
+    assert loihi1.tiles_x * loihi1.tiles_y * loihi1.cores_per_tile == 128
+    assert loihi2.tiles_x * loihi2.tiles_y * loihi2.cores_per_tile == 128
+    assert loihi1.chip_grid == loihi2.chip_grid == (1,)
+    assert loihi1.source_of("time_per_tile_hop_ew_ns").basis == "published"
+    hops = loihi1.energy_models["loihi_davies2018"]
+    assert {"e_tile_hop_ew_pj", "e_tile_hop_ns_pj"} <= set(hops.used_coefficients)
+
+
+def _system_file(tmp_path, body: str, name: str = "sys.toml") -> Path:
+    path = tmp_path / name
+    path.write_text('name = "my_board"\ndescription = "two chips"\n' + body, encoding="utf-8")
+    return path
+
+
+_GRID = 'chip_grid = { value = [2, 1], basis = "assumption", source = "x" }\n'
+_CHIPS = 'chips = { value = 2, basis = "assumption", source = "x" }\n'
+
+
+def test_custom_system_file_names_a_chip_file(tmp_path):
+    chip = _write_variant(tmp_path, 'name = "loihi2"', 'name = "my_chip"', "my_chip.toml")
+    target = load_target(_system_file(tmp_path, f'chip_target = "{chip.name}"\n[system]\n'
+                                      + _CHIPS + _GRID))
+    assert target.name == "my_board" and target.chip_target == "my_chip"
+    assert target.max_chips == 2 and target.chip_grid == (2, 1)
+
+
+@pytest.mark.parametrize("body, message", [
+    ('chip_target = "loihi2"\n[system]\n' + _GRID, "missing key 'system.chips'"),
+    ('chip_target = "loihi2"\n[system]\n' + _CHIPS + _GRID.replace("[2, 1]", "[1, 1]"),
+     r"chip grid \[1, 1\] holds fewer than 128 cores per chip or 2 chips"),
+    ('chip_target = "loihi2"\n[system]\n' + _CHIPS + _GRID.replace("[2, 1]", "[2, 1.5]"),
+     "system.chip_grid.value: expected a list of 1 to 3 integers"),
+    ('chip_target = "loihi2"\n[system]\n' + _CHIPS + _GRID + "cores = 3\n",
+     "unknown key 'system.cores'"),
+    ('chip_target = "loihi2"\n[core]\n[system]\n' + _CHIPS + _GRID, "unknown key 'core'"),
+    ('chip_target = "kapoho_point"\n[system]\n' + _CHIPS + _GRID,
+     "chip_target 'kapoho_point' is a system"),
+    ('chip_target = "loihi9"\n[system]\n' + _CHIPS + _GRID, "target 'loihi9': unknown"),
+])
+def test_bad_system_file_is_one_line(tmp_path, body, message):
+    with pytest.raises(TargetError) as excinfo:
+        load_target(_system_file(tmp_path, body))
+    assert re.search(message, _one_line(excinfo))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ partitioning (pure passes; :func:`compile_graph` runs them in order).
 module                 owns
 =====================  ==================================================================
 ``recipe``             :func:`compile_graph` -> :class:`CompileResult`; low-rank form costs
+``preflight``          ``check_design_rules``: Graph + target -> DesignRuleReport (first)
+``layer_counts``       ``count_layers``: populations, groups and nonzeros without lowering
 ``lower/``             ``lower_graph``: Graph -> FloatProgram (registry of node lowerings)
 ``schedule``           ``schedule_program``: FloatProgram -> Schedule (depths, delays)
 ``quantize``           ``quantize_program``: FloatProgram + Schedule -> Program

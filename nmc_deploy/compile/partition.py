@@ -9,7 +9,8 @@ Strategy (greedy, sequential, reproducible, like nengo-loihi's block splitting):
 2. chunks are packed in program order onto cores, a new core opening when any per-core
    limit (neurons, neuron groups, synapse memory, input axons) would be exceeded;
 3. output axons (one per source neuron and destination core reached) are counted
-   after placement and checked.
+   after placement and checked;
+4. the cores are assigned to chips and mesh positions (:func:`~.chips.assign_chips`).
 
 Attention ops need programmable (graded-spike) neurons: on a target with graded spikes each
 gets a core of its own; otherwise they are assumed to run on the chip's embedded x86 cores.
@@ -31,9 +32,10 @@ import scipy.sparse as sp
 
 from ..errors import CapacityError
 from ..targets import HardwareTarget, synapse_memory_bits
-from ..program import Program
-from ..program.placement import ATTENTION_INPUTS, Chunk, Placement
+from ..program import AttentionUnit, Program
+from ..program.placement import Chunk, Placement
 from ..program.shared_weights import ConvShared, TokenShared, is_shared
+from .chips import assign_chips, capacity_message
 
 __all__ = ["Placement", "Chunk", "partition_program", "format_utilization"]
 
@@ -100,9 +102,34 @@ class _SharedCosts:
         if not counts.size:
             return 0, 0, 0
         axons = min(per, stop - start) if isinstance(w, TokenShared) else \
-            _conv_input_positions(w, start, stop)
+            self.positions(w, start, stop)
         return (int(counts.sum()), synapse_memory_bits(counts, target, sparse=True,
                                                        span=stop - start), axons)
+
+    def positions(self, w: ConvShared, start: int, stop: int) -> int:
+        """:func:`_conv_input_positions` from a cached per-output-position cumulative map
+        of the input positions each output reads (small convolutions) or directly."""
+        per = w.out_hw[0] * w.out_hw[1]
+        full = stop - start >= per
+        if per * w.in_shape[1] * w.in_shape[2] > CONV_POSITION_MAP_MAX:
+            if not full:
+                return _conv_input_positions(w, start, stop)
+            key = ("all positions", id(w))
+            if key not in self._prefix or self._prefix[key][0] is not w:
+                self._prefix[key] = (w, _conv_input_positions(w, 0, per))
+            return self._prefix[key][1]
+        key = ("positions", id(w))
+        if key not in self._prefix or self._prefix[key][0] is not w:
+            reads = _conv_read_map(w)
+            cum = np.vstack([np.zeros((1, reads.shape[1]), np.int32),
+                             np.cumsum(reads, 0, dtype=np.int32)])
+            self._prefix[key] = (w, cum, int(reads.any(axis=0).sum()))
+        _, cum, n_all = self._prefix[key]
+        if full:
+            return n_all
+        a, b = start % per, (stop - 1) % per + 1
+        used = cum[b] - cum[a] > 0 if a < b else (cum[per] - cum[a] > 0) | (cum[b] > 0)
+        return int(used.sum())
 
     @staticmethod
     def _grouped_counts(w, o0, o1) -> np.ndarray:
@@ -113,6 +140,41 @@ class _SharedCosts:
             a, b = max(o0, g * cpo) - o0, min(o1, (g + 1) * cpo) - o0
             parts.append(nz[a:b].reshape(b - a, -1).sum(axis=0))
         return np.concatenate(parts)
+
+
+# convolutions whose (output positions x input positions) map is at most this many entries
+# get a cached map for input-axon counts
+CONV_POSITION_MAP_MAX = 16_000_000
+
+
+def _conv_read_map(w) -> np.ndarray:
+    """(output positions, input positions) bool: which inputs each output position reads."""
+    ho, wo = w.out_hw
+    W = w.in_shape[2]
+    reads = np.zeros((ho * wo, w.in_shape[1] * W), bool)
+    vy, vx = w._valid(0), w._valid(1)
+    for a in range(w.kernel.shape[2]):
+        for b in range(w.kernel.shape[3]):
+            (oy, iy), (ox, ix) = vy[a], vx[b]
+            if len(oy) and len(ox):
+                reads[(oy[:, None] * wo + ox[None, :]).ravel(),
+                      (iy[:, None] * W + ix[None, :]).ravel()] = True
+    return reads
+
+
+def _conv_used(w, out: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the input positions that any of the ``out`` (flat) positions reads."""
+    ho, wo = w.out_hw
+    out = out.reshape(ho, wo)
+    H, W = w.in_shape[1:]
+    used = np.zeros((H, W), bool)
+    vy, vx = w._valid(0), w._valid(1)
+    for a in range(w.kernel.shape[2]):
+        for b in range(w.kernel.shape[3]):
+            (oy, iy), (ox, ix) = vy[a], vx[b]
+            if len(oy) and len(ox):
+                used[iy[:, None], ix[None, :]] |= out[oy[:, None], ox[None, :]]
+    return used
 
 
 def _conv_input_positions(w, start, stop) -> int:
@@ -129,16 +191,7 @@ def _conv_input_positions(w, start, stop) -> int:
         else:
             out[a:] = True
             out[:b] = True
-    out = out.reshape(ho, wo)
-    H, W = w.in_shape[1:]
-    used = np.zeros((H, W), bool)
-    vy, vx = w._valid(0), w._valid(1)
-    for a in range(w.kernel.shape[2]):
-        for b in range(w.kernel.shape[3]):
-            (oy, iy), (ox, ix) = vy[a], vx[b]
-            if len(oy) and len(ox):
-                used[iy[:, None], ix[None, :]] |= out[oy[:, None], ox[None, :]]
-    return int(used.sum())
+    return int(_conv_used(w, out).sum())
 
 
 def _chunk_cost(groups, start, stop, target, sharing=None, costs=None) -> tuple[int, int, int]:
@@ -282,6 +335,19 @@ def _conv_outdegree(w, core_of_target) -> np.ndarray:
 EXACT_CONV_FANOUT_SYNAPSES = 20_000_000
 
 
+def _csc_pairs(w: sp.csc_matrix, core_of_target: np.ndarray, n_cores: int) -> np.ndarray:
+    """The distinct (source neuron, destination core) pairs of a matrix, as
+    ``source * n_cores + core``. Chunks are contiguous and packed in order, so the cores of
+    one column's sorted row indices never decrease: a pair is new where the core changes."""
+    if not w.has_sorted_indices:
+        w = w.sorted_indices()
+    col = np.repeat(np.arange(w.shape[1], dtype=np.int64), np.diff(w.indptr))
+    dest = core_of_target[w.indices]
+    new = np.ones(dest.size, bool)
+    new[1:] = (dest[1:] != dest[:-1]) | (col[1:] != col[:-1])
+    return col[new] * n_cores + dest[new]
+
+
 def _out_degrees(program, cores, costs=None) -> dict[str, np.ndarray]:
     """Per source neuron: the number of distinct cores its synapses reach (an upper bound
     for convolution sources)."""
@@ -291,29 +357,51 @@ def _out_degrees(program, cores, costs=None) -> dict[str, np.ndarray]:
         for c in cs:
             core_of[c.population][c.start:c.stop] = i
     n_cores = len(cores) + 1
-    pairs_by_source: dict[str, list[np.ndarray]] = {}
     outdeg = {p.name: np.zeros(p.size, np.int64) for p in program.populations}
+    by_source: dict[str, list] = {}
     for g in program.groups:
-        if g.kind == "attention" or g.source not in core_of:
-            continue
-        w = g.weights
-        if isinstance(w, ConvShared) and w.nnz > EXACT_CONV_FANOUT_SYNAPSES:
-            outdeg[g.source] += _conv_outdegree(w, core_of[g.target])
-            continue
-        if isinstance(w, TokenShared):
-            pairs = _token_shared_pairs(w, core_of[g.target], n_cores, costs)
-        else:
-            w = costs.csc(w)
-            dest = core_of[g.target][w.indices]
-            col = np.repeat(np.arange(w.shape[1]), np.diff(w.indptr))
-            pairs = col * n_cores + dest
-        pairs_by_source.setdefault(g.source, []).append(pairs)
-    for src, pairs in pairs_by_source.items():  # one axon per (neuron, destination core)
-        np.add.at(outdeg[src], np.unique(np.concatenate(pairs)) // n_cores, 1)
-    for op in program.attention:  # every q, k, v neuron also feeds its attention unit
-        for name in {op.q, op.k, op.v}:
-            outdeg[name] += 1
+        if g.kind != "attention" and g.source in core_of:
+            by_source.setdefault(g.source, []).append(g)
+    for src, groups in by_source.items():  # one axon per (neuron, destination core)
+        # cores holding neurons of two or more of the source's targets: only pairs landing
+        # there can repeat across groups (each group's pairs are distinct)
+        hits = np.zeros(n_cores, np.int64)
+        for target in {g.target for g in groups}:
+            hits[np.unique(core_of[target])] += 1
+        shared = hits > 1
+        overlap = []
+        for g in groups:
+            w = g.weights
+            if isinstance(w, ConvShared) and w.nnz > EXACT_CONV_FANOUT_SYNAPSES:
+                outdeg[src] += _conv_outdegree(w, core_of[g.target])
+                continue
+            if isinstance(w, TokenShared):
+                pairs = _token_shared_pairs(w, core_of[g.target], n_cores, costs)
+            else:
+                pairs = _csc_pairs(costs.csc(w), core_of[g.target], n_cores)
+            on_shared = shared[pairs % n_cores]
+            outdeg[src] += np.bincount(pairs[~on_shared] // n_cores, minlength=outdeg[src].size)
+            overlap.append(pairs[on_shared])
+            del pairs, on_shared
+        if overlap:
+            both = np.unique(np.concatenate(overlap))
+            outdeg[src] += np.bincount(both // n_cores, minlength=outdeg[src].size)
+    for op in program.attention:  # q, k, v neurons also feed the attention units reading them
+        for u in attention_units(op):
+            feeds = {}
+            for name, lo, hi in ((op.q, u.q_start, u.q_stop), (op.k, u.k_start, u.k_stop),
+                                 (op.v, u.k_start, u.k_stop)):
+                m = feeds.setdefault(name, np.zeros(op.dim * op.n_tokens, bool))
+                m[u.reads(lo, hi, op.n_tokens)] = True
+            for name, m in feeds.items():  # one axon per neuron and unit core
+                outdeg[name] += m
     return outdeg
+
+
+def attention_units(op) -> tuple[AttentionUnit, ...]:
+    """The units of an op (one unit, the whole op, if it has not been split)."""
+    return op.units or (AttentionUnit(op.name, 0, op.num_heads, 0, op.n_tokens, 0,
+                                      op.n_tokens, op.head_dim),)
 
 
 MAX_PARTITION_ROUNDS = 8
@@ -341,10 +429,16 @@ def partition_program(program: Program, target: HardwareTarget, *,
         if g.kind != "attention":  # realised inside the attention unit
             incoming[g.target].append(g)
     outdeg = {p.name: np.zeros(p.size, np.int64) for p in program.populations}
+    chunked: dict[str, tuple[np.ndarray, list[Chunk]]] = {}  # chunks of the last outdeg
     for _ in range(MAX_PARTITION_ROUNDS):
-        chunks = [c for p in program.populations
-                  for c in _chunk_population(p, incoming[p.name], target, outdeg[p.name],
-                                             sharing, costs)]
+        chunks = []
+        for p in program.populations:
+            last = chunked.get(p.name)
+            if last is None or not np.array_equal(last[0], outdeg[p.name]):
+                last = (outdeg[p.name], _chunk_population(p, incoming[p.name], target,
+                                                          outdeg[p.name], sharing, costs))
+                chunked[p.name] = last
+            chunks.extend(last[1])
         cores = _pack(chunks, target, outdeg)
         new = _out_degrees(program, cores, costs)
         out_axons = [int(sum(new[c.population][c.start:c.stop].sum() for c in cs))
@@ -358,30 +452,27 @@ def partition_program(program: Program, target: HardwareTarget, *,
                             f"max_out_axons_per_core ({target.max_out_axons_per_core}) of target "
                             f"{target.name}; the populations on it project to too many cores")
     graded = target.graded_spike_bits > 0
-    for op in program.attention if graded else ():
-        n = op.dim * op.n_tokens
-        if ATTENTION_INPUTS * n > target.max_in_axons_per_core or \
-                n > target.max_out_axons_per_core:
-            raise CapacityError(f"{op.name}: attention unit axons (in {ATTENTION_INPUTS * n}, "
-                                f"out {n}) exceed "
-                                f"max_in_axons_per_core ({target.max_in_axons_per_core}) or "
-                                f"max_out_axons_per_core ({target.max_out_axons_per_core}); "
-                                "splitting attention over cores is not supported yet")
-    att_cores = tuple(op.name for op in program.attention) if graded else ()
+    units = [u for op in program.attention for u in attention_units(op)] if graded else []
+    for u in units:
+        if u.in_axons > target.max_in_axons_per_core or \
+                u.out_axons > target.max_out_axons_per_core:
+            raise CapacityError(f"{u.name}: attention unit axons (in {u.in_axons}, "
+                                f"out {u.out_axons}) exceed max_in_axons_per_core "
+                                f"({target.max_in_axons_per_core}) or max_out_axons_per_core "
+                                f"({target.max_out_axons_per_core}); split the attention for "
+                                "this target (compile splits it; see --attention-split)")
+    att_cores = tuple(units)
     att_host = () if graded else tuple(op.name for op in program.attention)
     total = len(cores) + len(att_cores)
-    max_cores = target.cores_per_chip * target.max_chips
-    if total > max_cores:
-        raise CapacityError(f"program: cores ({total}) exceed the cores of target {target.name} "
-                            f"({max_cores} = {target.max_chips} chip(s) x {target.cores_per_chip}); "
-                            "prune the model or use a larger target")
+    if total > target.max_cores:  # names the chips needed and a larger system
+        raise CapacityError(capacity_message(total, target))
     limits = {"max_neurons_per_core": target.max_neurons_per_core,
               "synapse_memory_bits_per_core": target.synapse_memory_bits_per_core,
               "max_in_axons_per_core": target.max_in_axons_per_core,
               "max_out_axons_per_core": target.max_out_axons_per_core,
               "max_neuron_groups_per_core": target.max_neuron_groups_per_core}
-    return Placement(target.name, tuple(tuple(c) for c in cores), att_cores, att_host,
-                     tuple(out_axons), limits)
+    return assign_chips(Placement(target.name, tuple(tuple(c) for c in cores), att_cores,
+                                  att_host, tuple(out_axons), limits), program, target)
 
 
 def format_utilization(summary: dict) -> str:
@@ -396,8 +487,11 @@ def format_utilization(summary: dict) -> str:
 
     for c in summary["cores"]:
         if c["kind"] == "attention":
-            lines.append(f"{c['core']:>4}  {'[attention unit] ' + c['attention']:<44} "
-                         f"{'-':>13} {'-':>9} {'-':>12} {'-':>13} {'-':>13}")
+            name = c["attention"]
+            name = name if len(name) <= 44 else "..." + name[-41:]
+            lines.append(f"{c['core']:>4}  {name:<44} {'-':>13} {'-':>9} {'-':>12} "
+                         f"{pct(c['in_axons'], lim['max_in_axons_per_core'])} "
+                         f"{pct(c['out_axons'], lim['max_out_axons_per_core'])}")
             continue
         names = ", ".join(p["name"] + ("" if p["fraction"] == 1 else f"[{p['start']}:{p['stop']}]")
                           for p in c["populations"])

@@ -2,8 +2,11 @@
 
 ::
 
-    lower_graph -> schedule_program -> quantize_program -> validate_program -> partition_program
-    (FloatProgram)  (Schedule)          (Program)          (checked Program)   (Placement)
+    check_design_rules (the graph's counts against the target; nothing lowered)
+    -> lower_graph -> schedule_program -> quantize_program -> validate_program
+       (FloatProgram)  (Schedule)          (Program)          (checked Program)
+      -> split_attention -> partition_program
+         (Program with attention units)  (Placement)
 
 When the graph has low-rank factor pairs, the other deployment form ("fused" or "relay") is
 compiled too, only for its costs (:class:`~nmc_deploy.program.placement.LowRankForms`; the
@@ -26,14 +29,17 @@ from ..program.placement import (LowRankForms, WeightSharingForms, summarize_for
                                  summarize_placement, summarize_sharing)
 from ..program.shared_weights import is_shared
 from ..targets import HardwareTarget, load_target
+from .attention_split import split_attention
 from .lower import low_rank_down_nodes, lower_graph
 from .netx import NETX_GRID
 from .partition import Placement, partition_program
+from .preflight import DesignRuleReport, check_design_rules
 from .quantize import DEFAULT_VTH_MANT, LAVA_GRID, GridPolicy, quantize_program
 from .schedule import Schedule, schedule_program
 from .validate import validate_program
 
-__all__ = ["CompileResult", "compile_graph", "format_low_rank_forms", "format_weight_sharing"]
+__all__ = ["CompileResult", "compile_graph", "format_attention_units", "format_low_rank_forms",
+           "format_weight_sharing"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class CompileResult:
     placement: Placement
     low_rank: LowRankForms | None = None  # only for graphs with low-rank factor pairs
     weight_sharing: WeightSharingForms | None = None  # only for programs with shared weights
+    design_rules: DesignRuleReport | None = None  # the pre-flight check (design_rules.json)
 
     def summary(self) -> dict:
         """The ``placement.json`` content: per-core utilization, quantization diagnostics,
@@ -79,10 +86,30 @@ def format_weight_sharing(info: dict) -> str:
     for mode, c in info["forms"].items():
         mark = "  <- written" if mode == info["written"] else ""
         if "error" in c:
-            lines.append(f"{mode:<8} does not fit: {c['error']}{mark}")
+            what = "" if c["error"].startswith("not placed") else "does not fit: "
+            lines.append(f"{mode:<8} {what}{c['error']}{mark}")
             continue
         lines.append(f"{mode:<8} {c['cores']:>6} {c['synapses_stored']:>18} "
                      f"{c['synapse_memory_bits'] // 8:>10} B{mark}")
+    return "\n".join(lines)
+
+
+def format_attention_units(program: Program, policy: str) -> str:
+    """The attention deployment line(s) of the compile report: units per op and their size."""
+    lines = []
+    for op in program.attention:
+        if not op.units:
+            lines.append(f"attention {op.name}: on an embedded x86 core (no graded spikes)")
+            continue
+        u = op.units
+        keys = len(op.key_blocks)
+        lines.append(
+            f"attention {op.name}: {len(u)} unit(s) ({policy}: {op.num_heads} heads of "
+            f"{op.head_dim}, {max(x.heads for x in u)} head(s) per unit, "
+            f"{len({(x.q_start, x.q_stop) for x in u})} query block(s), {keys} key block(s)"
+            f"{' summed in the attention neurons' if keys > 1 else ''}); largest unit: "
+            f"in-axons {max(x.in_axons for x in u)}, out-axons {max(x.out_axons for x in u)}, "
+            f"{max(x.ops_per_step for x in u)} ops/step")
     return "\n".join(lines)
 
 
@@ -92,27 +119,35 @@ def _sharing_mode(on: bool) -> str:
 
 def _compile_form(graph: Graph, target: HardwareTarget, *, low_rank: str, vth_mant: int,
                   grid: GridPolicy, timing: Timing | None,
-                  weight_sharing: bool | None = None) -> CompileResult:
+                  weight_sharing: bool | None = None,
+                  attention_split: str = "fit") -> CompileResult:
     """One deployment form, pass by pass."""
     fp = lower_graph(graph, timing=timing, low_rank=low_rank)
     schedule = schedule_program(fp)
     program = quantize_program(fp, schedule, target=target, vth_mant=vth_mant, grid=grid)
     validate_program(program, target)
+    program = split_attention(program, target, attention_split)
     placement = partition_program(program, target, weight_sharing=weight_sharing)
     return CompileResult(float_program=fp, schedule=schedule, program=program,
                          placement=placement)
 
 
-def _other_form_costs(graph, target, other: str, vth_mant: int, timing, sharing: bool):
+def _other_form_costs(graph, target, other: str, vth_mant: int, timing, sharing: bool,
+                      attention_split: str):
     """The costs of the form not written (warnings silenced), or why it cannot deploy."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = _compile_form(graph, target, low_rank=other, vth_mant=vth_mant,
-                                grid=LAVA_GRID, timing=timing, weight_sharing=sharing)
+                                grid=LAVA_GRID, timing=timing, weight_sharing=sharing,
+                                attention_split=attention_split)
     except NmcDeployError as exc:  # e.g. no graded spikes on this target
         return str(exc)
     return summarize_form(res.program, res.placement)
+
+
+# the unshared answer of a program with more expanded synapses is a lower bound, not placed
+UNSHARED_PLACEMENT_MAX_SYNAPSES = 50_000_000
 
 
 def _sharing_forms(result: CompileResult, target: HardwareTarget,
@@ -121,11 +156,19 @@ def _sharing_forms(result: CompileResult, target: HardwareTarget,
     program = result.program
     if not any(is_shared(g.weights) for g in program.groups):
         return None
-    try:
-        other = summarize_sharing(partition_program(program, target,
-                                                    weight_sharing=not sharing))
-    except NmcDeployError as exc:  # e.g. unshared copies need more cores than the target
-        other = str(exc)
+    expanded = int(sum(g.num_synapses for g in program.groups))
+    if sharing and expanded > UNSHARED_PLACEMENT_MAX_SYNAPSES:
+        bound = -(-expanded * target.weight_bits // target.synapse_memory_bits_per_core)
+        other = (f"not placed: {expanded:,} expanded synapses exceed "
+                 f"{UNSHARED_PLACEMENT_MAX_SYNAPSES:,} (the most nmc-deploy places one by "
+                 f"one); at least {bound:,} cores by synapse memory ({target.weight_bits} "
+                 "bits per synapse)")
+    else:
+        try:
+            other = summarize_sharing(partition_program(program, target,
+                                                        weight_sharing=not sharing))
+        except NmcDeployError as exc:  # e.g. unshared copies need more cores than the target
+            other = str(exc)
     forms = {_sharing_mode(sharing): summarize_sharing(result.placement),
              _sharing_mode(not sharing): other}
     weights = int(sum(g.weights.stored if is_shared(g.weights) else g.weights.nnz
@@ -138,9 +181,11 @@ def _sharing_forms(result: CompileResult, target: HardwareTarget,
 def compile_graph(graph: Graph, target: HardwareTarget | str, *, low_rank: str = "fused",
                   vth_mant: int | None = None, netx_grid: bool = False,
                   timing: Timing | None = None,
-                  weight_sharing: bool | None = None) -> CompileResult:
-    """Compile ``graph`` (not modified) for ``target``: lower, schedule, quantize, validate,
-    partition.
+                  weight_sharing: bool | None = None,
+                  attention_split: str = "fit") -> CompileResult:
+    """Compile ``graph`` (not modified) for ``target``: check the design rules (raises
+    :class:`~nmc_deploy.errors.DesignRuleError` before any lowering when one fails), lower,
+    schedule, quantize, validate, split attention, partition.
 
     Parameters
     ----------
@@ -162,20 +207,27 @@ def compile_graph(graph: Graph, target: HardwareTarget | str, *, low_rank: str =
         Store shared weights once per core (True) or once per token/position (False);
         default the target's ``weight_sharing``. The other mode is placed too, for
         :attr:`CompileResult.weight_sharing`.
+    attention_split : {"fit", "head"}
+        How attention ops split into core-sized units
+        (:func:`~.attention_split.split_attention`).
     """
     target = load_target(target) if isinstance(target, str) else target
     vth_mant = DEFAULT_VTH_MANT if vth_mant is None else vth_mant
     sharing = target.weight_sharing if weight_sharing is None else bool(weight_sharing)
+    rules = check_design_rules(graph, target, low_rank=low_rank, weight_sharing=sharing,
+                               timing=timing, attention_split=attention_split)
     result = _compile_form(graph, target, low_rank=low_rank, vth_mant=vth_mant,
                            grid=NETX_GRID if netx_grid else LAVA_GRID, timing=timing,
-                           weight_sharing=sharing)
-    result = dataclasses.replace(result, weight_sharing=_sharing_forms(result, target, sharing))
+                           weight_sharing=sharing, attention_split=attention_split)
+    result = dataclasses.replace(result, weight_sharing=_sharing_forms(result, target, sharing),
+                                 design_rules=rules)
     pairs = low_rank_down_nodes(graph)
     if not pairs:
         return result
     other = next(m for m in LOW_RANK_MODES if m != low_rank)
     costs = {low_rank: summarize_form(result.program, result.placement),
-             other: _other_form_costs(graph, target, other, vth_mant, timing, sharing)}
+             other: _other_form_costs(graph, target, other, vth_mant, timing, sharing,
+                                              attention_split)}
     return dataclasses.replace(result, low_rank=LowRankForms(
         written=low_rank, pairs=len(pairs), target=target.name,
         forms={m: costs[m] for m in LOW_RANK_MODES}))

@@ -21,6 +21,12 @@ __all__ = ["Node", "Input", "Output", "Affine", "Conv1d", "Conv2d", "Scale", "Su
 
 
 def _frozen_array(x, dtype=None) -> np.ndarray:
+    """``x`` as a read-only array; an array that is already read-only and owns its memory
+    (frozen before, or fresh from a file) is kept, not copied (no writable view of it can
+    exist: a view of a read-only array cannot be made writable)."""
+    if (isinstance(x, np.ndarray) and not x.flags.writeable and x.flags.owndata
+            and (dtype is None or x.dtype == np.dtype(dtype))):
+        return x
     arr = np.array(x, dtype=dtype, copy=True)
     arr.setflags(write=False)
     return arr

@@ -70,6 +70,8 @@ def _read_group(group) -> dict:
             out[key] = _read_group(item)
         else:
             value = item[()]
+            if isinstance(value, np.ndarray):
+                value.setflags(write=False)  # fresh from the file: the IR keeps it uncopied
             out[key] = value.decode() if isinstance(value, bytes) else value
     return out
 

@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import InputFileError
 
 __all__ = ["read_count", "read_text", "read_list", "read_fraction", "read_dict",
-           "optional_count", "optional_text", "put_present"]
+           "optional_count", "optional_text", "put_present", "read_ints"]
 
 
 def _value(d: dict, key: str, where: str) -> Any:
@@ -53,6 +53,11 @@ def read_text(d: dict, key: str, where: str) -> str:
 def read_list(d: dict, key: str, where: str) -> list:
     """A list (or tuple), returned as a new list."""
     return list(_typed(d, key, where, (list, tuple), "a list"))
+
+
+def read_ints(d: dict, key: str, where: str) -> tuple[int, ...]:
+    """A list of integers ``>= 0`` (e.g. a grid position), as a tuple."""
+    return tuple(read_count({key: v}, key, where) for v in read_list(d, key, where))
 
 
 def read_fraction(d: dict, key: str, where: str) -> float:

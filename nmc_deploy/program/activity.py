@@ -17,17 +17,26 @@ File layout (optional keys in brackets)::
      ["token_selectors": [{"name", "evaluated_tokens", "kept_tokens", "predictor_macs",
                            "lut_lookups", ["buffered_values"]}],
       "synops_without_token_selection": int],
+     ["traffic": {<totals of the senders' counts>, "longest_route": {...},
+                  "senders": [{"name", "population", "messages", "messages_between_chips",
+                               "tile_hops_ew", "tile_hops_ns", "chip_hops"}],
+                  "not_counted": [str]}],
      ["dataset": str]}
+
+``traffic`` (:class:`Traffic`, from :mod:`nmc_deploy.compile.traffic`): the spike messages of
+the run routed on the compiled placement; its totals are written for readers and recomputed
+from the senders on reading.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ..errors import InputFileError
-from ._fields import optional_count, optional_text, put_present, read_count, read_list, read_text
+from ._fields import (optional_count, optional_text, put_present, read_count, read_dict,
+                      read_list, read_text)
 
 __all__ = ["LAYER_KINDS", "LayerActivity", "PopulationActivity", "TokenSelectorActivity",
-           "Activity"]
+           "SenderTraffic", "Traffic", "TRAFFIC_COUNTS", "Activity"]
 
 # "tokens": synapses fed by a token selector's gated stream (graded residual sums, priced as
 # accumulates like every non-encoding synaptic op). Low-rank relays add no layer kind: the
@@ -94,6 +103,60 @@ class TokenSelectorActivity:
                            lut_lookups=self.lut_lookups, buffered_values=self.buffered_values)
 
 
+#: What the traffic of a sender counts (all samples and steps).
+TRAFFIC_COUNTS = ("messages", "messages_between_chips", "tile_hops_ew", "tile_hops_ns",
+                  "chip_hops")
+_ROUTE = ("tile_hops_ew", "tile_hops_ns", "chip_hops")
+
+
+@dataclass(frozen=True)
+class SenderTraffic:
+    """The messages of one sender (a population or an attention unit) and their hops."""
+
+    name: str
+    population: str  # whose energy carries the hops: the sender, or an attention unit's target
+    messages: int  # one per event and destination core
+    messages_between_chips: int
+    tile_hops_ew: int
+    tile_hops_ns: int
+    chip_hops: int
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "population": self.population,
+                **{k: getattr(self, k) for k in TRAFFIC_COUNTS}}
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """Spike traffic of a run on its placement (totals over all samples and steps)."""
+
+    senders: tuple[SenderTraffic, ...]
+    longest_route: dict[str, int]  # per hop kind: the most hops of one message that was sent
+    not_counted: tuple[str, ...]  # sources whose messages are not in the counts
+
+    def total(self, key: str) -> int:
+        """Sum of one of :data:`TRAFFIC_COUNTS` over the senders."""
+        return sum(getattr(s, key) for s in self.senders)
+
+    def to_json(self) -> dict:
+        return {**{k: self.total(k) for k in TRAFFIC_COUNTS},
+                "longest_route": dict(self.longest_route),
+                "senders": [s.to_json() for s in self.senders],
+                "not_counted": list(self.not_counted)}
+
+    @classmethod
+    def from_json(cls, d: dict, where: str) -> "Traffic":
+        senders = []
+        for i, s in enumerate(read_list(d, "senders", where)):
+            w = f"{where}.senders[{i}]"
+            senders.append(SenderTraffic(read_text(s, "name", w), read_text(s, "population", w),
+                                         *(read_count(s, k, w) for k in TRAFFIC_COUNTS)))
+        route = read_dict(d, "longest_route", where)
+        notes = read_list(d, "not_counted", where)
+        return cls(tuple(senders), {k: read_count(route, k, f"{where}.longest_route")
+                                    for k in _ROUTE}, tuple(str(n) for n in notes))
+
+
 @dataclass(frozen=True)
 class Activity:
     """One simulation's activity (totals over ``samples`` x ``time_steps``).
@@ -116,6 +179,7 @@ class Activity:
     token_selectors: tuple[TokenSelectorActivity, ...] | None = None
     synops_without_token_selection: int | None = None
     dataset: str | None = None
+    traffic: Traffic | None = None
 
     def population(self, name: str) -> PopulationActivity:
         return next(p for p in self.populations if p.name == name)
@@ -152,11 +216,13 @@ class Activity:
         elif "token_selectors" in data:
             selectors = ()
         without = optional_count(data, "synops_without_token_selection", where)
+        traffic = Traffic.from_json(read_dict(data, "traffic", where), f"{where}: traffic") \
+            if "traffic" in data else None
         return cls(backend, samples, time_steps, depth, layers, pops,
                    u_wraps=optional_count(data, "u_wraps", where),
                    v_saturations=optional_count(data, "v_saturations", where),
                    token_selectors=selectors, synops_without_token_selection=without,
-                   dataset=optional_text(data, "dataset", where))
+                   dataset=optional_text(data, "dataset", where), traffic=traffic)
 
     def to_json(self) -> dict:
         """The activity dict (the layout of the module docstring; absent fields left out)."""
@@ -169,7 +235,8 @@ class Activity:
         return put_present(out, u_wraps=self.u_wraps, v_saturations=self.v_saturations,
                            token_selectors=selectors,
                            synops_without_token_selection=self.synops_without_token_selection,
-                           dataset=self.dataset)
+                           dataset=self.dataset,
+                           traffic=None if self.traffic is None else self.traffic.to_json())
 
 
 def _read_population(p: dict, where: str, top: str) -> PopulationActivity:

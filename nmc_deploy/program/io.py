@@ -117,7 +117,7 @@ def save_program(program: Program, directory: str | Path) -> None:
         "input_shape": list(program.input_shape), "input_levels": program.input_levels,
         "time_steps": program.time_steps, "metadata": program.metadata,
         "populations": pops, "groups": groups,
-        "attention": [asdict(a) for a in program.attention], "readout": readout,
+        "attention": [a.to_json() for a in program.attention], "readout": readout,
         "token_selects": selects,
     }
     write_atomic(directory / "program.npz", lambda f: np.savez_compressed(f, **arrs))
@@ -169,7 +169,7 @@ def load_program(directory: str | Path) -> Program:
             bias=npz["readout/bias"], scale=float(ro["scale"]), num_outputs=int(ro["num_outputs"]),
             cumulative=bool(ro.get("cumulative", False)))
         return Program(populations=pops, groups=tuple(groups),
-                       attention=tuple(AttentionOp(**a) for a in manifest["attention"]),
+                       attention=tuple(AttentionOp.from_json(a) for a in manifest["attention"]),
                        readout=readout, input_shape=tuple(manifest["input_shape"]),
                        input_levels=int(manifest["input_levels"]),
                        time_steps=int(manifest["time_steps"]), metadata=manifest["metadata"],

@@ -6,7 +6,8 @@
 :class:`PlacementSummary`, the typed ``placement.json``: per core its population slices and
 utilization, the target's per-core limits, the quantization report, totals, the token
 selectors on embedded cores and, for a graph with low-rank factors, the costs of both
-deployment forms (:class:`LowRankForms`). :meth:`PlacementSummary.to_json` gives the file's
+deployment forms (:class:`LowRankForms`) and, for a placement assigned to chips, the
+``system`` record (:mod:`.chips`). :meth:`PlacementSummary.to_json` gives the file's
 dict (key order included); :meth:`PlacementSummary.from_json` checks and reads one (the
 report needs only ``target``, ``cores_used`` and, per core, ``core`` and each population's
 ``name`` and ``fraction``; every other field may be absent and is then left out again).
@@ -18,16 +19,14 @@ from typing import Any
 
 from ..errors import InputFileError
 from ._fields import (optional_count, optional_text, put_present, read_count, read_dict,
-                      read_fraction, read_list, read_text)
+                      read_fraction, read_ints, read_list, read_text)
+from .chips import ChipAssignment, SystemSummary, summarize_system
 from .program import Program
 
 __all__ = ["Chunk", "Placement", "CoreShare", "CoreSummary", "TokenSelectorPlacement",
            "FormCosts", "LowRankForms", "SharingCosts", "WeightSharingForms", "summarize_sharing",
            "PlacementSummary", "summarize_cores",
            "summarize_placement", "summarize_form"]
-
-ATTENTION_INPUTS = 3  # an attention unit reads q, k and v: one input axon per neuron of each
-
 
 @dataclass(frozen=True)
 class Chunk:
@@ -47,14 +46,16 @@ class Chunk:
 
 @dataclass(frozen=True)
 class Placement:
-    """Chunks per neuro core, attention units on extra cores or the host, output axons per core."""
+    """Chunks per neuro core, attention units on extra cores or the host, output axons per
+    core, and (once assigned) the chip and tile of every core."""
 
     target: str
     cores: tuple[tuple[Chunk, ...], ...]
-    attention_cores: tuple[str, ...]  # attention op per extra (programmable) core
+    attention_cores: tuple  # AttentionUnit per extra (programmable) core
     attention_host: tuple[str, ...]  # attention ops on embedded x86 cores
     out_axons: tuple[int, ...]
     limits: dict = field(default_factory=dict)
+    chips: ChipAssignment | None = None  # compile/chips.py: assign_chips
 
     @property
     def cores_used(self) -> int:
@@ -90,7 +91,8 @@ class CoreShare:
                                      for k in ("neurons", "start", "stop")))
 
 
-_CORE_COUNTS = ("neurons", "synapses", "synapse_memory_bits", "in_axons", "out_axons")
+_CORE_COUNTS = ("neurons", "synapses", "synapse_memory_bits", "in_axons", "out_axons",
+                "ops_per_step", "state_bits")
 
 
 @dataclass(frozen=True)
@@ -106,9 +108,14 @@ class CoreSummary:
     synapse_memory_bits: int | None = None
     in_axons: int | None = None
     out_axons: int | None = None
+    ops_per_step: int | None = None  # attention unit: most accumulate operations of a step
+    state_bits: int | None = None  # attention unit: score and output buffers
+    chip: int | None = None  # its chip (a placement assigned to chips)
+    tile: tuple[int, int] | None = None  # (x, y) of its tile on the chip's mesh
 
     def to_json(self) -> dict:
-        out = put_present({"core": self.core}, kind=self.kind)
+        out = put_present({"core": self.core}, kind=self.kind, chip=self.chip,
+                          tile=None if self.tile is None else list(self.tile))
         out["populations"] = [p.to_json() for p in self.populations]
         return put_present(out, attention=self.attention,
                            **{k: getattr(self, k) for k in _CORE_COUNTS})
@@ -118,9 +125,11 @@ class CoreSummary:
         core = read_count(d, "core", where)
         pops = tuple(CoreShare.from_json(p, f"{where}.populations[{j}]")
                      for j, p in enumerate(read_list(d, "populations", where)))
+        tile = read_ints(d, "tile", where) if "tile" in d else None
         return cls(core, pops, kind=optional_text(d, "kind", where),
                    attention=optional_text(d, "attention", where),
-                   **{k: optional_count(d, k, where) for k in _CORE_COUNTS})
+                   **{k: optional_count(d, k, where) for k in _CORE_COUNTS},
+                   chip=optional_count(d, "chip", where), tile=tile)
 
 
 _SELECTOR_FIELDS = ("tokens", "kept", "dim", "hidden", "depth_in", "depth", "buffer_values",
@@ -270,18 +279,25 @@ class PlacementSummary:
     token_selectors: tuple[TokenSelectorPlacement, ...] | None = None
     low_rank: LowRankForms | None = None
     weight_sharing: WeightSharingForms | None = None
+    system: SystemSummary | None = None  # chips used, cores per chip, what binds each chip
+
+    @property
+    def chips_used(self) -> int | None:
+        return None if self.system is None else self.system.chips_used
 
     def to_json(self) -> dict:
         """The ``placement.json`` dict, in the file's key order."""
-        out = {"target": self.target, "cores_used": self.cores_used,
-               "cores": [c.to_json() for c in self.cores]}
+        out = put_present({"target": self.target, "cores_used": self.cores_used},
+                          chips_used=self.chips_used)
+        out["cores"] = [c.to_json() for c in self.cores]
         return put_present(
             out, attention_on_host=_maybe(list, self.attention_on_host), limits=self.limits,
             quantization=self.quantization, synapses=self.synapses, neurons=self.neurons,
             pipeline_depth=self.pipeline_depth,
             token_selectors=_maybe(lambda ts: [t.to_json() for t in ts], self.token_selectors),
             low_rank=_maybe(LowRankForms.to_json, self.low_rank),
-            weight_sharing=_maybe(WeightSharingForms.to_json, self.weight_sharing))
+            weight_sharing=_maybe(WeightSharingForms.to_json, self.weight_sharing),
+            system=_maybe(SystemSummary.to_json, self.system))
 
     @classmethod
     def from_json(cls, data: dict, where: str = "program_summary") -> "PlacementSummary":
@@ -324,7 +340,10 @@ class PlacementSummary:
                    if "low_rank" in data else None,
                    weight_sharing=WeightSharingForms.from_json(
                        read_dict(data, "weight_sharing", where), f"{where}: weight_sharing")
-                   if "weight_sharing" in data else None)
+                   if "weight_sharing" in data else None,
+                   system=SystemSummary.from_json(read_dict(data, "system", where),
+                                                  f"{where}: system")
+                   if "system" in data else None)
 
 
 def _maybe(fn, value):
@@ -334,7 +353,8 @@ def _maybe(fn, value):
 # -------------------------------------------------------------------------- builders
 
 def summarize_cores(placement: Placement, program: Program) -> PlacementSummary:
-    """The per-core part of the summary (:meth:`Placement.summary`): cores, host ops, limits."""
+    """The per-core part of the summary (:meth:`Placement.summary`): cores, host ops, limits
+    and, for a placement assigned to chips, each core's chip and tile and the system record."""
     sizes = {p.name: p.size for p in program.populations}
     cores = []
     for i, chunks in enumerate(placement.cores):
@@ -349,15 +369,22 @@ def summarize_cores(placement: Placement, program: Program) -> PlacementSummary:
             in_axons=sum(c.in_axons for c in chunks),
             out_axons=placement.out_axons[i]))
     ops = {op.name: op for op in program.attention}
-    for j, name in enumerate(placement.attention_cores):
-        n = ops[name].dim * ops[name].n_tokens  # q, k, v in; one graded output per neuron
+    for j, u in enumerate(placement.attention_cores):  # q, k, v in; graded counts out
+        count_bits = int(ops[u.op].max_count).bit_length()
         cores.append(CoreSummary(core=len(placement.cores) + j, kind="attention",
-                                 populations=(), attention=name, neurons=0, synapses=0,
-                                 synapse_memory_bits=0, in_axons=ATTENTION_INPUTS * n,
-                                 out_axons=n))
+                                 populations=(), attention=u.name, neurons=0, synapses=0,
+                                 synapse_memory_bits=0, in_axons=u.in_axons,
+                                 out_axons=u.out_axons, ops_per_step=u.ops_per_step,
+                                 state_bits=u.state_bits(count_bits)))
+    system = None
+    if placement.chips is not None:
+        chips = placement.chips
+        cores = [replace(c, chip=chips.core_chip[c.core], tile=chips.core_tile[c.core])
+                 for c in cores]
+        system = summarize_system(chips, cores, placement.limits)
     return PlacementSummary(placement.target, placement.cores_used, tuple(cores),
                             attention_on_host=tuple(placement.attention_host),
-                            limits=placement.limits)
+                            limits=placement.limits, system=system)
 
 
 def summarize_placement(placement: Placement, program: Program,

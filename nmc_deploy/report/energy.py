@@ -20,6 +20,13 @@ Energy models (``formula`` of an :class:`~nmc_deploy.targets.EnergyModel`)::
                  + e_neuron_update_active_pj * active updates
                  + e_neuron_update_inactive_pj * (neuron updates - active updates)
                  + e_spike_within_tile_pj * spikes
+                 [+ e_tile_hop_ew_pj * east-west tile hops + e_tile_hop_ns_pj * north-south
+                    tile hops + e_chip_hop_pj * chip hops]      (when the model has them)
+
+Mesh traffic (``activity.traffic``, :mod:`nmc_deploy.compile.traffic`): the simulated spikes
+routed on the compiled placement's chips and tiles. A sender's hops are priced into the
+population that carries them (the sender; an attention unit's target population), as its
+spikes are; without traffic (an older build) no hop is priced and the report says so.
 
 Per-layer attribution: a layer carries the energy of its own synaptic operations plus a share of
 its destination population's neuron-update and spike energy; layers feeding the same population
@@ -32,6 +39,8 @@ Latency (estimated)::
     step_ns   = barrier_ns + max over cores c of
                 (synops_c * time_per_synop_ns + active_c * t_active + inactive_c * t_inactive)
     x_c       = sum over populations p on core c of fraction(p, c) * x_p / (samples * time_steps)
+               [+ longest route: east-west hops x time_per_tile_hop_ew_ns + north-south hops x
+                  time_per_tile_hop_ns_ns, once per step, with traffic]
     sample_us = (time_steps + pipeline_depth) * step_ns / 1000
 
 where a layer's synaptic operations count for its destination population.
@@ -48,11 +57,12 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InputFileError
-from ..program.activity import LAYER_KINDS, Activity, LayerActivity, PopulationActivity
+from ..program.activity import (LAYER_KINDS, TRAFFIC_COUNTS, Activity, LayerActivity,
+                                PopulationActivity)
 from ..program.placement import PlacementSummary
 from ..targets import HardwareTarget
 
-__all__ = ["REPORT_VERSION", "LAYER_KINDS", "MEASURED", "ESTIMATED", "COMPILED",
+__all__ = ["REPORT_VERSION", "LAYER_KINDS", "MEASURED", "ESTIMATED", "COMPILED", "TRAFFIC",
            "estimate_costs"]
 
 REPORT_VERSION = 1
@@ -62,6 +72,11 @@ COMPILED = "compiled program"
 
 _TIMING_FIELDS = ("time_per_synop_ns", "time_per_neuron_update_active_ns",
                   "time_per_neuron_update_inactive_ns", "barrier_ns")
+_HOP_FIELDS = ("time_per_tile_hop_ew_ns", "time_per_tile_hop_ns_ns")
+# traffic count -> the per_event coefficient that prices it
+_HOP_PRICES = {"tile_hops_ew": "e_tile_hop_ew_pj", "tile_hops_ns": "e_tile_hop_ns_pj",
+               "chip_hops": "e_chip_hop_pj"}
+TRAFFIC = "counted (simulated spikes routed on the compiled placement; hops: mesh model)"
 
 
 def estimate_costs(activity: Activity | dict, program_summary: PlacementSummary | dict,
@@ -122,8 +137,11 @@ def estimate_costs(activity: Activity | dict, program_summary: PlacementSummary 
             rows["energy_breakdown_pj_per_sample"][name]["token_selectors"] = pj
     latency = _latency(activity, program_summary, feeders, target, assumptions)
     latency_model = latency.pop("model")
+    timing = _TIMING_FIELDS + (_HOP_FIELDS if activity.traffic is not None else ())
     rows["sources"]["latency"] = [f"{f} = {getattr(target, f):g} ns: {target.source_of(f)}"
-                                  for f in _TIMING_FIELDS]
+                                  for f in timing]
+    extra = {} if token is None else {"token_selection": token}
+    extra.update(_system(program_summary, activity, target, assumptions))
     relays = [p.name for p in activity.populations if p.graded]
     if relays:
         assumptions.append(
@@ -140,7 +158,6 @@ def estimate_costs(activity: Activity | dict, program_summary: PlacementSummary 
         "population in proportion to their synaptic operations; a population fed by no layer "
         "has its own row (kind 'population').",
     ]
-    extra = {} if token is None else {"token_selection": token}
     return {
         **extra,
         "report_version": REPORT_VERSION,
@@ -171,6 +188,9 @@ _LABELS = {
     "layers.synops_per_sample": MEASURED,
     "populations": MEASURED,
     "cores_used": COMPILED,
+    "chips_used": COMPILED,
+    "system": COMPILED,
+    "traffic": TRAFFIC,
     "layers.energy_pj_per_sample": ESTIMATED,
     "populations.energy_pj_per_sample": ESTIMATED,
     "energy_per_sample_uj": ESTIMATED,
@@ -223,9 +243,10 @@ def _energy_rows(activity: Activity, feeders: dict[str, list[LayerActivity]],
     breakdown: dict[str, dict[str, float]] = {}
     models_out: dict[str, dict[str, Any]] = {}
     sources: dict[str, list[str]] = {}
+    hops = _hops_by_population(activity)
     for model in target.energy_models.values():
         synop_pj = [_synop_energy_pj(model, ly) for ly in layers]
-        pop_pj = {p.name: _population_energy_pj(model, p) for p in pops}
+        pop_pj = {p.name: _population_energy_pj(model, p, hops.get(p.name)) for p in pops}
         for row, layer, e_syn in zip(layer_rows, layers, synop_pj):
             group = feeders[layer.population]
             group_synops = sum(g.synops for g in group)
@@ -237,12 +258,14 @@ def _energy_rows(activity: Activity, feeders: dict[str, list[LayerActivity]],
         parts = {"synops": sum(synop_pj),
                  "neuron_updates": sum(v["neuron_updates"] for v in pop_pj.values()),
                  "spikes": sum(v["spikes"] for v in pop_pj.values())}
+        if activity.traffic is not None:
+            parts["hops"] = sum(v["hops"] for v in pop_pj.values())
         breakdown[model.name] = {k: v / samples for k, v in parts.items()}
         energy_uj[model.name] = sum(parts.values()) / samples * 1e-6
         models_out[model.name] = {"formula": model.formula, "description": model.description,
                                   "coefficients_pj": dict(model.coefficients_pj)}
         sources[model.name] = model.citations()
-        assumptions.append(_model_assumption(model, per_sample))
+        assumptions.append(_model_assumption(model, per_sample, activity.traffic is not None))
     return {"layers": layer_rows + orphan_rows, "populations": pop_rows,
             "energy_per_sample_uj": energy_uj, "energy_breakdown_pj_per_sample": breakdown,
             "energy_models": models_out, "sources": sources}
@@ -295,18 +318,33 @@ def _synop_energy_pj(model, layer: LayerActivity) -> float:
     return model.coefficient_pj("e_synop_pj") * layer.synops
 
 
-def _population_energy_pj(model, pop: PopulationActivity) -> dict[str, float]:
-    """Neuron-update and spike energy of one population (all samples)."""
+def _hops_by_population(activity: Activity) -> dict[str, dict[str, int]]:
+    """Per population, the hops of the messages it carries (empty without traffic)."""
+    out: dict[str, dict[str, int]] = {}
+    for sender in activity.traffic.senders if activity.traffic is not None else ():
+        row = out.setdefault(sender.population, dict.fromkeys(_HOP_PRICES, 0))
+        for key in _HOP_PRICES:
+            row[key] += getattr(sender, key)
+    return out
+
+
+def _population_energy_pj(model, pop: PopulationActivity,
+                          hops: dict[str, int] | None = None) -> dict[str, float]:
+    """Neuron-update, spike and (with ``hops``: its messages' counts) hop energy of one
+    population (all samples); a hop kind the model has no coefficient for costs nothing."""
     if model.formula == "mac_ac":
-        return {"neuron_updates": 0.0, "spikes": 0.0}
+        return {"neuron_updates": 0.0, "spikes": 0.0, "hops": 0.0}
     inactive = pop.neuron_updates - pop.active_updates
     updates = (model.coefficient_pj("e_neuron_update_active_pj") * pop.active_updates
                + model.coefficient_pj("e_neuron_update_inactive_pj") * inactive)
+    hop_pj = sum(model.coefficients_pj.get(price, 0.0) * (hops or {}).get(key, 0)
+                 for key, price in _HOP_PRICES.items())
     return {"neuron_updates": updates,
-            "spikes": model.coefficient_pj("e_spike_within_tile_pj") * pop.spikes}
+            "spikes": model.coefficient_pj("e_spike_within_tile_pj") * pop.spikes,
+            "hops": hop_pj}
 
 
-def _model_assumption(model, per_sample: dict) -> str:
+def _model_assumption(model, per_sample: dict, traffic: bool) -> str:
     bases = {model.sources[k].basis for k in model.used_coefficients}
     if model.formula == "mac_ac":
         text = (f"{model.name}: Spikformer convention - the encoding layer's "
@@ -315,10 +353,16 @@ def _model_assumption(model, per_sample: dict) -> str:
                 f"{per_sample['attention_ops']:.6g} attention ops) costs e_ac_pj; neuron updates, "
                 f"spikes, memory access and routing cost nothing.")
     else:
+        priced = [p for p in _HOP_PRICES.values() if p in model.coefficients_pj]
+        hops = ("each message's tile hops cost " + ", ".join(priced) + " (estimated: hop "
+                "counts follow the mesh model; chip hops "
+                + ("priced" if "e_chip_hop_pj" in priced else "counted, not priced: no "
+                   "published figure") + ")") if traffic and priced else \
+            "no mesh hops priced" + ("" if traffic else " (no traffic counted)")
         text = (f"{model.name}: every synaptic op (encoding and attention included) costs "
                 f"e_synop_pj; a neuron update costs e_neuron_update_active_pj when the neuron "
                 f"received input or had nonzero voltage, else e_neuron_update_inactive_pj; every "
-                f"spike costs one within-tile message (no mesh hops, no static power).")
+                f"spike costs one within-tile message; {hops}; no static power.")
     if "assumption" in bases:
         assumed = [k for k in model.used_coefficients if model.sources[k].basis == "assumption"]
         text += f" Coefficients taken from another chip (basis 'assumption'): {', '.join(assumed)}."
@@ -370,23 +414,72 @@ def _latency(activity: Activity, placement: PlacementSummary,
                                f"{placed[name]:.6g}, not 1.")
     critical = max(core_rows, key=lambda r: r["busy_ns_per_step"], default=None)
     busy_ns = critical["busy_ns_per_step"] if critical else 0.0
-    step_ns = target.barrier_ns + busy_ns
+    route, route_ns, route_text = _route_latency(activity, target)
+    step_ns = target.barrier_ns + busy_ns + route_ns
     steps_per_sample = steps + depth
     per_sample_us = steps_per_sample * step_ns / 1000.0
     model = (f"estimated: per time step = barrier ({target.barrier_ns:g} ns) + busiest core "
              f"(synops x {target.time_per_synop_ns:g} ns + active updates x "
              f"{target.time_per_neuron_update_active_ns:g} ns + inactive updates x "
              f"{target.time_per_neuron_update_inactive_ns:g} ns, per-step averages of the "
-             f"simulated activity); per sample = (T {steps} + pipeline depth {depth}) steps")
+             f"simulated activity){route_text}; per sample = (T {steps} + pipeline depth "
+             f"{depth}) steps")
     assumptions.append(
-        "Latency: cores work in parallel and synchronise once per time step (barrier, 1-tile "
-        "value); the per-step average activity also applies to the pipeline-fill steps; "
-        "spike routing time, host I/O and inter-chip links are not modelled.")
+        f"Latency: cores work in parallel and synchronise once per time step (barrier "
+        f"{target.barrier_ns:g} ns, {target.source_of('barrier_ns').key}); the per-step "
+        "average activity also applies to the pipeline-fill steps; " + (
+            "spike routing adds the longest route's tile hops once per step (messages "
+            "pipelined, no congestion), chip-to-chip link time is not modelled (no published "
+            "figure)" if route is not None else "spike routing time is not modelled (no "
+            "traffic counted)") + "; host I/O is not modelled.")
     bases = {target.source_of(f).basis for f in _TIMING_FIELDS}
     if "assumption" in bases:
         assumptions.append(f"Latency coefficients of '{target.name}' are taken from another "
                            f"chip (basis 'assumption'); see the latency sources.")
+    extra = {} if route is None else {"route_ns_per_step": route_ns, "longest_route": route}
     return {"per_sample_us": per_sample_us, "per_step_ns": step_ns,
             "steps_per_sample": steps_per_sample, "barrier_ns": target.barrier_ns,
             "critical_core": critical["core"] if critical else None, "cores": core_rows,
-            "model": model}
+            **extra, "model": model}
+
+
+def _route_latency(activity: Activity, target: HardwareTarget):
+    """(longest route, its ns, model text) from the traffic; (None, 0, "") without."""
+    if activity.traffic is None:
+        return None, 0.0, ""
+    route = dict(activity.traffic.longest_route)
+    ns = (route["tile_hops_ew"] * target.time_per_tile_hop_ew_ns
+          + route["tile_hops_ns"] * target.time_per_tile_hop_ns_ns)
+    return route, ns, (f" + longest route ({route['tile_hops_ew']} E-W hops x "
+                       f"{target.time_per_tile_hop_ew_ns:g} ns + {route['tile_hops_ns']} N-S "
+                       f"hops x {target.time_per_tile_hop_ns_ns:g} ns)")
+
+
+def _system(placement: PlacementSummary, activity: Activity, target: HardwareTarget,
+            assumptions: list[str]) -> dict:
+    """Chips used and what binds each (compiled), and the traffic per sample and per step
+    (counted); empty for a placement without chips."""
+    out: dict[str, Any] = {}
+    if placement.system is not None:
+        out["chips_used"] = placement.system.chips_used
+        out["system"] = placement.system.to_json()
+    traffic = activity.traffic
+    if traffic is None:
+        assumptions.append("Mesh traffic was not counted (a build compiled before chips were "
+                           "assigned, or an activity file without traffic): no hop energy or "
+                           "routing time.")
+        return out
+    steps = activity.samples * activity.time_steps
+    out["traffic"] = {
+        "per_sample": {k: traffic.total(k) / activity.samples for k in TRAFFIC_COUNTS},
+        "per_step": {k: traffic.total(k) / steps for k in TRAFFIC_COUNTS},
+        "longest_route": dict(traffic.longest_route),
+        "senders": [s.to_json() for s in traffic.senders],
+        "not_counted": list(traffic.not_counted)}
+    assumptions.append(
+        "Mesh traffic: every event (spike, nonzero relay payload or attention output) is one "
+        "message per destination core; a message's hops are the Manhattan distances of its "
+        "cores' tiles (east-west, north-south) and of their chips on the chip grid "
+        "(dimension-order routing; the way to a chip's edge links is not modelled). Not "
+        "counted: " + "; ".join(traffic.not_counted) + ".")
+    return out

@@ -91,8 +91,7 @@ def render_table(report: dict) -> str:
     out = [
         f"nmc-deploy cost report: target {report['target']}, backend {report['backend']}",
         f"{report['samples']} samples x {report.get('time_steps', '?')} time steps "
-        f"(+{report.get('pipeline_depth', 0)} pipeline steps), "
-        f"{report['cores_used']} cores used",
+        f"(+{report.get('pipeline_depth', 0)} pipeline steps), {_cores_used(report)}",
         "Counts are measured (simulated activity); energies and latency are estimated (model).",
         "",
     ]
@@ -127,6 +126,7 @@ def render_table(report: dict) -> str:
                        f"{_count(tok['synops_without_selection_per_sample'])}, saved "
                        f"{_count(tok['synops_saved_per_sample'])} "
                        f"({100 * tok['synops_saved_fraction']:.1f} %)")
+    out += _chip_lines(report)
     out += ["", "Energy per sample (estimated):"]
     width = max((len(m) for m in models), default=0)
     for m in models:
@@ -143,6 +143,59 @@ def render_table(report: dict) -> str:
             out.append(f"  {name}:")
             out += [f"    - {c}" for c in cites]
     return "\n".join(out) + "\n"
+
+
+def _cores_used(report: dict) -> str:
+    """``"3 cores used"``, ``"3 cores used (of 128 on one loihi2 chip)"`` or ``"129 cores used
+    on 2 of 8 chips (kapoho_point: loihi2 chips of 128 cores)"``."""
+    text = f"{report['cores_used']} cores used"
+    system = report.get("system")
+    if system is None:
+        return text
+    if system["chips"] == 1:
+        return f"{text} (of {system['cores_per_chip']} on one {system['chip']} chip)"
+    return (f"{text} on {system['chips_used']} of {system['chips']} chips ({system['name']}: "
+            f"{system['chip']} chips of {system['cores_per_chip']} cores)")
+
+
+def _binding_text(chip: dict) -> str:
+    """What binds one chip's cores, e.g. ``"synapse memory on 97 of 128 cores (mean 84.0 %)"``."""
+    share = 100 * chip["utilization"].get(chip["binding"], 0.0)
+    return (f"{chip['binding'].replace('_', ' ')} on {chip['binding_cores']} of "
+            f"{chip['cores']} cores (mean {share:.1f} %)")
+
+
+def _traffic_rows(report: dict) -> list[tuple[str, str]]:
+    """(name, value) of the mesh traffic per step, and the longest route."""
+    traffic = report.get("traffic")
+    if not traffic:
+        return []
+    step = traffic["per_step"]
+    route = traffic["longest_route"]
+    return [("messages / step", _num(step["messages"], 2)),
+            ("messages between chips / step", _num(step["messages_between_chips"], 2)),
+            ("tile hops / step (E-W, N-S)",
+             f"{_num(step['tile_hops_ew'], 2)}, {_num(step['tile_hops_ns'], 2)}"),
+            ("chip hops / step", _num(step["chip_hops"], 2)),
+            ("longest route (E-W, N-S tile hops; chip hops)",
+             f"{route['tile_hops_ew']}, {route['tile_hops_ns']}; {route['chip_hops']}")]
+
+
+def _chip_lines(report: dict) -> list[str]:
+    """The per-chip lines (compiled) and the mesh traffic (counted) of the text report."""
+    out = []
+    system = report.get("system")
+    if system:
+        out += ["", f"Chips (compiled): {system['chips_used']} of {system['chips']} used, "
+                f"{system['cores_per_chip']} cores per chip; what binds each chip's cores:"]
+        out += [f"  chip {c['chip']} at {tuple(c['position'])}: {c['cores']}/"
+                f"{system['cores_per_chip']} cores, binds {_binding_text(c)}"
+                for c in system["per_chip"]]
+    rows = _traffic_rows(report)
+    if rows:
+        out += ["", "Mesh traffic (counted on the placement; hops from the mesh model):"]
+        out += [f"  {name}: {value}" for name, value in rows]
+    return out
 
 
 def render_json(report: dict) -> str:
@@ -194,7 +247,7 @@ def render_html(report: dict) -> str:
         ("samples", str(report["samples"]), ""),
         ("time steps per sample", str(report.get("time_steps", "")), ""),
         ("pipeline depth", str(report.get("pipeline_depth", "")), ""),
-        ("cores used", str(report["cores_used"]), "compiled program"),
+        ("cores used", _cores_used(report), "compiled program"),
         ("synaptic ops / sample", _count(ps["synops"]), "measured (simulated activity)"),
         ("encoding MACs / sample", _count(ps["macs_encoding"]), "measured (simulated activity)"),
         ("ACs / sample", _count(ps["acs"]), "measured (simulated activity)"),
@@ -207,6 +260,8 @@ def render_html(report: dict) -> str:
                  "estimated (model)") for m in models]
     summary.append(("latency / sample", f"{report['latency_per_sample_us']:.6g} µs",
                     "estimated (model)"))
+    summary += [(name, value, "counted on the placement (hops: mesh model)")
+                for name, value in _traffic_rows(report)]
     for key, value, label in summary:
         parts.append(f'<tr><th>{e(key)}</th><td class="num">{e(value)}</td>'
                      f'<td class="label">{e(label)}</td></tr>')
@@ -229,6 +284,15 @@ def render_html(report: dict) -> str:
                            for m in models) + "</tr>")
     parts.append("</table>")
 
+    system = report.get("system")
+    if system:
+        parts += [f"<h2>Chips (compiled): {system['chips_used']} of {system['chips']} used</h2>",
+                  "<table>", "<tr><th>chip</th><th>position</th><th>cores</th>"
+                  "<th>what binds its cores</th></tr>"]
+        parts += [f"<tr><td>{c['chip']}</td><td>{e(str(tuple(c['position'])))}</td>"
+                  f'<td class="num">{c["cores"]}/{system["cores_per_chip"]}</td>'
+                  f"<td>{e(_binding_text(c))}</td></tr>" for c in system["per_chip"]]
+        parts.append("</table>")
     parts += ["<h2>Energy per layer (estimated)</h2>", _energy_chart_svg(report)]
 
     if report.get("assumptions"):

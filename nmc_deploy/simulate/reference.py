@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..loihi.attention import attention_counts
-from ..program import LI, RELAY, FloatProgram, Program
+from ..program import LI, RELAY, FloatProgram, Program, SourceKind
 from ..program.shared_weights import source_fanout
 from .inputs import as_input_sequence, check_input_steps
 from .precision import FIXED, FLOAT
@@ -131,7 +131,11 @@ def _synaptic_drive(pop, groups, src: SourceStreams, precision, activity) -> np.
         if g.source == pop.name:
             continue
         s = src(g.source, g.lag)
-        total += precision.synaptic_input(g, s)
+        if src.kinds[g.source] is SourceKind.ATTENTION:  # key blocks: one shift per unit
+            for part in src.attention_parts(g.source, g.lag):
+                total += precision.synaptic_input(g, part)
+        else:
+            total += precision.synaptic_input(g, s)
         if activity is not None:
             activity.count_group(g, s)
     return total.T.reshape(src.T, src.B, pop.size)

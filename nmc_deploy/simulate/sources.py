@@ -49,6 +49,7 @@ class SourceStreams:
         self.sels = {t.name: t for t in program.token_selects}
         self.out: dict[str, np.ndarray] = {}
         self.op_stats: dict[str, int] = {}
+        self.parts: dict[str, list[np.ndarray]] = {}  # op -> counts per key block
         self.masks: dict[str, np.ndarray] = {}  # selector -> (B, N) bool
         self.sel_stats: dict[str, dict] = {}
 
@@ -64,12 +65,9 @@ class SourceStreams:
             return np.ones((1, T * B), self.dtype)
         if kind is SourceKind.ATTENTION:
             if src not in self.out:
-                op = self.ops[src]
-                flat = lambda name: self.spikes[name].reshape(T * B, -1)  # noqa: E731
-                C, n_ops = attention_counts(flat(op.q), flat(op.k), flat(op.v), op.num_heads,
-                                            op.dim, op.n_tokens)
-                self.out[src] = C.T.astype(self.dtype)
-                self.op_stats[src] = int(n_ops.sum())
+                parts = self._attention(self.ops[src])
+                self.parts[src] = parts
+                self.out[src] = parts[0] if len(parts) == 1 else sum(parts)
             return self.out[src]
         if kind is SourceKind.SELECTOR:
             if src not in self.out:
@@ -78,6 +76,27 @@ class SourceStreams:
         if kind is SourceKind.RELAY:
             return self.payloads[src].reshape(T * B, -1).T.astype(self.dtype, copy=False)
         return self.spikes[src].reshape(T * B, -1).T.astype(self.dtype)
+
+    def attention_parts(self, src: str, lag: int = 0) -> list[np.ndarray]:
+        """An attention op's counts per key block of its units (one block: the counts);
+        each block's weighted partial is shifted on its own, as its unit sends it."""
+        self(src)
+        return [lagged_columns(p, lag, self.B) if lag else p for p in self.parts[src]]
+
+    def _attention(self, op) -> list[np.ndarray]:
+        T, B = self.T, self.B
+        q, k, v = (self.spikes[name].reshape(T * B, -1) for name in (op.q, op.k, op.v))
+        token = np.arange(op.dim * op.n_tokens) % op.n_tokens
+        parts, n_ops = [], 0
+        for lo, hi in op.key_blocks:
+            keep = (token >= lo) & (token < hi)
+            whole = bool(keep.all())
+            C, ops = attention_counts(q, k if whole else k & keep, v if whole else v & keep,
+                                      op.num_heads, op.dim, op.n_tokens)
+            parts.append(C.T.astype(self.dtype))
+            n_ops += int(ops.sum())
+        self.op_stats[op.name] = n_ops
+        return parts
 
     def steps(self, src: str) -> np.ndarray:
         """The source's output per step, (T, B, n)."""

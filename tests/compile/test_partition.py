@@ -41,7 +41,7 @@ def test_model_that_does_not_fit_names_the_limit(tiny_program, tmp_path):
     small = re.sub(r"(cores\s*=\s*\{\s*value\s*=\s*)128", r"\g<1>2", small)
     path = tmp_path / "tiny.toml"
     path.write_text(small)
-    with pytest.raises(CapacityError, match=r"cores \(\d+\) exceed the cores of target"):
+    with pytest.raises(CapacityError, match=r"cores \(\d+\) exceeds the cores of target"):
         partition_program(tiny_program, load_target(path))
 
 
@@ -78,3 +78,58 @@ def test_shared_mode_stores_each_shared_matrix_once_per_core(tiny_program):
             for c in cs:
                 seen[c.population][c.start:c.stop] += 1
         assert all(np.all(v == 1) for v in seen.values())
+
+
+@pytest.mark.parametrize("neurons", [4095, 100])
+def test_out_degrees_equal_a_brute_force_count(tiny_program, neurons):
+    """Every neuron's out-axons are the distinct cores its synapses (and attention units)
+    reach, counted here from the expanded matrices."""
+    import dataclasses
+
+    from nmc_deploy.compile.attention_split import split_attention
+    from nmc_deploy.compile.partition import _out_degrees
+    from nmc_deploy.program.shared_weights import as_csr
+
+    tgt = dataclasses.replace(load_target("loihi2"), max_neurons_per_core=neurons)
+    program = split_attention(tiny_program, tgt, "head")
+    placement = partition_program(program, tgt)
+    core_of = {p.name: np.full(p.size, -1) for p in program.populations}
+    for i, cs in enumerate(placement.cores):
+        for c in cs:
+            core_of[c.population][c.start:c.stop] = i
+    want = {p.name: [set() for _ in range(p.size)] for p in program.populations}
+    for g in program.groups:
+        if g.kind == "attention" or g.source not in core_of:
+            continue
+        w = as_csr(g.weights).tocoo()
+        for r, c in zip(w.row, w.col):
+            want[g.source][c].add(core_of[g.target][r])
+    for op in program.attention:
+        for j, u in enumerate(op.units):
+            for name, lo, hi in ((op.q, u.q_start, u.q_stop), (op.k, u.k_start, u.k_stop),
+                                 (op.v, u.k_start, u.k_stop)):
+                for i in u.reads(lo, hi, op.n_tokens):
+                    want[name][i].add(("unit", op.name, j))
+    got = _out_degrees(program, placement.cores)
+    assert any(len(cs) > 1 for cs in placement.cores) or placement.cores_used > 10
+    for name, sets in want.items():
+        assert np.array_equal(got[name], [len(s) for s in sets]), name
+
+
+def test_cached_conv_input_positions_equal_the_direct_count():
+    from hypothesis import given, settings, strategies as st
+
+    from nmc_deploy.compile.partition import _conv_input_positions, _SharedCosts
+    from nmc_deploy.program.shared_weights import ConvShared
+
+    @settings(max_examples=40, deadline=None)
+    @given(h=st.integers(3, 9), k=st.integers(1, 3), stride=st.integers(1, 2),
+           pad=st.integers(0, 1), data=st.data())
+    def check(h, k, stride, pad, data):
+        w = ConvShared(np.ones((2, 1, k, k), np.int32), (1, h, h), (stride, stride), (pad, pad))
+        n = w.shape[0]
+        start = data.draw(st.integers(0, n - 1))
+        stop = data.draw(st.integers(start + 1, n))
+        assert _SharedCosts().positions(w, start, stop) == _conv_input_positions(w, start, stop)
+
+    check()

@@ -22,6 +22,7 @@ def test_passes_do_not_mutate_their_input(tiny_graph):
 
 def test_compile_graph_runs_the_passes_in_order(tiny_graph):
     from nmc_deploy.compile import compile_graph
+    from nmc_deploy.compile.attention_split import split_attention
     from nmc_deploy.compile.schedule import schedule_program
     from nmc_deploy.compile.validate import validate_program
 
@@ -32,7 +33,11 @@ def test_compile_graph_runs_the_passes_in_order(tiny_graph):
         result = compile_graph(tiny_graph, "loihi2")
         fp = lower_graph(tiny_graph)
         schedule = schedule_program(fp)
-        program = validate_program(quantize_program(fp, schedule, target=tgt), tgt)
+        checked = validate_program(quantize_program(fp, schedule, target=tgt), tgt)
+        checked_before = pickle.dumps(checked)
+        program = split_attention(checked, tgt)
+    assert pickle.dumps(checked) == checked_before  # split_attention is pure too
+    assert all(op.units for op in program.attention)
     assert pickle.dumps(tiny_graph) == before
     assert pickle.dumps(result.float_program) == pickle.dumps(fp)
     assert result.schedule == schedule

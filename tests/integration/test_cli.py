@@ -111,3 +111,57 @@ def test_low_rank_relay_through_the_cli(tmp_path, tiny_model):
     assert layers["blocks.0.mlp.fc1_linear.down"]["synops_per_sample"] > 0
     assert layers["blocks.0.mlp.fc1_linear"]["synops_per_sample"] > 0
     assert any("graded relay" in a for a in rep["assumptions"])
+
+
+def test_compile_help_lists_every_shipped_target():
+    from nmc_deploy.targets import load_target, target_names
+
+    rc, out, _ = run("compile", "--help")
+    assert rc == 0
+    text = " ".join(out.split())
+    for name in target_names():
+        target = load_target(name)
+        assert name in text
+        if target.chip_target:  # a system: its chips and chip named
+            assert f"{name}: {target.max_chips:,} x {target.chip_target}" in text
+
+
+def test_program_larger_than_a_chip_is_refused_in_one_line(tmp_path):
+    from factories import wide_conv_graph
+    from nmc_deploy.nirio import write_nir
+
+    write_nir(wide_conv_graph(), tmp_path / "wide.nir")
+    rc, out, err = run("compile", tmp_path / "wide.nir", "--target", "loihi2", "-o",
+                       tmp_path / "build")
+    errors = [line for line in err.splitlines() if line.startswith("error")]
+    assert rc == 1 and "Traceback" not in err + out and len(errors) == 1
+    assert err.strip().splitlines()[-1] == errors[0]  # after the progress line, the error
+    # the design-rule check refuses it before lowering (its cores bound is exact here)
+    for needle in ("cores (lower bound, by neurons) (129) exceeds the cores of target loihi2",
+                   "use a system of >= 2 chips", "--target kapoho_point"):
+        assert needle in errors[0]
+    assert not (tmp_path / "build").exists()
+
+
+def test_system_target_through_compile_simulate_report(tmp_path, tiny_model):
+    """Without Lava: compile for kapoho_point, simulate on the reference, report chips and
+    traffic."""
+    from nmc_deploy.models.checkpoint import save_checkpoint
+
+    ckpt = tmp_path / "m.pt"
+    save_checkpoint(ckpt, tiny_model, meta={"dataset": "digits"})
+    assert run("export", ckpt, "-o", tmp_path / "m.nir")[0] == 0
+    rc, _, err = run("compile", tmp_path / "m.nir", "--target", "kapoho_point", "-o",
+                     tmp_path / "b")
+    assert rc == 0, err
+    assert "chips used: 1 of 8 (kapoho_point: loihi2 chips of 128 cores" in err
+    placement = json.loads((tmp_path / "b" / "placement.json").read_text())
+    assert placement["chips_used"] == 1 and placement["system"]["chip_grid"] == [4, 2]
+    rc, _, err = run("simulate", tmp_path / "b", "--samples", "4")
+    assert rc == 0, err
+    activity = json.loads((tmp_path / "b" / "activity_reference.json").read_text())
+    assert activity["traffic"]["messages"] > 0
+    rc, out, err = run("report", tmp_path / "b")
+    assert rc == 0, err
+    assert "cores used on 1 of 8 chips (kapoho_point: loihi2 chips of 128 cores)" in out
+    assert "Mesh traffic" in out and "binds" in out

@@ -127,3 +127,66 @@ def test_bad_summary_is_one_line(mutate, message):
     with pytest.raises(InputFileError) as exc:
         PlacementSummary.from_json(data, "program_summary")
     assert str(exc.value) == message
+
+
+def _small_chip_system(tmp_path) -> str:
+    """A system of 4 chips of 2 Loihi 2 cores each (files in tmp_path): tiny programs span
+    chips."""
+    import re
+
+    from nmc_deploy.targets import targets_dir
+
+    chip = re.sub(r"(\ncores\s*=\s*\{\s*value\s*=\s*)128", r"\g<1>2",
+                  (targets_dir() / "loihi2.toml").read_text()).replace(
+        'name = "loihi2"', 'name = "two_core_chip"')
+    (tmp_path / "two_core_chip.toml").write_text(chip)
+    (tmp_path / "board.toml").write_text(
+        'name = "board"\ndescription = "4 chips of 2 cores"\nchip_target = "two_core_chip.toml"\n'
+        '[system]\nchips = { value = 4, basis = "assumption", source = "test" }\n'
+        'chip_grid = { value = [2, 2], basis = "assumption", source = "test" }\n')
+    return str(tmp_path / "board.toml")
+
+
+def test_system_record_round_trips(tiny_graph, tmp_path):
+    target = _small_chip_system(tmp_path)
+    build = _compile(tiny_graph, tmp_path, target)
+    written = (build / "placement.json").read_text()
+    program, placement = _placement(build, target)
+    summary = summarize_placement(placement, program,
+                                  weight_sharing=_sharing(written, placement))
+    assert _dumped(summary) == written
+    loaded = load_placement_summary(build)
+    assert loaded == summary and _dumped(loaded) == written
+    data = json.loads(written)
+    assert data["chips_used"] == loaded.chips_used == 2 == -(-data["cores_used"] // 2)
+    system = loaded.system
+    assert (system.name, system.chip, system.chips, system.cores_per_chip) == \
+        ("board", "two_core_chip", 4, 2)
+    assert system.chip_grid == (2, 2) and system.chip_grid == tuple(data["system"]["chip_grid"])
+    assert [c.chip for c in loaded.cores] == [placement.chips.core_chip[i]
+                                              for i in range(loaded.cores_used)]
+    assert sum(c.cores for c in system.per_chip) == loaded.cores_used
+    for chip in system.per_chip:
+        assert chip.binding in chip.utilization and 1 <= chip.binding_cores <= chip.cores
+        assert sum(chip.bound.values()) == chip.cores  # every core bound by one limit
+        assert next(iter(chip.bound.items())) == (chip.binding, chip.binding_cores)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d["system"].pop("chips_used"), "program_summary: system: missing key 'chips_used'"),
+    (lambda d: d["system"].update(chip_grid=[2, -1]),
+     "program_summary: system: 'chip_grid' (-1) is below 0"),
+    (lambda d: d["cores"][0].update(tile=[0, "a"]),
+     "program_summary: cores[0]: 'tile' must be an integer, got 'a'"),
+])
+def test_bad_system_record_is_one_line(mutate, message):
+    data = {"target": "t", "cores_used": 1, "chips_used": 1,
+            "cores": [{"core": 0, "chip": 0, "tile": [0, 0], "populations": []}],
+            "system": {"name": "t", "chip": "c", "chips": 2, "cores_per_chip": 1,
+                       "chip_grid": [2], "tile_grid": [1, 1], "cores_per_tile": 1,
+                       "chips_used": 1, "per_chip": []}}
+    assert PlacementSummary.from_json(json.loads(json.dumps(data))).to_json() == data
+    mutate(data)
+    with pytest.raises(InputFileError) as exc:
+        PlacementSummary.from_json(data, "program_summary")
+    assert str(exc.value) == message

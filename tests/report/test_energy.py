@@ -209,3 +209,53 @@ def test_malformed_inputs(mutate, match, loihi1):
     mutate(activity, program)
     with pytest.raises(InputFileError, match=match):
         estimate_costs(activity, program, loihi1)
+
+
+def _with_traffic(activity: dict) -> dict:
+    """lif1 sends 60 messages (10 between chips) with 20 E-W, 30 N-S tile hops and 10 chip
+    hops; attention unit 'att' sends 5 messages, 4 E-W hops, carried by lif2."""
+    def sender(name, population, counts):
+        return {"name": name, "population": population,
+                **dict(zip(("messages", "messages_between_chips", "tile_hops_ew",
+                            "tile_hops_ns", "chip_hops"), counts))}
+    senders = [sender("lif1", "lif1", (60, 10, 20, 30, 10)), sender("att", "lif2", (5, 0, 4, 0, 0))]
+    activity["traffic"] = {"senders": senders, "not_counted": ["host input"],
+                           "longest_route": {"tile_hops_ew": 3, "tile_hops_ns": 2,
+                                             "chip_hops": 1}}
+    return activity
+
+
+def test_hops_are_priced_into_their_population(loihi1, report):
+    hops = estimate_costs(_with_traffic(tiny_activity()), tiny_program(), loihi1)
+    breakdown = hops["energy_breakdown_pj_per_sample"]["loihi_davies2018"]
+    ew, ns = 3.0, 4.0  # Davies 2018 Table 2; chip hops have no figure: not priced
+    assert breakdown["hops"] == pytest.approx((ew * (20 + 4) + ns * 30) / 2)
+    assert hops["energy_breakdown_pj_per_sample"]["cmos45nm"]["hops"] == 0
+    before = report["energy_per_sample_uj"]["loihi_davies2018"]
+    assert hops["energy_per_sample_uj"]["loihi_davies2018"] - before == \
+        pytest.approx(breakdown["hops"] * 1e-6)
+    # lif1's hops go to enc (lif1's only feeder); the attention unit's to lif2's feeders
+    assert _layer(hops, "enc")["energy_pj_per_sample"]["loihi_davies2018"] - \
+        _layer(report, "enc")["energy_pj_per_sample"]["loihi_davies2018"] == \
+        pytest.approx((ew * 20 + ns * 30) / 2)
+    for model, total_uj in hops["energy_per_sample_uj"].items():
+        layers_pj = sum(row["energy_pj_per_sample"][model] for row in hops["layers"])
+        assert layers_pj == pytest.approx(total_uj * 1e6, rel=1e-9)
+    # the longest route adds its hop times once per step
+    route_ns = 3 * 4.1 + 2 * 6.5
+    assert hops["latency"]["per_step_ns"] == pytest.approx(
+        report["latency"]["per_step_ns"] + route_ns)
+    assert "longest route" in hops["latency_model"]
+    traffic = hops["traffic"]
+    assert traffic["per_step"]["messages"] == (60 + 5) / 8
+    assert traffic["per_sample"]["messages_between_chips"] == 5
+    assert hops["labels"]["traffic"].startswith("counted")
+    assert any("chip hops counted, not priced" in a for a in hops["assumptions"])
+    assert any(c.startswith("e_tile_hop_ns_pj = 4 pJ") for c in hops["sources"]["loihi_davies2018"])
+    assert "time_per_tile_hop_ew_ns = 4.1 ns" in " ".join(hops["sources"]["latency"])
+
+
+def test_without_traffic_no_hops_and_said_so(report):
+    assert "hops" not in report["energy_breakdown_pj_per_sample"]["loihi_davies2018"]
+    assert "traffic" not in report
+    assert any("Mesh traffic was not counted" in a for a in report["assumptions"])

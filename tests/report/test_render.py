@@ -117,3 +117,27 @@ def test_write_report_rejects_unknown_format(tmp_path, report):
     with pytest.raises(NmcDeployError, match="report format 'pdf': unknown"):
         write_report(report, "pdf", tmp_path / "r.pdf")
     assert not (tmp_path / "r.pdf").exists()
+
+
+def test_chips_and_traffic_are_shown():
+    from test_energy import _with_traffic
+
+    program = dict(_PROGRAM, cores=[dict(_PROGRAM["cores"][0], chip=0, tile=[0, 0])],
+                   system={"name": "kapoho_point", "chip": "loihi2", "chips": 8,
+                           "cores_per_chip": 128, "chip_grid": [4, 2], "tile_grid": [16, 8],
+                           "cores_per_tile": 1, "chips_used": 1,
+                           "per_chip": [{"chip": 0, "position": [0, 0], "cores": 1,
+                                         "binding": "synapse_memory_bits", "binding_cores": 1,
+                                         "utilization": {"neurons": 0.5,
+                                                         "synapse_memory_bits": 0.75}}]})
+    program["target"] = "kapoho_point"
+    rep = estimate_costs(_with_traffic(_activity()), program, load_target("kapoho_point"))
+    assert rep["chips_used"] == 1 and rep["system"]["per_chip"][0]["binding_cores"] == 1
+    text = render_table(rep)
+    assert "1 cores used on 1 of 8 chips (kapoho_point: loihi2 chips of 128 cores)" in text
+    assert "chip 0 at (0, 0): 1/128 cores, binds synapse memory bits on 1 of 1 cores " \
+           "(mean 75.0 %)" in text
+    assert f"messages / step: {65 / 8:,.2f}" in text and "chip hops / step: 1.25" in text
+    page = render_html(rep)
+    assert "Chips (compiled): 1 of 8 used" in page and "messages between chips / step" in page
+    assert json.loads(render_json(rep))["traffic"]["longest_route"]["chip_hops"] == 1

@@ -184,13 +184,18 @@ def build_network(program: Program, seq: np.ndarray, record_dir: Path):
     for g in program.groups:
         if g.kind == "attention":
             op = ops[g.source]
-            proc = SpikeAttention(dim=op.dim, n_tokens=op.n_tokens, num_heads=op.num_heads,
-                                  weight=_attention_weight(g.weights),
-                                  weight_exp=g.weight_exp, name=op.name)
-            lifs[op.q].s_out.connect(proc.q_in)
-            lifs[op.k].s_out.connect(proc.k_in)
-            lifs[op.v].s_out.connect(proc.v_in)
-            proc.a_out.connect(lifs[g.target].a_in)
+            for unit in op.units or (None,):  # one Process per attention unit (core)
+                proc = SpikeAttention(
+                    dim=op.dim, n_tokens=op.n_tokens, num_heads=op.num_heads,
+                    weight=_attention_weight(g.weights), weight_exp=g.weight_exp,
+                    unit=None if unit is None else (
+                        unit.head_start, unit.head_stop, unit.q_start, unit.q_stop,
+                        unit.k_start, unit.k_stop),
+                    name=op.name if unit is None else unit.name)
+                lifs[op.q].s_out.connect(proc.q_in)
+                lifs[op.k].s_out.connect(proc.k_in)
+                lifs[op.v].s_out.connect(proc.v_in)
+                proc.a_out.connect(lifs[g.target].a_in)
             continue
         connect_group(g, lifs[g.target].a_in)
     recorders = _connect_recorders(program, lifs, selectors, num_steps, record_dir)

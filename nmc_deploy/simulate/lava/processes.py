@@ -58,9 +58,11 @@ class SpikeAttention(AbstractProcess):
     """Spiking self-attention product; see the module docstring for the dynamics."""
 
     def __init__(self, *, dim: int, n_tokens: int, num_heads: int, weight, weight_exp: int,
-                 name: str = None):
+                 unit: tuple[int, int, int, int, int, int] | None = None, name: str = None):
+        # unit: (head_start, head_stop, q_start, q_stop, k_start, k_stop) of an AttentionUnit;
+        # None: the whole op
         super().__init__(dim=dim, n_tokens=n_tokens, num_heads=num_heads, weight=weight,
-                         weight_exp=weight_exp, name=name)
+                         weight_exp=weight_exp, unit=unit, name=name)
         n = dim * n_tokens
         self.q_in = InPort(shape=(n,))
         self.k_in = InPort(shape=(n,))
@@ -79,14 +81,27 @@ class PySpikeAttentionModelFixed(PyLoihiProcessModel):
     a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=GRADED_BITS)
     a_buff: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=GRADED_BITS)
 
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        dim, n = proc_params["dim"], proc_params["n_tokens"]
+        h0, h1, q0, q1, k0, k1 = proc_params["unit"] or (0, proc_params["num_heads"], 0, n, 0, n)
+        d = dim // proc_params["num_heads"]
+        row = np.arange(dim * n) // n
+        token = np.arange(dim * n) % n
+        head = (row >= h0 * d) & (row < h1 * d)
+        self._keys = ((token >= k0) & (token < k1))[None, :].astype(np.int32)
+        self._outputs = (head & (token >= q0) & (token < q1)).astype(np.int64)
+
     def run_spk(self):
         p = self.proc_params
         self.a_out.send(self.a_buff)  # last step's product: one step of delay, like Sparse
         q = self.q_in.recv()[None, :]
         k = self.k_in.recv()[None, :]
         v = self.v_in.recv()[None, :]
-        counts, _ = attention_counts(q, k, v, p["num_heads"], p["dim"], p["n_tokens"])
-        a = counts[0] * np.asarray(p["weight"], np.int64)  # scalar or per output neuron
+        counts, _ = attention_counts(q, k * self._keys, v * self._keys, p["num_heads"],
+                                     p["dim"], p["n_tokens"])
+        counts = counts[0] * self._outputs  # this unit's outputs, its key block's partial
+        a = counts * np.asarray(p["weight"], np.int64)  # scalar or per output neuron
         e = int(p["weight_exp"])
         self.a_buff = (a << e if e > 0 else a >> -e).astype(np.int32)
 

@@ -1,0 +1,206 @@
+"""Spike traffic of a placed program: messages, mesh hops and chip crossings (pure).
+
+Counted from the program's synapse groups, the placement's cores, chips and tiles
+(``placement.json``, :mod:`~nmc_deploy.compile.chips`) and the per-neuron events a
+simulation recorded (:func:`sender_events`).
+
+Messages: an event of a source neuron (a spike; a nonzero graded payload of a relay; a
+nonzero partial count of an attention unit) is one message to each distinct core its synapses
+reach - one per (neuron, destination core), the output axons of partition - plus, for the q,
+k and v neurons an attention unit on a core reads (its heads at its queries, keys and
+values), one message to that unit's core.
+
+Route of a message from core a to core b (dimension-order routing on a mesh, hops = Manhattan
+distance): ``|x_a - x_b|`` east-west and ``|y_a - y_b|`` north-south tile hops between the
+two cores' tile positions on their chips' meshes, plus ``sum |p_a - p_b|`` chip hops between
+the positions of their chips on the system's chip grid. Between chips the tile hops are
+counted as if both tiles were on one chip: the path to and from the chip's edge links is not
+modelled. Cores on the same tile exchange messages with zero hops.
+
+Not counted: the host's input and constant sources, token selectors and attention ops on the
+embedded x86 cores (their traffic goes through the chip's host interface), the host readout.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..loihi.attention import attention_counts
+from ..program import Program
+from ..program.activity import SenderTraffic, Traffic
+from ..program.placement import PlacementSummary
+from ..program.shared import LI, RELAY
+from ..program.shared_weights import ConvShared, TokenShared
+from .partition import (EXACT_CONV_FANOUT_SYNAPSES, _csc_pairs, _SharedCosts,
+                        _token_shared_pairs, attention_units)
+
+__all__ = ["sender_events", "count_traffic"]
+
+
+def sender_events(program: Program, run) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Per sender, its events per neuron summed over samples and steps, from a simulation.
+
+    ``run`` is a :class:`~nmc_deploy.simulate.result.SimulationResult` of the fixed-point
+    reference (``counts``: spikes; ``payloads``: relay payloads; ``spikes``: per-step spikes,
+    needed for attention outputs). An attention unit's events are its nonzero partial counts
+    (its heads and queries, its key block), over the op's output neurons. Returns
+    ``(events, missing)``: senders whose events the run did not record are named in
+    ``missing``.
+    """
+    events: dict[str, np.ndarray] = {}
+    missing: list[str] = []
+    for p in program.populations:
+        if p.kind == LI:
+            continue
+        if p.kind == RELAY:
+            if p.name in run.payloads:
+                events[p.name] = np.count_nonzero(run.payloads[p.name], axis=(0, 1))
+            else:
+                missing.append(f"relay {p.name} (payloads not recorded)")
+        elif p.name in run.counts:
+            events[p.name] = np.asarray(run.counts[p.name], np.int64).sum(axis=0)
+    for op in program.attention:
+        if not all(n in run.spikes for n in (op.q, op.k, op.v)):
+            missing.append(f"attention {op.name} (spikes not recorded)")
+            continue
+        n = op.dim * op.n_tokens
+        q, k, v = (np.asarray(run.spikes[name]).reshape(-1, n) for name in (op.q, op.k, op.v))
+        token = np.arange(n) % op.n_tokens
+        partial = {}
+        for lo, hi in {(u.k_start, u.k_stop) for u in attention_units(op)}:
+            keep = (token >= lo) & (token < hi)
+            C, _ = attention_counts(q, k & keep, v & keep, op.num_heads, op.dim, op.n_tokens)
+            partial[lo, hi] = np.count_nonzero(C, axis=0)
+        for u in attention_units(op):
+            mine = np.zeros(n, np.int64)
+            out = u.outputs(op.dim, op.n_tokens)
+            mine[out] = partial[u.k_start, u.k_stop][out]
+            events[u.name] = mine
+    return events, missing
+
+
+def _core_map(program: Program, summary: PlacementSummary):
+    """Core of every placed neuron, the core of every attention unit, and per core its tile
+    (x, y) and chip; ``None`` if the summary lacks slices, chips or tiles."""
+    if summary.system is None:
+        return None
+    core_of = {p.name: np.full(p.size, -1, np.int64) for p in program.populations}
+    unit_core: dict[str, int] = {}
+    n = len(summary.cores)
+    tiles = np.zeros((n, 2), np.int64)
+    chip = np.zeros(n, np.int64)
+    for c in summary.cores:
+        if c.chip is None or c.tile is None:
+            return None
+        tiles[c.core], chip[c.core] = c.tile, c.chip
+        if c.attention is not None:
+            unit_core[c.attention] = c.core
+        for s in c.populations:
+            if s.start is None or s.stop is None:
+                return None
+            core_of[s.name][s.start:s.stop] = c.core
+    grid = {c.chip: c.position for c in summary.system.per_chip}
+    position = np.array([grid[int(k)] for k in chip], np.int64).reshape(n, -1)
+    return core_of, unit_core, tiles, chip, position
+
+
+def _conv_channel_pairs(w: ConvShared, core_of_target: np.ndarray, n_cores: int) -> np.ndarray:
+    """(source neuron, core) pairs of a large convolution at channel level: every position of
+    an input channel reaches every core holding an output channel it feeds (an upper bound,
+    as partition's out-degree of such convolutions)."""
+    co, cig = w.kernel.shape[:2]
+    cpo, hw = co // w.groups, w.in_shape[1] * w.in_shape[2]
+    per = w.out_hw[0] * w.out_hw[1]
+    any_tap = np.any(w.kernel != 0, axis=(2, 3))
+    pairs = []
+    for core in np.unique(core_of_target[core_of_target >= 0]):
+        out_ch = np.unique(np.flatnonzero(core_of_target == core) // per)
+        for g in np.unique(out_ch // cpo):
+            rows = out_ch[out_ch // cpo == g]
+            fed = g * cig + np.flatnonzero(any_tap[rows].any(axis=0))
+            src = (fed[:, None] * hw + np.arange(hw)[None, :]).ravel()
+            pairs.append(src * n_cores + core)
+    return np.concatenate(pairs) if pairs else np.zeros(0, np.int64)
+
+
+def _group_pairs(g, dest: np.ndarray, n_cores: int, costs) -> np.ndarray:
+    """Distinct (source neuron, destination core) pairs of one group, ``n * n_cores + c``."""
+    w = g.weights
+    if isinstance(w, ConvShared) and w.nnz > EXACT_CONV_FANOUT_SYNAPSES:
+        return _conv_channel_pairs(w, dest, n_cores)
+    if isinstance(w, TokenShared):
+        return _token_shared_pairs(w, dest, n_cores, costs)
+    return _csc_pairs(costs.csc(w), dest, n_cores)
+
+
+def _destinations(program: Program, core_of, unit_core, n_cores: int) -> dict[str, np.ndarray]:
+    """Per sender (population, or attention unit on a core): its distinct (source neuron,
+    destination core) pairs, coded ``n * n_cores + c``."""
+    costs = _SharedCosts()
+    pairs: dict[str, list[np.ndarray]] = {}
+    op_pairs: dict[str, list[np.ndarray]] = {}
+    for g in program.groups:
+        if g.target not in core_of:
+            continue
+        if g.source in core_of:
+            pairs.setdefault(g.source, []).append(_group_pairs(g, core_of[g.target], n_cores,
+                                                               costs))
+        elif g.kind == "attention":
+            op_pairs.setdefault(g.source, []).append(_group_pairs(g, core_of[g.target],
+                                                                  n_cores, costs))
+    for op in program.attention:
+        for u in attention_units(op):
+            if u.name not in unit_core:
+                continue  # on the host
+            core = unit_core[u.name]
+            for name, lo, hi in ((op.q, u.q_start, u.q_stop), (op.k, u.k_start, u.k_stop),
+                                 (op.v, u.k_start, u.k_stop)):  # inputs: one per neuron
+                pairs.setdefault(name, []).append(u.reads(lo, hi, op.n_tokens) * n_cores + core)
+            if op.name in op_pairs:  # outputs: its queries' neurons onwards
+                codes = np.concatenate(op_pairs[op.name])
+                mine = np.isin(codes // n_cores, u.outputs(op.dim, op.n_tokens))
+                pairs[u.name] = [codes[mine]]
+    return {s: np.unique(np.concatenate(p)) for s, p in pairs.items()}
+
+
+def count_traffic(program: Program, summary: PlacementSummary,
+                  events: dict[str, np.ndarray], missing=()) -> Traffic | None:
+    """Messages, tile hops (east-west, north-south), chip hops and messages between chips of
+    every sender, summed over its events (the module's route model).
+
+    ``events``: per sender (population or attention op) its events per neuron
+    (:func:`sender_events`). Returns ``None`` when ``summary`` has no chip assignment or no
+    neuron slices (a placement written before chips were assigned).
+    """
+    cores = _core_map(program, summary)
+    if cores is None:
+        return None
+    core_of, unit_core, tiles, chip, position = cores
+    n_cores = len(summary.cores)
+    att_target = {g.source: g.target for g in program.groups if g.kind == "attention"}
+    targets = {u.name: att_target.get(op.name, u.name) for op in program.attention
+               for u in attention_units(op)}
+    senders, longest = [], np.zeros(3, np.int64)
+    for name, codes in _destinations(program, core_of, unit_core, n_cores).items():
+        if name not in events:
+            continue
+        neuron, dest = np.divmod(codes, n_cores)
+        src = np.full(neuron.shape, unit_core[name]) if name in unit_core else core_of[name][neuron]
+        weight = np.asarray(events[name], np.int64)[neuron]
+        hops = np.stack([np.abs(tiles[src, 0] - tiles[dest, 0]),
+                         np.abs(tiles[src, 1] - tiles[dest, 1]),
+                         np.abs(position[src] - position[dest]).sum(axis=1)])
+        used = weight > 0
+        if used.any():
+            longest = np.maximum(longest, hops[:, used].max(axis=1))
+        senders.append(SenderTraffic(
+            name=name, population=targets.get(name, name), messages=int(weight.sum()),
+            messages_between_chips=int(weight[chip[src] != chip[dest]].sum()),
+            tile_hops_ew=int(hops[0] @ weight), tile_hops_ns=int(hops[1] @ weight),
+            chip_hops=int(hops[2] @ weight)))
+    order = {n: i for i, n in enumerate([p.name for p in program.populations] + [
+        u.name for op in program.attention for u in attention_units(op)])}
+    senders.sort(key=lambda s: order.get(s.name, len(order)))
+    not_counted = list(missing) + ["host input and constant sources, token selectors and "
+                                   "attention ops on embedded x86 cores, the host readout"]
+    return Traffic(tuple(senders), dict(zip(("tile_hops_ew", "tile_hops_ns", "chip_hops"),
+                                            map(int, longest))), tuple(not_counted))

@@ -1,0 +1,145 @@
+"""Where cores sit in a system of chips: the chip assignment of a placement and its summary.
+
+:func:`~nmc_deploy.compile.chips.assign_chips` gives a
+:class:`~nmc_deploy.program.placement.Placement` a :class:`ChipAssignment`: the chip and the
+tile (router position on the chip's mesh) of every core, and each used chip's position on
+the system's grid of chips. :func:`summarize_system` turns it, with the per-core summaries,
+into the ``system`` record of ``placement.json`` (:class:`SystemSummary`): chips used, cores
+per chip and, per chip, its cores and what binds them (:data:`RESOURCES`).
+
+What binds: a core's binding resource is the per-core limit it uses the largest fraction of
+(ties in :data:`RESOURCES` order); a chip's is the one that binds most of its cores.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from ._fields import read_count, read_dict, read_ints, read_list, read_text
+
+__all__ = ["RESOURCES", "ChipAssignment", "ChipSummary", "SystemSummary", "summarize_system"]
+
+#: Per-core resources and the ``limits`` key (``placement.json``) each is measured against.
+RESOURCES = {
+    "neurons": "max_neurons_per_core",
+    "synapse_memory_bits": "synapse_memory_bits_per_core",
+    "in_axons": "max_in_axons_per_core",
+    "out_axons": "max_out_axons_per_core",
+    "neuron_groups": "max_neuron_groups_per_core",
+}
+
+
+@dataclass(frozen=True)
+class ChipAssignment:
+    """The chip and tile of every core of a placement (neuro cores, then attention cores)."""
+
+    system: str  # the target's name
+    chip: str  # the chip target's name
+    chips: int  # chips in the system
+    cores_per_chip: int
+    chip_grid: tuple[int, ...]  # chips along each axis of the system's chip mesh
+    tile_grid: tuple[int, int]  # tiles (routers) per chip: east-west, north-south
+    cores_per_tile: int
+    core_chip: tuple[int, ...]  # per core: its chip
+    core_tile: tuple[tuple[int, int], ...]  # per core: (x, y) of its tile on its chip
+    chip_position: tuple[tuple[int, ...], ...]  # per used chip: its place on chip_grid
+
+    @property
+    def chips_used(self) -> int:
+        return len(self.chip_position)
+
+
+@dataclass(frozen=True)
+class ChipSummary:
+    """One used chip: its place, its cores and what binds them."""
+
+    chip: int
+    position: tuple[int, ...]
+    cores: int
+    binding: str  # the resource (a key of RESOURCES) that binds most of its cores
+    binding_cores: int  # how many of its cores it binds
+    utilization: dict[str, float]  # per resource: mean fraction of the per-core limit
+    bound: dict[str, int] | None = None  # per resource: the cores it binds (nonzero only)
+
+    def to_json(self) -> dict:
+        out = {"chip": self.chip, "position": list(self.position), "cores": self.cores,
+               "binding": self.binding, "binding_cores": self.binding_cores,
+               "utilization": dict(self.utilization)}
+        if self.bound is not None:
+            out["bound"] = dict(self.bound)
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict, where: str) -> "ChipSummary":
+        util = read_dict(d, "utilization", where)
+        bound = read_dict(d, "bound", where) if "bound" in d else None
+        return cls(read_count(d, "chip", where), read_ints(d, "position", where),
+                   read_count(d, "cores", where), read_text(d, "binding", where),
+                   read_count(d, "binding_cores", where),
+                   {k: float(v) for k, v in util.items()},
+                   None if bound is None else {k: read_count(bound, k, f"{where}.bound")
+                                               for k in bound})
+
+
+@dataclass(frozen=True)
+class SystemSummary:
+    """The ``system`` record of ``placement.json``: the layout and every used chip."""
+
+    name: str
+    chip: str
+    chips: int
+    cores_per_chip: int
+    chip_grid: tuple[int, ...]
+    tile_grid: tuple[int, ...]
+    cores_per_tile: int
+    chips_used: int
+    per_chip: tuple[ChipSummary, ...]
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "chip": self.chip, "chips": self.chips,
+                "cores_per_chip": self.cores_per_chip, "chip_grid": list(self.chip_grid),
+                "tile_grid": list(self.tile_grid), "cores_per_tile": self.cores_per_tile,
+                "chips_used": self.chips_used,
+                "per_chip": [c.to_json() for c in self.per_chip]}
+
+    @classmethod
+    def from_json(cls, d: dict, where: str) -> "SystemSummary":
+        return cls(read_text(d, "name", where), read_text(d, "chip", where),
+                   read_count(d, "chips", where, 1), read_count(d, "cores_per_chip", where, 1),
+                   read_ints(d, "chip_grid", where), read_ints(d, "tile_grid", where),
+                   read_count(d, "cores_per_tile", where, 1), read_count(d, "chips_used", where),
+                   tuple(ChipSummary.from_json(c, f"{where}.per_chip[{i}]")
+                         for i, c in enumerate(read_list(d, "per_chip", where))))
+
+
+def core_usage(core, limits: dict[str, int]) -> dict[str, float]:
+    """Fraction of each per-core limit one core summary uses (0 where a limit is absent)."""
+    used = {"neurons": core.neurons, "synapse_memory_bits": core.synapse_memory_bits,
+            "in_axons": core.in_axons, "out_axons": core.out_axons,
+            "neuron_groups": len(core.populations)}
+    return {r: (used[r] or 0) / limits[key] if limits.get(key) else 0.0
+            for r, key in RESOURCES.items()}
+
+
+def summarize_system(chips: ChipAssignment, cores, limits: dict[str, int]) -> SystemSummary:
+    """The ``system`` record: per used chip its cores, binding resource and mean usage.
+
+    ``cores`` are the per-core summaries (``CoreSummary``, index = core) of the placement.
+    """
+    by_chip: dict[int, list[dict[str, float]]] = {}
+    for core in cores:
+        by_chip.setdefault(chips.core_chip[core.core], []).append(core_usage(core, limits))
+    per_chip = []
+    for chip, usages in sorted(by_chip.items()):
+        binds = Counter(max(RESOURCES, key=u.__getitem__) for u in usages)
+        binding = max(RESOURCES, key=lambda r: binds[r])  # ties: RESOURCES order
+        per_chip.append(ChipSummary(
+            chip=chip, position=chips.chip_position[chip], cores=len(usages), binding=binding,
+            binding_cores=binds[binding],
+            utilization={r: round(sum(u[r] for u in usages) / len(usages), 4)
+                         for r in RESOURCES},
+            bound={r: binds[r] for r in sorted(RESOURCES, key=lambda r: -binds[r])
+                   if binds[r]}))  # most first (ties: RESOURCES order)
+    return SystemSummary(chips.system, chips.chip, chips.chips, chips.cores_per_chip,
+                         chips.chip_grid, chips.tile_grid, chips.cores_per_tile,
+                         chips.chips_used, tuple(per_chip))
