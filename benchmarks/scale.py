@@ -42,6 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 LADDER = ("digits", "d64", "d128", "d256", "d384", "4-384", "8-512")
 ALL_RUNGS = tuple(r + s for r in LADDER for s in ("", "-90"))
 SPARSITY = 0.9
+# a Loihi 2 system (Hala Point, 1,152 chips) where the target exists, else one Loihi 2 chip
+DEFAULT_TARGET = "hala_point" if (ROOT / "hw_targets" / "hala_point.toml").exists() else "loihi2"
 FIRING = (0.05, 0.15)
 CALIBRATION_SAMPLES = {"8-512": 2}  # default 8: the ImageNet SPS at 224x224 is large
 
@@ -299,12 +301,15 @@ def _placement_facts(path: Path, target: str) -> dict:
     written = (share.get("forms") or {}).get(share.get("written"), {})
     stored = written.get("synapses_stored") if isinstance(written, dict) else None
     cores = s["cores_used"]
-    per_chip = load_target(target).cores_per_chip
+    chips = s.get("chips_used", (s.get("system") or {}).get("chips_used"))
+    if chips is None:
+        per_chip = load_target(target).cores_per_chip
+        chips, source = math.ceil(cores / per_chip), f"ceil(cores / {per_chip})"
+    else:
+        source = "placement.json"
     return {"neurons": s.get("neurons"), "synapses": s.get("synapses"),
             "weights_stored": share.get("weights"), "synapses_on_cores": stored,
-            "cores": cores,
-            "chips": s.get("chips", math.ceil(cores / per_chip)),
-            "chips_source": "placement.json" if "chips" in s else f"ceil(cores / {per_chip})"}
+            "cores": cores, "chips": chips, "chips_source": source}
 
 
 def run_lava(args) -> None:
@@ -361,7 +366,7 @@ def render(rows: list[dict], lava: dict | None, args) -> str:
               "LayerNorms (digits: our model's). Synapses: expanded (one copy per "
               "token/position); weights stored: distinct stored weights; on cores: synapses "
               "stored on cores with shared weights (placement.json `weight_sharing`). Chips: "
-              "placement.json's, else ceil(cores / cores per chip). Export s: "
+              "placement.json's `chips_used`, else ceil(cores / cores per chip). Export s: "
               "`export_spikformer` + writing the NIR file. Compile: `nmc-deploy compile` as a "
               "subprocess (wall and user+system CPU seconds, peak RSS from `/usr/bin/time -v`; "
               "the machine is shared, so CPU seconds are the steadier number). Firing: LIF "
@@ -434,7 +439,8 @@ def main(argv=None) -> int:
     p.add_argument("--rungs", default=",".join(ALL_RUNGS),
                    help=f"comma-separated rungs of {', '.join(ALL_RUNGS)}")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per rung")
-    p.add_argument("--target", default="loihi2", help="hardware target of the compile")
+    p.add_argument("--target", default=DEFAULT_TARGET,
+                   help=f"hardware target of the compile (default {DEFAULT_TARGET})")
     p.add_argument("--samples", type=int, default=16, help="reference samples per rung")
     p.add_argument("--lava-samples", type=int, default=200)
     p.add_argument("--no-lava", action="store_true", help="skip reference vs Lava on digits")
