@@ -12,7 +12,8 @@ from typing import Any
 
 from ..errors import CheckpointError, NmcDeployError
 
-__all__ = ["SpikformerConfig", "PRESETS", "preset_config", "NEURON_KINDS", "block_matrix_paths"]
+__all__ = ["SpikformerConfig", "PRESETS", "preset_config", "NEURON_KINDS", "block_matrix_paths",
+           "PaperShape", "PAPER_SHAPES", "paper_config", "PRESET_VARIANTS"]
 
 # Values of SpikformerConfig.neuron: which LIFs are SLIFs (learnable threshold and leak).
 #   "lif"          every neuron is a MultiStepLIF;
@@ -235,6 +236,60 @@ def block_matrix_paths(cfg: SpikformerConfig) -> dict[str, tuple[int, int]]:
     return out
 
 
+@dataclass(frozen=True)
+class PaperShape:
+    """Input and SPS shape of one official code variant (docs: spikformer-and-pruning.md
+    sections 1.3, 1.4, 1.8 and checkpoint-import.md, "Variants")."""
+
+    img_size: int  # input height = width, pixels
+    in_channels: int  # 3 RGB, 2 DVS polarities
+    time_steps: int  # T: repeated image (cifar, imagenet) or event frames (dvs)
+    num_classes: int
+    sps_pool: tuple[bool, ...]  # MaxPool(3, 2, 1) after each of the 4 SPS stages
+    attn_scale: float  # s of the official code
+
+
+# The official variants' shapes. CIFAR: 32x32x3, T = 4, pools after stages 3 and 4 -> 64
+# tokens; ImageNet: 224x224x3, T = 4, pools after every stage -> 196 tokens; CIFAR10-DVS:
+# 128x128x2, 16 frames, pools after every stage -> 64 tokens, scale 0.25.
+PAPER_SHAPES: dict[str, PaperShape] = {
+    "cifar": PaperShape(32, 3, 4, 10, (False, False, True, True), 0.125),
+    "imagenet": PaperShape(224, 3, 4, 1000, (True, True, True, True), 0.125),
+    "dvs": PaperShape(128, 2, 16, 10, (True, True, True, True), 0.25),
+}
+
+
+def paper_config(variant: str, *, embed_dim: int, depth: int, num_heads: int,
+                 **overrides: Any) -> SpikformerConfig:
+    """An official-shaped :class:`SpikformerConfig`: the variant's input, T, pooling and
+    scale (:data:`PAPER_SHAPES`), SPS channels ``D/8, D/4, D/2, D``, mlp_ratio 4.
+
+    ``overrides`` replace any field (e.g. ``img_size=16`` for a reduced test model,
+    ``num_classes``, ``token_keep``/``token_blocks``).
+
+    Raises
+    ------
+    NmcDeployError
+        If ``variant`` is unknown, ``embed_dim`` is not a multiple of 8 or the fields are
+        inconsistent.
+    """
+    if variant not in PAPER_SHAPES:
+        raise NmcDeployError(f"paper_config: variant ({variant!r}) is unknown; choose one of "
+                             f"{', '.join(PAPER_SHAPES)}")
+    if isinstance(embed_dim, bool) or not isinstance(embed_dim, int) or embed_dim < 8 \
+            or embed_dim % 8:
+        raise NmcDeployError(f"paper_config: embed_dim ({embed_dim!r}) must be a positive "
+                             "multiple of 8 (SPS channels D/8, D/4, D/2, D)")
+    shape = PAPER_SHAPES[variant]
+    fields = dict(img_size=shape.img_size, in_channels=shape.in_channels,
+                  num_classes=shape.num_classes, embed_dim=embed_dim, num_heads=num_heads,
+                  depth=depth, mlp_ratio=4, time_steps=shape.time_steps,
+                  sps_channels=(embed_dim // 8, embed_dim // 4, embed_dim // 2, embed_dim),
+                  sps_pool=shape.sps_pool, attn_scale=shape.attn_scale)
+    fields.update(overrides)
+    return SpikformerConfig(**fields)
+
+
 PRESETS: dict[str, SpikformerConfig] = {
     # 8x8 digits: SPS 1->16->32(pool)->32 channels, 16 tokens of D=32, 2 blocks, T=4.
     # The wider SPS (the dataclass default is 8->16->32) lifts float test accuracy from
@@ -246,6 +301,33 @@ PRESETS: dict[str, SpikformerConfig] = {
     # A minimal model for tests and smoke runs (2 time steps, one block, D=16).
     "tiny": SpikformerConfig(embed_dim=16, num_heads=2, depth=1, mlp_ratio=2, time_steps=2,
                              sps_channels=(4, 16), sps_pool=(True, False)),
+    # The papers' models (docs: spikformer-and-pruning.md sections 1.7-1.9, 2.1, 2.2): shapes
+    # only, no data needed. Spikformer-4-384 on CIFAR-10: 32x32x3, T = 4, 12 heads (d = 32),
+    # 64 tokens, 9.33 M parameters.
+    "cifar10-4-384": paper_config("cifar", embed_dim=384, depth=4, num_heads=12),
+    # Spikformer-8-512 on ImageNet: 224x224x3, T = 4, 8 heads (d = 64), 196 tokens, 1000
+    # classes, 29.7 M parameters.
+    "imagenet-8-512": paper_config("imagenet", embed_dim=512, depth=8, num_heads=8),
+    # Spikformer-2-256 on CIFAR10-DVS: 128x128x2, 16 frames, 16 heads (d = 16), 64 tokens.
+    "cifar10dvs-2-256": paper_config("dvs", embed_dim=256, depth=2, num_heads=16),
+    # SparseSpikformer's token-pruned releases: selectors before blocks 1, 2, 3 (the release's
+    # pruning_loc = [1, 2, 3], as the importer places P = 3 selectors in 4 blocks), inference
+    # keep ratio r**p: CIFAR-10 4-384 r = 0.9 (57, 51, 46 of 64 tokens), CIFAR10-DVS 4-256
+    # r = 0.8 (51, 40, 32), DVS128 Gesture 4-256 (11 classes) r = 0.5 (32, 16, 8).
+    "sparse-cifar10-4-384": paper_config("cifar", embed_dim=384, depth=4, num_heads=12,
+                                         token_keep=0.9, token_blocks=(1, 2, 3)),
+    "sparse-cifar10dvs-4-256": paper_config("dvs", embed_dim=256, depth=4, num_heads=16,
+                                            token_keep=0.8, token_blocks=(1, 2, 3)),
+    "sparse-dvs128-4-256": paper_config("dvs", embed_dim=256, depth=4, num_heads=16,
+                                        num_classes=11, token_keep=0.5,
+                                        token_blocks=(1, 2, 3)),
+}
+
+# The official code variant of each paper preset (its key layout and forward pass).
+PRESET_VARIANTS: dict[str, str] = {
+    "cifar10-4-384": "cifar", "imagenet-8-512": "imagenet", "cifar10dvs-2-256": "dvs",
+    "sparse-cifar10-4-384": "cifar", "sparse-cifar10dvs-4-256": "dvs",
+    "sparse-dvs128-4-256": "dvs",
 }
 
 

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import CheckpointError, NmcDeployError
-from .config import SpikformerConfig
+from .config import PAPER_SHAPES, SpikformerConfig
 
 __all__ = ["VARIANTS", "DEFAULT_NUM_HEADS", "SELECTOR_LAYOUTS", "unwrap_official_state_dict",
            "detect_official_variant", "infer_official_config"]
@@ -30,7 +30,7 @@ DEFAULT_NUM_HEADS: dict[tuple[str, int], int] = {
     ("dvs", 256): 16,
 }
 
-_ATTN_SCALE = {"cifar": 0.125, "imagenet": 0.125, "dvs": 0.25}  # s of the official code
+_ATTN_SCALE = {v: shape.attn_scale for v, shape in PAPER_SHAPES.items()}  # s of the official code
 # ndim of the official q/k/v/proj and fc1/fc2 weights
 _ATTN_WEIGHT_NDIM = {"cifar": 2, "imagenet": 3, "dvs": 3}
 _MLP_WEIGHT_NDIM = {"cifar": 2, "imagenet": 4, "dvs": 3}

@@ -23,7 +23,7 @@ from ..models.spikformer import Spikformer
 from .common import FINETUNE_LR, PruneResult, accuracy_on_test, finetune
 from .masks import SCOPES, apply_masks, full_masks, magnitude_masks, mask_density
 
-__all__ = ["cubic_sparsity_schedule", "run_l1p"]
+__all__ = ["cubic_sparsity_schedule", "run_l1p", "prune_one_shot"]
 
 
 def cubic_sparsity_schedule(final_sparsity: float, steps: int) -> list[float]:
@@ -108,3 +108,27 @@ def run_l1p(model: Spikformer, dataset: ImageDataset, *, sparsity: float = 0.9,
                     "accuracy_float_test": accuracy_on_test(pruned, dataset),
                     "seconds": time.perf_counter() - start})
     return PruneResult(model=pruned, masks=masks, log=log)
+
+
+def prune_one_shot(model: Spikformer, sparsity: float = 0.9, *, scope: str = "layer",
+                   tensors: str | Sequence[str] = "blocks_only") -> dict:
+    """Zero the ``sparsity`` fraction of smallest-``|w|`` weights of ``model``, in place.
+
+    One L1P magnitude step (:func:`~nmc_deploy.prune.masks.magnitude_masks`, then
+    :func:`~nmc_deploy.prune.masks.apply_masks`) without fine-tuning: unstructured sparsity
+    for deployment studies, e.g. the ``prune`` hook of
+    :func:`nmc_deploy.models.synthetic.synthetic_official_state_dict`
+    (``functools.partial(prune_one_shot, sparsity=0.9)``). With ``scope="layer"`` (default)
+    every selected matrix gets the same sparsity, ``floor(sparsity * size)`` zeros.
+
+    Returns
+    -------
+    dict of str to bool tensor
+        The masks (True = kept).
+    """
+    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) \
+            or not 0.0 <= sparsity < 1.0:
+        raise NmcDeployError(f"prune_one_shot: sparsity ({sparsity!r}) must be in [0, 1)")
+    masks = magnitude_masks(model, float(sparsity), scope, tensors)
+    apply_masks(model, masks)
+    return masks
