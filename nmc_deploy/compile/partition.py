@@ -339,7 +339,13 @@ def _token_shared_degrees(w, core_of_target, n_cores, costs, pairs_on):
     prefix = costs.prefix(w)
     bounds, cores = _segments(core_of_target)
     c_in = prefix.shape[1]
-    deg = np.zeros((c_in, N), np.int64)
+    every = np.zeros(c_in, np.int64)  # runs reached at every token
+    diff = np.zeros((c_in, N + 1), np.int64)  # runs reached at a range of tokens
+
+    def add(rows, a, b):
+        diff[:, a] += rows
+        diff[:, b] -= rows
+
     flagged = []
     for k in range(len(cores)):
         b0, b1 = int(bounds[k]), int(bounds[k + 1])
@@ -350,17 +356,20 @@ def _token_shared_degrees(w, core_of_target, n_cores, costs, pairs_on):
         h0, t1 = b0 % N, (b1 - 1) % N + 1
         feeds = lambda c0, c1: (prefix[c1] - prefix[c0]) > 0  # noqa: E731
         if first == last:
-            deg[feeds(first, first + 1), h0:t1] += 1
+            add(feeds(first, first + 1), h0, t1)
             continue
         full = feeds(first + 1, last) if last > first + 1 else np.zeros(c_in, bool)
         head, tail = feeds(first, first + 1) & ~full, feeds(last, last + 1) & ~full
-        deg[full] += 1
-        tokens = np.zeros(N, np.int64)
-        tokens[h0:] = 1
-        tokens[:t1] = 1
-        deg[head & tail] += tokens
-        deg[head & ~tail, h0:] += 1
-        deg[tail & ~head, :t1] += 1
+        every += full
+        both = head & tail
+        if t1 > h0:  # the head and tail token ranges cover every token
+            every += both
+        else:
+            add(both, h0, N)
+            add(both, 0, t1)
+        add(head & ~tail, h0, N)
+        add(tail & ~head, 0, t1)
+    deg = np.cumsum(diff[:, :N], axis=1) + every[:, None]
     pairs = np.concatenate(flagged) if flagged else np.zeros(0, np.int64)
     return deg.ravel(), pairs
 

@@ -167,3 +167,27 @@ def test_conv_outdegree_bound_holds_and_uses_positions():
             channel_only += np.repeat(ch_feeds[chans].any(axis=0), hw)
         assert np.all(bound <= channel_only)
         assert np.any(bound < channel_only) or k == 1
+
+
+def test_token_shared_degrees_equal_the_pair_lists():
+    """Counting runs per source from head/whole/tail channels equals the distinct pairs."""
+    from nmc_deploy.compile.partition import (_SharedCosts, _token_shared_degrees,
+                                              _token_shared_pairs)
+    from nmc_deploy.program.shared_weights import TokenShared
+
+    rng = np.random.default_rng(1)
+    for n_tokens, c_out, c_in in [(5, 7, 3), (16, 4, 6), (3, 20, 2)]:
+        kernel = sp.random(c_out, c_in, density=0.4, random_state=rng, format="csr") * 10
+        w = TokenShared(kernel.astype(np.int32), n_tokens)
+        size = c_out * n_tokens
+        cuts = np.sort(rng.choice(np.arange(1, size), size=size // 4, replace=False))
+        core_of = np.repeat(np.arange(len(cuts) + 1), np.diff(np.r_[0, cuts, size]))
+        n_cores = len(cuts) + 2
+        pairs = _token_shared_pairs(w, core_of, n_cores, _SharedCosts())
+        want = np.bincount(pairs // n_cores, minlength=c_in * n_tokens)
+        flag = np.zeros(n_cores, bool)
+        deg, flagged = _token_shared_degrees(w, core_of, n_cores, _SharedCosts(), flag)
+        assert flagged.size == 0 and np.array_equal(deg, want)
+        flag[::2] = True  # runs on flagged cores come back as pairs instead
+        deg, flagged = _token_shared_degrees(w, core_of, n_cores, _SharedCosts(), flag)
+        assert np.array_equal(deg + np.bincount(flagged // n_cores, minlength=deg.size), want)
