@@ -25,7 +25,8 @@ __all__ = ["train_checkpoint", "prune_checkpoint", "export_checkpoint", "compile
 
 from .prune.request import PRUNE_METHODS  # noqa: E402  (plain Python, no torch)
 
-BUILD_FILES = ("program.json", "program.npz", "placement.json", "design_rules.json", "model.nir")
+BUILD_FILES = ("program.json", "program.npz", "placement.json", "design_rules.json",
+               "target.json", "model.nir")
 
 
 def _log(msg: str, log: Callable[[str], None] | None) -> None:
@@ -251,6 +252,9 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
         save_program(program, tmp)
         write_json_atomic(tmp / "placement.json", summary)
         write_json_atomic(tmp / "design_rules.json", result.design_rules.to_json())
+        # the target file compiled for: report prices with it (a user's own .toml included)
+        write_json_atomic(tmp / "target.json", {"name": tgt.name,
+                                                "file": str(Path(tgt.path).resolve())})
         write_nir(graph, tmp / "model.nir")  # as compiled: resolved timing, portable parts joined
         out_dir.mkdir(exist_ok=True)
         for pattern in ("activity_*.json", "simulation_*.json", NETX_FILE):
@@ -268,6 +272,31 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
 
 
 # --------------------------------------------------------------------------- simulate
+
+def _build_target(build_dir: Path, name: str):
+    """The target a build was compiled for: the file named in ``target.json`` (a user's own
+    .toml too), else the shipped target of that name (builds from before target.json)."""
+    from .errors import NmcDeployError
+    from .targets import load_target
+
+    info = build_dir / "target.json"
+    if not info.exists():
+        return load_target(name)
+    try:
+        data = json.loads(info.read_text())
+        path = Path(str(data["file"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputFileError(f"{info}: unreadable target record ({type(exc).__name__}); "
+                             "compile the build again") from None
+    if path.is_file():
+        return load_target(path)
+    try:
+        return load_target(str(data.get("name", name)))
+    except NmcDeployError:
+        raise InputFileError(f"{build_dir}: target file '{path}' the build was compiled for is "
+                             "gone; restore it or compile again with an existing --target") \
+            from None
+
 
 def _load_build(build_dir: Path):
     """The program of a build directory and its placement summary (both typed)."""
@@ -427,7 +456,7 @@ def make_report(build_dir: Path, fmt: str = "table", out: Path | None = None,
     build_dir = Path(build_dir)
     _, placement = _load_build(build_dir)
     activity = load_activity(build_dir, backend)
-    report = estimate_costs(activity, placement, load_target(placement.target))
+    report = estimate_costs(activity, placement, _build_target(build_dir, placement.target))
     if out is not None:
         write_report(report, fmt, out)
         _log(f"report ({fmt}) -> {out}", log)

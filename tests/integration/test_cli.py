@@ -1,5 +1,6 @@
 """The CLI: instant help, one-line errors without tracebacks or partial output, a full run."""
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -170,3 +171,26 @@ def test_system_target_through_compile_simulate_report(tmp_path, tiny_model):
     assert rc == 0, err
     assert "cores used on 1 of 8 chips (kapoho_point: loihi2 chips of 128 cores)" in out
     assert "Mesh traffic" in out and "binds" in out
+
+
+def test_report_prices_with_the_users_own_target_file(tmp_path, tiny_graph):
+    """A build compiled for a .toml outside hw_targets/ is reported with that file."""
+    import re
+
+    from nmc_deploy.nirio import write_nir
+    from nmc_deploy.targets import load_target
+
+    write_nir(tiny_graph, tmp_path / "m.nir")
+    own = re.sub(r'(e_synop_pj = \{ value = )[0-9.]+', r'\g<1>47.2',
+                 Path(load_target("loihi2").path).read_text())
+    (tmp_path / "mine.toml").write_text(own)
+    rc, out, err = run("compile", tmp_path / "m.nir", "--target", tmp_path / "mine.toml",
+                       "-o", tmp_path / "b")
+    assert rc == 0, err
+    assert run("simulate", tmp_path / "b", "--samples", "2")[0] == 0
+    rc, out, err = run("report", tmp_path / "b", "--format", "json")
+    assert rc == 0, err
+    assert "47.2" in json.dumps(json.loads(out)["energy_models"])
+    (tmp_path / "mine.toml").unlink()  # gone: falls back to the shipped target of its name
+    rc, out, err = run("report", tmp_path / "b", "--format", "json")
+    assert rc == 0 and "47.2" not in json.dumps(json.loads(out)["energy_models"]), err
