@@ -147,7 +147,7 @@ def _other_form_costs(graph, target, other: str, vth_mant: int, timing, sharing:
 
 
 # the unshared answer of a program with more expanded synapses is a lower bound, not placed
-UNSHARED_PLACEMENT_MAX_SYNAPSES = 50_000_000
+UNSHARED_PLACEMENT_MAX_SYNAPSES = 10_000_000
 
 
 def _sharing_forms(result: CompileResult, target: HardwareTarget,
