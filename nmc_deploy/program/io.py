@@ -47,6 +47,17 @@ def _csr_from(npz, key: str, shape) -> sp.csr_matrix:
                          shape=tuple(shape))
 
 
+def _readout_weights(npz, entries: dict) -> dict:
+    """The readout matrices per source; sources naming one key share one matrix."""
+    loaded: dict[str, sp.csr_matrix] = {}
+    out = {}
+    for src, w in entries.items():
+        if w["key"] not in loaded:
+            loaded[w["key"]] = _csr_from(npz, w["key"], w["shape"])
+        out[src] = loaded[w["key"]]
+    return out
+
+
 def _weights_to(arrs: dict, key: str, w) -> tuple[list, dict | None]:
     """Store a group's weights under ``key``: ``(expanded shape, sharing record or None)``."""
     if isinstance(w, TokenShared):
@@ -109,8 +120,14 @@ def save_program(program: Program, directory: str | Path) -> None:
     ro = program.readout
     readout = {"scale": ro.scale, "num_outputs": ro.num_outputs, "cumulative": ro.cumulative,
                "weights": {}}
+    stored: dict[tuple, str] = {}  # one matrix read by several sources is stored once
     for j, (src, m) in enumerate(ro.weights.items()):
-        readout["weights"][src] = {"key": f"readout{j}", "shape": _csr_to(arrs, f"readout{j}", m)}
+        m = sp.csr_matrix(m)
+        same = (id(m.data), id(m.indices), id(m.indptr))
+        if same not in stored:
+            stored[same] = f"readout{j}"
+            _csr_to(arrs, stored[same], m)
+        readout["weights"][src] = {"key": stored[same], "shape": list(m.shape)}
     arrs["readout/bias"] = np.asarray(ro.bias, np.float64)
     manifest = {
         "format": PROGRAM_FORMAT, "version": PROGRAM_VERSION,
@@ -165,7 +182,7 @@ def load_program(directory: str | Path) -> Program:
                                             for k in ("w1", "b1", "lut", "w_score")}))
         ro = manifest["readout"]
         readout = Readout(
-            weights={src: _csr_from(npz, w["key"], w["shape"]) for src, w in ro["weights"].items()},
+            weights=_readout_weights(npz, ro["weights"]),
             bias=npz["readout/bias"], scale=float(ro["scale"]), num_outputs=int(ro["num_outputs"]),
             cumulative=bool(ro.get("cumulative", False)))
         return Program(populations=pops, groups=tuple(groups),

@@ -395,8 +395,25 @@ def _diagonal(m) -> np.ndarray | None:
     return d
 
 
+def _is_identity(m) -> bool:
+    """True for a scipy identity matrix (square, one stored 1 per row on the diagonal)."""
+    if is_shared(m) or m.shape[0] != m.shape[1] or m.nnz != m.shape[0]:
+        return False
+    m = sp.csr_matrix(m)
+    return bool(np.all(m.data == 1) and np.array_equal(m.indices, np.arange(m.shape[0]))
+                and np.array_equal(m.indptr, np.arange(m.shape[0] + 1)))
+
+
 def compose(a, b):
-    """``a @ b`` of two weight matrices (scipy or shared), kept shared where possible."""
+    """``a @ b`` of two weight matrices (scipy or shared), kept shared where possible.
+
+    An identity factor returns the other operand itself (no copy): a head read by every
+    population of a fan-in residual stream is then one matrix, not one per population.
+    """
+    if _is_identity(b):
+        return a if is_shared(a) else sp.csr_matrix(a)
+    if _is_identity(a):
+        return b if is_shared(b) else sp.csr_matrix(b)
     if not is_shared(a) and not is_shared(b):
         return sp.csr_matrix(a @ b)
     if is_shared(a):

@@ -55,7 +55,7 @@ def _without_zeros(m):
     """``m`` as CSR or shared weights without stored exact zeros (pruned synapses)."""
     if is_shared(m):
         return replace_values(m, stored_values(m))
-    m = sp.csr_matrix(m)
+    m = sp.csr_matrix(m, copy=True)  # compose may share one matrix among several terms
     m.eliminate_zeros()
     return m
 
