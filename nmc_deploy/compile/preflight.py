@@ -42,12 +42,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import CapacityError, DesignRuleError, NmcDeployError
+from ..errors import CapacityError, DesignRuleError
 from ..ir import Graph
 from ..ir.conventions import Timing
 from ..loihi.constants import LAVA_LIF
 from ..program import INPUT, RELAY
-from ..targets import HardwareTarget, load_target, target_names
+from ..targets import HardwareTarget, load_target
 from .attention_split import plan_attention_units
 from .layer_counts import LayerCounts, count_layers
 from .weights import message_bits
@@ -370,21 +370,12 @@ def _cores(b: _Bounds, t: HardwareTarget) -> dict[str, int]:
 
 
 def _larger_systems(t: HardwareTarget, cores: int) -> str:
-    """The shipped targets with at least ``cores`` cores and no smaller per-core limit."""
-    fits = []
-    for name in target_names():
-        try:
-            o = load_target(name)
-        except NmcDeployError:
-            continue
-        if (o.max_cores >= cores and o.name != t.name and
-                o.max_neurons_per_core >= t.max_neurons_per_core and
-                o.synapse_memory_bits_per_core >= t.synapse_memory_bits_per_core and
-                o.max_in_axons_per_core >= t.max_in_axons_per_core and
-                o.max_out_axons_per_core >= t.max_out_axons_per_core and
-                o.max_neuron_groups_per_core >= t.max_neuron_groups_per_core):
-            fits.append((o.max_cores, name))
-    return f", e.g. --target {min(fits)[1]}" if fits else ""
+    """The smallest shipped system of the same chip with at least ``cores`` cores
+    (:func:`~nmc_deploy.compile.chips.larger_systems`), as a hint."""
+    from .chips import larger_systems
+
+    fits = [o for o in larger_systems(t) if o.max_cores >= cores]
+    return f", e.g. --target {fits[0].name}" if fits else ""
 
 
 def _system_rules(ck: _Checker) -> tuple[list[DesignRule], int]:
