@@ -226,7 +226,8 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
         raise NmcDeployError(f"{nir_path}: {len(pairs)} low-rank relays need graded spikes, "
                              f"but target {tgt.name} has none (graded_spike_bits 0); compile "
                              "with --low-rank fused")
-    _log(f"lowering {nir_path} ({len(graph.nodes)} nodes, low-rank factors {low_rank})", log)
+    _log(f"compiling {nir_path} ({len(graph.nodes)} nodes, low-rank factors {low_rank}): "
+         "design rules first, then lowering", log)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = compile_graph(graph, tgt, low_rank=low_rank, vth_mant=vth_mant,
