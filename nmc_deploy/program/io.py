@@ -12,6 +12,7 @@ read into their typed records (:class:`~nmc_deploy.program.placement.PlacementSu
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -45,6 +46,21 @@ def _csr_to(arrs: dict, key: str, m: sp.csr_matrix):
 def _csr_from(npz, key: str, shape) -> sp.csr_matrix:
     return sp.csr_matrix((npz[f"{key}/data"], npz[f"{key}/indices"], npz[f"{key}/indptr"]),
                          shape=tuple(shape))
+
+
+# zlib level of program.npz: level 1 compresses the programs of the papers' models about as
+# well as numpy's default (6) in a fraction of the time
+NPZ_COMPRESS_LEVEL = 1
+
+
+def _savez_fast(f, arrs: dict) -> None:
+    """``np.savez_compressed(f, **arrs)`` at :data:`NPZ_COMPRESS_LEVEL` (``np.load`` reads
+    it like any .npz)."""
+    with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_DEFLATED,
+                         compresslevel=NPZ_COMPRESS_LEVEL) as zf:
+        for key, value in arrs.items():
+            with zf.open(f"{key}.npy", mode="w", force_zip64=True) as out:
+                np.lib.format.write_array(out, np.asanyarray(value), allow_pickle=False)
 
 
 def _readout_weights(npz, entries: dict) -> dict:
@@ -137,7 +153,7 @@ def save_program(program: Program, directory: str | Path) -> None:
         "attention": [a.to_json() for a in program.attention], "readout": readout,
         "token_selects": selects,
     }
-    write_atomic(directory / "program.npz", lambda f: np.savez_compressed(f, **arrs))
+    write_atomic(directory / "program.npz", lambda f: _savez_fast(f, arrs))
     write_text_atomic(directory / "program.json", json.dumps(manifest, indent=1))
 
 
