@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import CapacityError
-from ..targets import HardwareTarget, synapse_memory_bits
+from ..targets import HardwareTarget, synapse_index_bits, synapse_memory_bits
 from ..program import AttentionUnit, Program
 from ..program.placement import Chunk, Placement
 from ..program.shared_weights import ConvShared, TokenShared, is_shared
@@ -67,6 +67,7 @@ class _SharedCosts:
 
     def __init__(self):
         self._prefix: dict[int, tuple] = {}
+        self._memo: dict[tuple, tuple] = {}  # (memory, w, o0, o1, index bits) -> costs
 
     def csc(self, w) -> sp.csc_matrix:
         """``w`` expanded, column-compressed (cached for shared weights)."""
@@ -95,16 +96,24 @@ class _SharedCosts:
         else:
             per = w.out_hw[0] * w.out_hw[1]
         o0, o1 = start // per, (stop - 1) // per + 1
-        counts = self.prefix(w)[o1] - self.prefix(w)[o0]
-        if isinstance(w, ConvShared) and w.groups > 1:  # lists of different groups differ
-            counts = self._grouped_counts(w, o0, o1)
-        counts = counts[counts > 0]
-        if not counts.size:
+        # the lists depend on the output channels [o0, o1) only, their memory also on the
+        # index width of the chunk's span: chunk searches ask for the same pair many times
+        key = ("memory", id(w), o0, o1, synapse_index_bits(stop - start, target))
+        hit = self._memo.get(key)
+        if hit is None or hit[0] is not w:
+            counts = self.prefix(w)[o1] - self.prefix(w)[o0]
+            if isinstance(w, ConvShared) and w.groups > 1:  # lists of different groups differ
+                counts = self._grouped_counts(w, o0, o1)
+            counts = counts[counts > 0]
+            hit = (w, int(counts.sum()), synapse_memory_bits(counts, target, sparse=True,
+                                                             span=stop - start)
+                   if counts.size else 0)
+            self._memo[key] = hit
+        if not hit[1]:
             return 0, 0, 0
         axons = min(per, stop - start) if isinstance(w, TokenShared) else \
             self.positions(w, start, stop)
-        return (int(counts.sum()), synapse_memory_bits(counts, target, sparse=True,
-                                                       span=stop - start), axons)
+        return hit[1], hit[2], axons
 
     def positions(self, w: ConvShared, start: int, stop: int) -> int:
         """:func:`_conv_input_positions` from a cached per-output-position cumulative map
