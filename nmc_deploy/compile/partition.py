@@ -129,15 +129,7 @@ class _SharedCosts:
             key = ("all positions", id(w))
             if full and key in self._prefix and self._prefix[key][0] is w:
                 return self._prefix[key][1]
-            out = np.zeros(per, bool)
-            if full:
-                out[:] = True
-            elif a < b:
-                out[a:b] = True
-            else:
-                out[a:] = True
-                out[:b] = True
-            used = _conv_used(w, out).ravel()
+            used = _conv_used(w, _output_positions(w, start, stop)).ravel()
             if full:
                 self._prefix[key] = (w, used)
             return used
@@ -198,10 +190,10 @@ def _conv_used(w, out: np.ndarray) -> np.ndarray:
     return used
 
 
-def _conv_input_positions(w, start, stop) -> int:
-    """Input positions (population axons) whose kernel reaches output rows [start, stop)."""
-    ho, wo = w.out_hw
-    per = ho * wo
+def _output_positions(w, start, stop) -> np.ndarray:
+    """(Ho * Wo,) bool: the output positions of rows ``[start, stop)`` of the (C, Ho, Wo)
+    layout (a range within one channel, or wrapping into the next)."""
+    per = w.out_hw[0] * w.out_hw[1]
     out = np.zeros(per, bool)
     if stop - start >= per:
         out[:] = True
@@ -212,7 +204,12 @@ def _conv_input_positions(w, start, stop) -> int:
         else:
             out[a:] = True
             out[:b] = True
-    return int(_conv_used(w, out).sum())
+    return out
+
+
+def _conv_input_positions(w, start, stop) -> int:
+    """Input positions (population axons) whose kernel reaches output rows [start, stop)."""
+    return int(_conv_used(w, _output_positions(w, start, stop)).sum())
 
 
 def _chunk_cost(groups, start, stop, target, sharing=None, costs=None) -> tuple[int, int, int]:
@@ -459,8 +456,7 @@ def _out_degrees(program, cores, costs=None) -> dict[str, np.ndarray]:
                 outdeg[src] += deg
                 overlap.append(pairs)
                 continue
-            else:
-                pairs = _csc_pairs(costs.csc(w), core_of[g.target], n_cores)
+            pairs = _csc_pairs(costs.csc(w), core_of[g.target], n_cores)
             on_shared = shared[pairs % n_cores]
             outdeg[src] += np.bincount(pairs[~on_shared] // n_cores, minlength=outdeg[src].size)
             overlap.append(pairs[on_shared])

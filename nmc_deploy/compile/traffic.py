@@ -105,8 +105,9 @@ def _core_map(program: Program, summary: PlacementSummary):
 
 def _conv_channel_pairs(w: ConvShared, core_of_target: np.ndarray, n_cores: int) -> np.ndarray:
     """(source neuron, core) pairs of a large convolution at channel level: every position of
-    an input channel reaches every core holding an output channel it feeds (an upper bound,
-    as partition's out-degree of such convolutions)."""
+    an input channel reaches every core holding an output channel it feeds (an upper bound;
+    looser than partition's out-degree of such convolutions, which also asks whether one of
+    the core's output positions reads the input position)."""
     co, cig = w.kernel.shape[:2]
     cpo, hw = co // w.groups, w.in_shape[1] * w.in_shape[2]
     per = w.out_hw[0] * w.out_hw[1]

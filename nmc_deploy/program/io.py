@@ -138,8 +138,8 @@ def save_program(program: Program, directory: str | Path) -> None:
                "weights": {}}
     stored: dict[tuple, str] = {}  # one matrix read by several sources is stored once
     for j, (src, m) in enumerate(ro.weights.items()):
-        m = sp.csr_matrix(m)
-        same = (id(m.data), id(m.indices), id(m.indptr))
+        m = sp.csr_matrix(m)  # may be a new view of the same arrays: compare the buffers
+        same = (m.shape, m.data.ctypes.data, m.indices.ctypes.data, m.indptr.ctypes.data)
         if same not in stored:
             stored[same] = f"readout{j}"
             _csr_to(arrs, stored[same], m)

@@ -104,3 +104,26 @@ def test_source_kinds_name_every_group_source_once(tiny_program):
         {p.name for p in tiny_program.populations}
     for g in tiny_program.groups:  # depth and size agree with the kind
         assert tiny_program.source_size(g.source) == g.weights.shape[1]
+
+
+def test_readout_matrix_shared_by_sources_is_stored_once(tiny_program, tmp_path):
+    """A head read by every population of a fan-in stream (one matrix, several sources) is
+    written once and read back as one matrix with the same values."""
+    import dataclasses
+
+    from nmc_deploy.program import load_program, save_program
+
+    ro = tiny_program.readout
+    (first, m), *_ = ro.weights.items()
+    others = [p.name for p in tiny_program.populations
+              if p.size == m.shape[1] and p.name != first and p.spiking][:2]
+    assert others
+    shared = {first: m, **{name: m for name in others}}
+    program = dataclasses.replace(tiny_program, readout=dataclasses.replace(ro, weights=shared))
+    save_program(program, tmp_path)
+    keys = [w["key"] for w in json.loads((tmp_path / "program.json").read_text())
+            ["readout"]["weights"].values()]
+    assert len(keys) == 1 + len(others) and len(set(keys)) == 1
+    loaded = load_program(tmp_path).readout.weights
+    assert len({id(w) for w in loaded.values()}) == 1
+    assert (loaded[first] != as_csr(m)).nnz == 0

@@ -64,3 +64,17 @@ def test_token_shared_equals_kron(seed):
     assert isinstance(compose(t, sp.identity(24, format="csr") * 2.0), TokenShared)
     assert isinstance(add_weights(t, t), TokenShared)
     assert np.allclose(add_weights(t, m).toarray(), 2 * m.toarray())  # mixed: expands
+
+
+def test_compose_with_an_identity_keeps_the_matrix():
+    """``a @ I`` and ``I @ a`` are ``a`` itself (its arrays, not a copy): a head composed onto
+    the identity terms of a residual stream stays one matrix."""
+    from nmc_deploy.program.shared_weights import compose
+
+    rng = np.random.default_rng(0)
+    a = sp.random(5, 7, density=0.5, random_state=rng, format="csr")
+    right = compose(a, sp.identity(7, format="csr"))
+    left = compose(sp.identity(5, format="csr"), a)
+    assert np.shares_memory(right.data, a.data) and np.shares_memory(left.data, a.data)
+    scaled = compose(a, sp.identity(7, format="csr") * 2.0)  # not an identity: a product
+    assert not np.shares_memory(scaled.data, a.data) and np.allclose(scaled.toarray(), 2 * a.toarray())
