@@ -30,8 +30,9 @@ from ..program.activity import SenderTraffic, Traffic
 from ..program.placement import PlacementSummary
 from ..program.shared import LI, RELAY
 from ..program.shared_weights import ConvShared, TokenShared
-from .partition import (EXACT_CONV_FANOUT_SYNAPSES, _csc_pairs, _SharedCosts,
-                        _token_shared_pairs, attention_units)
+from .partition import (EXACT_CONV_FANOUT_SYNAPSES, _csc_pairs, attention_units,
+                        token_shared_pairs)
+from .shared_costs import SharedCosts
 
 __all__ = ["sender_events", "count_traffic"]
 
@@ -79,11 +80,12 @@ def sender_events(program: Program, run) -> tuple[dict[str, np.ndarray], list[st
 
 
 def _core_map(program: Program, summary: PlacementSummary):
-    """Core of every placed neuron, the core of every attention unit, and per core its tile
-    (x, y) and chip; ``None`` if the summary lacks slices, chips or tiles."""
+    """Core of every placed neuron (flat index) and of every order position, the core of
+    every attention unit, and per core its tile (x, y) and chip; ``None`` if the summary
+    lacks slices, chips or tiles."""
     if summary.system is None:
         return None
-    core_of = {p.name: np.full(p.size, -1, np.int64) for p in program.populations}
+    core_at = {p.name: np.full(p.size, -1, np.int64) for p in program.populations}
     unit_core: dict[str, int] = {}
     n = len(summary.cores)
     tiles = np.zeros((n, 2), np.int64)
@@ -97,10 +99,15 @@ def _core_map(program: Program, summary: PlacementSummary):
         for s in c.populations:
             if s.start is None or s.stop is None:
                 return None
-            core_of[s.name][s.start:s.stop] = c.core
+            core_at[s.name][s.start:s.stop] = c.core
+    core_of = dict(core_at)
+    for name, order in (summary.orders or {}).items():
+        if name in core_at:
+            core_of[name] = np.empty_like(core_at[name])
+            core_of[name][order.neurons()] = core_at[name]
     grid = {c.chip: c.position for c in summary.system.per_chip}
     position = np.array([grid[int(k)] for k in chip], np.int64).reshape(n, -1)
-    return core_of, unit_core, tiles, chip, position
+    return core_of, core_at, unit_core, tiles, chip, position
 
 
 def _conv_channel_pairs(w: ConvShared, core_of_target: np.ndarray, n_cores: int) -> np.ndarray:
@@ -123,31 +130,35 @@ def _conv_channel_pairs(w: ConvShared, core_of_target: np.ndarray, n_cores: int)
     return np.concatenate(pairs) if pairs else np.zeros(0, np.int64)
 
 
-def _group_pairs(g, dest: np.ndarray, n_cores: int, costs) -> np.ndarray:
-    """Distinct (source neuron, destination core) pairs of one group, ``n * n_cores + c``."""
+def _group_pairs(g, dest: np.ndarray, dest_at: np.ndarray, order, n_cores: int,
+                 costs) -> np.ndarray:
+    """Distinct (source neuron, destination core) pairs of one group, ``n * n_cores + c``
+    (``dest``: core of each target neuron; ``dest_at``: of each position of the target's
+    placement ``order``)."""
     w = g.weights
     if isinstance(w, ConvShared) and w.nnz > EXACT_CONV_FANOUT_SYNAPSES:
         return _conv_channel_pairs(w, dest, n_cores)
     if isinstance(w, TokenShared):
-        return _token_shared_pairs(w, dest, n_cores, costs)
-    return _csc_pairs(costs.csc(w), dest, n_cores)
+        return token_shared_pairs(w, dest_at, n_cores, costs, order)
+    return _csc_pairs(costs.csc(w), dest, n_cores, order is None)
 
 
-def _destinations(program: Program, core_of, unit_core, n_cores: int) -> dict[str, np.ndarray]:
+def _destinations(program: Program, core_of, core_at, orders, unit_core,
+                  n_cores: int) -> dict[str, np.ndarray]:
     """Per sender (population, or attention unit on a core): its distinct (source neuron,
     destination core) pairs, coded ``n * n_cores + c``."""
-    costs = _SharedCosts()
+    costs = SharedCosts()
     pairs: dict[str, list[np.ndarray]] = {}
     op_pairs: dict[str, list[np.ndarray]] = {}
     for g in program.groups:
         if g.target not in core_of:
             continue
         if g.source in core_of:
-            pairs.setdefault(g.source, []).append(_group_pairs(g, core_of[g.target], n_cores,
-                                                               costs))
+            pairs.setdefault(g.source, []).append(_group_pairs(
+                g, core_of[g.target], core_at[g.target], orders.get(g.target), n_cores, costs))
         elif g.kind == "attention":
-            op_pairs.setdefault(g.source, []).append(_group_pairs(g, core_of[g.target],
-                                                                  n_cores, costs))
+            op_pairs.setdefault(g.source, []).append(_group_pairs(
+                g, core_of[g.target], core_at[g.target], orders.get(g.target), n_cores, costs))
     for op in program.attention:
         for u in attention_units(op):
             if u.name not in unit_core:
@@ -175,13 +186,14 @@ def count_traffic(program: Program, summary: PlacementSummary,
     cores = _core_map(program, summary)
     if cores is None:
         return None
-    core_of, unit_core, tiles, chip, position = cores
+    core_of, core_at, unit_core, tiles, chip, position = cores
     n_cores = len(summary.cores)
     att_target = {g.source: g.target for g in program.groups if g.kind == "attention"}
     targets = {u.name: att_target.get(op.name, u.name) for op in program.attention
                for u in attention_units(op)}
     senders, longest = [], np.zeros(3, np.int64)
-    for name, codes in _destinations(program, core_of, unit_core, n_cores).items():
+    for name, codes in _destinations(program, core_of, core_at, summary.orders or {},
+                                               unit_core, n_cores).items():
         if name not in events:
             continue
         neuron, dest = np.divmod(codes, n_cores)

@@ -17,23 +17,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from ..errors import InputFileError
 from ._fields import (optional_count, optional_text, put_present, read_count, read_dict,
                       read_fraction, read_ints, read_list, read_text)
 from .chips import ChipAssignment, SystemSummary, summarize_system
 from .program import Program
 
-__all__ = ["Chunk", "Placement", "CoreShare", "CoreSummary", "TokenSelectorPlacement",
+__all__ = ["Chunk", "BlockOrder", "Placement", "CoreShare", "CoreSummary", "TokenSelectorPlacement",
            "FormCosts", "LowRankForms", "SharingCosts", "WeightSharingForms", "summarize_sharing",
            "PlacementSummary", "summarize_cores",
            "summarize_placement", "summarize_form"]
 
 @dataclass(frozen=True)
 class Chunk:
-    """Neurons ``[start, stop)`` of one population with their incoming synapses, on one core."""
+    """Neurons at positions ``[start, stop)`` of one population's placement order
+    (:class:`BlockOrder`; the flat neuron index unless the population is blocked) with their
+    incoming synapses, on one core."""
 
     population: str
-    start: int  # first neuron (flat index)
+    start: int  # first position in the population's placement order
     stop: int
     synapses: int
     synapse_memory_bits: int
@@ -42,6 +46,59 @@ class Chunk:
     @property
     def neurons(self) -> int:
         return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class BlockOrder:
+    """The order in which a (C, P) population (channels x positions, flat index
+    ``c P + n``) is cut into chunks: channel blocks ``[bounds[k], bounds[k+1])``, one after
+    the other, position-major inside a block::
+
+        order position j in block k (width w = bounds[k+1] - bounds[k]):
+            r = j - bounds[k] P,   n = r // w,   c = bounds[k] + r % w,   neuron = c P + n
+
+    Blocks of one channel give the flat (channel-major) order. A neuron read by a
+    token-parallel layer or convolution then reaches one core per channel block of its
+    reader instead of every core of it (the reader's chunks hold few positions of many
+    channels, not all positions of few channels).
+    """
+
+    positions: int
+    bounds: tuple[int, ...]  # channel block boundaries, 0 = bounds[0] < ... < bounds[-1] = C
+
+    @property
+    def size(self) -> int:
+        return self.bounds[-1] * self.positions
+
+    def neurons(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Flat neuron indices of order positions ``[start, stop)``."""
+        stop = self.size if stop is None else stop
+        j = np.arange(start, stop, dtype=np.int64)
+        b = np.asarray(self.bounds, np.int64)
+        k = np.searchsorted(b * self.positions, j, side="right") - 1
+        w = b[k + 1] - b[k]
+        r = j - b[k] * self.positions
+        return (b[k] + r % w) * self.positions + r // w
+
+    def to_json(self) -> dict:
+        return {"positions": self.positions, "channel_bounds": list(self.bounds)}
+
+    @classmethod
+    def from_json(cls, d: dict, where: str) -> "BlockOrder":
+        positions = read_count(d, "positions", where)
+        bounds = tuple(read_ints(d, "channel_bounds", where))
+        if positions < 1 or len(bounds) < 2 or bounds[0] != 0 or \
+                any(b <= a for a, b in zip(bounds, bounds[1:])):
+            raise InputFileError(f"{where}: 'channel_bounds' must rise from 0 and "
+                                 "'positions' be positive")
+        return cls(positions, bounds)
+
+
+def neuron_index(orders: dict, population: str, start: int, stop: int):
+    """Flat neuron indices of ``[start, stop)`` of a population's placement order (a slice
+    when it is not blocked)."""
+    order = (orders or {}).get(population)
+    return slice(start, stop) if order is None else order.neurons(start, stop)
 
 
 @dataclass(frozen=True)
@@ -56,6 +113,7 @@ class Placement:
     out_axons: tuple[int, ...]
     limits: dict = field(default_factory=dict)
     chips: ChipAssignment | None = None  # compile/chips.py: assign_chips
+    orders: dict = field(default_factory=dict)  # population -> BlockOrder (blocked ones only)
 
     @property
     def cores_used(self) -> int:
@@ -70,7 +128,8 @@ class Placement:
 
 @dataclass(frozen=True)
 class CoreShare:
-    """The slice ``[start, stop)`` of population ``name`` on one core."""
+    """The slice ``[start, stop)`` of population ``name``'s placement order on one core (flat
+    neuron indices unless the summary's ``orders`` blocks the population)."""
 
     name: str
     fraction: float  # share of the population's neurons on this core, in [0, 1]
@@ -280,6 +339,7 @@ class PlacementSummary:
     low_rank: LowRankForms | None = None
     weight_sharing: WeightSharingForms | None = None
     system: SystemSummary | None = None  # chips used, cores per chip, what binds each chip
+    orders: dict[str, BlockOrder] | None = None  # placement order of blocked populations
 
     @property
     def chips_used(self) -> int | None:
@@ -297,7 +357,8 @@ class PlacementSummary:
             token_selectors=_maybe(lambda ts: [t.to_json() for t in ts], self.token_selectors),
             low_rank=_maybe(LowRankForms.to_json, self.low_rank),
             weight_sharing=_maybe(WeightSharingForms.to_json, self.weight_sharing),
-            system=_maybe(SystemSummary.to_json, self.system))
+            system=_maybe(SystemSummary.to_json, self.system),
+            orders=_maybe(lambda o: {k: v.to_json() for k, v in o.items()}, self.orders or None))
 
     @classmethod
     def from_json(cls, data: dict, where: str = "program_summary") -> "PlacementSummary":
@@ -343,7 +404,17 @@ class PlacementSummary:
                    if "weight_sharing" in data else None,
                    system=SystemSummary.from_json(read_dict(data, "system", where),
                                                   f"{where}: system")
-                   if "system" in data else None)
+                   if "system" in data else None,
+                   orders={k: BlockOrder.from_json(read_dict(raw_orders, k,
+                                                             f"{where}: orders"),
+                                                   f"{where}: orders.{k}")
+                           for raw_orders in [read_dict(data, "orders", where)]
+                           for k in raw_orders}
+                   if "orders" in data else None)
+
+    def neuron_index(self, population: str, start: int, stop: int):
+        """Flat neuron indices of ``[start, stop)`` of a population's placement order."""
+        return neuron_index(self.orders, population, start, stop)
 
 
 def _maybe(fn, value):
@@ -384,7 +455,8 @@ def summarize_cores(placement: Placement, program: Program) -> PlacementSummary:
         system = summarize_system(chips, cores, placement.limits)
     return PlacementSummary(placement.target, placement.cores_used, tuple(cores),
                             attention_on_host=tuple(placement.attention_host),
-                            limits=placement.limits, system=system)
+                            limits=placement.limits, system=system,
+                            orders=dict(placement.orders) or None)
 
 
 def summarize_placement(placement: Placement, program: Program,

@@ -120,7 +120,7 @@ def test_out_degrees_equal_a_brute_force_count(tiny_program, neurons):
 def test_cached_conv_input_positions_equal_the_direct_count():
     from hypothesis import given, settings, strategies as st
 
-    from nmc_deploy.compile.partition import _conv_input_positions, _SharedCosts
+    from nmc_deploy.compile.shared_costs import SharedCosts as _SharedCosts, _conv_input_positions
     from nmc_deploy.program.shared_weights import ConvShared
 
     @settings(max_examples=40, deadline=None)
@@ -136,10 +136,27 @@ def test_cached_conv_input_positions_equal_the_direct_count():
     check()
 
 
-def test_conv_outdegree_bound_holds_and_uses_positions():
+def _random_runs(rng, size, per_run):
+    cuts = np.sort(rng.choice(np.arange(1, size), size=size // per_run, replace=False))
+    return np.repeat(np.arange(len(cuts) + 1), np.diff(np.r_[0, cuts, size])), len(cuts) + 2
+
+
+def _flat_cores(order, core_at):
+    """Core of each flat neuron from the core of each order position."""
+    if order is None:
+        return core_at
+    flat = np.empty_like(core_at)
+    flat[order.neurons()] = core_at
+    return flat
+
+
+@pytest.mark.parametrize("blocked", [False, True])
+def test_conv_outdegree_bound_holds_and_uses_positions(blocked):
     """The position-aware bound for large convolutions never undercounts the exact
-    out-degree and is below the channel-only bound once runs are smaller than a plane."""
-    from nmc_deploy.compile.partition import _conv_outdegree, _csc_pairs
+    out-degree and is below the channel-only bound once runs are smaller than a plane, in
+    the flat and in a blocked placement order."""
+    from nmc_deploy.compile.partition import _csc_pairs, conv_outdegree
+    from nmc_deploy.program.placement import BlockOrder
     from nmc_deploy.program.shared_weights import ConvShared
 
     rng = np.random.default_rng(0)
@@ -148,46 +165,58 @@ def test_conv_outdegree_bound_holds_and_uses_positions():
         w = ConvShared(kernel.astype(np.int32), (4, 7, 7), (stride, stride), (pad, pad),
                        groups=groups)
         n_out = w.shape[0]
-        cuts = np.sort(rng.choice(np.arange(1, n_out), size=n_out // 5, replace=False))
-        core_of = np.repeat(np.arange(len(cuts) + 1), np.diff(np.r_[0, cuts, n_out]))
-        n_cores = len(cuts) + 2
-        exact = np.bincount(_csc_pairs(sp.csc_matrix(w.tocsr()), core_of, n_cores) // n_cores,
-                            minlength=w.shape[1])
-        bound = _conv_outdegree(w, core_of)
+        per, hw = w.out_hw[0] * w.out_hw[1], 49
+        order = BlockOrder(per, (0, 3, 4)) if blocked else None
+        core_at, n_cores = _random_runs(rng, n_out, 5)
+        core_of = _flat_cores(order, core_at)
+        exact = np.bincount(_csc_pairs(sp.csc_matrix(w.tocsr()), core_of, n_cores, False)
+                            // n_cores, minlength=w.shape[1])
+        bound = conv_outdegree(w, core_at, order=order)
         assert np.all(bound >= exact)
         dense = np.abs(w.tocsr()).toarray() > 0  # (outputs, inputs)
-        per, hw = w.out_hw[0] * w.out_hw[1], 49
         ch_of_out = np.arange(n_out) // per
         ch_feeds = np.zeros((4, 4), bool)  # (out channel, in channel) any tap, any position
         for o in range(4):
             ch_feeds[o] = dense[ch_of_out == o].reshape(-1, 4, hw).any(axis=(0, 2))
         channel_only = np.zeros(w.shape[1], int)
-        for run in range(len(cuts) + 1):
+        for run in range(n_cores - 1):
             chans = np.unique(ch_of_out[core_of == run])
             channel_only += np.repeat(ch_feeds[chans].any(axis=0), hw)
         assert np.all(bound <= channel_only)
         assert np.any(bound < channel_only) or k == 1
 
 
-def test_token_shared_degrees_equal_the_pair_lists():
-    """Counting runs per source from head/whole/tail channels equals the distinct pairs."""
-    from nmc_deploy.compile.partition import (_SharedCosts, _token_shared_degrees,
-                                              _token_shared_pairs)
+@pytest.mark.parametrize("bounds", [None, "blocks"])
+def test_token_reach_equals_the_pair_lists(bounds):
+    """Counting runs per source from their rectangles equals the distinct pairs of the
+    expanded matrix, in the flat and in blocked placement orders, with pairs on flagged
+    cores coming back as pairs instead."""
+    from nmc_deploy.compile.order import OrderLayout, token_reach
+    from nmc_deploy.compile.partition import _csc_pairs, _SharedCosts
+    from nmc_deploy.program.placement import BlockOrder
     from nmc_deploy.program.shared_weights import TokenShared
 
     rng = np.random.default_rng(1)
     for n_tokens, c_out, c_in in [(5, 7, 3), (16, 4, 6), (3, 20, 2)]:
-        kernel = sp.random(c_out, c_in, density=0.4, random_state=rng, format="csr") * 10
-        w = TokenShared(kernel.astype(np.int32), n_tokens)
+        kernel = (sp.random(c_out, c_in, density=0.4, random_state=rng, format="csr") * 10
+                  ).astype(np.int32)
+        kernel.eliminate_zeros()
+        w = TokenShared(kernel, n_tokens)
+        order = None
+        if bounds:
+            cuts = np.sort(rng.choice(np.arange(1, c_out), size=min(2, c_out - 1), replace=False))
+            order = BlockOrder(n_tokens, (0, *map(int, cuts), c_out))
         size = c_out * n_tokens
-        cuts = np.sort(rng.choice(np.arange(1, size), size=size // 4, replace=False))
-        core_of = np.repeat(np.arange(len(cuts) + 1), np.diff(np.r_[0, cuts, size]))
-        n_cores = len(cuts) + 2
-        pairs = _token_shared_pairs(w, core_of, n_cores, _SharedCosts())
-        want = np.bincount(pairs // n_cores, minlength=c_in * n_tokens)
-        flag = np.zeros(n_cores, bool)
-        deg, flagged = _token_shared_degrees(w, core_of, n_cores, _SharedCosts(), flag)
+        core_at, n_cores = _random_runs(rng, size, 4)
+        exact = _csc_pairs(sp.csc_matrix(w.tocsr()), _flat_cores(order, core_at), n_cores, False)
+        want = np.bincount(exact // n_cores, minlength=c_in * n_tokens)
+        layout = OrderLayout(order, c_out, n_tokens)
+        prefix = _SharedCosts().prefix(w)
+        deg, flagged = token_reach(prefix, layout, core_at, n_cores, np.zeros(n_cores, bool))
         assert flagged.size == 0 and np.array_equal(deg, want)
-        flag[::2] = True  # runs on flagged cores come back as pairs instead
-        deg, flagged = _token_shared_degrees(w, core_of, n_cores, _SharedCosts(), flag)
+        flag = np.zeros(n_cores, bool)
+        flag[::2] = True
+        deg, flagged = token_reach(prefix, layout, core_at, n_cores, flag)
         assert np.array_equal(deg + np.bincount(flagged // n_cores, minlength=deg.size), want)
+        assert np.unique(flagged).size == flagged.size  # distinct
+        assert set(flagged) == set(exact[flag[exact % n_cores]])
