@@ -60,6 +60,13 @@ def test_summary_is_compiles_placement_json(tiny_graph, tmp_path):
     loaded = load_placement_summary(build)
     assert loaded == summary
     assert _dumped(loaded) == written
+    # blocked populations carry their placement order (chunk slices are order positions)
+    assert summary.orders and summary.orders == placement.orders
+    assert '"orders"' in written
+    name, order = next(iter(summary.orders.items()))
+    share = next(s for c in summary.cores for s in c.populations if s.name == name)
+    assert list(summary.neuron_index(name, share.start, share.stop)) == \
+        list(order.neurons(share.start, share.stop))
 
 
 def test_attention_on_host_round_trips(tiny_graph, tmp_path):
