@@ -36,7 +36,7 @@ from ..program import AttentionUnit, Program
 from ..program.placement import BlockOrder, Chunk, Placement
 from ..program.shared_weights import ConvShared, TokenShared, is_shared
 from .chips import assign_chips, capacity_message
-from .order import choose_order, conv_reach, token_reach
+from .order import choose_order, conv_reach, segments, token_reach
 from .shared_costs import SharedCosts, _positions
 
 _SharedCosts = SharedCosts  # the name the tests use
@@ -96,7 +96,9 @@ def _chunk_population(p, groups, target, outdeg, sharing, costs, order=None,
     chunks = []
     start = 0
     while start < p.size:
-        hi = min(p.size, start + max_neurons)
+        # the out-axon bound first (prefix sums), then search memory and axons below it
+        by_out = int(np.searchsorted(cum_out, cum_out[start] + max_out, side="right")) - 1
+        hi = max(start + 1, min(p.size, start + max_neurons, by_out))
 
         def fits(stop):
             if cum_out[stop] - cum_out[start] > max_out:
@@ -236,8 +238,8 @@ def _out_degrees(program, cores, costs=None, orders=None) -> dict[str, np.ndarra
         # target with another lag): only pairs landing there can repeat across groups (each
         # group's pairs are distinct; one axon serves every delay)
         hits = np.zeros(n_cores, np.int64)
-        for g in groups:
-            hits[np.unique(core_of[g.target])] += 1
+        for g in groups:  # cores rise along an order (chunks packed in order)
+            hits[segments(core_at[g.target])[1]] += 1
         shared = hits > 1
         overlap = []
         for g in groups:

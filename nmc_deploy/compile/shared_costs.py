@@ -136,7 +136,8 @@ class SharedCosts:
             key = ("all positions", id(w))
             if full and key in self._prefix and self._prefix[key][0] is w:
                 return self._prefix[key][1]
-            used = _conv_used(w, _output_positions(w, start, stop)).ravel()
+            used = self._separable_used(w, [(0, per)] if full else
+                                        [(a, b)] if a < b else [(a, per), (0, b)])
             if full:
                 self._prefix[key] = (w, used)
             return used
@@ -150,6 +151,39 @@ class SharedCosts:
         if full:
             return cum[per] > 0
         return cum[b] - cum[a] > 0 if a < b else (cum[per] - cum[a] > 0) | (cum[b] > 0)
+
+    def _separable_used(self, w: ConvShared, spans) -> np.ndarray:
+        """(H * W,) bool: the input positions that output positions ``spans`` (ranges of
+        the flat (Ho, Wo) plane) read. A range is at most three rectangles of output rows x
+        columns, and a rectangle reads (rows its rows read) x (columns its columns read):
+        every tap pairs with every other, so the product is exact."""
+        key = ("separable", id(w))
+        if key not in self._prefix or self._prefix[key][0] is not w:
+            maps = []
+            for axis in (0, 1):
+                reads = np.zeros((w.out_hw[axis], w.in_shape[1 + axis]), np.int32)
+                for o, i in w._valid(axis):
+                    reads[o, i] = 1
+                maps.append(np.vstack([np.zeros((1, reads.shape[1]), np.int32),
+                                       np.cumsum(reads, 0, dtype=np.int32)]))
+            self._prefix[key] = (w, tuple(maps))
+        cum_y, cum_x = self._prefix[key][1]
+        wo = w.out_hw[1]
+        used = np.zeros(w.in_shape[1:], bool)
+
+        def rect(y0, y1, x0, x1):
+            if y1 > y0 and x1 > x0:
+                used[np.ix_(cum_y[y1] - cum_y[y0] > 0, cum_x[x1] - cum_x[x0] > 0)] = True
+
+        for lo, hi in spans:
+            (y0, x0), (y1, x1) = divmod(lo, wo), divmod(hi - 1, wo)
+            if y0 == y1:
+                rect(y0, y0 + 1, x0, x1 + 1)
+                continue
+            rect(y0, y0 + 1, x0, wo)
+            rect(y0 + 1, y1, 0, wo)
+            rect(y1, y1 + 1, 0, x1 + 1)
+        return used.ravel()
 
     @staticmethod
     def _grouped_counts(w, o0, o1) -> np.ndarray:

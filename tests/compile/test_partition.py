@@ -220,3 +220,33 @@ def test_token_reach_equals_the_pair_lists(bounds):
         assert np.array_equal(deg + np.bincount(flagged // n_cores, minlength=deg.size), want)
         assert np.unique(flagged).size == flagged.size  # distinct
         assert set(flagged) == set(exact[flag[exact % n_cores]])
+
+
+def test_separable_input_positions_equal_the_direct_count():
+    """Large convolutions count the input positions of an output range from row and column
+    read maps (exact: every tap pairs with every other); equal to the direct tap loop."""
+    from hypothesis import given, settings, strategies as st
+
+    from nmc_deploy.compile.shared_costs import SharedCosts, _conv_used, _output_positions
+    from nmc_deploy.program.shared_weights import ConvShared
+
+    @settings(max_examples=80, deadline=None)
+    @given(h=st.integers(3, 11), w_=st.integers(3, 11), k=st.integers(1, 3),
+           stride=st.integers(1, 2), pad=st.integers(0, 1), dil=st.integers(1, 2),
+           data=st.data())
+    def check(h, w_, k, stride, pad, dil, data):
+        if (h + 2 * pad - dil * (k - 1) - 1) < 0 or (w_ + 2 * pad - dil * (k - 1) - 1) < 0:
+            return
+        w = ConvShared(np.ones((2, 1, k, k), np.int32), (1, h, w_), (stride, stride),
+                       (pad, pad), (dil, dil))
+        n = w.shape[0]
+        start = data.draw(st.integers(0, n - 1))
+        stop = data.draw(st.integers(start + 1, n))
+        per = w.out_hw[0] * w.out_hw[1]
+        a, b = start % per, (stop - 1) % per + 1
+        spans = [(0, per)] if stop - start >= per else [(a, b)] if a < b else [(a, per), (0, b)]
+        got = SharedCosts()._separable_used(w, spans)
+        want = _conv_used(w, _output_positions(w, start, stop)).ravel()
+        assert np.array_equal(got, want)
+
+    check()
