@@ -2,7 +2,8 @@
 
 Usage:
     .venv/bin/python benchmarks/scale.py [--rungs digits,d64,...] [--timeout S] [--target T]
-        [--samples N] [--lava-samples N | --no-lava] [--work DIR] [--out docs/results-scale.md]
+        [--samples N] [--lava-samples N | --no-lava] [--lava-rungs d64 --lava-rung-samples N]
+        [--work DIR] [--out docs/results-scale.md]
         [--preliminary]
 
 Rungs (``-90``: 90 % unstructured sparsity of the block matrices, one L1P magnitude step,
@@ -154,8 +155,11 @@ def stage_simulate(work: Path) -> dict:
             "pool_rates": [other[0], other[-1]] if other else None}
 
 
-def stage_lava(work: Path, samples: int) -> dict:
-    """Reference and Lava on the same digits inputs, one run each; spike mismatches."""
+def stage_lava(work: Path, samples: int, rung: str = "digits") -> dict:
+    """Reference and Lava on the same inputs (digits test images, or the rung's simulation
+    inputs), one run each; spike mismatches."""
+    import numpy as np
+
     from nmc_deploy.data import load_dataset
     from nmc_deploy.program import load_program
     from nmc_deploy.simulate.compare import compare_runs
@@ -163,7 +167,8 @@ def stage_lava(work: Path, samples: int) -> dict:
     from nmc_deploy.simulate.reference import simulate_reference
 
     program = load_program(work / "build")
-    x = load_dataset("digits").x_test[:samples]
+    x = load_dataset("digits").x_test[:samples] if rung.startswith("digits") else \
+        np.load(work / "inputs.npy")[:samples]
     t0 = time.perf_counter()
     ref = simulate_reference(program, x)
     t_ref = time.perf_counter() - t0
@@ -325,18 +330,21 @@ def _placement_facts(path: Path, target: str) -> dict:
             "cores": cores, "chips": chips, "chips_source": source}
 
 
-def run_lava(args) -> None:
-    work = Path(args.work) / "digits"
+def run_lava(args, rung: str = "digits", samples: int | None = None) -> None:
+    work = Path(args.work) / rung
     (work / "lava.json").unlink(missing_ok=True)
     if not (work / "build" / "program.json").exists():
-        (work / "lava.status").write_text("the digits rung has no build (run it first)")
+        (work / "lava.status").write_text(f"the {rung} rung has no build (run it first)")
         return
-    error = run_timed(_stage_cmd("lava", "digits", work, args), args.timeout, work / "lava.log")
+    cmd = _stage_cmd("lava", rung, work, args)
+    if samples is not None:
+        cmd[cmd.index("--lava-samples") + 1] = str(samples)
+    error = run_timed(cmd, args.timeout, work / "lava.log")
     (work / "lava.status").write_text(error or "")
 
 
-def collect_lava(work: Path) -> dict | None:
-    work = work / "digits"
+def collect_lava(work: Path, rung: str = "digits") -> dict | None:
+    work = work / rung
     error = (work / "lava.status").read_text().strip() \
         if (work / "lava.status").exists() else ""
     if error:
@@ -454,7 +462,30 @@ def render(rows: list[dict], lava: dict | None, args) -> str:
                       f"{lava['spike_mismatches']} of {lava['spikes']:,} spikes (one run each, "
                       f"same program and inputs: digits test images 0..{lava['samples'] - 1}).",
                       ]
+        lines += _render_lava_rungs(lava.get("rungs") or {})
     return "\n".join(lines) + "\n"
+
+
+def _lava_rungs(args, rungs) -> list[str]:
+    return [] if args.no_lava else [r for r in args.lava_rungs.split(",") if r in rungs]
+
+
+def _render_lava_rungs(found: dict) -> list[str]:
+    if not found:
+        return []
+    lines = ["", "## Reference vs Lava on paper-shaped programs (shared weights, attention "
+             "units)", "", "| rung | samples | reference s | Lava s | Lava peak RSS GB | "
+             "spikes compared | spike mismatches |", "|---|---|---|---|---|---|---|"]
+    for rung, r in found.items():
+        if r is None:
+            continue
+        if "failed" in r:
+            lines.append(f"| {rung} | | | | | | FAILED: {r['failed']} |")
+            continue
+        lines.append(f"| {rung} | {r['samples']} | {r['reference_s']:.2f} | {r['lava_s']:.2f} "
+                     f"| {_f(r.get('peak_rss_gb'), '{:.2f}')} | {r['spikes']:,} | "
+                     f"{r['spike_mismatches']} |")
+    return lines
 
 
 def main(argv=None) -> int:
@@ -467,6 +498,9 @@ def main(argv=None) -> int:
     p.add_argument("--samples", type=int, default=16, help="reference samples per rung")
     p.add_argument("--lava-samples", type=int, default=200)
     p.add_argument("--no-lava", action="store_true", help="skip reference vs Lava on digits")
+    p.add_argument("--lava-rungs", default="d64",
+                   help="paper-shaped rungs also run on Lava (shared weights, split attention)")
+    p.add_argument("--lava-rung-samples", type=int, default=2)
     p.add_argument("--digits-checkpoint", default=None,
                    help="a trained nmc-deploy checkpoint for the dense digits rung")
     p.add_argument("--seed", type=int, default=0)
@@ -485,7 +519,7 @@ def main(argv=None) -> int:
         elif args.stage == "simulate":
             res = stage_simulate(work)
         else:
-            res = stage_lava(work, args.lava_samples)
+            res = stage_lava(work, args.lava_samples, args.rung)
         (work / f"{args.stage}.json").write_text(json.dumps(res, indent=1))
         return 0
     rungs = [r.strip() for r in args.rungs.split(",") if r.strip()]
@@ -500,8 +534,13 @@ def main(argv=None) -> int:
         if not args.no_lava and "digits" in rungs:
             print(f"reference vs Lava on digits, {args.lava_samples} samples", flush=True)
             run_lava(args)
+        for rung in _lava_rungs(args, rungs):
+            print(f"reference vs Lava on {rung}, {args.lava_rung_samples} samples", flush=True)
+            run_lava(args, rung, args.lava_rung_samples)
     rows = [r for r in (collect_row(rung, work, args.target) for rung in rungs) if r]
     lava = None if args.no_lava or "digits" not in rungs else collect_lava(work)
+    if lava is not None:
+        lava["rungs"] = {r: collect_lava(work, r) for r in _lava_rungs(args, rungs)}
     work.mkdir(parents=True, exist_ok=True)
     (Path(args.work) / "results.json").write_text(json.dumps({"rows": rows, "lava": lava},
                                                              indent=1))

@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 from . import lava311
 from ...program import CONST, LI, Program, SourceKind
@@ -172,8 +173,13 @@ def build_network(program: Program, seq: np.ndarray, record_dir: Path):
         kwargs = dict(weights=as_csr(g.weights).astype(np.int32), weight_exp=g.weight_exp,
                       num_weight_bits=LAVA_SYNAPSE.max_weight_bits,
                       num_message_bits=g.num_message_bits, name=g.name)
-        syn = DelaySparse(delays=g.delay, max_delay=g.delay, **kwargs) if g.delay else \
-            Sparse(**kwargs)
+        if g.delay:  # delays as a sparse matrix on the weights' synapses: an int would
+            w = kwargs["weights"]  # become a dense (targets x sources) Var in Lava
+            delays = sp.csr_matrix((np.full(w.nnz, g.delay, np.int64), w.indices, w.indptr),
+                                   shape=w.shape)
+            syn = DelaySparse(delays=delays, max_delay=g.delay, **kwargs)
+        else:
+            syn = Sparse(**kwargs)
         out_port(g.source).connect(syn.s_in)
         syn.a_out.connect(in_port)
 
