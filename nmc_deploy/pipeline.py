@@ -256,7 +256,10 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
         # the target file compiled for: report prices with it (a user's own .toml included)
         write_json_atomic(tmp / "target.json", {"name": tgt.name,
                                                 "file": str(Path(tgt.path).resolve())})
-        write_nir(graph, tmp / "model.nir")  # as compiled: resolved timing, portable parts joined
+        if timing is None and Path(nir_path).is_file():  # the graph as read: copy the file
+            shutil.copyfile(nir_path, tmp / "model.nir")  # (re-writing Spikformer-8-512's
+        else:  # graph held 3.4 GB more than compiling it); else as compiled: resolved timing,
+            write_nir(graph, tmp / "model.nir")  # portable parts joined
         out_dir.mkdir(exist_ok=True)
         for pattern in ("activity_*.json", "simulation_*.json", NETX_FILE):
             for stale in out_dir.glob(pattern):
