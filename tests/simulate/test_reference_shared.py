@@ -248,3 +248,16 @@ def test_merged_negative_stage_runs_equal_expanded_csr(seed):
     x = np.random.default_rng(200 + seed).integers(0, 16, (7, *program.input_shape))
     assert_same(simulate_reference(program, x, batch_size=3),
                 simulate_reference(expanded(program), x))
+
+
+def test_counts_are_step_sums_computed_on_access():
+    program = random_shared_program(1)
+    x = np.random.default_rng(1).integers(0, 16, (5, *program.input_shape))
+    run = simulate_reference(program, x)
+    assert set(run.counts) == set(run.spikes) and len(run.counts) == len(run.spikes)
+    for name, s in run.spikes.items():
+        c = run.counts[name]
+        assert c.dtype == np.int64 and np.array_equal(c, s.sum(axis=0))
+        assert run.counts[name] is c  # kept after the first access
+    both = simulate_reference(program, x, batch_size=2)  # merged batches: plain arrays
+    assert all(np.array_equal(both.counts[k], run.counts[k]) for k in run.counts)
