@@ -155,31 +155,39 @@ class FixedNeurons:
 
         def plain_block(rows: slice, cols: slice) -> np.ndarray:
             # lif_fixed_step_f64 for neurons without current, gate or range checks, in
-            # place on the block's buffers: the same operations in the same order
+            # place on contiguous buffers of the block (same operations, same values; no
+            # mixed-dtype or masked ufuncs, which numpy runs through slow buffered loops)
             part = (lambda p: _part(p, (C, P), cols))  # noqa: E731
             v = v4[rows, cols].copy()
-            x = np.empty(v.shape)
-            busy = np.empty(v.shape, bool)
+            shape = v.shape
+            x, busy, nonzero, s = (np.empty(shape), np.empty(shape, bool),
+                                   np.empty(shape, bool), np.empty(shape, bool))
             keep = (LAVA_LIF.decay_unity - (np.asarray(part(self.dv)) + LAVA_LIF.dm_offset)) \
                 / LAVA_LIF.decay_unity
+            if np.ndim(keep):
+                keep = np.ascontiguousarray(np.broadcast_to(keep, shape))
             bias = np.asarray(part(self.bias_eff), np.float64)
+            if np.ndim(bias):
+                bias = np.ascontiguousarray(np.broadcast_to(bias, shape))
             vth = float(self.vth << LAVA_LIF.vth_shift)
             active = 0
             for t in range(T):
-                a = drive[t, rows, cols]
-                np.logical_or(a, v, out=busy)
+                np.copyto(x, drive[t, rows, cols])  # a_in as float64
+                np.not_equal(x, 0.0, out=busy)
+                np.not_equal(v, 0.0, out=nonzero)
+                busy |= nonzero
                 active += int(np.count_nonzero(busy))
-                np.multiply(a, float(1 << LAVA_LIF.act_shift), out=x)
-                np.multiply(v, keep, out=v)
+                x *= float(1 << LAVA_LIF.act_shift)  # u = a_in << 6
+                v *= keep
                 np.trunc(v, out=v)
                 v += x
                 v += bias
-                s = out4[t, rows, cols]
                 np.greater(v, vth, out=s)
                 if self.reset_subtract:
-                    np.subtract(v, float(self.reset_subtract), out=v, where=s)
+                    np.putmask(v, s, v - float(self.reset_subtract))
                 else:
-                    np.copyto(v, 0.0, where=s)
+                    np.putmask(v, s, 0.0)
+                out4[t, rows, cols] = s
                 if volts4 is not None:
                     volts4[t, rows, cols] = v
             u4[rows, cols], v4[rows, cols] = x, v
