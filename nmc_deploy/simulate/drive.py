@@ -63,8 +63,13 @@ def _max_row_abs_sum(w) -> float:
 def _same_weights(a, b) -> bool:
     """True if shared matrices ``a`` and ``b`` store the same weights at the same places."""
     if isinstance(a, TokenShared) and isinstance(b, TokenShared):
-        return (a.n_tokens == b.n_tokens and a.kernel.shape == b.kernel.shape and
-                a.kernel.dtype == b.kernel.dtype and (a.kernel != b.kernel).nnz == 0)
+        ka, kb = a.kernel, b.kernel
+        if a.n_tokens != b.n_tokens or ka.shape != kb.shape or ka.dtype != kb.dtype:
+            return False
+        if ka.has_canonical_format and kb.has_canonical_format:  # same arrays: same matrix
+            return (np.array_equal(ka.indptr, kb.indptr) and
+                    np.array_equal(ka.indices, kb.indices) and np.array_equal(ka.data, kb.data))
+        return (ka != kb).nnz == 0
     if isinstance(a, ConvShared) and isinstance(b, ConvShared):
         return (a.in_shape == b.in_shape and a.stride == b.stride and a.padding == b.padding
                 and a.dilation == b.dilation and a.groups == b.groups and
@@ -202,8 +207,16 @@ def plan_program(program, fixed: bool = True) -> dict[str, PopulationPlan]:
             plans[pop.name] = PopulationPlan(other, own, [], 0.0, {})
             continue
         own_bound = sum(_max_row_abs_sum(g.weights) * 2.0 ** g.weight_exp for g in own)
-        fanouts = {g.name: source_fanout(g.weights) for g in groups if g.kind != "attention"}
-        plans[pop.name] = PopulationPlan(other, own, _stages(other), own_bound, fanouts)
+        stages = _stages(other)
+        fanouts = {}
+        for st in stages:  # the groups of a stage store the same weights: one fan-out
+            counted = [g for g in st.groups if g.kind != "attention"]
+            if counted:
+                fanout = source_fanout(st.weights)
+                fanouts.update((g.name, fanout) for g in counted)
+        fanouts.update((g.name, source_fanout(g.weights)) for g in own
+                       if g.kind != "attention")
+        plans[pop.name] = PopulationPlan(other, own, stages, own_bound, fanouts)
     readers: dict[tuple, int] = {}
     for p in plans.values():
         for st in p.stages:
