@@ -389,9 +389,13 @@ def _source_parts(src, source: str, lag: int) -> list[np.ndarray]:
 def _sparse_input(stage: Stage, src) -> np.ndarray:
     """(n, T*B) int64 ``(W @ s) << weight_exp`` of a one-group stage with a scipy matrix."""
     parts = _source_parts(src, stage.sources[0], stage.lag)
-    y = synaptic_input(stage.weights, parts[0].T.astype(np.int64), stage.weight_exp)
+
+    def columns(p):  # C-contiguous, as the CSR product reads them (no second copy)
+        return np.ascontiguousarray(p.T, dtype=np.int64)
+
+    y = synaptic_input(stage.weights, columns(parts[0]), stage.weight_exp)
     for p in parts[1:]:
-        y += synaptic_input(stage.weights, p.T.astype(np.int64), stage.weight_exp)
+        y += synaptic_input(stage.weights, columns(p), stage.weight_exp)
     return y
 
 
