@@ -190,7 +190,8 @@ class FixedNeurons:
                 out4[t, rows, cols] = s
                 if volts4 is not None:
                     volts4[t, rows, cols] = v
-            u4[rows, cols], v4[rows, cols] = x, v
+            if T:
+                u4[rows, cols], v4[rows, cols] = x, v
             return np.array([active, 0, 0], np.int64)
 
         def block(rows: slice, cols: slice) -> np.ndarray:
