@@ -198,6 +198,8 @@ def test_floor_sum_equals_per_group_floors_token(n_groups, exp):
     want = _plain(program, src, stage)
     assert got.dtype == dtype
     assert np.array_equal(got.reshape(want.shape), want)
+    as_int = drive._floor_sum(stage, src, np.dtype(np.int64))  # one product per group
+    assert as_int.dtype == np.int64 and np.array_equal(as_int.reshape(want.shape), want)
 
 
 def test_floor_sum_packs_when_cheaper_and_not_otherwise():
