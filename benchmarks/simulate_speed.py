@@ -3,6 +3,7 @@
 Usage: .venv/bin/python benchmarks/simulate_speed.py [--out DIR] [--digits-build DIR]
            [--widths 128,256,384] [--depth 4] [--samples 200] [--cifar-samples 40]
            [--skip-lava] [--compile [--target T]] [--digits-repeats N]
+       .venv/bin/python benchmarks/simulate_speed.py --scale-work DIR [--runs 5]
 
 Each timed run is preceded by an untimed 1-2 sample warm-up run of the reference (first-call
 costs: BLAS thread start, lazy imports); Lava is timed as one cold run (its setup included).
@@ -27,12 +28,22 @@ costs: BLAS thread start, lazy imports); Lava is timed as one cold run (its setu
    the peak resident memory of the benchmark process so far.
    ``--digits-repeats N`` also reports the median of N more reference runs on digits and its
    ratio to the one Lava run (a 0.3 s run is at the mercy of other processes' bursts).
+3. ``--scale-work DIR`` (a rung directory of benchmarks/scale.py: ``build/`` and
+   ``inputs.npy``): the reference step of benchmarks/scale.py itself (``--stage simulate``:
+   a fresh process, one cold ``simulate_reference`` call on the rung's inputs, no warm-up),
+   ``--runs`` times in a row, each in its own process running this tree's code, in a
+   scratch copy of the directory (scale.py's ``simulate.json`` in DIR is not touched); then
+   the matrix-multiply peaks and the product work as in 2. Reports every run with the load
+   average around it, and the median.
 """
 import argparse
 import json
 import os
 import resource
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -41,6 +52,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # make_active_spikformer
+sys.path.insert(0, str(ROOT))  # this tree's nmc_deploy, not the installed one
 
 
 def matmul_peak(dtype, n: int = 2048, repeats: int = 5) -> float:
@@ -57,21 +69,39 @@ def matmul_peak(dtype, n: int = 2048, repeats: int = 5) -> float:
 
 def product_macs(program) -> int:
     """Multiply-accumulates the reference's products do per sample (dense kernels, merged
-    stages, T steps; attention: Q K^T, A V)."""
+    stages, T steps; attention: Q K^T, A V). A merged stage with a negative exponent counts
+    its merged product plus its packed residual products (``drive._floor_sum``), or one
+    product per group when it does not pack (spike sources assumed)."""
+    import scipy.sparse as sp
+
     from nmc_deploy.program.shared_weights import ConvShared, TokenShared
-    from nmc_deploy.simulate.drive import DENSE_KERNEL_DENSITY, plan_program
+    from nmc_deploy.simulate.drive import DENSE_KERNEL_DENSITY, _packing, plan_program
+
+    def kernel_macs(k, w) -> int:
+        if isinstance(w, TokenShared):
+            if sp.issparse(k):
+                dense = k.nnz >= DENSE_KERNEL_DENSITY * k.shape[0] * k.shape[1]
+                return (k.shape[0] * k.shape[1] if dense else k.nnz) * w.n_tokens
+            return k.size * w.n_tokens
+        co, cig, kh, kw = w.kernel.shape
+        return co * cig * kh * kw * w.out_hw[0] * w.out_hw[1]
 
     macs = 0
     for plan in plan_program(program).values():
         for st in plan.stages:
             w = st.weights
-            if isinstance(w, TokenShared):
-                k = w.kernel
-                dense = k.nnz >= DENSE_KERNEL_DENSITY * k.shape[0] * k.shape[1]
-                macs += (k.shape[0] * k.shape[1] if dense else k.nnz) * w.n_tokens
-            elif isinstance(w, ConvShared):
-                co, cig, kh, kw = w.kernel.shape
-                macs += co * cig * kh * kw * w.out_hw[0] * w.out_hw[1]
+            if isinstance(w, (TokenShared, ConvShared)):
+                one = kernel_macs(w.kernel, w)
+                n = len(st.groups)
+                if st.weight_exp < 0 and n > 1:
+                    packing = _packing(st, n, -st.weight_exp)
+                    if packing is None:
+                        macs += n * one
+                    else:
+                        per, residual = packing[1], packing[3]
+                        macs += one + -(-n // per) * kernel_macs(residual, w)
+                else:
+                    macs += one
             else:
                 macs += int(w.nnz)
         for g in plan.own:
@@ -207,6 +237,42 @@ def bench_cifar(width: int, depth: int, samples: int, out: Path, full_compile: b
                                         2)}
 
 
+def bench_scale_work(work: Path, runs: int) -> dict:
+    """benchmarks/scale.py's reference step on the rung in ``work``, ``runs`` fresh processes
+    (this tree's code), then the matmul peaks and the product work (see the module doc)."""
+    from nmc_deploy.program import load_program
+
+    rung = work.resolve().name
+    env = dict(os.environ, PYTHONPATH=str(ROOT))  # scale.py would import the installed copy
+    done = []
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp) / rung
+        scratch.mkdir()
+        for name in ("build", "inputs.npy"):
+            (scratch / name).symlink_to((work / name).resolve())
+        for _ in range(runs):
+            load0 = os.getloadavg()[0]
+            subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scale.py"), "--stage",
+                            "simulate", "--rung", rung, "--work", str(scratch)], env=env,
+                           check=True, stdout=subprocess.DEVNULL)
+            res = json.loads((scratch / "simulate.json").read_text())
+            done.append({"samples_per_s": round(res["samples_per_s"], 2),
+                         "simulate_s": round(res["simulate_s"], 2),
+                         "load_1min": [round(load0, 2), round(os.getloadavg()[0], 2)]})
+            print(json.dumps(done[-1]), flush=True)
+    peak32, peak64 = matmul_peak(np.float32), matmul_peak(np.float64)
+    program = load_program(work / "build")
+    macs = product_macs(program)
+    median = statistics.median(r["samples_per_s"] for r in done)
+    rate = 2 * macs * median / 1e9
+    return {"rung": rung, "samples": res["samples"], "runs": done,
+            "median_samples_per_s": median, "product_macs_per_sample": macs,
+            "gflop_per_s_at_median": round(rate, 1), "peak_f32_gflop_per_s": round(peak32, 1),
+            "peak_f64_gflop_per_s": round(peak64, 1),
+            "fraction_of_f32_peak": round(rate / peak32, 3),
+            "fraction_of_f64_peak": round(rate / peak64, 3)}
+
+
 def table(rows: list[dict], keys: list[str]) -> str:
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(str(r.get(k, "-")) for k in keys) + " |" for r in rows]
@@ -228,8 +294,16 @@ def main():
     ap.add_argument("--compile", action="store_true",
                     help="Makes the CIFAR-shaped programs with the whole compile_model.")
     ap.add_argument("--target", default="loihi2", help="Names the target of --compile.")
+    ap.add_argument("--scale-work", type=Path,
+                    help="Times benchmarks/scale.py's reference step on this rung directory.")
+    ap.add_argument("--runs", type=int, default=5, help="Runs of --scale-work.")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.scale_work:
+        res = bench_scale_work(args.scale_work, args.runs)
+        print(json.dumps(res, indent=1))
+        (args.out / f"scale_{res['rung']}.json").write_text(json.dumps(res, indent=1))
+        return
     results = {"load_average_start": [round(v, 2) for v in os.getloadavg()],
                "peak_f32_gflop_per_s_start": round(matmul_peak(np.float32), 1),
                "peak_f64_gflop_per_s_start": round(matmul_peak(np.float64), 1)}

@@ -29,16 +29,16 @@ def attention_counts(q, k, v, num_heads: int, dim: int, n_tokens: int):
     d = dim // num_heads
     dtype = np.float32 if n_tokens * d < FLOAT32_EXACT else np.float64
 
-    def heads(x):  # (rows, D*N) -> (rows, h, N, d)
-        return x.reshape(rows, num_heads, d, n_tokens).transpose(0, 1, 3, 2).astype(dtype)
+    def heads(x):  # (rows, D*N) -> (rows, h, d, N), the flat layout itself
+        return x.reshape(rows, num_heads, d, n_tokens).astype(dtype)
 
     Q, K, V = heads(q), heads(k), heads(v)
-    A = Q @ K.transpose(0, 1, 3, 2)
-    C = A @ V
+    A = Q.transpose(0, 1, 3, 2) @ K  # A[n, m] = sum_j Q[j, n] K[j, m]
+    C = V @ A.transpose(0, 1, 3, 2)  # C[j, n] = sum_m V[j, m] A[n, m]: (d, N) per head
     ops = A.sum(axis=(1, 2, 3), dtype=np.float64)
-    ops += ((A != 0).sum(axis=2) * V.sum(axis=3, dtype=np.float64)).sum(axis=(1, 2))
-    C = np.rint(C).astype(np.int64).transpose(0, 1, 3, 2).reshape(rows, dim * n_tokens)
-    return C, np.rint(ops).astype(np.int64)
+    ops += ((A != 0).sum(axis=2) * V.sum(axis=2, dtype=np.float64)).sum(axis=(1, 2))
+    # exact integers in C and ops (see above): the conversion loses nothing
+    return C.astype(np.int64).reshape(rows, dim * n_tokens), ops.astype(np.int64)
 
 
 def top_k_mask(scores: np.ndarray, k: int, prev: np.ndarray | None = None) -> np.ndarray:

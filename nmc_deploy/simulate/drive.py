@@ -8,11 +8,13 @@ on (T*B, n) rows (:meth:`~nmc_deploy.simulate.sources.SourceStreams.rows`). A sh
 group (token-parallel layer, convolution) runs as one batched product with samples x steps
 x tokens as the batch (:mod:`nmc_deploy.loihi.products`), never as the expanded matrix; any
 other group keeps the sparse product of :func:`~nmc_deploy.loihi.synapses.synaptic_input`.
-Groups into one population that share the same stored weights, the same non-negative
-exponent and the same lag (a residual stream read by the next layer: one kernel, several
-source populations) form one *stage*: their sources are summed first, ``W s1 << e + W s2 << e
-== W (s1 + s2) << e`` in integers, so the stage costs one product. (A negative exponent
-floors each group's sum, so such groups stay apart.)
+Groups into one population that share the same stored weights, the same exponent and the
+same lag (a residual stream read by the next layer: one kernel, several source populations)
+form one *stage*: their sources are summed first, ``W s1 << e + W s2 << e == W (s1 + s2) << e``
+in integers, so the stage costs one product. A negative exponent floors each group's sum on
+its own; such a stage is the merged product minus the groups' remainders, which for spike
+sources come from a few *packed* products of ``W mod 2**k`` (several groups' sources in the
+bit fields of one float; :func:`_floor_sum`).
 
 Every product is integer-exact (:func:`~nmc_deploy.loihi.products.exact_dtype` bounds its
 partial sums), so the drive equals the integer one, value for value. When the bound of the
@@ -61,8 +63,13 @@ def _max_row_abs_sum(w) -> float:
 def _same_weights(a, b) -> bool:
     """True if shared matrices ``a`` and ``b`` store the same weights at the same places."""
     if isinstance(a, TokenShared) and isinstance(b, TokenShared):
-        return (a.n_tokens == b.n_tokens and a.kernel.shape == b.kernel.shape and
-                a.kernel.dtype == b.kernel.dtype and (a.kernel != b.kernel).nnz == 0)
+        ka, kb = a.kernel, b.kernel
+        if a.n_tokens != b.n_tokens or ka.shape != kb.shape or ka.dtype != kb.dtype:
+            return False
+        if ka.has_canonical_format and kb.has_canonical_format:  # same arrays: same matrix
+            return (np.array_equal(ka.indptr, kb.indptr) and
+                    np.array_equal(ka.indices, kb.indices) and np.array_equal(ka.data, kb.data))
+        return (ka != kb).nnz == 0
     if isinstance(a, ConvShared) and isinstance(b, ConvShared):
         return (a.in_shape == b.in_shape and a.stride == b.stride and a.padding == b.padding
                 and a.dilation == b.dilation and a.groups == b.groups and
@@ -82,7 +89,7 @@ class Stage:
     lag: int
     w_bound: float  # max row sum |W|
     reused: bool = False  # another stage reads the same sources (their sum is kept)
-    _kernels: dict = field(default_factory=dict)  # dtype -> kernel ready for the product
+    _kernels: dict = field(default_factory=dict)  # kernels ready for the products
 
     @property
     def sources(self) -> list[str]:
@@ -94,40 +101,70 @@ class Stage:
 
     def can_take(self, g) -> bool:
         return (is_shared(g.weights) and g.lag == self.lag and g.weight_exp == self.weight_exp
-                and g.weight_exp >= 0 and _same_weights(self.weights, g.weights))
+                and _same_weights(self.weights, g.weights))
 
     @property
     def folded_shift(self) -> int:
-        """The left shift multiplied into the kernel (a non-negative exponent; a negative
-        one floors the product afterwards)."""
+        """The left shift multiplied into the kernel of an integer product (a non-negative
+        exponent; a negative one shifts the product afterwards)."""
         return max(self.weight_exp, 0)
 
-    def kernel(self, dtype):
-        """``W << folded_shift`` as the product wants it: dense of ``dtype``, or sparse
-        (exact: a power of two only changes the exponent)."""
-        key = np.dtype(dtype)
+    def kernel(self, dtype, shift: int | None = None):
+        """``W * 2**shift`` (default :attr:`folded_shift`) as the product wants it: dense
+        of ``dtype``, or sparse (exact: a power of two only changes the exponent)."""
+        shift = self.folded_shift if shift is None else shift
+        key = (np.dtype(dtype), shift)
         if key not in self._kernels:
-            w, scale = self.weights, 2 ** self.folded_shift
-            if isinstance(w, TokenShared):
-                k = w.kernel
-                dense = k.nnz >= DENSE_KERNEL_DENSITY * k.shape[0] * k.shape[1]
-                k = k.toarray() if dense else k
-                self._kernels[key] = k.astype(key) * scale
-            else:
-                self._kernels[key] = np.asarray(w.kernel).astype(key) * scale
+            scale = 2 ** shift if shift >= 0 else 2.0 ** shift  # an int keeps int kernels int
+            self._kernels[key] = _ready(self.weights.kernel, key[0]) * scale
         return self._kernels[key]
 
-    def product(self, x: np.ndarray, dtype) -> np.ndarray:
-        """``(W @ x) << weight_exp`` of rows ``x`` (T*B, n_src) -> (T*B, C_out, P) of
-        ``dtype`` (P tokens or output positions; possibly a transposed view)."""
+    def residual_kernel(self, bits: int, dtype):
+        """``W mod 2**bits`` (non-negative) as the product wants it, and its largest row sum."""
+        key = ("mod", bits, np.dtype(dtype))
+        if key not in self._kernels:
+            k = self.weights.kernel
+            k = k.copy() if sp.issparse(k) else np.array(k)
+            if sp.issparse(k):
+                k.data = np.mod(k.data, 1 << bits)
+                k.eliminate_zeros()
+            else:
+                k = np.mod(k, 1 << bits)
+            rows = np.asarray(k.sum(axis=1) if sp.issparse(k) else
+                              k.reshape(k.shape[0], -1).sum(axis=1, dtype=np.int64))
+            self._kernels[key] = (_ready(k, key[2]), int(rows.max(initial=0)))
+        return self._kernels[key]
+
+    def apply(self, kernel, x: np.ndarray, dtype) -> np.ndarray:
+        """``kernel @ x`` on the layout of :attr:`weights` for rows ``x`` (T*B, n_src) ->
+        (T*B, C_out, P) of ``dtype``, a new array (possibly a transposed view of it)."""
         w = self.weights
         if isinstance(w, TokenShared):
-            y = token_product(self.kernel(dtype), x, w.n_tokens, dtype)
-        else:
-            y = conv_product(self.kernel(dtype), x, w.in_shape, stride=w.stride,
-                             padding=w.padding, dilation=w.dilation, groups=w.groups,
-                             dtype=dtype)
+            return token_product(kernel, x, w.n_tokens, dtype)
+        return conv_product(kernel, x, w.in_shape, stride=w.stride, padding=w.padding,
+                            dilation=w.dilation, groups=w.groups, dtype=dtype)
+
+    def product(self, x: np.ndarray, dtype) -> np.ndarray:
+        """``(W @ x) << weight_exp`` (``>>``: floor) of rows ``x`` (T*B, n_src) ->
+        (T*B, C_out, P) of ``dtype`` (P tokens or output positions; possibly a transposed
+        view). In floating point a negative exponent is multiplied into the kernel (exact:
+        the partial sums are integers times ``2**weight_exp`` below the same bound), and
+        the product is floored in place."""
+        dtype = np.dtype(dtype)
+        if dtype.kind == "f" and self.weight_exp < 0:
+            y = self.apply(self.kernel(dtype, self.weight_exp), x, dtype)
+            return np.floor(y, out=y)
+        y = self.apply(self.kernel(dtype), x, dtype)
         return _shifted(y, min(self.weight_exp, 0))
+
+
+def _ready(kernel, dtype):
+    """A stored kernel as a product takes it: a token kernel dense of ``dtype`` when at least
+    :data:`DENSE_KERNEL_DENSITY` dense (else sparse of ``dtype``), a convolution's dense."""
+    if sp.issparse(kernel):
+        dense = kernel.nnz >= DENSE_KERNEL_DENSITY * kernel.shape[0] * kernel.shape[1]
+        return kernel.toarray().astype(dtype) if dense else kernel.astype(dtype)
+    return np.asarray(kernel).astype(dtype)
 
 
 @dataclass
@@ -170,8 +207,16 @@ def plan_program(program, fixed: bool = True) -> dict[str, PopulationPlan]:
             plans[pop.name] = PopulationPlan(other, own, [], 0.0, {})
             continue
         own_bound = sum(_max_row_abs_sum(g.weights) * 2.0 ** g.weight_exp for g in own)
-        fanouts = {g.name: source_fanout(g.weights) for g in groups if g.kind != "attention"}
-        plans[pop.name] = PopulationPlan(other, own, _stages(other), own_bound, fanouts)
+        stages = _stages(other)
+        fanouts = {}
+        for st in stages:  # the groups of a stage store the same weights: one fan-out
+            counted = [g for g in st.groups if g.kind != "attention"]
+            if counted:
+                fanout = source_fanout(st.weights)
+                fanouts.update((g.name, fanout) for g in counted)
+        fanouts.update((g.name, source_fanout(g.weights)) for g in own
+                       if g.kind != "attention")
+        plans[pop.name] = PopulationPlan(other, own, stages, own_bound, fanouts)
     readers: dict[tuple, int] = {}
     for p in plans.values():
         for st in p.stages:
@@ -198,7 +243,8 @@ def _stage_bounds(stage: Stage, src) -> tuple[float, float]:
     product = stage.w_bound * x_sum * 2.0 ** stage.folded_shift
     if stage.weight_exp >= 0:
         return product, product
-    return product, product * 2.0 ** stage.weight_exp + 1.0  # the floor adds at most 1
+    # each group's floor adds at most 1
+    return product, product * 2.0 ** stage.weight_exp + len(stage.groups)
 
 
 def _drive_dtype(bound: float) -> np.dtype:
@@ -216,7 +262,8 @@ def _row_factor(n: int) -> int:
 def fixed_drive(pop, plan: PopulationPlan, src, activity=None) -> tuple[np.ndarray, float]:
     """``(drive, bound)``: the (T, B, C, P) integer synaptic drive of ``pop`` from other
     sources (float32 or float64 holding integers when its bound allows, else int64) and a
-    bound of ``|drive|`` plus its recurrent groups' input; counts each group in ``activity``.
+    bound of ``|drive|`` plus its recurrent groups' input; counts each group in ``activity``
+    (in program order).
 
     ``C P = pop.size`` in C order (C channels of P tokens or positions). The array is a view
     of the first product in the memory layout it came in (e.g. channel-major (C, T*B, P)
@@ -230,8 +277,11 @@ def fixed_drive(pop, plan: PopulationPlan, src, activity=None) -> tuple[np.ndarr
     for st, (b_product, _) in zip(plan.stages, bounds):
         if is_shared(st.weights):
             p_dtype = exact_dtype(b_product)
-            x = src.summed(st.sources, st.lag, p_dtype, keep=st.reused)
-            y = st.product(x, p_dtype)
+            if st.weight_exp < 0 and len(st.groups) > 1:
+                y = _floor_sum(st, src, p_dtype)
+            else:
+                x = src.summed(st.sources, st.lag, p_dtype, keep=st.reused)
+                y = st.product(x, p_dtype)
             if dtype.kind == "i" and y.dtype.kind == "f":
                 y = y.astype(np.int64)
         else:  # the sparse product of one group, unchanged
@@ -245,12 +295,86 @@ def fixed_drive(pop, plan: PopulationPlan, src, activity=None) -> tuple[np.ndarr
                 np.copyto(total, y)
         else:
             total += y.reshape(total.shape)
-        if activity is not None:
-            for g in st.groups:
-                activity.count_group(g, plan.fanouts.get(g.name), src.active(g.source, g.lag))
+    if activity is not None:  # in program order, whatever the stages
+        for g in plan.groups:
+            activity.count_group(g, plan.fanouts.get(g.name), src.active(g.source, g.lag))
     if total is None:
         total = np.zeros((T * B, n // _row_factor(n), _row_factor(n)), dtype)
     return total.reshape(T, B, *total.shape[1:]), bound
+
+
+# Packed residual products: a float32 product holds integers below 2**24, a float64 one
+# below 2**53 at twice the cost.
+PACKED_BITS = {np.dtype(np.float32): (24, 1.0), np.dtype(np.float64): (53, 2.0)}
+
+
+def _packing(st: Stage, n: int, shift: int):
+    """How :func:`_floor_sum` packs the residual products of the ``n`` groups of ``st``:
+    ``(field bits, groups per product, dtype, residual kernel)``, or None when the packed
+    form costs no fewer products than one product per group."""
+    best = None
+    for dtype, (capacity, cost) in PACKED_BITS.items():
+        kernel, row_max = st.residual_kernel(shift, dtype)
+        # a field holds one group's (W mod 2**k) @ s <= row_max, and the sum over all groups
+        # of the low k bits stays below 2**bits - 1 (no carry between fields; the mod below)
+        bits = max(row_max.bit_length(), (n * ((1 << shift) - 1) + 1).bit_length(), 1)
+        per = min(n, capacity // bits)
+        if per >= 2:
+            total = 1.0 + -(-n // per) * cost  # the merged product plus the packed ones
+            if total < n and (best is None or total < best[0]):
+                best = (total, (bits, per, dtype, kernel))
+    return None if best is None else best[1]
+
+
+def _floor_sum(st: Stage, src, dtype) -> np.ndarray:
+    """``sum_g floor((W @ s_g) / 2**k)`` of a stage whose groups share one kernel ``W`` and
+    a negative exponent ``-k``, (T*B, C_out, P) of ``dtype``.
+
+    Each group floors on its own, so the sum is not ``floor(W @ sum_g s_g / 2**k)``; but
+    with ``y_g = W @ s_g`` and ``r_g = y_g mod 2**k`` (in 0 .. 2**k - 1),
+    ``sum_g floor(y_g / 2**k) = (W @ sum_g s_g - sum_g r_g) / 2**k`` exactly, and
+    ``r_g = ((W mod 2**k) @ s_g) mod 2**k`` for integer ``s_g``. For spike sources (0/1)
+    the residual products of several groups share one product: the sources are packed as
+    ``sum_j s_j 2**(bits j)`` in fields wide enough for ``(W mod 2**k) @ s_j`` (all
+    non-negative, so the packed product and its partial sums are exact integers below
+    ``2**(bits per)``); the low ``k`` bits of every field are masked, summed over the
+    packed products, and ``sum_j F_j 2**(bits j) mod (2**bits - 1) = sum_j F_j`` (while
+    that sum is below ``2**bits - 1``) adds the fields. With other sources, an int64
+    product or no saving, every group is a product of its own.
+    """
+    shift = -st.weight_exp
+    rows = [src.rows(s, st.lag) for s in st.sources]
+    packing = None
+    if dtype.kind == "f" and all(r.dtype == bool for r in rows):
+        packing = _packing(st, len(rows), shift)
+    if packing is None:
+        total = None
+        for r in rows:
+            y = st.product(r, dtype)
+            if total is None:
+                total = y
+            else:
+                total += y
+        return total
+    bits, per, p_dtype, kernel = packing
+    main = st.apply(st.kernel(dtype, 0), src.summed(st.sources, st.lag, dtype, keep=st.reused),
+                    dtype)
+    i_dtype = np.int32 if p_dtype == np.float32 else np.int64
+    low = (1 << shift) - 1
+    mask = sum(low << (bits * j) for j in range(per))
+    acc = None
+    for c0 in range(0, len(rows), per):
+        packed = src.packed(st.sources[c0:c0 + per], st.lag, bits, p_dtype, keep=st.reused)
+        fields = st.apply(kernel, packed, p_dtype).astype(i_dtype)
+        np.bitwise_and(fields, mask, out=fields)
+        if acc is None:
+            acc = fields
+        else:
+            acc += fields
+    np.remainder(acc, (1 << bits) - 1, out=acc)
+    main -= acc.astype(dtype)
+    main *= 2.0 ** -shift  # exact: the difference is a multiple of 2**k
+    return main
 
 
 def _source_parts(src, source: str, lag: int) -> list[np.ndarray]:
@@ -265,9 +389,13 @@ def _source_parts(src, source: str, lag: int) -> list[np.ndarray]:
 def _sparse_input(stage: Stage, src) -> np.ndarray:
     """(n, T*B) int64 ``(W @ s) << weight_exp`` of a one-group stage with a scipy matrix."""
     parts = _source_parts(src, stage.sources[0], stage.lag)
-    y = synaptic_input(stage.weights, parts[0].T.astype(np.int64), stage.weight_exp)
+
+    def columns(p):  # C-contiguous, as the CSR product reads them (no second copy)
+        return np.ascontiguousarray(p.T, dtype=np.int64)
+
+    y = synaptic_input(stage.weights, columns(parts[0]), stage.weight_exp)
     for p in parts[1:]:
-        y += synaptic_input(stage.weights, p.T.astype(np.int64), stage.weight_exp)
+        y += synaptic_input(stage.weights, columns(p), stage.weight_exp)
     return y
 
 

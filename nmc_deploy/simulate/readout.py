@@ -45,11 +45,13 @@ def read_out(readout, sums: Mapping[str, np.ndarray], steps: Mapping[str, np.nda
     per-step outputs; ``voltages``: (T, B, n) LI voltages, divided by ``scales[name]`` (1
     if absent) into float units, their sums taken here.
     """
-    values, sums = {}, dict(sums)
+    values, read = {}, {}  # only the readout's sources are read from sums
     for name in readout.weights:
         if name in voltages:
             values[name] = voltages[name] / scales.get(name, 1.0)
-            sums[name] = values[name].sum(axis=0)
+            read[name] = values[name].sum(axis=0)
         else:
             values[name] = steps[name]
+            read[name] = sums[name]
+    sums = read
     return read_logits(readout, sums, T, B), read_output_steps(readout, values, T, B)

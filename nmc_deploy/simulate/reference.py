@@ -28,6 +28,9 @@ with its spikes of ``t - lag`` fed back. Non-spiking "li" populations record the
 """
 from __future__ import annotations
 
+from collections import ChainMap
+from collections.abc import Mapping
+
 import numpy as np
 
 from ..loihi.attention import attention_counts
@@ -174,6 +177,27 @@ def _step_sum(spikes: np.ndarray) -> np.ndarray:
     return acc.astype(np.int64)
 
 
+class StepCounts(Mapping):
+    """Per population, its (B, n) int64 spike counts over the T steps of the (T, B, n)
+    ``spikes``, each computed on first access and kept (the readout reads a few; the
+    others, up to 8 bytes per neuron and sample, only when asked for)."""
+
+    def __init__(self, spikes: dict[str, np.ndarray]):
+        self._spikes = spikes
+        self._counts: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._counts:
+            self._counts[name] = _step_sum(self._spikes[name])
+        return self._counts[name]
+
+    def __iter__(self):
+        return iter(self._spikes)
+
+    def __len__(self) -> int:
+        return len(self._spikes)
+
+
 def _simulate_batch(program, plan: dict, x: np.ndarray, precision, record: bool,
                     selection: bool) -> SimulationResult:
     B, T = x.shape[0], x.shape[1]  # x: (B, T, n_in)
@@ -199,11 +223,11 @@ def _simulate_batch(program, plan: dict, x: np.ndarray, precision, record: bool,
             for g in p.own:
                 activity.count_group(g, p.fanouts.get(g.name), src.active(g.source, g.lag))
             activity.count_population(pop, out, neurons)
-    counts = {name: _step_sum(s) for name, s in src.spikes.items()}
+    counts = StepCounts(src.spikes)
     sel_counts = src.selector_counts()
     scales = {p.name: precision.voltage_scale(p) for p in program.populations if p.kind == LI}
     steps = {name: src.steps(name) for name in program.readout.weights if name not in voltages}
-    logits, output_steps = read_out(program.readout, {**counts, **sel_counts}, steps, voltages,
+    logits, output_steps = read_out(program.readout, ChainMap(sel_counts, counts), steps, voltages,
                                     scales, T, B)
     stats = {"backend": precision.backend} if activity is None else activity.stats(program, T, B, precision.backend)
     return SimulationResult(src.spikes if record else {}, counts, logits, stats,

@@ -1,6 +1,7 @@
 """What a simulation returns (``SimulationResult``), its accuracy, and merging batch results."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +17,9 @@ _SUMMED_STATS = ("samples", "u_wraps", "v_saturations")
 @dataclass
 class SimulationResult:
     spikes: dict[str, np.ndarray]  # population -> (T, B, size) bool (empty if not recorded)
-    counts: dict[str, np.ndarray]  # population -> (B, size) spike counts over the T steps
+    # population -> (B, size) int64 spike counts over the T steps (a mapping: the reference
+    # computes each on first access, simulate.reference.StepCounts)
+    counts: Mapping[str, np.ndarray]
     logits: np.ndarray  # (B, outputs)
     stats: dict = field(default_factory=dict)
     token_masks: dict[str, np.ndarray] = field(default_factory=dict)  # selector -> (B, N) bool

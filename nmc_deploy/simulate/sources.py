@@ -93,6 +93,22 @@ class SourceStreams:
             self._sums[key] = x
         return x
 
+    def packed(self, sources, lag: int, bits: int, dtype, keep: bool = False) -> np.ndarray:
+        """``sum_j s_j 2**(bits j)`` of the rows of ``sources`` (delayed by ``lag``) in
+        ``dtype``: each source in a field of ``bits`` bits (spikes, 0/1). ``keep``: remember
+        it for other readers of the same sources in this batch."""
+        key = ("packed", tuple(sources), lag, bits, np.dtype(dtype))
+        if key in self._sums:
+            return self._sums[key]
+        x = self.rows(sources[0], lag).astype(dtype)
+        for j, s in enumerate(sources[1:], 1):
+            part = self.rows(s, lag).astype(dtype)
+            part *= 2.0 ** (bits * j)
+            x += part
+        if keep:
+            self._sums[key] = x
+        return x
+
     def abs_max(self, src: str) -> float:
         """The largest magnitude ``src`` emits in this batch (1 for spikes)."""
         if src not in self._abs_max:

@@ -86,3 +86,22 @@ def test_exact_dtype_switches_where_float32_would_round():
     y = token_product(k.astype(exact_dtype(bound)), x, 1, exact_dtype(bound))
     assert int(y[0, 0, 0]) == 2 ** 24 + 1
     assert int(token_product(k.astype(np.float32), x, 1, np.float32)[0, 0, 0]) != 2 ** 24 + 1
+
+
+@pytest.mark.parametrize("value", [1, 3, -2])
+@pytest.mark.parametrize("seed", range(6))
+def test_constant_depthwise_kernel_on_spikes_counts_taps(seed, value):
+    # the compiler's pools: one weight value everywhere, spikes in; counted in bytes
+    rng = np.random.default_rng(seed)
+    c, H, W = int(rng.integers(1, 5)), int(rng.integers(3, 9)), int(rng.integers(3, 9))
+    kh, kw = (int(v) for v in rng.integers(1, 4, 2))
+    stride = tuple(int(v) for v in rng.integers(1, 3, 2))
+    pad = tuple(int(v) for v in rng.integers(0, 2, 2))
+    k = np.full((c, 1, kh, kw), value)
+    m = conv2d_matrix(k.astype(float), (H, W), stride, pad, (1, 1), c)
+    x = rng.random((5, c * H * W)) < 0.5
+    expected = np.asarray(m @ x.T.astype(float)).T
+    for dtype in (np.float32, np.float64, np.int64):
+        y = conv_product(k, x, (c, H, W), stride=stride, padding=pad, groups=c, dtype=dtype)
+        assert y.dtype == dtype
+        assert np.array_equal(y.reshape(5, -1), expected), dtype
