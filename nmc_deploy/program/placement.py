@@ -6,7 +6,9 @@
 :class:`PlacementSummary`, the typed ``placement.json``: per core its population slices and
 utilization, the target's per-core limits, the quantization report, totals, the token
 selectors on embedded cores and, for a graph with low-rank factors, the costs of both
-deployment forms (:class:`LowRankForms`) and, for a placement assigned to chips, the
+deployment forms (:class:`LowRankForms`), for a graph with a residual stream the costs of
+both residual forms (:class:`ResidualForms`: fan-in or relays) and, for a placement
+assigned to chips, the
 ``system`` record (:mod:`.chips`). :meth:`PlacementSummary.to_json` gives the file's
 dict (key order included); :meth:`PlacementSummary.from_json` checks and reads one (the
 report needs only ``target``, ``cores_used`` and, per core, ``core`` and each population's
@@ -24,7 +26,8 @@ from .chips import ChipAssignment, SystemSummary, summarize_system
 from .program import Program
 
 __all__ = ["Chunk", "Placement", "CoreShare", "CoreSummary", "TokenSelectorPlacement",
-           "FormCosts", "LowRankForms", "SharingCosts", "WeightSharingForms", "summarize_sharing",
+           "FormCosts", "LowRankForms", "ResidualCosts", "ResidualForms", "summarize_residual",
+           "SharingCosts", "WeightSharingForms", "summarize_sharing",
            "PlacementSummary", "summarize_cores",
            "summarize_placement", "summarize_form"]
 
@@ -213,6 +216,62 @@ class LowRankForms:
         return cls(written, pairs, target, forms)
 
 
+_RESIDUAL_FIELDS = _FORM_FIELDS + ("groups", "max_out_degree")
+
+
+@dataclass(frozen=True)
+class ResidualCosts:
+    """One residual form's costs: :class:`FormCosts` plus synapse groups and the largest
+    out-degree (groups leaving one population)."""
+
+    synapses: int
+    synapse_memory_bits: int
+    cores: int
+    neurons: int
+    relay_neurons: int
+    pipeline_depth: int
+    groups: int
+    max_out_degree: int
+
+    def to_json(self) -> dict:
+        return {k: getattr(self, k) for k in _RESIDUAL_FIELDS}
+
+    @classmethod
+    def from_json(cls, d: dict, where: str) -> "ResidualCosts":
+        return cls(**{k: read_count(d, k, where) for k in _RESIDUAL_FIELDS})
+
+
+@dataclass(frozen=True)
+class ResidualForms:
+    """Both forms of a graph's residual streams (deployment decision 3; ``written``: the
+    one built): "fan-in" (each reader gets one synapse group per stream population) or
+    "relay" (each stream summed once by a graded relay population, ``relays`` of them).
+
+    ``forms`` maps "fan-in" and "relay" to their costs, or to the one-line reason that form
+    cannot be deployed on ``target``.
+    """
+
+    written: str
+    relays: int
+    target: str
+    forms: dict[str, ResidualCosts | str]
+
+    def to_json(self) -> dict:
+        return {"written": self.written, "relays": self.relays, "target": self.target,
+                "forms": {m: ({"error": c} if isinstance(c, str) else c.to_json())
+                          for m, c in self.forms.items()}}
+
+    @classmethod
+    def from_json(cls, d: dict, where: str) -> "ResidualForms":
+        forms = {}
+        for mode, c in read_dict(d, "forms", where).items():
+            fwhere = f"{where}.forms.{mode}"
+            forms[mode] = (read_text(c, "error", fwhere) if isinstance(c, dict) and "error" in c
+                           else ResidualCosts.from_json(c, fwhere))
+        return cls(read_text(d, "written", where), read_count(d, "relays", where),
+                   read_text(d, "target", where), forms)
+
+
 _SHARING_FIELDS = ("cores", "synapses_stored", "synapse_memory_bits")
 
 
@@ -280,6 +339,7 @@ class PlacementSummary:
     low_rank: LowRankForms | None = None
     weight_sharing: WeightSharingForms | None = None
     system: SystemSummary | None = None  # chips used, cores per chip, what binds each chip
+    residual: ResidualForms | None = None  # both residual forms (graphs with a stream)
 
     @property
     def chips_used(self) -> int | None:
@@ -297,6 +357,7 @@ class PlacementSummary:
             token_selectors=_maybe(lambda ts: [t.to_json() for t in ts], self.token_selectors),
             low_rank=_maybe(LowRankForms.to_json, self.low_rank),
             weight_sharing=_maybe(WeightSharingForms.to_json, self.weight_sharing),
+            residual=_maybe(ResidualForms.to_json, self.residual),
             system=_maybe(SystemSummary.to_json, self.system))
 
     @classmethod
@@ -343,7 +404,10 @@ class PlacementSummary:
                    if "weight_sharing" in data else None,
                    system=SystemSummary.from_json(read_dict(data, "system", where),
                                                   f"{where}: system")
-                   if "system" in data else None)
+                   if "system" in data else None,
+                   residual=ResidualForms.from_json(read_dict(data, "residual", where),
+                                                    f"{where}: residual")
+                   if "residual" in data else None)
 
 
 def _maybe(fn, value):
@@ -389,7 +453,8 @@ def summarize_cores(placement: Placement, program: Program) -> PlacementSummary:
 
 def summarize_placement(placement: Placement, program: Program,
                         low_rank: LowRankForms | None = None,
-                        weight_sharing: WeightSharingForms | None = None) -> PlacementSummary:
+                        weight_sharing: WeightSharingForms | None = None,
+                        residual: ResidualForms | None = None) -> PlacementSummary:
     """The whole ``placement.json`` of a compiled program (what ``nmc-deploy compile`` writes).
 
     Parameters
@@ -399,6 +464,9 @@ def summarize_placement(placement: Placement, program: Program,
     low_rank
         The costs of both low-rank deployment forms (:func:`summarize_form` of each), for a
         graph with low-rank factor pairs; ``None`` otherwise.
+    residual
+        The costs of both residual forms (:func:`summarize_residual` of each), for a graph
+        with a residual stream; ``None`` otherwise.
     """
     selectors = tuple(
         TokenSelectorPlacement(
@@ -412,7 +480,7 @@ def summarize_placement(placement: Placement, program: Program,
                    synapses=int(sum(g.num_synapses for g in program.groups)),
                    neurons=int(sum(p.size for p in program.populations)),
                    pipeline_depth=program.pipeline_depth, token_selectors=selectors,
-                   low_rank=low_rank, weight_sharing=weight_sharing)
+                   low_rank=low_rank, weight_sharing=weight_sharing, residual=residual)
 
 
 def summarize_form(program: Program, placement: Placement) -> FormCosts:
@@ -425,6 +493,16 @@ def summarize_form(program: Program, placement: Placement) -> FormCosts:
         neurons=int(sum(p.size for p in program.populations)),
         relay_neurons=int(sum(p.size for p in program.populations if p.graded)),
         pipeline_depth=program.pipeline_depth)
+
+
+def summarize_residual(program: Program, placement: Placement) -> ResidualCosts:
+    """One residual form's costs: :func:`summarize_form` plus groups and max out-degree."""
+    out: dict[str, int] = {}
+    for g in program.groups:
+        out[g.source] = out.get(g.source, 0) + 1
+    return ResidualCosts(**summarize_form(program, placement).to_json(),
+                         groups=len(program.groups),
+                         max_out_degree=max(out.values(), default=0))
 
 
 def summarize_sharing(placement: Placement) -> SharingCosts:

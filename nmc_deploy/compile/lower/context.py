@@ -23,7 +23,7 @@ from ...program.shared_weights import (ConvShared, TokenShared, add_weights, as_
 from .expr import LinearExpr, add_term, column, identity_expr, sum_exprs
 
 __all__ = ["LoweringFunction", "lowers", "lowering_of", "lowered_node_types",
-           "LoweringContext"]
+           "LoweringContext", "has_residual_stream"]
 
 LoweringFunction = Callable[["LoweringContext", str, Node], "LinearExpr | None"]
 _LOWERINGS: dict[type, LoweringFunction] = {}
@@ -64,6 +64,24 @@ def _same_weights(a, b) -> bool:
                 and a.dilation == b.dilation and a.groups == b.groups and
                 np.array_equal(a.kernel, b.kernel))
     return (a != b).nnz == 0
+
+
+def has_residual_stream(fp: FloatProgram) -> bool:
+    """True when ``fp`` reads a residual stream: it has residual relays, or a population
+    receives two or more groups from other spiking populations with the same matrix (what
+    ``residual="relay"`` turns into one relay)."""
+    if fp.metadata.get("residual_relays"):
+        return True
+    spiking = {p.name for p in fp.populations if p.kind not in (RELAY, LI)}
+    incoming: dict[str, list] = {}
+    for g in fp.groups:
+        if g.source in spiking and g.source != g.target:
+            incoming.setdefault(g.target, []).append(g.weight)
+    for ws in incoming.values():
+        for i, a in enumerate(ws):
+            if any(_same_weights(a, b) for b in ws[i + 1:]):
+                return True
+    return False
 
 
 def _identity_like(m):
