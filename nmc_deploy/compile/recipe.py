@@ -146,9 +146,11 @@ def _sharing_mode(on: bool) -> str:
 def _compile_form(graph: Graph, target: HardwareTarget, *, low_rank: str, vth_mant: int,
                   grid: GridPolicy, timing: Timing | None,
                   weight_sharing: bool | None = None,
-                  attention_split: str = "fit", residual: str = "fan-in") -> CompileResult:
-    """One deployment form, pass by pass."""
-    fp = lower_graph(graph, timing=timing, low_rank=low_rank, residual=residual)
+                  attention_split: str = "fit", residual: str = "fan-in",
+                  fp: FloatProgram | None = None) -> CompileResult:
+    """One deployment form, pass by pass (from its float program ``fp`` when given)."""
+    if fp is None:
+        fp = lower_graph(graph, timing=timing, low_rank=low_rank, residual=residual)
     schedule = schedule_program(fp)
     program = quantize_program(fp, schedule, target=target, vth_mant=vth_mant, grid=grid)
     validate_program(program, target)
@@ -185,11 +187,12 @@ def _residual_forms(graph, result: CompileResult, target: HardwareTarget, *, res
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            fp = lower_graph(graph, timing=timing, low_rank=low_rank, residual=other)
+            relays = max(relays, len(fp.metadata.get("residual_relays", ())))
             res = _compile_form(graph, target, low_rank=low_rank, vth_mant=vth_mant,
                                 grid=LAVA_GRID, timing=timing, weight_sharing=sharing,
-                                attention_split=attention_split, residual=other)
+                                attention_split=attention_split, residual=other, fp=fp)
         costs[other] = summarize_residual(res.program, res.placement)
-        relays = max(relays, len(res.program.metadata.get("residual_relays", ())))
     except NmcDeployError as exc:  # e.g. no graded spikes on this target
         costs[other] = str(exc)
     return ResidualForms(written=residual, relays=relays, target=target.name,
