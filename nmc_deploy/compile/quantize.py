@@ -193,7 +193,7 @@ class _ProgramQuantizer:
         self.pops_q: list[Population] = []
         self.groups_q: list[SynapseGroup] = []
         self.diagnostics = {"zeroed_weights": 0, "clipped_weights": 0, "clipped_biases": 0,
-                            "decay_error": {}}
+                            "decay_error": {}, "residual_floor_once": 0}
 
     # ----------------------------------------------------------------- sources
     def src_bits(self, src: str) -> int:
@@ -368,6 +368,13 @@ class _ProgramQuantizer:
                 raise LoweringError(f"{g.name}: synaptic accumulation ({acc}) exceeds the "
                                     f"int32 accumulator ({2 ** 31 - 1}); compile with "
                                     "--residual fan-in")
+            if qw.weight_exp < 0:  # (W @ sum) >> k is not sum of (W @ s) >> k
+                self.diagnostics["residual_floor_once"] += 1
+                warnings.warn(f"{g.name}: reads residual relay '{g.source}' at weight_exp "
+                              f"{qw.weight_exp}: the stream's sum is floored once, not once "
+                              "per stream population as with --residual fan-in; the two "
+                              "forms may differ by this rounding", QuantizationWarning,
+                              stacklevel=5)
         if g.weight.nnz and qw.zeroed > 0.05 * g.weight.nnz:
             warnings.warn(f"{g.name}: {qw.zeroed} of {g.weight.nnz} weights rounded to 0 "
                           f"(shared weight_exp {qw.weight_exp}; per-neuron scales spread "
@@ -413,6 +420,8 @@ class _ProgramQuantizer:
                               "clipped_biases": diagnostics["clipped_biases"],
                               "float_synapses": int(sum(g.weight.nnz for g in fp.groups)),
                               "decay_rounding": diagnostics["decay_error"]}
+        if self.residual_relays:  # readers not bit-identical to fan-in (weight_exp < 0)
+            md["quantization"]["residual_floor_once"] = diagnostics["residual_floor_once"]
         for t in fp.token_selects:
             self.selector(t.name)
         return Program(populations=tuple(self.pops_q), groups=tuple(self.groups_q),
