@@ -402,7 +402,8 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
     x, y, name = _simulation_inputs(program, inputs, samples, dataset, data_path)
     result = {"dataset": name, "samples": int(len(x)), "backend": backend}
     fp = lower_graph(read_nir(build_dir / "model.nir"),
-                     low_rank=program.metadata.get("low_rank", "fused"))
+                     low_rank=program.metadata.get("low_rank", "fused"),
+                     residual=program.metadata.get("residual", "fan-in"))
     flt = simulate_float(fp, x)
     result["accuracy_float"] = accuracy(flt, y) if y is not None else None
     if y is not None:
