@@ -25,10 +25,11 @@ import warnings
 from dataclasses import dataclass
 
 from ..errors import NmcDeployError
-from ..ir import Graph
+from ..ir import Graph, SpikingSelfAttention
 from ..ir.conventions import Timing
 from ..program import LOW_RANK_MODES, RESIDUAL_MODES, FloatProgram, Program
-from ..program.placement import (LowRankForms, ResidualForms, WeightSharingForms,
+from ..program.placement import (LowRankForms, ResidualCosts, ResidualForms,
+                                 WeightSharingForms,
                                  summarize_form, summarize_placement, summarize_residual,
                                  summarize_sharing)
 from ..program.shared_weights import is_shared
@@ -174,29 +175,33 @@ def _other_form_costs(graph, target, other: str, vth_mant: int, timing, sharing:
     return summarize_form(res.program, res.placement)
 
 
-def _residual_forms(graph, result: CompileResult, target: HardwareTarget, *, residual: str,
-                    low_rank: str, vth_mant: int, timing, sharing: bool,
-                    attention_split: str) -> ResidualForms | None:
-    """Both residual forms' costs (the other one compiled for them, warnings silenced), or
-    None for a graph without a residual stream."""
-    if not has_residual_stream(result.float_program):
-        return None
-    costs = {residual: summarize_residual(result.program, result.placement)}
-    other = next(m for m in RESIDUAL_MODES if m != residual)
-    relays = len(result.program.metadata.get("residual_relays", ()))
+def _other_residual_form(graph, target: HardwareTarget, *, other: str, low_rank: str,
+                         vth_mant: int, timing, sharing: bool, attention_split: str
+                         ) -> tuple[ResidualCosts | str, int, bool]:
+    """``(costs or why not deployable, relays, has a stream)`` of the residual form not
+    written, compiled (warnings silenced) and released before the written form is built, so
+    the two never hold memory at the same time."""
+    relays, stream = 0, False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fp = lower_graph(graph, timing=timing, low_rank=low_rank, residual=other)
-            relays = max(relays, len(fp.metadata.get("residual_relays", ())))
+            relays = len(fp.metadata.get("residual_relays", ()))
+            stream = has_residual_stream(fp)
+            if not stream:
+                return "", 0, False
             res = _compile_form(graph, target, low_rank=low_rank, vth_mant=vth_mant,
                                 grid=LAVA_GRID, timing=timing, weight_sharing=sharing,
                                 attention_split=attention_split, residual=other, fp=fp)
-        costs[other] = summarize_residual(res.program, res.placement)
+        return summarize_residual(res.program, res.placement), relays, True
     except NmcDeployError as exc:  # e.g. no graded spikes on this target
-        costs[other] = str(exc)
-    return ResidualForms(written=residual, relays=relays, target=target.name,
-                         forms={m: costs[m] for m in RESIDUAL_MODES})
+        return str(exc), relays, stream
+
+
+def _has_sum(graph: Graph) -> bool:
+    """True when some node sums two or more inputs (a residual stream may follow)."""
+    return any(len(graph.predecessors(n)) > 1 and not isinstance(node, SpikingSelfAttention)
+               for n, node in graph.nodes.items())
 
 
 # the unshared answer of a program with more expanded synapses is a lower bound, not placed
@@ -265,22 +270,33 @@ def compile_graph(graph: Graph, target: HardwareTarget | str, *, low_rank: str =
         (:func:`~.attention_split.split_attention`).
     residual : {"fan-in", "relay"}
         How a residual stream reaches its readers (:func:`~.lower.lower_graph`); with a
-        stream the other form is compiled too, for :attr:`CompileResult.residual` only.
+        stream the other form is compiled too (first, and released before the written form
+        is built), for :attr:`CompileResult.residual` only.
     """
     target = load_target(target) if isinstance(target, str) else target
     vth_mant = DEFAULT_VTH_MANT if vth_mant is None else vth_mant
     sharing = target.weight_sharing if weight_sharing is None else bool(weight_sharing)
     rules = check_design_rules(graph, target, low_rank=low_rank, weight_sharing=sharing,
                                timing=timing, attention_split=attention_split)
+    other_res = next(m for m in RESIDUAL_MODES if m != residual)
+    other_costs, relays, other_stream = (_other_residual_form(
+        graph, target, other=other_res, low_rank=low_rank, vth_mant=vth_mant, timing=timing,
+        sharing=sharing, attention_split=attention_split) if _has_sum(graph)
+        else ("", 0, False))
     result = _compile_form(graph, target, low_rank=low_rank, vth_mant=vth_mant,
                            grid=NETX_GRID if netx_grid else LAVA_GRID, timing=timing,
                            weight_sharing=sharing, attention_split=attention_split,
                            residual=residual)
+    forms = None
+    if other_stream or has_residual_stream(result.float_program):
+        costs = {residual: summarize_residual(result.program, result.placement),
+                 other_res: other_costs}
+        relays = max(relays, len(result.program.metadata.get("residual_relays", ())))
+        forms = ResidualForms(written=residual, relays=relays, target=target.name,
+                              forms={m: costs[m] for m in RESIDUAL_MODES})
     result = dataclasses.replace(
         result, weight_sharing=_sharing_forms(result, target, sharing), design_rules=rules,
-        residual=_residual_forms(graph, result, target, residual=residual, low_rank=low_rank,
-                                 vth_mant=vth_mant, timing=timing, sharing=sharing,
-                                 attention_split=attention_split))
+        residual=forms)
     pairs = low_rank_down_nodes(graph)
     if not pairs:
         return result

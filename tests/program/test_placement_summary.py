@@ -42,9 +42,13 @@ def _sharing(written: str, placement) -> WeightSharingForms:
     return forms
 
 
-def _residual(written: str, program, placement) -> ResidualForms:
-    """The residual-forms record compile wrote; its written form is the recomputed one."""
-    forms = ResidualForms.from_json(json.loads(written)["residual"], "residual")
+def _residual(written: str, program, placement) -> ResidualForms | None:
+    """The residual-forms record compile wrote (None: no stream read by a population, e.g.
+    every block matrix a low-rank relay); its written form is the recomputed one."""
+    data = json.loads(written)
+    if "residual" not in data:
+        return None
+    forms = ResidualForms.from_json(data["residual"], "residual")
     assert forms.forms[forms.written] == summarize_residual(program, placement)
     return forms
 

@@ -67,15 +67,15 @@ def _same_weights(a, b) -> bool:
 
 
 def has_residual_stream(fp: FloatProgram) -> bool:
-    """True when ``fp`` reads a residual stream: it has residual relays, or a population
-    receives two or more groups from other spiking populations with the same matrix (what
-    ``residual="relay"`` turns into one relay)."""
+    """True when ``fp`` reads a residual stream: it has residual relays, or a spiking
+    population receives two or more groups from other spiking populations with the same
+    matrix (what ``residual="relay"`` turns into one relay)."""
     if fp.metadata.get("residual_relays"):
         return True
     spiking = {p.name for p in fp.populations if p.kind not in (RELAY, LI)}
     incoming: dict[str, list] = {}
-    for g in fp.groups:
-        if g.source in spiking and g.source != g.target:
+    for g in fp.groups:  # relays (low-rank) read the stream populations themselves
+        if g.source in spiking and g.target in spiking and g.source != g.target:
             incoming.setdefault(g.target, []).append(g.weight)
     for ws in incoming.values():
         for i, a in enumerate(ws):
