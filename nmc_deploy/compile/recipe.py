@@ -21,10 +21,11 @@ core, "off": once per token/position), for
 from __future__ import annotations
 
 import dataclasses
+import gc
 import warnings
 from dataclasses import dataclass
 
-from ..errors import NmcDeployError
+from ..errors import CapacityError, NmcDeployError
 from ..ir import Graph, SpikingSelfAttention
 from ..ir.conventions import Timing
 from ..program import LOW_RANK_MODES, RESIDUAL_MODES, FloatProgram, Program
@@ -283,10 +284,17 @@ def compile_graph(graph: Graph, target: HardwareTarget | str, *, low_rank: str =
         graph, target, other=other_res, low_rank=low_rank, vth_mant=vth_mant, timing=timing,
         sharing=sharing, attention_split=attention_split) if _has_sum(graph)
         else ("", 0, False))
-    result = _compile_form(graph, target, low_rank=low_rank, vth_mant=vth_mant,
-                           grid=NETX_GRID if netx_grid else LAVA_GRID, timing=timing,
-                           weight_sharing=sharing, attention_split=attention_split,
-                           residual=residual)
+    gc.collect()  # the other form's program and placement (a failed one's traceback too)
+    try:
+        result = _compile_form(graph, target, low_rank=low_rank, vth_mant=vth_mant,
+                               grid=NETX_GRID if netx_grid else LAVA_GRID, timing=timing,
+                               weight_sharing=sharing, attention_split=attention_split,
+                               residual=residual)
+    except CapacityError as exc:  # name the residual form that fits, when one does
+        if not isinstance(other_costs, ResidualCosts):
+            raise
+        raise CapacityError(f"{exc}; --residual {other_res} fits in {other_costs.cores} "
+                            "cores") from None
     forms = None
     if other_stream or has_residual_stream(result.float_program):
         costs = {residual: summarize_residual(result.program, result.placement),

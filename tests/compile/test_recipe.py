@@ -95,3 +95,28 @@ def test_compile_graph_reports_both_residual_forms(tiny_graph):
     assert rel.program.metadata["residual_relays"] == ["blocks.0.attn.output.relay",
                                                        "patch_embed.output.relay"]
     assert fan.summary()["residual"]["relays"] == 2
+
+
+def test_refusal_for_cores_names_the_residual_form_that_fits():
+    """Three blocks with unshared weights: fan-in needs 26 cores, relay 11; a 20-core chip
+    (above the design rules' fan-in lower bound of 17) refuses fan-in when placing it and
+    says that --residual relay fits."""
+    import dataclasses
+
+    import pytest
+
+    from conftest import make_tiny_spikformer
+    from nmc_deploy.compile import compile_graph
+    from nmc_deploy.errors import CapacityError
+    from nmc_deploy.export.spikformer import export_spikformer
+
+    graph = export_spikformer(make_tiny_spikformer(depth=3),
+                              {"dataset": "digits", "input_levels": 16})
+    small = dataclasses.replace(load_target("loihi2"), cores_per_chip=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(CapacityError, match=r"; --residual relay fits in 11 cores$"):
+            compile_graph(graph, small, weight_sharing=False)
+        relay = compile_graph(graph, small, weight_sharing=False, residual="relay")
+    assert relay.placement.cores_used == 11
+    assert relay.residual.forms["fan-in"].startswith("program: cores (26) exceeds")
