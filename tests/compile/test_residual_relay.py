@@ -159,3 +159,13 @@ def test_lagged_relay_reference_equals_lava(rng):
     out_ref, out_lav = ref.outputs(), lav.outputs()
     mism = {k: int(np.count_nonzero(out_ref[k] != out_lav[k])) for k in out_ref}
     assert sum(mism.values()) == 0, mism
+
+
+def test_netx_refuses_a_residual_relay_naming_the_fix(rng, tmp_path):
+    from nmc_deploy.compile.netx import write_netx
+    from nmc_deploy.errors import NmcDeployError
+
+    prog = _quantize(lower_graph(residual_graph(rng), residual="relay"))
+    with pytest.raises(NmcDeployError, match=r"s1\.relay' is a residual relay .*--residual "
+                                              r"fan-in"):
+        write_netx(prog, tmp_path / "m.net.h5")
