@@ -33,8 +33,13 @@ Relay populations (low-rank factors in relay form) get a payload scale and shift
 metadata "residual_relays") is integer: identity weights 1 at ``weight_exp`` 0, ``mu`` 1,
 shift 0, so its payload is the exact sum of its sources' spikes (and earlier relay's
 payload) and its readers get the very weights the fan-in form gives each stream population
-(:func:`~.relay.quantize_residual_relay`); ``x_max`` per source neuron is ``input_levels``, an attention op's largest
-count, 1 for spikes, or a token selector's largest (ungated) residual sum. Token selectors
+(:func:`~.relay.quantize_residual_relay`). A reader at ``weight_exp >= 0``, or at
+``weight_exp = -k`` with every weight a multiple of ``2**k`` (mixed-sign weights are even,
+so -1 is exact), computes exactly the fan-in sum; any other reader floors the stream's sum
+once instead of each population's part (a warning; "residual_floor_once" in the
+quantization report). ``x_max`` per source neuron is ``input_levels``, an attention op's
+largest count, 1 for spikes, a relay's largest payload, or a token selector's largest
+(ungated) residual sum. Token selectors
 are quantized when first needed (:mod:`.token_select`); one helper, ``src_bits``, gives the
 message bits of every group source: input, attention op, token selector (unsigned) and relay
 (signed).
@@ -368,7 +373,9 @@ class _ProgramQuantizer:
                 raise LoweringError(f"{g.name}: synaptic accumulation ({acc}) exceeds the "
                                     f"int32 accumulator ({2 ** 31 - 1}); compile with "
                                     "--residual fan-in")
-            if qw.weight_exp < 0:  # (W @ sum) >> k is not sum of (W @ s) >> k
+            if qw.weight_exp < 0 and np.any(stored_values(qw.weights) %
+                                            (1 << -qw.weight_exp)):
+                # (W @ sum) >> k differs from sum of (W @ s) >> k unless 2**k divides W
                 self.diagnostics["residual_floor_once"] += 1
                 warnings.warn(f"{g.name}: reads residual relay '{g.source}' at weight_exp "
                               f"{qw.weight_exp}: the stream's sum is floored once, not once "

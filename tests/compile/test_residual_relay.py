@@ -100,6 +100,20 @@ def test_relay_equals_fan_in_on_the_reference(rng, delay_steps):
     assert sum(g.num_synapses for g in rel.groups) < sum(g.num_synapses for g in fan.groups)
 
 
+def test_mixed_sign_readers_at_weight_exp_minus_one_stay_exact(rng):
+    """Mixed-sign weights are even, so ``>> 1`` divides exactly: still the fan-in sums."""
+    graph = residual_graph(rng, reader_scale=0.5)
+    fan, rel = (_quantize(lower_graph(graph, residual=m)) for m in ("fan-in", "relay"))
+    readers = [g for g in rel.groups if g.source.endswith(".relay") and g.target in ("c", "d")]
+    assert [g.weight_exp for g in readers] == [-1, -1]
+    assert all(g.weights.data.min() < 0 < g.weights.data.max() for g in readers)
+    assert rel.metadata["quantization"]["residual_floor_once"] == 0
+    x = np.random.default_rng(7).integers(0, 5, (12, 16))
+    a, b = simulate_reference(fan, x), simulate_reference(rel, x)
+    assert sum(int(a.spikes[k].sum()) for k in "cd") > 100
+    assert all(np.array_equal(a.spikes[k], b.spikes[k]) for k in a.spikes)
+
+
 def test_small_reader_weights_are_reported(rng):
     """A reader at weight_exp < 0 floors the stream's sum once: warned and counted."""
     fp = lower_graph(residual_graph(rng, reader_scale=0.05), residual="relay")
