@@ -296,7 +296,7 @@ def compile_graph(graph: Graph, target: HardwareTarget | str, *, low_rank: str =
         raise CapacityError(f"{exc}; --residual {other_res} fits in {other_costs.cores} "
                             "cores") from None
     forms = None
-    if other_stream or has_residual_stream(result.float_program):
+    if other_stream or (other_costs and has_residual_stream(result.float_program)):
         costs = {residual: summarize_residual(result.program, result.placement),
                  other_res: other_costs}
         relays = max(relays, len(result.program.metadata.get("residual_relays", ())))
