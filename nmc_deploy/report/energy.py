@@ -466,6 +466,8 @@ def _system(placement: PlacementSummary, activity: Activity, target: HardwareTar
         out["system"] = placement.system.to_json()
     if placement.weight_sharing is not None:  # both storage answers (compiled)
         out["weight_sharing"] = placement.weight_sharing.to_json()
+    if placement.residual is not None:  # both residual forms (compiled)
+        out["residual"] = placement.residual.to_json()
     units = [c for c in placement.cores if c.kind == "attention"]
     if units or placement.attention_on_host:
         out["attention_deployment"] = {

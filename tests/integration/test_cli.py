@@ -208,6 +208,12 @@ def test_residual_relay_through_the_cli(tmp_path, tiny_graph):
     assert info["written"] == "relay" and info["relays"] == 2
     assert f"residual stream: fan-in {fan['cores']} cores, relay {relay['cores']} cores" in err
     assert relay["groups"] < fan["groups"] and relay["max_out_degree"] < fan["max_out_degree"]
+    assert run("simulate", tmp_path / "b", "--samples", "2")[0] == 0
+    rc, out, err = run("report", tmp_path / "b")
+    assert rc == 0, err
+    assert "Residual stream (compiled, deployment decision 3): 2 relays" in out
+    assert f"  relay: {relay['cores']} cores, {relay['synapses']:,} synapses" in out
+    assert f"  fan-in: {fan['cores']} cores, {fan['synapses']:,} synapses" in out
     # no graded spikes on Loihi 1: relay is refused in one line, and listed next to fan-in
     _one_line_error(*run("compile", tmp_path / "m.nir", "--residual", "relay", "--target",
                          "loihi1", "-o", tmp_path / "b1"), "graded", "--residual fan-in")
