@@ -108,6 +108,11 @@ def export(checkpoint, out, portable):
               help="Chooses how low-rank (DSP) factor pairs deploy: re-multiplied into one "
                    "matrix, or two synaptic stages through a graded relay population "
                    "(needs graded spikes).")
+@click.option("--residual", type=click.Choice(["fan-in", "relay"]), default="fan-in",
+              show_default=True,
+              help="Chooses how the residual stream reaches later layers: one synapse group "
+                   "per stream population, or one graded relay population per stream (needs "
+                   "graded spikes). Both forms' costs are reported.")
 @click.option("--weight-sharing", type=click.Choice(["on", "off"]), default=None,
               help="Stores token-parallel and convolution weights once per core (on) or once "
                    "per token/position (off); default: the target's. Both answers are "
@@ -127,15 +132,15 @@ def export(checkpoint, out, portable):
 @click.option("--emit", type=click.Choice(["netx"]), multiple=True,
               help="Also writes the program in another format: netx (lava-dl HDF5, "
                    "OUT/model.net.h5; fails for programs netx cannot express).")
-def compile_(model, target, out, vth_mant, low_rank, weight_sharing, attention_split, dt,
-             convention, reset, emit):
+def compile_(model, target, out, vth_mant, low_rank, residual, weight_sharing,
+             attention_split, dt, convention, reset, emit):
     """Compiles a NIR file to a Loihi-style core program and prints per-core utilization
-    (with low-rank factors: the costs of both deployment forms)."""
+    (with low-rank factors or a residual stream: the costs of both deployment forms)."""
     from .pipeline import compile_model
 
     compile_model(model, target, out, vth_mant=vth_mant, low_rank=low_rank, emit=tuple(emit),
                   dt=dt, convention=convention, reset=reset, weight_sharing=weight_sharing,
-                  attention_split=attention_split)
+                  attention_split=attention_split, residual=residual)
 
 
 @cli.command()

@@ -140,7 +140,7 @@ def _log_compile_report(result, summary: dict, attention_split: str, log) -> Non
     from .compile.partition import format_utilization
     from .compile.preflight import format_design_rules
     from .compile.recipe import (format_attention_units, format_low_rank_forms,
-                                 format_weight_sharing)
+                                 format_residual_forms, format_weight_sharing)
 
     _log(format_design_rules(result.design_rules), log)
     _log(format_utilization(summary), log)
@@ -152,13 +152,15 @@ def _log_compile_report(result, summary: dict, attention_split: str, log) -> Non
         _log(format_weight_sharing(summary["weight_sharing"]), log)
     if "low_rank" in summary:
         _log(format_low_rank_forms(summary["low_rank"]), log)
+    if "residual" in summary:
+        _log(format_residual_forms(summary["residual"]), log)
 
 
 def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int | None = None,
                   low_rank: str = "fused", emit: tuple[str, ...] = (), dt: float | None = None,
                   convention: str | None = None, reset: str | None = None,
                   weight_sharing: str | None = None, attention_split: str = "fit",
-                  log=None) -> dict:
+                  residual: str = "fan-in", log=None) -> dict:
     """NIR -> core program directory (program.json/.npz, placement.json, model.nir).
 
     The compilation itself is :func:`~nmc_deploy.compile.recipe.compile_graph`. ``low_rank``
@@ -171,6 +173,11 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     shared weights (token-parallel layers, convolutions) are stored once per core or once
     per token/position; with shared weights, ``placement.json`` gets ``weight_sharing`` with
     the cores and synapse memory of both answers.
+
+    ``residual`` ("fan-in", "relay"): how the residual stream reaches the layers that read
+    it: one synapse group per stream population, or one graded relay population per stream
+    (needs the target's graded spikes); with a stream, ``placement.json`` gets ``residual``
+    with the synapses, cores, groups, largest out-degree and pipeline depth of both forms.
 
     ``attention_split`` ("fit", "head"): how attention ops split into core-sized units
     (:func:`~nmc_deploy.compile.attention_split.split_attention`): as few units of whole
@@ -197,12 +204,15 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     from .fileio import write_json_atomic
     from .ir.conventions import apply_timing, resolve_timing
     from .nirio import read_nir, read_portable, write_nir
-    from .program import ATTENTION_SPLITS, LOW_RANK_MODES, save_program
+    from .program import ATTENTION_SPLITS, LOW_RANK_MODES, RESIDUAL_MODES, save_program
     from .targets import load_target
 
     if low_rank not in LOW_RANK_MODES:
         raise NmcDeployError(f"compile: low-rank form '{low_rank}' is not one of "
                              f"{', '.join(LOW_RANK_MODES)}")
+    if residual not in RESIDUAL_MODES:
+        raise NmcDeployError(f"compile: residual form '{residual}' is not one of "
+                             f"{', '.join(RESIDUAL_MODES)}")
     if weight_sharing not in (None, "on", "off"):
         raise NmcDeployError(f"compile: weight sharing '{weight_sharing}' is not one of on, off")
     if attention_split not in ATTENTION_SPLITS:
@@ -226,14 +236,19 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
         raise NmcDeployError(f"{nir_path}: {len(pairs)} low-rank relays need graded spikes, "
                              f"but target {tgt.name} has none (graded_spike_bits 0); compile "
                              "with --low-rank fused")
-    _log(f"compiling {nir_path} ({len(graph.nodes)} nodes, low-rank factors {low_rank}): "
-         "design rules first, then lowering", log)
+    if residual == "relay" and tgt.graded_spike_bits == 0:
+        raise NmcDeployError(f"{nir_path}: residual relays need graded spikes, but target "
+                             f"{tgt.name} has none (graded_spike_bits 0); compile with "
+                             "--residual fan-in")
+    _log(f"compiling {nir_path} ({len(graph.nodes)} nodes, low-rank factors {low_rank}, "
+         f"residual {residual}): design rules first, then lowering", log)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = compile_graph(graph, tgt, low_rank=low_rank, vth_mant=vth_mant,
                                netx_grid="netx" in emit, timing=timing,
                                weight_sharing=None if weight_sharing is None
-                               else weight_sharing == "on", attention_split=attention_split)
+                               else weight_sharing == "on", attention_split=attention_split,
+                               residual=residual)
     for w in caught:
         _log(f"warning: {w.message}", log)
     program, summary = result.program, result.summary()
@@ -390,7 +405,8 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
     x, y, name = _simulation_inputs(program, inputs, samples, dataset, data_path)
     result = {"dataset": name, "samples": int(len(x)), "backend": backend}
     fp = lower_graph(read_nir(build_dir / "model.nir"),
-                     low_rank=program.metadata.get("low_rank", "fused"))
+                     low_rank=program.metadata.get("low_rank", "fused"),
+                     residual=program.metadata.get("residual", "fan-in"))
     flt = simulate_float(fp, x)
     result["accuracy_float"] = accuracy(flt, y) if y is not None else None
     if y is not None:

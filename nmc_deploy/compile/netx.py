@@ -206,6 +206,9 @@ def netx_layers(program: Program) -> tuple[NetxLayer, ...]:
     layers = []
     prev = INPUT
     for p in program.populations:
+        if p.kind == RELAY and p.name in program.metadata.get("residual_relays", ()):
+            raise _fail(p.name, "is a residual relay (graded payloads); netx has no such "
+                        "layer; compile with --residual fan-in")
         if p.kind == RELAY:
             raise _fail(p.name, "is a low-rank relay (graded payloads); netx has no such "
                         "layer; compile with --low-rank fused")

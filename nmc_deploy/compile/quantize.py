@@ -29,8 +29,17 @@ Threshold populations whose inputs are small integers (OR of max-pooling) get ``
 their weights stay exactly 1 and ``v > 64 floor(theta)`` is the exact rule.
 
 Relay populations (low-rank factors in relay form) get a payload scale and shift
-(:mod:`.relay`); ``x_max`` per source neuron is ``input_levels``, an attention op's largest
-count, 1 for spikes, or a token selector's largest (ungated) residual sum. Token selectors
+(:mod:`.relay`). A residual relay (``lower_graph(..., residual="relay")``; named in the
+metadata "residual_relays") is integer: identity weights 1 at ``weight_exp`` 0, ``mu`` 1,
+shift 0, so its payload is the exact sum of its sources' spikes (and earlier relay's
+payload) and its readers get the very weights the fan-in form gives each stream population
+(:func:`~.relay.quantize_residual_relay`). A reader at ``weight_exp >= 0``, or at
+``weight_exp = -k`` with every weight a multiple of ``2**k`` (mixed-sign weights are even,
+so -1 is exact), computes exactly the fan-in sum; any other reader floors the stream's sum
+once instead of each population's part (a warning; "residual_floor_once" in the
+quantization report). ``x_max`` per source neuron is ``input_levels``, an attention op's
+largest count, 1 for spikes, a relay's largest payload, or a token selector's largest
+(ungated) residual sum. Token selectors
 are quantized when first needed (:mod:`.token_select`); one helper, ``src_bits``, gives the
 message bits of every group source: input, attention op, token selector (unsigned) and relay
 (signed).
@@ -50,15 +59,16 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import LoweringError, QuantizationWarning
-from ..loihi.constants import LAVA_LIF
+from ..loihi.constants import LAVA_LIF, SYNAPTIC_ACCUMULATOR_BITS
 from ..program import (LI, SourceKind, RELAY, FloatPopulation, FloatProgram, Population,
                        Program, SynapseGroup, TokenSelectOp)
 from ..targets import HardwareTarget, load_target
-from .relay import RelayScale, quantize_relay, relay_shift
+from .relay import RelayScale, quantize_relay, quantize_residual_relay, relay_shift
 from .schedule import Schedule, schedule_program
 from .token_select import TOKEN_SELECT, quantize_token_predictor, quantize_token_select
 from ..program.shared_weights import scale_rows, stored_values
-from .weights import QuantizedWeights, message_bits, quantize_bias, quantize_weights
+from .weights import (QuantizedWeights, accumulation_bound, message_bits, quantize_bias,
+                      quantize_weights)
 
 __all__ = ["quantize_program", "GridPolicy", "LAVA_GRID", "DEFAULT_VTH_MANT",
            "DEFAULT_TARGET", "default_target", "quantize_weights", "QuantizedWeights",
@@ -182,12 +192,13 @@ class _ProgramQuantizer:
         self.ops = {op.name: op for op in fp.attention}
         self.sel_float = {t.name: t for t in fp.token_selects}
         self.relay_names = {n for n, k in self.kinds.items() if k is SourceKind.RELAY}
+        self.residual_relays = set(fp.metadata.get("residual_relays", ()))
         self.relays: dict[str, RelayScale] = {}
         self.sel_q: dict[str, TokenSelectOp] = {}
         self.pops_q: list[Population] = []
         self.groups_q: list[SynapseGroup] = []
         self.diagnostics = {"zeroed_weights": 0, "clipped_weights": 0, "clipped_biases": 0,
-                            "decay_error": {}}
+                            "decay_error": {}, "residual_floor_once": 0}
 
     # ----------------------------------------------------------------- sources
     def src_bits(self, src: str) -> int:
@@ -230,6 +241,9 @@ class _ProgramQuantizer:
             return np.full(op.dim * op.n_tokens, op.max_count, np.int64)
         if kind is SourceKind.CONST:
             return np.ones(1, np.int64)
+        if src in self.relays:  # a relay's payload after its shift
+            r = self.relays[src]
+            return np.full(fp.population(src).size, r.payload_max >> (r.shift or 0), np.int64)
         if kind is SourceKind.SELECTOR:  # gated stream: at most the ungated sum of its inputs
             sel = self.selector(src)
             bound = np.zeros(sel.dim * sel.n_tokens, np.int64)
@@ -249,6 +263,18 @@ class _ProgramQuantizer:
             name=p.name, shape=p.shape, kind=p.kind, du=0, dv=0, vth=0,
             bias_mant=np.zeros(p.size, np.int64), bias_exp=0,
             depth=self.schedule.depths[p.name], scale=mu, layer=p.name, payload_shift=0,
+            payload_bits=message_bits(payload_max) + 1))
+        for g, qw in zip(gs, qws):
+            self.append_group(g, qw)
+
+    def add_residual_relay(self, p: FloatPopulation, gs: list) -> None:
+        """A residual relay and its identity groups: integer payloads (:mod:`.relay`)."""
+        payload_max, qws = quantize_residual_relay(p, gs, self.payload_bits, self.source_max)
+        self.relays[p.name] = RelayScale(1.0, payload_max, shift=0)
+        self.pops_q.append(Population(
+            name=p.name, shape=p.shape, kind=p.kind, du=0, dv=0, vth=0,
+            bias_mant=np.zeros(p.size, np.int64), bias_exp=0,
+            depth=self.schedule.depths[p.name], scale=1.0, layer=p.name, payload_shift=0,
             payload_bits=message_bits(payload_max) + 1))
         for g, qw in zip(gs, qws):
             self.append_group(g, qw)
@@ -341,6 +367,21 @@ class _ProgramQuantizer:
         if g.source in self.relays:
             real = self._per_payload_unit(g, real)
         qw = quantize_weights(real, self.weight_bits)
+        if g.source in self.residual_relays:  # the whole stream in one int32 accumulation
+            acc = int(accumulation_bound(qw, self.source_max(g.source)).max(initial=0))
+            if acc > 2 ** (SYNAPTIC_ACCUMULATOR_BITS - 1) - 1:
+                raise LoweringError(f"{g.name}: synaptic accumulation ({acc}) exceeds the "
+                                    f"int32 accumulator ({2 ** 31 - 1}); compile with "
+                                    "--residual fan-in")
+            if qw.weight_exp < 0 and np.any(stored_values(qw.weights) %
+                                            (1 << -qw.weight_exp)):
+                # (W @ sum) >> k differs from sum of (W @ s) >> k unless 2**k divides W
+                self.diagnostics["residual_floor_once"] += 1
+                warnings.warn(f"{g.name}: reads residual relay '{g.source}' at weight_exp "
+                              f"{qw.weight_exp}: the stream's sum is floored once, not once "
+                              "per stream population as with --residual fan-in; the two "
+                              "forms may differ by this rounding", QuantizationWarning,
+                              stacklevel=5)
         if g.weight.nnz and qw.zeroed > 0.05 * g.weight.nnz:
             warnings.warn(f"{g.name}: {qw.zeroed} of {g.weight.nnz} weights rounded to 0 "
                           f"(shared weight_exp {qw.weight_exp}; per-neuron scales spread "
@@ -364,7 +405,9 @@ class _ProgramQuantizer:
         for g in fp.groups:
             incoming[g.target].append(g)
         for p in fp.populations:  # populations come in topological order
-            if p.kind == RELAY:  # graded relay of a low-rank factor
+            if p.name in self.residual_relays:  # integer sum of a residual stream
+                self.add_residual_relay(p, incoming[p.name])
+            elif p.kind == RELAY:  # graded relay of a low-rank factor
                 self.add_relay(p, incoming[p.name])
             else:
                 self.add_population(p, incoming[p.name])
@@ -384,6 +427,8 @@ class _ProgramQuantizer:
                               "clipped_biases": diagnostics["clipped_biases"],
                               "float_synapses": int(sum(g.weight.nnz for g in fp.groups)),
                               "decay_rounding": diagnostics["decay_error"]}
+        if self.residual_relays:  # readers not bit-identical to fan-in (weight_exp < 0)
+            md["quantization"]["residual_floor_once"] = diagnostics["residual_floor_once"]
         for t in fp.token_selects:
             self.selector(t.name)
         return Program(populations=tuple(self.pops_q), groups=tuple(self.groups_q),
@@ -420,6 +465,10 @@ def quantize_program(fp: FloatProgram, schedule: Schedule | None = None, *,
     if not 0 < vth_mant <= LAVA_LIF.max_vth:
         raise LoweringError(f"vth_mant ({vth_mant}) outside 1..{LAVA_LIF.max_vth}")
     payload_bits = target.graded_spike_bits
+    if fp.metadata.get("residual_relays") and payload_bits < 2:
+        raise LoweringError(f"program: residual relays need graded spikes, but payload_bits "
+                            f"({payload_bits}) is below 2; compile with residual='fan-in' "
+                            "(--residual fan-in) for this target")
     if any(p.kind == RELAY for p in fp.populations) and payload_bits < 2:
         raise LoweringError(f"program: low-rank relays need graded spikes, but payload_bits "
                             f"({payload_bits}) is below 2; compile with low_rank='fused' "

@@ -10,7 +10,10 @@
 
 When the graph has low-rank factor pairs, the other deployment form ("fused" or "relay") is
 compiled too, only for its costs (:class:`~nmc_deploy.program.placement.LowRankForms`; the
-compile report's table). When the program holds shared weights (token-parallel layers,
+compile report's table). Likewise, when the graph has a residual stream (a population
+reading several spiking populations with one matrix), the other residual form ("fan-in" or
+"relay") is compiled for its costs (:class:`~nmc_deploy.program.placement.ResidualForms`).
+When the program holds shared weights (token-parallel layers,
 convolutions), it is also placed with the other weight-storage mode ("on": stored once per
 core, "off": once per token/position), for
 :class:`~nmc_deploy.program.placement.WeightSharingForms`.
@@ -18,19 +21,23 @@ core, "off": once per token/position), for
 from __future__ import annotations
 
 import dataclasses
+import gc
 import warnings
 from dataclasses import dataclass
 
-from ..errors import NmcDeployError
-from ..ir import Graph
+from ..errors import CapacityError, NmcDeployError
+from ..ir import Graph, SpikingSelfAttention
 from ..ir.conventions import Timing
-from ..program import LOW_RANK_MODES, FloatProgram, Program
-from ..program.placement import (LowRankForms, WeightSharingForms, summarize_form,
-                                 summarize_placement, summarize_sharing)
+from ..program import LOW_RANK_MODES, RESIDUAL_MODES, FloatProgram, Program
+from ..program.placement import (LowRankForms, ResidualCosts, ResidualForms,
+                                 WeightSharingForms,
+                                 summarize_form, summarize_placement, summarize_residual,
+                                 summarize_sharing)
 from ..program.shared_weights import is_shared
 from ..targets import HardwareTarget, load_target
 from .attention_split import split_attention
 from .lower import low_rank_down_nodes, lower_graph
+from .lower.context import has_residual_stream
 from .netx import NETX_GRID
 from .partition import Placement, partition_program
 from .preflight import DesignRuleReport, check_design_rules
@@ -39,7 +46,7 @@ from .schedule import Schedule, schedule_program
 from .validate import validate_program
 
 __all__ = ["CompileResult", "compile_graph", "format_attention_units", "format_low_rank_forms",
-           "format_weight_sharing"]
+           "format_residual_forms", "format_weight_sharing"]
 
 
 @dataclass(frozen=True)
@@ -53,13 +60,14 @@ class CompileResult:
     low_rank: LowRankForms | None = None  # only for graphs with low-rank factor pairs
     weight_sharing: WeightSharingForms | None = None  # only for programs with shared weights
     design_rules: DesignRuleReport | None = None  # the pre-flight check (design_rules.json)
+    residual: ResidualForms | None = None  # only for graphs with a residual stream
 
     def summary(self) -> dict:
         """The ``placement.json`` content: per-core utilization, quantization diagnostics,
         totals, token selectors and (with low-rank pairs) both forms' costs
         (:func:`~nmc_deploy.program.placement.summarize_placement`)."""
         return summarize_placement(self.placement, self.program, self.low_rank,
-                                   self.weight_sharing).to_json()
+                                   self.weight_sharing, self.residual).to_json()
 
 
 def format_low_rank_forms(info: dict) -> str:
@@ -75,6 +83,26 @@ def format_low_rank_forms(info: dict) -> str:
             continue
         lines.append(f"{form:<6} {c['synapses']:>9} {c['synapse_memory_bits'] // 8:>10} B "
                      f"{c['cores']:>6} {c['neurons']:>8} {c['pipeline_depth']:>6}{mark}")
+    return "\n".join(lines)
+
+
+def format_residual_forms(info: dict) -> str:
+    """The fan-in-vs-relay cost table of the compile report (``ResidualForms.to_json()``)."""
+    forms = info["forms"]
+    short = ", ".join(f"{m} {c['cores']} cores" if "error" not in c else f"{m} not deployable"
+                      for m, c in forms.items())
+    lines = [f"residual stream: {short} ({info['relays']} relays; '{info['written']}' "
+             f"written, target {info['target']})",
+             f"{'form':<7} {'synapses':>11} {'syn. memory':>12} {'cores':>6} {'neurons':>9} "
+             f"{'groups':>7} {'max out':>8} {'depth':>6}"]
+    for form, c in forms.items():
+        mark = "  <- written" if form == info["written"] else ""
+        if "error" in c:
+            lines.append(f"{form:<7} not deployable: {c['error']}{mark}")
+            continue
+        lines.append(f"{form:<7} {c['synapses']:>11} {c['synapse_memory_bits'] // 8:>10} B "
+                     f"{c['cores']:>6} {c['neurons']:>9} {c['groups']:>7} "
+                     f"{c['max_out_degree']:>8} {c['pipeline_depth']:>6}{mark}")
     return "\n".join(lines)
 
 
@@ -120,9 +148,11 @@ def _sharing_mode(on: bool) -> str:
 def _compile_form(graph: Graph, target: HardwareTarget, *, low_rank: str, vth_mant: int,
                   grid: GridPolicy, timing: Timing | None,
                   weight_sharing: bool | None = None,
-                  attention_split: str = "fit") -> CompileResult:
-    """One deployment form, pass by pass."""
-    fp = lower_graph(graph, timing=timing, low_rank=low_rank)
+                  attention_split: str = "fit", residual: str = "fan-in",
+                  fp: FloatProgram | None = None) -> CompileResult:
+    """One deployment form, pass by pass (from its float program ``fp`` when given)."""
+    if fp is None:
+        fp = lower_graph(graph, timing=timing, low_rank=low_rank, residual=residual)
     schedule = schedule_program(fp)
     program = quantize_program(fp, schedule, target=target, vth_mant=vth_mant, grid=grid)
     validate_program(program, target)
@@ -133,17 +163,46 @@ def _compile_form(graph: Graph, target: HardwareTarget, *, low_rank: str, vth_ma
 
 
 def _other_form_costs(graph, target, other: str, vth_mant: int, timing, sharing: bool,
-                      attention_split: str):
+                      attention_split: str, residual: str = "fan-in"):
     """The costs of the form not written (warnings silenced), or why it cannot deploy."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = _compile_form(graph, target, low_rank=other, vth_mant=vth_mant,
                                 grid=LAVA_GRID, timing=timing, weight_sharing=sharing,
-                                attention_split=attention_split)
+                                attention_split=attention_split, residual=residual)
     except NmcDeployError as exc:  # e.g. no graded spikes on this target
         return str(exc)
     return summarize_form(res.program, res.placement)
+
+
+def _other_residual_form(graph, target: HardwareTarget, *, other: str, low_rank: str,
+                         vth_mant: int, timing, sharing: bool, attention_split: str
+                         ) -> tuple[ResidualCosts | str, int, bool]:
+    """``(costs or why not deployable, relays, has a stream)`` of the residual form not
+    written, compiled (warnings silenced) and released before the written form is built, so
+    the two never hold memory at the same time."""
+    relays, stream = 0, False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fp = lower_graph(graph, timing=timing, low_rank=low_rank, residual=other)
+            relays = len(fp.metadata.get("residual_relays", ()))
+            stream = has_residual_stream(fp)
+            if not stream:
+                return "", 0, False
+            res = _compile_form(graph, target, low_rank=low_rank, vth_mant=vth_mant,
+                                grid=LAVA_GRID, timing=timing, weight_sharing=sharing,
+                                attention_split=attention_split, residual=other, fp=fp)
+        return summarize_residual(res.program, res.placement), relays, True
+    except NmcDeployError as exc:  # e.g. no graded spikes on this target
+        return str(exc), relays, stream
+
+
+def _has_sum(graph: Graph) -> bool:
+    """True when some node sums two or more inputs (a residual stream may follow)."""
+    return any(len(graph.predecessors(n)) > 1 and not isinstance(node, SpikingSelfAttention)
+               for n, node in graph.nodes.items())
 
 
 # the unshared answer of a program with more expanded synapses is a lower bound, not placed
@@ -182,7 +241,7 @@ def compile_graph(graph: Graph, target: HardwareTarget | str, *, low_rank: str =
                   vth_mant: int | None = None, netx_grid: bool = False,
                   timing: Timing | None = None,
                   weight_sharing: bool | None = None,
-                  attention_split: str = "fit") -> CompileResult:
+                  attention_split: str = "fit", residual: str = "fan-in") -> CompileResult:
     """Compile ``graph`` (not modified) for ``target``: check the design rules (raises
     :class:`~nmc_deploy.errors.DesignRuleError` before any lowering when one fails), lower,
     schedule, quantize, validate, split attention, partition.
@@ -210,24 +269,49 @@ def compile_graph(graph: Graph, target: HardwareTarget | str, *, low_rank: str =
     attention_split : {"fit", "head"}
         How attention ops split into core-sized units
         (:func:`~.attention_split.split_attention`).
+    residual : {"fan-in", "relay"}
+        How a residual stream reaches its readers (:func:`~.lower.lower_graph`); with a
+        stream the other form is compiled too (first, and released before the written form
+        is built), for :attr:`CompileResult.residual` only.
     """
     target = load_target(target) if isinstance(target, str) else target
     vth_mant = DEFAULT_VTH_MANT if vth_mant is None else vth_mant
     sharing = target.weight_sharing if weight_sharing is None else bool(weight_sharing)
     rules = check_design_rules(graph, target, low_rank=low_rank, weight_sharing=sharing,
                                timing=timing, attention_split=attention_split)
-    result = _compile_form(graph, target, low_rank=low_rank, vth_mant=vth_mant,
-                           grid=NETX_GRID if netx_grid else LAVA_GRID, timing=timing,
-                           weight_sharing=sharing, attention_split=attention_split)
-    result = dataclasses.replace(result, weight_sharing=_sharing_forms(result, target, sharing),
-                                 design_rules=rules)
+    other_res = next(m for m in RESIDUAL_MODES if m != residual)
+    other_costs, relays, other_stream = (_other_residual_form(
+        graph, target, other=other_res, low_rank=low_rank, vth_mant=vth_mant, timing=timing,
+        sharing=sharing, attention_split=attention_split) if _has_sum(graph)
+        else ("", 0, False))
+    gc.collect()  # the other form's program and placement (a failed one's traceback too)
+    try:
+        result = _compile_form(graph, target, low_rank=low_rank, vth_mant=vth_mant,
+                               grid=NETX_GRID if netx_grid else LAVA_GRID, timing=timing,
+                               weight_sharing=sharing, attention_split=attention_split,
+                               residual=residual)
+    except CapacityError as exc:  # name the residual form that fits, when one does
+        if not isinstance(other_costs, ResidualCosts):
+            raise
+        raise CapacityError(f"{exc}; --residual {other_res} fits in {other_costs.cores} "
+                            "cores") from None
+    forms = None
+    if other_stream or (other_costs and has_residual_stream(result.float_program)):
+        costs = {residual: summarize_residual(result.program, result.placement),
+                 other_res: other_costs}
+        relays = max(relays, len(result.program.metadata.get("residual_relays", ())))
+        forms = ResidualForms(written=residual, relays=relays, target=target.name,
+                              forms={m: costs[m] for m in RESIDUAL_MODES})
+    result = dataclasses.replace(
+        result, weight_sharing=_sharing_forms(result, target, sharing), design_rules=rules,
+        residual=forms)
     pairs = low_rank_down_nodes(graph)
     if not pairs:
         return result
     other = next(m for m in LOW_RANK_MODES if m != low_rank)
     costs = {low_rank: summarize_form(result.program, result.placement),
              other: _other_form_costs(graph, target, other, vth_mant, timing, sharing,
-                                              attention_split)}
+                                      attention_split, residual)}
     return dataclasses.replace(result, low_rank=LowRankForms(
         written=low_rank, pairs=len(pairs), target=target.name,
         forms={m: costs[m] for m in LOW_RANK_MODES}))

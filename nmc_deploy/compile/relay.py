@@ -9,6 +9,12 @@ floors its sum), (2) no group needs ``weight_exp > 7``, and (3) the worst-case p
 unit, where ``payload_shift`` is the smallest shift >= 0 that lets ``R`` use the full 8-bit
 grid at ``weight_exp >= -8`` and keeps the worst-case accumulation ``|W| @ p_max`` within
 Lava's int32 synaptic accumulator.
+
+A residual relay (one per residual stream, ``lower_graph(..., residual="relay")``) needs no
+scale: its groups are identities (weight 1, ``weight_exp`` 0, exact on Lava's grid), so
+its payload is the integer sum of its sources (spikes, or the previous relay's payload),
+``mu = 1`` and shift 0; the payload width follows from the number of terms
+(:func:`quantize_residual_relay`).
 """
 from __future__ import annotations
 
@@ -24,7 +30,7 @@ from ..loihi.constants import LAVA_LIF, SYNAPTIC_ACCUMULATOR_BITS
 from ..program.shared_weights import is_shared, scale_rows, stored_values
 from .weights import QuantizedWeights, accumulation_bound, grid_top, quantize_weights
 
-__all__ = ["RelayScale", "quantize_relay", "relay_shift"]
+__all__ = ["RelayScale", "quantize_relay", "quantize_residual_relay", "relay_shift"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,27 @@ def quantize_relay(p, gs, weight_bits: int, payload_bits: int,
         if payload_max <= limit:
             return mu, payload_max, qws
         exp_mu -= max(1, math.ceil(math.log2(payload_max / limit)))
+
+
+def quantize_residual_relay(p, gs, payload_bits: int,
+                            source_max: Callable[[str], np.ndarray]
+                            ) -> tuple[int, list[QuantizedWeights]]:
+    """``(payload_max, identity groups)`` of residual relay ``p`` fed by groups ``gs``: the
+    payload is the exact integer sum of the sources (weights 1 at ``weight_exp`` 0);
+    raises :class:`LoweringError` when its worst case exceeds the signed ``payload_bits``."""
+    qws = [quantize_weights(g.weight, 8) for g in gs]
+    for g, q in zip(gs, qws):
+        if q.weight_exp != 0 or np.any(stored_values(q.weights) != 1):
+            raise LoweringError(f"{g.name}: a residual relay's group must be an identity "
+                                "(weight 1); the lowering built another matrix")
+    bound = sum(accumulation_bound(q, source_max(g.source)) for q, g in zip(qws, gs))
+    payload_max = int(np.max(bound, initial=0))
+    limit = 2 ** (payload_bits - 1) - 1
+    if payload_max > limit:
+        raise LoweringError(f"{p.name}: residual payload ({payload_max}) exceeds the signed "
+                            f"graded payload ({limit}, {payload_bits} bits); compile with "
+                            "--residual fan-in")
+    return payload_max, qws
 
 
 def relay_shift(real: sp.csr_matrix, relay: RelayScale, weight_bits: int) -> int:

@@ -6,7 +6,9 @@
 :class:`PlacementSummary`, the typed ``placement.json``: per core its population slices and
 utilization, the target's per-core limits, the quantization report, totals, the token
 selectors on embedded cores and, for a graph with low-rank factors, the costs of both
-deployment forms (:class:`LowRankForms`) and, for a placement assigned to chips, the
+deployment forms (:class:`LowRankForms`), for a graph with a residual stream the costs of
+both residual forms (:class:`ResidualForms`: fan-in or relays) and, for a placement
+assigned to chips, the
 ``system`` record (:mod:`.chips`). :meth:`PlacementSummary.to_json` gives the file's
 dict (key order included); :meth:`PlacementSummary.from_json` checks and reads one (the
 report needs only ``target``, ``cores_used`` and, per core, ``core`` and each population's
@@ -25,8 +27,10 @@ from ._fields import (optional_count, optional_text, put_present, read_count, re
 from .chips import ChipAssignment, SystemSummary, summarize_system
 from .program import Program
 
-__all__ = ["Chunk", "BlockOrder", "Placement", "CoreShare", "CoreSummary", "TokenSelectorPlacement",
-           "FormCosts", "LowRankForms", "SharingCosts", "WeightSharingForms", "summarize_sharing",
+__all__ = ["Chunk", "BlockOrder", "Placement", "CoreShare", "CoreSummary",
+           "TokenSelectorPlacement",
+           "FormCosts", "LowRankForms", "ResidualCosts", "ResidualForms", "summarize_residual",
+           "SharingCosts", "WeightSharingForms", "summarize_sharing",
            "PlacementSummary", "summarize_cores",
            "summarize_placement", "summarize_form"]
 
@@ -272,6 +276,62 @@ class LowRankForms:
         return cls(written, pairs, target, forms)
 
 
+_RESIDUAL_FIELDS = _FORM_FIELDS + ("groups", "max_out_degree")
+
+
+@dataclass(frozen=True)
+class ResidualCosts:
+    """One residual form's costs: :class:`FormCosts` plus synapse groups and the largest
+    out-degree (groups leaving one population)."""
+
+    synapses: int
+    synapse_memory_bits: int
+    cores: int
+    neurons: int
+    relay_neurons: int
+    pipeline_depth: int
+    groups: int
+    max_out_degree: int
+
+    def to_json(self) -> dict:
+        return {k: getattr(self, k) for k in _RESIDUAL_FIELDS}
+
+    @classmethod
+    def from_json(cls, d: dict, where: str) -> "ResidualCosts":
+        return cls(**{k: read_count(d, k, where) for k in _RESIDUAL_FIELDS})
+
+
+@dataclass(frozen=True)
+class ResidualForms:
+    """Both forms of a graph's residual streams (deployment decision 3; ``written``: the
+    one built): "fan-in" (each reader gets one synapse group per stream population) or
+    "relay" (each stream summed once by a graded relay population, ``relays`` of them).
+
+    ``forms`` maps "fan-in" and "relay" to their costs, or to the one-line reason that form
+    cannot be deployed on ``target``.
+    """
+
+    written: str
+    relays: int
+    target: str
+    forms: dict[str, ResidualCosts | str]
+
+    def to_json(self) -> dict:
+        return {"written": self.written, "relays": self.relays, "target": self.target,
+                "forms": {m: ({"error": c} if isinstance(c, str) else c.to_json())
+                          for m, c in self.forms.items()}}
+
+    @classmethod
+    def from_json(cls, d: dict, where: str) -> "ResidualForms":
+        forms = {}
+        for mode, c in read_dict(d, "forms", where).items():
+            fwhere = f"{where}.forms.{mode}"
+            forms[mode] = (read_text(c, "error", fwhere) if isinstance(c, dict) and "error" in c
+                           else ResidualCosts.from_json(c, fwhere))
+        return cls(read_text(d, "written", where), read_count(d, "relays", where),
+                   read_text(d, "target", where), forms)
+
+
 _SHARING_FIELDS = ("cores", "synapses_stored", "synapse_memory_bits")
 
 
@@ -340,6 +400,7 @@ class PlacementSummary:
     weight_sharing: WeightSharingForms | None = None
     system: SystemSummary | None = None  # chips used, cores per chip, what binds each chip
     orders: dict[str, BlockOrder] | None = None  # placement order of blocked populations
+    residual: ResidualForms | None = None  # both residual forms (graphs with a stream)
 
     @property
     def chips_used(self) -> int | None:
@@ -357,6 +418,7 @@ class PlacementSummary:
             token_selectors=_maybe(lambda ts: [t.to_json() for t in ts], self.token_selectors),
             low_rank=_maybe(LowRankForms.to_json, self.low_rank),
             weight_sharing=_maybe(WeightSharingForms.to_json, self.weight_sharing),
+            residual=_maybe(ResidualForms.to_json, self.residual),
             system=_maybe(SystemSummary.to_json, self.system),
             orders=_maybe(lambda o: {k: v.to_json() for k, v in o.items()}, self.orders or None))
 
@@ -410,7 +472,10 @@ class PlacementSummary:
                                                    f"{where}: orders.{k}")
                            for raw_orders in [read_dict(data, "orders", where)]
                            for k in raw_orders}
-                   if "orders" in data else None)
+                   if "orders" in data else None,
+                   residual=ResidualForms.from_json(read_dict(data, "residual", where),
+                                                    f"{where}: residual")
+                   if "residual" in data else None)
 
     def neuron_index(self, population: str, start: int, stop: int):
         """Flat neuron indices of ``[start, stop)`` of a population's placement order."""
@@ -461,7 +526,8 @@ def summarize_cores(placement: Placement, program: Program) -> PlacementSummary:
 
 def summarize_placement(placement: Placement, program: Program,
                         low_rank: LowRankForms | None = None,
-                        weight_sharing: WeightSharingForms | None = None) -> PlacementSummary:
+                        weight_sharing: WeightSharingForms | None = None,
+                        residual: ResidualForms | None = None) -> PlacementSummary:
     """The whole ``placement.json`` of a compiled program (what ``nmc-deploy compile`` writes).
 
     Parameters
@@ -471,6 +537,9 @@ def summarize_placement(placement: Placement, program: Program,
     low_rank
         The costs of both low-rank deployment forms (:func:`summarize_form` of each), for a
         graph with low-rank factor pairs; ``None`` otherwise.
+    residual
+        The costs of both residual forms (:func:`summarize_residual` of each), for a graph
+        with a residual stream; ``None`` otherwise.
     """
     selectors = tuple(
         TokenSelectorPlacement(
@@ -484,7 +553,7 @@ def summarize_placement(placement: Placement, program: Program,
                    synapses=int(sum(g.num_synapses for g in program.groups)),
                    neurons=int(sum(p.size for p in program.populations)),
                    pipeline_depth=program.pipeline_depth, token_selectors=selectors,
-                   low_rank=low_rank, weight_sharing=weight_sharing)
+                   low_rank=low_rank, weight_sharing=weight_sharing, residual=residual)
 
 
 def summarize_form(program: Program, placement: Placement) -> FormCosts:
@@ -497,6 +566,16 @@ def summarize_form(program: Program, placement: Placement) -> FormCosts:
         neurons=int(sum(p.size for p in program.populations)),
         relay_neurons=int(sum(p.size for p in program.populations if p.graded)),
         pipeline_depth=program.pipeline_depth)
+
+
+def summarize_residual(program: Program, placement: Placement) -> ResidualCosts:
+    """One residual form's costs: :func:`summarize_form` plus groups and max out-degree."""
+    out: dict[str, int] = {}
+    for g in program.groups:
+        out[g.source] = out.get(g.source, 0) + 1
+    return ResidualCosts(**summarize_form(program, placement).to_json(),
+                         groups=len(program.groups),
+                         max_out_degree=max(out.values(), default=0))
 
 
 def summarize_sharing(placement: Placement) -> SharingCosts:

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["INPUT", "CONST", "RELAY", "LI", "LOW_RANK_MODES", "AttentionOp", "AttentionUnit",
+__all__ = ["INPUT", "CONST", "RELAY", "LI", "LOW_RANK_MODES", "RESIDUAL_MODES", "AttentionOp",
+           "AttentionUnit",
            "ATTENTION_SPLITS", "Readout",
            "SourceKind", "source_kinds", "ProgramBase"]
 
@@ -23,6 +24,9 @@ CONST = "const"  # source name of the constant 1 (every step of a sample; 0 betw
 RELAY = "relay"  # population kind of a graded-payload relay (low-rank factor stage)
 LI = "li"  # population kind of a non-spiking leaky integrator whose voltage is an output
 LOW_RANK_MODES = ("fused", "relay")  # how low-rank factor pairs are deployed
+# how a residual stream reaches its readers (deployment decision 3): one group per stream
+# population ("fan-in") or through one graded relay population per stream ("relay")
+RESIDUAL_MODES = ("fan-in", "relay")
 # how an attention op is split into core-sized units: "fit" packs whole heads into as few
 # units as the target's axons allow, "head" gives every head its own unit(s)
 ATTENTION_SPLITS = ("fit", "head")

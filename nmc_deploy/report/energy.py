@@ -146,9 +146,10 @@ def estimate_costs(activity: Activity | dict, program_summary: PlacementSummary 
     if relays:
         assumptions.append(
             f"{len(relays)} graded relay population(s) (low-rank factors as two synaptic "
-            "stages): a nonzero payload counts as one spike message, each nonzero weight it "
-            "reaches as one synaptic op (as for a binary spike), each relay neuron as one "
-            "neuron update per step; Intel publishes no separate graded-spike costs.")
+            "stages, or residual streams summed once): a nonzero payload counts as one spike "
+            "message, each nonzero weight it reaches as one synaptic op (as for a binary "
+            "spike), each relay neuron as one neuron update per step; Intel publishes no "
+            "separate graded-spike costs.")
     assumptions[:0] = [
         f"Synaptic operations, spikes and neuron updates were counted by the "
         f"'{activity.backend}' simulator over {samples} samples x {activity.time_steps} time "
@@ -465,6 +466,8 @@ def _system(placement: PlacementSummary, activity: Activity, target: HardwareTar
         out["system"] = placement.system.to_json()
     if placement.weight_sharing is not None:  # both storage answers (compiled)
         out["weight_sharing"] = placement.weight_sharing.to_json()
+    if placement.residual is not None:  # both residual forms (compiled)
+        out["residual"] = placement.residual.to_json()
     units = [c for c in placement.cores if c.kind == "attention"]
     if units or placement.attention_on_host:
         out["attention_deployment"] = {

@@ -182,7 +182,8 @@ def _traffic_rows(report: dict) -> list[tuple[str, str]]:
 
 
 def _deployment_lines(report: dict) -> list[str]:
-    """Both weight-storage answers and the attention units (compiled), as text lines."""
+    """Both weight-storage answers, both residual forms and the attention units (compiled),
+    as text lines."""
     out = []
     ws = report.get("weight_sharing")
     if ws:
@@ -192,6 +193,16 @@ def _deployment_lines(report: dict) -> list[str]:
             out.append(f"  sharing {mode}: " + (c["error"] if "error" in c else
                        f"{c['cores']} cores, {c['synapses_stored']:,} synapses on cores, "
                        f"{c['synapse_memory_bits'] // 8:,} B synapse memory"))
+    res = report.get("residual")
+    if res:
+        out += ["", f"Residual stream (compiled, deployment decision 3): {res['relays']} "
+                f"relays in relay form; '{res['written']}' written"]
+        for form, c in res["forms"].items():
+            out.append(f"  {form}: " + (c["error"] if "error" in c else
+                       f"{c['cores']} cores, {c['synapses']:,} synapses, "
+                       f"{c['synapse_memory_bits'] // 8:,} B synapse memory, {c['groups']} "
+                       f"groups, largest out-degree {c['max_out_degree']}, pipeline depth "
+                       f"{c['pipeline_depth']}"))
     att = report.get("attention_deployment")
     if att:
         text = (f"{att['units']} attention unit(s) on programmable cores (largest: in-axons "

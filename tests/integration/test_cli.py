@@ -194,3 +194,28 @@ def test_report_prices_with_the_users_own_target_file(tmp_path, tiny_graph):
     (tmp_path / "mine.toml").unlink()  # gone: falls back to the shipped target of its name
     rc, out, err = run("report", tmp_path / "b", "--format", "json")
     assert rc == 0 and "47.2" not in json.dumps(json.loads(out)["energy_models"]), err
+
+
+def test_residual_relay_through_the_cli(tmp_path, tiny_graph):
+    """--residual relay writes the relay form; the log and placement.json give both forms."""
+    from nmc_deploy.nirio import write_nir
+
+    write_nir(tiny_graph, tmp_path / "m.nir")
+    rc, out, err = run("compile", tmp_path / "m.nir", "--residual", "relay", "-o", tmp_path / "b")
+    assert rc == 0, err
+    info = json.loads((tmp_path / "b" / "placement.json").read_text())["residual"]
+    fan, relay = info["forms"]["fan-in"], info["forms"]["relay"]
+    assert info["written"] == "relay" and info["relays"] == 2
+    assert f"residual stream: fan-in {fan['cores']} cores, relay {relay['cores']} cores" in err
+    assert relay["groups"] < fan["groups"] and relay["max_out_degree"] < fan["max_out_degree"]
+    assert run("simulate", tmp_path / "b", "--samples", "2")[0] == 0
+    rc, out, err = run("report", tmp_path / "b")
+    assert rc == 0, err
+    assert "Residual stream (compiled, deployment decision 3): 2 relays" in out
+    assert f"  relay: {relay['cores']} cores, {relay['synapses']:,} synapses" in out
+    assert f"  fan-in: {fan['cores']} cores, {fan['synapses']:,} synapses" in out
+    # no graded spikes on Loihi 1: relay is refused in one line, and listed next to fan-in
+    _one_line_error(*run("compile", tmp_path / "m.nir", "--residual", "relay", "--target",
+                         "loihi1", "-o", tmp_path / "b1"), "graded", "--residual fan-in")
+    rc, out, err = run("compile", tmp_path / "m.nir", "--target", "loihi1", "-o", tmp_path / "b1")
+    assert rc == 0 and "relay   not deployable" in err, err

@@ -11,7 +11,8 @@ from nmc_deploy.fileio import json_default
 from nmc_deploy.program import (CoreShare, CoreSummary, FormCosts, LowRankForms,
                                 PlacementSummary, load_placement_summary, load_program,
                                 summarize_cores, summarize_form, summarize_placement)
-from nmc_deploy.program.placement import WeightSharingForms, summarize_sharing
+from nmc_deploy.program.placement import (ResidualCosts, ResidualForms, WeightSharingForms,
+                                          summarize_residual, summarize_sharing)
 from nmc_deploy.targets import load_target
 
 
@@ -41,6 +42,17 @@ def _sharing(written: str, placement) -> WeightSharingForms:
     return forms
 
 
+def _residual(written: str, program, placement) -> ResidualForms | None:
+    """The residual-forms record compile wrote (None: no stream read by a population, e.g.
+    every block matrix a low-rank relay); its written form is the recomputed one."""
+    data = json.loads(written)
+    if "residual" not in data:
+        return None
+    forms = ResidualForms.from_json(data["residual"], "residual")
+    assert forms.forms[forms.written] == summarize_residual(program, placement)
+    return forms
+
+
 def _dumped(summary: PlacementSummary) -> str:
     """As compile_model writes it (fileio.write_json_atomic: indent 1, numpy values)."""
     return json.dumps(summary.to_json(), indent=1, default=json_default)
@@ -51,7 +63,8 @@ def test_summary_is_compiles_placement_json(tiny_graph, tmp_path):
     written = (build / "placement.json").read_text()
     program, placement = _placement(build, "loihi2")
     summary = summarize_placement(placement, program,
-                                  weight_sharing=_sharing(written, placement))
+                                  weight_sharing=_sharing(written, placement),
+                                  residual=_residual(written, program, placement))
     assert _dumped(summary) == written
     assert json.dumps(placement.summary(program), indent=1) == \
         json.dumps(summarize_cores(placement, program).to_json(), indent=1)
@@ -74,7 +87,8 @@ def test_attention_on_host_round_trips(tiny_graph, tmp_path):
     written = (build / "placement.json").read_text()
     program, placement = _placement(build, "loihi1")
     summary = summarize_placement(placement, program,
-                                  weight_sharing=_sharing(written, placement))
+                                  weight_sharing=_sharing(written, placement),
+                                  residual=_residual(written, program, placement))
     assert summary.attention_on_host and _dumped(summary) == written
     assert _dumped(PlacementSummary.from_json(json.loads(written))) == written
 
@@ -102,7 +116,28 @@ def test_low_rank_forms(dsp_graph, tmp_path, target, low_rank):
     else:
         assert isinstance(forms.forms["fused"], FormCosts)
     summary = summarize_placement(placement, program, low_rank=forms,
-                                  weight_sharing=_sharing(written, placement))
+                                  weight_sharing=_sharing(written, placement),
+                                  residual=_residual(written, program, placement))
+    assert _dumped(summary) == written
+    assert _dumped(PlacementSummary.from_json(json.loads(written))) == written
+
+
+@pytest.mark.parametrize("target, residual", [("loihi2", "relay"), ("loihi1", "fan-in")])
+def test_residual_forms(tiny_graph, tmp_path, target, residual):
+    build = _compile(tiny_graph, tmp_path, target, residual=residual)
+    written = (build / "placement.json").read_text()
+    program, placement = _placement(build, target)
+    forms = _residual(written, program, placement)
+    assert forms.written == residual and forms.target == target and forms.relays == 2
+    if target == "loihi1":  # no graded spikes: the relay form is not deployable
+        assert isinstance(forms.forms["relay"], str) and "graded" in forms.forms["relay"]
+        return
+    fan, relay = forms.forms["fan-in"], forms.forms["relay"]
+    assert isinstance(fan, ResidualCosts) and relay.relay_neurons > 0
+    assert relay.groups < fan.groups and relay.synapses < fan.synapses
+    assert relay.pipeline_depth == fan.pipeline_depth + 2
+    summary = summarize_placement(placement, program, weight_sharing=_sharing(written, placement),
+                                  residual=forms)
     assert _dumped(summary) == written
     assert _dumped(PlacementSummary.from_json(json.loads(written))) == written
 
@@ -160,7 +195,8 @@ def test_system_record_round_trips(tiny_graph, tmp_path):
     written = (build / "placement.json").read_text()
     program, placement = _placement(build, target)
     summary = summarize_placement(placement, program,
-                                  weight_sharing=_sharing(written, placement))
+                                  weight_sharing=_sharing(written, placement),
+                                  residual=_residual(written, program, placement))
     assert _dumped(summary) == written
     loaded = load_placement_summary(build)
     assert loaded == summary and _dumped(loaded) == written

@@ -11,10 +11,13 @@ Every node's output is carried as a linear expression over spike sources,
 AvgPool2d, Flatten) compose into the matrices, fan-in adds expressions, a ``Delay`` of L steps
 adds L to every lag (its constant becomes a lagged :data:`~.program.CONST` term: 0 for the
 first L steps), and each neuron node turns its input expression into one population fed by
-one synapse group per (source, lag). So a residual stream ``x + f(x)`` is never a population
-of its own: each consumer receives synapses from every population of the stream, with the
-same weights (deployment decision 3, "fan-in"), and BatchNorm is already folded by the
-exporter.
+one synapse group per (source, lag). So by default a residual stream ``x + f(x)`` is never
+a population of its own: each consumer receives synapses from every population of the
+stream, with the same weights (deployment decision 3, "fan-in"). With ``residual="relay"``
+(option b) the stream is summed once by a graded relay population (kind "relay", integer
+payloads) that every consumer reads through one group, and each longer stream reuses the
+previous relay (:meth:`~.context.LoweringContext.stream_terms`). BatchNorm is already folded
+by the exporter.
 
 Neurons (a typed :class:`~nmc_deploy.ir.conventions.Timing`: "dt", "integrator", "reset",
 "threshold_comparison", by default from the graph metadata; node metadata "reset" and

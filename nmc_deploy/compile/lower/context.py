@@ -18,12 +18,12 @@ from ...ir import Graph, Node
 from ...ir.conventions import Timing
 from ...program import (CONST, INPUT, LI, RELAY, AttentionOp, FloatGroup, FloatPopulation,
                         FloatProgram, FloatTokenSelect, Readout)
-from ...program.shared_weights import (add_weights, as_csr, compose, is_shared,
-                                       replace_values, scale_rows, stored_values)
+from ...program.shared_weights import (ConvShared, TokenShared, add_weights, as_csr, compose,
+                                       is_shared, replace_values, scale_rows, stored_values)
 from .expr import LinearExpr, add_term, column, identity_expr, sum_exprs
 
 __all__ = ["LoweringFunction", "lowers", "lowering_of", "lowered_node_types",
-           "LoweringContext"]
+           "LoweringContext", "has_residual_stream"]
 
 LoweringFunction = Callable[["LoweringContext", str, Node], "LinearExpr | None"]
 _LOWERINGS: dict[type, LoweringFunction] = {}
@@ -51,6 +51,47 @@ def lowered_node_types() -> tuple[type, ...]:
     return tuple(_LOWERINGS)
 
 
+def _same_weights(a, b) -> bool:
+    """True when ``a`` and ``b`` are the same matrix (the same object, or equal content)."""
+    if a is b:
+        return True
+    if type(a) is not type(b) or a.shape != b.shape:
+        return False
+    if isinstance(a, TokenShared):
+        return a.n_tokens == b.n_tokens and _same_weights(a.kernel, b.kernel)
+    if isinstance(a, ConvShared):
+        return (a.in_shape == b.in_shape and a.stride == b.stride and a.padding == b.padding
+                and a.dilation == b.dilation and a.groups == b.groups and
+                np.array_equal(a.kernel, b.kernel))
+    return (a != b).nnz == 0
+
+
+def has_residual_stream(fp: FloatProgram) -> bool:
+    """True when ``fp`` reads a residual stream: it has residual relays, or a spiking
+    population receives two or more groups from other spiking populations with the same
+    matrix (what ``residual="relay"`` turns into one relay)."""
+    if fp.metadata.get("residual_relays"):
+        return True
+    spiking = {p.name for p in fp.populations if p.kind not in (RELAY, LI)}
+    incoming: dict[str, list] = {}
+    for g in fp.groups:  # relays (low-rank) read the stream populations themselves
+        if g.source in spiking and g.target in spiking and g.source != g.target:
+            incoming.setdefault(g.target, []).append(g.weight)
+    for ws in incoming.values():
+        for i, a in enumerate(ws):
+            if any(_same_weights(a, b) for b in ws[i + 1:]):
+                return True
+    return False
+
+
+def _identity_like(m):
+    """The identity on the columns of ``m``: token-shared (one ``C x C`` identity for every
+    token) when ``m`` is token-shared, else scipy CSR."""
+    if isinstance(m, TokenShared):
+        return TokenShared(sp.identity(m.kernel.shape[1], format="csr"), m.n_tokens)
+    return sp.identity(m.shape[1], format="csr")
+
+
 def _without_zeros(m):
     """``m`` as CSR or shared weights without stored exact zeros (pruned synapses)."""
     if is_shared(m):
@@ -67,11 +108,13 @@ class LoweringContext:
     ``timing`` is the typed discretisation; ``back_of``/``back_into`` name the recurrent
     placeholders (:func:`~.structure.recurrence_placeholders`); ``gate_of`` maps gated neuron
     nodes to their token selectors; ``relay_nodes`` are the low-rank down factors deployed
-    as relays.
+    as relays; ``residual`` ("fan-in" or "relay") is how a residual stream reaches the
+    populations that read it (:meth:`stream_terms`).
     """
 
     def __init__(self, graph: Graph, timing: Timing, *, input_levels: int, time_steps: int,
-                 relay_nodes: set, back_of: dict, back_into: dict, gate_of: dict):
+                 relay_nodes: set, back_of: dict, back_into: dict, gate_of: dict,
+                 residual: str = "fan-in"):
         self.graph = graph
         self.timing = timing
         self.input_levels = input_levels
@@ -90,6 +133,9 @@ class LoweringContext:
         self.spiking: set[str] = set()  # populations emitting binary spikes
         self.li_pops: set[str] = set()  # non-spiking LI/CubaLI populations
         self.relays: set[str] = set()
+        self.residual = residual
+        self.stream_relays: dict[frozenset, str] = {}  # stream terms -> residual relay
+        self._sum_node: dict[frozenset, str] = {}  # stream terms -> the node that summed them
         self._group_at: dict[tuple[str, str, int], int] = {}
         self._pending: list[tuple[str, str, int, sp.csr_matrix]] = []  # (pop, placeholder, lag, M)
 
@@ -116,6 +162,8 @@ class LoweringContext:
         if inp.size != expected:
             raise LoweringError(f"{name}: input size ({inp.size}) differs from the node's "
                                 f"input shape {tuple(node.input_shape)}; check the edges into it")
+        if len(self.graph.predecessors(name)) > 1:  # a sum: names a residual relay of its terms
+            self._sum_node.setdefault(frozenset(k for k in inp.terms if self._streams(k)), name)
         return inp
 
     # ----------------------------------------------------------------- building
@@ -143,15 +191,76 @@ class LoweringContext:
                                       source=src, target=target, weight=m, layer=layer,
                                       kind=kind, lag=lag))
 
+    def _streams(self, key) -> bool:
+        """True for a term a residual relay may sum: a spiking population, not recurrent."""
+        src = key[0]
+        return src in self.spiking and src not in self.back_of
+
+    def stream_terms(self, terms: dict, layer: str) -> dict:
+        """``terms`` with every residual stream read through one relay (``residual`` "relay";
+        a new dict, ``terms`` untouched): two or more spiking populations read with the same
+        matrix ``M`` (the stream ``x + f(x)`` before a linear layer) become one term
+        ``(relay, 0): M``. The relay emits the integer sum of their spikes as a graded
+        payload; a longer stream reuses the relay of its largest earlier part
+        (``relay_k = relay_(k-1) + new populations``), so each stream population feeds one
+        relay. Terms keep their lags on the relay's own groups."""
+        if self.residual != "relay":
+            return terms
+        classes: list[list] = []
+        for key in terms:
+            if not self._streams(key):
+                continue
+            for cl in classes:
+                if _same_weights(terms[cl[0]], terms[key]):
+                    cl.append(key)
+                    break
+            else:
+                classes.append([key])
+        out = dict(terms)
+        for cl in classes:
+            if len(cl) < 2:
+                continue
+            m = terms[cl[0]]
+            relay = self._stream_relay(frozenset(cl), _identity_like(m), layer)
+            for key in cl:
+                del out[key]
+            out[(relay, 0)] = m
+        return out
+
+    def _stream_relay(self, stream: frozenset, eye, layer: str) -> str:
+        """The residual relay emitting the sum of ``stream``'s (source, lag) terms (made on
+        first use from the largest earlier relay whose terms it contains)."""
+        if stream in self.stream_relays:
+            return self.stream_relays[stream]
+        base = max((s for s in self.stream_relays if s < stream), key=len, default=frozenset())
+        node = self._sum_node.get(stream, layer)
+        name, i = f"{node}.relay", 1
+        taken = {p.name for p in self.pops} | set(self.graph.nodes)
+        while name in taken:
+            i += 1
+            name = f"{node}.relay{i}"
+        n = eye.shape[0]
+        self.pops.append(FloatPopulation(name=name, shape=(n,), kind=RELAY, alpha=0.0,
+                                         v_threshold=0.0, threshold_ge=False,
+                                         bias=np.zeros(n)))
+        order = {p.name: i for i, p in enumerate(self.pops)}
+        inputs = ([(self.stream_relays[base], 0)] if base else []) + \
+            sorted(stream - base, key=lambda k: (order[k[0]], k[1]))
+        for src, lag in inputs:
+            self.add_group(src, name, eye, lag, node)
+        self.stream_relays[stream] = name
+        return name
+
     def add_population(self, name: str, kind: str, shape, inp: LinearExpr, alpha, gain, v_th,
                        ge: bool, leak, alpha_syn=0.0, reset: str = "zero") -> LinearExpr:
-        """A population of ``kind`` fed by ``gain * inp``; returns its spike expression."""
+        """A population of ``kind`` fed by ``gain * inp`` (a residual stream through its relay
+        with ``residual`` "relay", :meth:`stream_terms`); returns its spike expression."""
         size = int(np.prod(shape))
         if inp.size != size:
             raise LoweringError(f"{name}: input size ({inp.size}) differs from the node size "
                                 f"({size})")
         current = bool(np.any(np.asarray(alpha_syn) != 0))
-        terms = dict(inp.terms)
+        terms = self.stream_terms(inp.terms, inp.layer)
         if current:  # a constant input current: through CONST, not a voltage bias
             if np.any(inp.bias):
                 add_term(terms, (CONST, 0), column(inp.bias))

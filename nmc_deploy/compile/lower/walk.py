@@ -7,7 +7,7 @@ from ...errors import LoweringError
 from ...ir import Graph, Input, topo_order
 from ...ir.conventions import INTEGRATORS, NIR_DEFAULTS, RESETS, Timing, apply_timing
 from ...ir.graph import back_edges
-from ...program import LOW_RANK_MODES, FloatProgram
+from ...program import LOW_RANK_MODES, RESIDUAL_MODES, FloatProgram
 from . import linear, neurons, ops  # noqa: F401  (registers the lowering functions)
 from .context import LoweringContext, lowering_of
 from .neurons import RESET_NODES
@@ -54,7 +54,7 @@ def graph_timing(graph: Graph) -> Timing:
 
 
 def lower_graph(graph: Graph, *, timing: Timing | None = None, input_levels: int | None = None,
-                low_rank: str = "fused") -> FloatProgram:
+                low_rank: str = "fused", residual: str = "fan-in") -> FloatProgram:
     """Lower ``graph`` to a :class:`FloatProgram`; ``graph`` is not modified.
 
     Parameters
@@ -71,10 +71,18 @@ def lower_graph(graph: Graph, *, timing: Timing | None = None, input_levels: int
     low_rank : {"fused", "relay"}
         How low-rank factor pairs deploy (package docstring); recorded in the program
         metadata ("low_rank").
+    residual : {"fan-in", "relay"}
+        How a residual stream reaches the populations that read it (package docstring):
+        one group per stream population, or one graded relay population per stream;
+        recorded in the program metadata ("residual", and the relays' names in
+        "residual_relays").
     """
     if low_rank not in LOW_RANK_MODES:
         raise LoweringError(f"graph: low_rank '{low_rank}' is not one of "
                             f"{', '.join(LOW_RANK_MODES)}")
+    if residual not in RESIDUAL_MODES:
+        raise LoweringError(f"graph: residual '{residual}' is not one of "
+                            f"{', '.join(RESIDUAL_MODES)}")
     relay_nodes = set(low_rank_down_nodes(graph)) if low_rank == "relay" else set()
     if timing is None:
         timing = graph_timing(graph)
@@ -88,7 +96,8 @@ def lower_graph(graph: Graph, *, timing: Timing | None = None, input_levels: int
     back_of, back_into = recurrence_placeholders(graph, back)
     ctx = LoweringContext(graph, timing, input_levels=levels,
                           time_steps=int(md.get("time_steps", 1)), relay_nodes=relay_nodes,
-                          back_of=back_of, back_into=back_into, gate_of=token_gates(graph))
+                          back_of=back_of, back_into=back_into, gate_of=token_gates(graph),
+                          residual=residual)
     for name in topo_order(graph):
         node = graph.nodes[name]
         lower = lowering_of(type(node))
@@ -107,4 +116,7 @@ def lower_graph(graph: Graph, *, timing: Timing | None = None, input_levels: int
                             "populations; a token selector can only gate LIF/Threshold nodes")
     ctx.close_recurrence()
     md["low_rank"] = low_rank
+    md["residual"] = residual
+    if ctx.stream_relays:
+        md["residual_relays"] = sorted(ctx.stream_relays.values())
     return ctx.program(md)
