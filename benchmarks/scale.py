@@ -325,9 +325,15 @@ def _placement_facts(path: Path, target: str) -> dict:
         chips, source = math.ceil(cores / per_chip), f"ceil(cores / {per_chip})"
     else:
         source = "placement.json"
+    residual = (s.get("residual") or {}).get("forms") or {}
+    relay = residual.get("relay")
+    relay_cores = relay.get("cores") if isinstance(relay, dict) and "cores" in relay else None
     return {"neurons": s.get("neurons"), "synapses": s.get("synapses"),
             "weights_stored": share.get("weights"), "synapses_on_cores": stored,
-            "cores": cores, "chips": chips, "chips_source": source}
+            "cores": cores, "chips": chips, "chips_source": source,
+            "relay_cores": relay_cores,
+            "relay_chips": None if relay_cores is None else
+            math.ceil(relay_cores / load_target(target).cores_per_chip)}
 
 
 def run_lava(args, rung: str = "digits", samples: int | None = None) -> None:
@@ -387,21 +393,25 @@ def render(rows: list[dict], lava: dict | None, args) -> str:
               "LayerNorms (digits: our model's). Synapses: expanded (one copy per "
               "token/position); weights stored: distinct stored weights; on cores: synapses "
               "stored on cores with shared weights (placement.json `weight_sharing`). Chips: "
-              "placement.json's `chips_used`, else ceil(cores / cores per chip). Export s: "
+              "placement.json's `chips_used`, else ceil(cores / cores per chip). Relay form: "
+              "the residual stream through graded relays (`--residual relay`, deployment "
+              "decision 3 b) as compile places it for its report (placement.json `residual`; "
+              "the written form is the default fan-in), chips ceil(cores / cores per chip). "
+              "Export s: "
               "`export_spikformer` + writing the NIR file. Compile: `nmc-deploy compile` as a "
               "subprocess (wall and user+system CPU seconds, peak RSS from `/usr/bin/time -v`; "
               "the machine is shared, so CPU seconds are the steadier number). Firing: LIF "
               "populations of the fixed-point program on the reference simulator (min / median "
               "/ max, count outside 5-15 %).", ""]
     lines += ["| rung | params (nonzero) | synapses | weights stored | on cores | neurons | "
-              "cores | chips | export s | compile s wall (CPU) | compile peak RSS GB | "
-              "ref samples/s | firing % min/med/max (outside) | status |",
-              "|" + "---|" * 14]
+              "cores | chips | cores (chips) relay form | export s | compile s wall (CPU) | "
+              "compile peak RSS GB | ref samples/s | firing % min/med/max (outside) | status |",
+              "|" + "---|" * 15]
     done = {r["rung"]: r for r in rows}
     for rung in ALL_RUNGS:
         r = done.get(rung)
         if r is None:
-            lines.append(f"| {rung} |" + " |" * 12 + " not run |")
+            lines.append(f"| {rung} |" + " |" * 13 + " not run |")
             continue
         fire = r.get("lif_rates")
         fire_s = ("–" if fire is None else
@@ -415,7 +425,9 @@ def render(rows: list[dict], lava: dict | None, args) -> str:
             f"{_count(r.get('synapses'))} | {_count(r.get('weights_stored'))} | "
             f"{_count(r.get('synapses_on_cores'))} | {_count(r.get('neurons'))} | "
             f"{_f(r.get('cores'), '{}')} | {_f(r.get('chips'), '{}')} | "
-            f"{_f(r.get('export_s'), '{:.2f}')} | {compile_s} | "
+            + ("–" if r.get("relay_cores") is None else
+               f"{r['relay_cores']} ({r['relay_chips']})")
+            + f" | {_f(r.get('export_s'), '{:.2f}')} | {compile_s} | "
             f"{_f(r.get('compile_peak_rss_gb'), '{:.2f}')} | "
             f"{_f(r.get('samples_per_s'), '{:.2f}')} | {fire_s} | {status} |")
     lines += ["", "Per stage (wall seconds, peak RSS GB of the subprocess; synthetic: random "

@@ -156,6 +156,46 @@ def _log_compile_report(result, summary: dict, attention_split: str, log) -> Non
         _log(format_residual_forms(summary["residual"]), log)
 
 
+def _write_build(out_dir, result, summary, tgt, graph, nir_path, *, copy_nir: bool,
+                 netx: bool) -> tuple:
+    """Write a compiled build to ``out_dir`` (all files or none: written in a temporary
+    directory next to it, then moved in); returns the extra files written (netx)."""
+    from .compile.netx import NETX_FILE, write_netx
+    from .fileio import write_json_atomic
+    from .nirio import write_nir
+    from .program import save_program
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputFileError(f"{out_dir}: exists and is not a directory; choose another -o")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        extra = ()
+        if netx:  # before anything moves: an inexpressible program writes nothing
+            write_netx(result.program, tmp / NETX_FILE)
+            extra = (NETX_FILE,)
+        save_program(result.program, tmp)
+        write_json_atomic(tmp / "placement.json", summary)
+        write_json_atomic(tmp / "design_rules.json", result.design_rules.to_json())
+        # the target file compiled for: report prices with it (a user's own .toml included)
+        write_json_atomic(tmp / "target.json", {"name": tgt.name,
+                                                "file": str(Path(tgt.path).resolve())})
+        if copy_nir and Path(nir_path).is_file():  # the graph as read: copy its file
+            shutil.copyfile(nir_path, tmp / "model.nir")  # (re-writing Spikformer-8-512's
+        else:  # graph held 3.4 GB more than compiling it); else as compiled: resolved timing,
+            write_nir(graph, tmp / "model.nir")  # portable parts joined
+        out_dir.mkdir(exist_ok=True)
+        for pattern in ("activity_*.json", "simulation_*.json", NETX_FILE):
+            for stale in out_dir.glob(pattern):
+                stale.unlink()  # results of an older program would no longer match
+        for name in BUILD_FILES + extra:
+            os.replace(tmp / name, out_dir / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return extra
+
+
 def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int | None = None,
                   low_rank: str = "fused", emit: tuple[str, ...] = (), dt: float | None = None,
                   convention: str | None = None, reset: str | None = None,
@@ -198,13 +238,11 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     when the whole compilation succeeded.
     """
     from .compile.lower import low_rank_down_nodes
-    from .compile.netx import NETX_FILE, write_netx
     from .compile.recipe import compile_graph
     from .errors import NmcDeployError
-    from .fileio import write_json_atomic
     from .ir.conventions import apply_timing, resolve_timing
-    from .nirio import read_nir, read_portable, write_nir
-    from .program import ATTENTION_SPLITS, LOW_RANK_MODES, RESIDUAL_MODES, save_program
+    from .nirio import read_nir, read_portable
+    from .program import ATTENTION_SPLITS, LOW_RANK_MODES, RESIDUAL_MODES
     from .targets import load_target
 
     if low_rank not in LOW_RANK_MODES:
@@ -251,41 +289,15 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
                                residual=residual)
     for w in caught:
         _log(f"warning: {w.message}", log)
-    program, summary = result.program, result.summary()
+    summary = result.summary()
     if not pairs and low_rank != "fused":
         _log(f"note: {nir_path} has no low-rank factors; --low-rank {low_rank} changes nothing",
              log)
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputFileError(f"{out_dir}: exists and is not a directory; choose another -o")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        extra = ()
-        if "netx" in emit:  # before anything moves: an inexpressible program writes nothing
-            write_netx(program, tmp / NETX_FILE)
-            extra = (NETX_FILE,)
-        save_program(program, tmp)
-        write_json_atomic(tmp / "placement.json", summary)
-        write_json_atomic(tmp / "design_rules.json", result.design_rules.to_json())
-        # the target file compiled for: report prices with it (a user's own .toml included)
-        write_json_atomic(tmp / "target.json", {"name": tgt.name,
-                                                "file": str(Path(tgt.path).resolve())})
-        if timing is None and Path(nir_path).is_file():  # the graph as read: copy the file
-            shutil.copyfile(nir_path, tmp / "model.nir")  # (re-writing Spikformer-8-512's
-        else:  # graph held 3.4 GB more than compiling it); else as compiled: resolved timing,
-            write_nir(graph, tmp / "model.nir")  # portable parts joined
-        out_dir.mkdir(exist_ok=True)
-        for pattern in ("activity_*.json", "simulation_*.json", NETX_FILE):
-            for stale in out_dir.glob(pattern):
-                stale.unlink()  # results of an older program would no longer match
-        for name in BUILD_FILES + extra:
-            os.replace(tmp / name, out_dir / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    extra = _write_build(out_dir, result, summary, tgt, graph, nir_path,
+                         copy_nir=timing is None, netx="netx" in emit)
     _log_compile_report(result, summary, attention_split, log)
     for name in extra:
-        _log(f"wrote {out_dir / name} (netx.hdf5.Network; docs/architecture.md, netx export)",
+        _log(f"wrote {Path(out_dir) / name} (netx.hdf5.Network; docs/architecture.md, netx export)",
              log)
     return summary
 
