@@ -21,6 +21,7 @@ bounds of the same over all cores of the program.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,6 +42,7 @@ from .lower.linear import conv_weights
 from .lower.structure import NEURON_NODES
 
 __all__ = ["WeightCounts", "GroupCounts", "LayerCounts", "count_layers", "count_weights",
+           "with_residual_relays",
            "COMPOSE_BUDGET", "GRID_STEPS"]
 
 COMPOSE_BUDGET = 4_000_000  # expanded nonzeros a chain of weighted nodes may have to be multiplied
@@ -243,6 +245,7 @@ class LayerCounts:
     selectors: dict[str, tuple[str, ...]]  # token selector -> the sources it reads
     time_steps: int
     sizes: dict[str, int] = field(default_factory=dict)  # every group source's neurons
+    residual_relays: tuple[str, ...] = ()  # relay populations of the residual streams
 
     @property
     def neurons(self) -> int:
@@ -484,6 +487,55 @@ def _row_scale(node, timing: Timing | None, size: int) -> np.ndarray | None:
     if s.size != size or not np.all(np.isfinite(s)) or np.all(s == s[0]):
         return None
     return s
+
+
+def with_residual_relays(lc: LayerCounts) -> LayerCounts:
+    """The counts of the residual streams' relay form (``lower_graph(..., residual="relay")``,
+    deployment decision 3 b) from those of the fan-in form (``lc`` not modified).
+
+    Where a population reads two or more spiking populations through one matrix (groups
+    sharing one :class:`WeightCounts`: one weighted node), one relay population per distinct
+    set of those (source, lag) terms sums them and the reader gets one group from it; a
+    relay whose set contains an earlier relay's reads that relay and the rest (identity
+    groups), as the lowering builds them. Relays come before their first reader."""
+    spiking = {p for p, (_, kind) in lc.populations.items() if kind not in (RELAY, LI)}
+    incoming: dict[str, list] = {p: [] for p in lc.populations}
+    rest = []
+    for g in lc.groups:
+        (incoming[g.target] if g.target in incoming else rest).append(g)
+    pops: dict[str, tuple[int, str]] = {}
+    groups: list[GroupCounts] = []
+    sizes = dict(lc.sizes)
+    relays: dict[frozenset, str] = {}
+
+    def relay_of(stream: frozenset) -> str:
+        if stream not in relays:
+            base = max((s for s in relays if s < stream), key=len, default=frozenset())
+            name = f"residual relay {len(relays)}"
+            n = sizes[next(iter(stream))[0]]
+            eye = _identity_counts(n)
+            inputs = ([(relays[base], 0)] if base else []) + sorted(stream - base)
+            groups.extend(GroupCounts(src, name, lag, "synapses", eye) for src, lag in inputs)
+            pops[name], sizes[name], relays[stream] = (n, RELAY), n, name
+        return relays[stream]
+
+    for p, (size, kind) in lc.populations.items():
+        classes: list[list[GroupCounts]] = []
+        for g in incoming[p]:
+            if g.source in spiking and g.counts is not None and g.kind != "attention":
+                same = next((cl for cl in classes if cl[0].counts is g.counts), None)
+                if same is None:
+                    classes.append([g])
+                else:
+                    same.append(g)
+        merged = [cl for cl in classes if len(cl) > 1]
+        gone = {id(g) for cl in merged for g in cl}
+        readers = [GroupCounts(relay_of(frozenset((g.source, g.lag) for g in cl)), p, 0,
+                               cl[0].kind, cl[0].counts) for cl in merged]
+        pops[p] = (size, kind)
+        groups += [g for g in incoming[p] if id(g) not in gone] + readers
+    return dataclasses.replace(lc, populations=pops, groups=tuple(groups + rest), sizes=sizes,
+                               residual_relays=tuple(relays.values()))
 
 
 def count_layers(graph: Graph, *, timing: Timing | None = None,

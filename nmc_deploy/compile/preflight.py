@@ -49,7 +49,7 @@ from ..loihi.constants import LAVA_LIF
 from ..program import INPUT, RELAY
 from ..targets import HardwareTarget, load_target
 from .attention_split import plan_attention_units
-from .layer_counts import LayerCounts, count_layers
+from .layer_counts import LayerCounts, count_layers, with_residual_relays
 from .weights import message_bits
 
 __all__ = ["RULES", "DesignRule", "DesignRuleReport", "DesignRuleError", "check_design_rules",
@@ -270,12 +270,18 @@ class _Checker:
 
     def program(self) -> list[DesignRule]:
         t, out = self.t, []
-        if any(kind == RELAY for _, kind in self.lc.populations.values()):
-            out.append(DesignRule("graded-spikes", PROGRAM, "payload bits a low-rank relay "
-                                  "needs", 2, t.graded_spike_bits, "graded_spike_bits",
-                                  "ok" if t.graded_spike_bits >= 2 else "fail",
-                                  "" if t.graded_spike_bits >= 2 else
-                                  "deploy the low-rank factors fused (--low-rank fused)"))
+        residual = set(self.lc.residual_relays)
+        low_rank = [p for p, (_, kind) in self.lc.populations.items()
+                    if kind == RELAY and p not in residual]
+        for what, found, fix in (("a low-rank relay", low_rank, "deploy the low-rank factors "
+                                  "fused (--low-rank fused)"),
+                                 ("a residual relay", residual, "deploy the residual stream "
+                                  "in fan-in form (--residual fan-in)")):
+            if found:
+                ok = t.graded_spike_bits >= 2
+                out.append(DesignRule("graded-spikes", PROGRAM, f"payload bits {what} needs",
+                                      2, t.graded_spike_bits, "graded_spike_bits",
+                                      "ok" if ok else "fail", "" if ok else fix))
         out.append(_rule("state-bits", PROGRAM, "neuron state bits of the compiled LIF (u, v)",
                          LAVA_LIF.uv_bits, t.state_bits, "state_bits",
                          f"a target with >= {LAVA_LIF.uv_bits}-bit neuron state (Lava's "
@@ -418,7 +424,7 @@ def _system_rules(ck: _Checker) -> tuple[list[DesignRule], int]:
 
 def check_design_rules(graph: Graph, target: HardwareTarget | str, *, low_rank: str = "fused",
                        weight_sharing: bool | None = None, timing: Timing | None = None,
-                       attention_split: str = "fit",
+                       attention_split: str = "fit", residual: str = "fan-in",
                        raise_on_failure: bool = True) -> DesignRuleReport:
     """Check ``graph`` (not modified) against ``target`` before lowering (module docstring).
 
@@ -436,6 +442,9 @@ def check_design_rules(graph: Graph, target: HardwareTarget | str, *, low_rank: 
         For the steps of Delay nodes; default the graph metadata's dt.
     attention_split : {"fit", "head"}
         The policy of :func:`~.attention_split.plan_attention_units`: each unit is a core.
+    residual : {"fan-in", "relay"}
+        How residual streams reach their readers (relay: :func:`~.layer_counts.
+        with_residual_relays`, the counts of the relay form).
     raise_on_failure : bool
         Raise :class:`~nmc_deploy.errors.DesignRuleError` (message: the first failing rule,
         one line; ``report``: the whole report) when a rule fails; else only report it.
@@ -444,6 +453,8 @@ def check_design_rules(graph: Graph, target: HardwareTarget | str, *, low_rank: 
     target = load_target(target) if isinstance(target, str) else target
     sharing = target.weight_sharing if weight_sharing is None else bool(weight_sharing)
     lc = count_layers(graph, timing=timing, low_rank=low_rank)
+    if residual == "relay":
+        lc = with_residual_relays(lc)
     ck = _Checker(lc, target, sharing, attention_split)
     rules: list[DesignRule] = []
     for p, (size, _) in lc.populations.items():

@@ -278,7 +278,8 @@ def compile_graph(graph: Graph, target: HardwareTarget | str, *, low_rank: str =
     vth_mant = DEFAULT_VTH_MANT if vth_mant is None else vth_mant
     sharing = target.weight_sharing if weight_sharing is None else bool(weight_sharing)
     rules = check_design_rules(graph, target, low_rank=low_rank, weight_sharing=sharing,
-                               timing=timing, attention_split=attention_split)
+                               timing=timing, attention_split=attention_split,
+                               residual=residual)
     other_res = next(m for m in RESIDUAL_MODES if m != residual)
     other_costs, relays, other_stream = (_other_residual_form(
         graph, target, other=other_res, low_rank=low_rank, vth_mant=vth_mant, timing=timing,

@@ -452,3 +452,46 @@ def test_lower_bound_counts_the_attention_units_partition_places(tiny_graph, pol
     assert units > 1  # 3 x 16 x 16 = 768 input axons per op do not fit 300
     used = len(result.placement.cores) + units
     assert units < result.design_rules.cores_lower_bound <= used
+
+
+@pytest.mark.parametrize("preset", ["tiny_graph", "digits"])
+def test_residual_relay_counts_equal_the_relay_lowering(preset, request, monkeypatch):
+    """with_residual_relays gives the relay form's populations (relays before their readers)
+    and groups: the same (source, target, lag) structure as lower_graph(residual="relay"),
+    up to the relays' names; its lower bound never exceeds the relay form's placement and
+    is below the fan-in form's."""
+    import nmc_deploy.compile.layer_counts as lcm
+    from nmc_deploy.compile.layer_counts import with_residual_relays
+
+    monkeypatch.setattr(lcm, "GRID_STEPS", np.inf)
+    if preset == "digits":
+        from nmc_deploy.export.spikformer import export_spikformer
+        from nmc_deploy.models.config import PRESETS
+
+        from conftest import make_active_spikformer
+        graph = export_spikformer(make_active_spikformer(PRESETS["digits"], 0),
+                                  {"input_levels": 16})
+    else:
+        graph = request.getfixturevalue(preset)
+    lc = with_residual_relays(count_layers(graph))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fp = lower_graph(graph, residual="relay")
+    real = set(fp.metadata.get("residual_relays", ()))
+    real_relays = [p.name for p in fp.populations if p.name in real]
+    mine_relays = [n for n in lc.populations if n in set(lc.residual_relays)]
+    assert len(mine_relays) == len(real_relays) > 0
+    rename = dict(zip(mine_relays, real_relays))
+    assert [(p.name, p.size) for p in fp.populations] == \
+        [(rename.get(n, n), size) for n, (size, _) in lc.populations.items()]
+    mine = {(rename.get(g.source, g.source), g.target if g.target not in rename
+             else rename[g.target], g.lag) for g in lc.groups}
+    assert mine == {(g.source, g.target, g.lag) for g in fp.groups}
+    tgt = load_target("loihi2")
+    relay = check_design_rules(graph, tgt, residual="relay", raise_on_failure=False)
+    fan_in = check_design_rules(graph, tgt, raise_on_failure=False)
+    assert relay.ok and relay.synapses < fan_in.synapses
+    assert any(r.rule == "graded-spikes" and "residual relay" in r.quantity
+               for r in relay.rules)
+    result = compile_graph(graph, tgt, residual="relay")
+    assert relay.cores_lower_bound <= result.placement.cores_used
