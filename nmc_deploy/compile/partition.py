@@ -253,7 +253,10 @@ def _out_degrees(program, cores, costs=None, orders=None) -> dict[str, np.ndarra
                 outdeg[src] += deg
                 overlap.append(pairs)
                 continue
-            pairs = _csc_pairs(costs.csc(w), core_of[g.target], n_cores, order is None)
+            if order is None:
+                pairs = _csc_pairs(costs.csc(w), core_of[g.target], n_cores)
+            else:  # rows renumbered to the target's order: monotone again
+                pairs = _csc_pairs(costs.csc_in_order(w, order), core_at[g.target], n_cores)
             on_shared = shared[pairs % n_cores]
             outdeg[src] += np.bincount(pairs[~on_shared] // n_cores, minlength=outdeg[src].size)
             overlap.append(pairs[on_shared])
