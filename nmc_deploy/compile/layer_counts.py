@@ -521,7 +521,8 @@ def with_residual_relays(lc: LayerCounts) -> LayerCounts:
 
     for p, (size, kind) in lc.populations.items():
         classes: list[list[GroupCounts]] = []
-        for g in incoming[p]:
+        for g in incoming[p] if kind != RELAY else ():  # low-rank relays read the stream
+            # populations themselves (the lowering's add_relay)
             if g.source in spiking and g.counts is not None and g.kind != "attention":
                 same = next((cl for cl in classes if cl[0].counts is g.counts), None)
                 if same is None:

@@ -96,12 +96,15 @@ def _chunk_population(p, groups, target, outdeg, sharing, costs, order=None,
     chunks = []
     start = 0
     while start < p.size:
-        # the out-axon bound first (prefix sums), then search memory and axons below it
-        by_out = int(np.searchsorted(cum_out, cum_out[start] + max_out, side="right")) - 1
+        # the out-axon bound first (prefix sums), then search memory and axons below it; a
+        # neuron alone is held to the target's limit, not the round's headroom
+        budget = max(max_out, int(outdeg[start]))
+        by_out = int(np.searchsorted(cum_out, cum_out[start] + budget, side="right")) - 1
         hi = max(start + 1, min(p.size, start + max_neurons, by_out))
 
         def fits(stop):
-            if cum_out[stop] - cum_out[start] > max_out:
+            limit = max_out if stop - start > 1 else target.max_out_axons_per_core
+            if cum_out[stop] - cum_out[start] > limit:
                 return False
             _, mem, axons = _chunk_cost(groups, start, stop, target, sharing, costs, order)
             return mem <= max_mem and axons <= max_in
@@ -118,8 +121,9 @@ def _chunk_population(p, groups, target, outdeg, sharing, costs, order=None,
                 what, got, limit, name = ("output axons", int(outdeg[start]),
                                           target.max_out_axons_per_core,
                                           "max_out_axons_per_core")
+            neuron = start if order is None else int(order.neurons(start, start + 1)[0])
             raise CapacityError(
-                f"{p.name}[{start}]: {what} of one neuron ({got}) exceeds {name} ({limit}) "
+                f"{p.name}[{neuron}]: {what} of one neuron ({got}) exceeds {name} ({limit}) "
                 f"of target {target.name}; prune the model or choose a larger target")
         lo = start + 1  # fits(lo); find the largest stop <= hi that fits
         if fits(hi):

@@ -40,16 +40,17 @@ class SharedCosts:
         return self._prefix[key][1]
 
     def csc_in_order(self, w, order: BlockOrder) -> sp.csc_matrix:
-        """``w`` column-compressed with its rows renumbered to positions of the target's
-        placement ``order`` and sorted (cached): the cores of a column's rows then never
-        decrease, as in the flat order."""
+        """The sparsity pattern of ``w`` column-compressed with its rows renumbered to
+        positions of the target's placement ``order`` and sorted (cached; values 1): the
+        cores of a column's rows then never decrease, as in the flat order."""
         key = ("csc order", id(w), id(order))
         if key not in self._prefix or self._prefix[key][0] is not w or \
                 self._prefix[key][1] is not order:
             m = self.csc(w)
             position = np.empty(order.size, np.int64)
             position[order.neurons()] = np.arange(order.size)
-            m = sp.csc_matrix((m.data, position[m.indices], m.indptr), shape=m.shape)
+            m = sp.csc_matrix((np.ones(m.nnz, np.int8), position[m.indices], m.indptr),
+                              shape=m.shape)  # the pattern only (sorting moves the data)
             m.has_sorted_indices = False
             m.sort_indices()
             self._prefix[key] = (w, order, m)

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputFileError
+
 from ..loihi.attention import attention_counts
 from ..program import Program
 from ..program.activity import SenderTraffic, Traffic
@@ -103,6 +105,10 @@ def _core_map(program: Program, summary: PlacementSummary):
     core_of = dict(core_at)
     for name, order in (summary.orders or {}).items():
         if name in core_at:
+            if order.size != core_at[name].size:
+                raise InputFileError(f"program_summary: orders.{name} covers {order.size} "
+                                     f"neurons, the population has {core_at[name].size}; "
+                                     "compile the program again")
             core_of[name] = np.empty_like(core_at[name])
             core_of[name][order.neurons()] = core_at[name]
     grid = {c.chip: c.position for c in summary.system.per_chip}

@@ -183,3 +183,38 @@ def test_blocked_chunks_tile_the_order_and_end_on_rows():
     rows = {int(b) * order.positions + k * (int(e) - int(b))
             for b, e in zip(order.bounds, order.bounds[1:]) for k in range(order.positions + 1)}
     assert all(c.stop in rows for c in chunks)
+
+
+def test_a_neuron_below_the_limit_is_placed_whatever_the_rounds_headroom():
+    """Later rounds cut chunks below the out-axon limit (headroom); one neuron whose
+    out-degree lies between that and the limit still gets a chunk of its own."""
+    from nmc_deploy.compile.partition import _chunk_population
+    from nmc_deploy.compile.shared_costs import SharedCosts
+
+    program = _token_chain(c_in=4, c_mid=2, c_out=2, tokens=2)
+    tgt = load_target("loihi1")
+    p = program.populations[0]
+    outdeg = np.array([1, 3900, 1, 1])
+    chunks = _chunk_population(p, [], tgt, outdeg, True, SharedCosts(),
+                               max_out=int(0.94 * tgt.max_out_axons_per_core))
+    assert [(c.start, c.stop) for c in chunks] == [(0, 1), (1, 2), (2, 4)]
+
+
+def test_renumbered_copy_leaves_the_cached_matrix_alone():
+    from nmc_deploy.compile.shared_costs import SharedCosts
+    from nmc_deploy.program.shared_weights import ConvShared
+
+    rng = np.random.default_rng(5)
+    w = ConvShared(rng.integers(-9, 9, (4, 2, 3, 3)).astype(np.int32), (2, 5, 5), (1, 1),
+                   (1, 1))
+    costs = SharedCosts()
+    before = costs.csc(w).copy()
+    order = BlockOrder(25, (0, 3, 4))
+    m = costs.csc_in_order(w, order)
+    assert (costs.csc(w) != before).nnz == 0
+    position = np.empty(order.size, np.int64)
+    position[order.neurons()] = np.arange(order.size)
+    want = sp.csc_matrix(before, copy=True)
+    want = sp.csc_matrix((np.ones(want.nnz), position[want.indices], want.indptr),
+                         shape=want.shape)
+    assert (m != want).nnz == 0 and m.has_sorted_indices

@@ -454,7 +454,7 @@ def test_lower_bound_counts_the_attention_units_partition_places(tiny_graph, pol
     assert units < result.design_rules.cores_lower_bound <= used
 
 
-@pytest.mark.parametrize("preset", ["tiny_graph", "digits"])
+@pytest.mark.parametrize("preset", ["tiny_graph", "digits", "low-rank relays"])
 def test_residual_relay_counts_equal_the_relay_lowering(preset, request, monkeypatch):
     """with_residual_relays gives the relay form's populations (relays before their readers)
     and groups: the same (source, target, lag) structure as lower_graph(residual="relay"),
@@ -471,12 +471,15 @@ def test_residual_relay_counts_equal_the_relay_lowering(preset, request, monkeyp
         from conftest import make_active_spikformer
         graph = export_spikformer(make_active_spikformer(PRESETS["digits"], 0),
                                   {"input_levels": 16})
+    elif preset == "low-rank relays":  # low-rank relays read the stream populations
+        graph = _low_rank_graph()
     else:
         graph = request.getfixturevalue(preset)
-    lc = with_residual_relays(count_layers(graph))
+    low_rank = "relay" if preset == "low-rank relays" else "fused"
+    lc = with_residual_relays(count_layers(graph, low_rank=low_rank))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fp = lower_graph(graph, residual="relay")
+        fp = lower_graph(graph, residual="relay", low_rank=low_rank)
     real = set(fp.metadata.get("residual_relays", ()))
     real_relays = [p.name for p in fp.populations if p.name in real]
     mine_relays = [n for n in lc.populations if n in set(lc.residual_relays)]
@@ -488,10 +491,11 @@ def test_residual_relay_counts_equal_the_relay_lowering(preset, request, monkeyp
              else rename[g.target], g.lag) for g in lc.groups}
     assert mine == {(g.source, g.target, g.lag) for g in fp.groups}
     tgt = load_target("loihi2")
-    relay = check_design_rules(graph, tgt, residual="relay", raise_on_failure=False)
-    fan_in = check_design_rules(graph, tgt, raise_on_failure=False)
+    relay = check_design_rules(graph, tgt, residual="relay", low_rank=low_rank,
+                               raise_on_failure=False)
+    fan_in = check_design_rules(graph, tgt, low_rank=low_rank, raise_on_failure=False)
     assert relay.ok and relay.synapses < fan_in.synapses
     assert any(r.rule == "graded-spikes" and "residual relay" in r.quantity
                for r in relay.rules)
-    result = compile_graph(graph, tgt, residual="relay")
+    result = compile_graph(graph, tgt, residual="relay", low_rank=low_rank)
     assert relay.cores_lower_bound <= result.placement.cores_used
