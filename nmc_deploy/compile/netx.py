@@ -50,17 +50,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..errors import ExportError, InputFileError
 from ..fileio import atomic_path
 from ..loihi.constants import LAVA_LIF, SYNAPTIC_ACCUMULATOR_BITS
 from ..loihi.synapses import lava_effective_weights
-from ..program import INPUT, LI, RELAY, Program
+from ..program import INPUT, LI, RELAY, Population, Program, Readout, SynapseGroup
 from .quantize import GridPolicy
 
 __all__ = ["NetxLayer", "netx_layers", "write_netx", "read_netx_kwargs",
            "netx_synapse_weights", "NetxGrid", "NETX_GRID", "NETX_FILE", "NETX_FORMAT",
-           "NETX_BIAS_EXP", "NETX_WEIGHT_MAX"]
+           "NETX_BIAS_EXP", "NETX_WEIGHT_MAX", "read_netx"]
 
 NETX_FILE = "model.net.h5"  # name next to program.json (``compile --emit netx``)
 NETX_FORMAT = "nmc-deploy-netx"
@@ -343,3 +344,125 @@ def read_netx_kwargs(path: str | Path) -> dict:
     except Exception as exc:
         raise InputFileError(f"{path}: not a netx file of nmc-deploy ({type(exc).__name__}); "
                              "write it with `nmc-deploy compile --emit netx`") from exc
+
+
+# ------------------------------------------------------------------------------ reading
+
+_SUPPORTED = ("input", "dense")
+
+
+def _scalar(g, key: str, where: str) -> int:
+    try:
+        value = np.asarray(g[key][()])
+    except KeyError:
+        raise InputFileError(f"{where}: no '{key}'; netx CUBA layers need iDecay, vDecay and "
+                             "vThMant") from None
+    if value.size != 1 or not np.isfinite(value).all() or value != np.round(value):
+        raise InputFileError(f"{where}: '{key}' ({value.ravel()[:3]}) is not one integer per "
+                             "layer; per-neuron decays and thresholds cannot be read")
+    return int(value.ravel()[0])
+
+
+def _text(g, key: str) -> str:
+    raw = g[key][()]
+    raw = raw[0] if np.ndim(raw) else raw
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def read_netx(path: str | Path, *, time_steps: int | None = None) -> Program:
+    """The fixed-point program of a lava-dl netx HDF5 network (``netx.hdf5.Network``'s
+    file; written by lava-dl/SLAYER or by :func:`write_netx`): a chain of ``dense`` CUBA
+    layers, each a population of depth k (module docstring: ``du = iDecay - 1``, ``dv =
+    vDecay``, ``vth = vThMant``, bias ``<< 6``) fed by netx's own weights and exponent
+    (:func:`netx_synapse_weights`); the readout counts the last layer's spikes.
+
+    ``time_steps``: steps per sample (default: the file's ``time_steps`` attribute, which
+    files of :func:`write_netx` carry). Layers of another type (conv, pool, average, flatten,
+    recurrent), sigma-delta or graded-spike neurons raise :class:`InputFileError` naming the
+    layer. The input reads binary spikes, or graded integers where the file says so
+    (``input_message_bits``, files of :func:`write_netx`).
+    """
+    import h5py
+
+    path = Path(path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise InputFileError(f"{path}: not an HDF5 file netx can read ({exc})") from None
+    with f:
+        if "layer" not in f:
+            raise InputFileError(f"{path}: no 'layer' group; not a netx network file")
+        attrs = dict(f.attrs)
+        keys = sorted(f["layer"], key=lambda k: int(k) if str(k).isdigit() else -1)
+        if not keys or not all(str(k).isdigit() for k in keys):
+            raise InputFileError(f"{path}: layer names must be 0, 1, 2, ...")
+        steps = time_steps if time_steps is not None else attrs.get("time_steps")
+        if steps is None:
+            raise InputFileError(f"{path}: the file does not say its time steps per sample; "
+                                 "give them (--time-steps)")
+        bits = int(attrs.get("input_message_bits", 0))
+        pops, groups, prev, n_prev, shape_in = [], [], INPUT, None, None
+        for depth, key in enumerate(keys):
+            g = f["layer"][key]
+            where = f"{path}: layer {key}"
+            kind = _text(g, "type") if "type" in g else "?"
+            if kind not in _SUPPORTED:
+                raise InputFileError(f"{where}: type '{kind}' is not supported (supported: "
+                                     f"{', '.join(_SUPPORTED)}); convolution, pooling and "
+                                     "recurrent netx layers are not read yet")
+            if kind == "input":
+                if depth:
+                    raise InputFileError(f"{where}: an input layer after the first")
+                shape_in = tuple(int(s) for s in np.atleast_1d(g["shape"][()]))
+                continue
+            w = np.asarray(g["weight"][()], np.float64)
+            if w.ndim != 2 or not np.isfinite(w).all() or np.any(w != np.round(w)):
+                raise InputFileError(f"{where}: 'weight' must be a finite integer matrix "
+                                     f"(got shape {w.shape}); netx casts weights to int")
+            n_out, n_in = w.shape
+            if n_prev is not None and n_in != n_prev:
+                raise InputFileError(f"{where}: inFeatures ({n_in}) differs from the previous "
+                                     f"layer's size ({n_prev})")
+            if shape_in is None:
+                shape_in = (n_in,)
+            neuron = g.get("neuron")
+            ntype = _text(neuron, "type") if neuron is not None and "type" in neuron else "?"
+            if ntype != "CUBA":
+                raise InputFileError(f"{where}: neuron type '{ntype}' is not supported "
+                                     "(supported: CUBA; sigma-delta neurons are not read)")
+            if "gradedSpike" in neuron and bool(np.asarray(neuron["gradedSpike"][()]).any()):
+                raise InputFileError(f"{where}: graded-spike CUBA neurons are not supported")
+            bias = np.zeros(n_out, np.int64)
+            if "bias" in g:
+                b = np.asarray(g["bias"][()], np.float64).ravel()
+                if b.size != n_out or np.any(b != np.round(b)):
+                    raise InputFileError(f"{where}: 'bias' must hold {n_out} integers")
+                bias = b.astype(np.int64)
+            try:
+                lava_w, exp = netx_synapse_weights(w.astype(np.int64))
+            except ValueError as exc:
+                raise InputFileError(f"{where}: {exc}") from None
+            name = str(g.attrs.get("name", f"layer{key}"))
+            vth = _scalar(neuron, "vThMant", where)
+            pops.append(Population(
+                name=name, shape=(n_out,), kind="lif", du=_scalar(neuron, "iDecay", where) - 1,
+                dv=_scalar(neuron, "vDecay", where), vth=vth, bias_mant=bias,
+                bias_exp=NETX_BIAS_EXP, depth=len(pops) + 1, scale=64.0 * max(vth, 1),
+                layer=name))
+            first = prev == INPUT
+            groups.append(SynapseGroup(
+                name=f"{prev}->{name}", source=prev, target=name,
+                weights=sp.csr_matrix(lava_w.astype(np.int32)), weight_exp=int(exp),
+                num_message_bits=bits if first else 0, delay=0, layer=name,
+                kind="encoding" if first and bits else "synapses"))
+            prev, n_prev = name, n_out
+        if not pops:
+            raise InputFileError(f"{path}: no dense layer")
+        last = pops[-1]
+        readout = Readout({last.name: sp.identity(last.size, format="csr")},
+                          np.zeros(last.size), 1.0, last.size)
+        in_shape = tuple(json.loads(attrs["input_shape"])) if "input_shape" in attrs \
+            else shape_in
+        return Program(tuple(pops), tuple(groups), (), readout, in_shape,
+                       int(attrs.get("input_levels", 1)), int(steps),
+                       metadata={"source": f"netx:{path.name}"})

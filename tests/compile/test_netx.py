@@ -13,9 +13,9 @@ import pytest
 
 from nmc_deploy.compile.lower import lower_graph
 from nmc_deploy.compile.netx import (NETX_FILE, NETX_GRID, netx_layers, netx_synapse_weights,
-                                     read_netx_kwargs, write_netx)
+                                     read_netx, read_netx_kwargs, write_netx)
 from nmc_deploy.compile.quantize import quantize_program
-from nmc_deploy.errors import ExportError, LoweringError
+from nmc_deploy.errors import ExportError, InputFileError, LoweringError
 from nmc_deploy.simulate.reference import simulate_reference
 
 from factories import chain_graph
@@ -281,6 +281,14 @@ def test_netx_network_reproduces_reference_spikes(variant, tmp_path):
     assert len(rasters) == len(prog.populations)
     assert all(0 < s < 0.9 * ref.spikes[k].size for k, s in spikes.items()), spikes
     assert sum(mismatches.values()) == 0, mismatches
+    # the file read back (netx in): its reference simulation equals netx on Lava too
+    read = read_netx(path)
+    ref_read = simulate_reference(read, x)
+    back = {p.name: int(np.count_nonzero(
+        raster[p.depth:p.depth + n * T].reshape(n, T, p.size).transpose(1, 0, 2)
+        != ref_read.spikes[p.name])) for p, raster in zip(read.populations, rasters)}
+    assert [p.name for p in read.populations] == [p.name for p in prog.populations]
+    assert sum(back.values()) == 0, back
 
 
 @pytest.mark.lava
@@ -322,3 +330,59 @@ def test_netx_grid_makes_an_unscaled_network_expressible(tmp_path):
         total += int(np.count_nonzero(window != ref.spikes[p.name]))
         assert 0 < ref.spikes[p.name].sum() < 0.9 * ref.spikes[p.name].size
     assert total == 0
+
+
+# ------------------------------------------------------------------------------ netx in
+
+@pytest.mark.parametrize("variant", ["binary", "graded_bias_du_threshold"])
+def test_read_netx_gives_back_the_written_program(variant, rng, tmp_path):
+    """write_netx then read_netx: the same populations (du, dv, vth, bias in v units,
+    depths), Lava-effective weights and the same reference spikes and counts."""
+    if variant == "binary":
+        prog = chain_program(rng)
+        x = (rng.random((4, 32)) < 0.5).astype(np.int64)
+    else:
+        prog = with_current_decay_and_bias(
+            chain_program(rng, levels=3, threshold_layer=1, time_steps=4,
+                          weight_mean=(0.15, 0.4, 0.5)), rng)
+        x = rng.integers(0, 4, (4, 32))
+    path = write_netx(prog, tmp_path / NETX_FILE)
+    read = read_netx(path)
+    assert read.time_steps == prog.time_steps and read.input_shape == prog.input_shape
+    for a, b in zip(prog.populations, read.populations):
+        assert (a.name, a.shape, a.du, a.dv, a.vth, a.depth) == \
+            (b.name, b.shape, b.du, b.dv, b.vth, b.depth)
+        assert np.array_equal(np.asarray(a.bias_mant, np.int64) << a.bias_exp,
+                              np.asarray(b.bias_mant, np.int64) << b.bias_exp)
+    for a, b in zip(prog.groups, read.groups):
+        wa = a.weights.toarray().astype(np.int64)
+        wb = b.weights.toarray().astype(np.int64)
+        ea, eb = a.weight_exp, b.weight_exp
+        assert np.array_equal(wa << max(ea - min(ea, eb), 0), wb << max(eb - min(ea, eb), 0))
+        assert a.num_message_bits == b.num_message_bits
+    want, got = simulate_reference(prog, x), simulate_reference(read, x)
+    for p in prog.populations:
+        assert np.array_equal(want.spikes[p.name], got.spikes[p.name]), p.name
+    assert got.spikes[prog.populations[-1].name].any()
+
+
+def test_read_netx_refuses_what_it_cannot_read_by_name(rng, tmp_path):
+    path = write_netx(chain_program(rng), tmp_path / NETX_FILE)
+    with h5py.File(path, "a") as f:
+        del f["layer/2/type"]
+        f["layer/2"].create_dataset("type", (1,), "S10", [b"conv"])
+    with pytest.raises(InputFileError, match=r"layer 2: type 'conv' is not supported"):
+        read_netx(path)
+    path = write_netx(chain_program(rng), tmp_path / "b.net")
+    with h5py.File(path, "a") as f:
+        del f["layer/1/neuron/type"]
+        f["layer/1/neuron"].create_dataset("type", (1,), "S10", [b"SDNN"])
+        del f.attrs["time_steps"]
+    with pytest.raises(InputFileError, match="time steps"):
+        read_netx(path)
+    with pytest.raises(InputFileError, match=r"layer 1: neuron type 'SDNN'"):
+        read_netx(path, time_steps=4)
+    bad = tmp_path / "x.net"
+    bad.write_text("not hdf5")
+    with pytest.raises(InputFileError, match="not an HDF5 file"):
+        read_netx(bad)
