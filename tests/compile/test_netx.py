@@ -203,7 +203,7 @@ def test_weight_mirror_equals_netx_and_lava(rng):
     assert checked > 350 and 0 < exact < checked  # both outcomes were exercised
 
 
-def run_netx(path, images, time_steps, sparse=False):
+def run_netx(path, images, time_steps, sparse=False, kwargs=None):
     """Run ``netx.hdf5.Network(path)`` on ``images`` (n, n_in) back to back, as our
     RingBuffer input; returns per netx block the (steps, size) bool raster and the LIF
     parameters netx built (du, dv, vth, bias in v units)."""
@@ -219,7 +219,7 @@ def run_netx(path, images, time_steps, sparse=False):
     from nmc_deploy.simulate.lava.processes import SpikeRecorder
 
     net = netx.hdf5.Network(net_config=str(path), sparse_fc_layer=sparse,
-                            **read_netx_kwargs(path))
+                            **(read_netx_kwargs(path) if kwargs is None else kwargs))
     params = [{"du": int(np.asarray(b.neuron.du.init).ravel()[0]),
                "dv": int(np.asarray(b.neuron.dv.init).ravel()[0]),
                "vth": int(np.asarray(b.neuron.vth.init).ravel()[0]),
@@ -386,3 +386,52 @@ def test_read_netx_refuses_what_it_cannot_read_by_name(rng, tmp_path):
     bad.write_text("not hdf5")
     with pytest.raises(InputFileError, match="not an HDF5 file"):
         read_netx(bad)
+
+
+def _slayer_file(path, rng):
+    """A lava-dl file written by lava-dl itself: two SLAYER CUBA Dense blocks (20 -> 16 -> 5)
+    exported with their own ``export_hdf5`` (no input layer, no nmc-deploy attributes)."""
+    _lava()
+    import torch
+
+    import lava.lib.dl.slayer as slayer
+
+    params = {"threshold": 1.25, "current_decay": 0.25, "voltage_decay": 0.03,
+              "requires_grad": False}
+    torch.manual_seed(int(rng.integers(1 << 30)))
+    blocks = [slayer.block.cuba.Dense(params, 20, 16, weight_norm=False, delay=False),
+              slayer.block.cuba.Dense(params, 16, 5, weight_norm=False, delay=False)]
+    with torch.no_grad():  # weights large enough that both layers fire
+        for b, gain in zip(blocks, (3.0, 6.0)):
+            b.synapse.weight.mul_(gain)
+        x = torch.rand(1, 20, 4)
+        for b in blocks:  # one forward pass sets the neurons' shapes export_hdf5 writes
+            x = b(x)
+    with h5py.File(path, "w") as f:
+        layer = f.create_group("layer")
+        for i, b in enumerate(blocks):
+            b.export_hdf5(layer.create_group(str(i)))
+    return path
+
+
+@pytest.mark.lava
+def test_lava_dl_written_file_reads_and_matches_netx(tmp_path):
+    """netx in, a file lava-dl wrote: read_netx's program simulated on the reference equals
+    netx.hdf5.Network on Lava spike for spike, over several samples back to back."""
+    rng = np.random.default_rng(11)
+    path = _slayer_file(tmp_path / "slayer.net", rng)
+    T = 8
+    program = read_netx(path, time_steps=T)
+    assert [p.size for p in program.populations] == [16, 5] and program.input_shape == (20,)
+    x = (rng.random((3, 20)) < 0.4).astype(np.int64)
+    ref = simulate_reference(program, x)
+    rasters, params = run_netx(path, x, T, kwargs={"reset_interval": T, "reset_offset": 1,
+                                                   "input_message_bits": 0})
+    for p, built in zip(program.populations, params):
+        assert (built["du"], built["dv"], built["vth"]) == (p.du, p.dv, p.vth)
+    n = x.shape[0]
+    mismatches = {p.name: int(np.count_nonzero(
+        raster[p.depth:p.depth + n * T].reshape(n, T, p.size).transpose(1, 0, 2)
+        != ref.spikes[p.name])) for p, raster in zip(program.populations, rasters)}
+    assert all(ref.spikes[p.name].any() for p in program.populations), "every layer fires"
+    assert sum(mismatches.values()) == 0, mismatches
