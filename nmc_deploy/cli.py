@@ -132,15 +132,19 @@ def export(checkpoint, out, portable):
 @click.option("--emit", type=click.Choice(["netx"]), multiple=True,
               help="Also writes the program in another format: netx (lava-dl HDF5, "
                    "OUT/model.net.h5; fails for programs netx cannot express).")
+@click.option("--time-steps", type=click.IntRange(min=1), default=None,
+              help="Sets the time steps per sample of a lava-dl netx file that does not "
+                   "say them.")
 def compile_(model, target, out, vth_mant, low_rank, residual, weight_sharing,
-             attention_split, dt, convention, reset, emit):
-    """Compiles a NIR file to a Loihi-style core program and prints per-core utilization
-    (with low-rank factors or a residual stream: the costs of both deployment forms)."""
+             attention_split, dt, convention, reset, emit, time_steps):
+    """Compiles a NIR file (or a lava-dl netx .net file) to a Loihi-style core program and
+    prints per-core utilization (with low-rank factors or a residual stream: the costs of
+    both deployment forms)."""
     from .pipeline import compile_model
 
     compile_model(model, target, out, vth_mant=vth_mant, low_rank=low_rank, emit=tuple(emit),
                   dt=dt, convention=convention, reset=reset, weight_sharing=weight_sharing,
-                  attention_split=attention_split, residual=residual)
+                  attention_split=attention_split, residual=residual, time_steps=time_steps)
 
 
 @cli.command()

@@ -6,10 +6,7 @@ happen inside the functions that need them.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -25,8 +22,7 @@ __all__ = ["train_checkpoint", "prune_checkpoint", "export_checkpoint", "compile
 
 from .prune.request import PRUNE_METHODS  # noqa: E402  (plain Python, no torch)
 
-BUILD_FILES = ("program.json", "program.npz", "placement.json", "design_rules.json",
-               "target.json", "model.nir")
+from .builds import BUILD_FILES, compile_netx, write_build  # noqa: E402,F401  (re-exported)
 
 
 def _log(msg: str, log: Callable[[str], None] | None) -> None:
@@ -156,52 +152,14 @@ def _log_compile_report(result, summary: dict, attention_split: str, log) -> Non
         _log(format_residual_forms(summary["residual"]), log)
 
 
-def _write_build(out_dir, result, summary, tgt, graph, nir_path, *, copy_nir: bool,
-                 netx: bool) -> tuple:
-    """Write a compiled build to ``out_dir`` (all files or none: written in a temporary
-    directory next to it, then moved in); returns the extra files written (netx)."""
-    from .compile.netx import NETX_FILE, write_netx
-    from .fileio import write_json_atomic
-    from .nirio import write_nir
-    from .program import save_program
-
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputFileError(f"{out_dir}: exists and is not a directory; choose another -o")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        extra = ()
-        if netx:  # before anything moves: an inexpressible program writes nothing
-            write_netx(result.program, tmp / NETX_FILE)
-            extra = (NETX_FILE,)
-        save_program(result.program, tmp)
-        write_json_atomic(tmp / "placement.json", summary)
-        write_json_atomic(tmp / "design_rules.json", result.design_rules.to_json())
-        # the target file compiled for: report prices with it (a user's own .toml included)
-        write_json_atomic(tmp / "target.json", {"name": tgt.name,
-                                                "file": str(Path(tgt.path).resolve())})
-        if copy_nir and Path(nir_path).is_file():  # the graph as read: copy its file
-            shutil.copyfile(nir_path, tmp / "model.nir")  # (re-writing Spikformer-8-512's
-        else:  # graph held 3.4 GB more than compiling it); else as compiled: resolved timing,
-            write_nir(graph, tmp / "model.nir")  # portable parts joined
-        out_dir.mkdir(exist_ok=True)
-        for pattern in ("activity_*.json", "simulation_*.json", NETX_FILE):
-            for stale in out_dir.glob(pattern):
-                stale.unlink()  # results of an older program would no longer match
-        for name in BUILD_FILES + extra:
-            os.replace(tmp / name, out_dir / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return extra
-
-
 def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int | None = None,
                   low_rank: str = "fused", emit: tuple[str, ...] = (), dt: float | None = None,
                   convention: str | None = None, reset: str | None = None,
                   weight_sharing: str | None = None, attention_split: str = "fit",
-                  residual: str = "fan-in", log=None) -> dict:
-    """NIR -> core program directory (program.json/.npz, placement.json, model.nir).
+                  residual: str = "fan-in", time_steps: int | None = None, log=None) -> dict:
+    """NIR -> core program directory (program.json/.npz, placement.json, model.nir); a
+    lava-dl netx file goes to :func:`compile_netx` (``time_steps`` per sample when the
+    file does not say).
 
     The compilation itself is :func:`~nmc_deploy.compile.recipe.compile_graph`. ``low_rank``
     ("fused" or "relay") chooses how low-rank factor pairs deploy
@@ -260,6 +218,10 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     if unknown:
         raise NmcDeployError(f"compile: format '{unknown[0]}' to emit is not one of netx")
     tgt = load_target(target)
+    from .compile.netx import is_netx_file
+
+    if is_netx_file(nir_path):  # lava-dl's netx HDF5: the file is the fixed-point program
+        return compile_netx(nir_path, tgt, out_dir, time_steps=time_steps, log=log)
     # a directory is a portable export: standard NIR + manifest
     graph = read_portable(nir_path) if Path(nir_path).is_dir() else read_nir(nir_path)
     timing = None  # the graph metadata's (lower_graph)
@@ -293,7 +255,7 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     if not pairs and low_rank != "fused":
         _log(f"note: {nir_path} has no low-rank factors; --low-rank {low_rank} changes nothing",
              log)
-    extra = _write_build(out_dir, result, summary, tgt, graph, nir_path,
+    extra = write_build(out_dir, result, summary, tgt, graph, nir_path,
                          copy_nir=timing is None, netx="netx" in emit)
     _log_compile_report(result, summary, attention_split, log)
     for name in extra:
@@ -416,12 +378,16 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
         record = check_record_path(record)
     x, y, name = _simulation_inputs(program, inputs, samples, dataset, data_path)
     result = {"dataset": name, "samples": int(len(x)), "backend": backend}
-    fp = lower_graph(read_nir(build_dir / "model.nir"),
-                     low_rank=program.metadata.get("low_rank", "fused"),
-                     residual=program.metadata.get("residual", "fan-in"))
-    flt = simulate_float(fp, x)
-    result["accuracy_float"] = accuracy(flt, y) if y is not None else None
-    if y is not None:
+    flt = None
+    if (build_dir / "model.nir").exists():
+        fp = lower_graph(read_nir(build_dir / "model.nir"),
+                         low_rank=program.metadata.get("low_rank", "fused"),
+                         residual=program.metadata.get("residual", "fan-in"))
+        flt = simulate_float(fp, x)
+    else:  # a netx build: the file is fixed point, there is no float graph
+        _log("float: none (the build comes from a netx file, fixed point only)", log)
+    result["accuracy_float"] = accuracy(flt, y) if y is not None and flt is not None else None
+    if result["accuracy_float"] is not None:
         _log(f"float (graph, float64): accuracy {result['accuracy_float']:.4f} on {len(y)} "
              "samples", log)
     runs = _run_backends(program, x, y, backend, compare, result, log)
@@ -466,7 +432,8 @@ def _write_outputs(build_dir, backend, runs, flt, record, program, result, log) 
         n = write_record(record, main_run, float(program.metadata.get("dt", 1.0)))
         result["record"] = str(record)
         _log(f"recorded {n} populations as NIRData -> {record}", log)
-    arrays = {"float": flt.output_steps} if flt.output_steps is not None else {}
+    arrays = {"float": flt.output_steps} if flt is not None and flt.output_steps is not None \
+        else {}
     for name_b, run in runs.items():
         if run.output_steps is not None:
             arrays[name_b] = run.output_steps

@@ -25,7 +25,7 @@ RANKS = {
     "export": 5,
     "compile": 6,
     "simulate": 7,
-    "report": 8,
+    "report": 8, "builds": 8,
     "pipeline": 9,
     "cli": 10,
 }

@@ -61,7 +61,7 @@ from .quantize import GridPolicy
 
 __all__ = ["NetxLayer", "netx_layers", "write_netx", "read_netx_kwargs",
            "netx_synapse_weights", "NetxGrid", "NETX_GRID", "NETX_FILE", "NETX_FORMAT",
-           "NETX_BIAS_EXP", "NETX_WEIGHT_MAX", "read_netx"]
+           "NETX_BIAS_EXP", "NETX_WEIGHT_MAX", "read_netx", "is_netx_file", "place_netx"]
 
 NETX_FILE = "model.net.h5"  # name next to program.json (``compile --emit netx``)
 NETX_FORMAT = "nmc-deploy-netx"
@@ -466,3 +466,30 @@ def read_netx(path: str | Path, *, time_steps: int | None = None) -> Program:
         return Program(tuple(pops), tuple(groups), (), readout, in_shape,
                        int(attrs.get("input_levels", 1)), int(steps),
                        metadata={"source": f"netx:{path.name}"})
+
+
+def is_netx_file(path) -> bool:
+    """A lava-dl netx network file (``.net``/``.h5``/``.hdf5``, HDF5 with a ``layer``
+    group), not a NIR graph."""
+    path = Path(path)
+    if not path.is_file() or path.suffix not in (".net", ".h5", ".hdf5"):
+        return False
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return "layer" in f and "nodes" not in f
+    except OSError:
+        return False
+
+
+def place_netx(path, target, *, time_steps: int | None = None) -> tuple[Program, dict]:
+    """The program of a netx file (:func:`read_netx`), validated and placed on ``target``,
+    and its ``placement.json`` content."""
+    from ..program.placement import summarize_placement
+    from .partition import partition_program
+    from .validate import validate_program
+
+    program = read_netx(path, time_steps=time_steps)
+    validate_program(program, target)
+    return program, summarize_placement(partition_program(program, target), program).to_json()

@@ -219,3 +219,64 @@ def test_residual_relay_through_the_cli(tmp_path, tiny_graph):
                          "loihi1", "-o", tmp_path / "b1"), "graded", "--residual fan-in")
     rc, out, err = run("compile", tmp_path / "m.nir", "--target", "loihi1", "-o", tmp_path / "b1")
     assert rc == 0 and "relay   not deployable" in err, err
+
+
+def _netx_chain_file(path, rng):
+    """A netx file of a small dense chain (write_netx of a compiled chain program)."""
+    import warnings
+
+    import numpy as np
+
+    from factories import chain_graph
+    from nmc_deploy.compile.lower import lower_graph
+    from nmc_deploy.compile.netx import write_netx
+    from nmc_deploy.compile.quantize import quantize_program
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = quantize_program(lower_graph(chain_graph(rng)))
+    write_netx(program, path)
+    x = (rng.random((4, program.time_steps, 32)) < 0.5).astype(np.int64)
+    return program, x
+
+
+@pytest.mark.lava
+def test_compile_simulate_report_a_netx_file(tmp_path):
+    """`compile model.net` places the netx file's fixed-point chain; `simulate --compare`
+    runs it on the reference and Lava (0 mismatches, no float graph); `report` prices it. A
+    netx build replaces an older NIR build in the same directory (no stale model.nir)."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    program, x = _netx_chain_file(tmp_path / "chain.net", rng)
+    np.save(tmp_path / "x.npy", x)
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "model.nir").write_text("an older build's graph")
+    (build / "design_rules.json").write_text("{}")
+    rc, out, err = run("compile", tmp_path / "chain.net", "--target", "loihi2", "-o", build)
+    assert rc == 0, err
+    assert "(netx): 3 dense CUBA layers" in out + err
+    assert not (build / "model.nir").exists() and not (build / "design_rules.json").exists()
+    assert (build / "model.net.h5").exists()
+    rc, out, err = run("simulate", build, "--input", tmp_path / "x.npy", "--compare")
+    assert rc == 0, err
+    result = json.loads((build / "simulation_compare.json").read_text())
+    assert result["accuracy_float"] is None
+    assert result["spike_mismatches_reference_vs_lava"] == 0 and result["spikes_compared"] > 0
+    rc, out, err = run("report", build)
+    assert rc == 0, err
+    assert "synops/sample" in out
+
+
+def test_a_netx_file_netx_cannot_be_read_fails_in_one_line(tmp_path):
+    import h5py
+    import numpy as np
+
+    _netx_chain_file(tmp_path / "chain.net", np.random.default_rng(4))
+    with h5py.File(tmp_path / "chain.net", "a") as f:
+        del f["layer/2/type"]
+        f["layer/2"].create_dataset("type", (1,), "S10", [b"pool"])
+    _one_line_error(*run("compile", tmp_path / "chain.net", "-o", tmp_path / "b"),
+                    "layer 2: type 'pool' is not supported")
+    assert not (tmp_path / "b").exists()

@@ -1,0 +1,109 @@
+"""Build directories: every file of a compiled program written in a temporary directory
+next to the build and moved in only when all are written (no half-written builds; older
+results and build files that do not belong to the new program are removed)."""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from .errors import InputFileError
+
+__all__ = ["BUILD_FILES", "write_build", "compile_netx"]
+
+BUILD_FILES = ("program.json", "program.npz", "placement.json", "design_rules.json",
+               "target.json", "model.nir")
+
+
+def _log(msg: str, log) -> None:  # as pipeline's: stderr unless a logger is given
+    (log or (lambda m: print(m, file=sys.stderr)))(msg)
+
+
+def write_build(out_dir, result, summary, tgt, graph, nir_path, *, copy_nir: bool,
+                 netx: bool) -> tuple:
+    """Write a compiled build to ``out_dir`` (all files or none: written in a temporary
+    directory next to it, then moved in); returns the extra files written (netx)."""
+    from .compile.netx import NETX_FILE, write_netx
+    from .fileio import write_json_atomic
+    from .nirio import write_nir
+
+    out_dir, tmp = _temp_build_dir(out_dir)
+    try:
+        extra = ()
+        if netx:  # before anything moves: an inexpressible program writes nothing
+            write_netx(result.program, tmp / NETX_FILE)
+            extra = (NETX_FILE,)
+        _write_program(tmp, result.program, summary, tgt)
+        write_json_atomic(tmp / "design_rules.json", result.design_rules.to_json())
+        if copy_nir and Path(nir_path).is_file():  # the graph as read: copy its file
+            shutil.copyfile(nir_path, tmp / "model.nir")  # (re-writing Spikformer-8-512's
+        else:  # graph held 3.4 GB more than compiling it); else as compiled: resolved timing,
+            write_nir(graph, tmp / "model.nir")  # portable parts joined
+        _install_build(tmp, out_dir, BUILD_FILES + extra)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return extra
+
+
+def _write_program(tmp: Path, program, summary: dict, tgt) -> None:
+    """program.json/.npz, placement.json and target.json (the target file compiled for:
+    report prices with it, a user's own .toml included)."""
+    from .fileio import write_json_atomic
+    from .program import save_program
+
+    save_program(program, tmp)
+    write_json_atomic(tmp / "placement.json", summary)
+    write_json_atomic(tmp / "target.json", {"name": tgt.name,
+                                            "file": str(Path(tgt.path).resolve())})
+
+
+def _temp_build_dir(out_dir) -> tuple[Path, Path]:
+    """``out_dir`` (checked) and a fresh temporary directory next to it."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputFileError(f"{out_dir}: exists and is not a directory; choose another -o")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    return out_dir, Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+
+
+def _install_build(tmp: Path, out_dir: Path, names: tuple) -> None:
+    """Move the files ``names`` of ``tmp`` into ``out_dir``; every other build file and
+    result there goes (they belong to an older program)."""
+    from .compile.netx import NETX_FILE
+
+    out_dir.mkdir(exist_ok=True)
+    for pattern in ("activity_*.json", "simulation_*.json", NETX_FILE, *BUILD_FILES):
+        for stale in out_dir.glob(pattern):
+            if stale.name not in names:
+                stale.unlink()
+    for name in names:
+        os.replace(tmp / name, out_dir / name)
+
+
+def compile_netx(path, target, out_dir, *, time_steps: int | None = None, log=None) -> dict:
+    """netx HDF5 -> core program directory (program.json/.npz, placement.json, target.json
+    and the file itself as ``model.net.h5``): the file's fixed-point chain
+    (:func:`~nmc_deploy.compile.netx.read_netx`) validated and placed on ``target``. The
+    build has no float graph (``model.nir``): ``simulate`` runs the fixed-point program
+    only."""
+    from .compile.netx import NETX_FILE, place_netx
+    from .compile.partition import format_utilization
+    from .targets import load_target
+
+    tgt = load_target(target) if isinstance(target, str) else target
+    program, summary = place_netx(path, tgt, time_steps=time_steps)
+    out_dir, tmp = _temp_build_dir(out_dir)
+    names = ("program.json", "program.npz", "placement.json", "target.json", NETX_FILE)
+    try:
+        _write_program(tmp, program, summary, tgt)
+        shutil.copyfile(path, tmp / NETX_FILE)
+        _install_build(tmp, out_dir, names)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _log(f"read {path} (netx): {len(program.populations)} dense CUBA layers, "
+         f"{sum(p.size for p in program.populations)} neurons, {program.time_steps} steps "
+         "per sample; fixed point as written (no float graph)", log)
+    _log(format_utilization(summary), log)
+    return summary
