@@ -39,7 +39,6 @@ from .chips import assign_chips, capacity_message
 from .order import choose_order, conv_reach, segments, token_reach
 from .shared_costs import SharedCosts, _positions
 
-_SharedCosts = SharedCosts  # the name the tests use
 
 __all__ = ["Placement", "Chunk", "partition_program", "format_utilization"]
 
@@ -65,7 +64,7 @@ def _chunk_cost(groups, start, stop, target, sharing=None, costs=None,
     ``sharing``: store shared weights once per core (default: the target's
     ``weight_sharing``); otherwise their expanded rows are charged."""
     sharing = target.weight_sharing if sharing is None else sharing
-    costs = costs if costs is not None else _SharedCosts()
+    costs = costs if costs is not None else SharedCosts()
     syn = mem = axons = 0
     for g in groups:
         w = g.weights
@@ -184,7 +183,7 @@ def conv_outdegree(w, core_at, costs=None, order=None) -> np.ndarray:
     :func:`~.order.conv_reach`): a run counts for source ``(i, y, x)`` when its output
     channels include one that input channel ``i`` feeds and its output positions include
     one that reads ``(y, x)`` (any tap)."""
-    costs = costs if costs is not None else _SharedCosts()
+    costs = costs if costs is not None else SharedCosts()
     deg = conv_reach(costs.feeds_prefix(w), costs.layout(order, w), core_at,
                      lambda lo, hi: costs.used_inputs(w, lo, hi))
     return np.zeros(w.shape[1], np.int64) if deg is None else deg
@@ -194,7 +193,7 @@ def conv_outdegree(w, core_at, costs=None, order=None) -> np.ndarray:
 EXACT_CONV_FANOUT_SYNAPSES = 20_000_000
 
 
-def _csc_pairs(w: sp.csc_matrix, core_of_target: np.ndarray, n_cores: int,
+def csc_pairs(w: sp.csc_matrix, core_of_target: np.ndarray, n_cores: int,
                monotone: bool = True) -> np.ndarray:
     """The distinct (source neuron, destination core) pairs of a matrix, as
     ``source * n_cores + core``. In the flat order (``monotone``) the cores of one column's
@@ -228,7 +227,7 @@ def core_maps(program, cores, orders) -> tuple[dict, dict]:
 def _out_degrees(program, cores, costs=None, orders=None) -> dict[str, np.ndarray]:
     """Per source neuron (flat index): the number of distinct cores its synapses reach (an
     upper bound for large convolution sources)."""
-    costs = costs if costs is not None else _SharedCosts()
+    costs = costs if costs is not None else SharedCosts()
     orders = orders or {}
     core_at, core_of = core_maps(program, cores, orders)
     n_cores = len(cores) + 1
@@ -258,9 +257,9 @@ def _out_degrees(program, cores, costs=None, orders=None) -> dict[str, np.ndarra
                 overlap.append(pairs)
                 continue
             if order is None:
-                pairs = _csc_pairs(costs.csc(w), core_of[g.target], n_cores)
+                pairs = csc_pairs(costs.csc(w), core_of[g.target], n_cores)
             else:  # rows renumbered to the target's order: monotone again
-                pairs = _csc_pairs(costs.csc_in_order(w, order), core_at[g.target], n_cores)
+                pairs = csc_pairs(costs.csc_in_order(w, order), core_at[g.target], n_cores)
             on_shared = shared[pairs % n_cores]
             outdeg[src] += np.bincount(pairs[~on_shared] // n_cores, minlength=outdeg[src].size)
             overlap.append(pairs[on_shared])
@@ -320,7 +319,7 @@ def partition_program(program: Program, target: HardwareTarget, *,
     (default: the target's ``weight_sharing``) or charge every expanded copy.
     """
     sharing = target.weight_sharing if weight_sharing is None else bool(weight_sharing)
-    costs = _SharedCosts()
+    costs = SharedCosts()
     for p in program.populations:
         if p.graded and p.payload_bits > target.graded_spike_bits:
             raise CapacityError(f"{p.name}: graded payload bits ({p.payload_bits}) exceeds "

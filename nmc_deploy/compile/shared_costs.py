@@ -140,7 +140,8 @@ class SharedCosts:
         return counts
 
     def positions(self, w: ConvShared, start: int, stop: int) -> int:
-        """:func:`_conv_input_positions` from a cached per-output-position cumulative map
+        """Input positions (population axons) whose kernel reaches output rows ``[start,
+        stop)``, from a cached per-output-position cumulative map
         of the input positions each output reads (small convolutions) or directly."""
         return int(self.used_inputs(w, start, stop).sum())
 
@@ -231,43 +232,6 @@ def _conv_read_map(w) -> np.ndarray:
                 reads[(oy[:, None] * wo + ox[None, :]).ravel(),
                       (iy[:, None] * W + ix[None, :]).ravel()] = True
     return reads
-
-
-def _conv_used(w, out: np.ndarray) -> np.ndarray:
-    """(H, W) bool: the input positions that any of the ``out`` (flat) positions reads."""
-    ho, wo = w.out_hw
-    out = out.reshape(ho, wo)
-    H, W = w.in_shape[1:]
-    used = np.zeros((H, W), bool)
-    vy, vx = w._valid(0), w._valid(1)
-    for a in range(w.kernel.shape[2]):
-        for b in range(w.kernel.shape[3]):
-            (oy, iy), (ox, ix) = vy[a], vx[b]
-            if len(oy) and len(ox):
-                used[iy[:, None], ix[None, :]] |= out[oy[:, None], ox[None, :]]
-    return used
-
-
-def _output_positions(w, start, stop) -> np.ndarray:
-    """(Ho * Wo,) bool: the output positions of rows ``[start, stop)`` of the (C, Ho, Wo)
-    layout (a range within one channel, or wrapping into the next)."""
-    per = w.out_hw[0] * w.out_hw[1]
-    out = np.zeros(per, bool)
-    if stop - start >= per:
-        out[:] = True
-    else:
-        a, b = start % per, (stop - 1) % per + 1
-        if a < b:
-            out[a:b] = True
-        else:
-            out[a:] = True
-            out[:b] = True
-    return out
-
-
-def _conv_input_positions(w, start, stop) -> int:
-    """Input positions (population axons) whose kernel reaches output rows [start, stop)."""
-    return int(_conv_used(w, _output_positions(w, start, stop)).sum())
 
 
 def _positions(w) -> int:

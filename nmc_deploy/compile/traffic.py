@@ -32,7 +32,7 @@ from ..program.activity import SenderTraffic, Traffic
 from ..program.placement import PlacementSummary
 from ..program.shared import LI, RELAY
 from ..program.shared_weights import ConvShared, TokenShared
-from .partition import (EXACT_CONV_FANOUT_SYNAPSES, _csc_pairs, attention_units,
+from .partition import (EXACT_CONV_FANOUT_SYNAPSES, attention_units, csc_pairs,
                         token_shared_pairs)
 from .shared_costs import SharedCosts
 
@@ -146,7 +146,7 @@ def _group_pairs(g, dest: np.ndarray, dest_at: np.ndarray, order, n_cores: int,
         return _conv_channel_pairs(w, dest, n_cores)
     if isinstance(w, TokenShared):
         return token_shared_pairs(w, dest_at, n_cores, costs, order)
-    return _csc_pairs(costs.csc(w), dest, n_cores, order is None)
+    return csc_pairs(costs.csc(w), dest, n_cores, order is None)
 
 
 def _destinations(program: Program, core_of, core_at, orders, unit_core,

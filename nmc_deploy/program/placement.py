@@ -17,7 +17,7 @@ report needs only ``target``, ``cores_used`` and, per core, ``core`` and each po
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -222,6 +222,21 @@ class TokenSelectorPlacement:
                    **{k: read_count(d, k, where) for k in _SELECTOR_FIELDS})
 
 
+def _forms_to_json(forms: dict) -> dict:
+    """A forms record: each form's costs, or ``{"error": why}`` where it cannot deploy."""
+    return {m: ({"error": c} if isinstance(c, str) else c.to_json()) for m, c in forms.items()}
+
+
+def _read_forms(d: dict, where: str, costs) -> dict:
+    """The ``forms`` of a record of :func:`_forms_to_json` (``costs``: their class)."""
+    out = {}
+    for mode, c in read_dict(d, "forms", where).items():
+        fwhere = f"{where}.forms.{mode}"
+        out[mode] = (read_text(c, "error", fwhere) if isinstance(c, dict) and "error" in c
+                     else costs.from_json(c, fwhere))
+    return out
+
+
 _FORM_FIELDS = ("synapses", "synapse_memory_bits", "cores", "neurons", "relay_neurons",
                 "pipeline_depth")
 
@@ -236,13 +251,14 @@ class FormCosts:
     neurons: int
     relay_neurons: int
     pipeline_depth: int
+    _FIELDS: ClassVar[tuple[str, ...]] = _FORM_FIELDS
 
     def to_json(self) -> dict:
-        return {k: getattr(self, k) for k in _FORM_FIELDS}
+        return {k: getattr(self, k) for k in self._FIELDS}
 
     @classmethod
     def from_json(cls, d: dict, where: str) -> "FormCosts":
-        return cls(**{k: read_count(d, k, where) for k in _FORM_FIELDS})
+        return cls(**{k: read_count(d, k, where) for k in cls._FIELDS})
 
 
 @dataclass(frozen=True)
@@ -260,45 +276,25 @@ class LowRankForms:
 
     def to_json(self) -> dict:
         return {"written": self.written, "pairs": self.pairs, "target": self.target,
-                "forms": {m: ({"error": c} if isinstance(c, str) else c.to_json())
-                          for m, c in self.forms.items()}}
+                "forms": _forms_to_json(self.forms)}
 
     @classmethod
     def from_json(cls, d: dict, where: str) -> "LowRankForms":
         written = read_text(d, "written", where)
         pairs = read_count(d, "pairs", where)
         target = read_text(d, "target", where)
-        forms = {}
-        for mode, c in read_dict(d, "forms", where).items():
-            fwhere = f"{where}.forms.{mode}"
-            forms[mode] = (read_text(c, "error", fwhere) if isinstance(c, dict) and "error" in c
-                           else FormCosts.from_json(c, fwhere))
+        forms = _read_forms(d, where, FormCosts)
         return cls(written, pairs, target, forms)
 
 
-_RESIDUAL_FIELDS = _FORM_FIELDS + ("groups", "max_out_degree")
-
-
 @dataclass(frozen=True)
-class ResidualCosts:
+class ResidualCosts(FormCosts):
     """One residual form's costs: :class:`FormCosts` plus synapse groups and the largest
     out-degree (groups leaving one population)."""
 
-    synapses: int
-    synapse_memory_bits: int
-    cores: int
-    neurons: int
-    relay_neurons: int
-    pipeline_depth: int
     groups: int
     max_out_degree: int
-
-    def to_json(self) -> dict:
-        return {k: getattr(self, k) for k in _RESIDUAL_FIELDS}
-
-    @classmethod
-    def from_json(cls, d: dict, where: str) -> "ResidualCosts":
-        return cls(**{k: read_count(d, k, where) for k in _RESIDUAL_FIELDS})
+    _FIELDS: ClassVar[tuple[str, ...]] = _FORM_FIELDS + ("groups", "max_out_degree")
 
 
 @dataclass(frozen=True)
@@ -318,16 +314,11 @@ class ResidualForms:
 
     def to_json(self) -> dict:
         return {"written": self.written, "relays": self.relays, "target": self.target,
-                "forms": {m: ({"error": c} if isinstance(c, str) else c.to_json())
-                          for m, c in self.forms.items()}}
+                "forms": _forms_to_json(self.forms)}
 
     @classmethod
     def from_json(cls, d: dict, where: str) -> "ResidualForms":
-        forms = {}
-        for mode, c in read_dict(d, "forms", where).items():
-            fwhere = f"{where}.forms.{mode}"
-            forms[mode] = (read_text(c, "error", fwhere) if isinstance(c, dict) and "error" in c
-                           else ResidualCosts.from_json(c, fwhere))
+        forms = _read_forms(d, where, ResidualCosts)
         return cls(read_text(d, "written", where), read_count(d, "relays", where),
                    read_text(d, "target", where), forms)
 
@@ -368,16 +359,11 @@ class WeightSharingForms:
 
     def to_json(self) -> dict:
         return {"written": self.written, "weights": self.weights, "synapses": self.synapses,
-                "forms": {m: ({"error": c} if isinstance(c, str) else c.to_json())
-                          for m, c in self.forms.items()}}
+                "forms": _forms_to_json(self.forms)}
 
     @classmethod
     def from_json(cls, d: dict, where: str) -> "WeightSharingForms":
-        forms = {}
-        for mode, c in read_dict(d, "forms", where).items():
-            fwhere = f"{where}.forms.{mode}"
-            forms[mode] = (read_text(c, "error", fwhere) if isinstance(c, dict) and "error" in c
-                           else SharingCosts.from_json(c, fwhere))
+        forms = _read_forms(d, where, SharingCosts)
         return cls(read_text(d, "written", where), read_count(d, "weights", where),
                    read_count(d, "synapses", where), forms)
 

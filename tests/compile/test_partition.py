@@ -8,6 +8,45 @@ from nmc_deploy.errors import CapacityError
 from nmc_deploy.targets import load_target
 
 
+# reference counts of the input positions a convolution's output positions read: the direct
+# loop over kernel taps (the partitioner uses cached and separable forms of it)
+def _conv_used(w, out: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the input positions that any of the ``out`` (flat) positions reads."""
+    ho, wo = w.out_hw
+    out = out.reshape(ho, wo)
+    H, W = w.in_shape[1:]
+    used = np.zeros((H, W), bool)
+    vy, vx = w._valid(0), w._valid(1)
+    for a in range(w.kernel.shape[2]):
+        for b in range(w.kernel.shape[3]):
+            (oy, iy), (ox, ix) = vy[a], vx[b]
+            if len(oy) and len(ox):
+                used[iy[:, None], ix[None, :]] |= out[oy[:, None], ox[None, :]]
+    return used
+
+
+def _output_positions(w, start, stop) -> np.ndarray:
+    """(Ho * Wo,) bool: the output positions of rows ``[start, stop)`` of the (C, Ho, Wo)
+    layout (a range within one channel, or wrapping into the next)."""
+    per = w.out_hw[0] * w.out_hw[1]
+    out = np.zeros(per, bool)
+    if stop - start >= per:
+        out[:] = True
+    else:
+        a, b = start % per, (stop - 1) % per + 1
+        if a < b:
+            out[a:b] = True
+        else:
+            out[a:] = True
+            out[:b] = True
+    return out
+
+
+def _conv_input_positions(w, start, stop) -> int:
+    """Input positions (population axons) whose kernel reaches output rows [start, stop)."""
+    return int(_conv_used(w, _output_positions(w, start, stop)).sum())
+
+
 @pytest.mark.parametrize("target", ["loihi1", "loihi2"])
 @pytest.mark.parametrize("sharing", [False, True])
 def test_placement_puts_every_neuron_once_within_limits(tiny_program, target, sharing):
@@ -120,7 +159,7 @@ def test_out_degrees_equal_a_brute_force_count(tiny_program, neurons):
 def test_cached_conv_input_positions_equal_the_direct_count():
     from hypothesis import given, settings, strategies as st
 
-    from nmc_deploy.compile.shared_costs import SharedCosts as _SharedCosts, _conv_input_positions
+    from nmc_deploy.compile.shared_costs import SharedCosts
     from nmc_deploy.program.shared_weights import ConvShared
 
     @settings(max_examples=40, deadline=None)
@@ -131,7 +170,7 @@ def test_cached_conv_input_positions_equal_the_direct_count():
         n = w.shape[0]
         start = data.draw(st.integers(0, n - 1))
         stop = data.draw(st.integers(start + 1, n))
-        assert _SharedCosts().positions(w, start, stop) == _conv_input_positions(w, start, stop)
+        assert SharedCosts().positions(w, start, stop) == _conv_input_positions(w, start, stop)
 
     check()
 
@@ -155,7 +194,7 @@ def test_conv_outdegree_bound_holds_and_uses_positions(blocked):
     """The position-aware bound for large convolutions never undercounts the exact
     out-degree and is below the channel-only bound once runs are smaller than a plane, in
     the flat and in a blocked placement order."""
-    from nmc_deploy.compile.partition import _csc_pairs, conv_outdegree
+    from nmc_deploy.compile.partition import csc_pairs, conv_outdegree
     from nmc_deploy.program.placement import BlockOrder
     from nmc_deploy.program.shared_weights import ConvShared
 
@@ -169,7 +208,7 @@ def test_conv_outdegree_bound_holds_and_uses_positions(blocked):
         order = BlockOrder(per, (0, 3, 4)) if blocked else None
         core_at, n_cores = _random_runs(rng, n_out, 5)
         core_of = _flat_cores(order, core_at)
-        exact = np.bincount(_csc_pairs(sp.csc_matrix(w.tocsr()), core_of, n_cores, False)
+        exact = np.bincount(csc_pairs(sp.csc_matrix(w.tocsr()), core_of, n_cores, False)
                             // n_cores, minlength=w.shape[1])
         bound = conv_outdegree(w, core_at, order=order)
         assert np.all(bound >= exact)
@@ -192,7 +231,8 @@ def test_token_reach_equals_the_pair_lists(bounds):
     expanded matrix, in the flat and in blocked placement orders, with pairs on flagged
     cores coming back as pairs instead."""
     from nmc_deploy.compile.order import OrderLayout, token_reach
-    from nmc_deploy.compile.partition import _csc_pairs, _SharedCosts
+    from nmc_deploy.compile.partition import csc_pairs
+    from nmc_deploy.compile.shared_costs import SharedCosts
     from nmc_deploy.program.placement import BlockOrder
     from nmc_deploy.program.shared_weights import TokenShared
 
@@ -208,10 +248,10 @@ def test_token_reach_equals_the_pair_lists(bounds):
             order = BlockOrder(n_tokens, (0, *map(int, cuts), c_out))
         size = c_out * n_tokens
         core_at, n_cores = _random_runs(rng, size, 4)
-        exact = _csc_pairs(sp.csc_matrix(w.tocsr()), _flat_cores(order, core_at), n_cores, False)
+        exact = csc_pairs(sp.csc_matrix(w.tocsr()), _flat_cores(order, core_at), n_cores, False)
         want = np.bincount(exact // n_cores, minlength=c_in * n_tokens)
         layout = OrderLayout(order, c_out, n_tokens)
-        prefix = _SharedCosts().prefix(w)
+        prefix = SharedCosts().prefix(w)
         deg, flagged = token_reach(prefix, layout, core_at, n_cores, np.zeros(n_cores, bool))
         assert flagged.size == 0 and np.array_equal(deg, want)
         flag = np.zeros(n_cores, bool)
@@ -227,7 +267,7 @@ def test_separable_input_positions_equal_the_direct_count():
     read maps (exact: every tap pairs with every other); equal to the direct tap loop."""
     from hypothesis import given, settings, strategies as st
 
-    from nmc_deploy.compile.shared_costs import SharedCosts, _conv_used, _output_positions
+    from nmc_deploy.compile.shared_costs import SharedCosts
     from nmc_deploy.program.shared_weights import ConvShared
 
     @settings(max_examples=80, deadline=None)
