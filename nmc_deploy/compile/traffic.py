@@ -28,7 +28,7 @@ from ..errors import InputFileError
 
 from ..loihi.attention import attention_counts
 from ..program import Program
-from ..program.activity import SenderTraffic, Traffic
+from ..program.activity import CorePairs, SenderTraffic, Traffic
 from ..program.placement import PlacementSummary
 from ..program.shared import LI, RELAY
 from ..program.shared_weights import ConvShared, TokenShared
@@ -198,6 +198,7 @@ def count_traffic(program: Program, summary: PlacementSummary,
     targets = {u.name: att_target.get(op.name, u.name) for op in program.attention
                for u in attention_units(op)}
     senders, longest = [], np.zeros(3, np.int64)
+    pair_parts: list[np.ndarray] = []
     for name, codes in _destinations(program, core_of, core_at, summary.orders or {},
                                                unit_core, n_cores).items():
         if name not in events:
@@ -211,6 +212,9 @@ def count_traffic(program: Program, summary: PlacementSummary,
         used = weight > 0
         if used.any():
             longest = np.maximum(longest, hops[:, used].max(axis=1))
+            pair_parts.append(np.stack([src[used] * n_cores + dest[used], weight[used],
+                                        (hops[0] + hops[1])[used] * weight[used],
+                                        hops[2, used] * weight[used]]))
         senders.append(SenderTraffic(
             name=name, population=targets.get(name, name), messages=int(weight.sum()),
             messages_between_chips=int(weight[chip[src] != chip[dest]].sum()),
@@ -222,4 +226,17 @@ def count_traffic(program: Program, summary: PlacementSummary,
     not_counted = list(missing) + ["host input and constant sources, token selectors and "
                                    "attention ops on embedded x86 cores, the host readout"]
     return Traffic(tuple(senders), dict(zip(("tile_hops_ew", "tile_hops_ns", "chip_hops"),
-                                            map(int, longest))), tuple(not_counted))
+                                            map(int, longest))), tuple(not_counted),
+                   _core_pairs(pair_parts, n_cores))
+
+
+def _core_pairs(parts: list[np.ndarray], n_cores: int) -> CorePairs:
+    """Sum the (pair code, messages, tile hops, chip hops) columns of every sender per pair."""
+    if not parts:
+        return CorePairs((), (), (), (), ())
+    cols = np.concatenate(parts, axis=1)
+    codes, inverse = np.unique(cols[0], return_inverse=True)
+    sums = [np.bincount(inverse, weights=c, minlength=codes.size).astype(np.int64)
+            for c in cols[1:]]
+    src, dst = np.divmod(codes, n_cores)
+    return CorePairs(*(tuple(int(v) for v in a) for a in (src, dst, *sums)))

@@ -20,12 +20,17 @@ File layout (optional keys in brackets)::
      ["traffic": {<totals of the senders' counts>, "longest_route": {...},
                   "senders": [{"name", "population", "messages", "messages_between_chips",
                                "tile_hops_ew", "tile_hops_ns", "chip_hops"}],
-                  "not_counted": [str]}],
+                  "not_counted": [str],
+                  ["core_pairs": {"source": [int], "destination": [int],
+                                  "messages": [int], "hops": [int],
+                                  "chip_hops": [int]}]}],
      ["dataset": str]}
 
 ``traffic`` (:class:`Traffic`, from :mod:`nmc_deploy.compile.traffic`): the spike messages of
 the run routed on the compiled placement; its totals are written for readers and recomputed
-from the senders on reading.
+from the senders on reading. ``core_pairs`` (:class:`CorePairs`) is the core-to-core traffic
+matrix in coordinate form: per (source core, destination core) with messages, its messages,
+their tile hops (east-west + north-south) and their chip hops.
 """
 from __future__ import annotations
 
@@ -36,7 +41,7 @@ from ._fields import (optional_count, optional_text, put_present, read_count, re
                       read_list, read_text)
 
 __all__ = ["LAYER_KINDS", "LayerActivity", "PopulationActivity", "TokenSelectorActivity",
-           "SenderTraffic", "Traffic", "TRAFFIC_COUNTS", "Activity"]
+           "SenderTraffic", "CorePairs", "Traffic", "TRAFFIC_COUNTS", "Activity"]
 
 # "tokens": synapses fed by a token selector's gated stream (graded residual sums, priced as
 # accumulates like every non-encoding synaptic op). Low-rank relays add no layer kind: the
@@ -127,12 +132,46 @@ class SenderTraffic:
 
 
 @dataclass(frozen=True)
+class CorePairs:
+    """The core-to-core traffic matrix in coordinate form (totals over samples and steps).
+
+    Entry ``i``: ``messages[i]`` messages from core ``source[i]`` to core
+    ``destination[i]`` (an attention unit's core included), which together made ``hops[i]``
+    tile hops (east-west plus north-south) and ``chip_hops[i]`` chip hops. Pairs without a
+    message are left out; a core's messages to itself (hops 0) are kept.
+    """
+
+    source: tuple[int, ...]
+    destination: tuple[int, ...]
+    messages: tuple[int, ...]
+    hops: tuple[int, ...]
+    chip_hops: tuple[int, ...]
+
+    _FIELDS = ("source", "destination", "messages", "hops", "chip_hops")
+
+    def to_json(self) -> dict:
+        return {k: list(getattr(self, k)) for k in self._FIELDS}
+
+    @classmethod
+    def from_json(cls, d: dict, where: str) -> "CorePairs":
+        cols = {k: read_list(d, k, where) for k in cls._FIELDS}
+        n = len(cols["source"])
+        for k, v in cols.items():
+            if len(v) != n:
+                raise InputFileError(f"{where}: {k} has {len(v)} entries, source has {n}")
+            if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v):
+                raise InputFileError(f"{where}: {k} must hold non-negative integers")
+        return cls(**{k: tuple(v) for k, v in cols.items()})
+
+
+@dataclass(frozen=True)
 class Traffic:
     """Spike traffic of a run on its placement (totals over all samples and steps)."""
 
     senders: tuple[SenderTraffic, ...]
     longest_route: dict[str, int]  # per hop kind: the most hops of one message that was sent
     not_counted: tuple[str, ...]  # sources whose messages are not in the counts
+    core_pairs: CorePairs | None = None  # None: not recorded (an older activity file)
 
     def total(self, key: str) -> int:
         """Sum of one of :data:`TRAFFIC_COUNTS` over the senders."""
@@ -142,7 +181,8 @@ class Traffic:
         return {**{k: self.total(k) for k in TRAFFIC_COUNTS},
                 "longest_route": dict(self.longest_route),
                 "senders": [s.to_json() for s in self.senders],
-                "not_counted": list(self.not_counted)}
+                "not_counted": list(self.not_counted),
+                **({} if self.core_pairs is None else {"core_pairs": self.core_pairs.to_json()})}
 
     @classmethod
     def from_json(cls, d: dict, where: str) -> "Traffic":
@@ -153,8 +193,10 @@ class Traffic:
                                          *(read_count(s, k, w) for k in TRAFFIC_COUNTS)))
         route = read_dict(d, "longest_route", where)
         notes = read_list(d, "not_counted", where)
+        pairs = (CorePairs.from_json(read_dict(d, "core_pairs", where), f"{where}.core_pairs")
+                 if "core_pairs" in d else None)
         return cls(tuple(senders), {k: read_count(route, k, f"{where}.longest_route")
-                                    for k in _ROUTE}, tuple(str(n) for n in notes))
+                                    for k in _ROUTE}, tuple(str(n) for n in notes), pairs)
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,10 @@ def test_hops_by_hand(chain_program, tmp_path, layout, expected):
     got = tuple(traffic.total(k) for k in ("messages", "messages_between_chips",
                                            "tile_hops_ew", "tile_hops_ns", "chip_hops"))
     assert got + (tuple(traffic.longest_route.values()),) == expected
+    # the core-to-core matrix: core 0 sends 1 + 2 messages to core 2, core 1 sends 3 + 4
+    pairs = traffic.core_pairs
+    assert (pairs.source, pairs.destination, pairs.messages) == ((0, 1), (2, 2), (3, 7))
+    assert sum(pairs.hops) == expected[2] + expected[3] and sum(pairs.chip_hops) == expected[4]
 
 
 def test_simulated_spikes_make_the_messages(chain_program, tmp_path):
