@@ -29,6 +29,7 @@ from ..errors import CapacityError, NmcDeployError
 from ..ir import Graph, SpikingSelfAttention
 from ..ir.conventions import Timing
 from ..program import LOW_RANK_MODES, RESIDUAL_MODES, FloatProgram, Program
+from ..program.activity import Activity
 from ..program.placement import (LowRankForms, ResidualCosts, ResidualForms,
                                  WeightSharingForms,
                                  summarize_form, summarize_placement, summarize_residual,
@@ -38,6 +39,7 @@ from ..targets import HardwareTarget, load_target
 from .attention_split import split_attention
 from .lower import low_rank_down_nodes, lower_graph
 from .lower.context import has_residual_stream
+from .mesh import PRIOR_RATE, layout_cores, measured_events
 from .netx import NETX_GRID
 from .partition import Placement, partition_program
 from .preflight import DesignRuleReport, check_design_rules
@@ -199,6 +201,21 @@ def _other_residual_form(graph, target: HardwareTarget, *, other: str, low_rank:
         return str(exc), relays, stream
 
 
+def _layout(result: CompileResult, target: HardwareTarget, method: str, seed: int,
+            activity: Activity | None, source: str | None):
+    """The written form's placement laid out on the mesh (:func:`~.mesh.layout_cores`)."""
+    if method == "greedy":
+        return layout_cores(result.placement, result.program, target, seed=seed)
+    events, rates = None, None
+    if activity is not None:
+        events, prior = measured_events(result.program, activity)
+        rates = (f"measured: population firing rates of {source or 'a simulation'}"
+                 + (f"; prior {PRIOR_RATE:g} for {len(prior)} sender(s) it lacks" if prior
+                    else ""))
+    return layout_cores(result.placement, result.program, target, method=method,
+                        events=events, rates=rates, seed=seed)
+
+
 def _has_sum(graph: Graph) -> bool:
     """True when some node sums two or more inputs (a residual stream may follow)."""
     return any(len(graph.predecessors(n)) > 1 and not isinstance(node, SpikingSelfAttention)
@@ -241,7 +258,10 @@ def compile_graph(graph: Graph, target: HardwareTarget | str, *, low_rank: str =
                   vth_mant: int | None = None, netx_grid: bool = False,
                   timing: Timing | None = None,
                   weight_sharing: bool | None = None,
-                  attention_split: str = "fit", residual: str = "fan-in") -> CompileResult:
+                  attention_split: str = "fit", residual: str = "fan-in",
+                  placement: str = "greedy", placement_seed: int = 0,
+                  activity: Activity | None = None,
+                  activity_source: str | None = None) -> CompileResult:
     """Compile ``graph`` (not modified) for ``target``: check the design rules (raises
     :class:`~nmc_deploy.errors.DesignRuleError` before any lowering when one fails), lower,
     schedule, quantize, validate, split attention, partition.
@@ -273,6 +293,11 @@ def compile_graph(graph: Graph, target: HardwareTarget | str, *, low_rank: str =
         How a residual stream reaches its readers (:func:`~.lower.lower_graph`); with a
         stream the other form is compiled too (first, and released before the written form
         is built), for :attr:`CompileResult.residual` only.
+    placement : {"greedy", "traffic"}
+        How the cores are laid out on the chips' meshes (:func:`~.mesh.layout_cores`); the
+        traffic-aware layout weighs messages by ``activity``'s firing rates (a simulation of
+        the same model; ``activity_source`` names it) or by the prior
+        :data:`~.mesh.PRIOR_RATE`, and uses ``placement_seed``.
     """
     target = load_target(target) if isinstance(target, str) else target
     vth_mant = DEFAULT_VTH_MANT if vth_mant is None else vth_mant
@@ -296,6 +321,8 @@ def compile_graph(graph: Graph, target: HardwareTarget | str, *, low_rank: str =
             raise
         raise CapacityError(f"{exc}; --residual {other_res} fits in {other_costs.cores} "
                             "cores") from None
+    result = dataclasses.replace(result, placement=_layout(
+        result, target, placement, placement_seed, activity, activity_source))
     forms = None
     if other_stream or (other_costs and has_residual_stream(result.float_program)):
         costs = {residual: summarize_residual(result.program, result.placement),

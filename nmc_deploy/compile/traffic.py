@@ -36,7 +36,7 @@ from .partition import (EXACT_CONV_FANOUT_SYNAPSES, attention_units, csc_pairs,
                         token_shared_pairs)
 from .shared_costs import SharedCosts
 
-__all__ = ["sender_events", "count_traffic"]
+__all__ = ["sender_events", "core_messages", "count_traffic"]
 
 
 def sender_events(program: Program, run) -> tuple[dict[str, np.ndarray], list[str]]:
@@ -180,10 +180,49 @@ def _destinations(program: Program, core_of, core_at, orders, unit_core,
     return {s: np.unique(np.concatenate(p)) for s, p in pairs.items()}
 
 
+def _sender_messages(program: Program, summary: PlacementSummary, cores,
+                     events: dict[str, np.ndarray]):
+    """Per sender with recorded events: ``(name, source core, destination core, events)``
+    arrays over its distinct (source neuron, destination core) pairs."""
+    core_of, core_at, unit_core, tiles, chip, position = cores
+    n_cores = len(summary.cores)
+    for name, codes in _destinations(program, core_of, core_at, summary.orders or {},
+                                     unit_core, n_cores).items():
+        if name not in events:
+            continue
+        neuron, dest = np.divmod(codes, n_cores)
+        src = np.full(neuron.shape, unit_core[name]) if name in unit_core else core_of[name][neuron]
+        yield name, src, dest, np.asarray(events[name])[neuron]
+
+
+def core_messages(program: Program, summary: PlacementSummary,
+                  events: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The core-to-core message matrix in coordinate form: ``(source core, destination
+    core, messages)``, one entry per pair with messages, summed over senders. ``events``
+    may be fractional (expected events per neuron, e.g. firing rates); a placement without
+    chips or slices raises :class:`~nmc_deploy.errors.InputFileError`."""
+    cores = _core_map(program, summary)
+    if cores is None:
+        raise InputFileError("program_summary: no chip assignment or neuron slices; "
+                             "compile the program again")
+    n_cores = len(summary.cores)
+    parts = [(src * n_cores + dest, w.astype(np.float64))
+             for _, src, dest, w in _sender_messages(program, summary, cores, events)]
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    codes, inverse = np.unique(np.concatenate([c for c, _ in parts]), return_inverse=True)
+    weight = np.bincount(inverse, weights=np.concatenate([w for _, w in parts]),
+                         minlength=codes.size)
+    keep = weight > 0
+    src, dst = np.divmod(codes[keep], n_cores)
+    return src, dst, weight[keep]
+
+
 def count_traffic(program: Program, summary: PlacementSummary,
                   events: dict[str, np.ndarray], missing=()) -> Traffic | None:
     """Messages, tile hops (east-west, north-south), chip hops and messages between chips of
-    every sender, summed over its events (the module's route model).
+    every sender, summed over its events (the module's route model), and the core-to-core
+    matrix (:class:`~nmc_deploy.program.activity.CorePairs`).
 
     ``events``: per sender (population or attention op) its events per neuron
     (:func:`sender_events`). Returns ``None`` when ``summary`` has no chip assignment or no
@@ -192,20 +231,15 @@ def count_traffic(program: Program, summary: PlacementSummary,
     cores = _core_map(program, summary)
     if cores is None:
         return None
-    core_of, core_at, unit_core, tiles, chip, position = cores
+    tiles, chip, position = cores[3:]
     n_cores = len(summary.cores)
     att_target = {g.source: g.target for g in program.groups if g.kind == "attention"}
     targets = {u.name: att_target.get(op.name, u.name) for op in program.attention
                for u in attention_units(op)}
     senders, longest = [], np.zeros(3, np.int64)
     pair_parts: list[np.ndarray] = []
-    for name, codes in _destinations(program, core_of, core_at, summary.orders or {},
-                                               unit_core, n_cores).items():
-        if name not in events:
-            continue
-        neuron, dest = np.divmod(codes, n_cores)
-        src = np.full(neuron.shape, unit_core[name]) if name in unit_core else core_of[name][neuron]
-        weight = np.asarray(events[name], np.int64)[neuron]
+    for name, src, dest, weight in _sender_messages(program, summary, cores, events):
+        weight = weight.astype(np.int64)
         hops = np.stack([np.abs(tiles[src, 0] - tiles[dest, 0]),
                          np.abs(tiles[src, 1] - tiles[dest, 1]),
                          np.abs(position[src] - position[dest]).sum(axis=1)])

@@ -15,9 +15,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from ..errors import InputFileError
 from ._fields import read_count, read_dict, read_ints, read_list, read_text
 
-__all__ = ["RESOURCES", "ChipAssignment", "ChipSummary", "SystemSummary", "summarize_system"]
+__all__ = ["RESOURCES", "ChipAssignment", "MeshEstimate", "MeshPlacement", "ChipSummary",
+           "SystemSummary", "summarize_system"]
 
 #: Per-core resources and the ``limits`` key (``placement.json``) each is measured against.
 RESOURCES = {
@@ -44,9 +46,76 @@ class ChipAssignment:
     core_tile: tuple[tuple[int, int], ...]  # per core: (x, y) of its tile on its chip
     chip_position: tuple[tuple[int, ...], ...]  # per used chip: its place on chip_grid
 
+    mesh: "MeshPlacement | None" = None  # how the cores were laid out (compile/mesh.py)
+
     @property
     def chips_used(self) -> int:
         return len(self.chip_position)
+
+
+#: The counts of a :class:`MeshEstimate` (per time step, from the rates used to place).
+MESH_COUNTS = ("messages_per_step", "message_hops_per_step", "tile_hops_per_step",
+               "chip_hops_per_step", "messages_between_chips_per_step")
+
+
+@dataclass(frozen=True)
+class MeshEstimate:
+    """Expected traffic of one layout of the cores, from the firing rates used to place
+    (messages per time step; message hops = tile hops + chip hops of every message)."""
+
+    messages_per_step: float
+    message_hops_per_step: float
+    tile_hops_per_step: float
+    chip_hops_per_step: float
+    messages_between_chips_per_step: float
+    longest_route_hops: int  # the most tile + chip hops of one pair with traffic
+    chips_used: int
+
+    def to_json(self) -> dict:
+        return {**{k: round(getattr(self, k), 6) for k in MESH_COUNTS},
+                "longest_route_hops": self.longest_route_hops, "chips_used": self.chips_used}
+
+    @classmethod
+    def from_json(cls, d: dict, where: str) -> "MeshEstimate":
+        for k in MESH_COUNTS:
+            if not isinstance(d.get(k), (int, float)) or isinstance(d.get(k), bool):
+                raise InputFileError(f"{where}: '{k}' must be a number")
+        return cls(*(float(d[k]) for k in MESH_COUNTS),
+                   read_count(d, "longest_route_hops", where), read_count(d, "chips_used", where))
+
+
+@dataclass(frozen=True)
+class MeshPlacement:
+    """The ``placement`` record of ``placement.json``: how cores were laid out on the mesh.
+
+    ``method`` "greedy" (program order, snake) or "traffic" (compile/mesh.py); ``rates``
+    says which firing rates weighed the messages; ``estimates`` holds the expected traffic
+    of the greedy layout and (method "traffic") of the traffic-aware one; ``baseline`` is the
+    greedy layout (``core_chip``, ``core_tile``, ``chip_position``) kept for comparison.
+    """
+
+    method: str
+    seed: int
+    rates: str
+    estimates: dict[str, MeshEstimate]
+    baseline: dict | None = None
+
+    def to_json(self) -> dict:
+        out = {"method": self.method, "seed": self.seed, "rates": self.rates,
+               "estimates": {k: v.to_json() for k, v in self.estimates.items()}}
+        if self.baseline is not None:
+            out["baseline"] = self.baseline
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict, where: str) -> "MeshPlacement":
+        est = read_dict(d, "estimates", where)
+        baseline = read_dict(d, "baseline", where) if "baseline" in d else None
+        return cls(read_text(d, "method", where), read_count(d, "seed", where),
+                   read_text(d, "rates", where),
+                   {k: MeshEstimate.from_json(read_dict(est, k, f"{where}.estimates"),
+                                              f"{where}.estimates.{k}") for k in est},
+                   baseline)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import InputFileError
 from ._fields import (optional_count, optional_text, put_present, read_count, read_dict,
                       read_fraction, read_ints, read_list, read_text)
-from .chips import ChipAssignment, SystemSummary, summarize_system
+from .chips import ChipAssignment, MeshPlacement, SystemSummary, summarize_system
 from .program import Program
 
 __all__ = ["Chunk", "BlockOrder", "Placement", "CoreShare", "CoreSummary",
@@ -387,6 +387,7 @@ class PlacementSummary:
     system: SystemSummary | None = None  # chips used, cores per chip, what binds each chip
     orders: dict[str, BlockOrder] | None = None  # placement order of blocked populations
     residual: ResidualForms | None = None  # both residual forms (graphs with a stream)
+    placement: MeshPlacement | None = None  # how the cores were laid out on the mesh
 
     @property
     def chips_used(self) -> int | None:
@@ -406,6 +407,7 @@ class PlacementSummary:
             weight_sharing=_maybe(WeightSharingForms.to_json, self.weight_sharing),
             residual=_maybe(ResidualForms.to_json, self.residual),
             system=_maybe(SystemSummary.to_json, self.system),
+            placement=_maybe(MeshPlacement.to_json, self.placement),
             orders=_maybe(lambda o: {k: v.to_json() for k, v in o.items()}, self.orders or None))
 
     @classmethod
@@ -461,7 +463,10 @@ class PlacementSummary:
                    if "orders" in data else None,
                    residual=ResidualForms.from_json(read_dict(data, "residual", where),
                                                     f"{where}: residual")
-                   if "residual" in data else None)
+                   if "residual" in data else None,
+                   placement=MeshPlacement.from_json(read_dict(data, "placement", where),
+                                                     f"{where}: placement")
+                   if "placement" in data else None)
 
     def neuron_index(self, population: str, start: int, stop: int):
         """Flat neuron indices of ``[start, stop)`` of a population's placement order."""
@@ -507,7 +512,8 @@ def summarize_cores(placement: Placement, program: Program) -> PlacementSummary:
     return PlacementSummary(placement.target, placement.cores_used, tuple(cores),
                             attention_on_host=tuple(placement.attention_host),
                             limits=placement.limits, system=system,
-                            orders=dict(placement.orders) or None)
+                            orders=dict(placement.orders) or None,
+                            placement=None if placement.chips is None else placement.chips.mesh)
 
 
 def summarize_placement(placement: Placement, program: Program,

@@ -3,6 +3,7 @@ import pickle
 import warnings
 
 from nmc_deploy.compile.lower import lower_graph
+from nmc_deploy.compile.mesh import layout_cores
 from nmc_deploy.compile.partition import partition_program
 from nmc_deploy.compile.quantize import quantize_program
 from nmc_deploy.targets import load_target
@@ -42,7 +43,7 @@ def test_compile_graph_runs_the_passes_in_order(tiny_graph):
     assert pickle.dumps(result.float_program) == pickle.dumps(fp)
     assert result.schedule == schedule
     assert pickle.dumps(result.program) == pickle.dumps(program)
-    assert result.placement == partition_program(program, tgt)
+    assert result.placement == layout_cores(partition_program(program, tgt), program, tgt)
     assert result.low_rank is None  # no low-rank factor pairs in this graph
     summary = result.summary()
     assert "low_rank" not in summary

@@ -29,10 +29,12 @@ def _compile(graph, tmp_path, target: str, **kw):
 
 def _placement(build, target: str):
     """The program of a build and its placement, recomputed from the written program."""
+    from nmc_deploy.compile.mesh import layout_cores
     from nmc_deploy.compile.partition import partition_program
 
     program = load_program(build)
-    return program, partition_program(program, load_target(target))
+    tgt = load_target(target)
+    return program, layout_cores(partition_program(program, tgt), program, tgt)
 
 
 def _sharing(written: str, placement) -> WeightSharingForms:
