@@ -8,7 +8,8 @@ power, energy per inference) and the compiler's per-core distribution (74 cores)
 
 lava-dl's own hardware test data (``tests/lava/lib/dl/netx/gts/pilotnet_lif/``: the same
 ``network.net`` byte for byte, a PilotNet frame ``image.npy`` and every layer's spike raster
-over 24 steps, recorded on Loihi 2) give the workload: this script counts, from the first 16
+over 24 steps: the ground truth lava-dl's Loihi 2 hardware test compares the chip's states
+with, bit for bit) give the workload: this script counts, from the first 16
 steps (one reset interval = one inference), per layer the synaptic operations (input spikes x
 nonzero weights they reach), spikes and neuron updates; per core (the compiler's split: each
 layer cut into slabs along its width, as printed) its share; and the messages between cores
