@@ -143,13 +143,20 @@ class HardwareTarget:
     time_per_synop_ns: float
     time_per_neuron_update_active_ns: float
     time_per_neuron_update_inactive_ns: float
-    barrier_ns: float  # per algorithmic time step
+    barrier_ns: float  # per algorithmic time step, the program on one tile
+    barrier_chip_ns: float  # the barrier spanning every tile of one chip
+    barrier_system_ns: float  # the barrier spanning barrier_system_chips chips
+    barrier_system_chips: int
+    time_per_message_out_ns: float  # a core sends one spike message
+    time_per_message_in_ns: float  # a core receives one spike message
     # the chip's 2-D mesh: tiles_x (east-west) x tiles_y (north-south) routers
     tiles_x: int
     tiles_y: int
     cores_per_tile: int
     time_per_tile_hop_ew_ns: float
     time_per_tile_hop_ns_ns: float
+    time_per_chip_hop_ns: float  # a message crossing one chip-to-chip link
+    static_power_mw_per_chip: float  # leakage and idle power of one powered chip
     # energy and provenance
     energy_models: Mapping[str, EnergyModel] = field(default_factory=lambda: ReadOnlyMapping({}))
     sources: Mapping[str, Source] = field(default_factory=lambda: ReadOnlyMapping({}))
@@ -203,11 +210,18 @@ _FIELDS: tuple[tuple[str, str, type, float], ...] = (
     ("time_per_neuron_update_active_ns", "timing.time_per_neuron_update_active_ns", float, 0),
     ("time_per_neuron_update_inactive_ns", "timing.time_per_neuron_update_inactive_ns", float, 0),
     ("barrier_ns", "timing.barrier_ns", float, 0),
+    ("barrier_chip_ns", "timing.barrier_chip_ns", float, 0),
+    ("barrier_system_ns", "timing.barrier_system_ns", float, 0),
+    ("barrier_system_chips", "timing.barrier_system_chips", int, 2),
+    ("time_per_message_out_ns", "timing.time_per_message_out_ns", float, 0),
+    ("time_per_message_in_ns", "timing.time_per_message_in_ns", float, 0),
     ("tiles_x", "mesh.tiles_x", int, 1),
     ("tiles_y", "mesh.tiles_y", int, 1),
     ("cores_per_tile", "mesh.cores_per_tile", int, 1),
     ("time_per_tile_hop_ew_ns", "mesh.time_per_hop_ew_ns", float, 0),
     ("time_per_tile_hop_ns_ns", "mesh.time_per_hop_ns_ns", float, 0),
+    ("time_per_chip_hop_ns", "mesh.time_per_chip_hop_ns", float, 0),
+    ("static_power_mw_per_chip", "chip.static_power_mw", float, 0),
 )
 _SECTIONS = ("core", "chip", "fixed_point", "synapse_memory", "timing", "mesh")
 _TOP_LEVEL = frozenset(("name", "description", "energy") + _SECTIONS)
@@ -216,7 +230,7 @@ _SYSTEM_FIELDS = (  # (field, key, type, minimum, required): replace the chip's 
     ("max_chips", "system.chips", int, 1, True),
     ("chip_grid", "system.chip_grid", tuple, 1, True),
     ("cores_per_chip", "system.cores_per_chip", int, 1, False),
-    ("barrier_ns", "system.barrier_ns", float, 0, False),
+    ("barrier_system_ns", "system.barrier_ns", float, 0, False),  # over all its chips
 )
 _VALUE_KEYS = frozenset(("value", "source", "basis", "note"))
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -284,10 +298,7 @@ def load_target(name_or_path: str | Path | HardwareTarget) -> HardwareTarget:
 
 
 def _choices() -> str:
-    names = target_names()
-    if not names:
-        return "(none shipped)"
-    return ", ".join(names)
+    return ", ".join(target_names()) or "(none shipped)"
 
 
 def _parse_target(data: dict[str, Any], where: str) -> HardwareTarget:
@@ -384,6 +395,9 @@ def _parse_system(data: dict[str, Any], where: str, directory: Path) -> Hardware
             if (min(value) if kind is tuple else value) < minimum:
                 raise TargetError(f"{where}: {dotted} ({value}) is below its minimum ({minimum})")
             values[field_name] = value
+    if "barrier_system_ns" in values:  # measured on this system: anchors the chip-count law
+        values["barrier_system_chips"] = values["max_chips"]
+        sources["barrier_system_chips"] = sources["max_chips"]
     _check_mesh({**{k: getattr(chip, k) for k in ("tiles_x", "tiles_y", "cores_per_tile",
                                                   "cores_per_chip")}, **values}, where)
     return dataclasses.replace(chip, name=_string(data, "name", where), path=where,

@@ -292,9 +292,10 @@ def test_system_figures():
     assert hala.source_of("cores_per_chip").basis == "inferred"
     assert load_target("kapoho_point").max_cores == 1024
     springs = load_target("pohoiki_springs")
-    assert springs.max_chips == 24 * 32 and springs.barrier_ns == 16_200.0
-    assert springs.source_of("barrier_ns").key == "system.barrier_ns"
-    assert load_target("loihi1").barrier_ns == 113.0  # the chip keeps its own
+    assert springs.max_chips == 24 * 32 and springs.barrier_system_ns == 16_200.0
+    assert springs.source_of("barrier_system_ns").key == "system.barrier_ns"
+    assert springs.barrier_system_chips == 768  # the system's barrier spans all its chips
+    assert springs.barrier_ns == load_target("loihi1").barrier_ns == 113.0  # one tile
 
 
 def test_chip_mesh_holds_its_cores(loihi1, loihi2):

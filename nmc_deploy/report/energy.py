@@ -22,28 +22,27 @@ Energy models (``formula`` of an :class:`~nmc_deploy.targets.EnergyModel`)::
                  + e_spike_within_tile_pj * spikes
                  [+ e_tile_hop_ew_pj * east-west tile hops + e_tile_hop_ns_pj * north-south
                     tile hops + e_chip_hop_pj * chip hops]      (when the model has them)
+                 + static_power_mw_per_chip * chips powered * latency per sample
 
 Mesh traffic (``activity.traffic``, :mod:`nmc_deploy.compile.traffic`): the simulated spikes
 routed on the compiled placement's chips and tiles. A sender's hops are priced into the
 population that carries them (the sender; an attention unit's target population), as its
 spikes are; without traffic (an older build) no hop is priced and the report says so.
 
+Static energy (``report["static"]``): every chip the placement uses is powered for the
+estimated latency of a sample (:mod:`.latency`); per_event models only (the mac_ac
+convention counts compute alone). It is split over the populations in proportion to the
+core time their synaptic ops and neuron updates take (:func:`.latency.estimate_latency`);
+without any core time, equally over the populations.
+
 Per-layer attribution: a layer carries the energy of its own synaptic operations plus a share of
-its destination population's neuron-update and spike energy; layers feeding the same population
-split that energy in proportion to their synaptic operations (equally if all have none). A
-population no layer feeds (e.g. a host-fed input) gets its own row of kind ``"population"``.
-The rows therefore add up to the total.
+its destination population's neuron-update, spike, hop and static energy; layers feeding the
+same population split that energy in proportion to their synaptic operations (equally if all
+have none). A population no layer feeds (e.g. a host-fed input) gets its own row of kind
+``"population"``. The rows therefore add up to the total.
 
-Latency (estimated)::
-
-    step_ns   = barrier_ns + max over cores c of
-                (synops_c * time_per_synop_ns + active_c * t_active + inactive_c * t_inactive)
-    x_c       = sum over populations p on core c of fraction(p, c) * x_p / (samples * time_steps)
-               [+ longest route: east-west hops x time_per_tile_hop_ew_ns + north-south hops x
-                  time_per_tile_hop_ns_ns, once per step, with traffic]
-    sample_us = (time_steps + pipeline_depth) * step_ns / 1000
-
-where a layer's synaptic operations count for its destination population.
+Latency: :mod:`nmc_deploy.report.latency` (busiest core's synaptic, neuron-update and message
+work + longest route + a barrier growing with tiles and chips; the critical core's bound).
 
 Relay populations (low-rank factors in relay form; activity entries with ``kind`` "relay")
 are priced like neurons: a nonzero graded payload counts as one spike (one message), a
@@ -61,6 +60,7 @@ from ..program.activity import (LAYER_KINDS, TRAFFIC_COUNTS, Activity, LayerActi
                                 PopulationActivity)
 from ..program.placement import PlacementSummary
 from ..targets import HardwareTarget
+from .latency import ROUTE_FIELDS, TIMING_FIELDS, estimate_latency
 
 __all__ = ["REPORT_VERSION", "LAYER_KINDS", "MEASURED", "ESTIMATED", "COMPILED", "TRAFFIC",
            "estimate_costs"]
@@ -70,12 +70,10 @@ MEASURED = "measured (simulated activity)"
 ESTIMATED = "estimated (model)"
 COMPILED = "compiled program"
 
-_TIMING_FIELDS = ("time_per_synop_ns", "time_per_neuron_update_active_ns",
-                  "time_per_neuron_update_inactive_ns", "barrier_ns")
-_HOP_FIELDS = ("time_per_tile_hop_ew_ns", "time_per_tile_hop_ns_ns")
-# traffic count -> the per_event coefficient that prices it
+# traffic count -> (the per_event coefficient that prices it, its breakdown term)
 _HOP_PRICES = {"tile_hops_ew": "e_tile_hop_ew_pj", "tile_hops_ns": "e_tile_hop_ns_pj",
                "chip_hops": "e_chip_hop_pj"}
+_HOP_TERMS = {"tile_hops_ew": "tile_hops", "tile_hops_ns": "tile_hops", "chip_hops": "chip_hops"}
 TRAFFIC = "counted (simulated spikes routed on the compiled placement; hops: mesh model)"
 
 
@@ -129,17 +127,22 @@ def estimate_costs(activity: Activity | dict, program_summary: PlacementSummary 
     feeders: dict[str, list[LayerActivity]] = {p.name: [] for p in activity.populations}
     for layer in activity.layers:
         feeders[layer.population].append(layer)
-    rows = _energy_rows(activity, feeders, target, per_sample, assumptions)
+    latency = estimate_latency(activity, program_summary, feeders, target, assumptions)
+    latency_model = latency.pop("model")
+    static, static_pj = _static(activity, latency, target, assumptions)
+    rows = _energy_rows(activity, feeders, target, per_sample, static_pj, assumptions)
     token = _token_selection(activity, total_synops, target, assumptions)
     if token is not None:
         for name, pj in token["energy_pj_per_sample"].items():
             rows["energy_per_sample_uj"][name] += pj * 1e-6
             rows["energy_breakdown_pj_per_sample"][name]["token_selectors"] = pj
-    latency = _latency(activity, program_summary, feeders, target, assumptions)
-    latency_model = latency.pop("model")
-    timing = _TIMING_FIELDS + (_HOP_FIELDS if activity.traffic is not None else ())
-    rows["sources"]["latency"] = [f"{f} = {getattr(target, f):g} ns: {target.source_of(f)}"
-                                  for f in timing]
+    timing = TIMING_FIELDS + (ROUTE_FIELDS if activity.traffic is not None else ())
+    rows["sources"]["latency"] = [
+        f"{f} = {getattr(target, f):g}{'' if f.endswith('chips') else ' ns'}: "
+        f"{target.source_of(f)}" for f in timing]
+    rows["sources"]["static"] = [f"static_power_mw_per_chip = "
+                                 f"{target.static_power_mw_per_chip:g} mW: "
+                                 f"{target.source_of('static_power_mw_per_chip')}"]
     extra = {} if token is None else {"token_selection": token}
     extra.update(_system(program_summary, activity, target, assumptions))
     relays = [p.name for p in activity.populations if p.graded]
@@ -155,7 +158,8 @@ def estimate_costs(activity: Activity | dict, program_summary: PlacementSummary 
         f"'{activity.backend}' simulator over {samples} samples x {activity.time_steps} time "
         f"steps: measured in simulation, not on hardware.",
         "Per-layer energy = the layer's synaptic operations plus a share of its destination "
-        "population's neuron-update and spike energy, split among the layers feeding that "
+        "population's neuron-update, spike, hop and static energy, split among the layers "
+        "feeding that "
         "population in proportion to their synaptic operations; a population fed by no layer "
         "has its own row (kind 'population').",
     ]
@@ -178,6 +182,8 @@ def estimate_costs(activity: Activity | dict, program_summary: PlacementSummary 
         "latency_per_sample_us": latency["per_sample_us"],
         "latency": latency,
         "latency_model": latency_model,
+        "static": static,
+        "energy_terms": rows["energy_terms"],
         "assumptions": assumptions,
         "sources": rows["sources"],
         "labels": dict(_LABELS),
@@ -198,6 +204,8 @@ _LABELS = {
     "energy_breakdown_pj_per_sample": ESTIMATED,
     "latency_per_sample_us": ESTIMATED,
     "latency": ESTIMATED,
+    "static": ESTIMATED,
+    "energy_terms": "per model and term: the basis of its coefficients",
 }
 
 
@@ -225,8 +233,10 @@ def _count_per_sample(activity: Activity) -> tuple[dict[str, float], int]:
 
 
 def _energy_rows(activity: Activity, feeders: dict[str, list[LayerActivity]],
-                 target: HardwareTarget, per_sample: dict, assumptions: list[str]) -> dict:
-    """Layer and population rows priced by every energy model, with the totals per model."""
+                 target: HardwareTarget, per_sample: dict, static_pj: dict[str, float],
+                 assumptions: list[str]) -> dict:
+    """Layer and population rows priced by every energy model, with the totals per model;
+    ``static_pj``: per population its static energy (all samples; per_event models)."""
     samples, layers, pops = activity.samples, activity.layers, activity.populations
     layer_rows = [{"name": ly.name, "kind": ly.kind, "population": ly.population,
                    "synapses": ly.synapses, "synops_per_sample": ly.synops / samples,
@@ -245,9 +255,11 @@ def _energy_rows(activity: Activity, feeders: dict[str, list[LayerActivity]],
     models_out: dict[str, dict[str, Any]] = {}
     sources: dict[str, list[str]] = {}
     hops = _hops_by_population(activity)
+    terms: dict[str, dict] = {}
     for model in target.energy_models.values():
         synop_pj = [_synop_energy_pj(model, ly) for ly in layers]
-        pop_pj = {p.name: _population_energy_pj(model, p, hops.get(p.name)) for p in pops}
+        pop_pj = {p.name: _population_energy_pj(model, p, hops.get(p.name),
+                                                static_pj.get(p.name, 0.0)) for p in pops}
         for row, layer, e_syn in zip(layer_rows, layers, synop_pj):
             group = feeders[layer.population]
             group_synops = sum(g.synops for g in group)
@@ -256,11 +268,13 @@ def _energy_rows(activity: Activity, feeders: dict[str, list[LayerActivity]],
             row["energy_pj_per_sample"][model.name] = (e_syn + e_pop) / samples
         for row in orphan_rows + pop_rows:
             row["energy_pj_per_sample"][model.name] = sum(pop_pj[row["name"]].values()) / samples
-        parts = {"synops": sum(synop_pj),
-                 "neuron_updates": sum(v["neuron_updates"] for v in pop_pj.values()),
-                 "spikes": sum(v["spikes"] for v in pop_pj.values())}
+        parts = {"synops": sum(synop_pj), **{
+            k: sum(v[k] for v in pop_pj.values()) for k in ("neuron_updates", "spikes")}}
         if activity.traffic is not None:
-            parts["hops"] = sum(v["hops"] for v in pop_pj.values())
+            parts.update({k: sum(v[k] for v in pop_pj.values())
+                          for k in ("tile_hops", "chip_hops")})
+        parts["static"] = sum(v["static"] for v in pop_pj.values())
+        terms[model.name] = _term_labels(model, target, list(parts))
         breakdown[model.name] = {k: v / samples for k, v in parts.items()}
         energy_uj[model.name] = sum(parts.values()) / samples * 1e-6
         models_out[model.name] = {"formula": model.formula, "description": model.description,
@@ -269,7 +283,62 @@ def _energy_rows(activity: Activity, feeders: dict[str, list[LayerActivity]],
         assumptions.append(_model_assumption(model, per_sample, activity.traffic is not None))
     return {"layers": layer_rows + orphan_rows, "populations": pop_rows,
             "energy_per_sample_uj": energy_uj, "energy_breakdown_pj_per_sample": breakdown,
-            "energy_models": models_out, "sources": sources}
+            "energy_models": models_out, "sources": sources, "energy_terms": terms}
+
+
+# the coefficients behind each breakdown term of a per_event model
+_TERM_COEFFICIENTS = {
+    "synops": ("e_synop_pj",),
+    "neuron_updates": ("e_neuron_update_active_pj", "e_neuron_update_inactive_pj"),
+    "spikes": ("e_spike_within_tile_pj",), "tile_hops": ("e_tile_hop_ew_pj", "e_tile_hop_ns_pj"),
+    "chip_hops": ("e_chip_hop_pj",)}
+
+
+def _term_labels(model, target: HardwareTarget, terms: list[str]) -> dict[str, dict]:
+    """Per breakdown term: how it is known (``label``), its coefficients and their bases."""
+    out = {}
+    for term in terms:
+        if model.formula == "mac_ac":
+            coefs = {"synops": ("e_mac_pj", "e_ac_pj")}.get(term, ())
+            bases = sorted({model.sources[c].basis for c in coefs})
+        elif term == "static":
+            coefs = ("static_power_mw_per_chip",)
+            bases = [target.source_of(coefs[0]).basis]
+        else:
+            coefs = tuple(c for c in _TERM_COEFFICIENTS[term] if c in model.coefficients_pj)
+            bases = sorted({model.sources[c].basis for c in coefs})
+        label = ("not priced (0)" if not coefs else
+                 "assumption (coefficient from another chip or derived)"
+                 if "assumption" in bases else "estimated (model; cited coefficients)")
+        out[term] = {"label": label, "coefficients": list(coefs), "basis": bases}
+    return out
+
+
+def _static(activity: Activity, latency: dict, target: HardwareTarget,
+            assumptions: list[str]) -> tuple[dict, dict[str, float]]:
+    """``report["static"]`` and per population its static energy (all samples), split in
+    proportion to its core time (synops + neuron updates), equally without any."""
+    chips = latency["barrier"]["chips"]
+    power = target.static_power_mw_per_chip
+    per_sample_pj = power * chips * latency["per_sample_us"] * 1e3  # mW x us = nJ
+    busy = latency.pop("pop_busy_ns")
+    names = [p.name for p in activity.populations]
+    total = sum(busy.get(n, 0.0) for n in names)
+    share = {n: (busy.get(n, 0.0) / total if total else 1.0 / len(names)) for n in names}
+    source = target.source_of("static_power_mw_per_chip")
+    assumptions.append(
+        f"Static energy: {chips} chip(s) powered (the chips the placement uses; idle chips of "
+        f"a board are not charged, as lava-dl's Loihi 2 benchmarks compensate for them) at "
+        f"{power:g} mW each ({source.basis}) for the estimated latency per sample "
+        f"({latency['per_sample_us']:.6g} us); per_event models only. Per layer it is split "
+        "in proportion to the core time of each population's synaptic ops and neuron "
+        "updates" + ("" if total else " (no core time: equally)") + ".")
+    record = {"power_mw_per_chip": power, "chips_powered": chips,
+              "runtime_us_per_sample": latency["per_sample_us"],
+              "energy_pj_per_sample": per_sample_pj, "basis": source.basis,
+              "source": str(source),
+              "split": "per population in proportion to its synops + neuron-update core time"}
+    return record, {n: per_sample_pj * activity.samples * share[n] for n in names}
 
 
 def _token_selection(activity: Activity, total_synops: int, target: HardwareTarget,
@@ -329,20 +398,22 @@ def _hops_by_population(activity: Activity) -> dict[str, dict[str, int]]:
     return out
 
 
-def _population_energy_pj(model, pop: PopulationActivity,
-                          hops: dict[str, int] | None = None) -> dict[str, float]:
-    """Neuron-update, spike and (with ``hops``: its messages' counts) hop energy of one
-    population (all samples); a hop kind the model has no coefficient for costs nothing."""
+def _population_energy_pj(model, pop: PopulationActivity, hops: dict[str, int] | None = None,
+                          static_pj: float = 0.0) -> dict[str, float]:
+    """Neuron-update, spike, (with ``hops``: its messages' counts) tile- and chip-hop and static
+    energy of one population (all samples); a hop kind the model has no coefficient for costs
+    nothing; a mac_ac model prices none of these."""
     if model.formula == "mac_ac":
-        return {"neuron_updates": 0.0, "spikes": 0.0, "hops": 0.0}
+        return dict.fromkeys(("neuron_updates", "spikes", "tile_hops", "chip_hops", "static"), 0.0)
     inactive = pop.neuron_updates - pop.active_updates
     updates = (model.coefficient_pj("e_neuron_update_active_pj") * pop.active_updates
                + model.coefficient_pj("e_neuron_update_inactive_pj") * inactive)
-    hop_pj = sum(model.coefficients_pj.get(price, 0.0) * (hops or {}).get(key, 0)
-                 for key, price in _HOP_PRICES.items())
-    return {"neuron_updates": updates,
-            "spikes": model.coefficient_pj("e_spike_within_tile_pj") * pop.spikes,
-            "hops": hop_pj}
+    out = {"neuron_updates": updates,
+           "spikes": model.coefficient_pj("e_spike_within_tile_pj") * pop.spikes,
+           "tile_hops": 0.0, "chip_hops": 0.0, "static": static_pj}
+    for key, price in _HOP_PRICES.items():
+        out[_HOP_TERMS[key]] += model.coefficients_pj.get(price, 0.0) * (hops or {}).get(key, 0)
+    return out
 
 
 def _model_assumption(model, per_sample: dict, traffic: bool) -> str:
@@ -352,7 +423,7 @@ def _model_assumption(model, per_sample: dict, traffic: bool) -> str:
                 f"{per_sample['macs_encoding']:.6g} MACs/sample cost e_mac_pj, every other "
                 f"synaptic op ({per_sample['acs']:.6g}/sample, of which "
                 f"{per_sample['attention_ops']:.6g} attention ops) costs e_ac_pj; neuron updates, "
-                f"spikes, memory access and routing cost nothing.")
+                f"spikes, memory access, routing and static power cost nothing.")
     else:
         priced = [p for p in _HOP_PRICES.values() if p in model.coefficients_pj]
         hops = ("each message's tile hops cost " + ", ".join(priced) + " (estimated: hop "
@@ -363,97 +434,11 @@ def _model_assumption(model, per_sample: dict, traffic: bool) -> str:
         text = (f"{model.name}: every synaptic op (encoding and attention included) costs "
                 f"e_synop_pj; a neuron update costs e_neuron_update_active_pj when the neuron "
                 f"received input or had nonzero voltage, else e_neuron_update_inactive_pj; every "
-                f"spike costs one within-tile message; {hops}; no static power.")
+                f"spike costs one within-tile message; {hops}; plus static power x runtime.")
     if "assumption" in bases:
         assumed = [k for k in model.used_coefficients if model.sources[k].basis == "assumption"]
         text += f" Coefficients taken from another chip (basis 'assumption'): {', '.join(assumed)}."
     return text
-
-
-# ---------------------------------------------------------------------------------------------
-# latency
-# ---------------------------------------------------------------------------------------------
-
-def _latency(activity: Activity, placement: PlacementSummary,
-             feeders: dict[str, list[LayerActivity]], target: HardwareTarget,
-             assumptions: list[str]) -> dict:
-    steps, depth = activity.time_steps, activity.pipeline_depth or 0
-    recorded_steps = activity.samples * steps
-    per_step = {}
-    for pop in activity.populations:
-        per_step[pop.name] = {
-            "synops": sum(ly.synops for ly in feeders[pop.name]) / recorded_steps,
-            "active": pop.active_updates / recorded_steps,
-            "inactive": (pop.neuron_updates - pop.active_updates) / recorded_steps,
-        }
-    placed: dict[str, float] = {}
-    core_rows = []
-    for core in placement.cores:
-        synops = active = inactive = 0.0
-        for entry in core.populations:
-            name, fraction = entry.name, entry.fraction
-            if name not in per_step:
-                raise InputFileError(
-                    f"program_summary: core {core.core} holds population '{name}', which has "
-                    f"no recorded activity; simulate the same compiled program")
-            placed[name] = placed.get(name, 0.0) + fraction
-            synops += fraction * per_step[name]["synops"]
-            active += fraction * per_step[name]["active"]
-            inactive += fraction * per_step[name]["inactive"]
-        step_ns = (synops * target.time_per_synop_ns
-                   + active * target.time_per_neuron_update_active_ns
-                   + inactive * target.time_per_neuron_update_inactive_ns)
-        core_rows.append({"core": core.core, "synops_per_step": synops,
-                          "active_updates_per_step": active,
-                          "inactive_updates_per_step": inactive, "busy_ns_per_step": step_ns})
-    for name in per_step:
-        if name not in placed:
-            assumptions.append(f"Population '{name}' has recorded activity but is on no core "
-                               f"(host-fed); it counts for energy but not for core time.")
-        elif abs(placed[name] - 1.0) > 1e-6:
-            assumptions.append(f"Population '{name}': its core fractions sum to "
-                               f"{placed[name]:.6g}, not 1.")
-    critical = max(core_rows, key=lambda r: r["busy_ns_per_step"], default=None)
-    busy_ns = critical["busy_ns_per_step"] if critical else 0.0
-    route, route_ns, route_text = _route_latency(activity, target)
-    step_ns = target.barrier_ns + busy_ns + route_ns
-    steps_per_sample = steps + depth
-    per_sample_us = steps_per_sample * step_ns / 1000.0
-    model = (f"estimated: per time step = barrier ({target.barrier_ns:g} ns) + busiest core "
-             f"(synops x {target.time_per_synop_ns:g} ns + active updates x "
-             f"{target.time_per_neuron_update_active_ns:g} ns + inactive updates x "
-             f"{target.time_per_neuron_update_inactive_ns:g} ns, per-step averages of the "
-             f"simulated activity){route_text}; per sample = (T {steps} + pipeline depth "
-             f"{depth}) steps")
-    assumptions.append(
-        f"Latency: cores work in parallel and synchronise once per time step (barrier "
-        f"{target.barrier_ns:g} ns, {target.source_of('barrier_ns').key}); the per-step "
-        "average activity also applies to the pipeline-fill steps; " + (
-            "spike routing adds the longest route's tile hops once per step (messages "
-            "pipelined, no congestion), chip-to-chip link time is not modelled (no published "
-            "figure)" if route is not None else "spike routing time is not modelled (no "
-            "traffic counted)") + "; host I/O is not modelled.")
-    bases = {target.source_of(f).basis for f in _TIMING_FIELDS}
-    if "assumption" in bases:
-        assumptions.append(f"Latency coefficients of '{target.name}' are taken from another "
-                           f"chip (basis 'assumption'); see the latency sources.")
-    extra = {} if route is None else {"route_ns_per_step": route_ns, "longest_route": route}
-    return {"per_sample_us": per_sample_us, "per_step_ns": step_ns,
-            "steps_per_sample": steps_per_sample, "barrier_ns": target.barrier_ns,
-            "critical_core": critical["core"] if critical else None, "cores": core_rows,
-            **extra, "model": model}
-
-
-def _route_latency(activity: Activity, target: HardwareTarget):
-    """(longest route, its ns, model text) from the traffic; (None, 0, "") without."""
-    if activity.traffic is None:
-        return None, 0.0, ""
-    route = dict(activity.traffic.longest_route)
-    ns = (route["tile_hops_ew"] * target.time_per_tile_hop_ew_ns
-          + route["tile_hops_ns"] * target.time_per_tile_hop_ns_ns)
-    return route, ns, (f" + longest route ({route['tile_hops_ew']} E-W hops x "
-                       f"{target.time_per_tile_hop_ew_ns:g} ns + {route['tile_hops_ns']} N-S "
-                       f"hops x {target.time_per_tile_hop_ns_ns:g} ns)")
 
 
 def _system(placement: PlacementSummary, activity: Activity, target: HardwareTarget,

@@ -83,30 +83,52 @@ def test_cmos45nm_by_hand(report):
     assert _layer(report, "inp")["energy_pj_per_sample"]["cmos45nm"] == 0.0
 
 
+# latency of tiny_program on loihi1 (see test_latency_by_hand): core 0 is busiest with
+# (1000/8 + 0.25 x 500/8) x 3.5 + (120/8 + 0.25 x 40/8) x 8.4 + (40/8 + 0.25 x 40/8) x 5.3
+# = 661.8125 ns; barrier 113 ns (2 cores, no tiles recorded: packed on 1 tile); 6 steps
+STEP_NS = 661.8125 + 113.0
+SAMPLE_US = 6 * STEP_NS / 1000                                  # 4.648875 us
+STATIC_PJ = 104.0 * 1 * SAMPLE_US * 1e3                         # 104 mW x 1 chip: 483 483 pJ
+# the static split: per population its synops + update time per step on its cores
+BUSY = {"lif1": 125 * 3.5 + 15 * 8.4 + 5 * 5.3,                 # 590 ns
+        "lif2": 62.5 * 3.5 + 5 * 8.4 + 5 * 5.3, "inp": 0.0}     # 287.25 ns; inp on the host
+
+
 def test_loihi_davies2018_by_hand(report):
     synops = 23.6 * 1500
     updates = 81 * (0 + 120 + 40) + 52 * (80 + 40 + 40)
     spikes = 1.7 * 100
     total_pj = synops + updates + spikes                            # 56 850 pJ, 2 samples
-    assert report["energy_per_sample_uj"]["loihi_davies2018"] == pytest.approx(total_pj / 2e6)
+    assert report["energy_per_sample_uj"]["loihi_davies2018"] == \
+        pytest.approx(total_pj / 2e6 + STATIC_PJ * 1e-6)
     breakdown = report["energy_breakdown_pj_per_sample"]["loihi_davies2018"]
     assert breakdown == pytest.approx({"synops": synops / 2, "neuron_updates": updates / 2,
-                                       "spikes": spikes / 2})
-    # enc: own synops + all of lif1 (its only feeder)
+                                       "spikes": spikes / 2, "static": STATIC_PJ})
+    assert report["static"]["energy_pj_per_sample"] == pytest.approx(STATIC_PJ)
+    assert report["static"]["chips_powered"] == 1
+    assert report["static"]["power_mw_per_chip"] == 104.0
+    assert report["static"]["basis"] == "inferred"
+    share = {k: v / sum(BUSY.values()) for k, v in BUSY.items()}
+    # enc: own synops + all of lif1 (its only feeder), static included
     lif1 = 81 * 120 + 52 * 40 + 1.7 * 50
     assert _layer(report, "enc")["energy_pj_per_sample"]["loihi_davies2018"] \
-        == pytest.approx((23.6 * 1000 + lif1) / 2)
+        == pytest.approx((23.6 * 1000 + lif1) / 2 + share["lif1"] * STATIC_PJ)
     # fc1 and attn share lif2 in proportion 400 : 100
     lif2 = 81 * 40 + 52 * 40 + 1.7 * 20
     assert _layer(report, "fc1")["energy_pj_per_sample"]["loihi_davies2018"] \
-        == pytest.approx((23.6 * 400 + 0.8 * lif2) / 2)
+        == pytest.approx((23.6 * 400 + 0.8 * lif2) / 2 + 0.8 * share["lif2"] * STATIC_PJ)
     assert _layer(report, "attn")["energy_pj_per_sample"]["loihi_davies2018"] \
-        == pytest.approx((23.6 * 100 + 0.2 * lif2) / 2)
-    # the host-fed input population gets its own row
+        == pytest.approx((23.6 * 100 + 0.2 * lif2) / 2 + 0.2 * share["lif2"] * STATIC_PJ)
+    # the host-fed input population gets its own row (no core time: no static share)
     inp = _layer(report, "inp")
     assert inp["kind"] == "population" and inp["synops_per_sample"] == 0
     assert inp["energy_pj_per_sample"]["loihi_davies2018"] \
         == pytest.approx((52 * 80 + 1.7 * 30) / 2)
+    # the 45 nm convention stays compute-only
+    assert report["energy_breakdown_pj_per_sample"]["cmos45nm"]["static"] == 0.0
+    terms = report["energy_terms"]
+    assert terms["loihi_davies2018"]["static"]["basis"] == ["inferred"]
+    assert terms["cmos45nm"]["static"]["label"] == "not priced (0)"
 
 
 def test_encoding_is_a_mac_only_in_cmos45nm(loihi1):
@@ -127,6 +149,7 @@ def test_latency_by_hand(report):
         + (120 / steps + 0.25 * 40 / steps) * 8.4 + (40 / steps + 0.25 * 40 / steps) * 5.3
     core1 = 0.75 * 500 / steps * 3.5 + 0.75 * 40 / steps * 8.4 + 0.75 * 40 / steps * 5.3
     step_ns = 113.0 + max(core0, core1)
+    assert step_ns == pytest.approx(STEP_NS)
     assert report["latency"]["per_step_ns"] == pytest.approx(step_ns)
     assert report["latency"]["critical_core"] == 0
     assert report["latency"]["steps_per_sample"] == 6
@@ -174,7 +197,7 @@ def test_report_is_json_able_and_labelled(report):
     assert json.loads(json.dumps(report)) == report
     assert report["labels"]["per_sample"] == MEASURED
     assert report["labels"]["energy_per_sample_uj"] == ESTIMATED
-    assert set(report["sources"]) == {"cmos45nm", "loihi_davies2018", "latency"}
+    assert set(report["sources"]) == {"cmos45nm", "loihi_davies2018", "latency", "static"}
     assert any("Davies" in c for c in report["sources"]["loihi_davies2018"])
     assert any("Horowitz" in c for c in report["sources"]["cmos45nm"])
     assert any("host-fed" in a for a in report["assumptions"])
@@ -228,29 +251,37 @@ def _with_traffic(activity: dict) -> dict:
 def test_hops_are_priced_into_their_population(loihi1, report):
     hops = estimate_costs(_with_traffic(tiny_activity()), tiny_program(), loihi1)
     breakdown = hops["energy_breakdown_pj_per_sample"]["loihi_davies2018"]
-    ew, ns = 3.0, 4.0  # Davies 2018 Table 2; chip hops have no figure: not priced
-    assert breakdown["hops"] == pytest.approx((ew * (20 + 4) + ns * 30) / 2)
-    assert hops["energy_breakdown_pj_per_sample"]["cmos45nm"]["hops"] == 0
+    ew, ns, chip = 3.0, 4.0, 13.5  # Davies 2018 Table 2; chip hop: assumption (Qiao 2019)
+    assert breakdown["tile_hops"] == pytest.approx((ew * (20 + 4) + ns * 30) / 2)
+    assert breakdown["chip_hops"] == pytest.approx(chip * 10 / 2)
+    assert hops["energy_breakdown_pj_per_sample"]["cmos45nm"]["tile_hops"] == 0
+    # the longest route adds its hop times once per step (no core_pairs: no message work)
+    route_ns = 3 * 4.1 + 2 * 6.5 + 1 * 150.0
+    assert hops["latency"]["route_ns_per_step"] == pytest.approx(route_ns)
+    assert hops["latency"]["per_step_ns"] == pytest.approx(
+        report["latency"]["per_step_ns"] + route_ns)
+    static_more = 104.0 * 6 * route_ns  # pJ (mW x ns): 104 mW for 6 steps' longer route
+    assert breakdown["static"] - report["static"]["energy_pj_per_sample"] == \
+        pytest.approx(static_more)
     before = report["energy_per_sample_uj"]["loihi_davies2018"]
-    assert hops["energy_per_sample_uj"]["loihi_davies2018"] - before == \
-        pytest.approx(breakdown["hops"] * 1e-6)
+    assert hops["energy_per_sample_uj"]["loihi_davies2018"] - before == pytest.approx(
+        (breakdown["tile_hops"] + breakdown["chip_hops"] + static_more) * 1e-6)
     # lif1's hops go to enc (lif1's only feeder); the attention unit's to lif2's feeders
-    assert _layer(hops, "enc")["energy_pj_per_sample"]["loihi_davies2018"] - \
-        _layer(report, "enc")["energy_pj_per_sample"]["loihi_davies2018"] == \
-        pytest.approx((ew * 20 + ns * 30) / 2)
+    enc_more = _layer(hops, "enc")["energy_pj_per_sample"]["loihi_davies2018"] - \
+        _layer(report, "enc")["energy_pj_per_sample"]["loihi_davies2018"]
+    lif1_static_share = BUSY["lif1"] / sum(BUSY.values())
+    assert enc_more == pytest.approx((ew * 20 + ns * 30 + chip * 10) / 2
+                                     + lif1_static_share * static_more)
     for model, total_uj in hops["energy_per_sample_uj"].items():
         layers_pj = sum(row["energy_pj_per_sample"][model] for row in hops["layers"])
         assert layers_pj == pytest.approx(total_uj * 1e6, rel=1e-9)
-    # the longest route adds its hop times once per step
-    route_ns = 3 * 4.1 + 2 * 6.5
-    assert hops["latency"]["per_step_ns"] == pytest.approx(
-        report["latency"]["per_step_ns"] + route_ns)
     assert "longest route" in hops["latency_model"]
     traffic = hops["traffic"]
     assert traffic["per_step"]["messages"] == (60 + 5) / 8
     assert traffic["per_sample"]["messages_between_chips"] == 5
     assert hops["labels"]["traffic"].startswith("counted")
-    assert any("chip hops counted, not priced" in a for a in hops["assumptions"])
+    assert any("chip hops priced" in a for a in hops["assumptions"])
+    assert any("no traffic.core_pairs" in a for a in hops["assumptions"])
     assert any(c.startswith("e_tile_hop_ns_pj = 4 pJ") for c in hops["sources"]["loihi_davies2018"])
     assert "time_per_tile_hop_ew_ns = 4.1 ns" in " ".join(hops["sources"]["latency"])
 
