@@ -225,9 +225,7 @@ def _energy(report: dict) -> str:
 def _utilization(report: dict) -> str:
     from .render import _binding_text, _deployment_lines
 
-    util = report.get("utilization")
-    if not util or not util["cores"]:
-        return _section("utilization", "Per-core utilization", ["<p>not available</p>"])
+    util = report.get("utilization") or {"cores": []}
     system = report.get("system") or {}
 
     def tip(row: dict) -> str:
@@ -243,7 +241,8 @@ def _utilization(report: dict) -> str:
            "(placement.json limits). Hover a cell for every share.</p>",
            svg.ramp_legend("0 %", "100 % of a per-core limit", "purple: over"),
            svg.core_heatmap(util["cores"], system.get("tile_grid") or (16, 8),
-                            int(system.get("cores_per_tile") or 1), tip)]
+                            int(system.get("cores_per_tile") or 1), tip)] \
+        if util["cores"] else ["<p>not available (no placement record)</p>"]
     if system.get("per_chip"):
         out += [f"<h3>Chips (compiled): {system['chips_used']} of {system['chips']} used</h3>",
                 "<details><summary>what binds each chip's cores</summary><table>"
