@@ -144,8 +144,7 @@ def _best(runs: Mapping[str, Mapping[str, Any]], key: str) -> dict | None:
              if r.get(key) is not None]
     if not found:
         return None
-    samples, name, value = max(found, key=lambda t: (t[0], -RUNS.index(t[1])
-                                                     if t[1] in RUNS else 0))
+    samples, name, value = max(found, key=lambda t: (t[0], -RUNS.index(t[1])))  # ties: RUNS
     return {"value": float(value), "samples": samples, "run": name,
             "file": f"simulation_{name}.json"}
 

@@ -12,7 +12,6 @@ Charts: :mod:`nmc_deploy.report.svg`; the deployment keys: :mod:`nmc_deploy.repo
 from __future__ import annotations
 
 import html
-from typing import Any
 
 from . import svg
 from .svg import num

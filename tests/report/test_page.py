@@ -170,3 +170,22 @@ def test_3000_cores_stay_under_2_mb(report):
     assert 0 < checker.classes["rect.cell"] <= 48 * 48 + 25 * 25     # binned, plus chips
     assert "fits on loihi2: 3,000 of 3,840 cores on 25 of 30 chips" in page
     assert re.search(r"3,000 cores in 48 bins", page)
+
+
+def test_placement_record_and_latency_bound_are_rendered(report):
+    placement = _placement()
+    placement["placement"] = {
+        "method": "traffic", "seed": 7, "rates": "measured",
+        "estimates": {"greedy": {"messages_per_step": 8.0, "message_hops_per_step": 20.0},
+                      "traffic": {"messages_per_step": 8.0, "message_hops_per_step": 5.0}},
+        "baseline": {"core_chip": [0, 0], "core_tile": [[1, 0], [0, 0]]}}
+    rep = dict(report, **deployment_sections(placement, SIMS, PAIRS, samples=2, time_steps=4))
+    rep["latency"] = dict(rep["latency"], bound="traffic",
+                          critical_terms_ns={"synops": 10.0, "messages": 30.5})
+    page = render_html(rep)
+    section = page.split('<section id="placement">')[1].split("</section>")[0]
+    assert "traffic placement (seed 7, rates: measured)" in section
+    assert "<th>greedy</th><th>traffic</th><th>change</th>" in section
+    assert "-75.00 %" in section and "2 cores sit on another chip or tile" in section
+    cost = page.split('<section id="cost">')[1].split("</section>")[0]
+    assert "bound: traffic" in cost and "synops 10.0 ns, messages 30.5 ns" in cost
