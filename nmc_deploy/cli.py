@@ -180,7 +180,11 @@ def simulate(build, backend, compare, samples, dataset, data_path, inputs, recor
 @click.option("--backend", type=click.Choice(["reference"]), default="reference",
               show_default=True, help="Chooses whose simulated activity to price.")
 def report(build, fmt, out, backend):
-    """Reports synaptic operations, energy per sample and latency of a simulated build."""
+    """Reports whether a simulated build fits, how faithful it is and what it costs.
+
+    One page: the fit verdict, fidelity (float, fixed point, Lava), energy per sample,
+    latency, per-core utilization, core-to-core traffic, placement and sources.
+    """
     from .pipeline import make_report
 
     make_report(build, fmt, out, backend)

@@ -456,6 +456,7 @@ def make_report(build_dir: Path, fmt: str = "table", out: Path | None = None,
     _, placement = _load_build(build_dir)
     activity = load_activity(build_dir, backend)
     report = estimate_costs(activity, placement, _build_target(build_dir, placement.target))
+    report.update(_deployment(build_dir, activity))
     if out is not None:
         write_report(report, fmt, out)
         _log(f"report ({fmt}) -> {out}", log)
@@ -466,6 +467,32 @@ def make_report(build_dir: Path, fmt: str = "table", out: Path | None = None,
 
         print(render_json(report) if fmt == "json" else render_html(report))
     return report
+
+
+def _deployment(build_dir: Path, activity) -> dict:
+    """The report's verdict, fidelity, utilization, traffic matrix and placement sections from
+    the build's records (``placement.json``, ``simulation_*.json``, ``design_rules.json``)."""
+    from .report.deployment import RUNS, deployment_sections
+
+    def read(name: str) -> dict | None:
+        path = build_dir / name
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise InputFileError(f"{path}: unreadable ({type(exc).__name__}); run the stage "
+                                 "that writes it again") from None
+        if not isinstance(data, dict):
+            raise InputFileError(f"{path}: not a JSON object; run the stage that writes it again")
+        return data
+
+    sims = {run: d for run in RUNS if (d := read(f"simulation_{run}.json")) is not None}
+    pairs = activity.traffic.core_pairs if activity.traffic is not None else None
+    return deployment_sections(read("placement.json") or {}, sims,
+                               None if pairs is None else pairs.to_json(),
+                               samples=activity.samples, time_steps=activity.time_steps,
+                               design_rules=read("design_rules.json"))
 
 
 # ------------------------------------------------------------------------------- demo

@@ -171,6 +171,25 @@ def test_system_target_through_compile_simulate_report(tmp_path, tiny_model):
     assert rc == 0, err
     assert "cores used on 1 of 8 chips (kapoho_point: loihi2 chips of 128 cores)" in out
     assert "Mesh traffic" in out and "binds" in out
+    assert out.startswith(f"Verdict: fits on kapoho_point: {placement['cores_used']} of 1,024 "
+                          "cores on 1 of 8 chips")
+    assert "spike mismatches reference vs Lava: not run" in out
+    # the one page: every section; its JSON's headline figures reproduce (docs script)
+    rc, out, err = run("report", tmp_path / "b", "--format", "json", "-o", tmp_path / "r.json")
+    assert rc == 0, err
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["traffic_matrix"]["totals"]["messages"] == activity["traffic"]["messages"]
+    assert len(rep["utilization"]["cores"]) == placement["cores_used"]
+    script = Path(__file__).resolve().parents[2] / "docs" / "reproduce_report.py"
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "r.json")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "0 mismatched" in done.stdout, done.stdout
+    rc, out, err = run("report", tmp_path / "b", "--format", "html", "-o", tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    assert rc == 0 and all(f'<section id="{s}"' in page for s in ("verdict", "fidelity", "cost",
+                                                                   "utilization", "traffic"))
+    (tmp_path / "b" / "simulation_lava.json").write_text("{not json")
+    _one_line_error(*run("report", tmp_path / "b"), "simulation_lava.json: unreadable")
 
 
 def test_report_prices_with_the_users_own_target_file(tmp_path, tiny_graph):
