@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .errors import InputFileError
 
-__all__ = ["BUILD_FILES", "write_build", "compile_netx"]
+__all__ = ["BUILD_FILES", "write_build", "compile_netx", "placement_rates", "format_layout"]
 
 BUILD_FILES = ("program.json", "program.npz", "placement.json", "design_rules.json",
                "target.json", "model.nir")
@@ -107,3 +107,51 @@ def compile_netx(path, target, out_dir, *, time_steps: int | None = None, log=No
          "per sample; fixed point as written (no float graph)", log)
     _log(format_utilization(summary), log)
     return summary
+
+
+def placement_rates(method: str, rates, out_dir, log=None):
+    """``(activity, source)`` whose firing rates weigh a traffic-aware layout: the file
+    ``rates`` (an ``activity_<backend>.json``), else the reference activity a previous
+    simulation left in ``out_dir``, else ``(None, None)`` (the prior rate is used)."""
+    import json
+
+    from .program.activity import Activity
+
+    if method != "traffic":
+        if rates is not None:
+            _log(f"note: --rates is used by --placement traffic only; {rates} is not read",
+                 log)
+        return None, None
+    path = Path(rates) if rates is not None else Path(out_dir) / "activity_reference.json"
+    if not path.exists():
+        if rates is not None:
+            raise InputFileError(f"{path}: no such activity file; give the "
+                                 "activity_reference.json that `nmc-deploy simulate` wrote")
+        _log("placement: traffic-aware, no simulation of this build yet: messages weighed by "
+             "the prior rate (simulate, then compile again into the same directory to use "
+             "measured rates)", log)
+        return None, None
+    try:
+        activity = Activity.from_json(json.loads(path.read_text()), str(path))
+    except (OSError, ValueError) as exc:
+        raise InputFileError(f"{path}: not an activity file ({type(exc).__name__}); give the "
+                             "activity_reference.json that `nmc-deploy simulate` wrote") from None
+    _log(f"placement: traffic-aware, messages weighed by the measured rates of {path}", log)
+    return activity, str(path)
+
+
+def format_layout(summary: dict) -> str | None:
+    """One line on the traffic-aware layout of ``placement.json`` (None for greedy)."""
+    record = summary.get("placement") or {}
+    est = record.get("estimates") or {}
+    if record.get("method") != "traffic" or not {"greedy", "traffic"} <= set(est):
+        return None
+    g, t = est["greedy"], est["traffic"]
+    change = (t["message_hops_per_step"] / g["message_hops_per_step"] - 1
+              if g["message_hops_per_step"] else 0.0)
+    return (f"placement traffic (seed {record['seed']}): expected message hops per step "
+            f"{g['message_hops_per_step']:,.0f} (greedy) -> {t['message_hops_per_step']:,.0f} "
+            f"({100 * change:+.1f} %), messages between chips {g['messages_between_chips_per_step']:,.0f}"
+            f" -> {t['messages_between_chips_per_step']:,.0f}, longest route "
+            f"{g['longest_route_hops']} -> {t['longest_route_hops']} hops, chips "
+            f"{g['chips_used']} -> {t['chips_used']}; rates: {record['rates']}")

@@ -135,8 +135,18 @@ def export(checkpoint, out, portable):
 @click.option("--time-steps", type=click.IntRange(min=1), default=None,
               help="Sets the time steps per sample of a lava-dl netx file that does not "
                    "say them.")
+@click.option("--placement", type=click.Choice(["greedy", "traffic"]), default="greedy",
+              show_default=True,
+              help="Lays the cores out on the chips' meshes: in program order (greedy), or "
+                   "to reduce messages x hops (traffic; slower; uses the firing rates of "
+                   "--rates or of OUT's previous simulation, else a prior).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds the traffic-aware layout (same seed, same layout).")
+@click.option("--rates", type=click.Path(path_type=Path), default=None,
+              help="Reads the firing rates that weigh messages for --placement traffic from "
+                   "this activity file (activity_reference.json of a simulation).")
 def compile_(model, target, out, vth_mant, low_rank, residual, weight_sharing,
-             attention_split, dt, convention, reset, emit, time_steps):
+             attention_split, dt, convention, reset, emit, time_steps, placement, seed, rates):
     """Compiles a NIR file (or a lava-dl netx .net file) to a Loihi-style core program and
     prints per-core utilization (with low-rank factors or a residual stream: the costs of
     both deployment forms)."""
@@ -144,7 +154,8 @@ def compile_(model, target, out, vth_mant, low_rank, residual, weight_sharing,
 
     compile_model(model, target, out, vth_mant=vth_mant, low_rank=low_rank, emit=tuple(emit),
                   dt=dt, convention=convention, reset=reset, weight_sharing=weight_sharing,
-                  attention_split=attention_split, residual=residual, time_steps=time_steps)
+                  attention_split=attention_split, residual=residual, time_steps=time_steps,
+                  placement=placement, seed=seed, rates=rates)
 
 
 @cli.command()

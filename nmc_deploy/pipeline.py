@@ -156,7 +156,9 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
                   low_rank: str = "fused", emit: tuple[str, ...] = (), dt: float | None = None,
                   convention: str | None = None, reset: str | None = None,
                   weight_sharing: str | None = None, attention_split: str = "fit",
-                  residual: str = "fan-in", time_steps: int | None = None, log=None) -> dict:
+                  residual: str = "fan-in", time_steps: int | None = None,
+                  placement: str = "greedy", seed: int = 0, rates: Path | None = None,
+                  log=None) -> dict:
     """NIR -> core program directory (program.json/.npz, placement.json, model.nir); a
     lava-dl netx file goes to :func:`compile_netx` (``time_steps`` per sample when the
     file does not say).
@@ -185,6 +187,12 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     :data:`~nmc_deploy.ir.conventions.CONVENTIONS`) decide the discretisation of graphs from
     other tools; they win over the graph's metadata (:func:`~nmc_deploy.ir.conventions.
     resolve_timing`), and the resolved values are written into the build's metadata.
+
+    ``placement`` ("greedy", "traffic"): how the cores are laid out on the chips' meshes
+    (:func:`~nmc_deploy.compile.mesh.layout_cores`; ``seed`` seeds the traffic-aware
+    search, whose message weights are the firing rates of ``rates`` (an activity file), of
+    the reference activity already in ``out_dir``, or a prior: :func:`~.builds.
+    placement_rates`).
 
     ``emit`` names extra formats of the program: "netx" quantizes onto netx's grid
     (:data:`~nmc_deploy.compile.netx.NETX_GRID`: weight_exp 0, biases in multiples of 64) and
@@ -218,7 +226,14 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     if unknown:
         raise NmcDeployError(f"compile: format '{unknown[0]}' to emit is not one of netx")
     tgt = load_target(target)
+    from .builds import format_layout, placement_rates
+    from .compile.mesh import PLACEMENTS
     from .compile.netx import is_netx_file
+
+    if placement not in PLACEMENTS:
+        raise NmcDeployError(f"compile: placement '{placement}' is not one of "
+                             f"{', '.join(PLACEMENTS)}")
+    activity, source = placement_rates(placement, rates, out_dir, log)
 
     if is_netx_file(nir_path):  # lava-dl's netx HDF5: the file is the fixed-point program
         return compile_netx(nir_path, tgt, out_dir, time_steps=time_steps, log=log)
@@ -248,7 +263,8 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
                                netx_grid="netx" in emit, timing=timing,
                                weight_sharing=None if weight_sharing is None
                                else weight_sharing == "on", attention_split=attention_split,
-                               residual=residual)
+                               residual=residual, placement=placement, placement_seed=seed,
+                               activity=activity, activity_source=source)
     for w in caught:
         _log(f"warning: {w.message}", log)
     summary = result.summary()
@@ -258,6 +274,8 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     extra = write_build(out_dir, result, summary, tgt, graph, nir_path,
                          copy_nir=timing is None, netx="netx" in emit)
     _log_compile_report(result, summary, attention_split, log)
+    if format_layout(summary):
+        _log(format_layout(summary), log)
     for name in extra:
         _log(f"wrote {Path(out_dir) / name} (netx.hdf5.Network; docs/architecture.md, netx export)",
              log)

@@ -56,3 +56,22 @@ def wide_conv_graph(hw=(256, 256), channels=8):
              "output": Output(shape=(n,))}
     return Graph(nodes, (("input", "conv"), ("conv", "lif"), ("lif", "output")),
                  {"dt": dt, "time_steps": 2, "input_levels": 1})
+
+
+def mesh_target(tmp_path, *, tiles, cores_per_chip, chips, grid, max_neurons=2):
+    """Loihi 2 with ``max_neurons`` (2) neurons per core, ``cores_per_chip`` cores on a ``tiles`` mesh, in a
+    system of ``chips`` chips on ``grid`` (files in tmp_path)."""
+    import re
+
+    from nmc_deploy.targets import load_target, targets_dir
+
+    text = (targets_dir() / "loihi2.toml").read_text()
+    for key, value in (("max_neurons", max_neurons), ("cores", cores_per_chip), ("tiles_x", tiles[0]),
+                       ("tiles_y", tiles[1])):
+        text = re.sub(rf"(\n{key}\s*=\s*\{{\s*value\s*=\s*)\d+", rf"\g<1>{value}", text)
+    (tmp_path / "chip.toml").write_text(text.replace('name = "loihi2"', 'name = "chip"'))
+    (tmp_path / "sys.toml").write_text(
+        'name = "sys"\ndescription = "test system"\nchip_target = "chip.toml"\n[system]\n'
+        f'chips = {{ value = {chips}, basis = "assumption", source = "test" }}\n'
+        f'chip_grid = {{ value = {list(grid)}, basis = "assumption", source = "test" }}\n')
+    return load_target(tmp_path / "sys.toml")

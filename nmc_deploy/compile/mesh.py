@@ -324,11 +324,15 @@ def layout_cores(placement: Placement, program: Program, target: HardwareTarget,
         events = prior_events(program)
         rates = f"prior: {PRIOR_RATE:g} events per neuron and step (no simulation given)"
     m = message_matrix(program, placement, events)
-    chips = place_by_traffic(placement, program, target, m, seed=seed, effort=effort)
     g = placement.chips
+    chips = place_by_traffic(placement, program, target, m, seed=seed, effort=effort)
+    greedy, traffic = estimate_layout(g, m), estimate_layout(chips, m)
+    if traffic.message_hops_per_step > greedy.message_hops_per_step:
+        chips, traffic = g, greedy  # never worse than the baseline under its own rates
+        rates = f"{rates or 'given'}; greedy layout kept (the search found none better)"
     record = MeshPlacement(
         method=method, seed=seed, rates=rates or "given",
-        estimates={"greedy": estimate_layout(g, m), "traffic": estimate_layout(chips, m)},
+        estimates={"greedy": greedy, "traffic": traffic},
         baseline={"core_chip": list(g.core_chip), "core_tile": [list(t) for t in g.core_tile],
                   "chip_position": [list(p) for p in g.chip_position]})
     return replace(placement, chips=replace(chips, mesh=record))

@@ -5,26 +5,11 @@ import warnings
 import numpy as np
 import pytest
 
-from factories import chain_graph
+from factories import chain_graph, mesh_target as _target
 from nmc_deploy.compile.partition import partition_program
 from nmc_deploy.compile.traffic import count_traffic, sender_events
 from nmc_deploy.program import Activity, PlacementSummary
-from nmc_deploy.targets import load_target, targets_dir
-
-
-def _target(tmp_path, *, tiles, cores_per_chip, chips, grid):
-    """Loihi 2 with 2 neurons per core, ``cores_per_chip`` cores on a ``tiles`` mesh, in a
-    system of ``chips`` chips on ``grid`` (files in tmp_path)."""
-    text = (targets_dir() / "loihi2.toml").read_text()
-    for key, value in (("max_neurons", 2), ("cores", cores_per_chip), ("tiles_x", tiles[0]),
-                       ("tiles_y", tiles[1])):
-        text = re.sub(rf"(\n{key}\s*=\s*\{{\s*value\s*=\s*)\d+", rf"\g<1>{value}", text)
-    (tmp_path / "chip.toml").write_text(text.replace('name = "loihi2"', 'name = "chip"'))
-    (tmp_path / "sys.toml").write_text(
-        'name = "sys"\ndescription = "test system"\nchip_target = "chip.toml"\n[system]\n'
-        f'chips = {{ value = {chips}, basis = "assumption", source = "test" }}\n'
-        f'chip_grid = {{ value = {list(grid)}, basis = "assumption", source = "test" }}\n')
-    return load_target(tmp_path / "sys.toml")
+from nmc_deploy.targets import load_target
 
 
 @pytest.fixture(scope="module")
