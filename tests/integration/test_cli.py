@@ -295,7 +295,7 @@ def test_a_netx_file_netx_cannot_be_read_fails_in_one_line(tmp_path):
     _netx_chain_file(tmp_path / "chain.net", np.random.default_rng(4))
     with h5py.File(tmp_path / "chain.net", "a") as f:
         del f["layer/2/type"]
-        f["layer/2"].create_dataset("type", (1,), "S10", [b"pool"])
+        f["layer/2"].create_dataset("type", (1,), "S10", [b"convT"])
     _one_line_error(*run("compile", tmp_path / "chain.net", "-o", tmp_path / "b"),
-                    "layer 2: type 'pool' is not supported")
+                    "layer 2: type 'convT' is not supported")
     assert not (tmp_path / "b").exists()
