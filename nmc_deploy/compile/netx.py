@@ -388,6 +388,7 @@ class _Chain:
     x_max: int  # largest input value (input_levels) when the input is graded
     pops: list
     groups: list
+    kinds: list  # netx layer type per population (dense, conv, pool)
     prev: str = INPUT
     shape: tuple | None = None  # the previous layer's (or the input's) shape
     input_shape: tuple | None = None
@@ -493,6 +494,7 @@ def _read_layer(g, key: str, chain: _Chain) -> None:
         chain.input_shape = (weights.shape[1],)
     name = str(g.attrs.get("name", f"layer{key}"))
     chain.pops.append(_population(g, where, name, shape, len(chain.pops) + 1))
+    chain.kinds.append(kind)
     first = chain.prev == INPUT
     chain.groups.append(SynapseGroup(
         name=f"{chain.prev}->{name}", source=chain.prev, target=name, weights=weights,
@@ -539,7 +541,7 @@ def read_netx(path: str | Path, *, time_steps: int | None = None) -> Program:
             raise InputFileError(f"{path}: the file does not say its time steps per sample; "
                                  "give them (--time-steps)")
         chain = _Chain(path, int(attrs.get("input_message_bits", 0)),
-                       int(attrs.get("input_levels", 1)), [], [])
+                       int(attrs.get("input_levels", 1)), [], [], [])
         for key in keys:
             _read_layer(f["layer"][key], key, chain)
     if not chain.pops:
@@ -553,7 +555,7 @@ def read_netx(path: str | Path, *, time_steps: int | None = None) -> Program:
         else chain.input_shape
     return Program(tuple(chain.pops), tuple(chain.groups), (), readout, in_shape,
                    int(attrs.get("input_levels", 1)), int(steps),
-                   metadata={"source": f"netx:{path.name}"})
+                   metadata={"source": f"netx:{path.name}", "netx_layers": chain.kinds})
 
 
 def is_netx_file(path) -> bool:
