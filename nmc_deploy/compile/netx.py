@@ -1,4 +1,5 @@
-"""Write a compiled program as a lava-dl netx HDF5 network (``netx.hdf5.Network``).
+"""Write a compiled program as a lava-dl netx HDF5 network (``netx.hdf5.Network``), and read
+one (:func:`read_netx`: dense layers here, conv/pool/flatten in :mod:`.netx_conv`).
 
 netx (lava-dl 0.6.0) builds a *chain* of blocks from ``/layer/<i>`` groups; a ``dense``
 block is a ``Dense`` (or, with ``sparse_fc_layer=True``, ``Sparse``) synapse feeding a CUBA
