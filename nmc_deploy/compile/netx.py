@@ -396,28 +396,10 @@ class _Chain:
     flatten: bool = False  # a flatten layer came after the previous layer
 
 
-def _bias(g, where: str, shape: tuple) -> np.ndarray:
-    """The file's bias per neuron in our (C, H, W) order (netx: one per neuron, or one per
-    channel of a (W, H, C) layer)."""
-    n = int(np.prod(shape))
-    if "bias" not in g:
-        return np.zeros(n, np.int64)
-    b = np.asarray(g["bias"][()], np.float64)
-    if not np.isfinite(b).all() or np.any(b != np.round(b)):
-        raise InputFileError(f"{where}: 'bias' must hold integers")
-    b = b.astype(np.int64)
-    if len(shape) == 3 and b.ndim == 1 and b.size == shape[0]:  # one per channel
-        return np.repeat(b, shape[1] * shape[2])
-    if len(shape) == 3 and b.shape == tuple(shape[::-1]):  # per neuron, netx's (W, H, C)
-        return b.transpose(2, 1, 0).ravel()
-    if len(shape) == 1 and b.size == n:
-        return b.ravel()
-    raise InputFileError(f"{where}: 'bias' of shape {list(b.shape)} fits neither the "
-                         f"{n} neurons nor the channels of the layer")
-
-
 def _population(g, where: str, name: str, shape: tuple, depth: int) -> Population:
     """The CUBA neurons of a dense, conv or pool layer (module docstring)."""
+    from .netx_conv import layer_bias
+
     neuron = g.get("neuron")
     ntype = _text(neuron, "type") if neuron is not None and "type" in neuron else "?"
     if ntype != "CUBA":
@@ -430,7 +412,7 @@ def _population(g, where: str, name: str, shape: tuple, depth: int) -> Populatio
     return Population(
         name=name, shape=tuple(int(s) for s in shape), kind="lif",
         du=_scalar(neuron, "iDecay", where) - 1, dv=_scalar(neuron, "vDecay", where),
-        vth=vth, bias_mant=_bias(g, where, shape), bias_exp=NETX_BIAS_EXP, depth=depth,
+        vth=vth, bias_mant=layer_bias(g, where, shape), bias_exp=NETX_BIAS_EXP, depth=depth,
         scale=64.0 * max(vth, 1), layer=name)
 
 

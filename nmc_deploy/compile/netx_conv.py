@@ -47,7 +47,7 @@ from ..loihi.synapses import lava_effective_weights
 from ..program.shared_weights import ConvShared
 
 __all__ = ["ConvLayer", "read_conv", "read_pool", "conv_input_shape", "kernel_on_grid",
-           "netx_order", "chw_shape", "NETX_CONV_ACCUMULATOR_BITS"]
+           "layer_bias", "netx_order", "chw_shape", "NETX_CONV_ACCUMULATOR_BITS"]
 
 NETX_CONV_ACCUMULATOR_BITS = 24  # Lava Conv fixed model: a_out = signed_clamp(a, bits=24)
 _EXPONENTS = (0, 1, 2, 3, 4, 5, 6, 7, 8, -1, -2, -3, -4, -5, -6, -7)  # tried in this order
@@ -205,6 +205,26 @@ def conv_input_shape(g, where: str) -> tuple[int, int, int]:
     hw = [out[1 + i] - 2 * padding[i] + dilation[i] * (kernel.shape[2 + i] - 1)
           for i in range(2)]
     return (int(kernel.shape[1]) * groups, int(hw[0]), int(hw[1]))
+
+
+def layer_bias(g, where: str, shape: tuple) -> np.ndarray:
+    """The file's bias per neuron in our (C, H, W) order (netx: one per neuron, or one per
+    channel of a (W, H, C) layer)."""
+    n = int(np.prod(shape))
+    if "bias" not in g:
+        return np.zeros(n, np.int64)
+    b = np.asarray(g["bias"][()], np.float64)
+    if not np.isfinite(b).all() or np.any(b != np.round(b)):
+        raise InputFileError(f"{where}: 'bias' must hold integers")
+    b = b.astype(np.int64)
+    if len(shape) == 3 and b.ndim == 1 and b.size == shape[0]:  # one per channel
+        return np.repeat(b, shape[1] * shape[2])
+    if len(shape) == 3 and b.shape == tuple(shape[::-1]):  # per neuron, netx's (W, H, C)
+        return b.transpose(2, 1, 0).ravel()
+    if len(shape) == 1 and b.size == n:
+        return b.ravel()
+    raise InputFileError(f"{where}: 'bias' of shape {list(b.shape)} fits neither the "
+                         f"{n} neurons nor the channels of the layer")
 
 
 def netx_order(shape: tuple[int, ...]) -> np.ndarray:
