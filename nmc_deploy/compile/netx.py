@@ -453,6 +453,10 @@ def _read_layer(g, key: str, chain: _Chain) -> None:
     if kind == "input":
         if chain.pops or chain.shape is not None:
             raise InputFileError(f"{where}: an input layer after the first")
+        if "neuron" in g:
+            raise InputFileError(f"{where}: an input layer with a neuron (SLAYER's Input "
+                                 "block): netx builds an Input block whose neuron never sees "
+                                 "the network input; export without it (a shape only)")
         chain.shape = chain.input_shape = chw_shape(g, where)
         return
     if kind == "flatten":

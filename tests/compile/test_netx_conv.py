@@ -197,6 +197,11 @@ def test_chain_rules_are_refused_in_one_line(rng, tmp_path):
         f["layer/2/neuron"].create_dataset("type", (1,), "S10", [b"SDNN"])
     with pytest.raises(InputFileError, match=r"layer 2: neuron type 'SDNN' is not supported"):
         read_netx(path)
+    path = hand_written_file(tmp_path / "e.net", rng)
+    with h5py.File(path, "a") as f:  # netx would never feed the network input to it
+        f["layer/0"].create_dataset("neuron/type", (1,), "S10", [b"CUBA"])
+    with pytest.raises(InputFileError, match=r"layer 0: an input layer with a neuron"):
+        read_netx(path)
 
 
 def test_slayer_pool_of_an_odd_size_is_refused(rng, tmp_path):
