@@ -473,7 +473,7 @@ def _read_layer(g, key: str, chain: _Chain) -> None:
             raise InputFileError(f"{where}: a {kind} layer after a flatten layer (netx "
                                  "flattens only into a dense layer)")
         if chain.shape is None:
-            chain.shape = chain.input_shape = conv_input_shape(g, where)
+            chain.shape = chain.input_shape = conv_input_shape(g, where, kind == "pool")
         read = read_conv if kind == "conv" else read_pool
         layer = read(g, where, chain.shape, x_max)
         weights, exp, shape = layer.weights, layer.weight_exp, layer.shape

@@ -190,21 +190,23 @@ def read_pool(g, where: str, in_shape: tuple, x_max: int) -> ConvLayer:
                    _pair(g, "padding", where, 0), _pair(g, "dilation", where, 1), c, x_max)
 
 
-def conv_input_shape(g, where: str) -> tuple[int, int, int]:
-    """The (C, H, W) input of a first conv layer in a file without an input layer: unique
-    only with stride 1 (netx itself needs ``input_shape`` then)."""
+def conv_input_shape(g, where: str, pool: bool = False) -> tuple[int, int, int]:
+    """The (C, H, W) input of a first conv (or pool) layer in a file without an input
+    layer: unique only with stride 1 (netx itself needs ``input_shape`` then)."""
     kernel = _kernel(g, where)
     groups = int(_values(g, "groups", where).ravel()[0]) if "groups" in g else 1
-    stride, padding = _pair(g, "stride", where, 1), _pair(g, "padding", where, 0)
-    dilation = _pair(g, "dilation", where, 1)
+    stride = _pair(g, "stride", where, kernel.shape[2] if pool else 1)
+    padding, dilation = _pair(g, "padding", where, 0), _pair(g, "dilation", where, 1)
     out = chw_shape(g, where)
     if stride != (1, 1) or len(out) != 3:
-        raise InputFileError(f"{where}: the first layer is a conv and the file has no input "
-                             "layer; its input size is ambiguous (stride > 1): add an 'input' "
-                             "layer with 'shape' [C, H, W] (netx reads it too)")
+        raise InputFileError(f"{where}: the first layer is a {'pool' if pool else 'conv'} and "
+                             "the file has no input layer; its input size follows only from "
+                             f"stride 1 (got {list(stride)}): add an 'input' layer with "
+                             "'shape' [C, H, W] (netx reads it too)")
     hw = [out[1 + i] - 2 * padding[i] + dilation[i] * (kernel.shape[2 + i] - 1)
           for i in range(2)]
-    return (int(kernel.shape[1]) * groups, int(hw[0]), int(hw[1]))
+    channels = out[0] if pool else int(kernel.shape[1]) * groups
+    return (int(channels), int(hw[0]), int(hw[1]))
 
 
 def layer_bias(g, where: str, shape: tuple) -> np.ndarray:

@@ -204,6 +204,23 @@ def test_chain_rules_are_refused_in_one_line(rng, tmp_path):
         read_netx(path)
 
 
+def test_first_layer_input_shape_follows_from_stride_one(tmp_path):
+    """No input layer (as SLAYER exports): a first conv or pool with stride 1 gives its
+    input (C, H, W) uniquely."""
+    from factories import _netx_layer
+
+    with h5py.File(tmp_path / "conv.net", "w") as f:
+        _netx_layer(f.create_group("layer"), 0, "conv", (4, 6, 5),
+                    np.ones((4, 1, 3, 2)) * 2, stride=1, padding=(1, 0), dilation=(2, 1),
+                    groups=2)
+    assert read_netx(tmp_path / "conv.net", time_steps=2).input_shape == (2, 8, 6)
+    with h5py.File(tmp_path / "pool.net", "w") as f:
+        _netx_layer(f.create_group("layer"), 0, "pool", (3, 4, 5), np.full((1, 1, 2, 2), 64),
+                    stride=1, padding=0, dilation=1)
+    prog = read_netx(tmp_path / "pool.net", time_steps=2)
+    assert prog.input_shape == (3, 5, 6) and prog.groups[0].weights.groups == 3
+
+
 def test_slayer_pool_of_an_odd_size_is_refused(rng, tmp_path):
     """SLAYER pads the end of an input not divisible by the pool kernel; the (larger) output
     it writes is not the convolution's, and is refused."""
