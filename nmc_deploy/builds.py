@@ -102,7 +102,9 @@ def compile_netx(path, target, out_dir, *, time_steps: int | None = None, log=No
         _install_build(tmp, out_dir, names)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    _log(f"read {path} (netx): {len(program.populations)} dense CUBA layers, "
+    kinds = list(program.metadata.get("netx_layers", ["dense"] * len(program.populations)))
+    kinds = ", ".join(f"{kinds.count(k)} {k}" for k in dict.fromkeys(kinds))
+    _log(f"read {path} (netx): {len(program.populations)} CUBA layers ({kinds}), "
          f"{sum(p.size for p in program.populations)} neurons, {program.time_steps} steps "
          "per sample; fixed point as written (no float graph)", log)
     _log(format_utilization(summary), log)

@@ -75,3 +75,52 @@ def mesh_target(tmp_path, *, tiles, cores_per_chip, chips, grid, max_neurons=2):
         f'chips = {{ value = {chips}, basis = "assumption", source = "test" }}\n'
         f'chip_grid = {{ value = {list(grid)}, basis = "assumption", source = "test" }}\n')
     return load_target(tmp_path / "sys.toml")
+
+
+# ------------------------------------------------------------------ netx files
+
+def _netx_neuron(g, i_decay=1024, v_decay=128, vth=80):
+    g.create_dataset("neuron/type", (1,), "S10", [b"CUBA"])
+    g.create_dataset("neuron/iDecay", data=i_decay)
+    g.create_dataset("neuron/vDecay", data=v_decay)
+    g.create_dataset("neuron/vThMant", data=vth)
+    g.create_dataset("neuron/refDelay", data=1)
+    g.create_dataset("neuron/gradedSpike", data=False)
+
+
+def _netx_layer(root, i, kind, shape, weight=None, neuron=True, **data):
+    g = root.create_group(str(i))
+    g.create_dataset("type", (1,), "S10", [kind.encode()])
+    g.create_dataset("shape", data=np.asarray(shape, np.int64))
+    if weight is not None:
+        g.create_dataset("weight", data=np.asarray(weight, np.float32))
+    for k, v in data.items():
+        g.create_dataset(k, data=np.asarray(v))
+    if neuron:
+        _netx_neuron(g, **({} if neuron is True else neuron))
+    return g
+
+
+def netx_conv_file(path, rng, last="conv"):
+    """A lava-dl netx file written by hand (h5py; 6 steps per sample): input (2, 7, 10)
+    graded (3 levels), conv 2->4 (kernel 3, stride (2, 1), padding (1, 0), odd weights, a
+    bias per channel), pool 2, conv 4->6 (kernel 2, groups 2) and, with ``last="dense"``,
+    flatten + dense 5."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.attrs.update({"input_message_bits": 8, "input_levels": 3, "time_steps": 6})
+        root = f.create_group("layer")
+        _netx_layer(root, 0, "input", (2, 7, 10), neuron=False)
+        _netx_layer(root, 1, "conv", (4, 4, 8), rng.integers(-45, 46, (4, 2, 3, 3)) | 1,
+                    stride=(2, 1), padding=(1, 0), dilation=(1, 1), groups=1,
+                    bias=rng.integers(-3, 6, 4), neuron={"vth": 150})
+        _netx_layer(root, 2, "pool", (4, 2, 4), np.full((1, 1, 2, 2), 64), stride=(2, 2),
+                    padding=(0, 0), dilation=(1, 1), neuron={"vth": 500})
+        _netx_layer(root, 3, "conv", (6, 1, 3), rng.integers(-40, 80, (6, 2, 2, 2)) * 2,
+                    stride=1, padding=0, dilation=1, groups=2, neuron={"vth": 200})
+        if last == "dense":
+            _netx_layer(root, 4, "flatten", (18, 1, 1), neuron=False)
+            _netx_layer(root, 5, "dense", (5,), rng.integers(-60, 100, (5, 18)) * 2,
+                    neuron={"vth": 40})
+    return path

@@ -1,4 +1,5 @@
-"""Write a compiled program as a lava-dl netx HDF5 network (``netx.hdf5.Network``).
+"""Write a compiled program as a lava-dl netx HDF5 network (``netx.hdf5.Network``), and read
+one (:func:`read_netx`: dense layers here, conv/pool/flatten in :mod:`.netx_conv`).
 
 netx (lava-dl 0.6.0) builds a *chain* of blocks from ``/layer/<i>`` groups; a ``dense``
 block is a ``Dense`` (or, with ``sparse_fc_layer=True``, ``Sparse``) synapse feeding a CUBA
@@ -348,7 +349,17 @@ def read_netx_kwargs(path: str | Path) -> dict:
 
 # ------------------------------------------------------------------------------ reading
 
-_SUPPORTED = ("input", "dense")
+_SUPPORTED = ("input", "dense", "conv", "pool", "flatten")
+_REFUSED = {  # netx layer types we do not read, and why (one line each)
+    "dense_rec": "recurrent dense layers are not read",
+    "dense_comp": "complex (resonate-and-fire) dense layers are not read",
+    "average": "netx 0.6.0 has no average layer (NotImplementedError); SLAYER's Average is a "
+               "float mean over neuron groups, not a spiking layer; end the network with a "
+               "dense layer",
+    "convT": "netx 0.6.0 has no convT layer (NotImplementedError)",
+    "unpool": "netx 0.6.0 has no unpool layer (NotImplementedError)",
+    "concat": "netx 0.6.0 has no concat layer (NotImplementedError)",
+}
 
 
 def _scalar(g, key: str, where: str) -> int:
@@ -369,20 +380,136 @@ def _text(g, key: str) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
+@dataclass
+class _Chain:
+    """The layers read so far (``read_netx``'s state; never leaves this module)."""
+
+    path: Path
+    bits: int  # input_message_bits of the first layer
+    x_max: int  # largest input value (input_levels) when the input is graded
+    pops: list
+    groups: list
+    kinds: list  # netx layer type per population (dense, conv, pool)
+    prev: str = INPUT
+    shape: tuple | None = None  # the previous layer's (or the input's) shape
+    input_shape: tuple | None = None
+    flatten: bool = False  # a flatten layer came after the previous layer
+
+
+def _population(g, where: str, name: str, shape: tuple, depth: int) -> Population:
+    """The CUBA neurons of a dense, conv or pool layer (module docstring)."""
+    from .netx_conv import layer_bias
+
+    neuron = g.get("neuron")
+    ntype = _text(neuron, "type") if neuron is not None and "type" in neuron else "?"
+    if ntype != "CUBA":
+        raise InputFileError(f"{where}: neuron type '{ntype}' is not supported (supported: "
+                             "CUBA; sigma-delta (SDNN) neurons send graded payloads and are "
+                             "not read)")
+    if "gradedSpike" in neuron and bool(np.asarray(neuron["gradedSpike"][()]).any()):
+        raise InputFileError(f"{where}: graded-spike CUBA neurons are not supported")
+    vth = _scalar(neuron, "vThMant", where)
+    return Population(
+        name=name, shape=tuple(int(s) for s in shape), kind="lif",
+        du=_scalar(neuron, "iDecay", where) - 1, dv=_scalar(neuron, "vDecay", where),
+        vth=vth, bias_mant=layer_bias(g, where, shape), bias_exp=NETX_BIAS_EXP, depth=depth,
+        scale=64.0 * max(vth, 1), layer=name)
+
+
+def _dense_weights(g, where: str, chain: _Chain) -> tuple[np.ndarray, int, tuple]:
+    w = np.asarray(g["weight"][()], np.float64)
+    if w.ndim != 2 or not np.isfinite(w).all() or np.any(w != np.round(w)):
+        raise InputFileError(f"{where}: 'weight' must be a finite integer matrix "
+                             f"(got shape {w.shape}); netx casts weights to int")
+    if "delay" in g and np.any(np.asarray(g["delay"][()])):
+        raise InputFileError(f"{where}: has synaptic delays (netx: DelayDense); layers with "
+                             "delays are not read")
+    n_out, n_in = w.shape
+    if chain.shape is not None and len(chain.shape) > 1 and not chain.flatten \
+            and chain.prev != INPUT:
+        raise InputFileError(f"{where}: a dense layer after the {list(chain.shape)} layer "
+                             f"'{chain.prev}' needs a flatten layer between them (netx "
+                             "flattens (W, H, C) to (C, H, W) order only there)")
+    n_prev = None if chain.shape is None else int(np.prod(chain.shape))
+    if n_prev is not None and n_in != n_prev:
+        raise InputFileError(f"{where}: inFeatures ({n_in}) differs from the previous "
+                             f"layer's size ({n_prev})")
+    try:
+        lava_w, exp = netx_synapse_weights(w.astype(np.int64))
+    except ValueError as exc:
+        raise InputFileError(f"{where}: {exc}") from None
+    return sp.csr_matrix(lava_w.astype(np.int32)), int(exp), (n_out,)
+
+
+def _read_layer(g, key: str, chain: _Chain) -> None:
+    """Add layer ``key`` (group ``g``) of the file to ``chain``."""
+    from .netx_conv import chw_shape, conv_input_shape, read_conv, read_pool
+
+    where = f"{chain.path}: layer {key}"
+    kind = _text(g, "type") if "type" in g else "?"
+    if kind in _REFUSED or kind not in _SUPPORTED:
+        why = _REFUSED.get(kind, f"supported: {', '.join(_SUPPORTED)}")
+        raise InputFileError(f"{where}: type '{kind}' is not supported ({why})")
+    if kind == "input":
+        if chain.pops or chain.shape is not None:
+            raise InputFileError(f"{where}: an input layer after the first")
+        if "neuron" in g:
+            raise InputFileError(f"{where}: an input layer with a neuron (SLAYER's Input "
+                                 "block): netx builds an Input block whose neuron never sees "
+                                 "the network input; export without it (a shape only)")
+        chain.shape = chain.input_shape = chw_shape(g, where)
+        return
+    if kind == "flatten":
+        if chain.flatten or chain.shape is None:
+            raise InputFileError(f"{where}: a flatten layer must follow a conv, pool or input "
+                                 "layer")
+        chain.flatten = True
+        return
+    x_max = chain.x_max if chain.prev == INPUT and chain.bits else 1
+    if kind == "dense":
+        weights, exp, shape = _dense_weights(g, where, chain)
+    else:
+        if chain.flatten:
+            raise InputFileError(f"{where}: a {kind} layer after a flatten layer (netx "
+                                 "flattens only into a dense layer)")
+        if chain.shape is None:
+            chain.shape = chain.input_shape = conv_input_shape(g, where, kind == "pool")
+        read = read_conv if kind == "conv" else read_pool
+        layer = read(g, where, chain.shape, x_max)
+        weights, exp, shape = layer.weights, layer.weight_exp, layer.shape
+    if chain.input_shape is None:
+        chain.input_shape = (weights.shape[1],)
+    name = str(g.attrs.get("name", f"layer{key}"))
+    chain.pops.append(_population(g, where, name, shape, len(chain.pops) + 1))
+    chain.kinds.append(kind)
+    first = chain.prev == INPUT
+    chain.groups.append(SynapseGroup(
+        name=f"{chain.prev}->{name}", source=chain.prev, target=name, weights=weights,
+        weight_exp=exp, num_message_bits=chain.bits if first else 0, delay=0, layer=name,
+        kind="encoding" if first and chain.bits else "synapses"))
+    chain.prev, chain.shape, chain.flatten = name, shape, False
+
+
 def read_netx(path: str | Path, *, time_steps: int | None = None) -> Program:
     """The fixed-point program of a lava-dl netx HDF5 network (``netx.hdf5.Network``'s
-    file; written by lava-dl/SLAYER or by :func:`write_netx`): a chain of ``dense`` CUBA
-    layers, each a population of depth k (module docstring: ``du = iDecay - 1``, ``dv =
-    vDecay``, ``vth = vThMant``, bias ``<< 6``) fed by netx's own weights and exponent
-    (:func:`netx_synapse_weights`); the readout counts the last layer's spikes.
+    file; written by lava-dl/SLAYER or by :func:`write_netx`): a chain of CUBA layers,
+    each a population of depth k (module docstring: ``du = iDecay - 1``, ``dv = vDecay``,
+    ``vth = vThMant``, bias ``<< 6``). ``dense`` layers are fed by netx's own weights and
+    exponent (:func:`netx_synapse_weights`); ``conv`` and ``pool`` layers by shared kernels
+    and ``flatten`` orders a dense layer's input as netx does (:mod:`.netx_conv`); conv
+    and pool populations have the (C, H, W) shape. The readout counts the last layer's
+    spikes in netx's output order ((W, H, C) for a conv or pool layer).
 
     ``time_steps``: steps per sample (default: the file's ``time_steps`` attribute, which
-    files of :func:`write_netx` carry). Layers of another type (conv, pool, average, flatten,
-    recurrent), sigma-delta or graded-spike neurons raise :class:`InputFileError` naming the
-    layer. The input reads binary spikes, or graded integers where the file says so
-    (``input_message_bits``, files of :func:`write_netx`).
+    files of :func:`write_netx` carry). Layers of another type (average, convT, unpool,
+    concat, recurrent, complex), sigma-delta or graded-spike neurons and synaptic delays
+    raise :class:`InputFileError` naming the layer. The input reads binary spikes, or
+    graded integers where the file says so (``input_message_bits``, files of
+    :func:`write_netx`).
     """
     import h5py
+
+    from .netx_conv import netx_order
 
     path = Path(path)
     try:
@@ -400,72 +527,22 @@ def read_netx(path: str | Path, *, time_steps: int | None = None) -> Program:
         if steps is None:
             raise InputFileError(f"{path}: the file does not say its time steps per sample; "
                                  "give them (--time-steps)")
-        bits = int(attrs.get("input_message_bits", 0))
-        pops, groups, prev, n_prev, shape_in = [], [], INPUT, None, None
-        for depth, key in enumerate(keys):
-            g = f["layer"][key]
-            where = f"{path}: layer {key}"
-            kind = _text(g, "type") if "type" in g else "?"
-            if kind not in _SUPPORTED:
-                raise InputFileError(f"{where}: type '{kind}' is not supported (supported: "
-                                     f"{', '.join(_SUPPORTED)}); convolution, pooling and "
-                                     "recurrent netx layers are not read yet")
-            if kind == "input":
-                if depth:
-                    raise InputFileError(f"{where}: an input layer after the first")
-                shape_in = tuple(int(s) for s in np.atleast_1d(g["shape"][()]))
-                continue
-            w = np.asarray(g["weight"][()], np.float64)
-            if w.ndim != 2 or not np.isfinite(w).all() or np.any(w != np.round(w)):
-                raise InputFileError(f"{where}: 'weight' must be a finite integer matrix "
-                                     f"(got shape {w.shape}); netx casts weights to int")
-            n_out, n_in = w.shape
-            if n_prev is not None and n_in != n_prev:
-                raise InputFileError(f"{where}: inFeatures ({n_in}) differs from the previous "
-                                     f"layer's size ({n_prev})")
-            if shape_in is None:
-                shape_in = (n_in,)
-            neuron = g.get("neuron")
-            ntype = _text(neuron, "type") if neuron is not None and "type" in neuron else "?"
-            if ntype != "CUBA":
-                raise InputFileError(f"{where}: neuron type '{ntype}' is not supported "
-                                     "(supported: CUBA; sigma-delta neurons are not read)")
-            if "gradedSpike" in neuron and bool(np.asarray(neuron["gradedSpike"][()]).any()):
-                raise InputFileError(f"{where}: graded-spike CUBA neurons are not supported")
-            bias = np.zeros(n_out, np.int64)
-            if "bias" in g:
-                b = np.asarray(g["bias"][()], np.float64).ravel()
-                if b.size != n_out or np.any(b != np.round(b)):
-                    raise InputFileError(f"{where}: 'bias' must hold {n_out} integers")
-                bias = b.astype(np.int64)
-            try:
-                lava_w, exp = netx_synapse_weights(w.astype(np.int64))
-            except ValueError as exc:
-                raise InputFileError(f"{where}: {exc}") from None
-            name = str(g.attrs.get("name", f"layer{key}"))
-            vth = _scalar(neuron, "vThMant", where)
-            pops.append(Population(
-                name=name, shape=(n_out,), kind="lif", du=_scalar(neuron, "iDecay", where) - 1,
-                dv=_scalar(neuron, "vDecay", where), vth=vth, bias_mant=bias,
-                bias_exp=NETX_BIAS_EXP, depth=len(pops) + 1, scale=64.0 * max(vth, 1),
-                layer=name))
-            first = prev == INPUT
-            groups.append(SynapseGroup(
-                name=f"{prev}->{name}", source=prev, target=name,
-                weights=sp.csr_matrix(lava_w.astype(np.int32)), weight_exp=int(exp),
-                num_message_bits=bits if first else 0, delay=0, layer=name,
-                kind="encoding" if first and bits else "synapses"))
-            prev, n_prev = name, n_out
-        if not pops:
-            raise InputFileError(f"{path}: no dense layer")
-        last = pops[-1]
-        readout = Readout({last.name: sp.identity(last.size, format="csr")},
-                          np.zeros(last.size), 1.0, last.size)
-        in_shape = tuple(json.loads(attrs["input_shape"])) if "input_shape" in attrs \
-            else shape_in
-        return Program(tuple(pops), tuple(groups), (), readout, in_shape,
-                       int(attrs.get("input_levels", 1)), int(steps),
-                       metadata={"source": f"netx:{path.name}"})
+        chain = _Chain(path, int(attrs.get("input_message_bits", 0)),
+                       int(attrs.get("input_levels", 1)), [], [], [])
+        for key in keys:
+            _read_layer(f["layer"][key], key, chain)
+    if not chain.pops:
+        raise InputFileError(f"{path}: no dense, conv or pool layer")
+    last = chain.pops[-1]
+    order = netx_order(last.shape)  # netx's output j is our neuron order[j]
+    readout = Readout({last.name: sp.csr_matrix(
+        (np.ones(last.size), (np.arange(last.size), order)), shape=(last.size, last.size))},
+        np.zeros(last.size), 1.0, last.size)
+    in_shape = tuple(json.loads(attrs["input_shape"])) if "input_shape" in attrs \
+        else chain.input_shape
+    return Program(tuple(chain.pops), tuple(chain.groups), (), readout, in_shape,
+                   int(attrs.get("input_levels", 1)), int(steps),
+                   metadata={"source": f"netx:{path.name}", "netx_layers": chain.kinds})
 
 
 def is_netx_file(path) -> bool:

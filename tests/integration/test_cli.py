@@ -275,7 +275,7 @@ def test_compile_simulate_report_a_netx_file(tmp_path):
     (build / "design_rules.json").write_text("{}")
     rc, out, err = run("compile", tmp_path / "chain.net", "--target", "loihi2", "-o", build)
     assert rc == 0, err
-    assert "(netx): 3 dense CUBA layers" in out + err
+    assert "(netx): 3 CUBA layers (3 dense)" in out + err
     assert not (build / "model.nir").exists() and not (build / "design_rules.json").exists()
     assert (build / "model.net.h5").exists()
     rc, out, err = run("simulate", build, "--input", tmp_path / "x.npy", "--compare")
@@ -295,7 +295,31 @@ def test_a_netx_file_netx_cannot_be_read_fails_in_one_line(tmp_path):
     _netx_chain_file(tmp_path / "chain.net", np.random.default_rng(4))
     with h5py.File(tmp_path / "chain.net", "a") as f:
         del f["layer/2/type"]
-        f["layer/2"].create_dataset("type", (1,), "S10", [b"pool"])
+        f["layer/2"].create_dataset("type", (1,), "S10", [b"convT"])
     _one_line_error(*run("compile", tmp_path / "chain.net", "-o", tmp_path / "b"),
-                    "layer 2: type 'pool' is not supported")
+                    "layer 2: type 'convT' is not supported")
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.lava
+def test_compile_simulate_a_netx_conv_file(tmp_path):
+    """`compile conv.net` reads a netx file of conv, pool, flatten and dense layers (graded
+    input); `simulate --compare` runs the reference and Lava with 0 mismatches."""
+    import numpy as np
+
+    from factories import netx_conv_file
+
+    rng = np.random.default_rng(6)
+    netx_conv_file(tmp_path / "conv.net", rng, last="dense")
+    np.save(tmp_path / "x.npy", rng.integers(0, 4, (3, 2, 7, 10)))
+    build = tmp_path / "build"
+    rc, out, err = run("compile", tmp_path / "conv.net", "--target", "loihi2", "-o", build)
+    assert rc == 0, err
+    assert "(netx): 4 CUBA layers (2 conv, 1 pool, 1 dense)" in out + err
+    rc, out, err = run("simulate", build, "--input", tmp_path / "x.npy", "--compare")
+    assert rc == 0, err
+    result = json.loads((build / "simulation_compare.json").read_text())
+    assert result["spike_mismatches_reference_vs_lava"] == 0
+    assert result["spikes_compared"] > 0
+    rc, out, err = run("report", build)
+    assert rc == 0, err
