@@ -82,18 +82,19 @@ def _install_build(tmp: Path, out_dir: Path, names: tuple) -> None:
         os.replace(tmp / name, out_dir / name)
 
 
-def compile_netx(path, target, out_dir, *, time_steps: int | None = None, log=None) -> dict:
+def compile_netx(path, target, out_dir, *, time_steps: int | None = None, log=None,
+                 **layout) -> dict:
     """netx HDF5 -> core program directory (program.json/.npz, placement.json, target.json
     and the file itself as ``model.net.h5``): the file's fixed-point chain
     (:func:`~nmc_deploy.compile.netx.read_netx`) validated and placed on ``target``. The
     build has no float graph (``model.nir``): ``simulate`` runs the fixed-point program
-    only."""
+    only. ``layout``: keywords of :func:`~nmc_deploy.compile.mesh.layout_cores`."""
     from .compile.netx import NETX_FILE, place_netx
     from .compile.partition import format_utilization
     from .targets import load_target
 
     tgt = load_target(target) if isinstance(target, str) else target
-    program, summary = place_netx(path, tgt, time_steps=time_steps)
+    program, summary = place_netx(path, tgt, time_steps=time_steps, **layout)
     out_dir, tmp = _temp_build_dir(out_dir)
     names = ("program.json", "program.npz", "placement.json", "target.json", NETX_FILE)
     try:
@@ -108,6 +109,8 @@ def compile_netx(path, target, out_dir, *, time_steps: int | None = None, log=No
          f"{sum(p.size for p in program.populations)} neurons, {program.time_steps} steps "
          "per sample; fixed point as written (no float graph)", log)
     _log(format_utilization(summary), log)
+    if format_layout(summary):
+        _log(format_layout(summary), log)
     return summary
 
 

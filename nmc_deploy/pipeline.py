@@ -152,6 +152,32 @@ def _log_compile_report(result, summary: dict, attention_split: str, log) -> Non
         _log(format_residual_forms(summary["residual"]), log)
 
 
+def _check_compile_options(low_rank, residual, weight_sharing, attention_split, emit,
+                           placement) -> None:
+    """One-line errors for compile options outside their choices (the API's callers)."""
+    from .compile.mesh import PLACEMENTS
+    from .errors import NmcDeployError
+    from .program import ATTENTION_SPLITS, LOW_RANK_MODES, RESIDUAL_MODES
+
+    if low_rank not in LOW_RANK_MODES:
+        raise NmcDeployError(f"compile: low-rank form '{low_rank}' is not one of "
+                             f"{', '.join(LOW_RANK_MODES)}")
+    if residual not in RESIDUAL_MODES:
+        raise NmcDeployError(f"compile: residual form '{residual}' is not one of "
+                             f"{', '.join(RESIDUAL_MODES)}")
+    if weight_sharing not in (None, "on", "off"):
+        raise NmcDeployError(f"compile: weight sharing '{weight_sharing}' is not one of on, off")
+    if attention_split not in ATTENTION_SPLITS:
+        raise NmcDeployError(f"compile: attention split '{attention_split}' is not one of "
+                             f"{', '.join(ATTENTION_SPLITS)}")
+    unknown = sorted(set(emit) - {"netx"})
+    if unknown:
+        raise NmcDeployError(f"compile: format '{unknown[0]}' to emit is not one of netx")
+    if placement not in PLACEMENTS:
+        raise NmcDeployError(f"compile: placement '{placement}' is not one of "
+                             f"{', '.join(PLACEMENTS)}")
+
+
 def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int | None = None,
                   low_rank: str = "fused", emit: tuple[str, ...] = (), dt: float | None = None,
                   convention: str | None = None, reset: str | None = None,
@@ -208,35 +234,20 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     from .errors import NmcDeployError
     from .ir.conventions import apply_timing, resolve_timing
     from .nirio import read_nir, read_portable
-    from .program import ATTENTION_SPLITS, LOW_RANK_MODES, RESIDUAL_MODES
     from .targets import load_target
 
-    if low_rank not in LOW_RANK_MODES:
-        raise NmcDeployError(f"compile: low-rank form '{low_rank}' is not one of "
-                             f"{', '.join(LOW_RANK_MODES)}")
-    if residual not in RESIDUAL_MODES:
-        raise NmcDeployError(f"compile: residual form '{residual}' is not one of "
-                             f"{', '.join(RESIDUAL_MODES)}")
-    if weight_sharing not in (None, "on", "off"):
-        raise NmcDeployError(f"compile: weight sharing '{weight_sharing}' is not one of on, off")
-    if attention_split not in ATTENTION_SPLITS:
-        raise NmcDeployError(f"compile: attention split '{attention_split}' is not one of "
-                             f"{', '.join(ATTENTION_SPLITS)}")
-    unknown = sorted(set(emit) - {"netx"})
-    if unknown:
-        raise NmcDeployError(f"compile: format '{unknown[0]}' to emit is not one of netx")
+    _check_compile_options(low_rank, residual, weight_sharing, attention_split, emit,
+                           placement)
     tgt = load_target(target)
     from .builds import format_layout, placement_rates
-    from .compile.mesh import PLACEMENTS
     from .compile.netx import is_netx_file
 
-    if placement not in PLACEMENTS:
-        raise NmcDeployError(f"compile: placement '{placement}' is not one of "
-                             f"{', '.join(PLACEMENTS)}")
     activity, source = placement_rates(placement, rates, out_dir, log)
 
     if is_netx_file(nir_path):  # lava-dl's netx HDF5: the file is the fixed-point program
-        return compile_netx(nir_path, tgt, out_dir, time_steps=time_steps, log=log)
+        return compile_netx(nir_path, tgt, out_dir, time_steps=time_steps, log=log,
+                            method=placement, seed=seed, activity=activity,
+                            activity_source=source)
     # a directory is a portable export: standard NIR + manifest
     graph = read_portable(nir_path) if Path(nir_path).is_dir() else read_nir(nir_path)
     timing = None  # the graph metadata's (lower_graph)

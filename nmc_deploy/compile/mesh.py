@@ -304,13 +304,14 @@ def place_by_traffic(placement: Placement, program: Program, target: HardwareTar
 
 
 def layout_cores(placement: Placement, program: Program, target: HardwareTarget, *,
-                 method: str = "greedy", events: dict[str, np.ndarray] | None = None,
-                 rates: str | None = None, seed: int = 0,
+                 method: str = "greedy", activity: Activity | None = None,
+                 activity_source: str | None = None, seed: int = 0,
                  effort: int = DEFAULT_EFFORT) -> Placement:
     """``placement`` (with its greedy chips) laid out by ``method``, with the
-    :class:`~nmc_deploy.program.chips.MeshPlacement` record. ``events``: expected events per
-    neuron and step of every sender (default :func:`prior_events`), ``rates``: what they
-    are (said in the record)."""
+    :class:`~nmc_deploy.program.chips.MeshPlacement` record. The traffic-aware layout
+    weighs messages by ``activity``'s population firing rates (a simulation of the same
+    model, named by ``activity_source``; :func:`measured_events`) or by :data:`PRIOR_RATE`
+    (:func:`prior_events`)."""
     if method not in PLACEMENTS:
         raise InputFileError(f"placement: method '{method}' is not one of "
                              f"{', '.join(PLACEMENTS)}")
@@ -320,18 +321,23 @@ def layout_cores(placement: Placement, program: Program, target: HardwareTarget,
         record = MeshPlacement(method=method, seed=seed, rates="not used (greedy layout)",
                                estimates={})
         return replace(placement, chips=replace(placement.chips, mesh=record))
-    if events is None:
+    if activity is None:
         events = prior_events(program)
         rates = f"prior: {PRIOR_RATE:g} events per neuron and step (no simulation given)"
+    else:
+        events, prior = measured_events(program, activity)
+        rates = (f"measured: population firing rates of {activity_source or 'a simulation'}"
+                 + (f"; prior {PRIOR_RATE:g} for {len(prior)} sender(s) it lacks" if prior
+                    else ""))
     m = message_matrix(program, placement, events)
     g = placement.chips
     chips = place_by_traffic(placement, program, target, m, seed=seed, effort=effort)
     greedy, traffic = estimate_layout(g, m), estimate_layout(chips, m)
     if traffic.message_hops_per_step > greedy.message_hops_per_step:
         chips, traffic = g, greedy  # never worse than the baseline under its own rates
-        rates = f"{rates or 'given'}; greedy layout kept (the search found none better)"
+        rates += "; greedy layout kept (the search found none better)"
     record = MeshPlacement(
-        method=method, seed=seed, rates=rates or "given",
+        method=method, seed=seed, rates=rates,
         estimates={"greedy": greedy, "traffic": traffic},
         baseline={"core_chip": list(g.core_chip), "core_tile": [list(t) for t in g.core_tile],
                   "chip_position": [list(p) for p in g.chip_position]})

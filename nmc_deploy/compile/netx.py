@@ -560,13 +560,17 @@ def is_netx_file(path) -> bool:
         return False
 
 
-def place_netx(path, target, *, time_steps: int | None = None) -> tuple[Program, dict]:
-    """The program of a netx file (:func:`read_netx`), validated and placed on ``target``,
-    and its ``placement.json`` content."""
+def place_netx(path, target, *, time_steps: int | None = None,
+               **layout) -> tuple[Program, dict]:
+    """The program of a netx file (:func:`read_netx`), validated and placed on ``target``
+    (cores laid out by :func:`~.mesh.layout_cores` with ``layout``'s keywords), and its
+    ``placement.json`` content."""
     from ..program.placement import summarize_placement
+    from .mesh import layout_cores
     from .partition import partition_program
     from .validate import validate_program
 
     program = read_netx(path, time_steps=time_steps)
     validate_program(program, target)
-    return program, summarize_placement(partition_program(program, target), program).to_json()
+    placement = layout_cores(partition_program(program, target), program, target, **layout)
+    return program, summarize_placement(placement, program).to_json()

@@ -39,7 +39,7 @@ from ..targets import HardwareTarget, load_target
 from .attention_split import split_attention
 from .lower import low_rank_down_nodes, lower_graph
 from .lower.context import has_residual_stream
-from .mesh import PRIOR_RATE, layout_cores, measured_events
+from .mesh import layout_cores
 from .netx import NETX_GRID
 from .partition import Placement, partition_program
 from .preflight import DesignRuleReport, check_design_rules
@@ -201,21 +201,6 @@ def _other_residual_form(graph, target: HardwareTarget, *, other: str, low_rank:
         return str(exc), relays, stream
 
 
-def _layout(result: CompileResult, target: HardwareTarget, method: str, seed: int,
-            activity: Activity | None, source: str | None):
-    """The written form's placement laid out on the mesh (:func:`~.mesh.layout_cores`)."""
-    if method == "greedy":
-        return layout_cores(result.placement, result.program, target, seed=seed)
-    events, rates = None, None
-    if activity is not None:
-        events, prior = measured_events(result.program, activity)
-        rates = (f"measured: population firing rates of {source or 'a simulation'}"
-                 + (f"; prior {PRIOR_RATE:g} for {len(prior)} sender(s) it lacks" if prior
-                    else ""))
-    return layout_cores(result.placement, result.program, target, method=method,
-                        events=events, rates=rates, seed=seed)
-
-
 def _has_sum(graph: Graph) -> bool:
     """True when some node sums two or more inputs (a residual stream may follow)."""
     return any(len(graph.predecessors(n)) > 1 and not isinstance(node, SpikingSelfAttention)
@@ -321,8 +306,9 @@ def compile_graph(graph: Graph, target: HardwareTarget | str, *, low_rank: str =
             raise
         raise CapacityError(f"{exc}; --residual {other_res} fits in {other_costs.cores} "
                             "cores") from None
-    result = dataclasses.replace(result, placement=_layout(
-        result, target, placement, placement_seed, activity, activity_source))
+    result = dataclasses.replace(result, placement=layout_cores(
+        result.placement, result.program, target, method=placement, activity=activity,
+        activity_source=activity_source, seed=placement_seed))
     forms = None
     if other_stream or (other_costs and has_residual_stream(result.float_program)):
         costs = {residual: summarize_residual(result.program, result.placement),
