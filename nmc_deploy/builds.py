@@ -159,4 +159,14 @@ def format_layout(summary: dict) -> str | None:
             f"({100 * change:+.1f} %), messages between chips {g['messages_between_chips_per_step']:,.0f}"
             f" -> {t['messages_between_chips_per_step']:,.0f}, longest route "
             f"{g['longest_route_hops']} -> {t['longest_route_hops']} hops, chips "
-            f"{g['chips_used']} -> {t['chips_used']}; rates: {record['rates']}")
+            f"{g['chips_used']} -> {t['chips_used']}{_balance_text(record)}; rates: "
+            f"{record['rates']}")
+
+
+def _balance_text(record: dict) -> str:
+    b = record.get("balance") or {}
+    if b.get("work_cap") is None:
+        return ""
+    (c0, c1), (w0, w1) = b["cores"], b["busiest_core_work_ns"]
+    return (f"; per-core work balanced (cap {b['work_cap']:g} of the busiest core): cores "
+            f"{c0} -> {c1}, busiest core {w0:,.0f} -> {w1:,.0f} ns per step (estimated)")

@@ -35,7 +35,7 @@ Traffic-aware layout, three steps, deterministic for a seed:
    core to a free slot or swaps it with the core in a slot, the slot chosen half the time at
    random and half the time next to the weighted median of the core's partners (the best
    place for it alone under an L1 cost); a change is kept if it lowers the cost or with
-   probability ``exp(-delta / T)``, ``T`` falling by 10 % every ``cores`` proposals.
+   probability ``exp(-delta / T)``, ``T`` falling by 10 % 60 times over the search.
 
 Not done: changing the partition itself (which neurons share a core), and balancing the
 per-core work (the busiest core's work is the partition's; see docs/results-placement.md).
@@ -56,13 +56,14 @@ from ..program.chips import ChipAssignment, MeshEstimate, MeshPlacement
 from ..program.placement import Placement, summarize_cores
 from ..program.shared import LI
 from ..targets import HardwareTarget
+from .balance import balance_cores, core_work, neuron_work
 from .chips import layout_order, snake_position
 from .partition import attention_units
 from .traffic import core_messages
 
 __all__ = ["PLACEMENTS", "PRIOR_RATE", "DEFAULT_EFFORT", "prior_events", "measured_events",
            "message_matrix", "estimate_layout", "compact_chip_positions", "anneal_layout",
-           "place_by_traffic", "layout_cores"]
+           "place_by_traffic", "layout_cores", "BALANCE_HOPS_SLACK"]
 
 #: The layouts ``compile --placement`` offers.
 PLACEMENTS = ("greedy", "traffic")
@@ -70,10 +71,16 @@ PLACEMENTS = ("greedy", "traffic")
 #: assumption of nmc-deploy: a typical firing rate of the spiking transformers we compile,
 #: whose measured population rates lie between about 0.01 and 0.3).
 PRIOR_RATE = 0.1
+#: How much the laid-out message hops may grow when the per-core work is balanced (a
+#: fraction of the unbalanced traffic-aware layout's hops).
+BALANCE_HOPS_SLACK = 0.10
 #: Annealing proposals per core (:func:`anneal_layout`).
 DEFAULT_EFFORT = 30
 # annealing proposals at most, whatever the effort (keeps 10^5-core programs in minutes)
 _MAX_PROPOSALS = 2_000_000
+# and at least (small programs: cheap, and a few hundred proposals leave much on the table)
+_MIN_PROPOSALS = 20_000
+_COOLING_STEPS = 60  # the temperature falls by 10 % this many times over a search
 # sub-graphs with fewer cores are cut in program order, larger ones by the Fiedler vector
 # when they have at most _SPECTRAL_MAX cores (shift-invert needs a sparse LU)
 _SPECTRAL_MIN, _SPECTRAL_MAX = 8, 20_000
@@ -242,7 +249,8 @@ def anneal_layout(w: sp.csr_matrix, slot_of: np.ndarray, coords: np.ndarray, *,
         q = pos[nb[keep]]
         return float(wt[keep] @ (np.abs(q - new).sum(axis=1) - np.abs(q - pos[a]).sum(axis=1)))
 
-    proposals = min(effort * n, _MAX_PROPOSALS)
+    proposals = min(max(effort * n, _MIN_PROPOSALS), _MAX_PROPOSALS)
+    cool_every = max(1, proposals // _COOLING_STEPS)
     for it in range(proposals):
         a = int(rng.integers(n))
         lo, hi = indptr[a], indptr[a + 1]
@@ -271,7 +279,7 @@ def anneal_layout(w: sp.csr_matrix, slot_of: np.ndarray, coords: np.ndarray, *,
             if b >= 0:
                 slot_of[b], pos[b] = slot_of[a], old
             slot_of[a], pos[a] = slot, new
-        if it % n == n - 1:
+        if it % cool_every == cool_every - 1:
             temp *= 0.9
     return slot_of
 
@@ -303,15 +311,33 @@ def place_by_traffic(placement: Placement, program: Program, target: HardwareTar
                    chip_position=tuple(chip_positions))
 
 
+def _laid_out(placement: Placement, program: Program, target: HardwareTarget, events,
+              seed: int, effort: int):
+    """``(chips, estimate, greedy estimate)`` of one partition laid out by traffic (the
+    greedy chips when the search finds nothing better under its own rates)."""
+    m = message_matrix(program, placement, events)
+    greedy = estimate_layout(placement.chips, m)
+    chips = place_by_traffic(placement, program, target, m, seed=seed, effort=effort)
+    traffic = estimate_layout(chips, m)
+    if traffic.message_hops_per_step > greedy.message_hops_per_step:
+        return placement.chips, greedy, greedy
+    return chips, traffic, greedy
+
+
 def layout_cores(placement: Placement, program: Program, target: HardwareTarget, *,
                  method: str = "greedy", activity: Activity | None = None,
                  activity_source: str | None = None, seed: int = 0,
-                 effort: int = DEFAULT_EFFORT) -> Placement:
-    """``placement`` (with its greedy chips) laid out by ``method``, with the
-    :class:`~nmc_deploy.program.chips.MeshPlacement` record. The traffic-aware layout
-    weighs messages by ``activity``'s population firing rates (a simulation of the same
-    model, named by ``activity_source``; :func:`measured_events`) or by :data:`PRIOR_RATE`
-    (:func:`prior_events`)."""
+                 effort: int = DEFAULT_EFFORT, weight_sharing: bool | None = None) -> Placement:
+    """``placement`` (a partition with its greedy chips) laid out by ``method``, with the
+    :class:`~nmc_deploy.program.chips.MeshPlacement` record.
+
+    ``traffic``: messages weighed by ``activity``'s population firing rates (a simulation
+    of the same model, named by ``activity_source``; :func:`measured_events`) or by
+    :data:`PRIOR_RATE` (:func:`prior_events`); the partition is first laid out as it is,
+    then re-partitioned with lower per-core work caps (:func:`~.balance.balance_cores`,
+    ``weight_sharing`` as compiled) as long as the laid-out message hops stay within
+    :data:`BALANCE_HOPS_SLACK` of the unbalanced layout's and the chips do not grow.
+    """
     if method not in PLACEMENTS:
         raise InputFileError(f"placement: method '{method}' is not one of "
                              f"{', '.join(PLACEMENTS)}")
@@ -329,16 +355,29 @@ def layout_cores(placement: Placement, program: Program, target: HardwareTarget,
         rates = (f"measured: population firing rates of {activity_source or 'a simulation'}"
                  + (f"; prior {PRIOR_RATE:g} for {len(prior)} sender(s) it lacks" if prior
                     else ""))
-    m = message_matrix(program, placement, events)
+    chips, traffic, greedy = _laid_out(placement, program, target, events, seed, effort)
+    work = neuron_work(program, target, activity, PRIOR_RATE)
+    found: dict = {}
+
+    def accept(trial: Placement) -> bool:  # balanced, laid out, hops within the slack
+        out = _laid_out(trial, program, target, events, seed, effort)
+        if out[1].message_hops_per_step > traffic.message_hops_per_step * (1 + BALANCE_HOPS_SLACK):
+            return False
+        found[trial.cores_used] = out
+        return True
+
+    balanced, cap = balance_cores(program, target, placement, work, accept,
+                                  weight_sharing=weight_sharing)
+    before = float(core_work(placement, work).max(initial=0.0))
+    after = float(core_work(balanced, work).max(initial=0.0))
+    if cap is not None:
+        chips, traffic = found[balanced.cores_used][:2]
     g = placement.chips
-    chips = place_by_traffic(placement, program, target, m, seed=seed, effort=effort)
-    greedy, traffic = estimate_layout(g, m), estimate_layout(chips, m)
-    if traffic.message_hops_per_step > greedy.message_hops_per_step:
-        chips, traffic = g, greedy  # never worse than the baseline under its own rates
-        rates += "; greedy layout kept (the search found none better)"
     record = MeshPlacement(
         method=method, seed=seed, rates=rates,
         estimates={"greedy": greedy, "traffic": traffic},
         baseline={"core_chip": list(g.core_chip), "core_tile": [list(t) for t in g.core_tile],
-                  "chip_position": [list(p) for p in g.chip_position]})
-    return replace(placement, chips=replace(chips, mesh=record))
+                  "chip_position": [list(p) for p in g.chip_position]},
+        balance={"work_cap": cap, "cores": [placement.cores_used, balanced.cores_used],
+                 "busiest_core_work_ns": [round(before, 3), round(after, 3)]})
+    return replace(balanced, chips=replace(chips, mesh=record))

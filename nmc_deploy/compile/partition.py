@@ -81,14 +81,16 @@ def _chunk_cost(groups, start, stop, target, sharing=None, costs=None,
 
 
 def _chunk_population(p, groups, target, outdeg, sharing, costs, order=None,
-                      max_out=None) -> list[Chunk]:
+                      max_out=None, work=None, max_work=None) -> list[Chunk]:
     """Chunks of ``p`` in its placement order (``outdeg`` per order position), each with at
-    most ``max_out`` output axons (default: the target's limit)."""
+    most ``max_out`` output axons (default: the target's limit) and, with ``work`` (per
+    order position), at most ``max_work`` work (a single neuron always fits)."""
     max_neurons = target.max_neurons_per_core
     max_mem = target.synapse_memory_bits_per_core
     max_in = target.max_in_axons_per_core
     max_out = target.max_out_axons_per_core if max_out is None else max_out
     cum_out = np.concatenate([[0], np.cumsum(outdeg)])
+    cum_work = None if work is None else np.concatenate([[0.0], np.cumsum(work)])
     if order is not None:  # chunks end on whole rows (positions) of a block where they can
         row_start = np.asarray(order.bounds, np.int64) * order.positions
         row_width = np.diff(np.asarray(order.bounds, np.int64))
@@ -104,6 +106,9 @@ def _chunk_population(p, groups, target, outdeg, sharing, costs, order=None,
         def fits(stop):
             limit = max_out if stop - start > 1 else target.max_out_axons_per_core
             if cum_out[stop] - cum_out[start] > limit:
+                return False
+            if cum_work is not None and stop - start > 1 and \
+                    cum_work[stop] - cum_work[start] > max_work:
                 return False
             _, mem, axons = _chunk_cost(groups, start, stop, target, sharing, costs, order)
             return mem <= max_mem and axons <= max_in
@@ -147,13 +152,16 @@ def _chunk_population(p, groups, target, outdeg, sharing, costs, order=None,
     return chunks
 
 
-def _pack(chunks, target, outdeg, max_out=None) -> list[list[Chunk]]:
+def _pack(chunks, target, outdeg, max_out=None, work=None, max_work=None) -> list[list[Chunk]]:
     max_out = target.max_out_axons_per_core if max_out is None else max_out
     cores: list[list[Chunk]] = []
     used = None
+    busy = 0.0
     for c in chunks:
         out = int(outdeg[c.population][c.start:c.stop].sum())
-        if used is not None and (used[0] + c.neurons <= target.max_neurons_per_core and
+        w = 0.0 if work is None else float(work[c.population][c.start:c.stop].sum())
+        if used is not None and (work is None or busy + w <= max_work) and \
+                (used[0] + c.neurons <= target.max_neurons_per_core and
                                  used[1] + c.synapse_memory_bits <=
                                  target.synapse_memory_bits_per_core and
                                  used[2] + c.in_axons <= target.max_in_axons_per_core and
@@ -162,9 +170,11 @@ def _pack(chunks, target, outdeg, max_out=None) -> list[list[Chunk]]:
             cores[-1].append(c)
             used = (used[0] + c.neurons, used[1] + c.synapse_memory_bits,
                     used[2] + c.in_axons, used[3] + out)
+            busy += w
         else:
             cores.append([c])
             used = (c.neurons, c.synapse_memory_bits, c.in_axons, out)
+            busy = w
     return cores
 
 
@@ -310,8 +320,14 @@ OUT_AXON_HEADROOM = 0.02  # per round after the third, of max_out_axons_per_core
 
 
 def partition_program(program: Program, target: HardwareTarget, *,
-                      weight_sharing: bool | None = None) -> Placement:
+                      weight_sharing: bool | None = None,
+                      work: dict[str, np.ndarray] | None = None,
+                      max_work: float | None = None) -> Placement:
     """Place ``program`` on cores of ``target``; raises :class:`CapacityError` if it cannot.
+
+    ``work`` (per population, per flat neuron) and ``max_work``: a further per-core limit,
+    the sum of its neurons' work (a load balance, :mod:`~.balance`; a core with one neuron
+    may exceed it).
 
     Output axons depend on where the targets land, so placement repeats with each neuron's
     out-degree (in cores) from the previous round as a constraint, until nothing changes.
@@ -341,6 +357,7 @@ def partition_program(program: Program, target: HardwareTarget, *,
     def in_order(degrees):  # per population, out-degrees per order position
         return {k: v[costs.perm(orders[k])] if k in orders else v for k, v in degrees.items()}
 
+    work_at = None if work is None else in_order(work)
     outdeg = {p.name: np.zeros(p.size, np.int64) for p in program.populations}
     chunked: dict[str, tuple] = {}  # chunks of the last outdeg and out-axon budget
     for round_ in range(MAX_PARTITION_ROUNDS):
@@ -355,10 +372,12 @@ def partition_program(program: Program, target: HardwareTarget, *,
             if last is None or last[1] != max_out or not np.array_equal(last[0], at[p.name]):
                 last = (at[p.name], max_out,
                         _chunk_population(p, incoming[p.name], target, at[p.name], sharing,
-                                          costs, orders.get(p.name), max_out))
+                                          costs, orders.get(p.name), max_out,
+                                          None if work_at is None else work_at[p.name],
+                                          max_work))
                 chunked[p.name] = last
             chunks.extend(last[2])
-        cores = _pack(chunks, target, at, max_out)
+        cores = _pack(chunks, target, at, max_out, work_at, max_work)
         new = _out_degrees(program, cores, costs, orders)
         new_at = in_order(new)
         out_axons = [int(sum(new_at[c.population][c.start:c.stop].sum() for c in cs))

@@ -308,7 +308,7 @@ def compile_graph(graph: Graph, target: HardwareTarget | str, *, low_rank: str =
                             "cores") from None
     result = dataclasses.replace(result, placement=layout_cores(
         result.placement, result.program, target, method=placement, activity=activity,
-        activity_source=activity_source, seed=placement_seed))
+        activity_source=activity_source, seed=placement_seed, weight_sharing=sharing))
     forms = None
     if other_stream or (other_costs and has_residual_stream(result.float_program)):
         costs = {residual: summarize_residual(result.program, result.placement),

@@ -91,7 +91,10 @@ class MeshPlacement:
     ``method`` "greedy" (program order, snake) or "traffic" (compile/mesh.py); ``rates``
     says which firing rates weighed the messages; ``estimates`` holds the expected traffic
     of the greedy layout and (method "traffic") of the traffic-aware one; ``baseline`` is the
-    greedy layout (``core_chip``, ``core_tile``, ``chip_position``) kept for comparison.
+    greedy layout (``core_chip``, ``core_tile``, ``chip_position``) kept for comparison;
+    ``balance`` (method "traffic"): the per-core work cap the partition was re-cut with
+    (``None``: not re-cut), the cores and the busiest core's estimated work (ns per step)
+    before and after. With a re-cut partition the baseline's cores are not the program's.
     """
 
     method: str
@@ -99,12 +102,15 @@ class MeshPlacement:
     rates: str
     estimates: dict[str, MeshEstimate]
     baseline: dict | None = None
+    balance: dict | None = None  # work cap, cores and busiest core's work before/after
 
     def to_json(self) -> dict:
         out = {"method": self.method, "seed": self.seed, "rates": self.rates,
                "estimates": {k: v.to_json() for k, v in self.estimates.items()}}
         if self.baseline is not None:
             out["baseline"] = self.baseline
+        if self.balance is not None:
+            out["balance"] = self.balance
         return out
 
     @classmethod
@@ -115,7 +121,7 @@ class MeshPlacement:
                    read_text(d, "rates", where),
                    {k: MeshEstimate.from_json(read_dict(est, k, f"{where}.estimates"),
                                               f"{where}.estimates.{k}") for k in est},
-                   baseline)
+                   baseline, read_dict(d, "balance", where) if "balance" in d else None)
 
 
 @dataclass(frozen=True)
