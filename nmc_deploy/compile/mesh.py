@@ -377,7 +377,9 @@ def layout_cores(placement: Placement, program: Program, target: HardwareTarget,
         method=method, seed=seed, rates=rates,
         estimates={"greedy": greedy, "traffic": traffic},
         baseline={"core_chip": list(g.core_chip), "core_tile": [list(t) for t in g.core_tile],
-                  "chip_position": [list(p) for p in g.chip_position]},
+                  "chip_position": [list(p) for p in g.chip_position],
+                  "core_population": [cs[0].population for cs in placement.cores]
+                  + [u.name for u in placement.attention_cores]},
         balance={"work_cap": cap, "cores": [placement.cores_used, balanced.cores_used],
                  "busiest_core_work_ns": [round(before, 3), round(after, 3)]})
     return replace(balanced, chips=replace(chips, mesh=record))

@@ -91,7 +91,8 @@ class MeshPlacement:
     ``method`` "greedy" (program order, snake) or "traffic" (compile/mesh.py); ``rates``
     says which firing rates weighed the messages; ``estimates`` holds the expected traffic
     of the greedy layout and (method "traffic") of the traffic-aware one; ``baseline`` is the
-    greedy layout (``core_chip``, ``core_tile``, ``chip_position``) kept for comparison;
+    greedy layout (``core_chip``, ``core_tile``, ``chip_position``, and each core's first
+    population or attention unit, ``core_population``) kept for comparison;
     ``balance`` (method "traffic"): the per-core work cap the partition was re-cut with
     (``None``: not re-cut), the cores and the busiest core's estimated work (ns per step)
     before and after. With a re-cut partition the baseline's cores are not the program's.

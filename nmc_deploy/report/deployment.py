@@ -283,14 +283,18 @@ def placement_record(placement: Mapping[str, Any]) -> dict:
                              if est["greedy"].get(k) else None)
                          for k in _ESTIMATES if k in est["greedy"] and k in est["traffic"]}
     base = rec.get("baseline")
+    if rec.get("balance"):
+        out["balance"] = dict(rec["balance"])
     if base:
         cores = placement.get("cores") or ()
         now = [(c.get("chip"), list(c.get("tile") or ())) for c in cores]
         before = list(zip(base.get("core_chip") or (), base.get("core_tile") or ()))
         out["baseline"] = {"core_chip": list(base.get("core_chip") or ()),
-                           "core_tile": [list(t) for t in base.get("core_tile") or ()]}
-        out["moved_cores"] = sum(1 for (c, t), (bc, bt) in zip(now, before)
-                                 if c != bc or t != list(bt))
+                           "core_tile": [list(t) for t in base.get("core_tile") or ()],
+                           "core_population": list(base.get("core_population") or ())}
+        if len(now) == len(before):  # the same partition: cores correspond one to one
+            out["moved_cores"] = sum(1 for (c, t), (bc, bt) in zip(now, before)
+                                     if c != bc or t != list(bt))
     out["text"] = (f"{out['method']} placement (seed {out['seed']}, rates: {out['rates']})"
                    if out["method"] != "greedy" else "greedy placement")
     return out

@@ -157,8 +157,9 @@ def _latency_rows(report: dict) -> list[tuple[str, str, str]]:
         rows.append(("bound", str(lat["bound"]), ""))
     terms = lat.get("critical_terms_ns")
     if isinstance(terms, dict) and terms:
-        rows.append(("step terms", ", ".join(f"{k} {num(v, 1)} ns" for k, v in terms.items()),
-                     "estimated (model)"))
+        rows.append(("step terms", f"{num(sum(terms.values()), 1)} ns",
+                     ", ".join(f"{k.replace('_', ' ')} {num(v, 0)}" for k, v in terms.items())
+                     + " ns (estimated)"))
     return rows
 
 
@@ -338,13 +339,58 @@ def _placement(report: dict) -> str:
         head = "".join(f"<th>{_e(m)}</th>" for m in methods)
         change = p.get("change") or {}
         rows = "".join(f"<tr><td>{_e(k.replace('_', ' '))}</td>" + "".join(
-            f'<td class="num">{num(est[m][k], 2)}</td>' for m in methods)
+            f'<td class="num">{num(est[m][k], 0 if float(est[m][k]).is_integer() else 2)}</td>'
+            for m in methods)
             + f'<td class="num">{_pct(change.get(k))}</td></tr>' for k in keys)
         out.append(f"<table><tr><th>estimate</th>{head}<th>change</th></tr>{rows}</table>")
     if "moved_cores" in p:
         out.append(f"<p>{p['moved_cores']:,} cores sit on another chip or tile than in the "
                    "greedy baseline.</p>")
+    bal = p.get("balance") or {}
+    if bal.get("work_cap") is not None:
+        (c0, c1), (w0, w1) = bal["cores"], bal["busiest_core_work_ns"]
+        out.append(f"<p>Per-core work balanced: the partition was re-cut with a cap of "
+                   f"{bal['work_cap']:g} × the busiest core's estimated work: {c0:,} → {c1:,} "
+                   f"cores, busiest core {num(w0, 0)} → {num(w1, 0)} ns per step "
+                   "(estimated).</p>")
+    out += _layout_maps(report, p)
     return _section("placement", "Placement: before / after", out)
+
+
+def _layout_maps(report: dict, p: dict) -> list[str]:
+    """Greedy (before) and chosen (after) layouts side by side, each core coloured by the
+    position of its first population in program order."""
+    base = p.get("baseline") or {}
+    util = report.get("utilization") or {"cores": []}
+    if not base.get("core_population") or not util["cores"]:
+        return []
+    order = list(dict.fromkeys(base["core_population"]))
+    rank = {name: i / max(1, len(order) - 1) for i, name in enumerate(order)}
+    system = report.get("system") or {}
+    grid, per_tile = system.get("tile_grid") or (16, 8), int(system.get("cores_per_tile") or 1)
+    before = [{"core": i, "chip": c, "tile": t, "name": n, "max_share": rank.get(n, 0.0)}
+              for i, (c, t, n) in enumerate(zip(base["core_chip"], base["core_tile"],
+                                                base["core_population"]))]
+    after = [{"core": c["core"], "chip": c["chip"], "tile": c["tile"],
+              "name": (c["populations"] or ["?"])[0],
+              "max_share": rank.get((c["populations"] or ["?"])[0], 0.0)}
+             for c in util["cores"]]
+
+    def tip(row: dict) -> str:
+        tile = "" if row["tile"] is None else f" tile ({row['tile'][0]}, {row['tile'][1]})"
+        return f"core {row['core']} chip {row['chip']}{tile}: {row['name']}"
+
+    maps = [(f"before: greedy ({len(before):,} cores)", before, "layout-before"),
+            (f"after: {p.get('method', 'traffic')} ({len(after):,} cores)", after,
+             "layout-after")]
+    out = ["<p>Each cell a core at its chip and tile; colour: its first population's place "
+           "in program order (first layer light, last layer dark).</p>",
+           svg.ramp_legend("first layer", "last layer")]
+    for title, rows, kind in maps:
+        out += [f'<h3>{_e(title)}</h3>',
+                svg.core_heatmap(rows, grid, per_tile, tip, width=1080, kind=kind,
+                                 label=title)]
+    return out
 
 
 def _sources(report: dict) -> str:

@@ -134,13 +134,15 @@ def ramp_legend(low: str, high: str, note: str = "", width: int = 360) -> str:
 
 
 def core_heatmap(cores: Sequence[dict], tile_grid: Sequence[int], cores_per_tile: int,
-                 tooltip, width: int = 1080) -> str:
+                 tooltip, width: int = 1080, kind: str = "core",
+                 label: str = "per-core utilization") -> str:
     """One ``<rect class="core">`` per core at its chip and tile, coloured by ``max_share``.
 
     ``cores``: the ``utilization.cores`` rows (chip, tile, max_share). Each used chip is a
     grey block of ``tile_grid`` tiles (x east-west, y north-south); a tile's cores split it
     into a small grid. Cores without a tile are laid out in index order on one block.
-    ``tooltip(row)`` gives each cell's ``<title>`` text.
+    ``tooltip(row)`` gives each cell's ``<title>`` text; ``kind`` is the cells' class and
+    ``label`` the picture's aria-label.
     """
     tx, ty = (int(tile_grid[0]), int(tile_grid[1])) if len(tile_grid) >= 2 else (16, 8)
     if any(c.get("tile") is None for c in cores):  # no chip assignment: one block, by index
@@ -160,9 +162,9 @@ def core_heatmap(cores: Sequence[dict], tile_grid: Sequence[int], cores_per_tile
     rows = math.ceil(len(chips) / per_row) if chips else 1
     height = rows * (chip_h + label_h + pad)
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" role="img" aria-label="per-core utilization">']
+           f'viewBox="0 0 {width} {height}" role="img" aria-label="{_e(label)}">']
     tile_w = sub * cell  # the chip's tiles as a faint grid (one pattern, not one rect each)
-    svg.append(f'<defs><pattern id="tiles" width="{tile_w}" height="{tile_w}" '
+    svg.append(f'<defs><pattern id="tiles-{kind}" width="{tile_w}" height="{tile_w}" '
                f'patternUnits="userSpaceOnUse"><rect width="{tile_w}" height="{tile_w}" '
                'fill="#eeeeee" stroke="#d8d8d8" stroke-width="1"/></pattern></defs>')
     origin = {}
@@ -172,7 +174,7 @@ def core_heatmap(cores: Sequence[dict], tile_grid: Sequence[int], cores_per_tile
         origin[chip] = (x0, y0)
         svg.append(f'<text x="{x0}" y="{y0 - 4}">chip {chip}</text>'
                    f'<rect class="chip" x="{x0}" y="{y0}" width="{chip_w}" height="{chip_h}" '
-                   f'fill="url(#tiles)" transform="translate(0 0)"/>')
+                   f'fill="url(#tiles-{kind})" transform="translate(0 0)"/>')
     slot: dict[tuple, int] = {}
     for row in cores:
         x0, y0 = origin[row["chip"]]
@@ -181,7 +183,7 @@ def core_heatmap(cores: Sequence[dict], tile_grid: Sequence[int], cores_per_tile
         slot[t] = k + 1
         x = x0 + (t[1] * sub + k % sub) * cell
         y = y0 + (t[2] * sub + (k // sub) % sub) * cell
-        svg.append(f'<rect class="core" x="{x}" y="{y}" width="{max(1, cell - 1)}" '
+        svg.append(f'<rect class="{kind}" x="{x}" y="{y}" width="{max(1, cell - 1)}" '
                    f'height="{max(1, cell - 1)}" fill="{ramp(row["max_share"])}">'
                    f"<title>{_e(tooltip(row))}</title></rect>")
     svg.append("</svg>")

@@ -188,4 +188,22 @@ def test_placement_record_and_latency_bound_are_rendered(report):
     assert "<th>greedy</th><th>traffic</th><th>change</th>" in section
     assert "-75.00 %" in section and "2 cores sit on another chip or tile" in section
     cost = page.split('<section id="cost">')[1].split("</section>")[0]
-    assert "bound: traffic" in cost and "synops 10.0 ns, messages 30.5 ns" in cost
+    assert "bound: traffic" in cost and "synops 10, messages 30 ns" in cost
+
+
+def test_balanced_placement_shows_both_layouts(report):
+    """A re-cut partition (balance): no one-to-one 'moved' count, the balance line, and a
+    before and an after map with one cell per core of each layout."""
+    placement = _placement()
+    placement["placement"] = {
+        "method": "traffic", "seed": 0, "rates": "prior",
+        "estimates": {"greedy": {"message_hops_per_step": 20.0},
+                      "traffic": {"message_hops_per_step": 9.0}},
+        "baseline": {"core_chip": [0], "core_tile": [[0, 0]], "core_population": ["a"]},
+        "balance": {"work_cap": 0.8, "cores": [1, 2], "busiest_core_work_ns": [100.0, 60.0]}}
+    rep = dict(report, **deployment_sections(placement, SIMS, PAIRS, samples=2, time_steps=4))
+    section = render_html(rep).split('<section id="placement">')[1].split("</section>")[0]
+    assert "cores sit on another chip" not in section
+    assert "cap of 0.8" in section and "1 → 2 cores" in section
+    assert section.count('class="layout-before"') == 1
+    assert section.count('class="layout-after"') == len(placement["cores"])
