@@ -27,7 +27,7 @@ from ..errors import CapacityError
 from ..program import Program
 from ..program.activity import Activity
 from ..program.placement import Placement
-from ..program.shared_weights import is_shared
+from ..program.shared_weights import ConvShared, TokenShared, is_shared
 from ..targets import HardwareTarget
 from .partition import partition_program
 
@@ -40,9 +40,21 @@ _ROW_BLOCK = 4096  # rows of a shared-weight group expanded at a time to count f
 
 def _fan_in(w, size: int) -> np.ndarray:
     """Synapses into each target neuron (flat index) of one group's weights."""
+    if isinstance(w, TokenShared):  # flat index c N + n: a channel's row, for every token
+        return np.repeat(np.diff(w.kernel.indptr), w.n_tokens).astype(np.float64)
+    if isinstance(w, ConvShared):  # per output channel and position: its in-range taps
+        taps = np.count_nonzero(w.kernel, axis=1).astype(np.float64)  # (C_out, kH, kW)
+        ho, wo = w.out_hw
+        vy = np.zeros((w.kernel.shape[2], ho))
+        vx = np.zeros((w.kernel.shape[3], wo))
+        for k, (o, _) in enumerate(w._valid(0)):
+            vy[k, o] = 1.0
+        for k, (o, _) in enumerate(w._valid(1)):
+            vx[k, o] = 1.0
+        return np.einsum("okl,ky,lx->oyx", taps, vy, vx).ravel()
     if not is_shared(w):
         return np.diff(w.indptr).astype(np.float64)
-    out = np.empty(size)
+    out = np.empty(size)  # another shared form: expand a block of rows at a time
     for lo in range(0, size, _ROW_BLOCK):
         hi = min(size, lo + _ROW_BLOCK)
         out[lo:hi] = np.diff(w.rows_csr(lo, hi).indptr)

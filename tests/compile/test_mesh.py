@@ -209,3 +209,19 @@ def test_first_grid_cells_are_the_greedy_tiles():
     assert len(s) == t.cores_per_chip
     assert [tuple(c[:2]) for c in s[:3]] == [snake_position(k, (t.tiles_x, t.tiles_y))
                                             for k in range(3)]
+
+
+@pytest.mark.parametrize("make", ["token", "conv"])
+def test_fan_in_of_shared_weights_equals_the_expanded_rows(make):
+    from nmc_deploy.compile.balance import _fan_in
+    from nmc_deploy.program.shared_weights import ConvShared, TokenShared
+
+    rng = np.random.default_rng(4)
+    if make == "token":
+        k = sp.random(5, 7, density=0.4, random_state=1, format="csr")
+        w = TokenShared(k, 3)
+    else:
+        k = rng.integers(-2, 3, (4, 2, 3, 2)) * (rng.random((4, 2, 3, 2)) < 0.6)
+        w = ConvShared(k, (4, 6, 5), stride=(2, 1), padding=(1, 1), dilation=(1, 2), groups=2)
+    size = w.shape[0]
+    assert np.array_equal(_fan_in(w, size), np.diff(w.rows_csr(0, size).indptr))
