@@ -323,3 +323,35 @@ def test_compile_simulate_a_netx_conv_file(tmp_path):
     assert result["spikes_compared"] > 0
     rc, out, err = run("report", build)
     assert rc == 0, err
+
+
+def test_traffic_placement_through_the_cli(tmp_path, tiny_graph):
+    """--placement traffic: the record in placement.json, one log line; a second compile
+    into the same directory after a simulation uses its measured rates; the same seed gives
+    the same placement.json; a missing --rates file is one line and writes nothing."""
+    from nmc_deploy.nirio import write_nir
+
+    write_nir(tiny_graph, tmp_path / "m.nir")
+    b = tmp_path / "b"
+    rc, out, err = run("compile", tmp_path / "m.nir", "--placement", "traffic", "-o", b)
+    assert rc == 0, err
+    rec = json.loads((b / "placement.json").read_text())["placement"]
+    assert rec["method"] == "traffic" and rec["rates"].startswith("prior: 0.1")
+    g, t = rec["estimates"]["greedy"], rec["estimates"]["traffic"]
+    assert t["message_hops_per_step"] <= g["message_hops_per_step"]
+    assert "placement traffic (seed 0): expected message hops per step" in err
+    assert run("simulate", b, "--samples", "3")[0] == 0
+    rc, out, err = run("compile", tmp_path / "m.nir", "--placement", "traffic", "-o", b)
+    assert rc == 0, err
+    rec = json.loads((b / "placement.json").read_text())["placement"]
+    assert rec["rates"].startswith(f"measured: population firing rates of {b}")
+    first = (b / "placement.json").read_bytes()
+    assert run("simulate", b, "--samples", "3")[0] == 0  # same rates again
+    assert run("compile", tmp_path / "m.nir", "--placement", "traffic", "-o", b)[0] == 0
+    assert (b / "placement.json").read_bytes() == first
+    assert run("simulate", b, "--samples", "3")[0] == 0  # compile removed the old activity
+    assert run("report", b, "--format", "html", "-o", tmp_path / "r.html")[0] == 0
+    assert 'class="layout-after"' in (tmp_path / "r.html").read_text()
+    _one_line_error(*run("compile", tmp_path / "m.nir", "--placement", "traffic", "--rates",
+                         tmp_path / "none.json", "-o", tmp_path / "c"), "no such activity file")
+    assert not (tmp_path / "c").exists()
