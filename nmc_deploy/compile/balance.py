@@ -12,9 +12,9 @@ re-partitions with a further per-core limit, the estimated work per step::
 
 ``synops_per_step`` is measured (the layers into the population in an activity file) or,
 without one, ``PRIOR_RATE x`` its synapses (:data:`~.mesh.PRIOR_RATE`); ``fan_in`` counts a
-neuron's synapses over every non-attention group into it. The cap tries
-:data:`WORK_CAPS` of the greedy partition's busiest core in turn and keeps the last
-partition that still fits the greedy layout's chips and that the caller accepts: more
+neuron's synapses over every non-attention group into it. The caps are fractions of the
+greedy partition's busiest core: :data:`WORK_CAPS` while the chips hold, then a bisection
+towards the first cap that did not; the lowest fitting cap the caller accepts wins: more
 cores means more messages (a source reaches more destination cores) and more hops, which
 the layout then has to win back (:func:`~.mesh.layout_cores` accepts a partition whose
 laid-out message hops grow by at most :data:`~.mesh.BALANCE_HOPS_SLACK`).
@@ -31,10 +31,12 @@ from ..program.shared_weights import ConvShared, TokenShared, is_shared
 from ..targets import HardwareTarget
 from .partition import partition_program
 
-__all__ = ["WORK_CAPS", "neuron_work", "core_work", "balance_cores"]
+__all__ = ["WORK_CAPS", "BISECTION_STEPS", "neuron_work", "core_work", "balance_cores"]
 
 #: Per-core work caps tried, as fractions of the greedy partition's busiest core.
 WORK_CAPS = (0.9, 0.8, 0.65, 0.5, 0.4)
+#: Halvings of the interval between the last cap that fit and the first that did not.
+BISECTION_STEPS = 3
 _ROW_BLOCK = 4096  # rows of a shared-weight group expanded at a time to count fan-in
 
 
@@ -98,21 +100,43 @@ def core_work(placement: Placement, work: dict[str, np.ndarray]) -> np.ndarray:
 def balance_cores(program: Program, target: HardwareTarget, placement: Placement,
                   work: dict[str, np.ndarray], accept, *,
                   weight_sharing: bool | None = None) -> tuple[Placement, float | None]:
-    """The partition of ``program`` with the lowest per-core work cap of :data:`WORK_CAPS`
-    that still fits the chips ``placement`` uses and that ``accept(partition)`` takes (the
-    caller's check, e.g. on traffic); ``(placement, None)`` when none does. Returns the
-    partition and its cap (a fraction of ``placement``'s busiest core)."""
+    """The partition of ``program`` with the lowest per-core work cap that fits the chips
+    ``placement`` uses and that ``accept(partition)`` takes (the caller's check, e.g. on
+    traffic); ``(placement, None)`` when none does. Returns the partition and its cap (a
+    fraction of ``placement``'s busiest core).
+
+    Caps: :data:`WORK_CAPS` from the top while the chips hold, then
+    :data:`BISECTION_STEPS` halvings between the last cap that fit and the first that did
+    not; the fitting caps are offered to ``accept`` from the lowest up."""
     per_chip = target.cores_per_chip
     chips = -(-placement.cores_used // per_chip)
     top = float(core_work(placement, work).max(initial=0.0))
-    best: tuple[Placement, float | None] = (placement, None)
-    for cap in WORK_CAPS:
+    fitting: dict[float, Placement] = {}
+
+    def fits(cap: float) -> bool:
         try:
             trial = partition_program(program, target, weight_sharing=weight_sharing,
                                       work=work, max_work=cap * top)
         except CapacityError:
+            return False
+        if -(-trial.cores_used // per_chip) > chips:
+            return False
+        fitting[cap] = trial
+        return True
+
+    hi, lo = 1.0, None  # hi: the lowest cap known to fit (1.0: the partition itself)
+    for cap in WORK_CAPS:
+        if not fits(cap):
+            lo = cap
             break
-        if -(-trial.cores_used // per_chip) > chips or not accept(trial):
-            break
-        best = (trial, cap)
-    return best
+        hi = cap
+    for _ in range(BISECTION_STEPS if lo is not None else 0):
+        mid = round((hi + lo) / 2, 4)
+        if fits(mid):
+            hi = mid
+        else:
+            lo = mid
+    for cap in sorted(fitting):
+        if fitting[cap].cores_used > placement.cores_used and accept(fitting[cap]):
+            return fitting[cap], cap
+    return placement, None

@@ -148,11 +148,11 @@ def estimate_layout(chips: ChipAssignment, m: sp.csr_matrix) -> MeshEstimate:
     tile, chip = d[:, :ntile].sum(axis=1), d[:, ntile:].sum(axis=1)
     core_chip = np.asarray(chips.core_chip)
     used = c.data > 0
+    r = lambda x: round(float(x), 6)  # as placement.json keeps them  # noqa: E731
     return MeshEstimate(
-        messages_per_step=float(c.data.sum()),
-        message_hops_per_step=float(c.data @ (tile + chip)),
-        tile_hops_per_step=float(c.data @ tile), chip_hops_per_step=float(c.data @ chip),
-        messages_between_chips_per_step=float(c.data[core_chip[c.row] != core_chip[c.col]].sum()),
+        messages_per_step=r(c.data.sum()), message_hops_per_step=r(c.data @ (tile + chip)),
+        tile_hops_per_step=r(c.data @ tile), chip_hops_per_step=r(c.data @ chip),
+        messages_between_chips_per_step=r(c.data[core_chip[c.row] != core_chip[c.col]].sum()),
         longest_route_hops=int((tile + chip)[used].max()) if used.any() else 0,
         chips_used=chips.chips_used)
 
