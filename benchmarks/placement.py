@@ -198,6 +198,14 @@ def render(rows: list[dict], commit: str) -> str:
               "so the bisection stops at 0.91 (+32 cores: 2,304 instead of 2,560 neurons on "
               "each of those cores). Route (1.0 us) and barrier (7.8 us) are 0.14 % of its "
               "6.3 ms step.",
+              "* Messages between chips rise because a chip hop counts as much as a tile hop in "
+              "the objective (messages x hops, as the issue asks), so the layout spreads "
+              "layers over the chips where their partners' tiles are. Weighing a chip hop by "
+              "its energy instead (`place_by_traffic(chip_weight=3.9)`: 13.5 pJ against "
+              "3.5 pJ per tile hop) was tried on 4-384-90 with the rate-weighted estimate "
+              "only: message hops -31 % instead of -37 %, hop energy -30 % instead of -24 %, "
+              "messages between chips still +6 % over greedy; not the default, not "
+              "measured on simulated spikes.",
               "* Measured and prior rates give nearly the same layouts here; the prior (0.1 "
               "events per neuron and step) is close to these models' measured rates "
               "(digits 0.02-0.14, 4-384-90 0.09-0.47 spikes per neuron and step).", ""]

@@ -285,15 +285,20 @@ def anneal_layout(w: sp.csr_matrix, slot_of: np.ndarray, coords: np.ndarray, *,
 
 
 def place_by_traffic(placement: Placement, program: Program, target: HardwareTarget,
-                     m: sp.csr_matrix, *, seed: int = 0,
-                     effort: int = DEFAULT_EFFORT) -> ChipAssignment:
+                     m: sp.csr_matrix, *, seed: int = 0, effort: int = DEFAULT_EFFORT,
+                     chip_weight: float = 1.0) -> ChipAssignment:
     """The traffic-aware layout (module docstring) of ``placement``'s cores, with message
-    matrix ``m`` (:func:`message_matrix`). Pure; the chips used equal the greedy layout's."""
+    matrix ``m`` (:func:`message_matrix`). Pure; the chips used equal the greedy layout's.
+
+    ``chip_weight``: what a chip hop costs in tile hops (1: the issue's messages x hops;
+    about 3.9 would weigh hops by their energy, e_chip_hop_pj / mean e_tile_hop_*_pj of
+    loihi2; docs/results-placement.md)."""
     greedy = placement.chips
     n, cpc = placement.cores_used, target.cores_per_chip
     k = -(-n // cpc)
     chip_positions = compact_chip_positions(k, tuple(target.chip_grid))
-    coords = _slots(target, chip_positions)
+    coords = _slots(target, chip_positions).astype(np.float64)
+    coords[:, 2:] *= chip_weight  # a chip hop costs chip_weight tile hops
     w = (m + m.T).tocsr()
     w.setdiag(0)
     w.eliminate_zeros()
