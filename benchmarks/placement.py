@@ -9,7 +9,7 @@ Per model, through the CLI as a user would run it:
 1. ``compile MODEL --placement greedy`` -> G; ``simulate G`` on the *rate* samples: the
    measured firing rates (``G/activity_reference.json``).
 2. ``compile MODEL --placement traffic --seed S --rates G/activity_reference.json`` -> T
-   (and the same with the prior rate, no ``--rates`` -> P; and seed S again -> T2, whose
+   (and the same with ``--rates prior`` -> P; and seed S again -> T2, whose
    placement.json must equal T's byte for byte).
 3. ``simulate`` G, T and P on the *evaluation* samples (disjoint from the rate samples) and
    ``report --format json``: message hops per sample (tile + chip hops of every message,
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import filecmp
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -91,6 +92,12 @@ def measure(build: Path, x: np.ndarray, work: Path) -> dict:
         "chips_used": placement.get("chips_used"), "cores_used": placement["cores_used"],
         "energy_per_sample_uj": r["energy_per_sample_uj"],
         "estimates": (placement.get("placement") or {}).get("estimates"),
+        "rates": (placement.get("placement") or {}).get("rates"),
+        "balance": (placement.get("placement") or {}).get("balance"),
+        "critical_terms_ns": r["latency"].get("critical_terms_ns"),
+        "cores_per_chip": placement["system"]["cores_per_chip"],
+        "firing_rates": [min(p["firing_rate"] for p in r["populations"]),
+                         max(p["firing_rate"] for p in r["populations"])],
     }
 
 
@@ -104,15 +111,21 @@ def bench_model(name: str, work: Path, seed: int) -> dict:
     out: dict = {"model": name, "target": target, "rate_samples": len(x_rates),
                  "eval_samples": len(x_eval), "seed": seed, "compile_s": {}}
     base = CLI + ["compile", nir, "--target", target]
+    shutil.rmtree(builds["greedy"], ignore_errors=True)
     out["compile_s"]["greedy"] = run(base + ["-o", builds["greedy"]], work / "greedy.log")
     np.save(work / "rates.npy", x_rates)
     run(CLI + ["simulate", builds["greedy"], "--input", work / "rates.npy"], work / "rates.log")
     rates = work / "rates_activity.json"
     rates.write_bytes((builds["greedy"] / "activity_reference.json").read_bytes())
     for key, extra in (("traffic", ["--rates", rates]), ("traffic_again", ["--rates", rates]),
-                       ("prior", [])):
+                       ("prior", ["--rates", "prior"])):
+        shutil.rmtree(builds[key], ignore_errors=True)  # no earlier run's files
         out["compile_s"][key] = run(base + ["-o", builds[key], "--placement", "traffic",
                                            "--seed", str(seed)] + extra, work / f"{key}.log")
+    for key, start in (("traffic", "measured"), ("prior", "prior")):
+        rec = json.loads((builds[key] / "placement.json").read_text())["placement"]
+        if not rec["rates"].startswith(start):
+            raise SystemExit(f"{key}: placed with rates '{rec['rates']}', not {start}")
     out["identical_for_seed"] = filecmp.cmp(builds["traffic"] / "placement.json",
                                             builds["traffic_again"] / "placement.json",
                                             shallow=False)
@@ -134,6 +147,37 @@ def _commit() -> str:
                               capture_output=True, text=True).stdout.strip() or "unknown"
     except OSError:
         return "unknown"
+
+
+def _shows(r: dict) -> list[str]:
+    """What one model's rows show, from the numbers themselves."""
+    t, g = r["traffic"], r["greedy"]
+    est = t.get("estimates") or {}
+    out = []
+    if "greedy" in est and "traffic" in est:
+        out.append(f"* {r['model']}: longest route {est['greedy']['longest_route_hops']} -> "
+                   f"{est['traffic']['longest_route_hops']} hops (expected); messages between "
+                   f"chips per sample {g['messages_between_chips_per_sample']:,.0f} -> "
+                   f"{t['messages_between_chips_per_sample']:,.0f}.")
+    free = g["chips_used"] * g["cores_per_chip"] - g["cores_used"]
+    b = t.get("balance") or {}
+    if b.get("work_cap") is not None:
+        (c0, c1), (w0, w1) = b["cores"], b["busiest_core_work_ns"]
+        out.append(f"  Balance: {free:,} free core slots on its {g['chips_used']} chip(s); the "
+                   f"partition was re-cut at {b['work_cap']:g} x the busiest core's estimated "
+                   f"work: {c0:,} -> {c1:,} cores, busiest core {w0:,.0f} -> {w1:,.0f} ns per "
+                   "step (estimated).")
+    else:
+        out.append(f"  Balance: none ({free:,} free core slots on its {g['chips_used']} "
+                   "chip(s)).")
+    terms = t.get("critical_terms_ns") or {}
+    if terms:
+        share = (terms.get("route", 0) + terms.get("barrier", 0)) / t["latency_per_step_ns"]
+        out.append(f"  Route + barrier: {100 * share:.2f} % of the traffic build's step; "
+                   f"bound: {t['latency_bound']}. Population firing rates (greedy run): "
+                   f"{g['firing_rates'][0]:.3f} to {g['firing_rates'][1]:.3f} spikes per "
+                   "neuron and step (the prior is 0.1).")
+    return out
 
 
 def render(rows: list[dict], commit: str) -> str:
@@ -182,33 +226,20 @@ def render(rows: list[dict], commit: str) -> str:
             f"chips {r['greedy']['chips_used']} -> {t['chips_used']}, identical for the seed: "
             f"{r['identical_for_seed']} - **{'MET' if ok else 'NOT MET'}**. With the prior "
             f"rate instead of measured rates: {100 * r['prior']['hops_change']:+.1f} %.")
-    lines += ["", "## What it shows", "",
-              "* The layout does most of the work: on digits the greedy row of 9 cores becomes "
-              "a compact cluster (longest route 7 -> 3 hops); on 4-384-90 the 22 chips move "
-              "from a line of the 8 x 12 x 12 grid to a 2 x 3 x 4 box (longest route 28 -> 25 "
-              "hops) and cores that exchange many messages sit on nearby tiles. Messages between chips rise (the layout trades "
-              "chip crossings for shorter tile routes: both count one hop each in the model).",
-              "* The latency gain is the balance: both programs are memory-bound on their busiest "
-              "cores (digits: a core of 3,072 neurons of block 0's MLP and block 1's queries; "
-              "4-384-90: the 39 "
-              "cores of the dense 3 x 3 convolution `patch_embed.convs.3`, 1.9 M synaptic ops "
-              "per step each). Digits has 119 free cores on its chip and its busiest core is "
-              "cut to 0.8 of its estimated work before the hops would grow more than 10 %; 4-384-90 has "
-              "47 free core slots on its 22 chips and a cap of 0.9 already needs a 23rd chip, "
-              "so the bisection stops at 0.91 (+32 cores: 2,304 instead of 2,560 neurons on "
-              "each of those cores). Route (1.0 us) and barrier (7.8 us) are 0.14 % of its "
-              "6.3 ms step.",
-              "* Messages between chips rise because a chip hop counts as much as a tile hop in "
-              "the objective (messages x hops, as the issue asks), so the layout spreads "
-              "layers over the chips where their partners' tiles are. Weighing a chip hop by "
-              "its energy instead (`place_by_traffic(chip_weight=3.9)`: 13.5 pJ against "
-              "3.5 pJ per tile hop) was tried on 4-384-90 with the rate-weighted estimate "
-              "only: message hops -31 % instead of -37 %, hop energy -30 % instead of -24 %, "
-              "messages between chips still +6 % over greedy; not the default, not "
-              "measured on simulated spikes.",
-              "* Measured and prior rates give nearly the same layouts here; the prior (0.1 "
-              "events per neuron and step) is close to these models' measured rates "
-              "(digits 0.02-0.14, 4-384-90 0.09-0.47 spikes per neuron and step).", ""]
+    lines += ["", "## What it shows", ""]
+    for r in rows:
+        lines += _shows(r)
+    lines += ["", "Both programs are memory-bound on their busiest cores (the synaptic ops of a "
+              "core the resource-driven partition filled), so the latency gain is the "
+              "balance; the layout gives the hops. Messages between chips can rise: a chip "
+              "hop counts as much as a tile hop in the objective (messages x hops, as the "
+              "issue asks), so the layout may spread layers over the chips where their "
+              "partners' tiles are. Weighing a chip hop by its energy instead "
+              "(`place_by_traffic(chip_weight=3.9)`: 13.5 pJ against 3.5 pJ per tile hop) was "
+              "tried once on 4-384-90 with the rate-weighted estimate only (revision "
+              "f548f0d): message hops -31 % instead of -37 %, hop energy -30 % instead of "
+              "-24 %, messages between chips still +6 % over greedy; not the default, not "
+              "measured on simulated spikes.", ""]
     lines += ["Rates samples: digits test samples 0-59, evaluation 60-359; 4-384-90: the "
               "synthetic rung's inputs 0-7, evaluation 8-15 (benchmarks/scale.py). Raw "
               "numbers: docs/data/placement.json.", ""]

@@ -116,8 +116,9 @@ def compile_netx(path, target, out_dir, *, time_steps: int | None = None, log=No
 
 def placement_rates(method: str, rates, out_dir, log=None):
     """``(activity, source)`` whose firing rates weigh a traffic-aware layout: the file
-    ``rates`` (an ``activity_<backend>.json``), else the reference activity a previous
-    simulation left in ``out_dir``, else ``(None, None)`` (the prior rate is used)."""
+    ``rates`` (an ``activity_<backend>.json``; ``"prior"``: none), else the reference
+    activity a previous simulation left in ``out_dir``, else ``(None, None)`` (the prior
+    rate is used)."""
     import json
 
     from .program.activity import Activity
@@ -126,6 +127,9 @@ def placement_rates(method: str, rates, out_dir, log=None):
         if rates is not None:
             _log(f"note: --rates is used by --placement traffic only; {rates} is not read",
                  log)
+        return None, None
+    if rates is not None and str(rates) == "prior":
+        _log("placement: traffic-aware, messages weighed by the prior rate (--rates prior)", log)
         return None, None
     path = Path(rates) if rates is not None else Path(out_dir) / "activity_reference.json"
     if not path.exists():

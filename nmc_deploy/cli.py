@@ -140,11 +140,12 @@ def export(checkpoint, out, portable):
               help="Lays the cores out on the chips' meshes: in program order (greedy), or "
                    "to reduce messages x hops (traffic; slower; uses the firing rates of "
                    "--rates or of OUT's previous simulation, else a prior).")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seeds the traffic-aware layout (same seed, same layout).")
 @click.option("--rates", type=click.Path(path_type=Path), default=None,
               help="Reads the firing rates that weigh messages for --placement traffic from "
-                   "this activity file (activity_reference.json of a simulation).")
+                   "this activity file (activity_reference.json of a simulation); 'prior' "
+                   "uses the prior rate even when OUT holds a simulation.")
 def compile_(model, target, out, vth_mant, low_rank, residual, weight_sharing,
              attention_split, dt, convention, reset, emit, time_steps, placement, seed, rates):
     """Compiles a NIR file (or a lava-dl netx .net file) to a Loihi-style core program and

@@ -153,7 +153,7 @@ def _log_compile_report(result, summary: dict, attention_split: str, log) -> Non
 
 
 def _check_compile_options(low_rank, residual, weight_sharing, attention_split, emit,
-                           placement) -> None:
+                           placement, seed=0) -> None:
     """One-line errors for compile options outside their choices (the API's callers)."""
     from .compile.mesh import PLACEMENTS
     from .errors import NmcDeployError
@@ -176,6 +176,8 @@ def _check_compile_options(low_rank, residual, weight_sharing, attention_split, 
     if placement not in PLACEMENTS:
         raise NmcDeployError(f"compile: placement '{placement}' is not one of "
                              f"{', '.join(PLACEMENTS)}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise NmcDeployError(f"compile: seed ({seed}) must be a non-negative integer")
 
 
 def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int | None = None,
@@ -237,7 +239,7 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     from .targets import load_target
 
     _check_compile_options(low_rank, residual, weight_sharing, attention_split, emit,
-                           placement)
+                           placement, seed)
     tgt = load_target(target)
     from .builds import format_layout, placement_rates
     from .compile.netx import is_netx_file

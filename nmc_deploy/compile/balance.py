@@ -10,7 +10,8 @@ re-partitions with a further per-core limit, the estimated work per step::
                    + time_per_synop_ns * synops_per_step(population) * fan_in(neuron)
                                          / sum of fan_in over the population
 
-``synops_per_step`` is measured (the layers into the population in an activity file) or,
+``synops_per_step`` is measured (the layers into the population in an activity file;
+attention layers excluded: their ops run on the attention units' cores) or,
 without one, ``PRIOR_RATE x`` its synapses (:data:`~.mesh.PRIOR_RATE`); ``fan_in`` counts a
 neuron's synapses over every non-attention group into it. The caps are fractions of the
 greedy partition's busiest core: :data:`WORK_CAPS` while the chips hold, then a bisection
@@ -70,6 +71,8 @@ def neuron_work(program: Program, target: HardwareTarget, activity: Activity | N
     measured: dict[str, float] = {}
     if activity is not None:
         for layer in activity.layers:
+            if layer.kind == "attention":  # runs on the attention units' cores
+                continue
             measured[layer.population] = measured.get(layer.population, 0.0) + layer.synops
     work = {}
     for p in program.populations:
@@ -136,7 +139,7 @@ def balance_cores(program: Program, target: HardwareTarget, placement: Placement
             hi = mid
         else:
             lo = mid
-    for cap in sorted(fitting):
+    for cap in sorted(fitting):  # a cap that leaves the cores as they are changes nothing
         if fitting[cap].cores_used > placement.cores_used and accept(fitting[cap]):
             return fitting[cap], cap
     return placement, None

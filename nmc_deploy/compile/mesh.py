@@ -252,6 +252,8 @@ def anneal_layout(w: sp.csr_matrix, slot_of: np.ndarray, coords: np.ndarray, *,
     proposals = min(max(effort * n, _MIN_PROPOSALS), _MAX_PROPOSALS)
     cool_every = max(1, proposals // _COOLING_STEPS)
     for it in range(proposals):
+        if it and it % cool_every == 0:
+            temp *= 0.9
         a = int(rng.integers(n))
         lo, hi = indptr[a], indptr[a + 1]
         if lo == hi:
@@ -279,8 +281,6 @@ def anneal_layout(w: sp.csr_matrix, slot_of: np.ndarray, coords: np.ndarray, *,
             if b >= 0:
                 slot_of[b], pos[b] = slot_of[a], old
             slot_of[a], pos[a] = slot, new
-        if it % cool_every == cool_every - 1:
-            temp *= 0.9
     return slot_of
 
 
@@ -368,7 +368,7 @@ def layout_cores(placement: Placement, program: Program, target: HardwareTarget,
         out = _laid_out(trial, program, target, events, seed, effort)
         if out[1].message_hops_per_step > traffic.message_hops_per_step * (1 + BALANCE_HOPS_SLACK):
             return False
-        found[trial.cores_used] = out
+        found["accepted"] = out  # balance_cores returns the first partition accepted
         return True
 
     balanced, cap = balance_cores(program, target, placement, work, accept,
@@ -376,7 +376,7 @@ def layout_cores(placement: Placement, program: Program, target: HardwareTarget,
     before = float(core_work(placement, work).max(initial=0.0))
     after = float(core_work(balanced, work).max(initial=0.0))
     if cap is not None:
-        chips, traffic = found[balanced.cores_used][:2]
+        chips, traffic = found["accepted"][:2]
     g = placement.chips
     record = MeshPlacement(
         method=method, seed=seed, rates=rates,

@@ -75,10 +75,11 @@ def _values(g, key: str, where: str) -> np.ndarray:
     return value.astype(np.int64)
 
 
-def _pair(g, key: str, where: str, default: int | None = None) -> tuple[int, int]:
-    """A (H, W) pair as SLAYER writes it (one int or two values; netx reverses to (X, Y))."""
+def _pair(g, key: str, where: str, default=None) -> tuple[int, int]:
+    """A (H, W) pair as SLAYER writes it (one int or two values; netx reverses to (X, Y));
+    ``default``: an int or an (H, W) pair for a missing key."""
     if key not in g and default is not None:
-        return (default, default)
+        return tuple(default) if isinstance(default, tuple) else (default, default)
     v = _values(g, key, where).ravel()
     if v.size not in (1, 2):
         raise InputFileError(f"{where}: '{key}' ({list(v)}) must be one int or (H, W)")
@@ -186,7 +187,8 @@ def read_pool(g, where: str, in_shape: tuple, x_max: int) -> ConvLayer:
                              "pool kernel is (1, 1, kH, kW), shared by every channel")
     c = int(in_shape[0])
     kernel = np.broadcast_to(w, (c, 1, *w.shape[2:])).copy()
-    return _finish(g, where, kernel, in_shape, _pair(g, "stride", where, w.shape[2]),
+    return _finish(g, where, kernel, in_shape,
+                   _pair(g, "stride", where, tuple(w.shape[2:4])),
                    _pair(g, "padding", where, 0), _pair(g, "dilation", where, 1), c, x_max)
 
 
@@ -195,7 +197,7 @@ def conv_input_shape(g, where: str, pool: bool = False) -> tuple[int, int, int]:
     layer: unique only with stride 1 (netx itself needs ``input_shape`` then)."""
     kernel = _kernel(g, where)
     groups = int(_values(g, "groups", where).ravel()[0]) if "groups" in g else 1
-    stride = _pair(g, "stride", where, kernel.shape[2] if pool else 1)
+    stride = _pair(g, "stride", where, tuple(kernel.shape[2:4]) if pool else 1)
     padding, dilation = _pair(g, "padding", where, 0), _pair(g, "dilation", where, 1)
     out = chw_shape(g, where)
     if stride != (1, 1) or len(out) != 3:

@@ -118,11 +118,24 @@ class MeshPlacement:
     def from_json(cls, d: dict, where: str) -> "MeshPlacement":
         est = read_dict(d, "estimates", where)
         baseline = read_dict(d, "baseline", where) if "baseline" in d else None
+        if baseline is not None:
+            cols = [read_list(baseline, k, f"{where}.baseline")
+                    for k in ("core_chip", "core_tile")]
+            if len(cols[0]) != len(cols[1]) or not all(
+                    isinstance(t, list) and len(t) == 2 for t in cols[1]):
+                raise InputFileError(f"{where}.baseline: core_chip and core_tile must list "
+                                     "one chip and one (x, y) tile per core; compile again")
+        balance = read_dict(d, "balance", where) if "balance" in d else None
+        if balance is not None and not all(
+                isinstance(balance.get(k), list) and len(balance[k]) == 2
+                for k in ("cores", "busiest_core_work_ns")):
+            raise InputFileError(f"{where}.balance: 'cores' and 'busiest_core_work_ns' must "
+                                 "be [before, after] pairs; compile again")
         return cls(read_text(d, "method", where), read_count(d, "seed", where),
                    read_text(d, "rates", where),
                    {k: MeshEstimate.from_json(read_dict(est, k, f"{where}.estimates"),
                                               f"{where}.estimates.{k}") for k in est},
-                   baseline, read_dict(d, "balance", where) if "balance" in d else None)
+                   baseline, balance)
 
 
 @dataclass(frozen=True)

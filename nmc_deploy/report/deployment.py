@@ -74,6 +74,7 @@ def utilization(placement: Mapping[str, Any]) -> dict:
                      "chip": int(core.get("chip") or 0),
                      "tile": list(core["tile"]) if core.get("tile") is not None else None,
                      "populations": [p.get("name", "") for p in core.get("populations") or ()],
+                     "attention": core.get("attention"),
                      "shares": {r: round(s, 4) for r, s in shares.items()},
                      "binding": binding, "max_share": round(shares[binding], 4)})
     return {"resources": dict(RESOURCES), "limits": {k: limits.get(k) for k in RESOURCES.values()},
@@ -292,7 +293,8 @@ def placement_record(placement: Mapping[str, Any]) -> dict:
         out["baseline"] = {"core_chip": list(base.get("core_chip") or ()),
                            "core_tile": [list(t) for t in base.get("core_tile") or ()],
                            "core_population": list(base.get("core_population") or ())}
-        if len(now) == len(before):  # the same partition: cores correspond one to one
+        if (rec.get("balance") or {}).get("work_cap") is None and len(now) == len(before):
+            # the same partition (not re-cut): cores correspond one to one
             out["moved_cores"] = sum(1 for (c, t), (bc, bt) in zip(now, before)
                                      if c != bc or t != list(bt))
     out["text"] = (f"{out['method']} placement (seed {out['seed']}, rates: {out['rates']})"

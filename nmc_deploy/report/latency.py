@@ -17,8 +17,10 @@
 
 ``x_c`` is the per-step average over the recorded samples x steps of the work of core ``c``:
 its share (``fraction``) of each population's neuron updates and of the synaptic operations
-of the layers feeding it, and the messages it sends and receives (``traffic.core_pairs``;
-none without them). The critical core is the one with the largest ``busy_c``; its bound is
+of the layers feeding it (spread evenly over the population's neurons), and the messages it sends and receives (``traffic.core_pairs``;
+none without them). An attention op placed on attention-unit cores counts its attention
+ops on those cores (split by each unit's ``ops_per_step``), not on its target population's
+cores. The critical core is the one with the largest ``busy_c``; its bound is
 the largest of memory (synaptic ops: synapse-memory reads), compute (neuron updates) and
 traffic (its messages + route + barrier), the three terms of the max-affine Loihi 2 runtime
 model of Timcheck et al. (arXiv 2601.10035). The barrier interpolation (log2 in tiles on one
@@ -88,12 +90,14 @@ def estimate_latency(activity: Activity, placement: PlacementSummary,
     caller); appends its assumptions to ``assumptions``."""
     steps, depth = activity.time_steps, activity.pipeline_depth or 0
     recorded = activity.samples * steps
-    per_step = {p.name: (sum(ly.synops for ly in feeders[p.name]) / recorded,
-                         p.active_updates / recorded,
+    unit_ops, on_units = _attention_on_units(placement, feeders, recorded)
+    per_step = {p.name: (sum(ly.synops for ly in feeders[p.name] if ly.name not in on_units)
+                         / recorded, p.active_updates / recorded,
                          (p.neuron_updates - p.active_updates) / recorded)
                 for p in activity.populations}
     sent, received = _messages_per_step(activity, recorded)
-    rows, pop_busy = _core_rows(placement, per_step, sent, received, target, assumptions)
+    rows, pop_busy = _core_rows(placement, per_step, sent, received, target, assumptions,
+                                unit_ops)
     critical = max(rows, key=lambda r: r["busy_ns_per_step"], default=None)
     route, route_ns = _route(activity, target)
     chips, tiles, how = chips_and_tiles(placement, target)
@@ -126,6 +130,31 @@ def estimate_latency(activity: Activity, placement: PlacementSummary,
     return out
 
 
+def _attention_on_units(placement: PlacementSummary, feeders: dict, recorded: int
+                        ) -> tuple[dict[int, float], set[str]]:
+    """Attention ops per step of every attention-unit core (an op's ops split over its
+    units by their ``ops_per_step``), and the attention layers so charged (they run on the
+    units, not on their target population's neuro cores)."""
+    units: dict[str, list] = {}
+    for c in placement.cores:
+        if c.kind == "attention" and c.attention:
+            units.setdefault(c.attention.split("[")[0], []).append(c)
+    ops: dict[int, float] = {}
+    charged: set[str] = set()
+    for layers in feeders.values():
+        for ly in layers:
+            cores = units.get(ly.name) if ly.kind == "attention" else None
+            if not cores:
+                continue
+            weight = [float(c.ops_per_step or 0) for c in cores]
+            total = sum(weight)
+            for c, w in zip(cores, weight):
+                share = w / total if total else 1.0 / len(cores)
+                ops[c.core] = ops.get(c.core, 0.0) + ly.synops / recorded * share
+            charged.add(ly.name)
+    return ops, charged
+
+
 def _messages_per_step(activity: Activity, recorded: int) -> tuple[dict, dict]:
     """Per core id the messages it sends and receives per step (empty without core_pairs)."""
     sent: dict[int, float] = {}
@@ -139,16 +168,19 @@ def _messages_per_step(activity: Activity, recorded: int) -> tuple[dict, dict]:
 
 
 def _core_rows(placement: PlacementSummary, per_step: dict, sent: dict, received: dict,
-               target: HardwareTarget, assumptions: list[str]) -> tuple[list, dict]:
-    """One row per core with its per-step work and terms; per population its busy ns
-    (synops + neuron updates, summed over its cores: the key of the static-energy split)."""
+               target: HardwareTarget, assumptions: list[str],
+               unit_ops: dict[int, float] | None = None) -> tuple[list, dict]:
+    """One row per core with its per-step work and terms (an attention unit's core: its
+    share of the op's attention ops, ``unit_ops``, as synaptic ops); per population its busy
+    ns (synops + neuron updates, summed over its cores: the key of the static-energy split)."""
     t_syn, t_act = target.time_per_synop_ns, target.time_per_neuron_update_active_ns
     t_ina = target.time_per_neuron_update_inactive_ns
     placed: dict[str, float] = {}
     pop_busy: dict[str, float] = {}
     rows = []
     for core in placement.cores:
-        synops = active = inactive = 0.0
+        synops = (unit_ops or {}).get(core.core, 0.0)
+        active = inactive = 0.0
         for entry in core.populations:
             if entry.name not in per_step:
                 raise InputFileError(

@@ -240,7 +240,7 @@ def _utilization(report: dict) -> str:
            "(x east-west, y north-south); colour: the largest share of any per-core limit "
            "(placement.json limits). Hover a cell for every share.</p>",
            svg.ramp_legend("0 %", "100 % of a per-core limit", "purple: over"),
-           svg.core_heatmap(util["cores"], system.get("tile_grid") or (16, 8),
+           svg.core_heatmap(util["cores"], system.get("tile_grid"),
                             int(system.get("cores_per_tile") or 1), tip)] \
         if util["cores"] else ["<p>not available (no placement record)</p>"]
     if system.get("per_chip"):
@@ -367,14 +367,17 @@ def _layout_maps(report: dict, p: dict) -> list[str]:
     order = list(dict.fromkeys(base["core_population"]))
     rank = {name: i / max(1, len(order) - 1) for i, name in enumerate(order)}
     system = report.get("system") or {}
-    grid, per_tile = system.get("tile_grid") or (16, 8), int(system.get("cores_per_tile") or 1)
+    grid, per_tile = system.get("tile_grid"), int(system.get("cores_per_tile") or 1)
+    if not grid:  # no chip assignment: nothing to lay out
+        return []
     before = [{"core": i, "chip": c, "tile": t, "name": n, "max_share": rank.get(n, 0.0)}
               for i, (c, t, n) in enumerate(zip(base["core_chip"], base["core_tile"],
                                                 base["core_population"]))]
-    after = [{"core": c["core"], "chip": c["chip"], "tile": c["tile"],
-              "name": (c["populations"] or ["?"])[0],
-              "max_share": rank.get((c["populations"] or ["?"])[0], 0.0)}
-             for c in util["cores"]]
+    def first(c: dict) -> str:  # a neuro core's first population, or the attention unit
+        return (c["populations"] or [c.get("attention") or "?"])[0]
+
+    after = [{"core": c["core"], "chip": c["chip"], "tile": c["tile"], "name": first(c),
+              "max_share": rank.get(first(c), 0.0)} for c in util["cores"]]
 
     def tip(row: dict) -> str:
         tile = "" if row["tile"] is None else f" tile ({row['tile'][0]}, {row['tile'][1]})"

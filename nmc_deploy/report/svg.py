@@ -133,23 +133,26 @@ def ramp_legend(low: str, high: str, note: str = "", width: int = 360) -> str:
             f'<text x="{width - 112}" y="12">{_e(note)}</text></svg>')
 
 
-def core_heatmap(cores: Sequence[dict], tile_grid: Sequence[int], cores_per_tile: int,
+def core_heatmap(cores: Sequence[dict], tile_grid: Sequence[int] | None, cores_per_tile: int,
                  tooltip, width: int = 1080, kind: str = "core",
                  label: str = "per-core utilization") -> str:
     """One ``<rect class="core">`` per core at its chip and tile, coloured by ``max_share``.
 
     ``cores``: the ``utilization.cores`` rows (chip, tile, max_share). Each used chip is a
     grey block of ``tile_grid`` tiles (x east-west, y north-south); a tile's cores split it
-    into a small grid. Cores without a tile are laid out in index order on one block.
+    into a small grid. Without a tile grid, or with cores without a tile, the cores are laid
+    out in index order on one block.
     ``tooltip(row)`` gives each cell's ``<title>`` text; ``kind`` is the cells' class and
     ``label`` the picture's aria-label.
     """
-    tx, ty = (int(tile_grid[0]), int(tile_grid[1])) if len(tile_grid) >= 2 else (16, 8)
-    if any(c.get("tile") is None for c in cores):  # no chip assignment: one block, by index
+    if not tile_grid or len(tile_grid) < 2 or any(c.get("tile") is None for c in cores):
+        # no chip assignment: one block, by index
         tx = max(1, min(64, len(cores)))
         ty = max(1, math.ceil(len(cores) / tx))
         cores = [dict(c, chip=0, tile=[i % tx, i // tx]) for i, c in enumerate(cores)]
         cores_per_tile = 1
+    else:
+        tx, ty = int(tile_grid[0]), int(tile_grid[1])
     chips = sorted({c["chip"] for c in cores})
     sub = max(1, math.ceil(math.sqrt(max(1, cores_per_tile))))
     pad, label_h = 10, 16
