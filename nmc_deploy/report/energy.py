@@ -456,9 +456,9 @@ def _system(placement: PlacementSummary, activity: Activity, target: HardwareTar
     units = [c for c in placement.cores if c.kind == "attention"]
     if units or placement.attention_on_host:
         out["attention_deployment"] = {
-            "units": len(units), "on_host": list(placement.attention_on_host),
-            "max_in_axons": max((c.in_axons for c in units), default=0),
-            "max_out_axons": max((c.out_axons for c in units), default=0),
+            "units": len(units), "on_host": list(placement.attention_on_host or ()),
+            "max_in_axons": max((c.in_axons or 0 for c in units), default=0),
+            "max_out_axons": max((c.out_axons or 0 for c in units), default=0),
             "max_ops_per_step": max((c.ops_per_step or 0 for c in units), default=0)}
     traffic = activity.traffic
     if traffic is None:

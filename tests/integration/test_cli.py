@@ -355,3 +355,11 @@ def test_traffic_placement_through_the_cli(tmp_path, tiny_graph):
     _one_line_error(*run("compile", tmp_path / "m.nir", "--placement", "traffic", "--rates",
                          tmp_path / "none.json", "-o", tmp_path / "c"), "no such activity file")
     assert not (tmp_path / "c").exists()
+    # --rates prior: the prior even though b holds a simulation
+    rc, out, err = run("compile", tmp_path / "m.nir", "--placement", "traffic", "--rates",
+                       "prior", "-o", b)
+    assert rc == 0, err
+    assert json.loads((b / "placement.json").read_text())["placement"]["rates"].startswith(
+        "prior: 0.1")
+    rc, out, err = run("compile", tmp_path / "m.nir", "--seed", "-1", "-o", tmp_path / "c")
+    assert rc == 2 and "Traceback" not in err and not (tmp_path / "c").exists()

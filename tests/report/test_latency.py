@@ -223,3 +223,24 @@ def test_placement_without_tiles_assumes_packed_tiles():
     lat = estimate_costs(activity, program, load_target("loihi1"))["latency"]
     assert lat["barrier"]["tiles"] == 1 and lat["barrier_ns"] == 113.0  # 2 cores, 4 per tile
     assert "packed" in lat["barrier"]["tiles_from"]
+
+
+def test_attention_ops_count_on_the_units_cores():
+    """An attention layer into b whose op has two unit cores (ops_per_step 3 : 1): its
+    synaptic ops leave b's core and go to the units, 3 : 1. By hand (loihi1, per step):
+    attention ops 4000 / 10 = 400 -> unit 2: 300 x 3.5 = 1050 ns, unit 3: 100 x 3.5 = 350 ns;
+    core 1 keeps fb's 100 x 3.5 = 350 ns of synops."""
+    activity, program = one_chip()
+    activity["layers"].append({"name": "att", "kind": "attention", "synops": 4000,
+                               "synapses": 0, "population": "b"})
+    program["cores"] += [{"core": 2, "kind": "attention", "attention": "att[h0:1]",
+                          "populations": [], "chip": 0, "tile": [1, 0], "ops_per_step": 3},
+                         {"core": 3, "kind": "attention", "attention": "att[h1:2]",
+                          "populations": [], "chip": 0, "tile": [2, 0], "ops_per_step": 1}]
+    program["cores_used"] = 4
+    rep = estimate_costs(activity, program, load_target("loihi1"))
+    rows = {r["core"]: r for r in rep["latency"]["cores"]}
+    assert rows[2]["terms_ns"]["synops"] == pytest.approx(1050.0)
+    assert rows[3]["terms_ns"]["synops"] == pytest.approx(350.0)
+    assert rows[1]["terms_ns"]["synops"] == pytest.approx(350.0)
+    assert rows[0]["terms_ns"]["synops"] == pytest.approx(700.0)
