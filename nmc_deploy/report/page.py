@@ -177,7 +177,9 @@ def _cost(report: dict) -> str:
     if tm.get("status") == "counted":
         p = tm["per_sample"]
         rows += [("messages / sample", num(p["messages"], 1), "counted (core_pairs)"),
-                 ("message hops / sample", num(p["hops"], 1), "counted (mesh model)"),
+                 ("message hops / sample", num(p["hops"] + p.get("chip_hops", 0), 1),
+                  f"counted (mesh model): {num(p['hops'], 0)} tile + "
+                  f"{num(p.get('chip_hops', 0), 0)} chip hops"),
                  ("messages between chips / sample", num(p["messages_between_chips"], 1), "")]
     else:
         rows += [(k, v, "counted") for k, v in _traffic_rows(report)[:2]]
