@@ -11,7 +11,8 @@ from pathlib import Path
 
 from .errors import InputFileError
 
-__all__ = ["BUILD_FILES", "write_build", "compile_netx", "placement_rates", "format_layout"]
+__all__ = ["BUILD_FILES", "write_build", "compile_netx", "placement_rates", "format_layout",
+           "traffic_record", "write_outputs"]
 
 BUILD_FILES = ("program.json", "program.npz", "placement.json", "design_rules.json",
                "target.json", "model.nir")
@@ -174,3 +175,37 @@ def _balance_text(record: dict) -> str:
     (c0, c1), (w0, w1) = b["cores"], b["busiest_core_work_ns"]
     return (f"; per-core work balanced (cap {b['work_cap']:g} of the busiest core): cores "
             f"{c0} -> {c1}, busiest core {w0:,.0f} -> {w1:,.0f} ns per step (estimated)")
+
+
+# ------------------------------------------------------------------ simulation results
+
+def traffic_record(program, placement, run) -> dict | None:
+    """The run's spike messages routed on the build's chips and tiles (None: a placement
+    without chip assignment)."""
+    from .compile.traffic import count_traffic, sender_events
+
+    events, missing = sender_events(program, run)
+    traffic = count_traffic(program, placement, events, missing)
+    return None if traffic is None else traffic.to_json()
+
+
+def write_outputs(build_dir, backend, runs, flt, record, program, result, log) -> None:
+    """``--record`` NIRData and the per-step graph outputs ``outputs_<backend>.npz``."""
+    import numpy as np
+
+    from .fileio import atomic_path
+    from .simulate.record import write_record
+
+    main_run = runs.get(backend) or next(iter(runs.values()))
+    if record is not None:
+        n = write_record(record, main_run, float(program.metadata.get("dt", 1.0)))
+        result["record"] = str(record)
+        _log(f"recorded {n} populations as NIRData -> {record}", log)
+    arrays = {"float": flt.output_steps} if flt is not None and flt.output_steps is not None \
+        else {}
+    for name_b, run in runs.items():
+        if run.output_steps is not None:
+            arrays[name_b] = run.output_steps
+    with atomic_path(build_dir / f"outputs_{backend}.npz", suffix=".npz") as tmp:
+        np.savez_compressed(tmp, **arrays)
+    result["outputs_file"] = f"outputs_{backend}.npz"

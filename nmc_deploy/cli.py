@@ -173,14 +173,18 @@ def compile_(model, target, out, vth_mant, low_rank, residual, weight_sharing,
                    "of spikes or integer currents, or a NIRData file.")
 @click.option("--record", type=click.Path(path_type=Path), default=None,
               help="Writes every population's per-step activity as NIRData to this file.")
-def simulate(build, backend, compare, samples, dataset, data_path, inputs, record):
-    """Simulates a compiled program (test split or --input) and prints accuracies."""
+@click.option("--labels", type=click.Path(path_type=Path), default=None,
+              help="Gives integer labels (.npy, one per sample) for --input, so float, "
+                   "fixed-point and Lava accuracies are printed.")
+def simulate(build, backend, compare, samples, dataset, data_path, inputs, record, labels):
+    """Simulates a compiled program (test split or --input) and prints accuracies and the
+    fidelity per population (float vs fixed point, reference vs Lava)."""
     from .pipeline import run_simulation
 
     if samples is not None and samples < 1:
         raise click.BadParameter("must be at least 1", param_hint="--samples")
     run_simulation(build, backend, samples=samples, compare=compare, dataset=dataset,
-                   data_path=data_path, inputs=inputs, record=record)
+                   data_path=data_path, inputs=inputs, record=record, labels=labels)
 
 
 @cli.command()

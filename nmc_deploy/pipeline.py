@@ -12,17 +12,16 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from .errors import InputFileError
-from .fileio import atomic_path, write_json_atomic
+from .fileio import write_json_atomic
 
 __all__ = ["train_checkpoint", "prune_checkpoint", "export_checkpoint", "compile_model",
            "run_simulation", "make_report", "run_demo", "BUILD_FILES", "PRUNE_METHODS"]
 
 from .prune.request import PRUNE_METHODS  # noqa: E402  (plain Python, no torch)
 
-from .builds import BUILD_FILES, compile_netx, write_build  # noqa: E402,F401  (re-exported)
+from .builds import (BUILD_FILES, compile_netx, traffic_record, write_build,  # noqa: E402,F401
+                     write_outputs)  # (BUILD_FILES re-exported)
 
 
 def _log(msg: str, log: Callable[[str], None] | None) -> None:
@@ -329,14 +328,20 @@ def _load_build(build_dir: Path):
     return load_program(build_dir), load_placement_summary(build_dir)
 
 
-def _simulation_inputs(program, inputs, samples, dataset, data_path):
-    """``(x, y, name)``: a user input file (no labels) or the test split of a data set."""
+def _simulation_inputs(program, inputs, samples, dataset, data_path, labels=None):
+    """``(x, y, name)``: a user input file (labels from ``labels``, else none) or the test
+    split of a data set."""
     from .data import load_dataset
-    from .simulate.inputs import load_user_inputs
+    from .simulate.inputs import load_user_inputs, load_user_labels
 
+    if labels is not None and inputs is None:
+        raise InputFileError(f"{labels}: --labels goes with --input (a data set brings its "
+                             "own labels); add --input x.npy")
     if inputs is not None:
         x = load_user_inputs(inputs, program)
-        return (x[:samples] if samples is not None else x), None, str(inputs)
+        x = x[:samples] if samples is not None else x
+        y = None if labels is None else load_user_labels(labels, len(x), samples)
+        return x, y, str(inputs)
     name = dataset or program.metadata.get("dataset", "digits")
     data = load_dataset(name, data_path)
     if data.levels != program.input_levels:
@@ -387,7 +392,8 @@ def _run_backends(program, x, y, backend: str, compare: bool, result: dict, log)
 def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int | None = None,
                    compare: bool = False, dataset: str | None = None,
                    data_path: Path | None = None, inputs: Path | None = None,
-                   record: Path | None = None, log=None) -> dict:
+                   record: Path | None = None, labels: Path | None = None,
+                   log=None) -> dict:
     """Simulate the compiled program on the test split; writes ``activity_<backend>.json``.
 
     ``backend`` is "reference" or "lava"; ``compare`` runs both on the same samples and counts
@@ -396,10 +402,15 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
     (:func:`~nmc_deploy.simulate.inputs.load_user_inputs`; no accuracies then); the per-step
     graph outputs go to ``outputs_<backend>.npz``.
     ``record``: write every population's per-step output (spikes, LI voltages) as NIRData.
+    ``labels``: a ``.npy`` of integer labels for ``inputs`` (accuracies then).
+    Always prints the fidelity summary (:func:`~nmc_deploy.simulate.fidelity.fidelity_summary`:
+    per population float-vs-fixed and reference-vs-Lava mismatches, output agreement) and
+    writes it into ``simulation_<backend>.json`` (``fidelity``).
     """
     from .compile.lower import lower_graph
     from .nirio import read_nir
-    from .simulate.compare import compare_runs, format_mismatches
+    from .simulate.compare import compare_runs
+    from .simulate.fidelity import fidelity_summary, format_fidelity
     from .simulate.inputs import check_record_path
     from .simulate.reference import accuracy, simulate_float
 
@@ -407,7 +418,7 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
     program, placement = _load_build(build_dir)
     if record is not None:  # checked before any work, so a bad path costs no simulation
         record = check_record_path(record)
-    x, y, name = _simulation_inputs(program, inputs, samples, dataset, data_path)
+    x, y, name = _simulation_inputs(program, inputs, samples, dataset, data_path, labels)
     result = {"dataset": name, "samples": int(len(x)), "backend": backend}
     flt = None
     if (build_dir / "model.nir").exists():
@@ -427,50 +438,26 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
         if "token_choice_mismatches" in result:
             _log(f"token choices (reference vs Lava): {result['token_choice_mismatches']} "
                  "mismatches", log)
-        _log(format_mismatches(result["spike_mismatches_per_population"]), log)
+    fixed_name = "reference" if "reference" in runs else "Lava"
+    result["fidelity"] = fidelity_summary(flt, runs.get("reference") or runs["lava"],
+                                          runs.get("lava") if compare else None, y)
+    _log(format_fidelity(result["fidelity"], fixed_name), log)
     if inputs is not None or record is not None:
-        _write_outputs(build_dir, backend, runs, flt, record, program, result, log)
+        write_outputs(build_dir, backend, runs, flt, record, program, result, log)
+        _log(f"per-step graph outputs -> {build_dir / result['outputs_file']}", log)
     for name_b, run in runs.items():
         stats = dict(run.stats)
         if "layers" not in stats:  # Lava gives spikes; activity counts come from the reference
             continue
         stats["dataset"] = name
-        traffic = _traffic(program, placement, run)
+        traffic = traffic_record(program, placement, run)
         if traffic is not None:
             stats["traffic"] = traffic
         write_json_atomic(build_dir / f"activity_{name_b}.json", stats)
-    write_json_atomic(build_dir / f"simulation_{backend if not compare else 'compare'}.json",
-                      result)
+    summary_file = build_dir / f"simulation_{backend if not compare else 'compare'}.json"
+    write_json_atomic(summary_file, result)
+    _log(f"summary -> {summary_file}", log)
     return result
-
-
-def _traffic(program, placement, run) -> dict | None:
-    """The run's spike messages routed on the build's chips and tiles (None: a placement
-    without chip assignment)."""
-    from .compile.traffic import count_traffic, sender_events
-
-    events, missing = sender_events(program, run)
-    traffic = count_traffic(program, placement, events, missing)
-    return None if traffic is None else traffic.to_json()
-
-
-def _write_outputs(build_dir, backend, runs, flt, record, program, result, log) -> None:
-    """``--record`` NIRData and the per-step graph outputs ``outputs_<backend>.npz``."""
-    from .simulate.record import write_record
-
-    main_run = runs.get(backend) or next(iter(runs.values()))
-    if record is not None:
-        n = write_record(record, main_run, float(program.metadata.get("dt", 1.0)))
-        result["record"] = str(record)
-        _log(f"recorded {n} populations as NIRData -> {record}", log)
-    arrays = {"float": flt.output_steps} if flt is not None and flt.output_steps is not None \
-        else {}
-    for name_b, run in runs.items():
-        if run.output_steps is not None:
-            arrays[name_b] = run.output_steps
-    with atomic_path(build_dir / f"outputs_{backend}.npz", suffix=".npz") as tmp:
-        np.savez_compressed(tmp, **arrays)
-    result["outputs_file"] = f"outputs_{backend}.npz"
 
 
 # ----------------------------------------------------------------------------- report

@@ -13,7 +13,8 @@ import numpy as np
 
 from ..errors import InputFileError, SimulationError
 
-__all__ = ["as_input_sequence", "check_input_steps", "load_user_inputs", "check_record_path"]
+__all__ = ["as_input_sequence", "check_input_steps", "load_user_inputs", "load_user_labels",
+           "check_record_path"]
 
 
 def as_input_sequence(program, inputs, *, integer: bool = True) -> np.ndarray:
@@ -84,6 +85,29 @@ def load_user_inputs(path: Path, program) -> np.ndarray:
                                  "integer currents); scale and round the array first")
         x = x.astype(np.int64)
     return x
+
+
+def load_user_labels(path: Path, samples: int, limit: int | None = None) -> np.ndarray:
+    """Integer labels ``(B,)`` of a user input file, from a ``.npy`` array; the first
+    ``limit`` when ``--samples`` cut the inputs; their number must equal ``samples``."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"{path}: no such file; give a .npy array of integer labels")
+    try:
+        y = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise InputFileError(f"{path}: not a readable .npy array ({type(exc).__name__})") \
+            from None
+    y = np.asarray(y).ravel() if np.asarray(y).ndim == 2 and 1 in np.shape(y) else np.asarray(y)
+    if y.ndim != 1 or y.dtype.kind not in "iu" and not (
+            y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y))):
+        raise InputFileError(f"{path}: labels must be a 1-D array of integers, got shape "
+                             f"{tuple(y.shape)} of {y.dtype}")
+    y = y.astype(np.int64)[:limit] if limit is not None else y.astype(np.int64)
+    if len(y) != samples:
+        raise InputFileError(f"{path}: labels ({len(y)}) differ in number from the input "
+                             f"samples ({samples}); give one label per sample")
+    return y
 
 
 def check_record_path(record: Path) -> Path:

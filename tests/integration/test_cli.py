@@ -363,3 +363,32 @@ def test_traffic_placement_through_the_cli(tmp_path, tiny_graph):
         "prior: 0.1")
     rc, out, err = run("compile", tmp_path / "m.nir", "--seed", "-1", "-o", tmp_path / "c")
     assert rc == 2 and "Traceback" not in err and not (tmp_path / "c").exists()
+
+
+def test_simulate_prints_fidelity_and_takes_labels(tmp_path, tiny_graph):
+    """`simulate --input x.npy --labels y.npy` prints the per-population fidelity table
+    (float vs fixed) and the three accuracies; the summary goes into simulation_*.json;
+    --labels without --input and a wrong number of labels are one line each."""
+    import numpy as np
+
+    from nmc_deploy.nirio import write_nir
+
+    write_nir(tiny_graph, tmp_path / "m.nir")
+    b = tmp_path / "b"
+    assert run("compile", tmp_path / "m.nir", "-o", b)[0] == 0
+    rng = np.random.default_rng(2)
+    np.save(tmp_path / "x.npy", rng.integers(0, 17, (4, 1, 8, 8)))
+    np.save(tmp_path / "y.npy", np.array([0, 1, 2, 3]))
+    rc, out, err = run("simulate", b, "--input", tmp_path / "x.npy", "--labels",
+                       tmp_path / "y.npy")
+    assert rc == 0, err
+    assert "float≠fixed" in err and "predictions agree: float vs fixed" in err
+    assert "accuracy: fixed" in err and "float" in err.split("accuracy: fixed")[1]
+    assert "per-step graph outputs ->" in err and "summary ->" in err
+    fid = json.loads((b / "simulation_reference.json").read_text())["fidelity"]
+    assert fid["samples"] == 4 and set(fid["accuracy"]) == {"fixed", "float"}
+    assert fid["float_vs_fixed"] == sum(r["float_vs_fixed"] or 0 for r in fid["populations"])
+    _one_line_error(*run("simulate", b, "--labels", tmp_path / "y.npy"), "--labels goes with")
+    np.save(tmp_path / "y3.npy", np.array([0, 1, 2]))
+    _one_line_error(*run("simulate", b, "--input", tmp_path / "x.npy", "--labels",
+                         tmp_path / "y3.npy"), "labels (3) differ in number")

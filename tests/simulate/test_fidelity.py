@@ -1,0 +1,52 @@
+"""simulate/fidelity.py: per-population float-vs-fixed and reference-vs-Lava counts, by hand."""
+import numpy as np
+import pytest
+
+from nmc_deploy.simulate.fidelity import fidelity_summary, format_fidelity
+from nmc_deploy.simulate.result import SimulationResult
+
+
+def _run(spikes: dict, logits, payloads=None, voltages=None, scales=None, steps=None):
+    return SimulationResult(spikes=spikes, counts={}, logits=np.asarray(logits, float),
+                            payloads=payloads or {}, voltages=voltages or {},
+                            voltage_scales=scales or {}, output_steps=steps)
+
+
+def test_counts_by_hand():
+    # 2 steps x 2 samples x 3 neurons; float differs from fixed in 2 entries of a, 1 of b;
+    # Lava differs from the reference in 1 entry of b
+    a = np.zeros((2, 2, 3), bool)
+    a[0, 0, 0] = a[1, 1, 2] = True
+    b = np.ones((2, 2, 1), bool)
+    fa, fb = a.copy(), b.copy()
+    fa[0, 0, 0], fa[0, 1, 1] = False, True
+    fb[1, 0, 0] = False
+    lb = b.copy()
+    lb[0, 1, 0] = False
+    v = np.array([[[64]], [[128]]])  # LI voltages in fixed units, scale 64 per float unit
+    fixed = _run({"a": a, "b": b}, [[1, 0], [0, 1]], voltages={"o": v}, scales={"o": 64.0},
+                 steps=np.zeros((2, 2, 2)))
+    flt = _run({"a": fa, "b": fb}, [[1, 0], [1, 0]], voltages={"o": np.array([[[1.0]], [[1.5]]])},
+               steps=np.full((2, 2, 2), 0.25))
+    lav = _run({"a": a, "b": lb}, [[1, 0], [0, 1]], voltages={"o": v})
+    s = fidelity_summary(flt, fixed, lav, labels=np.array([0, 1]))
+    rows = {r["population"]: r for r in s["populations"]}
+    assert rows["a"]["float_vs_fixed"] == 2 and rows["b"]["float_vs_fixed"] == 1
+    assert rows["a"]["reference_vs_lava"] == 0 and rows["b"]["reference_vs_lava"] == 1
+    assert rows["a"]["spikes"] == 2 and rows["b"]["spikes"] == 4 and rows["a"]["entries"] == 12
+    assert rows["o"]["max_voltage_error"] == pytest.approx(0.5)  # 128/64 - 1.5
+    assert s["float_vs_fixed"] == 3 and s["reference_vs_lava"] == 1
+    assert s["predictions_agree"] == {"float_vs_fixed": 1, "fixed_vs_lava": 2}
+    assert s["max_output_error"] == pytest.approx(0.25)
+    assert s["accuracy"] == {"fixed": 1.0, "float": 0.5, "lava": 1.0}
+    text = format_fidelity(s)
+    assert "predictions agree: float vs fixed 1 of 2, fixed vs Lava 2 of 2" in text
+    assert "accuracy: fixed 100.00 %, float 50.00 %, lava 100.00 %" in text
+
+
+def test_without_float_and_lava():
+    a = np.ones((1, 1, 2), bool)
+    s = fidelity_summary(None, _run({"a": a}, [[0, 1]]))
+    assert s["float_vs_fixed"] is None and s["reference_vs_lava"] is None
+    assert s["predictions_agree"] == {} and "accuracy" not in s
+    assert "float: not compared" in format_fidelity(s)
