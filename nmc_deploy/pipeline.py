@@ -422,6 +422,8 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
         _log(f"float (graph, float64): accuracy {result['accuracy_float']:.4f} on {len(y)} "
              "samples", log)
     runs = _run_backends(program, x, y, backend, compare, result, log)
+    if "reference" in runs and inputs is None and flt is not None:
+        _write_neurobench_counts(build_dir, program, x, log)
     if compare:
         result.update(compare_runs(runs["reference"], runs["lava"]))
         if "token_choice_mismatches" in result:
@@ -442,6 +444,21 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
     write_json_atomic(build_dir / f"simulation_{backend if not compare else 'compare'}.json",
                       result)
     return result
+
+
+def _write_neurobench_counts(build_dir: Path, program, x, log) -> None:
+    """NeuroBench-compatible counts of the build's checkpoint on the simulated samples ->
+    ``op_counts_neurobench.json`` (none without the checkpoint; docs/op-counts.md)."""
+    from .models.op_counts import count_checkpoint_ops
+    from .report.op_counts import NEUROBENCH_FILE
+
+    counts = count_checkpoint_ops(program.metadata.get("checkpoint"), x, program.input_levels)
+    if counts is None:
+        (build_dir / NEUROBENCH_FILE).unlink(missing_ok=True)  # no counts of another run
+        return
+    write_json_atomic(build_dir / NEUROBENCH_FILE, counts)
+    _log(f"NeuroBench-compatible counts (float model): {counts['Effective_ACs']:,.0f} ACs + "
+         f"{counts['Effective_MACs']:,.0f} MACs per sample -> {NEUROBENCH_FILE}", log)
 
 
 def _traffic(program, placement, run) -> dict | None:
@@ -480,13 +497,17 @@ def make_report(build_dir: Path, fmt: str = "table", out: Path | None = None,
     """Price the simulated activity of a build with the target's energy tables."""
     from .program import load_activity
     from .report.energy import estimate_costs
+    from .report.op_counts import NEUROBENCH_FILE
     from .report.render import render_table, write_report
     from .targets import load_target
 
     build_dir = Path(build_dir)
     _, placement = _load_build(build_dir)
     activity = load_activity(build_dir, backend)
-    report = estimate_costs(activity, placement, _build_target(build_dir, placement.target))
+    nb_path = build_dir / NEUROBENCH_FILE
+    neurobench = json.loads(nb_path.read_text()) if nb_path.exists() else None
+    report = estimate_costs(activity, placement, _build_target(build_dir, placement.target),
+                            neurobench=neurobench)
     report.update(_deployment(build_dir, activity))
     if out is not None:
         write_report(report, fmt, out)

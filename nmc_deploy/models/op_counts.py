@@ -32,6 +32,7 @@ the energy report does).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +42,7 @@ from ..errors import NmcDeployError
 from .lif import SLIF, MultiStepLIF, multistep_lif_trace, slif_trace
 
 __all__ = ["NEUROBENCH_LABEL", "NEUROBENCH_KEYS", "CONNECTION_LAYERS", "ACTIVATION_LAYERS",
-           "count_neurobench_ops", "connection_call_ops"]
+           "count_neurobench_ops", "count_checkpoint_ops", "connection_call_ops"]
 
 NEUROBENCH_LABEL = "NeuroBench 2.3.0 definitions on the float model"
 NEUROBENCH_KEYS = ("Effective_ACs", "Effective_MACs", "Dense", "ActivationSparsity",
@@ -186,3 +187,16 @@ def count_neurobench_ops(model: nn.Module, images: torch.Tensor, batch_size: int
         out["layers"] = {k: {kk: vv / n for kk, vv in v.items()}
                          for k, v in tally.per_layer.items()}
     return out
+
+
+def count_checkpoint_ops(ckpt: str | Path | None, x_int, levels: int) -> dict | None:
+    """:func:`count_neurobench_ops` of a checkpoint's model on integer images ``0..levels``
+    (the model sees ``x / levels``), one sample per call; None without the checkpoint file."""
+    if not ckpt or not Path(ckpt).is_file():
+        return None
+    from .checkpoint import load_checkpoint
+    from .train import images_to_float
+
+    model, _ = load_checkpoint(Path(ckpt))
+    counts = count_neurobench_ops(model, images_to_float(x_int, levels), batch_size=1)
+    return {**counts, "checkpoint": str(ckpt)}
