@@ -55,15 +55,16 @@ _CONV = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d, nn.Conv3d: F.conv3d}
 def connection_call_ops(layer: nn.Module, x: torch.Tensor) -> tuple[int, int, bool]:
     """``(effective, dense, spiking)`` of one call of a connection layer on input ``x``.
 
-    Computed in float64 (exact integers below 2**53); NeuroBench sums in float32.
+    Per output the count is a small integer, exact in float32; the sums are taken in
+    float64 (exact below 2**53; NeuroBench sums in float32).
     """
     with torch.no_grad():
         spiking = bool(((x == 0) | (x == 1) | (x == -1)).all())
-        xb = (x != 0).to(torch.float64)
-        wb = (layer.weight != 0).to(torch.float64)
+        xb = (x != 0).to(torch.float32)
+        wb = (layer.weight != 0).to(torch.float32)
         if isinstance(layer, nn.Linear):
             rows = xb.reshape(-1, layer.in_features)
-            effective = float(rows.sum(0) @ wb.sum(0))
+            effective = float(rows.sum(0).double() @ wb.sum(0).double())
             dense = rows.shape[0] * layer.in_features * layer.out_features
             return int(round(effective)), int(dense), spiking
         conv = _CONV[type(layer)]
@@ -72,8 +73,8 @@ def connection_call_ops(layer: nn.Module, x: torch.Tensor) -> tuple[int, int, bo
                                  f"{type(layer).__name__} is not counted; only 'zeros' is")
         args = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
                     groups=layer.groups)
-        effective = conv(xb, wb, **args).sum().item()
-        dense = conv(torch.ones_like(xb), torch.ones_like(wb), **args).sum().item()
+        effective = conv(xb, wb, **args).double().sum().item()
+        dense = conv(torch.ones_like(xb), torch.ones_like(wb), **args).double().sum().item()
     return int(round(effective)), int(round(dense)), spiking
 
 
