@@ -154,3 +154,31 @@ def test_counting_leaves_the_model_as_it_was(tiny_model):
 def test_bad_batch_size_is_refused(tiny_model):
     with pytest.raises(NmcDeployError, match="batch_size"):
         count_neurobench_ops(tiny_model, torch.rand(2, 1, 8, 8), batch_size=0)
+
+
+def _other_form(form: str):
+    """Token selectors (eval: 'remove'), low-rank factors (two nn.Linear), SLIF neurons."""
+    import dataclasses
+
+    from conftest import make_active_spikformer, make_token_spikformer
+    from nmc_deploy.models.spikformer import SpikformerConfig
+    from nmc_deploy.prune.dsp import factorize_model
+
+    tiny = SpikformerConfig(img_size=8, in_channels=1, num_classes=10, embed_dim=16,
+                            num_heads=2, depth=1, mlp_ratio=2, time_steps=4,
+                            sps_channels=(4, 8, 16), sps_pool=(False, True, False))
+    if form == "tokens":
+        return make_token_spikformer(seed=2)
+    if form == "low-rank":
+        return factorize_model(make_active_spikformer(tiny, 3), energy=0.6)
+    return make_active_spikformer(dataclasses.replace(tiny, neuron="slif_all"), 4)
+
+
+@pytest.mark.parametrize("form", ["tokens", "low-rank", "slif"])
+def test_other_model_forms_equal_neurobench(form):
+    model = _other_form(form)
+    x = torch.rand(4, 1, model.config.img_size, model.config.img_size,
+                   generator=torch.Generator().manual_seed(5))
+    ours = count_neurobench_ops(model, x, batch_size=2)
+    _assert_equal_counts(ours, _neurobench(model, x, 2))
+    assert ours["Effective_ACs"] + ours["Effective_MACs"] > 0
