@@ -24,6 +24,9 @@ $(STAMP): constraints.txt pyproject.toml
 	# Interop tests (issue 4) build graphs with the tools themselves: snnTorch declares no
 	# dependencies and rockpool only numpy/scipy, so both install with the others' pins.
 	$(PIP) install -c constraints.txt snntorch rockpool
+	# NeuroBench (issue 11, tests only: tests/report/test_op_counts_neurobench.py) declares old
+	# torch/tonic/numba pins; its metric code needs only torch and snntorch, so no deps.
+	$(PIP) install --no-deps -c constraints.txt neurobench
 	# Lava declares Python <3.11 and old torch pins: install without its metadata's deps
 	# (their real deps are above); nmc_deploy.simulate.lava.lava311 makes it import on 3.11.
 	$(PIP) install --no-deps --ignore-requires-python -c constraints.txt lava-nc lava-dl

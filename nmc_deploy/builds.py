@@ -12,7 +12,7 @@ from pathlib import Path
 from .errors import InputFileError
 
 __all__ = ["BUILD_FILES", "write_build", "compile_netx", "placement_rates", "format_layout",
-           "traffic_record", "write_outputs"]
+           "traffic_record", "write_outputs", "write_neurobench_counts"]
 
 BUILD_FILES = ("program.json", "program.npz", "placement.json", "design_rules.json",
                "target.json", "model.nir")
@@ -209,3 +209,19 @@ def write_outputs(build_dir, backend, runs, flt, record, program, result, log) -
     with atomic_path(build_dir / f"outputs_{backend}.npz", suffix=".npz") as tmp:
         np.savez_compressed(tmp, **arrays)
     result["outputs_file"] = f"outputs_{backend}.npz"
+
+
+def write_neurobench_counts(build_dir: Path, program, x, log) -> None:
+    """NeuroBench-compatible counts of the build's checkpoint on the simulated samples ->
+    ``op_counts_neurobench.json`` (none without the checkpoint; docs/op-counts.md)."""
+    from .fileio import write_json_atomic
+    from .models.op_counts import count_checkpoint_ops
+    from .report.op_counts import NEUROBENCH_FILE
+
+    counts = count_checkpoint_ops(program.metadata.get("checkpoint"), x, program.input_levels)
+    if counts is None:
+        (build_dir / NEUROBENCH_FILE).unlink(missing_ok=True)  # no counts of another run
+        return
+    write_json_atomic(build_dir / NEUROBENCH_FILE, counts)
+    _log(f"NeuroBench-compatible counts (float model): {counts['Effective_ACs']:,.0f} ACs + "
+         f"{counts['Effective_MACs']:,.0f} MACs per sample -> {NEUROBENCH_FILE}", log)

@@ -21,7 +21,7 @@ __all__ = ["train_checkpoint", "prune_checkpoint", "export_checkpoint", "compile
 from .prune.request import PRUNE_METHODS  # noqa: E402  (plain Python, no torch)
 
 from .builds import (BUILD_FILES, compile_netx, traffic_record, write_build,  # noqa: E402,F401
-                     write_outputs)  # (BUILD_FILES re-exported)
+                     write_neurobench_counts, write_outputs)  # (BUILD_FILES re-exported)
 
 
 def _log(msg: str, log: Callable[[str], None] | None) -> None:
@@ -433,6 +433,8 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
         _log(f"float (graph, float64): accuracy {result['accuracy_float']:.4f} on {len(y)} "
              "samples", log)
     runs = _run_backends(program, x, y, backend, compare, result, log)
+    if "reference" in runs and inputs is None and flt is not None:
+        write_neurobench_counts(build_dir, program, x, log)
     if compare:
         result.update(compare_runs(runs["reference"], runs["lava"]))
         if "token_choice_mismatches" in result:
@@ -467,13 +469,17 @@ def make_report(build_dir: Path, fmt: str = "table", out: Path | None = None,
     """Price the simulated activity of a build with the target's energy tables."""
     from .program import load_activity
     from .report.energy import estimate_costs
+    from .report.op_counts import NEUROBENCH_FILE
     from .report.render import render_table, write_report
     from .targets import load_target
 
     build_dir = Path(build_dir)
     _, placement = _load_build(build_dir)
     activity = load_activity(build_dir, backend)
-    report = estimate_costs(activity, placement, _build_target(build_dir, placement.target))
+    nb_path = build_dir / NEUROBENCH_FILE
+    neurobench = json.loads(nb_path.read_text()) if nb_path.exists() else None
+    report = estimate_costs(activity, placement, _build_target(build_dir, placement.target),
+                            neurobench=neurobench)
     report.update(_deployment(build_dir, activity))
     if out is not None:
         write_report(report, fmt, out)

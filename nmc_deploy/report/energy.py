@@ -61,6 +61,7 @@ from ..program.activity import (LAYER_KINDS, TRAFFIC_COUNTS, Activity, LayerActi
 from ..program.placement import PlacementSummary
 from ..targets import HardwareTarget
 from .latency import ROUTE_FIELDS, TIMING_FIELDS, estimate_latency
+from .op_counts import op_counts_section
 
 __all__ = ["REPORT_VERSION", "LAYER_KINDS", "MEASURED", "ESTIMATED", "COMPILED", "TRAFFIC",
            "estimate_costs"]
@@ -78,7 +79,7 @@ TRAFFIC = "counted (simulated spikes routed on the compiled placement; hops: mes
 
 
 def estimate_costs(activity: Activity | dict, program_summary: PlacementSummary | dict,
-                   target: HardwareTarget) -> dict:
+                   target: HardwareTarget, neurobench: dict | None = None) -> dict:
     """Estimate energy per sample (every energy model of the target) and latency per sample.
 
     Parameters
@@ -95,6 +96,10 @@ def estimate_costs(activity: Activity | dict, program_summary: PlacementSummary 
         neurons on that core.
     target
         The hardware target; must be the one the program was compiled for.
+    neurobench
+        NeuroBench-compatible counts of the float model
+        (:func:`nmc_deploy.models.op_counts.count_neurobench_ops`), or None: the report's
+        ``op_counts`` section names both counts either way (:mod:`.op_counts`).
 
     Returns
     -------
@@ -103,7 +108,8 @@ def estimate_costs(activity: Activity | dict, program_summary: PlacementSummary 
         ``cores_used``, ``per_sample`` (counts), ``layers``, ``populations``,
         ``energy_per_sample_uj``, ``energy_breakdown_pj_per_sample``, ``energy_models``,
         ``latency_per_sample_us``, ``latency``, ``latency_model``, ``assumptions``, ``sources``,
-        ``labels`` (which figures are measured and which estimated).
+        ``labels`` (which figures are measured and which estimated), ``op_counts``
+        (the NeuroBench-compatible and the hardware-event count, each labelled).
 
     Raises
     ------
@@ -187,6 +193,7 @@ def estimate_costs(activity: Activity | dict, program_summary: PlacementSummary 
         "assumptions": assumptions,
         "sources": rows["sources"],
         "labels": dict(_LABELS),
+        "op_counts": op_counts_section(activity, neurobench),
     }
 
 
@@ -206,6 +213,7 @@ _LABELS = {
     "latency": ESTIMATED,
     "static": ESTIMATED,
     "energy_terms": "per model and term: the basis of its coefficients",
+    "op_counts": "two named counts: op_counts.<count>.label",
 }
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 
 from . import svg
+from .op_counts import op_count_rows
 from .svg import num
 
 __all__ = ["SECTIONS", "render_page"]
@@ -188,6 +189,8 @@ def _cost(report: dict) -> str:
            f'steps (+{report.get("pipeline_depth", 0)} pipeline steps), backend '
            f'{_e(str(report["backend"]))}. Counts measured in simulation; energies and latency '
            "estimated from the cited per-operation figures.</p>"]
+    if (oc_rows := op_count_rows(report)):
+        out += ['<table class="op-counts">', _rows(oc_rows), "</table>"]
     return _section("cost", "Cost summary", out)
 
 

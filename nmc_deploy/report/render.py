@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from ..errors import NmcDeployError
 from ..fileio import write_text_atomic
+from .op_counts import op_count_rows
 
 __all__ = ["FORMATS", "render_table", "render_json", "render_html", "write_report"]
 
@@ -102,6 +103,7 @@ def render_table(report: dict) -> str:
                f"ACs {_count(ps['acs'])}, attention ops {_count(ps['attention_ops'])}, "
                f"spikes {_count(ps['spikes'])}, neuron updates {_count(ps['neuron_updates'])}"
                + (f" (active {_count(ps['active_updates'])})" if "active_updates" in ps else ""))
+    out += [f"  {q}: {v}  [{lab}]" for q, v, lab in op_count_rows(report)]
     if tok:
         out += ["", "Token selection (counts measured, energy estimated):"]
         for sel in tok["selectors"]:
