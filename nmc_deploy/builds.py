@@ -211,17 +211,17 @@ def write_outputs(build_dir, backend, runs, flt, record, program, result, log) -
     result["outputs_file"] = f"outputs_{backend}.npz"
 
 
-def write_neurobench_counts(build_dir: Path, program, x, log) -> None:
+def write_neurobench_counts(build_dir: Path, program, x, log, file_name: str) -> None:
     """NeuroBench-compatible counts of the build's checkpoint on the simulated samples ->
-    ``op_counts_neurobench.json`` (none without the checkpoint; docs/op-counts.md)."""
+    ``file_name`` (``report.op_counts.NEUROBENCH_FILE``, which the report reads; removed
+    without the checkpoint; docs/op-counts.md)."""
     from .fileio import write_json_atomic
     from .models.op_counts import count_checkpoint_ops
-    from .report.op_counts import NEUROBENCH_FILE
 
     counts = count_checkpoint_ops(program.metadata.get("checkpoint"), x, program.input_levels)
     if counts is None:
-        (build_dir / NEUROBENCH_FILE).unlink(missing_ok=True)  # no counts of another run
+        (build_dir / file_name).unlink(missing_ok=True)  # no counts of another run
         return
-    write_json_atomic(build_dir / NEUROBENCH_FILE, counts)
+    write_json_atomic(build_dir / file_name, counts)
     _log(f"NeuroBench-compatible counts (float model): {counts['Effective_ACs']:,.0f} ACs + "
-         f"{counts['Effective_MACs']:,.0f} MACs per sample -> {NEUROBENCH_FILE}", log)
+         f"{counts['Effective_MACs']:,.0f} MACs per sample -> {file_name}", log)

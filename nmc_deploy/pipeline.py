@@ -434,7 +434,9 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
              "samples", log)
     runs = _run_backends(program, x, y, backend, compare, result, log)
     if "reference" in runs and inputs is None and flt is not None:
-        write_neurobench_counts(build_dir, program, x, log)
+        from .report.op_counts import NEUROBENCH_FILE
+
+        write_neurobench_counts(build_dir, program, x, log, NEUROBENCH_FILE)
     if compare:
         result.update(compare_runs(runs["reference"], runs["lava"]))
         if "token_choice_mismatches" in result:
