@@ -17,6 +17,8 @@ Public API
     the rest (forward Euler, reset to ``v_reset``, ``>``). No dt anywhere is an error.
 ``apply_timing(graph, timing) -> Graph``
     a new graph whose metadata carries the resolved values (the lowering reads them there).
+``assumed_reset(timing) -> str | None``
+    the one line compile prints when the reset rule came from a preset, not the file.
 ``rockpool_dt(graph) -> float``
     the dt that rockpool hid in ``r`` (see ``CONVENTIONS["rockpool"]``).
 
@@ -33,10 +35,12 @@ from ..errors import GraphError
 
 __all__ = ["Timing", "Convention", "CONVENTIONS", "INTEGRATORS", "RESETS",
            "THRESHOLD_COMPARISONS", "TIMING_KEYS", "NIR_DEFAULTS", "resolve_timing",
-           "apply_timing", "rockpool_dt"]
+           "apply_timing", "rockpool_dt", "assumed_reset"]
 
 INTEGRATORS = ("forward-euler", "exact")
-RESETS = ("zero", "subtract")
+RESETS = ("zero", "subtract", "zero-delayed", "subtract-delayed")
+# snnTorch's reset_delay=True (its default): the reset of a spike in step k-1 is applied in
+# step k (the "-delayed" resets; lowered exactly where Loihi can express it, see Timing).
 THRESHOLD_COMPARISONS = (">", ">=")
 TIMING_KEYS = ("dt", "integrator", "reset", "threshold_comparison")
 
@@ -47,7 +51,8 @@ _ALIASES = {
                    "exact-exponential": "exact", "zoh": "exact", "zero-order-hold": "exact"},
     "reset": {"to-zero": "zero", "reset-to-zero": "zero", "value": "zero", "to-value": "zero",
               "hard": "zero", "subtraction": "subtract", "subtractive": "subtract",
-              "soft": "subtract"},
+              "soft": "subtract", "subtract_delayed": "subtract-delayed",
+              "zero_delayed": "zero-delayed"},
     "threshold_comparison": {"gt": ">", "ge": ">=", "=>": ">="},
 }
 # NIR's own semantics where nothing else says: spike on v > theta, then v <- v_reset (the one
@@ -75,6 +80,15 @@ class Timing:
                         z_k = [v_k >= theta]  (">=")
         reset:          v_k <- v_reset where z_k = 1          ("zero", NIR's rule; same step)
                         v_k <- v_k - theta where z_k = 1      ("subtract"; same step)
+        delayed reset (snnTorch reset_delay=True; v_k is then never reset in its own step):
+          "subtract-delayed"  v_k = alpha v_{k-1} + gain x_k + leak - theta z_{k-1}
+                              (lowered exactly: same-step "subtract" plus a one-step
+                              self-connection of -(1 - alpha) theta; for CubaLIF a lag-2
+                              term -alpha_syn times that cancels its decay in the current)
+          "zero-delayed"      LIF without recurrence: v_k = alpha (1 - z_{k-1}) v_{k-1} + ...,
+                              which is "zero" exactly; snnTorch's RLeaky, Synaptic and
+                              RSynaptic zero the whole new v (v_k = 0 after a spike: a
+                              one-step refractory period), which is refused at compile.
 
     ``dt`` is in seconds (or in steps for tools whose tau is in steps: sinabs, dt = 1).
     ``source`` says where each value came from (argument, convention, graph metadata, NIR
@@ -124,14 +138,16 @@ class Convention:
 
 CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
     Convention(
-        "snntorch", 1e-4, "forward-euler", "subtract", ">",
+        "snntorch", 1e-4, "forward-euler", "subtract-delayed", ">",
         "snnTorch Leaky v = beta v + x - reset, exported as tau = dt/(1-beta), r = tau/dt, "
         "v_leak = 0 (dt = 1e-4 hard-coded); Synaptic adds tau_syn = dt/(1-alpha), "
-        "w_in = tau_syn/dt. Default reset is subtract with reset_delay=True, i.e. "
-        "v_k = beta v_{k-1} + x_k - theta z_{k-1}: the subtraction of the previous spike is not "
-        "decayed, whereas 'subtract' here subtracts in the spike's step (decayed by beta "
-        "once). The two agree for IF (beta = 1) and for reset_mechanism='zero'; give "
-        "--reset zero for models trained that way."),
+        "w_in = tau_syn/dt. The file does not say the reset: the preset assumes snnTorch's "
+        "defaults (reset_mechanism='subtract', reset_delay=True), i.e. 'subtract-delayed', "
+        "v_k = beta v_{k-1} + x_k - theta z_{k-1} (lowered exactly). --reset zero is "
+        "reset_mechanism='zero' with reset_delay=False (and Leaky with either delay); "
+        "--reset zero-delayed is reset_delay=True (RLeaky/Synaptic/RSynaptic: refused, a "
+        "one-step refractory period). --reset subtract is reset_delay=False only while v "
+        "stays below 2 theta (snnTorch then subtracts once more in the spike test)."),
     Convention(
         "sinabs", 1.0, "exact", "subtract", ">=",
         "sinabs writes tau in time steps (dt = 1), r = 1, v_leak = 0; LIF/ExpLeak decay by "
@@ -256,6 +272,20 @@ def apply_timing(graph, timing: Timing):
     if all(old.get(k) == v for k, v in new.items()):
         return graph
     return dataclasses.replace(graph, metadata={**old, **new})
+
+
+def assumed_reset(timing: Timing) -> str | None:
+    """One line saying which reset rule compile assumed, when it came from a convention
+    preset (neither the file nor an argument said it); None otherwise."""
+    marker = "convention '"
+    where = next((part for part in timing.source.split("; ") if "reset" in
+                  part.split(":")[0].split(", ")), "")
+    if marker not in where:
+        return None
+    name = where.split(marker, 1)[1].split("'", 1)[0]
+    others = ", ".join(r for r in RESETS if r != timing.reset)
+    return (f"assumed: reset '{timing.reset}' ({name}'s default; the file does not say); "
+            f"give --reset {others.replace(', ', '|')} if the model was built otherwise")
 
 
 def _solve_u(r: float) -> float:

@@ -24,7 +24,7 @@ def tiny_graph(metadata=None, lif=None):
 
 def test_presets_of_nir_md_5_2():
     expected = {  # name: (dt, integrator, reset, comparison)
-        "snntorch": (1e-4, "forward-euler", "subtract", ">"),
+        "snntorch": (1e-4, "forward-euler", "subtract-delayed", ">"),
         "sinabs": (1.0, "exact", "subtract", ">="),
         "norse": (1e-3, "forward-euler", "zero", ">"),
         "rockpool": (None, "exact", "subtract", ">="),

@@ -6,6 +6,7 @@ docstring of :mod:`nmc_deploy.compile.lower`.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from ...errors import LoweringError
 from ...ir import IF, LI, LIF, CubaLI, CubaLIF, Node, Threshold
@@ -14,7 +15,7 @@ from ...program import LI as LI_KIND
 from .context import LoweringContext, lowers
 from .expr import LinearExpr, decay_factor, flat, per_neuron, uniform_value
 
-__all__ = ["RESET_NODES", "spiking_params", "lower_lif", "lower_if", "lower_cuba",
+__all__ = ["RESET_NODES", "spiking_params", "same_step_reset", "add_delayed_subtract", "lower_lif", "lower_if", "lower_cuba",
            "lower_li", "lower_threshold"]
 
 RESET_NODES = (LIF, IF, CubaLIF)  # spiking nodes whose reset the timing (or node) decides
@@ -28,10 +29,47 @@ def spiking_params(ctx: LoweringContext, name: str, node: Node) -> tuple:
     reset = str(node.metadata.get("reset", ctx.timing.reset))
     if reset not in RESETS:
         raise LoweringError(f"{name}: reset '{reset}' is not one of {', '.join(RESETS)}")
-    if reset == "zero" and np.any(np.asarray(node.v_reset) != 0):
+    if reset.startswith("zero") and np.any(np.asarray(node.v_reset) != 0):
         raise LoweringError(f"{name}: v_reset must be 0 (Loihi resets to zero; or use "
                             "the reset \"subtract\")")
     return per_neuron(node.v_threshold), ge, reset
+
+
+def same_step_reset(ctx: LoweringContext, name: str, node: Node, reset: str) -> str:
+    """The population's own (same-step) reset for ``reset``; a delayed reset Loihi cannot
+    express is refused by name (see :class:`~nmc_deploy.ir.conventions.Timing`)."""
+    if reset == "zero-delayed":
+        if isinstance(node, CubaLIF) or name in ctx.in_cycle:
+            what = "CubaLIF (snnTorch Synaptic/RSynaptic)" if isinstance(node, CubaLIF) \
+                else "recurrent LIF (snnTorch RLeaky)"
+            raise LoweringError(
+                f"{name}: reset 'zero-delayed' on a {what} sets v to 0 in the step after each "
+                "spike (a one-step refractory period) that Loihi's LIF cannot express; use "
+                "reset_delay=False in snnTorch and compile with --reset zero")
+        return "zero"  # Leaky: v_k = alpha (1 - z_{k-1}) v_{k-1} + ... is the same-step reset
+    return reset.removesuffix("-delayed")
+
+
+def add_delayed_subtract(ctx: LoweringContext, name: str, reset: str, alpha, v_th,
+                         alpha_syn=None) -> None:
+    """For reset "subtract-delayed" (snnTorch reset_delay=True): the one-step
+    self-connection ``-(1 - alpha) theta`` that turns the same-step subtraction (decayed by
+    alpha once) into snnTorch's undecayed subtraction of the previous spike's threshold;
+    through a current (CubaLIF) a lag-2 term ``-alpha_syn`` times it cancels the current's
+    decay, so the voltage receives exactly ``-(1 - alpha) theta z_{k-1}``."""
+    if reset != "subtract-delayed":
+        return
+    size = np.size(v_th) if np.ndim(v_th) else None
+    pop = next(p for p in ctx.pops if p.name == name)
+    n = pop.size if size is None else size
+    c = -(1.0 - np.broadcast_to(np.asarray(alpha, np.float64), (n,))) * \
+        np.broadcast_to(np.asarray(v_th, np.float64), (n,))
+    if not np.any(c):
+        return  # IF (alpha = 1): the same-step subtraction is already exact
+    ctx.add_group(name, name, sp.diags(c, format="csr"), 1, name)
+    if alpha_syn is not None:
+        a_syn = np.broadcast_to(np.asarray(alpha_syn, np.float64), (n,))
+        ctx.add_group(name, name, sp.diags(-a_syn * c, format="csr"), 2, name)
 
 
 @lowers(LIF)
@@ -48,8 +86,10 @@ def lower_lif(ctx: LoweringContext, name: str, node: LIF) -> LinearExpr:
         k = decay_factor(node.tau, dt, integrator)
         alpha, gain = 1.0 - k, r * k
         leak = np.asarray(node.v_leak, np.float64).ravel() * k
-    return ctx.add_population(name, "lif", node.output_shape, inp, alpha, gain, v_th, ge, leak,
-                              reset=reset)
+    out = ctx.add_population(name, "lif", node.output_shape, inp, alpha, gain, v_th, ge, leak,
+                             reset=same_step_reset(ctx, name, node, reset))
+    add_delayed_subtract(ctx, name, reset, alpha, v_th)
+    return out
 
 
 @lowers(IF)
@@ -57,7 +97,8 @@ def lower_if(ctx: LoweringContext, name: str, node: IF) -> LinearExpr:
     inp = ctx.summed_input(name, node)
     v_th, ge, reset = spiking_params(ctx, name, node)
     return ctx.add_population(name, "lif", node.output_shape, inp, 1.0,
-                              per_neuron(node.r) * ctx.timing.dt, v_th, ge, 0.0, reset=reset)
+                              per_neuron(node.r) * ctx.timing.dt, v_th, ge, 0.0,
+                              reset=same_step_reset(ctx, name, node, reset))
 
 
 @lowers(CubaLIF, CubaLI)
@@ -78,8 +119,11 @@ def lower_cuba(ctx: LoweringContext, name: str, node: CubaLIF | CubaLI) -> Linea
                             "at all); use an LIF/LI node instead")
     if isinstance(node, CubaLIF):
         v_th, ge, reset = spiking_params(ctx, name, node)
-        return ctx.add_population(name, "lif", node.output_shape, inp, alpha, gain, v_th, ge,
-                                  leak, alpha_syn=alpha_syn, reset=reset)
+        out = ctx.add_population(name, "lif", node.output_shape, inp, alpha, gain, v_th, ge,
+                                 leak, alpha_syn=alpha_syn,
+                                 reset=same_step_reset(ctx, name, node, reset))
+        add_delayed_subtract(ctx, name, reset, alpha, v_th, alpha_syn)
+        return out
     return ctx.add_population(name, LI_KIND, node.output_shape, inp, alpha, gain, 0.0, False,
                               leak, alpha_syn=alpha_syn)
 
