@@ -37,7 +37,7 @@ __all__ = ["Timing", "Convention", "CONVENTIONS", "INTEGRATORS", "RESETS",
            "THRESHOLD_COMPARISONS", "TIMING_KEYS", "NIR_DEFAULTS", "resolve_timing",
            "apply_timing", "rockpool_dt", "assumed_reset"]
 
-INTEGRATORS = ("forward-euler", "exact")
+INTEGRATORS = ("forward-euler", "exact", "rockpool")
 RESETS = ("zero", "subtract", "zero-delayed", "subtract-delayed")
 # snnTorch's reset_delay=True (its default): the reset of a spike in step k-1 is applied in
 # step k (the "-delayed" resets; lowered exactly where Loihi can express it, see Timing).
@@ -69,6 +69,11 @@ class Timing:
         forward-euler:  alpha = 1 - dt/tau        gain = r dt/tau        leak = v_leak dt/tau
         exact:          alpha = exp(-dt/tau)      gain = r (1 - alpha)   leak = v_leak (1 - alpha)
                         (the ODE solved exactly with the input held over the step)
+        rockpool:       exact decays and the inverse of rockpool 3.1's exporter, which writes
+                        r = tau exp(-dt/tau)/dt for its own update (LIFTorch: I_k = a_syn
+                        (I_{k-1} + x_k), v_k = a_mem v_{k-1} + I_k; ExpSynTorch: v_k = a
+                        (v_{k-1} + x_k)): CubaLIF/LIF gain = w_in a_syn r dt/(tau_mem a_mem),
+                        LI gain = r dt/tau (both exactly rockpool's for its r); no leak
 
         I, IF:          v_k = v_{k-1} + r dt x_k                      (no tau: both integrators)
         LI, LIF:        v_k = alpha v_{k-1} + gain x_k + leak
@@ -91,6 +96,8 @@ class Timing:
                               one-step refractory period), which is refused at compile.
 
     ``dt`` is in seconds (or in steps for tools whose tau is in steps: sinabs, dt = 1).
+    ``tau_scale`` multiplies every tau of the file before use (1; norse 1.1.0 writes
+    ``dt/tau_mem_inv``, i.e. dt times the time constant, so its preset has 1/dt).
     ``source`` says where each value came from (argument, convention, graph metadata, NIR
     default).
     """
@@ -100,6 +107,7 @@ class Timing:
     reset: str  # one of RESETS
     threshold_comparison: str  # ">" or ">="
     source: str  # provenance of the four values, for reports and error messages
+    tau_scale: float = 1.0  # multiplies every tau of the file (norse 1.1.0: 1/dt)
 
     def __post_init__(self):
         dt = float(self.dt)
@@ -107,6 +115,10 @@ class Timing:
             raise GraphError(f"timing: dt ({self.dt}) is not a positive number of seconds; "
                              "give --dt SECONDS")
         object.__setattr__(self, "dt", dt)
+        scale = float(self.tau_scale)
+        if not (math.isfinite(scale) and scale > 0):
+            raise GraphError(f"timing: tau_scale ({self.tau_scale}) is not a positive number")
+        object.__setattr__(self, "tau_scale", scale)
         for key, allowed in (("integrator", INTEGRATORS), ("reset", RESETS),
                              ("threshold_comparison", THRESHOLD_COMPARISONS)):
             if getattr(self, key) not in allowed:
@@ -115,8 +127,11 @@ class Timing:
 
     def as_metadata(self) -> dict[str, Any]:
         """The graph metadata keys the lowering reads."""
-        return {"dt": self.dt, "integrator": self.integrator, "reset": self.reset,
-                "threshold_comparison": self.threshold_comparison}
+        md = {"dt": self.dt, "integrator": self.integrator, "reset": self.reset,
+              "threshold_comparison": self.threshold_comparison}
+        if self.tau_scale != 1.0:
+            md["tau_scale"] = self.tau_scale
+        return md
 
 
 @dataclass(frozen=True)
@@ -134,6 +149,7 @@ class Convention:
     reset: str
     threshold_comparison: str
     mapping: str
+    tau_scale: float = 1.0  # multiplies the file's tau (Timing.tau_scale)
 
 
 CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
@@ -161,13 +177,20 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
         "such files need tau divided by dt before use; the reader cannot tell and does not "
         "guess. Spikes on v > theta, reset to v_reset."),
     Convention(
-        "rockpool", None, "exact", "subtract", ">=",
+        "norse-1.1", 1e-3, "forward-euler", "zero", ">",
+        "a file written by norse 1.1.0's to_nir, which writes tau = dt/tau_mem_inv (dt times "
+        "the time constant; norse #411): tau is divided by dt (tau_scale 1/dt), then as "
+        "'norse'. With 'norse' such a file has dt/tau > 1 and is refused.", tau_scale=1e3),
+    Convention(
+        "rockpool", None, "rockpool", "subtract", ">=",
         "rockpool LIFTorch decays exactly (alpha = exp(-dt/tau)), subtracts the threshold "
-        "and spikes on v >= theta (floor(v/theta) spikes per step). It exports tau in seconds "
+        "and spikes on v >= theta (floor(v/theta) spikes per step: the same as one spike "
+        "while v < 2 theta; more is not reproduced). It exports tau in seconds "
         "and hides its module dt in r = tau_mem exp(-dt/tau_mem)/dt; the exact inverse is "
         "dt = tau_mem W(1/r) (Lambert W: dt/tau e^(dt/tau) = 1/r), which rockpool_dt(graph) "
-        "solves; rockpool's own importer uses dt ~ min(tau_mem/(1+r)). Its voltage adds the "
-        "synaptic current with gain 1, which NIR's r(1-alpha) matches only approximately."),
+        "solves; rockpool's own importer uses dt ~ min(tau_mem/(1+r)). Its current takes the "
+        "input before decaying and its voltage adds the current with gain 1: the integrator "
+        "'rockpool' inverts its r exactly (NIR's exact r(1-alpha) would scale inputs)."),
     Convention(
         "spikingjelly", 1e-4, "forward-euler", "zero", ">=",
         "spikingjelly LIFNode h = v + (x - (v - v_reset))/tau_sj (decay_input=True) exported "
@@ -254,8 +277,11 @@ def resolve_timing(graph_metadata, *, dt: float | None = None, convention: str |
         by_origin.setdefault(origin[key], []).append(key)
     source = "; ".join(f"{', '.join(keys)}: {where}" for where, keys in by_origin.items())
     try:
+        scale = preset.tau_scale if preset is not None and preset.tau_scale != 1.0 else \
+            float(metadata.get("tau_scale", 1.0))
         return Timing(dt=dt_value, integrator=values["integrator"], reset=values["reset"],
-                      threshold_comparison=values["threshold_comparison"], source=source)
+                      threshold_comparison=values["threshold_comparison"], source=source,
+                      tau_scale=scale)
     except GraphError as exc:
         raise GraphError(f"graph: {str(exc).removeprefix('timing: ')} ({source})") from None
 
@@ -269,6 +295,9 @@ def apply_timing(graph, timing: Timing):
     """
     new = {**timing.as_metadata(), "timing_source": timing.source}
     old = dict(graph.metadata)
+    if timing.tau_scale == 1.0 and "tau_scale" in old:
+        old.pop("tau_scale")
+        return dataclasses.replace(graph, metadata={**old, **new})
     if all(old.get(k) == v for k, v in new.items()):
         return graph
     return dataclasses.replace(graph, metadata={**old, **new})

@@ -72,20 +72,38 @@ def add_delayed_subtract(ctx: LoweringContext, name: str, reset: str, alpha, v_t
         ctx.add_group(name, name, sp.diags(-a_syn * c, format="csr"), 2, name)
 
 
+def taus(ctx: LoweringContext, name: str, node: Node, *fields: str) -> list:
+    """The node's time constants in seconds (times the timing's ``tau_scale``), checked: a
+    forward-Euler decay ``1 - dt/tau`` must not be negative."""
+    out = []
+    for field in fields:
+        tau = per_neuron(np.asarray(getattr(node, field), np.float64) * ctx.timing.tau_scale)
+        t_min = float(np.min(tau))
+        if ctx.timing.integrator == "forward-euler" and t_min < ctx.timing.dt:
+            raise LoweringError(
+                f"{name}: {field} ({t_min:.3g} s) is shorter than dt ({ctx.timing.dt:g} s), a "
+                "negative forward-Euler decay 1 - dt/tau; norse 1.1.0 writes tau = "
+                "dt/tau_mem_inv: use --convention norse-1.1 (else give the right --dt)")
+        out.append(tau)
+    return out
+
+
 @lowers(LIF)
 def lower_lif(ctx: LoweringContext, name: str, node: LIF) -> LinearExpr:
     inp = ctx.summed_input(name, node)
     dt, integrator = ctx.timing.dt, ctx.timing.integrator
-    tau = per_neuron(node.tau)  # per-neuron values: sLIF (issue 3)
+    tau, = taus(ctx, name, node, "tau")  # per-neuron values: sLIF (issue 3)
     r = per_neuron(node.r)
     v_th, ge, reset = spiking_params(ctx, name, node)
     if integrator == "forward-euler":  # the historical form, bit for bit
         alpha, gain = 1.0 - dt / tau, r * dt / tau
         leak = np.asarray(node.v_leak, np.float64).ravel() * dt / tau
     else:
-        k = decay_factor(node.tau, dt, integrator)
+        k = decay_factor(tau, dt, integrator)
         alpha, gain = 1.0 - k, r * k
         leak = np.asarray(node.v_leak, np.float64).ravel() * k
+        if integrator == "rockpool":
+            gain = per_neuron(r * dt / (np.asarray(tau) * alpha))
     out = ctx.add_population(name, "lif", node.output_shape, inp, alpha, gain, v_th, ge, leak,
                              reset=same_step_reset(ctx, name, node, reset))
     add_delayed_subtract(ctx, name, reset, alpha, v_th)
@@ -108,9 +126,13 @@ def lower_cuba(ctx: LoweringContext, name: str, node: CubaLIF | CubaLI) -> Linea
     inp = ctx.summed_input(name, node)
     dt, integrator = ctx.timing.dt, ctx.timing.integrator
     size = int(np.prod(node.output_shape))
-    k_syn = flat(decay_factor(node.tau_syn, dt, integrator), size)
-    k_mem = flat(decay_factor(node.tau_mem, dt, integrator), size)
+    tau_syn, tau_mem = taus(ctx, name, node, "tau_syn", "tau_mem")
+    k_syn = flat(decay_factor(tau_syn, dt, integrator), size)
+    k_mem = flat(decay_factor(tau_mem, dt, integrator), size)
     gain = per_neuron(flat(node.w_in, size) * k_syn * flat(node.r, size) * k_mem)
+    if integrator == "rockpool":  # I_k = a_syn (I + w_in x), v_k = a v + r dt/(tau a) I_k
+        gain = per_neuron(flat(node.w_in, size) * (1.0 - k_syn) * flat(node.r, size) * dt /
+                          (flat(tau_mem, size) * (1.0 - k_mem)))
     leak = flat(node.v_leak, size) * k_mem
     alpha_syn = per_neuron(1.0 - k_syn)
     alpha = per_neuron(1.0 - k_mem)
@@ -131,9 +153,13 @@ def lower_cuba(ctx: LoweringContext, name: str, node: CubaLIF | CubaLI) -> Linea
 @lowers(LI)
 def lower_li(ctx: LoweringContext, name: str, node: LI) -> LinearExpr:
     inp = ctx.summed_input(name, node)
-    k = decay_factor(node.tau, ctx.timing.dt, ctx.timing.integrator)
-    return ctx.add_population(name, LI_KIND, node.output_shape, inp, 1.0 - k,
-                              per_neuron(node.r) * k, 0.0, False,
+    tau, = taus(ctx, name, node, "tau")
+    k = decay_factor(tau, ctx.timing.dt, ctx.timing.integrator)
+    gain = per_neuron(node.r) * k
+    if ctx.timing.integrator == "rockpool":  # v_k = a (v + x): gain a = r dt/tau
+        gain = per_neuron(np.asarray(node.r, np.float64).ravel() * ctx.timing.dt /
+                          np.asarray(tau).ravel())
+    return ctx.add_population(name, LI_KIND, node.output_shape, inp, 1.0 - k, gain, 0.0, False,
                               np.asarray(node.v_leak, np.float64).ravel() * k)
 
 
