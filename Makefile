@@ -24,6 +24,10 @@ $(STAMP): constraints.txt pyproject.toml
 	# Interop tests (issue 4) build graphs with the tools themselves: snnTorch declares no
 	# dependencies and rockpool only numpy/scipy, so both install with the others' pins.
 	$(PIP) install -c constraints.txt snntorch rockpool
+	# sinabs declares nir<=1.0.4 and samna (its DynapCNN backend); its layers need only torch
+	# and numpy, which are above: install it without its metadata's deps.
+	$(PIP) install -c constraints.txt pbr
+	$(PIP) install --no-deps -c constraints.txt sinabs
 	# Lava declares Python <3.11 and old torch pins: install without its metadata's deps
 	# (their real deps are above); nmc_deploy.simulate.lava.lava311 makes it import on 3.11.
 	$(PIP) install --no-deps --ignore-requires-python -c constraints.txt lava-nc lava-dl

@@ -312,9 +312,13 @@ def assumed_reset(timing: Timing) -> str | None:
     if marker not in where:
         return None
     name = where.split(marker, 1)[1].split("'", 1)[0]
-    others = ", ".join(r for r in RESETS if r != timing.reset)
-    return (f"assumed: reset '{timing.reset}' ({name}'s default; the file does not say); "
-            f"give --reset {others.replace(', ', '|')} if the model was built otherwise")
+    others = "|".join(r for r in RESETS if r != timing.reset)
+    multi = {"sinabs": "; one spike per step (sinabs SingleSpike, no min_v_mem: its default "
+                       "MultiSpike differs once v >= 2 theta)",
+             "rockpool": "; one spike per step (rockpool emits floor(v/theta) once v >= "
+                         "2 theta)"}.get(name, "")
+    return (f"assumed: reset '{timing.reset}' ({name}'s default; the file does not say)"
+            f"{multi}; give --reset {others} if the model was built otherwise")
 
 
 def _solve_u(r: float) -> float:

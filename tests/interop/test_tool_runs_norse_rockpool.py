@@ -139,3 +139,30 @@ def test_rockpool_run_equals_float_simulation(tmp_path):
     readout = next(n for n, v in graph.nodes.items() if isinstance(v, nir.LI))
     np.testing.assert_allclose(result.voltages[readout].transpose(1, 0, 2),
                                rec["5_ExpSynTorch_output"].detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("tool", ["norse-1.1", "rockpool"])
+def test_reference_equals_lava(tool, tmp_path):
+    from rockpool.nn.modules.torch.nir import to_nir
+
+    from nmc_deploy.compile.quantize import quantize_program
+    from nmc_deploy.simulate.lava.backend import simulate_lava
+    from nmc_deploy.simulate.reference import simulate_reference
+
+    if tool == "rockpool":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            graph = _as_numpy_graph(to_nir(rockpool_net()), input_lead=1, output_lead=2)
+    else:
+        graph = norse_110_file()
+    fp = compile_file(graph, tmp_path, convention=tool)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = quantize_program(fp)
+    x = spike_inputs(11, 2, 12, 4)
+    ref, lav = simulate_reference(program, x), simulate_lava(program, x)
+    assert sum(int(s.sum()) for s in ref.spikes.values()) > 0
+    for pop, s in ref.spikes.items():
+        assert np.count_nonzero(s != lav.spikes[pop]) == 0, pop
+    assert np.array_equal(ref.output_steps, lav.output_steps)
