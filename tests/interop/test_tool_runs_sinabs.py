@@ -115,3 +115,14 @@ def test_sinabs_multi_spike_is_not_reproduced(tmp_path):
     t = theirs(net, x)[0]
     assert t.max() > 1
     assert int(np.count_nonzero(result.spikes[spiking_names(graph)[0]] != (t > 0))) > 0
+
+
+@pytest.mark.parametrize("key,value,match", [("spike_fn", "multi", "spike_fn 'multi'"),
+                                             ("min_v_mem", -1.0, "min_v_mem")])
+def test_declared_multi_spike_or_min_v_mem_is_refused(key, value, match, tmp_path):
+    from nmc_deploy.errors import LoweringError
+
+    graph = export(sinabs_net("iaf", "subtract"))
+    graph.metadata[key] = value  # our own copy: as a file or a user would declare it
+    with pytest.raises(LoweringError, match=match):
+        ours(graph, inputs(), tmp_path, "subtract")

@@ -23,7 +23,17 @@ RESET_NODES = (LIF, IF, CubaLIF)  # spiking nodes whose reset the timing (or nod
 
 def spiking_params(ctx: LoweringContext, name: str, node: Node) -> tuple:
     """``(v_threshold, threshold_ge, reset)`` of a spiking node: node metadata
-    "threshold_comparison" and "reset" override the graph's timing."""
+    "threshold_comparison" and "reset" override the graph's timing. Graph or node metadata
+    "spike_fn" "multi" (several spikes per step) and "min_v_mem" (a clamp) are refused by
+    name (NIR cannot say them; a file or user that declares them gets a reason)."""
+    md = {**dict(ctx.graph.metadata), **dict(node.metadata)}
+    if str(md.get("spike_fn", "single")).lower() in ("multi", "multispike"):
+        raise LoweringError(f"{name}: spike_fn 'multi' (floor(v/theta) spikes per step, sinabs' "
+                            "MultiSpike) is not lowered: one spike per step is; retrain with "
+                            "SingleSpike")
+    if md.get("min_v_mem") is not None:
+        raise LoweringError(f"{name}: min_v_mem ({md['min_v_mem']}) clamps v from below, which "
+                            "Loihi's LIF cannot express; train without min_v_mem")
     graph_ge = ctx.timing.threshold_comparison == ">="
     ge = str(node.metadata.get("threshold_comparison", ">=" if graph_ge else ">")) == ">="
     reset = str(node.metadata.get("reset", ctx.timing.reset))
