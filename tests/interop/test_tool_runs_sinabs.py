@@ -126,3 +126,20 @@ def test_declared_multi_spike_or_min_v_mem_is_refused(key, value, match, tmp_pat
     graph.metadata[key] = value  # our own copy: as a file or a user would declare it
     with pytest.raises(LoweringError, match=match):
         ours(graph, inputs(), tmp_path, "subtract")
+
+
+@pytest.mark.lava
+def test_sinabs_reference_equals_lava(tmp_path):
+    from nmc_deploy.compile.quantize import quantize_program
+    from nmc_deploy.simulate.lava.backend import simulate_lava
+    from nmc_deploy.simulate.reference import simulate_reference
+
+    fp, _ = ours(export(sinabs_net("lif", "subtract")), inputs(), tmp_path, "subtract")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = quantize_program(fp)
+    x = inputs(seed=4, B=2, T=10)
+    ref, lav = simulate_reference(program, x), simulate_lava(program, x)
+    assert sum(int(s.sum()) for s in ref.spikes.values()) > 0
+    for pop, s in ref.spikes.items():
+        assert np.count_nonzero(s != lav.spikes[pop]) == 0, pop

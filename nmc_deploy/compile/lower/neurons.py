@@ -54,8 +54,9 @@ def same_step_reset(ctx: LoweringContext, name: str, node: Node, reset: str) -> 
                 else "recurrent LIF (snnTorch RLeaky)"
             raise LoweringError(
                 f"{name}: reset 'zero-delayed' on a {what} sets v to 0 in the step after each "
-                "spike (a one-step refractory period) that Loihi's LIF cannot express; use "
-                "reset_delay=False in snnTorch and compile with --reset zero")
+                "spike (a one-step refractory period) that Loihi's LIF cannot express; train "
+                "with reset_mechanism='subtract' (compile without --reset) or reset_delay=False "
+                "(--reset zero; snnTorch 1.0.0's RSynaptic ignores it)")
         return "zero"  # Leaky: v_k = alpha (1 - z_{k-1}) v_{k-1} + ... is the same-step reset
     return reset.removesuffix("-delayed")
 
