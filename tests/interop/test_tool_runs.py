@@ -125,8 +125,8 @@ def mismatches(a, b):
 
 
 CASES = [(k, "subtract", True, None) for k in KINDS] + \
-    [(k, "zero", False, "zero") for k in KINDS if k != "rsynaptic"] + [("leaky", "zero", True, "zero"),
-                                                  ("leaky", "zero", True, "zero-delayed")]
+    [(k, "zero", False, "zero") for k in KINDS if k != "rsynaptic"] + \
+    [("leaky", "zero", True, "zero"), ("leaky", "zero", True, "zero-delayed")]
 
 
 @pytest.mark.parametrize("kind,mechanism,delay,reset", CASES)

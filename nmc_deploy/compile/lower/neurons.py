@@ -15,7 +15,8 @@ from ...program import LI as LI_KIND
 from .context import LoweringContext, lowers
 from .expr import LinearExpr, decay_factor, flat, per_neuron, uniform_value
 
-__all__ = ["RESET_NODES", "spiking_params", "same_step_reset", "add_delayed_subtract", "lower_lif", "lower_if", "lower_cuba",
+__all__ = ["RESET_NODES", "spiking_params", "same_step_reset", "add_delayed_subtract", "taus",
+           "lower_lif", "lower_if", "lower_cuba",
            "lower_li", "lower_threshold"]
 
 RESET_NODES = (LIF, IF, CubaLIF)  # spiking nodes whose reset the timing (or node) decides
