@@ -28,6 +28,9 @@ $(STAMP): constraints.txt pyproject.toml
 	# and numpy, which are above: install it without its metadata's deps.
 	$(PIP) install -c constraints.txt pbr
 	$(PIP) install --no-deps -c constraints.txt sinabs
+	# spikingjelly's metadata pulls a CUDA torch and tensorboard; its neurons and NIR exporter
+	# need torch, numpy, nir and loguru only.
+	$(PIP) install --no-deps -c constraints.txt loguru spikingjelly
 	# Lava declares Python <3.11 and old torch pins: install without its metadata's deps
 	# (their real deps are above); nmc_deploy.simulate.lava.lava311 makes it import on 3.11.
 	$(PIP) install --no-deps --ignore-requires-python -c constraints.txt lava-nc lava-dl
