@@ -143,3 +143,56 @@ def test_sinabs_reference_equals_lava(tmp_path):
     assert sum(int(s.sum()) for s in ref.spikes.values()) > 0
     for pop, s in ref.spikes.items():
         assert np.count_nonzero(s != lav.spikes[pop]) == 0, pop
+
+
+def sinabs_cnn(reset, B, seed=0):
+    """Conv2d -> IAF -> SumPool2d -> Conv2d -> IAF -> Flatten -> Linear -> IAF (SingleSpike),
+    sinabs' Squeeze layers (batch and time merged), the shape of the NIR paper's CNN."""
+    from sinabs.activation import MembraneReset, MembraneSubtract, SingleSpike
+
+    rng = np.random.default_rng(seed)
+    reset_fn = MembraneReset() if reset == "zero" else MembraneSubtract()
+
+    def iaf():
+        return sl.IAFSqueeze(batch_size=B, spike_fn=SingleSpike, reset_fn=reset_fn)
+
+    def param(m, mean, scale):
+        with torch.no_grad():
+            m.weight.copy_(torch.from_numpy(mean + scale * rng.standard_normal(m.weight.shape)))
+            m.bias.zero_()
+        return m
+
+    return torch.nn.Sequential(
+        param(torch.nn.Conv2d(2, 4, 3, padding=1), 0.1, 0.5), iaf(),
+        sl.SumPool2d(2), param(torch.nn.Conv2d(4, 4, 3, padding=1), 0.0, 0.3), iaf(),
+        sl.SumPool2d(2), torch.nn.Flatten(), param(torch.nn.Linear(16, 3), 0.0, 0.4), iaf())
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_sinabs_cnn_equals_float_simulation(reset, tmp_path):
+    from oracles.nir_examples import _as_numpy_graph
+
+    B, T = 3, 20
+    net = sinabs_cnn(reset, B)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = sinabs.to_nir(net, torch.zeros(B, 2, 8, 8))
+    # sinabs leaves conv shapes to the reader;
+    # nir.write needs them, so a sinabs user calls infer_types() (nir_examples.sinabs_cnn)
+    graph = _as_numpy_graph(graph)
+    graph.infer_types()
+    rng = np.random.default_rng(6)
+    x = (rng.random((B, T, 2, 8, 8)) < 0.4).astype(np.float64)
+    outs, h = [], torch.as_tensor(x.reshape(B * T, 2, 8, 8), dtype=torch.float32)
+    with torch.no_grad():
+        for m in net:
+            h = m(h)
+            if isinstance(m, sl.IAFSqueeze):
+                outs.append(h.numpy().reshape(B, T, -1).transpose(1, 0, 2))
+    names = [n for n, v in graph.nodes.items() if isinstance(v, nir.IF)]
+    names.sort(key=lambda n: list(graph.nodes).index(n))
+    _, result = ours(graph, x, tmp_path, reset)
+    assert len(names) == len(outs) == 3
+    for name, t in zip(names, outs):
+        assert 0.02 < t.mean() < 0.95, (name, t.mean())
+        assert int(np.count_nonzero(result.spikes[name].reshape(t.shape) != t)) == 0, name
