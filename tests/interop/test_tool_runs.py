@@ -209,3 +209,46 @@ def test_delayed_subtract_reference_equals_lava(kind, tmp_path):
     assert sum(int(s.sum()) for s in ref.spikes.values()) > 0
     for pop, s in ref.spikes.items():
         assert np.count_nonzero(s != lav.spikes[pop]) == 0, pop
+
+
+def test_snntorch_cnn_default_leaky_equals_float_simulation(tmp_path):
+    """Conv2d -> Leaky -> AvgPool2d -> Flatten -> Linear -> Leaky, snnTorch's defaults
+    (subtract, reset_delay=True), per-module export, shapes inferred as a user must."""
+    from snntorch.export_nir import _extract_snntorch_module
+
+    rng = np.random.default_rng(4)
+    conv = torch.nn.Conv2d(2, 4, 3, padding=1).double()
+    fc = torch.nn.Linear(64, N_OUT).double()
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(0.1 + 0.5 * rng.standard_normal(conv.weight.shape)))
+        fc.weight.copy_(torch.from_numpy(0.05 + 0.4 * rng.standard_normal(fc.weight.shape)))
+    lif1 = snn.Leaky(beta=torch.full((4, 8, 8), 0.8), threshold=torch.ones(4, 8, 8)).double()
+    lif2 = snn.Leaky(beta=torch.full((N_OUT,), 0.7), threshold=torch.ones(N_OUT)).double()
+    pool, flat = torch.nn.AvgPool2d(2), torch.nn.Flatten()
+    layers = {"conv": conv, "lif1": lif1, "pool": pool, "flat": flat, "fc": fc, "lif2": lif2}
+    nodes = {"input": nir.Input(input_type=np.array([2, 8, 8]))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nodes.update({k: _extract_snntorch_module(m) for k, m in layers.items()})
+    nodes["output"] = nir.Output(output_type=np.array([N_OUT]))
+    order = list(nodes)
+    graph = _as_numpy_graph(nir.NIRGraph(nodes=nodes, edges=list(zip(order[:-1], order[1:])),
+                                         type_check=False))
+    graph.infer_types()
+    B, T = 3, 30
+    x = (np.random.default_rng(8).random((B, T, 2, 8, 8)) < 0.4).astype(np.float64)
+    s1s, s2s = [], []
+    m1 = torch.zeros(B, 4, 8, 8, dtype=torch.float64)
+    m2 = torch.zeros(B, N_OUT, dtype=torch.float64)
+    with torch.no_grad():
+        for t in range(T):
+            s1, m1 = lif1(conv(torch.from_numpy(x[:, t])), m1)
+            s2, m2 = lif2(fc(flat(pool(s1.double()))), m2)
+            s1s.append(s1.numpy().reshape(B, -1).astype(bool))
+            s2s.append(s2.numpy().astype(bool))
+    theirs = {"lif1": np.stack(s1s), "lif2": np.stack(s2s)}
+    _, mine = ours(graph, x, tmp_path)
+    for name, t in theirs.items():
+        assert 0.05 < t.mean() < 0.95, (name, t.mean())
+    assert mismatches(theirs, {k: v.reshape(theirs[k].shape) for k, v in mine.items()}) == \
+        {"lif1": 0, "lif2": 0}
