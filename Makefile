@@ -27,6 +27,13 @@ $(STAMP): constraints.txt pyproject.toml
 	# NeuroBench (issue 11, tests only: tests/report/test_op_counts_neurobench.py) declares old
 	# torch/tonic/numba pins; its metric code needs only torch and snntorch, so no deps.
 	$(PIP) install --no-deps -c constraints.txt neurobench
+	# sinabs declares nir<=1.0.4 and samna (its DynapCNN backend); its layers need only torch
+	# and numpy, which are above: install it without its metadata's deps.
+	$(PIP) install -c constraints.txt pbr
+	$(PIP) install --no-deps -c constraints.txt sinabs
+	# spikingjelly's metadata pulls a CUDA torch and tensorboard; its neurons and NIR exporter
+	# need torch, numpy, nir and loguru only.
+	$(PIP) install --no-deps -c constraints.txt loguru spikingjelly
 	# Lava declares Python <3.11 and old torch pins: install without its metadata's deps
 	# (their real deps are above); nmc_deploy.simulate.lava.lava311 makes it import on 3.11.
 	$(PIP) install --no-deps --ignore-requires-python -c constraints.txt lava-nc lava-dl

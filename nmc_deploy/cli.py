@@ -126,9 +126,12 @@ def export(checkpoint, out, portable):
               help="Sets the time step in seconds (graphs from other tools often carry none).")
 @click.option("--convention", default=None,
               help="Reads the graph in another tool's conventions (dt, integrator, reset): "
-                   "snntorch, sinabs, norse, rockpool, spikingjelly or nmc-deploy.")
-@click.option("--reset", type=click.Choice(["zero", "subtract"]), default=None,
-              help="Overrides the reset rule of the convention or the file.")
+                   "snntorch, sinabs, norse, norse-1.1 (files of norse 1.1.0), rockpool, "
+                   "spikingjelly or nmc-deploy.")
+@click.option("--reset", default=None,
+              type=click.Choice(["zero", "subtract", "zero-delayed", "subtract-delayed"]),
+              help="Overrides the reset rule of the convention or the file ('-delayed': "
+                   "the reset of a spike applies in the next step, snnTorch's reset_delay).")
 @click.option("--emit", type=click.Choice(["netx"]), multiple=True,
               help="Also writes the program in another format: netx (lava-dl HDF5, "
                    "OUT/model.net.h5; fails for programs netx cannot express).")

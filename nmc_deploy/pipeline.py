@@ -233,7 +233,7 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     from .compile.lower import low_rank_down_nodes
     from .compile.recipe import compile_graph
     from .errors import NmcDeployError
-    from .ir.conventions import apply_timing, resolve_timing
+    from .ir.conventions import apply_timing, assumed_reset, resolve_timing
     from .nirio import read_nir, read_portable
     from .targets import load_target
 
@@ -258,6 +258,8 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
         graph = apply_timing(graph, timing)
         _log(f"timing: dt {timing.dt:g} s, {timing.integrator}, reset {timing.reset}, "
              f"threshold {timing.threshold_comparison} ({timing.source})", log)
+        if assumed_reset(timing):
+            _log(assumed_reset(timing), log)
     pairs = low_rank_down_nodes(graph)
     if pairs and low_rank == "relay" and tgt.graded_spike_bits == 0:
         raise NmcDeployError(f"{nir_path}: {len(pairs)} low-rank relays need graded spikes, "

@@ -17,6 +17,8 @@ Public API
     the rest (forward Euler, reset to ``v_reset``, ``>``). No dt anywhere is an error.
 ``apply_timing(graph, timing) -> Graph``
     a new graph whose metadata carries the resolved values (the lowering reads them there).
+``assumed_reset(timing) -> str | None``
+    the one line compile prints when the reset rule came from a preset, not the file.
 ``rockpool_dt(graph) -> float``
     the dt that rockpool hid in ``r`` (see ``CONVENTIONS["rockpool"]``).
 
@@ -33,10 +35,12 @@ from ..errors import GraphError
 
 __all__ = ["Timing", "Convention", "CONVENTIONS", "INTEGRATORS", "RESETS",
            "THRESHOLD_COMPARISONS", "TIMING_KEYS", "NIR_DEFAULTS", "resolve_timing",
-           "apply_timing", "rockpool_dt"]
+           "apply_timing", "rockpool_dt", "assumed_reset"]
 
-INTEGRATORS = ("forward-euler", "exact")
-RESETS = ("zero", "subtract")
+INTEGRATORS = ("forward-euler", "exact", "rockpool")
+RESETS = ("zero", "subtract", "zero-delayed", "subtract-delayed")
+# snnTorch's reset_delay=True (its default): the reset of a spike in step k-1 is applied in
+# step k (the "-delayed" resets; lowered exactly where Loihi can express it, see Timing).
 THRESHOLD_COMPARISONS = (">", ">=")
 TIMING_KEYS = ("dt", "integrator", "reset", "threshold_comparison")
 
@@ -47,7 +51,8 @@ _ALIASES = {
                    "exact-exponential": "exact", "zoh": "exact", "zero-order-hold": "exact"},
     "reset": {"to-zero": "zero", "reset-to-zero": "zero", "value": "zero", "to-value": "zero",
               "hard": "zero", "subtraction": "subtract", "subtractive": "subtract",
-              "soft": "subtract"},
+              "soft": "subtract", "subtract_delayed": "subtract-delayed",
+              "zero_delayed": "zero-delayed"},
     "threshold_comparison": {"gt": ">", "ge": ">=", "=>": ">="},
 }
 # NIR's own semantics where nothing else says: spike on v > theta, then v <- v_reset (the one
@@ -64,6 +69,11 @@ class Timing:
         forward-euler:  alpha = 1 - dt/tau        gain = r dt/tau        leak = v_leak dt/tau
         exact:          alpha = exp(-dt/tau)      gain = r (1 - alpha)   leak = v_leak (1 - alpha)
                         (the ODE solved exactly with the input held over the step)
+        rockpool:       exact decays and the inverse of rockpool 3.1's exporter, which writes
+                        r = tau exp(-dt/tau)/dt for its own update (LIFTorch: I_k = a_syn
+                        (I_{k-1} + x_k), v_k = a_mem v_{k-1} + I_k; ExpSynTorch: v_k = a
+                        (v_{k-1} + x_k)): CubaLIF/LIF gain = w_in a_syn r dt/(tau_mem a_mem),
+                        LI gain = r dt/tau (both exactly rockpool's for its r); no leak
 
         I, IF:          v_k = v_{k-1} + r dt x_k                      (no tau: both integrators)
         LI, LIF:        v_k = alpha v_{k-1} + gain x_k + leak
@@ -75,8 +85,19 @@ class Timing:
                         z_k = [v_k >= theta]  (">=")
         reset:          v_k <- v_reset where z_k = 1          ("zero", NIR's rule; same step)
                         v_k <- v_k - theta where z_k = 1      ("subtract"; same step)
+        delayed reset (snnTorch reset_delay=True; v_k is then never reset in its own step):
+          "subtract-delayed"  v_k = alpha v_{k-1} + gain x_k + leak - theta z_{k-1}
+                              (lowered exactly: same-step "subtract" plus a one-step
+                              self-connection of -(1 - alpha) theta; for CubaLIF a lag-2
+                              term -alpha_syn times that cancels its decay in the current)
+          "zero-delayed"      LIF without recurrence: v_k = alpha (1 - z_{k-1}) v_{k-1} + ...,
+                              which is "zero" exactly; snnTorch's RLeaky, Synaptic and
+                              RSynaptic zero the whole new v (v_k = 0 after a spike: a
+                              one-step refractory period), which is refused at compile.
 
     ``dt`` is in seconds (or in steps for tools whose tau is in steps: sinabs, dt = 1).
+    ``tau_scale`` multiplies every tau of the file before use (1; norse 1.1.0 writes
+    ``dt/tau_mem_inv``, i.e. dt times the time constant, so its preset has 1/dt).
     ``source`` says where each value came from (argument, convention, graph metadata, NIR
     default).
     """
@@ -86,6 +107,7 @@ class Timing:
     reset: str  # one of RESETS
     threshold_comparison: str  # ">" or ">="
     source: str  # provenance of the four values, for reports and error messages
+    tau_scale: float = 1.0  # multiplies every tau of the file (norse 1.1.0: 1/dt)
 
     def __post_init__(self):
         dt = float(self.dt)
@@ -93,6 +115,10 @@ class Timing:
             raise GraphError(f"timing: dt ({self.dt}) is not a positive number of seconds; "
                              "give --dt SECONDS")
         object.__setattr__(self, "dt", dt)
+        scale = float(self.tau_scale)
+        if not (math.isfinite(scale) and scale > 0):
+            raise GraphError(f"timing: tau_scale ({self.tau_scale}) is not a positive number")
+        object.__setattr__(self, "tau_scale", scale)
         for key, allowed in (("integrator", INTEGRATORS), ("reset", RESETS),
                              ("threshold_comparison", THRESHOLD_COMPARISONS)):
             if getattr(self, key) not in allowed:
@@ -101,8 +127,11 @@ class Timing:
 
     def as_metadata(self) -> dict[str, Any]:
         """The graph metadata keys the lowering reads."""
-        return {"dt": self.dt, "integrator": self.integrator, "reset": self.reset,
-                "threshold_comparison": self.threshold_comparison}
+        md = {"dt": self.dt, "integrator": self.integrator, "reset": self.reset,
+              "threshold_comparison": self.threshold_comparison}
+        if self.tau_scale != 1.0:
+            md["tau_scale"] = self.tau_scale
+        return md
 
 
 @dataclass(frozen=True)
@@ -120,18 +149,21 @@ class Convention:
     reset: str
     threshold_comparison: str
     mapping: str
+    tau_scale: float = 1.0  # multiplies the file's tau (Timing.tau_scale)
 
 
 CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
     Convention(
-        "snntorch", 1e-4, "forward-euler", "subtract", ">",
+        "snntorch", 1e-4, "forward-euler", "subtract-delayed", ">",
         "snnTorch Leaky v = beta v + x - reset, exported as tau = dt/(1-beta), r = tau/dt, "
         "v_leak = 0 (dt = 1e-4 hard-coded); Synaptic adds tau_syn = dt/(1-alpha), "
-        "w_in = tau_syn/dt. Default reset is subtract with reset_delay=True, i.e. "
-        "v_k = beta v_{k-1} + x_k - theta z_{k-1}: the subtraction of the previous spike is not "
-        "decayed, whereas 'subtract' here subtracts in the spike's step (decayed by beta "
-        "once). The two agree for IF (beta = 1) and for reset_mechanism='zero'; give "
-        "--reset zero for models trained that way."),
+        "w_in = tau_syn/dt. The file does not say the reset: the preset assumes snnTorch's "
+        "defaults (reset_mechanism='subtract', reset_delay=True), i.e. 'subtract-delayed', "
+        "v_k = beta v_{k-1} + x_k - theta z_{k-1} (lowered exactly). --reset zero is "
+        "reset_mechanism='zero' with reset_delay=False (and Leaky with either delay); "
+        "--reset zero-delayed is reset_delay=True (RLeaky/Synaptic/RSynaptic: refused, a "
+        "one-step refractory period). --reset subtract is reset_delay=False only while v "
+        "stays below 2 theta (snnTorch then subtracts once more in the spike test)."),
     Convention(
         "sinabs", 1.0, "exact", "subtract", ">=",
         "sinabs writes tau in time steps (dt = 1), r = 1, v_leak = 0; LIF/ExpLeak decay by "
@@ -145,13 +177,20 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
         "such files need tau divided by dt before use; the reader cannot tell and does not "
         "guess. Spikes on v > theta, reset to v_reset."),
     Convention(
-        "rockpool", None, "exact", "subtract", ">=",
+        "norse-1.1", 1e-3, "forward-euler", "zero", ">",
+        "a file written by norse 1.1.0's to_nir, which writes tau = dt/tau_mem_inv (dt times "
+        "the time constant; norse #411): tau is divided by dt (tau_scale 1/dt), then as "
+        "'norse'. With 'norse' such a file has dt/tau > 1 and is refused.", tau_scale=1e3),
+    Convention(
+        "rockpool", None, "rockpool", "subtract", ">=",
         "rockpool LIFTorch decays exactly (alpha = exp(-dt/tau)), subtracts the threshold "
-        "and spikes on v >= theta (floor(v/theta) spikes per step). It exports tau in seconds "
+        "and spikes on v >= theta (floor(v/theta) spikes per step: the same as one spike "
+        "while v < 2 theta; more is not reproduced). It exports tau in seconds "
         "and hides its module dt in r = tau_mem exp(-dt/tau_mem)/dt; the exact inverse is "
         "dt = tau_mem W(1/r) (Lambert W: dt/tau e^(dt/tau) = 1/r), which rockpool_dt(graph) "
-        "solves; rockpool's own importer uses dt ~ min(tau_mem/(1+r)). Its voltage adds the "
-        "synaptic current with gain 1, which NIR's r(1-alpha) matches only approximately."),
+        "solves; rockpool's own importer uses dt ~ min(tau_mem/(1+r)). Its current takes the "
+        "input before decaying and its voltage adds the current with gain 1: the integrator "
+        "'rockpool' inverts its r exactly (NIR's exact r(1-alpha) would scale inputs)."),
     Convention(
         "spikingjelly", 1e-4, "forward-euler", "zero", ">=",
         "spikingjelly LIFNode h = v + (x - (v - v_reset))/tau_sj (decay_input=True) exported "
@@ -238,8 +277,11 @@ def resolve_timing(graph_metadata, *, dt: float | None = None, convention: str |
         by_origin.setdefault(origin[key], []).append(key)
     source = "; ".join(f"{', '.join(keys)}: {where}" for where, keys in by_origin.items())
     try:
+        scale = preset.tau_scale if preset is not None and preset.tau_scale != 1.0 else \
+            float(metadata.get("tau_scale", 1.0))
         return Timing(dt=dt_value, integrator=values["integrator"], reset=values["reset"],
-                      threshold_comparison=values["threshold_comparison"], source=source)
+                      threshold_comparison=values["threshold_comparison"], source=source,
+                      tau_scale=scale)
     except GraphError as exc:
         raise GraphError(f"graph: {str(exc).removeprefix('timing: ')} ({source})") from None
 
@@ -253,9 +295,30 @@ def apply_timing(graph, timing: Timing):
     """
     new = {**timing.as_metadata(), "timing_source": timing.source}
     old = dict(graph.metadata)
+    if timing.tau_scale == 1.0 and "tau_scale" in old:
+        old.pop("tau_scale")
+        return dataclasses.replace(graph, metadata={**old, **new})
     if all(old.get(k) == v for k, v in new.items()):
         return graph
     return dataclasses.replace(graph, metadata={**old, **new})
+
+
+def assumed_reset(timing: Timing) -> str | None:
+    """One line saying which reset rule compile assumed, when it came from a convention
+    preset (neither the file nor an argument said it); None otherwise."""
+    marker = "convention '"
+    where = next((part for part in timing.source.split("; ") if "reset" in
+                  part.split(":")[0].split(", ")), "")
+    if marker not in where:
+        return None
+    name = where.split(marker, 1)[1].split("'", 1)[0]
+    others = "|".join(r for r in RESETS if r != timing.reset)
+    multi = {"sinabs": "; one spike per step (sinabs SingleSpike, no min_v_mem: its default "
+                       "MultiSpike differs once v >= 2 theta)",
+             "rockpool": "; one spike per step (rockpool emits floor(v/theta) once v >= "
+                         "2 theta)"}.get(name, "")
+    return (f"assumed: reset '{timing.reset}' ({name}'s default; the file does not say)"
+            f"{multi}; give --reset {others} if the model was built otherwise")
 
 
 def _solve_u(r: float) -> float:

@@ -39,7 +39,9 @@ def compile_example(name, tmp_path):
     nir.write(str(path), ex.graph)
     graph = read_nir(path)
     d = ex.discretisation
-    timing = resolve_timing(graph, convention=ex.convention, reset=d.reset)
+    # the executor runs NIR's equations (rockpool's own model: tests/interop/test_tool_runs*)
+    timing = resolve_timing(graph, convention=ex.convention, reset=d.reset,
+                            integrator=d.integrator)
     # the preset must agree with the tool as the example reads it
     assert (timing.integrator, timing.threshold_comparison, timing.reset) == \
         (d.integrator, d.threshold_comparison, d.reset)

@@ -24,10 +24,11 @@ def tiny_graph(metadata=None, lif=None):
 
 def test_presets_of_nir_md_5_2():
     expected = {  # name: (dt, integrator, reset, comparison)
-        "snntorch": (1e-4, "forward-euler", "subtract", ">"),
+        "snntorch": (1e-4, "forward-euler", "subtract-delayed", ">"),
         "sinabs": (1.0, "exact", "subtract", ">="),
         "norse": (1e-3, "forward-euler", "zero", ">"),
-        "rockpool": (None, "exact", "subtract", ">="),
+        "norse-1.1": (1e-3, "forward-euler", "zero", ">"),
+        "rockpool": (None, "rockpool", "subtract", ">="),
         "spikingjelly": (1e-4, "forward-euler", "zero", ">="),
         "nmc-deploy": (1e-4, "forward-euler", "zero", ">="),
     }
@@ -65,7 +66,8 @@ def test_missing_dt_is_one_clear_error():
     with pytest.raises(GraphError) as e:
         resolve_timing({"integrator": "exact"})
     assert str(e.value) == ("graph: no dt in the file; give --dt SECONDS or --convention NAME "
-                            "(snntorch, sinabs, norse, spikingjelly, nmc-deploy)")
+                            "(snntorch, sinabs, norse, norse-1.1, spikingjelly, "
+                            "nmc-deploy)")
     with pytest.raises(GraphError, match="convention 'rockpool' hides dt in r"):
         resolve_timing({}, convention="rockpool")
 
@@ -138,7 +140,7 @@ def test_rockpool_dt_is_recovered_from_r(rng, dt):
     assert not math.isclose(float(np.min(lif.tau_mem / (1 + lif.r))), dt, rel_tol=1e-6)
     t = resolve_timing(g, convention="rockpool")
     assert math.isclose(t.dt, dt, rel_tol=1e-12) and "(from r)" in t.source
-    assert (t.integrator, t.reset, t.threshold_comparison) == ("exact", "subtract", ">=")
+    assert (t.integrator, t.reset, t.threshold_comparison) == ("rockpool", "subtract", ">=")
 
 
 def test_rockpool_dt_that_disagrees_is_an_error(rng):

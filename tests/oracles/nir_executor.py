@@ -15,8 +15,10 @@ Time and graph semantics
   ``"sub"``.
 * Recurrent edges (edges that close a cycle, found by a depth-first search from the Input
   in edge order) carry a one-step delay: the target reads the source's output of step
-  ``t - 1`` (0 at ``t = 0``). This is nirtorch 2.6's ``nir_to_torch`` semantics
-  (``state["<src>_prev_output"]``).
+  ``t - 1``. Before ``t = 0`` every neuron's output is 0, so a recurrent ``Affine`` or
+  ``Linear`` source gives its response to zeros at ``t = 0`` (an Affine's bias: snnTorch's
+  RLeaky adds ``recurrent(0) = bias`` in its first step); other sources give 0 (nirtorch
+  2.6's ``state["<src>_prev_output"]``, which also drops the bias at ``t = 0``).
 
 Neuron equations (per step, ``k(tau)`` the discretisation factor)
 -----------------------------------------------------------------
@@ -420,6 +422,11 @@ def execute_nir(graph: "nir.NIRGraph", x, *, dt: float | None = None,
     T = x.shape[1]
     records: dict[str, list[torch.Tensor]] = {n: [] for n in order}
     prev: dict[str, torch.Tensor] = {}
+    for a, _ in back:  # spikes before t = 0 are zero: a linear source emits its response
+        node = flat.nodes[a]
+        if isinstance(node, (nir.Affine, nir.Linear)):
+            zero = torch.zeros(x.shape[0], np.shape(node.weight)[-1], dtype=DTYPE)
+            prev[a] = ops[a](zero)
     for t in range(T):
         out: dict[str, torch.Tensor] = {}
         for n in order:

@@ -145,7 +145,8 @@ def spike_input(rng, graph, batch: int, T: int, p: float = 0.3) -> np.ndarray:
 def run_numpy(graph: Graph, x: np.ndarray, recurrent=()) -> dict:
     """Every node's output per step, (B, T, *shape), from the node equations (float64).
 
-    ``recurrent``: edges that carry the source's output of step t-1 (0 at t = 0).
+    ``recurrent``: edges that carry the source's output of step t-1; at t = 0 (spikes before
+    it are 0) an Affine source gives its bias, other sources 0.
     """
     md = graph.metadata
     dt, exact = float(md["dt"]), md.get("integrator") == "exact"
@@ -163,7 +164,8 @@ def run_numpy(graph: Graph, x: np.ndarray, recurrent=()) -> dict:
                 done.add(n)
     state = {n: {} for n in graph.nodes}
     outs = {n: [] for n in graph.nodes}
-    prev = {n: 0.0 for n in graph.nodes}
+    prev = {n: (graph.nodes[n].bias if isinstance(graph.nodes[n], Affine) else 0.0)
+            for n in graph.nodes}
 
     def spike(node, v):
         s = v >= node.v_threshold if ge else v > node.v_threshold
@@ -334,7 +336,7 @@ def test_recurrent_cubalif_compiles_to_a_current_and_a_self_group(rng):
     own = [grp for grp in prog.groups if grp.source == grp.target == "lif"]
     assert len(own) == 1 and own[0].lag == 1 and own[0].delay == 0
     const = {(grp.target, grp.lag) for grp in prog.groups if grp.source == "const"}
-    assert const == {("lif", 0), ("lif", 1)}  # fc bias into the current; rec bias from t=1
+    assert const == {("lif", 0)}  # fc bias and rec bias into the current from t = 0
     assert prog.population("out").kind == "li"
 
 

@@ -134,6 +134,7 @@ class LoweringContext:
         self.li_pops: set[str] = set()  # non-spiking LI/CubaLI populations
         self.relays: set[str] = set()
         self.residual = residual
+        self.in_cycle: set[str] = set()  # neuron nodes on a recurrent cycle (walk sets it)
         self.stream_relays: dict[frozenset, str] = {}  # stream terms -> residual relay
         self._sum_node: dict[frozenset, str] = {}  # stream terms -> the node that summed them
         self._group_at: dict[tuple[str, str, int], int] = {}
@@ -316,7 +317,11 @@ class LoweringContext:
 
     # ----------------------------------------------------------------- finishing
     def _resolve(self, ph: str, nesting: int = 0) -> dict:
-        """Terms of a placeholder: its back edge's source expression, one step later."""
+        """Terms of a placeholder: its back edge's source expression, one step later.
+
+        Spikes before step 0 are zero, so a linear node in the cycle emits its constant from
+        step 0 on (snnTorch's RLeaky adds ``recurrent(0) = bias`` in its first step): the
+        constant terms take no extra step (a Delay's own lag stays)."""
         if nesting > len(self.back_of):
             raise LoweringError(f"recurrent edge {ph[1:-1]}: nested recurrence without a "
                                 "neuron in between cannot be deployed")
@@ -325,11 +330,11 @@ class LoweringContext:
         for (src, lag), m in e.terms.items():
             if src in self.back_of:
                 for (q, l2), m2 in self._resolve(src, nesting + 1).items():
-                    add_term(out, (q, lag + l2 + 1), compose(m, m2))
+                    add_term(out, (q, lag + l2 + (q != CONST)), compose(m, m2))
             else:
-                add_term(out, (src, lag + 1), m)
+                add_term(out, (src, lag + (src != CONST)), m)
         if np.any(e.bias):
-            add_term(out, (CONST, 1), column(e.bias))
+            add_term(out, (CONST, 0), column(e.bias))
         return out
 
     def close_recurrence(self) -> None:

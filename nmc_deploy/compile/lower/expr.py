@@ -100,7 +100,7 @@ def flat(values, size: int) -> np.ndarray:
 
 
 def decay_factor(tau, dt: float, integrator: str):
-    """``k(tau)``: ``dt/tau`` (forward Euler) or ``1 - exp(-dt/tau)`` (exact)."""
+    """``k(tau)``: ``dt/tau`` (forward Euler) or ``1 - exp(-dt/tau)`` (exact, rockpool)."""
     tau = per_neuron(tau)
     return dt / tau if integrator == "forward-euler" else 1.0 - np.exp(-dt / np.asarray(tau))
 

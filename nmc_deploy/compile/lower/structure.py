@@ -10,7 +10,7 @@ from ...ir import (IF, LI, LIF, Affine, AvgPool2d, Conv1d, Conv2d, CubaLI, CubaL
                    Graph, Scale, SumPool2d, Threshold, TokenSelect)
 from ...ir.graph import split_port
 
-__all__ = ["LOW_RANK_ROLE", "NEURON_NODES", "low_rank_down_nodes", "check_cycles",
+__all__ = ["LOW_RANK_ROLE", "NEURON_NODES", "low_rank_down_nodes", "check_cycles", "cycle_neurons",
            "recurrence_placeholders", "token_gates"]
 
 LOW_RANK_ROLE = "low-rank factor"  # node metadata "role" the exporter gives both factors
@@ -62,15 +62,7 @@ def _cycle_text(src: str, dst: str, body: set, succ: dict) -> str:
 
 def check_cycles(graph: Graph, back: list, relay_nodes: set) -> None:
     """Each recurrent cycle holds exactly one neuron population plus linear nodes/Delays."""
-    back_set = set(back)
-    succ: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    pred: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    for edge in graph.edges:
-        if edge in back_set:
-            continue
-        node = split_port(edge[1], graph.nodes)[0]
-        succ[edge[0]].append(node)
-        pred[node].append(edge[0])
+    succ, pred = _forward_links(graph, back)
     for src, dst_end in back:
         dst = split_port(dst_end, graph.nodes)[0]
         body = _reach(dst, succ) & _reach(src, pred)
@@ -92,6 +84,30 @@ def check_cycles(graph: Graph, back: list, relay_nodes: set) -> None:
                                 f"populations ({', '.join(neurons)}); only a population's "
                                 "self-recurrence through linear nodes keeps NIR's one-step "
                                 "delay in the pipelined schedule")
+
+
+def _forward_links(graph: Graph, back: list) -> tuple[dict, dict]:
+    back_set = set(back)
+    succ: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    pred: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    for edge in graph.edges:
+        if edge in back_set:
+            continue
+        node = split_port(edge[1], graph.nodes)[0]
+        succ[edge[0]].append(node)
+        pred[node].append(edge[0])
+    return succ, pred
+
+
+def cycle_neurons(graph: Graph, back: list) -> set[str]:
+    """The neuron nodes on a recurrent cycle (closed by one of the back edges ``back``)."""
+    succ, pred = _forward_links(graph, back)
+    found: set[str] = set()
+    for src, dst_end in back:
+        dst = split_port(dst_end, graph.nodes)[0]
+        body = _reach(dst, succ) & _reach(src, pred)
+        found |= {n for n in body if isinstance(graph.nodes[n], NEURON_NODES)}
+    return found
 
 
 def recurrence_placeholders(graph: Graph, back: list) -> tuple[dict, dict]:

@@ -11,8 +11,8 @@ from ...program import LOW_RANK_MODES, RESIDUAL_MODES, FloatProgram
 from . import linear, neurons, ops  # noqa: F401  (registers the lowering functions)
 from .context import LoweringContext, lowering_of
 from .neurons import RESET_NODES
-from .structure import (check_cycles, low_rank_down_nodes, recurrence_placeholders,
-                        token_gates)
+from .structure import (check_cycles, cycle_neurons, low_rank_down_nodes,
+                        recurrence_placeholders, token_gates)
 
 __all__ = ["lower_graph", "graph_timing"]
 
@@ -50,7 +50,7 @@ def graph_timing(graph: Graph) -> Timing:
     comparison = str(md.get("threshold_comparison", NIR_DEFAULTS["threshold_comparison"]))
     return Timing(dt=float(dt), integrator=integrator, reset=_graph_reset(graph, md),
                   threshold_comparison=">=" if comparison == ">=" else ">",
-                  source="graph metadata")
+                  source="graph metadata", tau_scale=float(md.get("tau_scale", 1.0)))
 
 
 def lower_graph(graph: Graph, *, timing: Timing | None = None, input_levels: int | None = None,
@@ -98,6 +98,7 @@ def lower_graph(graph: Graph, *, timing: Timing | None = None, input_levels: int
                           time_steps=int(md.get("time_steps", 1)), relay_nodes=relay_nodes,
                           back_of=back_of, back_into=back_into, gate_of=token_gates(graph),
                           residual=residual)
+    ctx.in_cycle = cycle_neurons(graph, back)
     for name in topo_order(graph):
         node = graph.nodes[name]
         lower = lowering_of(type(node))
