@@ -164,13 +164,13 @@ def scale_line(quantization: dict) -> str:
         tail = (f"; worst case overflows in {len(risky)}: {', '.join(risky[:3])}"
                 f"{' ...' if len(risky) > 3 else ''}" if risky else "; no worst-case overflow")
         return f"quantization: --vth-mant {vth} for {len(spiking)} populations{tail}"
-    top = max((q["vth_mant"] for q in spiking.values()), default=0)
-    low = {n: q for n, q in spiking.items() if q["vth_mant"] < top}
-    parts = [f"{n} {q['vth_mant']} ({q.get('limited_by') or 'bound'})"
+    low = {n: q for n, q in spiking.items() if q.get("limited_by")}
+    top = max((q["vth_mant"] for n, q in spiking.items() if n not in low), default=None)
+    parts = [f"{n} {q['vth_mant']} ({q['limited_by']} bound)"
              for n, q in list(low.items())[:3]]
     lowered = (f"; lowered for {len(low)}: {', '.join(parts)}{' ...' if len(low) > 3 else ''}"
                if low else "")
     least = min((q["headroom"] for q in spiking.values()), default=None)
     return (f"quantization: threshold mantissa per population (no worst-case overflow): "
-            f"{top} for {len(spiking) - len(low)} of {len(spiking)}{lowered}"
+            f"{top or '-'} for {len(spiking) - len(low)} of {len(spiking)}{lowered}"
             + (f"; least headroom {least:.2f}x" if least is not None else ""))
