@@ -82,6 +82,7 @@ DEFAULT_VTH_MANT = 1023  # threshold mantissa: 2**10-1 leaves 128x headroom belo
 # while the 8-bit weights keep their relative step) and lowers a population's mantissa
 # until its worst case (:mod:`.scale`) fits; at most this many tries.
 _SCALE_TRIES = 12
+VTH_FLOOR = 64  # the automatic mantissa goes below it only for current, accumulator, v above
 DEFAULT_TARGET = "loihi2"  # the target whose number formats apply when a caller gives none
 
 
@@ -177,6 +178,33 @@ def _nonnegative_integers(data: np.ndarray, weight_bits: int) -> bool:
     """True for non-negative integer weights on Lava's excitatory grid."""
     return bool(np.all(data == np.round(data)) and np.all(data >= 0) and
                 data.max(initial=0) <= 2 ** weight_bits - 1)
+
+
+def _binding(bound: StateBound) -> str:
+    """What lowered an automatic mantissa: "current", "voltage", "accumulator" or
+    "negative voltage" (the stated bound of :func:`_next_mantissa`)."""
+    if bound.low_headroom() < bound.headroom():
+        return "negative voltage"
+    return bound.binding()
+
+
+def _next_mantissa(vth: int, bound: StateBound) -> int | None:
+    """The next threshold mantissa to try after ``vth`` gave ``bound`` (None: keep ``vth``).
+
+    Current, accumulator and voltage above must fit (:attr:`~.scale.StateBound.overflows`);
+    the voltage below must fit too while that leaves at least :data:`VTH_FLOOR` (an input
+    resolution of 1/64 of the threshold per step): below it, the negative worst case is a
+    stated bound (recorded as ``low_headroom``), not bought with more precision."""
+    if vth <= 1:
+        return None
+    hard = bound.headroom() if bound.overflows else np.inf
+    low = bound.low_headroom() if bound.saturates_low and vth > VTH_FLOOR else np.inf
+    if min(hard, low) > 1:
+        return None
+    target = vth * hard * 0.98  # the hard limits: as low as they need
+    if low <= 1:  # the negative side: not below the floor
+        target = min(target, max(vth * low * 0.98, VTH_FLOOR))
+    return max(1, min(vth - 1, math.floor(target)))
 
 
 # sources the exact integer OR rule refuses (with the relays quantized before it)
@@ -337,11 +365,11 @@ class _ProgramQuantizer:
                 self._add_population_at(p, gs, vth, integer_or)
             used = self.pops_q[-1].vth
             bound = self.state_bound(mark[1])
-            if fixed or self.vth_mant is not None or not bound.overflows or used <= 1:
+            vth = _next_mantissa(used, bound)
+            if fixed or self.vth_mant is not None or vth is None:
                 break
             del self.pops_q[mark[0]:], self.groups_q[mark[1]:]
             self.diagnostics = mark[2]
-            vth = max(1, min(used - 1, math.floor(used * bound.headroom() * 0.98)))
         for w in caught:
             warnings.warn(w.message, w.category, stacklevel=4)
         self._record_scale(p.name, bound, integer_or, mark[1],
@@ -368,12 +396,13 @@ class _ProgramQuantizer:
                                             for g in self.groups_q[first_group:]},
                              "worst_case": bound.to_json(),
                              "headroom": round(bound.headroom(), 3),
-                             "limited_by": (bound.binding() if how == "auto" and
+                             "low_headroom": round(bound.low_headroom(), 3),
+                             "limited_by": (_binding(bound) if how == "auto" and
                                             q.vth < DEFAULT_VTH_MANT else None),
                              "zeroed_weights": int(zeroed)}
-        if how == "override" and (bound.wraps or bound.saturates):
+        if how == "override" and bound.overflows:
             what = "current" if bound.wraps else "voltage"
-            value = bound.u if bound.wraps else max(bound.v_high, bound.v_low)
+            value = bound.u if bound.wraps else bound.v_high
             fits = max(1, math.floor(q.vth * bound.headroom()))
             warnings.warn(f"{name}: worst-case {what} ({value}) exceeds the 24-bit state "
                           f"({2 ** (LAVA_LIF.uv_bits - 1)}) at --vth-mant {q.vth}: it can "

@@ -19,6 +19,16 @@ its lower bound has no reset: ``T`` steps of the most negative input and bias (a
 without leak, ``dv = 0``, integrates them all). Truncation toward zero only shrinks
 magnitudes, so these are upper bounds. ``acc`` is Lava's int32 synaptic accumulator
 (``W @ x`` before the shift).
+
+What the scale choice prevents (:attr:`StateBound.overflows`): a wrapping current (it flips
+the sign of the drive: catastrophic), an overflowing accumulator, and a voltage saturating
+above where that changes anything (subtractive reset, non-spiking LI; with a zero reset a
+saturated voltage still spikes and resets to 0). The negative side is a *stated bound*, not
+prevented: every negative input at its maximum for all ``T`` steps is far beyond what
+networks see (on a netx-style CUBA layer it would cost a factor 40 of scale, i.e. precision,
+for saturations that random inputs never reach at that scale), and a voltage saturated at
+``-(2**23 - 1)`` is still ``2**17 / vth_mant`` thresholds below rest (128 at 1023); its
+worst case is recorded (``low_headroom``) and the simulators count every saturation.
 """
 from __future__ import annotations
 
@@ -43,6 +53,15 @@ class StateBound:
     v_high: int  # v before the spike check (saturates at 2**23 - 1)
     v_low: int  # |v| on the negative side (saturates at -(2**23 - 1))
     acc: int  # |W @ x| before the shift (Lava's int32 accumulator)
+    # False for a spiking population with a zero reset: a voltage saturated above the
+    # threshold still spikes and resets to 0, exactly as unsaturated (nothing to prevent)
+    v_high_matters: bool = True
+
+    def _ratios(self) -> dict[str, float]:
+        """limit / bound of what the scale choice prevents (> 1: cannot overflow)."""
+        v = self.v_high if self.v_high_matters else 0
+        return {"current": MAX_UV / max(self.u, 1), "voltage": (MAX_V - 1) / max(v, 1),
+                "accumulator": ACCUMULATOR_MAX / max(self.acc, 1)}
 
     @property
     def wraps(self) -> bool:
@@ -51,25 +70,33 @@ class StateBound:
 
     @property
     def saturates(self) -> bool:
-        """True if the voltage can reach Lava's saturation bound."""
-        return self.v_high >= MAX_V or self.v_low >= MAX_V
+        """True if the voltage can reach Lava's saturation bound where it matters (above:
+        see ``v_high_matters``; below: :attr:`saturates_low`)."""
+        return (self.v_high_matters and self.v_high >= MAX_V) or self.saturates_low
+
+    @property
+    def saturates_low(self) -> bool:
+        """True if the voltage can reach -(2**23 - 1) (T steps of the most negative input)."""
+        return self.v_low >= MAX_V
 
     @property
     def overflows(self) -> bool:
-        """True if any of the three (current, voltage, accumulator) can overflow."""
-        return self.wraps or self.saturates or self.acc > ACCUMULATOR_MAX
+        """True if the current can wrap, the accumulator overflow or the voltage saturate
+        above (where it matters). The negative side is a stated bound, not prevented: see
+        :func:`worst_case`."""
+        return min(self._ratios().values()) <= 1.0
 
     def headroom(self) -> float:
-        """The smallest ratio limit / bound of the three (> 1: no overflow)."""
-        ratios = [MAX_UV / max(self.u, 1), (MAX_V - 1) / max(self.v_high, self.v_low, 1),
-                  ACCUMULATOR_MAX / max(self.acc, 1)]
-        return float(min(ratios))
+        """The smallest ratio limit / bound of current, voltage above, accumulator."""
+        return float(min(self._ratios().values()))
+
+    def low_headroom(self) -> float:
+        """limit / bound of the negative voltage (< 1: it can saturate in the worst case)."""
+        return float((MAX_V - 1) / max(self.v_low, 1))
 
     def binding(self) -> str:
         """Which limit is nearest: "current", "voltage" or "accumulator"."""
-        ratios = {"current": MAX_UV / max(self.u, 1),
-                  "voltage": (MAX_V - 1) / max(self.v_high, self.v_low, 1),
-                  "accumulator": ACCUMULATOR_MAX / max(self.acc, 1)}
+        ratios = self._ratios()
         return min(ratios, key=ratios.get)
 
     def to_json(self) -> dict:
@@ -149,7 +176,9 @@ def worst_case(pop, groups, x_max, signed, time_steps: int) -> StateBound:
     def top(a) -> int:
         return int(np.ceil(np.max(a, initial=0.0)))
 
-    return StateBound(u=top(u_max), v_high=top(v_hi), v_low=top(-v_lo), acc=top(acc))
+    matters = pop.kind == "li" or pop.vth is None or bool(pop.reset_subtract)
+    return StateBound(u=top(u_max), v_high=top(v_hi), v_low=top(-v_lo), acc=top(acc),
+                      v_high_matters=matters)
 
 
 def scale_line(quantization: dict) -> str:

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nmc_deploy.compile.lower import lower_graph
-from nmc_deploy.compile.quantize import DEFAULT_VTH_MANT, quantize_program
+from nmc_deploy.compile.quantize import DEFAULT_VTH_MANT, VTH_FLOOR, quantize_program
 from nmc_deploy.compile.scale import scale_line
 from nmc_deploy.errors import QuantizationWarning
 from nmc_deploy.simulate.overflow import overflow_lines, quantization_rows
@@ -61,7 +61,7 @@ def test_default_scale_would_wrap_the_automatic_one_does_not(rng):
     auto, auto_warnings = _quiet(fp)
     rec = auto.metadata["quantization"]["populations"]["lif"]
     assert rec["choice"] == "auto" and rec["vth_mant"] < DEFAULT_VTH_MANT
-    assert rec["limited_by"] in ("current", "voltage") and rec["headroom"] > 1
+    assert rec["limited_by"] in ("current", "negative voltage") and rec["headroom"] > 1
     assert not [w for w in auto_warnings if "worst-case" in w]
     ref = simulate_reference(auto, x)
     assert ref.stats["u_wraps"] == 0 and ref.stats["v_saturations"] == 0
@@ -119,8 +119,12 @@ def test_chosen_scale_never_wraps_on_binary_inputs(n_in, n_out, log_scale, posit
     x = _worst_inputs(n_in, rng)
     negative = (w < 0).astype(int)  # the inputs that pull each neuron down
     ref = simulate_reference(prog, np.vstack([x, negative]))
-    if rec["headroom"] > 1:
-        assert ref.stats["u_wraps"] == 0 and ref.stats["v_saturations"] == 0
+    if rec["headroom"] > 1:  # current and accumulator always fit
+        assert ref.stats["u_wraps"] == 0
+    if rec["low_headroom"] > 1:  # the negative side fits too unless below the floor
+        assert ref.stats["v_saturations"] == 0
+    else:
+        assert rec["vth_mant"] <= VTH_FLOOR
 
 
 @pytest.mark.lava
