@@ -180,6 +180,11 @@ def _nonnegative_integers(data: np.ndarray, weight_bits: int) -> bool:
                 data.max(initial=0) <= 2 ** weight_bits - 1)
 
 
+def _floor3(x: float) -> float:
+    """``x`` rounded down to 3 decimals (a recorded headroom >= 1 means it fits)."""
+    return math.floor(x * 1000) / 1000
+
+
 def _binding(bound: StateBound) -> str:
     """What lowered an automatic mantissa: "current", "voltage", "accumulator" or
     "negative voltage" (the stated bound of :func:`_next_mantissa`)."""
@@ -199,7 +204,7 @@ def _next_mantissa(vth: int, bound: StateBound) -> int | None:
         return None
     hard = bound.headroom() if bound.overflows else np.inf
     low = bound.low_headroom() if bound.saturates_low and vth > VTH_FLOOR else np.inf
-    if min(hard, low) > 1:
+    if min(hard, low) >= 1:
         return None
     target = vth * hard * 0.98  # the hard limits: as low as they need
     if low <= 1:  # the negative side: not below the floor
@@ -395,20 +400,21 @@ class _ProgramQuantizer:
                              "weight_exp": {g.name: int(g.weight_exp)
                                             for g in self.groups_q[first_group:]},
                              "worst_case": bound.to_json(),
-                             "headroom": round(bound.headroom(), 3),
-                             "low_headroom": round(bound.low_headroom(), 3),
+                             "headroom": _floor3(bound.headroom()),
+                             "low_headroom": _floor3(bound.low_headroom()),
                              "limited_by": (_binding(bound) if how == "auto" and
                                             q.vth < DEFAULT_VTH_MANT else None),
                              "zeroed_weights": int(zeroed)}
         if how == "override" and bound.overflows:
-            what = "current" if bound.wraps else "voltage"
-            value = bound.u if bound.wraps else bound.v_high
+            what = bound.binding()
+            value = {"current": bound.u, "voltage": bound.v_high, "accumulator": bound.acc}[what]
             fits = max(1, math.floor(q.vth * bound.headroom()))
-            warnings.warn(f"{name}: worst-case {what} ({value}) exceeds the 24-bit state "
-                          f"({2 ** (LAVA_LIF.uv_bits - 1)}) at --vth-mant {q.vth}: it can "
-                          f"{'wrap' if bound.wraps else 'saturate'}; lower --vth-mant (about "
-                          f"{fits} fits) or drop the override", QuantizationWarning,
-                          stacklevel=4)
+            limit = {"current": "the 24-bit current", "voltage": "the 24-bit voltage",
+                     "accumulator": "the int32 accumulator"}[what]
+            warnings.warn(f"{name}: worst-case {what} ({value}) exceeds {limit} at --vth-mant "
+                          f"{q.vth}: it can {'wrap' if what == 'current' else 'overflow'}; "
+                          f"lower --vth-mant (about {fits} fits) or drop the override",
+                          QuantizationWarning, stacklevel=4)
 
     def _add_population_at(self, p: FloatPopulation, gs: list, vth_mant: int,
                            integer_or: bool) -> None:

@@ -58,7 +58,7 @@ class StateBound:
     v_high_matters: bool = True
 
     def _ratios(self) -> dict[str, float]:
-        """limit / bound of what the scale choice prevents (> 1: cannot overflow)."""
+        """limit / bound of what the scale choice prevents (>= 1: cannot overflow)."""
         v = self.v_high if self.v_high_matters else 0
         return {"current": MAX_UV / max(self.u, 1), "voltage": (MAX_V - 1) / max(v, 1),
                 "accumulator": ACCUMULATOR_MAX / max(self.acc, 1)}
@@ -77,14 +77,14 @@ class StateBound:
     @property
     def saturates_low(self) -> bool:
         """True if the voltage can reach -(2**23 - 1) (T steps of the most negative input)."""
-        return self.v_low >= MAX_V
+        return self.low_headroom() < 1.0
 
     @property
     def overflows(self) -> bool:
         """True if the current can wrap, the accumulator overflow or the voltage saturate
         above (where it matters). The negative side is a stated bound, not prevented: see
         :func:`worst_case`."""
-        return min(self._ratios().values()) <= 1.0
+        return min(self._ratios().values()) < 1.0
 
     def headroom(self) -> float:
         """The smallest ratio limit / bound of current, voltage above, accumulator."""
@@ -188,7 +188,7 @@ def scale_line(quantization: dict) -> str:
     pops = quantization.get("populations", {})
     vth = quantization.get("vth_mant")
     spiking = {n: q for n, q in pops.items() if q["choice"] in ("auto", "override")}
-    risky = [n for n, q in spiking.items() if q["headroom"] <= 1]
+    risky = [n for n, q in spiking.items() if q["headroom"] < 1]
     if vth != "auto":
         tail = (f"; worst case overflows in {len(risky)}: {', '.join(risky[:3])}"
                 f"{' ...' if len(risky) > 3 else ''}" if risky else "; no worst-case overflow")
@@ -197,9 +197,11 @@ def scale_line(quantization: dict) -> str:
     top = max((q["vth_mant"] for n, q in spiking.items() if n not in low), default=None)
     parts = [f"{n} {q['vth_mant']} ({q['limited_by']} bound)"
              for n, q in list(low.items())[:3]]
-    lowered = (f"; lowered for {len(low)}: {', '.join(parts)}{' ...' if len(low) > 3 else ''}"
-               if low else "")
+    kept = [f"{top} for {len(spiking) - len(low)} of {len(spiking)}"] if top else []
+    if low:
+        kept.append(f"lowered for {len(low)} of {len(spiking)}: {', '.join(parts)}"
+                    f"{' ...' if len(low) > 3 else ''}")
     least = min((q["headroom"] for q in spiking.values()), default=None)
-    return (f"quantization: threshold mantissa per population (no worst-case overflow): "
-            f"{top or '-'} for {len(spiking) - len(low)} of {len(spiking)}{lowered}"
+    return ("quantization: threshold mantissa per population (no worst-case overflow): "
+            + ("; ".join(kept) or "no spiking population")
             + (f"; least headroom {least:.2f}x" if least is not None else ""))

@@ -20,7 +20,7 @@ __all__ = ["quantization_rows", "overflow_lines"]
 
 def quantization_rows(program, fixed, flt=None) -> dict[str, dict]:
     """Per population of ``program``: its scale (``vth_mant``, ``choice``, ``headroom``: the
-    limit over the worst case, > 1 means it cannot overflow), ``zeroed_weights`` (incoming
+    limit over the worst case, >= 1 means it cannot overflow), ``zeroed_weights`` (incoming
     weights rounded to 0), ``u_wraps`` and ``v_saturations`` of the fixed-point run
     ``fixed`` (a :class:`~.result.SimulationResult` of the reference; None for Lava, which
     does not count them), and with the float run ``flt``: ``float_vs_fixed`` spike
@@ -61,9 +61,9 @@ def overflow_lines(program, stats: dict) -> list[str]:
         if q.get("choice") == "override":
             hint = f"lower --vth-mant (now {q.get('vth_mant')}) or drop the override"
         elif q.get("choice") == "auto":
-            hint = (f"the inputs exceed the worst case the scale was chosen for ({program.time_steps} "
-                    f"steps, inputs up to {program.input_levels}); compile with a lower "
-                    "--vth-mant")
+            hint = ("the inputs exceed the worst case the scale was chosen for "
+                    f"({program.time_steps} steps, inputs up to {program.input_levels}); "
+                    "compile with a lower --vth-mant")
         else:
             hint = "lower --vth-mant"
         lines.append(f"warning: {e['name']}: current wraps ({wraps}), voltage saturations "
