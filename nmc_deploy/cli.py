@@ -102,7 +102,9 @@ def export(checkpoint, out, portable):
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("build"),
               show_default=True, help="Names the output directory.")
 @click.option("--vth-mant", type=int, default=None,
-              help="Sets the threshold mantissa that fixes the fixed-point scale (default 1023).")
+              help="Overrides the threshold mantissa of every spiking population (default: "
+                   "chosen per population, at most 1023, so that no current wraps; "
+                   "docs/quantization.md).")
 @click.option("--low-rank", type=click.Choice(["fused", "relay"]), default="fused",
               show_default=True,
               help="Chooses how low-rank (DSP) factor pairs deploy: re-multiplied into one "

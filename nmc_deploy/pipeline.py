@@ -281,6 +281,8 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
                                activity=activity, activity_source=source)
     for w in caught:
         _log(f"warning: {w.message}", log)
+    from .compile.scale import scale_line
+    _log(scale_line(result.program.metadata.get("quantization", {})), log)
     summary = result.summary()
     if not pairs and low_rank != "fused":
         _log(f"note: {nir_path} has no low-rank factors; --low-rank {low_rank} changes nothing",
@@ -371,9 +373,9 @@ def _run_backends(program, x, y, backend: str, compare: bool, result: dict, log)
         if y is not None:
             _log(f"fixed point (reference): accuracy {result['accuracy_fixed_reference']:.4f}",
                  log)
-        if ref.stats.get("u_wraps") or ref.stats.get("v_saturations"):
-            _log(f"warning: fixed-point overflow: {ref.stats['u_wraps']} current wraps, "
-                 f"{ref.stats['v_saturations']} voltage saturations; lower --vth-mant", log)
+        from .simulate.overflow import overflow_lines
+        for line in overflow_lines(program, ref.stats):
+            _log(line, log)
     if backend == "lava" or compare:
         from .simulate.lava.backend import simulate_lava
 

@@ -49,6 +49,7 @@ An output format with a narrower grid than Lava's (lava-dl netx) passes its rule
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import math
@@ -64,6 +65,7 @@ from ..program import (LI, SourceKind, RELAY, FloatPopulation, FloatProgram, Pop
                        Program, SynapseGroup, TokenSelectOp)
 from ..targets import HardwareTarget, load_target
 from .relay import RelayScale, quantize_relay, quantize_residual_relay, relay_shift
+from .scale import StateBound, worst_case
 from .schedule import Schedule, schedule_program
 from .token_select import TOKEN_SELECT, quantize_token_predictor, quantize_token_select
 from ..program.shared_weights import scale_rows, stored_values
@@ -75,6 +77,12 @@ __all__ = ["quantize_program", "GridPolicy", "LAVA_GRID", "DEFAULT_VTH_MANT",
            "quantize_token_predictor", "TOKEN_SELECT"]
 
 DEFAULT_VTH_MANT = 1023  # threshold mantissa: 2**10-1 leaves 128x headroom below 2**23
+# The automatic scale starts at DEFAULT_VTH_MANT (the precision ceiling: above it the 1-unit
+# truncations of decay and of negative weight exponents are below 1/65,000 of the threshold,
+# while the 8-bit weights keep their relative step) and lowers a population's mantissa
+# until its worst case (:mod:`.scale`) fits; at most this many tries.
+_SCALE_TRIES = 12
+VTH_FLOOR = 64  # the automatic mantissa goes below it only for current, accumulator, v above
 DEFAULT_TARGET = "loihi2"  # the target whose number formats apply when a caller gives none
 
 
@@ -172,6 +180,38 @@ def _nonnegative_integers(data: np.ndarray, weight_bits: int) -> bool:
                 data.max(initial=0) <= 2 ** weight_bits - 1)
 
 
+def _floor3(x: float) -> float:
+    """``x`` rounded down to 3 decimals (a recorded headroom >= 1 means it fits)."""
+    return math.floor(x * 1000) / 1000
+
+
+def _binding(bound: StateBound) -> str:
+    """What lowered an automatic mantissa: "current", "voltage", "accumulator" or
+    "negative voltage" (the stated bound of :func:`_next_mantissa`)."""
+    if bound.low_headroom() < bound.headroom():
+        return "negative voltage"
+    return bound.binding()
+
+
+def _next_mantissa(vth: int, bound: StateBound) -> int | None:
+    """The next threshold mantissa to try after ``vth`` gave ``bound`` (None: keep ``vth``).
+
+    Current, accumulator and voltage above must fit (:attr:`~.scale.StateBound.overflows`);
+    the voltage below must fit too while that leaves at least :data:`VTH_FLOOR` (an input
+    resolution of 1/64 of the threshold per step): below it, the negative worst case is a
+    stated bound (recorded as ``low_headroom``), not bought with more precision."""
+    if vth <= 1:
+        return None
+    hard = bound.headroom() if bound.overflows else np.inf
+    low = bound.low_headroom() if bound.saturates_low and vth > VTH_FLOOR else np.inf
+    if min(hard, low) >= 1:
+        return None
+    target = vth * hard * 0.98  # the hard limits: as low as they need
+    if low <= 1:  # the negative side: not below the floor
+        target = min(target, max(vth * low * 0.98, VTH_FLOOR))
+    return max(1, min(vth - 1, math.floor(target)))
+
+
 # sources the exact integer OR rule refuses (with the relays quantized before it)
 _GRADED_SOURCES = (SourceKind.INPUT, SourceKind.CONST, SourceKind.ATTENTION)
 
@@ -181,7 +221,7 @@ class _ProgramQuantizer:
     far, relay scales, token selectors (quantized when first needed) and diagnostics."""
 
     def __init__(self, fp: FloatProgram, schedule: Schedule, *, weight_bits: int,
-                 payload_bits: int, vth_mant: int, grid: GridPolicy):
+                 payload_bits: int, vth_mant: int | None, grid: GridPolicy):
         self.fp = fp
         self.schedule = schedule
         self.weight_bits = weight_bits
@@ -198,7 +238,9 @@ class _ProgramQuantizer:
         self.pops_q: list[Population] = []
         self.groups_q: list[SynapseGroup] = []
         self.diagnostics = {"zeroed_weights": 0, "clipped_weights": 0, "clipped_biases": 0,
-                            "decay_error": {}, "residual_floor_once": 0}
+                            "decay_error": {}, "residual_floor_once": 0,
+                            "zeroed_per_layer": {}}
+        self.scales: dict[str, dict] = {}  # per population: the scale chosen, its worst case
 
     # ----------------------------------------------------------------- sources
     def src_bits(self, src: str) -> int:
@@ -289,12 +331,12 @@ class _ProgramQuantizer:
                         _nonnegative_integers(stored_values(g.weight), self.weight_bits)
                         for g in gs))
 
-    def _threshold_scale(self, p: FloatPopulation, gs: list) -> tuple:
-        """``(lam, vth)`` of a spiking population with a positive float threshold."""
+    def _threshold_scale(self, p: FloatPopulation, gs: list, vth: int) -> tuple:
+        """``(lam, vth)`` of a spiking population with a positive float threshold and
+        threshold mantissa at most ``vth``."""
         if np.any(np.asarray(p.v_threshold) <= 0):
             raise LoweringError(f"{p.name}: v_threshold ({np.min(p.v_threshold)}) must be "
                                 "positive")
-        vth = self.vth_mant
         ge = 1 if p.threshold_ge else 0
         theta = np.asarray(p.v_threshold, np.float64)
         # per-neuron thresholds fold into a per-neuron scale (exact: the reset is to zero
@@ -315,8 +357,68 @@ class _ProgramQuantizer:
         return lam, vth
 
     def add_population(self, p: FloatPopulation, gs: list) -> None:
-        """A LIF, threshold or LI population and its incoming groups."""
+        """A LIF, threshold or LI population and its incoming groups, at the largest
+        threshold mantissa up to :data:`DEFAULT_VTH_MANT` whose worst case (:mod:`.scale`)
+        cannot overflow (or at the ``--vth-mant`` override, with a warning when it can)."""
         integer_or = self._is_integer_or(p, gs)
+        fixed = p.kind == LI or integer_or
+        vth = DEFAULT_VTH_MANT if self.vth_mant is None else self.vth_mant
+        for _ in range(_SCALE_TRIES):
+            mark = (len(self.pops_q), len(self.groups_q), copy.deepcopy(self.diagnostics))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                self._add_population_at(p, gs, vth, integer_or)
+            used = self.pops_q[-1].vth
+            bound = self.state_bound(mark[1])
+            vth = _next_mantissa(used, bound)
+            if fixed or self.vth_mant is not None or vth is None:
+                break
+            del self.pops_q[mark[0]:], self.groups_q[mark[1]:]
+            self.diagnostics = mark[2]
+        for w in caught:
+            warnings.warn(w.message, w.category, stacklevel=4)
+        self._record_scale(p.name, bound, integer_or, mark[1],
+                           self.diagnostics["zeroed_weights"] - mark[2]["zeroed_weights"])
+
+    def state_bound(self, first_group: int) -> StateBound:
+        """Worst case of the last population added, with its groups from ``first_group``."""
+        return worst_case(self.pops_q[-1], self.groups_q[first_group:], self.source_max,
+                          lambda s: s in self.relays, self.fp.time_steps)
+
+    def _record_scale(self, name: str, bound: StateBound, integer_or: bool,
+                      first_group: int, zeroed: int) -> None:
+        """The scale chosen for population ``name`` and its worst case, in the metadata;
+        a warning when an override's worst case wraps or saturates."""
+        q = self.pops_q[-1]
+        if q.kind == LI:
+            how = "li"
+        elif integer_or:
+            how = "integer"
+        else:
+            how = "override" if self.vth_mant is not None else "auto"
+        self.scales[name] = {"vth_mant": int(q.vth), "scale": q.scale, "choice": how,
+                             "weight_exp": {g.name: int(g.weight_exp)
+                                            for g in self.groups_q[first_group:]},
+                             "worst_case": bound.to_json(),
+                             "headroom": _floor3(bound.headroom()),
+                             "low_headroom": _floor3(bound.low_headroom()),
+                             "limited_by": (_binding(bound) if how == "auto" and
+                                            q.vth < DEFAULT_VTH_MANT else None),
+                             "zeroed_weights": int(zeroed)}
+        if how == "override" and bound.overflows:
+            what = bound.binding()
+            value = {"current": bound.u, "voltage": bound.v_high, "accumulator": bound.acc}[what]
+            fits = max(1, math.floor(q.vth * bound.headroom()))
+            limit = {"current": "the 24-bit current", "voltage": "the 24-bit voltage",
+                     "accumulator": "the int32 accumulator"}[what]
+            warnings.warn(f"{name}: worst-case {what} ({value}) exceeds {limit} at --vth-mant "
+                          f"{q.vth}: it can {'wrap' if what == 'current' else 'overflow'}; "
+                          f"lower --vth-mant (about {fits} fits) or drop the override",
+                          QuantizationWarning, stacklevel=4)
+
+    def _add_population_at(self, p: FloatPopulation, gs: list, vth_mant: int,
+                           integer_or: bool) -> None:
+        """Population ``p`` and its groups at threshold mantissa ``vth_mant``."""
         if p.kind == LI:  # no threshold: the scale keeps the worst-case voltage in range
             lam = _li_scale(p, gs, self.fp.time_steps, self.weight_bits, self.source_max)
             vth = 0
@@ -328,7 +430,7 @@ class _ProgramQuantizer:
                 raise LoweringError(f"{p.name}: threshold ({p.v_threshold}) below 0 with "
                                     "integer inputs would fire without input")
         else:
-            lam, vth = self._threshold_scale(p, gs)
+            lam, vth = self._threshold_scale(p, gs, vth_mant)
         if p.kind == "threshold":
             dv = LAVA_LIF.decay_unity if not integer_or else LAVA_LIF.max_dv
         else:
@@ -391,6 +493,8 @@ class _ProgramQuantizer:
     def append_group(self, g, qw: QuantizedWeights) -> None:
         """The quantized group of ``g`` (scheduled delay; rounding losses counted)."""
         self.diagnostics["zeroed_weights"] += qw.zeroed
+        per_layer = self.diagnostics["zeroed_per_layer"]
+        per_layer[g.layer] = per_layer.get(g.layer, 0) + int(qw.zeroed)
         self.diagnostics["clipped_weights"] += qw.clipped
         self.groups_q.append(SynapseGroup(
             name=g.name, source=g.source, target=g.target, weights=qw.weights,
@@ -421,12 +525,15 @@ class _ProgramQuantizer:
         unused = [name for name, r in self.relays.items() if r.shift is None]
         if unused:
             raise LoweringError(f"{unused[0]}: low-rank relay feeds no population")
-        md["quantization"] = {"weight_bits": self.weight_bits, "vth_mant": self.vth_mant,
+        md["quantization"] = {"weight_bits": self.weight_bits,
+                              "vth_mant": "auto" if self.vth_mant is None else self.vth_mant,
                               "zeroed_weights": diagnostics["zeroed_weights"],
                               "clipped_weights": diagnostics["clipped_weights"],
                               "clipped_biases": diagnostics["clipped_biases"],
                               "float_synapses": int(sum(g.weight.nnz for g in fp.groups)),
-                              "decay_rounding": diagnostics["decay_error"]}
+                              "decay_rounding": diagnostics["decay_error"],
+                              "zeroed_per_layer": diagnostics["zeroed_per_layer"],
+                              "populations": self.scales}
         if self.residual_relays:  # readers not bit-identical to fan-in (weight_exp < 0)
             md["quantization"]["residual_floor_once"] = diagnostics["residual_floor_once"]
         for t in fp.token_selects:
@@ -438,7 +545,7 @@ class _ProgramQuantizer:
 
 
 def quantize_program(fp: FloatProgram, schedule: Schedule | None = None, *,
-                     target: HardwareTarget | None = None, vth_mant: int = DEFAULT_VTH_MANT,
+                     target: HardwareTarget | None = None, vth_mant: int | None = None,
                      grid: GridPolicy = LAVA_GRID) -> Program:
     """Quantize ``fp`` (not modified) onto Lava's fixed-point grid. See the module docstring.
 
@@ -451,8 +558,13 @@ def quantize_program(fp: FloatProgram, schedule: Schedule | None = None, *,
     target : HardwareTarget, optional
         Number formats: ``weight_bits`` and the graded-spike payload ``graded_spike_bits``
         (relay populations need at least 2). Default :func:`default_target` (Loihi 2).
-    vth_mant : int
-        Threshold mantissa of the spiking populations (``1..max_vth``).
+    vth_mant : int, optional
+        Threshold mantissa of every spiking population (``1..max_vth``), an override with
+        a warning per population whose worst case can wrap or saturate. Default (None):
+        per population, the largest mantissa up to :data:`DEFAULT_VTH_MANT` whose worst
+        case (:func:`~.scale.worst_case`: current, voltage, accumulator over the program's
+        ``time_steps``) cannot overflow; the choice and its bound are in
+        ``metadata["quantization"]["populations"]``.
     grid : GridPolicy
         Extra grid rules of an output format (default none; lava-dl netx:
         :data:`~nmc_deploy.compile.netx.NETX_GRID`, whose programs stay self-consistent,
@@ -462,7 +574,7 @@ def quantize_program(fp: FloatProgram, schedule: Schedule | None = None, *,
     :func:`~.validate.validate_program`, not here.
     """
     target = default_target() if target is None else target
-    if not 0 < vth_mant <= LAVA_LIF.max_vth:
+    if vth_mant is not None and not 0 < vth_mant <= LAVA_LIF.max_vth:
         raise LoweringError(f"vth_mant ({vth_mant}) outside 1..{LAVA_LIF.max_vth}")
     payload_bits = target.graded_spike_bits
     if fp.metadata.get("residual_relays") and payload_bits < 2:

@@ -147,7 +147,7 @@ def _sharing_mode(on: bool) -> str:
     return "on" if on else "off"
 
 
-def _compile_form(graph: Graph, target: HardwareTarget, *, low_rank: str, vth_mant: int,
+def _compile_form(graph: Graph, target: HardwareTarget, *, low_rank: str, vth_mant: int | None,
                   grid: GridPolicy, timing: Timing | None,
                   weight_sharing: bool | None = None,
                   attention_split: str = "fit", residual: str = "fan-in",
@@ -164,7 +164,7 @@ def _compile_form(graph: Graph, target: HardwareTarget, *, low_rank: str, vth_ma
                          placement=placement)
 
 
-def _other_form_costs(graph, target, other: str, vth_mant: int, timing, sharing: bool,
+def _other_form_costs(graph, target, other: str, vth_mant: int | None, timing, sharing: bool,
                       attention_split: str, residual: str = "fan-in"):
     """The costs of the form not written (warnings silenced), or why it cannot deploy."""
     try:
@@ -179,7 +179,7 @@ def _other_form_costs(graph, target, other: str, vth_mant: int, timing, sharing:
 
 
 def _other_residual_form(graph, target: HardwareTarget, *, other: str, low_rank: str,
-                         vth_mant: int, timing, sharing: bool, attention_split: str
+                         vth_mant: int | None, timing, sharing: bool, attention_split: str
                          ) -> tuple[ResidualCosts | str, int, bool]:
     """``(costs or why not deployable, relays, has a stream)`` of the residual form not
     written, compiled (warnings silenced) and released before the written form is built, so
@@ -261,7 +261,8 @@ def compile_graph(graph: Graph, target: HardwareTarget | str, *, low_rank: str =
         How low-rank factor pairs deploy; with such pairs the other form is compiled too,
         for :attr:`CompileResult.low_rank` only (its warnings are not shown).
     vth_mant : int, optional
-        Threshold mantissa (default :data:`~.quantize.DEFAULT_VTH_MANT`).
+        Threshold mantissa of every spiking population (an override); default: chosen per
+        population (:func:`~.quantize.quantize_program`).
     netx_grid : bool
         Quantize the written form onto the grid lava-dl netx can express
         (:data:`~.netx.NETX_GRID`).
@@ -285,7 +286,6 @@ def compile_graph(graph: Graph, target: HardwareTarget | str, *, low_rank: str =
         :data:`~.mesh.PRIOR_RATE`, and uses ``placement_seed``.
     """
     target = load_target(target) if isinstance(target, str) else target
-    vth_mant = DEFAULT_VTH_MANT if vth_mant is None else vth_mant
     sharing = target.weight_sharing if weight_sharing is None else bool(weight_sharing)
     rules = check_design_rules(graph, target, low_rank=low_rank, weight_sharing=sharing,
                                timing=timing, attention_split=attention_split,

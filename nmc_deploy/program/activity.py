@@ -12,7 +12,7 @@ File layout (optional keys in brackets)::
     {"backend": str, "samples": int >= 1, "time_steps": int >= 1, ["pipeline_depth": int],
      "layers": [{"name", "kind", "synops", "synapses", "population"}],
      "populations": [{"name", ["kind"], "neurons", "spikes", "neuron_updates",
-                      "active_updates"}],
+                      "active_updates", ["u_wraps", "v_saturations"]}],
      ["u_wraps": int, "v_saturations": int],
      ["token_selectors": [{"name", "evaluated_tokens", "kept_tokens", "predictor_macs",
                            "lut_lookups", ["buffered_values"]}],
@@ -79,6 +79,8 @@ class PopulationActivity:
     neuron_updates: int
     active_updates: int  # updates of neurons with input or nonzero state (<= neuron_updates)
     kind: str | None = None  # "relay" for a graded relay; None: not recorded (a spiking one)
+    u_wraps: int | None = None  # fixed-point current wraps (steps x samples x neurons)
+    v_saturations: int | None = None  # voltages left at the 24-bit bound
 
     @property
     def graded(self) -> bool:
@@ -88,7 +90,8 @@ class PopulationActivity:
     def to_json(self) -> dict:
         return put_present({"name": self.name}, kind=self.kind, neurons=self.neurons,
                            spikes=self.spikes, neuron_updates=self.neuron_updates,
-                           active_updates=self.active_updates)
+                           active_updates=self.active_updates, u_wraps=self.u_wraps,
+                           v_saturations=self.v_saturations)
 
 
 @dataclass(frozen=True)
@@ -288,8 +291,10 @@ def _read_population(p: dict, where: str, top: str) -> PopulationActivity:
         raise InputFileError(f"{top}: population '{name}': active_updates "
                              f"({counts['active_updates']}) exceeds neuron_updates "
                              f"({counts['neuron_updates']})")
-    return PopulationActivity(name, **counts,
-                              kind=optional_text(p, "kind", f"{top}: population '{name}'"))
+    where = f"{top}: population '{name}'"
+    return PopulationActivity(name, **counts, kind=optional_text(p, "kind", where),
+                              u_wraps=optional_count(p, "u_wraps", where),
+                              v_saturations=optional_count(p, "v_saturations", where))
 
 
 def _read_layer(ly: dict, where: str, top: str, populations: list[str]) -> LayerActivity:

@@ -130,7 +130,9 @@ class _Activity:
         self.populations.append({"name": pop.name, "neurons": pop.size,
                                  "spikes": int(np.count_nonzero(out)),
                                  "neuron_updates": updates,
-                                 "active_updates": neurons.active})
+                                 "active_updates": neurons.active,
+                                 "u_wraps": neurons.u_wraps,
+                                 "v_saturations": neurons.v_saturations})
         self.u_wraps += neurons.u_wraps
         self.v_saturations += neurons.v_saturations
 
