@@ -24,7 +24,7 @@ $(STAMP): constraints.txt pyproject.toml
 	# Interop tests (issue 4) build graphs with the tools themselves: snnTorch declares no
 	# dependencies and rockpool only numpy/scipy, so both install with the others' pins.
 	$(PIP) install -c constraints.txt snntorch rockpool
-	# NeuroBench (issue 11, tests only: tests/report/test_op_counts_neurobench.py) declares old
+	# NeuroBench (issue 11, tests only: tests/models/test_op_counts_neurobench.py) declares old
 	# torch/tonic/numba pins; its metric code needs only torch and snntorch, so no deps.
 	$(PIP) install --no-deps -c constraints.txt neurobench
 	# sinabs declares nir<=1.0.4 and samna (its DynapCNN backend); its layers need only torch

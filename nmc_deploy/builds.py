@@ -75,7 +75,8 @@ def _install_build(tmp: Path, out_dir: Path, names: tuple) -> None:
     from .compile.netx import NETX_FILE
 
     out_dir.mkdir(exist_ok=True)
-    for pattern in ("activity_*.json", "simulation_*.json", NETX_FILE, *BUILD_FILES):
+    for pattern in ("activity_*.json", "simulation_*.json", "outputs_*.npz",
+                    "op_counts_*.json", NETX_FILE, *BUILD_FILES):
         for stale in out_dir.glob(pattern):
             if stale.name not in names:
                 stale.unlink()

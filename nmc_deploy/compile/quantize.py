@@ -415,6 +415,12 @@ class _ProgramQuantizer:
                           f"{q.vth}: it can {'wrap' if what == 'current' else 'overflow'}; "
                           f"lower --vth-mant (about {fits} fits) or drop the override",
                           QuantizationWarning, stacklevel=4)
+        elif how == "auto" and bound.overflows:  # even the smallest mantissa tried can
+            what = bound.binding()
+            warnings.warn(f"{name}: worst-case {what} overflows even at threshold mantissa "
+                          f"{q.vth} (headroom {bound.headroom():.3g}x): the fixed point can "
+                          "wrap on such inputs; scale the layer's weights down or prune it",
+                          QuantizationWarning, stacklevel=4)
 
     def _add_population_at(self, p: FloatPopulation, gs: list, vth_mant: int,
                            integer_or: bool) -> None:

@@ -49,7 +49,7 @@ ACCUMULATOR_MAX = 2 ** (SYNAPTIC_ACCUMULATOR_BITS - 1) - 1  # Lava's int32 a_buf
 class StateBound:
     """Largest magnitudes a population's state can reach (each the max over its neurons)."""
 
-    u: int  # |u| (wraps when u > 2**23 or u <= -2**23)
+    u: int  # |u| (wraps when u > 2**23 or u <= -2**23: only |u| < 2**23 is safe both ways)
     v_high: int  # v before the spike check (saturates at 2**23 - 1)
     v_low: int  # |v| on the negative side (saturates at -(2**23 - 1))
     acc: int  # |W @ x| before the shift (Lava's int32 accumulator)
@@ -60,13 +60,14 @@ class StateBound:
     def _ratios(self) -> dict[str, float]:
         """limit / bound of what the scale choice prevents (>= 1: cannot overflow)."""
         v = self.v_high if self.v_high_matters else 0
-        return {"current": MAX_UV / max(self.u, 1), "voltage": (MAX_V - 1) / max(v, 1),
+        return {"current": (MAX_UV - 1) / max(self.u, 1), "voltage": (MAX_V - 1) / max(v, 1),
                 "accumulator": ACCUMULATOR_MAX / max(self.acc, 1)}
 
     @property
     def wraps(self) -> bool:
-        """True if the current can leave Lava's 24-bit range (it would wrap)."""
-        return self.u > MAX_UV
+        """True if the current can leave Lava's 24-bit range (it would wrap; the bound is a
+        magnitude, so -2**23, which wraps, counts too)."""
+        return self.u >= MAX_UV
 
     @property
     def saturates(self) -> bool:
@@ -202,6 +203,9 @@ def scale_line(quantization: dict) -> str:
         kept.append(f"lowered for {len(low)} of {len(spiking)}: {', '.join(parts)}"
                     f"{' ...' if len(low) > 3 else ''}")
     least = min((q["headroom"] for q in spiking.values()), default=None)
-    return ("quantization: threshold mantissa per population (no worst-case overflow): "
+    safe = ("no worst-case overflow" if not risky else
+            f"worst case overflows in {len(risky)}: {', '.join(risky[:3])}"
+            f"{' ...' if len(risky) > 3 else ''}")
+    return (f"quantization: threshold mantissa per population ({safe}): "
             + ("; ".join(kept) or "no spiking population")
             + (f"; least headroom {least:.2f}x" if least is not None else ""))

@@ -277,8 +277,12 @@ def resolve_timing(graph_metadata, *, dt: float | None = None, convention: str |
         by_origin.setdefault(origin[key], []).append(key)
     source = "; ".join(f"{', '.join(keys)}: {where}" for where, keys in by_origin.items())
     try:
-        scale = preset.tau_scale if preset is not None and preset.tau_scale != 1.0 else \
-            float(metadata.get("tau_scale", 1.0))
+        if preset is not None and preset.name == "norse-1.1":
+            scale = 1.0 / dt_value  # its files hold dt x the time constant, whatever dt is
+        elif preset is not None:
+            scale = preset.tau_scale  # an explicit convention wins over the file's value
+        else:
+            scale = float(metadata.get("tau_scale", 1.0))
         return Timing(dt=dt_value, integrator=values["integrator"], reset=values["reset"],
                       threshold_comparison=values["threshold_comparison"], source=source,
                       tau_scale=scale)

@@ -87,9 +87,11 @@ def load_user_inputs(path: Path, program) -> np.ndarray:
     return x
 
 
-def load_user_labels(path: Path, samples: int, limit: int | None = None) -> np.ndarray:
+def load_user_labels(path: Path, samples: int, limit: int | None = None,
+                     classes: int | None = None) -> np.ndarray:
     """Integer labels ``(B,)`` of a user input file, from a ``.npy`` array; the first
-    ``limit`` when ``--samples`` cut the inputs; their number must equal ``samples``."""
+    ``limit`` when ``--samples`` cut the inputs; their number must equal ``samples`` and,
+    with ``classes``, each lie in ``[0, classes)``."""
     path = Path(path)
     if not path.exists():
         raise InputFileError(f"{path}: no such file; give a .npy array of integer labels")
@@ -99,14 +101,19 @@ def load_user_labels(path: Path, samples: int, limit: int | None = None) -> np.n
         raise InputFileError(f"{path}: not a readable .npy array ({type(exc).__name__})") \
             from None
     y = np.asarray(y).ravel() if np.asarray(y).ndim == 2 and 1 in np.shape(y) else np.asarray(y)
-    if y.ndim != 1 or y.dtype.kind not in "iu" and not (
-            y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y))):
+    integral = y.dtype.kind in "iu" or (
+        y.dtype.kind == "f" and bool(np.all(np.isfinite(y))) and bool(np.all(y == np.round(y))))
+    if y.ndim != 1 or not integral:
         raise InputFileError(f"{path}: labels must be a 1-D array of integers, got shape "
                              f"{tuple(y.shape)} of {y.dtype}")
     y = y.astype(np.int64)[:limit] if limit is not None else y.astype(np.int64)
     if len(y) != samples:
         raise InputFileError(f"{path}: labels ({len(y)}) differ in number from the input "
                              f"samples ({samples}); give one label per sample")
+    if classes is not None and len(y) and (y.min() < 0 or y.max() >= classes):
+        bad = int(y.min()) if y.min() < 0 else int(y.max())
+        raise InputFileError(f"{path}: label ({bad}) outside the program's {classes} outputs "
+                             f"(0 to {classes - 1}); give class indices")
     return y
 
 

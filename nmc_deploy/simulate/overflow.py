@@ -60,6 +60,9 @@ def overflow_lines(program, stats: dict) -> list[str]:
         q = scales.get(e["name"], {})
         if q.get("choice") == "override":
             hint = f"lower --vth-mant (now {q.get('vth_mant')}) or drop the override"
+        elif q.get("choice") == "auto" and q.get("headroom", 1) < 1:
+            hint = (f"its worst case overflows even at mantissa {q.get('vth_mant')} (compile "
+                    "warned); scale the layer's weights down or prune it")
         elif q.get("choice") == "auto":
             hint = ("the inputs exceed the worst case the scale was chosen for "
                     f"({program.time_steps} steps, inputs up to {program.input_levels}); "

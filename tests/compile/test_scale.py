@@ -136,3 +136,20 @@ def test_automatic_scale_is_bit_exact_with_lava(rng):
     x = _worst_inputs(64, rng)[:4]
     ref, lav = simulate_reference(prog, x), simulate_lava(prog, x)
     assert np.array_equal(ref.spikes["lif"], lav.spikes["lif"])
+
+
+def test_worst_case_beyond_any_mantissa_is_said():
+    """64 inputs of weight 2e5 overflow the 24-bit current even at the smallest mantissa:
+    compile warns with the population's name, the log line does not claim 'no worst-case
+    overflow', and simulate's overflow hint does not ask for a lower --vth-mant."""
+    fp = lower_graph(_lif_graph(np.full((2, 64), 2e5)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        program = quantize_program(fp)
+    said = [str(w.message) for w in caught if issubclass(w.category, QuantizationWarning)]
+    assert any("lif" in m and "overflows even at threshold mantissa" in m for m in said), said
+    q = program.metadata["quantization"]
+    assert "no worst-case overflow" not in scale_line(q) and "overflows in 1" in scale_line(q)
+    run = simulate_reference(program, np.ones((3, 64), int))
+    lines = overflow_lines(program, run.stats)
+    assert lines and all("lower --vth-mant" not in line for line in lines)

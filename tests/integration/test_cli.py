@@ -392,3 +392,16 @@ def test_simulate_prints_fidelity_and_takes_labels(tmp_path, tiny_graph):
     np.save(tmp_path / "y3.npy", np.array([0, 1, 2]))
     _one_line_error(*run("simulate", b, "--input", tmp_path / "x.npy", "--labels",
                          tmp_path / "y3.npy"), "labels (3) differ in number")
+
+
+def test_labels_outside_the_outputs_are_one_line(tmp_path, tiny_graph):
+    import numpy as np
+
+    from nmc_deploy.nirio import write_nir
+
+    write_nir(tiny_graph, tmp_path / "m.nir")
+    assert run("compile", tmp_path / "m.nir", "-o", tmp_path / "b")[0] == 0
+    np.save(tmp_path / "x.npy", np.ones((2, 1, 8, 8), np.int64))
+    np.save(tmp_path / "y.npy", np.array([0, 99]))
+    _one_line_error(*run("simulate", tmp_path / "b", "--input", tmp_path / "x.npy", "--labels",
+                         tmp_path / "y.npy"), "label (99) outside the program's")

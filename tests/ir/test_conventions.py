@@ -156,3 +156,14 @@ def test_conventions_module_does_not_import_nir():
     code = ("import sys, nmc_deploy.ir.conventions; "
             "sys.exit(1 if any(m == 'nir' or m.startswith('nir.') for m in sys.modules) else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_norse_11_tau_scale_follows_dt():
+    """norse 1.1.0 writes tau = dt x the time constant: the scale is 1/dt for any --dt; an
+    explicit convention wins over a tau_scale in the file's metadata."""
+    from nmc_deploy.ir.conventions import resolve_timing
+
+    assert resolve_timing({}, convention="norse-1.1", dt=1e-4).tau_scale == pytest.approx(1e4)
+    assert resolve_timing({}, convention="norse-1.1").tau_scale == pytest.approx(1e3)
+    assert resolve_timing({"tau_scale": 1e3, "dt": 1e-3}, convention="norse").tau_scale == 1.0
+    assert resolve_timing({"tau_scale": 1e3, "dt": 1e-3}).tau_scale == 1e3
