@@ -316,7 +316,8 @@ def assumed_reset(timing: Timing) -> str | None:
     if marker not in where:
         return None
     name = where.split(marker, 1)[1].split("'", 1)[0]
-    others = "|".join(r for r in RESETS if r != timing.reset)
+    others = "|".join(r for r in RESETS if r != timing.reset and (
+        name == "snntorch" or not r.endswith("-delayed")))  # delayed resets: snnTorch's
     multi = {"sinabs": "; one spike per step (sinabs SingleSpike, no min_v_mem: its default "
                        "MultiSpike differs once v >= 2 theta)",
              "rockpool": "; one spike per step (rockpool emits floor(v/theta) once v >= "

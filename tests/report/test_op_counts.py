@@ -68,3 +68,14 @@ def test_both_counts_in_table_and_page(loihi1):
         assert "NeuroBench" in table and "NeuroBench" in page and "op-counts" in page
     assert rows[0][1] == "1,200 + 340"  # ACs + MACs, rounded for display
     assert op_count_rows({}) == []
+
+
+def test_label_and_keys_agree_with_the_counting_module():
+    """report/op_counts.py keeps its own copy (the report must stay torch-free)."""
+    import importlib
+
+    counting = importlib.import_module("nmc_deploy.models.op_counts")
+    from nmc_deploy.report import op_counts as reporting
+
+    assert reporting.NEUROBENCH_LABEL == counting.NEUROBENCH_LABEL
+    assert tuple(reporting.NEUROBENCH_KEYS) == tuple(counting.NEUROBENCH_KEYS)
