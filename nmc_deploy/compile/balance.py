@@ -28,7 +28,7 @@ from ..errors import CapacityError
 from ..program import Program
 from ..program.activity import Activity
 from ..program.placement import Placement
-from ..program.shared_weights import ConvShared, TokenShared, is_shared
+from ..program.shared_weights import ConvShared, TokenShared
 from ..targets import HardwareTarget
 from .partition import partition_program
 
@@ -38,10 +38,9 @@ __all__ = ["WORK_CAPS", "BISECTION_STEPS", "neuron_work", "core_work", "balance_
 WORK_CAPS = (0.9, 0.8, 0.65, 0.5, 0.4)
 #: Halvings of the interval between the last cap that fit and the first that did not.
 BISECTION_STEPS = 3
-_ROW_BLOCK = 4096  # rows of a shared-weight group expanded at a time to count fan-in
 
 
-def _fan_in(w, size: int) -> np.ndarray:
+def _fan_in(w) -> np.ndarray:
     """Synapses into each target neuron (flat index) of one group's weights."""
     if isinstance(w, TokenShared):  # flat index c N + n: a channel's row, for every token
         return np.repeat(np.diff(w.kernel.indptr), w.n_tokens).astype(np.float64)
@@ -55,13 +54,7 @@ def _fan_in(w, size: int) -> np.ndarray:
         for k, (o, _) in enumerate(w._valid(1)):
             vx[k, o] = 1.0
         return np.einsum("okl,ky,lx->oyx", taps, vy, vx).ravel()
-    if not is_shared(w):
-        return np.diff(w.indptr).astype(np.float64)
-    out = np.empty(size)  # another shared form: expand a block of rows at a time
-    for lo in range(0, size, _ROW_BLOCK):
-        hi = min(size, lo + _ROW_BLOCK)
-        out[lo:hi] = np.diff(w.rows_csr(lo, hi).indptr)
-    return out
+    return np.diff(w.indptr).astype(np.float64)  # a sparse CSR matrix: rows are targets
 
 
 def neuron_work(program: Program, target: HardwareTarget, activity: Activity | None = None,
@@ -79,7 +72,7 @@ def neuron_work(program: Program, target: HardwareTarget, activity: Activity | N
         fan = np.zeros(p.size)
         for g in program.groups:
             if g.target == p.name and g.kind != "attention":
-                fan += _fan_in(g.weights, p.size)
+                fan += _fan_in(g.weights)
         total = fan.sum()
         synops = (measured[p.name] / steps if p.name in measured and steps
                   else prior_rate * total)

@@ -15,7 +15,7 @@ import html
 
 from . import svg
 from .op_counts import op_count_rows
-from .svg import num
+from .svg import count as _count, num
 
 __all__ = ["SECTIONS", "render_page"]
 
@@ -54,11 +54,6 @@ details { margin: 0.3em 0; } summary { cursor: pointer; color: #345; }
 
 def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * float(x):.2f} %"
-
-
-def _count(x: float) -> str:
-    x = float(x)
-    return num(x, 0) if x.is_integer() else num(x, 2)
 
 
 def _rows(pairs) -> str:

@@ -7,7 +7,6 @@ Three formats: a plain-text table (:func:`render_table`; the verdict and fidelit
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -15,31 +14,12 @@ from typing import Any, Sequence
 from ..errors import NmcDeployError
 from ..fileio import write_text_atomic
 from .op_counts import op_count_rows
+from .svg import count as _count, num as _num  # one format for the table and the page
 
 __all__ = ["FORMATS", "render_table", "render_json", "render_html", "write_report"]
 
 #: Output formats of :func:`write_report`.
 FORMATS = ("table", "json", "html")
-
-
-# ---------------------------------------------------------------------------------------------
-# number formatting
-# ---------------------------------------------------------------------------------------------
-
-def _num(x: float, decimals: int = 3) -> str:
-    """``1,234.500``-style fixed point; scientific notation for very large or small values."""
-    x = float(x)
-    if x == 0:
-        return "0"
-    if not math.isfinite(x) or abs(x) >= 1e15 or abs(x) < 10.0 ** -decimals:
-        return f"{x:.3e}"
-    return f"{x:,.{decimals}f}"
-
-
-def _count(x: float) -> str:
-    """Counts per sample: integers without decimals, fractions with two."""
-    x = float(x)
-    return _num(x, 0) if x.is_integer() else _num(x, 2)
 
 
 def _models(report: dict) -> list[str]:

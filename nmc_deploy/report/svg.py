@@ -10,7 +10,7 @@ import html
 import math
 from typing import Sequence
 
-__all__ = ["COLOURS", "num", "tick", "ramp", "bar_chart", "core_heatmap", "matrix",
+__all__ = ["COLOURS", "num", "count", "tick", "ramp", "bar_chart", "core_heatmap", "matrix",
            "ramp_legend"]
 
 COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1",
@@ -29,6 +29,12 @@ def num(x: float, decimals: int = 3) -> str:
     if not math.isfinite(x) or abs(x) >= 1e15 or abs(x) < 10.0 ** -decimals:
         return f"{x:.3e}"
     return f"{x:,.{decimals}f}"
+
+
+def count(x: float) -> str:
+    """Counts per sample: integers without decimals, fractions with two."""
+    x = float(x)
+    return num(x, 0) if x.is_integer() else num(x, 2)
 
 
 def tick(x: float) -> str:

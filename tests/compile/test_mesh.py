@@ -224,4 +224,4 @@ def test_fan_in_of_shared_weights_equals_the_expanded_rows(make):
         k = rng.integers(-2, 3, (4, 2, 3, 2)) * (rng.random((4, 2, 3, 2)) < 0.6)
         w = ConvShared(k, (4, 6, 5), stride=(2, 1), padding=(1, 1), dilation=(1, 2), groups=2)
     size = w.shape[0]
-    assert np.array_equal(_fan_in(w, size), np.diff(w.rows_csr(0, size).indptr))
+    assert np.array_equal(_fan_in(w), np.diff(w.rows_csr(0, size).indptr))
