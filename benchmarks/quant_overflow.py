@@ -15,7 +15,7 @@ import numpy as np
 from nmc_deploy.compile.lower import lower_graph
 from nmc_deploy.compile.quantize import quantize_program
 from nmc_deploy.ir import Affine, CubaLIF, Graph, Input, Output
-from nmc_deploy.simulate.overflow import quantization_rows
+from nmc_deploy.simulate.fidelity import fidelity_summary
 from nmc_deploy.simulate.reference import simulate_float, simulate_reference
 
 DT = 1e-3
@@ -54,7 +54,8 @@ def main():
             warnings.simplefilter("ignore")
             prog = quantize_program(fp, vth_mant=vth)
         ref = simulate_reference(prog, x)
-        for name, row in quantization_rows(prog, ref, flt).items():
+        for row in fidelity_summary(flt, ref, program=prog)["populations"]:
+            name = row["population"]
             print(f"| {label} | {name} | {row['vth_mant']} | {row['headroom']:.2f} | "
                   f"{row['u_wraps']} | {row['v_saturations']} | "
                   f"{int(ref.spikes[name].sum())} | {int(flt.spikes[name].sum())} | "

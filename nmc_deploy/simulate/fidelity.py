@@ -9,10 +9,17 @@
 
 Per population: the fixed run's spikes (relays: nonzero payloads), the entries
 (step x sample x neuron) where float and fixed spikes differ, and those where reference and
-Lava differ; LI populations (voltages, not spikes) get the largest |float - fixed| voltage in
-float units instead, relays (graded payloads in different units) no float comparison. Outputs:
-how many samples' predictions agree float vs fixed (and fixed vs Lava), the largest
-|float - fixed| of the graph's per-step outputs, and accuracies when labels are given.
+Lava differ; the largest |float - fixed| membrane voltage in float units (LI populations
+always, over all entries; spiking ones when both runs kept their membranes,
+``membranes=True``: the voltage after the step's reset, over the entries whose neuron has
+spiked alike in both runs so far, i.e. the state's quantization error and not the jump a
+different spike causes after); relays (graded payloads in different units) get no float comparison. With
+the ``program``, its quantization per population (:mod:`~nmc_deploy.compile.scale`: the
+threshold mantissa and how it was chosen, incoming weights rounded to zero) and the fixed
+run's overflow counts (current wraps, voltage saturations: the reference counts them, Lava
+does not). Outputs: how many samples' predictions agree float vs fixed (and fixed vs Lava),
+the largest |float - fixed| of the graph's per-step outputs, and accuracies when labels are
+given.
 """
 from __future__ import annotations
 
@@ -21,6 +28,20 @@ import numpy as np
 from .result import accuracy
 
 __all__ = ["fidelity_summary", "format_fidelity"]
+
+
+def _max_error(fixed_v: np.ndarray, float_v: np.ndarray, scale: float = 1.0) -> float:
+    return float(np.max(np.abs(np.asarray(fixed_v, np.float64) / scale - float_v),
+                        initial=0.0))
+
+
+def _membrane_error(fixed_v, float_v, fixed_s, float_s) -> float:
+    """The largest |float - fixed| membrane voltage (float units) over the (T, B, n) entries
+    whose neuron has spiked alike in both runs up to and including that step: the
+    quantization error of the state, not the θ-sized jump a different spike causes after."""
+    alike = np.logical_and.accumulate(fixed_s == float_s, axis=0)
+    diff = np.abs(np.asarray(fixed_v, np.float64) - float_v)
+    return float(np.max(diff, where=alike, initial=0.0))
 
 
 def _population_rows(flt, fixed, lav) -> list[dict]:
@@ -32,6 +53,9 @@ def _population_rows(flt, fixed, lav) -> list[dict]:
                                         if flt is not None and name in flt.spikes else None),
                      "reference_vs_lava": (int(np.count_nonzero(lav.spikes[name] != s))
                                            if lav is not None and name in lav.spikes else None)})
+        if flt is not None and name in fixed.membranes and name in flt.membranes:
+            rows[-1]["max_voltage_error"] = _membrane_error(
+                fixed.membranes[name], flt.membranes[name], s, flt.spikes[name])
     for name, p in fixed.payloads.items():
         rows.append({"population": name, "kind": "payloads", "entries": int(p.size),
                      "spikes": int(np.count_nonzero(p)), "float_vs_fixed": None,
@@ -45,16 +69,32 @@ def _population_rows(flt, fixed, lav) -> list[dict]:
                                      if lav is not None and name in lav.voltages else None)}
         scale = fixed.voltage_scales.get(name)
         if flt is not None and name in flt.voltages and scale:
-            row["max_voltage_error"] = float(np.max(np.abs(v / scale - flt.voltages[name]),
-                                                    initial=0.0))
+            row["max_voltage_error"] = _max_error(v, flt.voltages[name], scale)
         rows.append(row)
     return rows
 
 
-def fidelity_summary(flt, fixed, lav=None, labels=None) -> dict:
+def _add_quantization(rows: list[dict], program, stats: dict) -> None:
+    """Each row gains its population's ``vth_mant``, ``choice``, ``headroom`` (the limit over
+    the worst case: >= 1 cannot overflow), ``zeroed_weights`` (from the
+    program's quantization record) and ``u_wraps``, ``v_saturations`` (from the fixed run's
+    stats; None where it did not count them)."""
+    scales = program.metadata.get("quantization", {}).get("populations", {})
+    counts = {e["name"]: e for e in stats.get("populations", [])}
+    for r in rows:
+        q, c = scales.get(r["population"], {}), counts.get(r["population"], {})
+        r.update({"vth_mant": q.get("vth_mant"), "choice": q.get("choice"),
+                  "headroom": q.get("headroom"), "zeroed_weights": q.get("zeroed_weights"),
+                  "u_wraps": c.get("u_wraps"), "v_saturations": c.get("v_saturations")})
+
+
+def fidelity_summary(flt, fixed, lav=None, labels=None, program=None) -> dict:
     """Per-population and output fidelity of ``fixed`` against ``flt`` (float model, or
-    None) and ``lav`` (Lava next to the reference, or None); accuracies with ``labels``."""
+    None) and ``lav`` (Lava next to the reference, or None); accuracies with ``labels``;
+    quantization and overflow columns with the ``program`` that ran."""
     rows = _population_rows(flt, fixed, lav)
+    if program is not None:
+        _add_quantization(rows, program, fixed.stats)
     n = int(len(fixed.logits))
     out: dict = {"samples": n, "populations": rows,
                  "float_vs_fixed": (None if flt is None else
@@ -84,27 +124,54 @@ def _cell(v) -> str:
     return "-" if v is None else f"{v:,}"
 
 
+def _vth_cell(r: dict) -> str:
+    """The threshold mantissa, ``*`` when the --vth-mant override set it."""
+    if r.get("vth_mant") is None or r.get("choice") == "li":
+        return "-"
+    if r.get("choice") == "integer":  # a max-pool OR: integer threshold, no scale
+        return "int"
+    return f"{r['vth_mant']}{'*' if r.get('choice') == 'override' else ''}"
+
+
+def _overflow_cell(r: dict) -> str:
+    """Current wraps / voltage saturations of the fixed run ("-": not counted)."""
+    wraps, sats = r.get("u_wraps"), r.get("v_saturations")
+    if wraps is None and sats is None:
+        return "-"
+    return f"{wraps or 0:,}/{sats or 0:,}"
+
+
+def _total(rows: list[dict], key: str):
+    vals = [r.get(key) for r in rows if r.get(key) is not None]
+    return int(sum(vals)) if vals else None
+
+
 def format_fidelity(summary: dict, fixed_name: str = "reference") -> str:
     """The per-population table and the output lines ``simulate`` prints."""
     rows = summary["populations"]
     width = max([len(r["population"]) for r in rows] + [len("population")])
-    head = (f"{'population':<{width}}  {'kind':<8} {'entries':>12} {'spikes':>10} "
-            f"{'float≠fixed':>12} {'ref≠Lava':>9}")
+    head = (f"{'population':<{width}}  {'kind':<8} {'vth':>5} {'zeroed':>7} {'entries':>12} "
+            f"{'spikes':>10} {'float≠fixed':>12} {'max |dv|':>9} {'ref≠Lava':>9} "
+            f"{'wrap/sat':>9}")
     lines = [f"fidelity ({summary['samples']} samples; entries = steps x samples x neurons; "
              f"fixed point: {fixed_name})", head, "-" * len(head)]
     for r in rows:
-        ff = r["float_vs_fixed"]
-        if "max_voltage_error" in r:
-            ff_text = f"{r['max_voltage_error']:.3g} max"
-        else:
-            ff_text = _cell(ff)
-        lines.append(f"{r['population']:<{width}}  {r['kind']:<8} {r['entries']:>12,} "
-                     f"{_cell(r['spikes']):>10} {ff_text:>12} "
-                     f"{_cell(r['reference_vs_lava']):>9}")
-    lines.append(f"{'total':<{width}}  {'':<8} {sum(r['entries'] for r in rows):>12,} "
+        dv = r.get("max_voltage_error")
+        lines.append(f"{r['population']:<{width}}  {r['kind']:<8} {_vth_cell(r):>5} "
+                     f"{_cell(r.get('zeroed_weights')):>7} {r['entries']:>12,} "
+                     f"{_cell(r['spikes']):>10} {_cell(r['float_vs_fixed']):>12} "
+                     f"{'-' if dv is None else f'{dv:.3g}':>9} "
+                     f"{_cell(r['reference_vs_lava']):>9} {_overflow_cell(r):>9}")
+    lines.append(f"{'total':<{width}}  {'':<8} {'':>5} "
+                 f"{_cell(_total(rows, 'zeroed_weights')):>7} "
+                 f"{sum(r['entries'] for r in rows):>12,} "
                  f"{sum(r['spikes'] or 0 for r in rows):>10,} "
-                 f"{_cell(summary['float_vs_fixed']):>12} "
-                 f"{_cell(summary['reference_vs_lava']):>9}")
+                 f"{_cell(summary['float_vs_fixed']):>12} {'':>9} "
+                 f"{_cell(summary['reference_vs_lava']):>9} "
+                 f"{_overflow_cell({k: _total(rows, k) for k in ('u_wraps', 'v_saturations')}):>9}")
+    lines.append("vth: threshold mantissa (* set by --vth-mant); zeroed: incoming weights rounded "
+                 "to 0; max |dv|: largest |float - fixed| voltage, float units (spiking layers: "
+                 "while the neuron's own spikes agree; differences upstream included); wrap/sat: current wraps / voltage saturations")
     n, agree = summary["samples"], summary["predictions_agree"]
     parts = []
     if "float_vs_fixed" in agree:

@@ -7,43 +7,13 @@ case of its state and the weights rounded to zero
 (``program.metadata["quantization"]["populations"]``, :mod:`~nmc_deploy.compile.scale`);
 the reference simulator counts, per population, the steps x samples x neurons where the
 current wrapped (``u_wraps``) and where the voltage reached its saturation bound
-(``v_saturations``) in ``stats["populations"]``. :func:`quantization_rows` joins the two
-(and, with a float run, the float-vs-fixed spike mismatches and the largest LI voltage
-error); :func:`overflow_lines` gives the warnings ``simulate`` prints.
+(``v_saturations``) in ``stats["populations"]``. The fidelity table
+(:func:`~nmc_deploy.simulate.fidelity.fidelity_summary` with the program) joins the two per
+population; :func:`overflow_lines` gives the warnings ``simulate`` prints.
 """
 from __future__ import annotations
 
-import numpy as np
-
-__all__ = ["quantization_rows", "overflow_lines"]
-
-
-def quantization_rows(program, fixed, flt=None) -> dict[str, dict]:
-    """Per population of ``program``: its scale (``vth_mant``, ``choice``, ``headroom``: the
-    limit over the worst case, >= 1 means it cannot overflow), ``zeroed_weights`` (incoming
-    weights rounded to 0), ``u_wraps`` and ``v_saturations`` of the fixed-point run
-    ``fixed`` (a :class:`~.result.SimulationResult` of the reference; None for Lava, which
-    does not count them), and with the float run ``flt``: ``float_vs_fixed`` spike
-    mismatches (steps x samples x neurons) and, for LI populations, ``max_voltage_error``
-    (float units)."""
-    scales = program.metadata.get("quantization", {}).get("populations", {})
-    counts = {e["name"]: e for e in fixed.stats.get("populations", [])}
-    rows: dict[str, dict] = {}
-    for pop in program.populations:
-        q = scales.get(pop.name, {})
-        c = counts.get(pop.name, {})
-        row = {"vth_mant": q.get("vth_mant"), "choice": q.get("choice"),
-               "headroom": q.get("headroom"), "zeroed_weights": q.get("zeroed_weights"),
-               "u_wraps": c.get("u_wraps"), "v_saturations": c.get("v_saturations")}
-        if flt is not None and pop.name in fixed.spikes and pop.name in flt.spikes:
-            row["float_vs_fixed"] = int(np.count_nonzero(fixed.spikes[pop.name]
-                                                         != flt.spikes[pop.name]))
-        scale = fixed.voltage_scales.get(pop.name)
-        if flt is not None and scale and pop.name in flt.voltages:
-            row["max_voltage_error"] = float(np.max(np.abs(
-                fixed.voltages[pop.name] / scale - flt.voltages[pop.name]), initial=0.0))
-        rows[pop.name] = row
-    return rows
+__all__ = ["overflow_lines"]
 
 
 def overflow_lines(program, stats: dict) -> list[str]:

@@ -46,26 +46,30 @@ __all__ = ["SimulationResult", "simulate_reference", "simulate_float", "attentio
 
 
 def simulate_reference(program: Program, inputs: np.ndarray, *, record: bool = True,
-                       batch_size: int = 256, token_selection: bool = True) -> SimulationResult:
+                       batch_size: int = 256, token_selection: bool = True,
+                       membranes: bool = False) -> SimulationResult:
     """Run ``program`` in fixed point; see module docstring.
 
     ``inputs``: integer images ``(B, *input_shape)``, repeated for ``program.time_steps``
     steps, or an integer sequence ``(B, T, *input_shape)`` (spikes or currents; T from the
     array). ``token_selection=False`` runs the token selectors' inputs and outputs but keeps
     every token (the counterfactual whose synaptic ops the report compares against).
+    ``membranes``: also keep every spiking population's voltage (``SimulationResult.membranes``,
+    float32 in float units: 4 bytes per neuron, step and sample).
     """
     return _simulate(program, inputs, FIXED, batch_size, record=record,
-                     selection=token_selection)
+                     selection=token_selection, membranes=membranes)
 
 
-def simulate_float(fp: FloatProgram, inputs: np.ndarray, *,
-                   batch_size: int = 256) -> SimulationResult:
+def simulate_float(fp: FloatProgram, inputs: np.ndarray, *, batch_size: int = 256,
+                   membranes: bool = False) -> SimulationResult:
     """Float64 simulation of the lowered graph (no quantization, no pipeline).
 
     ``inputs``: images ``(B, *input_shape)`` repeated for ``fp.time_steps`` steps, or a
-    sequence ``(B, T, *input_shape)``; float values are allowed.
+    sequence ``(B, T, *input_shape)``; float values are allowed. ``membranes`` as for
+    :func:`simulate_reference`.
     """
-    return _simulate(fp, inputs, FLOAT, batch_size)
+    return _simulate(fp, inputs, FLOAT, batch_size, membranes=membranes)
 
 
 # A batch holds at most this many bytes of one population's (T, B, size) drive: large models
@@ -81,13 +85,14 @@ def _batch_rows(program, T: int, batch_size: int) -> int:
 
 
 def _simulate(program, inputs, precision, batch_size: int, *, record: bool = True,
-              selection: bool = True) -> SimulationResult:
+              selection: bool = True, membranes: bool = False) -> SimulationResult:
     """Run ``program`` in ``precision`` batch by batch and merge the results."""
     seq = precision.input_sequence(program, inputs)
     check_input_steps(program, seq)
     plan = precision.plan(program)
     step = _batch_rows(program, seq.shape[1], batch_size)
-    parts = [_simulate_batch(program, plan, seq[i:i + step], precision, record, selection)
+    parts = [_simulate_batch(program, plan, seq[i:i + step], precision, record, selection,
+                             membranes)
              for i in range(0, len(seq), step)]
     return parts[0] if len(parts) == 1 else merge_results(parts)
 
@@ -201,11 +206,12 @@ class StepCounts(Mapping):
 
 
 def _simulate_batch(program, plan: dict, x: np.ndarray, precision, record: bool,
-                    selection: bool) -> SimulationResult:
+                    selection: bool, membranes: bool = False) -> SimulationResult:
     B, T = x.shape[0], x.shape[1]  # x: (B, T, n_in)
     src = SourceStreams(program, x, precision, selection)
     activity = _Activity(src) if precision.counts_activity else None
     voltages: dict[str, np.ndarray] = {}
+    kept: dict[str, np.ndarray] = {}  # spiking populations' membranes (membranes=True)
     for pop in program.populations:
         p = plan[pop.name]
         drive, bound = precision.drive(pop, p, src, activity)
@@ -216,11 +222,14 @@ def _simulate_batch(program, plan: dict, x: np.ndarray, precision, record: bool,
                 activity.count_relay(pop, drive, out)
             continue
         neurons = precision.neurons(pop, src.gate(pop), B, drive.dtype, bound)
-        out, volts = _run_population(neurons, drive, p.own, precision, pop.kind == LI)
-        if volts is not None:
+        out, volts = _run_population(neurons, drive, p.own, precision,
+                                     pop.kind == LI or membranes)
+        if pop.kind == LI:
             voltages[pop.name] = volts
         else:
             src.spikes[pop.name] = out
+            if volts is not None:
+                kept[pop.name] = (volts / precision.voltage_scale(pop)).astype(np.float32)
         if activity is not None:
             for g in p.own:
                 activity.count_group(g, p.fanouts.get(g.name), src.active(g.source, g.lag))
@@ -235,4 +244,4 @@ def _simulate_batch(program, plan: dict, x: np.ndarray, precision, record: bool,
     return SimulationResult(src.spikes if record else {}, counts, logits, stats,
                             token_masks=dict(src.masks), selector_counts=sel_counts,
                             payloads=src.payloads if record else {}, voltages=voltages,
-                            voltage_scales=scales, output_steps=output_steps)
+                            voltage_scales=scales, output_steps=output_steps, membranes=kept)

@@ -31,6 +31,9 @@ class SimulationResult:
     # point units (float units: divide by voltage_scales[name]) or float64 (float simulator)
     voltages: dict[str, np.ndarray] = field(default_factory=dict)
     voltage_scales: dict[str, float] = field(default_factory=dict)  # v units per float unit
+    # spiking population -> (T, B, size) float32 membrane voltage after the step's reset, in
+    # float units; only when asked for (``membranes=True``), else empty
+    membranes: dict[str, np.ndarray] = field(default_factory=dict)
     # the graph Output per step, (B, T, num_outputs) float64 (see Readout); None if not run
     output_steps: np.ndarray | None = None
 
@@ -85,4 +88,5 @@ def merge_results(parts: list[SimulationResult]) -> SimulationResult:
         _merge_stats(parts), token_masks=join("token_masks", 0),
         selector_counts=join("selector_counts", 0), payloads=join("payloads", 1),
         voltages=join("voltages", 1), voltage_scales=dict(first.voltage_scales),
+        membranes=join("membranes", 1),
         output_steps=np.concatenate([p.output_steps for p in parts], axis=0))

@@ -10,7 +10,8 @@ from nmc_deploy.compile.lower import lower_graph
 from nmc_deploy.compile.quantize import DEFAULT_VTH_MANT, VTH_FLOOR, quantize_program
 from nmc_deploy.compile.scale import scale_line
 from nmc_deploy.errors import QuantizationWarning
-from nmc_deploy.simulate.overflow import overflow_lines, quantization_rows
+from nmc_deploy.simulate.fidelity import fidelity_summary
+from nmc_deploy.simulate.overflow import overflow_lines
 from nmc_deploy.simulate.reference import simulate_float, simulate_reference
 
 DT = 1e-4
@@ -79,8 +80,8 @@ def test_default_scale_would_wrap_the_automatic_one_does_not(rng):
     assert "lower --vth-mant (now 1023) or drop the override" in lines[0]
     # the wrapped current turns all-inputs-on into silence: far from float, unlike auto
     flt = simulate_float(fp, x)
-    rows_auto = quantization_rows(auto, ref, flt)
-    rows_over = quantization_rows(over, bad, flt)
+    rows_auto = {r["population"]: r for r in fidelity_summary(flt, ref, program=auto)["populations"]}
+    rows_over = {r["population"]: r for r in fidelity_summary(flt, bad, program=over)["populations"]}
     assert rows_over["lif"]["u_wraps"] == bad.stats["u_wraps"]
     assert rows_auto["lif"]["float_vs_fixed"] < rows_over["lif"]["float_vs_fixed"]
 

@@ -50,3 +50,59 @@ def test_without_float_and_lava():
     assert s["float_vs_fixed"] is None and s["reference_vs_lava"] is None
     assert s["predictions_agree"] == {} and "accuracy" not in s
     assert "float: not compared" in format_fidelity(s)
+
+
+class _Prog:
+    metadata = {"quantization": {"populations": {
+        "a": {"vth_mant": 96, "choice": "auto", "headroom": 1.5, "zeroed_weights": 3},
+        "b": {"vth_mant": 1023, "choice": "override", "headroom": 0.4, "zeroed_weights": 0}}}}
+
+
+def test_membrane_error_and_quantization_columns():
+    a = np.zeros((2, 1, 2), bool)
+    b = np.ones((2, 1, 1), bool)
+    # neuron 0 spikes differently at step 1 (float spikes): its error there (5) is the
+    # divergence a spike causes, not quantization, and is left out
+    mem_fixed = {"a": np.array([[[0.5, 0.25]], [[5.0, 1.0]]], np.float32)}
+    mem_float = {"a": np.array([[[0.5, 0.0]], [[0.125, 1.0]]], np.float32)}
+    fixed = _run({"a": a, "b": b}, [[1, 0]])
+    fixed.membranes = mem_fixed
+    fixed.stats = {"populations": [{"name": "a", "u_wraps": 0, "v_saturations": 0},
+                                   {"name": "b", "u_wraps": 7, "v_saturations": 2}]}
+    fa = a.copy()
+    fa[1, 0, 0] = True
+    flt = _run({"a": fa, "b": b}, [[1, 0]])
+    flt.membranes = mem_float
+    s = fidelity_summary(flt, fixed, program=_Prog())
+    rows = {r["population"]: r for r in s["populations"]}
+    assert rows["a"]["max_voltage_error"] == pytest.approx(0.25)
+    assert "max_voltage_error" not in rows["b"]  # membranes not kept for b
+    assert rows["a"]["vth_mant"] == 96 and rows["a"]["zeroed_weights"] == 3
+    assert rows["b"]["choice"] == "override" and rows["b"]["u_wraps"] == 7
+    text = format_fidelity(s)
+    line_b = next(line for line in text.splitlines() if line.startswith("b "))
+    assert "1023*" in line_b and "7/2" in line_b
+    total = next(line for line in text.splitlines() if line.startswith("total"))
+    assert "7/2" in total and " 3 " in total
+
+
+def test_reference_and_float_keep_membranes_on_request(tiny_graph, tiny_program, rng):
+    from nmc_deploy.compile.lower import lower_graph
+    from nmc_deploy.simulate.reference import simulate_float, simulate_reference
+
+    x = rng.integers(0, 16, size=(3, *tiny_program.input_shape))
+    ref = simulate_reference(tiny_program, x, membranes=True)
+    flt = simulate_float(lower_graph(tiny_graph), x, membranes=True)
+    assert not simulate_reference(tiny_program, x).membranes  # off by default
+    spiking = [p.name for p in tiny_program.populations if p.spiking]
+    assert sorted(ref.membranes) == sorted(spiking) == sorted(flt.membranes)
+    for name in spiking:
+        assert ref.membranes[name].shape == ref.spikes[name].shape
+    # the first population reads only the input: its first step differs by quantization only
+    first = spiking[0]
+    err0 = np.abs(ref.membranes[first][0] - flt.membranes[first][0])
+    assert err0.max() < 0.05 and np.abs(flt.membranes[first][0]).max() > 0.2
+    s = fidelity_summary(flt, ref, program=tiny_program)
+    row = next(r for r in s["populations"] if r["population"] == first)
+    assert row["max_voltage_error"] >= float(err0.max())
+    assert row["vth_mant"] is not None and row["u_wraps"] == 0
