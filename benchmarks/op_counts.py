@@ -73,7 +73,10 @@ def main(argv=None) -> int:
     x = images_to_float(data.x_test[:args.samples], data.levels)
     pruned = copy.deepcopy(model)
     prune_one_shot(pruned, 0.5)
-    result = {"checkpoint": str(args.checkpoint), "samples": len(x), "models": {}}
+    ckpt = args.checkpoint.resolve()
+    root = Path(__file__).resolve().parents[1]
+    result = {"checkpoint": str(ckpt.relative_to(root) if ckpt.is_relative_to(root) else ckpt),
+              "samples": len(x), "models": {}}
     for name, m in (("digits", model), ("digits, L1 50 %", pruned)):
         t0 = time.perf_counter()
         ours = count_neurobench_ops(m, x, batch_size=1, per_layer=True)

@@ -1,9 +1,9 @@
-"""Reference vs Lava: mismatch counts of two runs on the same samples, and their table."""
+"""Reference vs Lava: mismatch counts of two runs on the same samples."""
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["compare_runs", "format_mismatches"]
+__all__ = ["compare_runs"]
 
 
 def compare_runs(ref, lav) -> dict:
@@ -19,12 +19,3 @@ def compare_runs(ref, lav) -> dict:
         result["token_choice_mismatches"] = int(sum(
             np.count_nonzero(ref.token_masks[k] != lav.token_masks[k]) for k in ref.token_masks))
     return result
-
-
-def format_mismatches(per_pop: dict) -> str:
-    """One line per population and a total: the ``simulate --compare`` table."""
-    width = max(len(k) for k in per_pop)
-    lines = [f"{'population':<{width}}  spike mismatches (reference vs Lava; relays: payloads)"]
-    lines += [f"{k:<{width}}  {v}" for k, v in per_pop.items()]
-    lines.append(f"{'total':<{width}}  {sum(per_pop.values())}")
-    return "\n".join(lines)

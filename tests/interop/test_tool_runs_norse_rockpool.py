@@ -79,6 +79,10 @@ def test_norse_convention_refuses_a_norse_110_file(tmp_path):
 
     with pytest.raises(LoweringError, match="norse-1.1"):
         compile_file(norse_110_file(), tmp_path, convention="norse")
+    # without the norse convention the hint does not name norse
+    with pytest.raises(LoweringError, match="shorter than dt") as exc:
+        compile_file(norse_110_file(), tmp_path, dt=1e-3, integrator="forward-euler")
+    assert "norse" not in str(exc.value) and "--dt" in str(exc.value)
 
 
 # ------------------------------------------------------------------------------ rockpool

@@ -92,10 +92,13 @@ def taus(ctx: LoweringContext, name: str, node: Node, *fields: str) -> list:
         tau = per_neuron(np.asarray(getattr(node, field), np.float64) * ctx.timing.tau_scale)
         t_min = float(np.min(tau))
         if ctx.timing.integrator == "forward-euler" and t_min < ctx.timing.dt:
+            norse = "norse" in ctx.timing.source and ctx.timing.tau_scale == 1.0
+            hint = ("norse 1.1.0 writes tau = dt/tau_mem_inv: use --convention norse-1.1 "
+                    "(else give the right --dt)" if norse else
+                    "give the --dt the tool used (or its --convention)")
             raise LoweringError(
                 f"{name}: {field} ({t_min:.3g} s) is shorter than dt ({ctx.timing.dt:g} s), a "
-                "negative forward-Euler decay 1 - dt/tau; norse 1.1.0 writes tau = "
-                "dt/tau_mem_inv: use --convention norse-1.1 (else give the right --dt)")
+                f"negative forward-Euler decay 1 - dt/tau; {hint}")
         out.append(tau)
     return out
 

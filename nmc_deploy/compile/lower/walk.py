@@ -50,7 +50,8 @@ def graph_timing(graph: Graph) -> Timing:
     comparison = str(md.get("threshold_comparison", NIR_DEFAULTS["threshold_comparison"]))
     return Timing(dt=float(dt), integrator=integrator, reset=_graph_reset(graph, md),
                   threshold_comparison=">=" if comparison == ">=" else ">",
-                  source="graph metadata", tau_scale=float(md.get("tau_scale", 1.0)))
+                  source=str(md.get("timing_source", "graph metadata")),
+                  tau_scale=float(md.get("tau_scale", 1.0)))
 
 
 def lower_graph(graph: Graph, *, timing: Timing | None = None, input_levels: int | None = None,
