@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -228,8 +229,14 @@ def simulate_lava(program: Program, inputs: np.ndarray, *,
         tmp = Path(tmp)
         source, recorders, num_steps = build_network(program, seq, tmp)
         try:
-            source.run(condition=RunSteps(num_steps=num_steps, blocking=True),
-                       run_cfg=run_config(cache_delay_weights))
+            with warnings.catch_warnings():
+                # Lava's compiler tries to import every module beside a Process's module as
+                # a top-level one while it looks for ProcessModels, and warns for those it
+                # cannot (ours are package modules); the models it needs are found
+                warnings.filterwarnings("ignore", message="Cannot import module",
+                                        category=UserWarning)
+                source.run(condition=RunSteps(num_steps=num_steps, blocking=True),
+                           run_cfg=run_config(cache_delay_weights))
         except Exception as exc:
             raise SimulationError(f"lava: run failed ({type(exc).__name__}: "
                                   f"{str(exc).splitlines()[0][:120] if str(exc) else ''})") from exc
