@@ -179,8 +179,9 @@ def compile_(model, target, out, vth_mant, low_rank, residual, weight_sharing,
 @click.option("--record", type=click.Path(path_type=Path), default=None,
               help="Writes every population's per-step activity as NIRData to this file.")
 @click.option("--labels", type=click.Path(path_type=Path), default=None,
-              help="Gives integer labels (.npy, one per sample) for --input, so float, "
-                   "fixed-point and Lava accuracies are printed.")
+              help="Gives integer labels for --input (.npy, one per sample, or a NIRData "
+                   "file with a 'labels' node; a NIRData --input's own 'labels' node is "
+                   "used without it), so float, fixed-point and Lava accuracies are printed.")
 def simulate(build, backend, compare, samples, dataset, data_path, inputs, record, labels):
     """Simulates a compiled program (test split or --input) and prints accuracies and the
     fidelity per population (float vs fixed point, reference vs Lava)."""

@@ -332,9 +332,9 @@ def _load_build(build_dir: Path):
     return load_program(build_dir), load_placement_summary(build_dir)
 
 
-def _simulation_inputs(program, inputs, samples, dataset, data_path, labels=None):
-    """``(x, y, name)``: a user input file (labels from ``labels``, else none) or the test
-    split of a data set."""
+def _simulation_inputs(program, inputs, samples, dataset, data_path, labels=None, log=None):
+    """``(x, y, name)``: a user input file (labels from ``labels``, else from a NIRData
+    input's "labels" node, else none) or the test split of a data set."""
     from .data import load_dataset
     from .simulate.inputs import load_user_inputs, load_user_labels
 
@@ -346,6 +346,14 @@ def _simulation_inputs(program, inputs, samples, dataset, data_path, labels=None
         x = x[:samples] if samples is not None else x
         y = None if labels is None else load_user_labels(
             labels, len(x), samples, program.readout.num_outputs)
+        if labels is None and Path(inputs).suffix != ".npy":  # a NIRData "labels" node
+            from .nirio import read_nirdata_labels
+
+            found = read_nirdata_labels(inputs, required=False)
+            if found is not None:
+                y = load_user_labels(inputs, len(x), samples, program.readout.num_outputs,
+                                     y=found)
+                _log(f"labels: the 'labels' node of {inputs} ({len(y)} samples)", log)
         return x, y, str(inputs)
     name = dataset or program.metadata.get("dataset", "digits")
     data = load_dataset(name, data_path)
@@ -417,7 +425,8 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
     (:func:`~nmc_deploy.simulate.inputs.load_user_inputs`; no accuracies then); the per-step
     graph outputs go to ``outputs_<backend>.npz``.
     ``record``: write every population's per-step output (spikes, LI voltages) as NIRData.
-    ``labels``: a ``.npy`` of integer labels for ``inputs`` (accuracies then).
+    ``labels``: a ``.npy`` of integer labels for ``inputs``, or a NIRData file with a
+    "labels" node (a NIRData ``inputs`` file's own "labels" node is used without it).
     Always prints the fidelity summary (:func:`~nmc_deploy.simulate.fidelity.fidelity_summary`:
     per population float-vs-fixed and reference-vs-Lava mismatches, output agreement) and
     writes it into ``simulation_<backend>.json`` (``fidelity``).
@@ -433,7 +442,7 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
     program, placement = _load_build(build_dir)
     if record is not None:  # checked before any work, so a bad path costs no simulation
         record = check_record_path(record)
-    x, y, name = _simulation_inputs(program, inputs, samples, dataset, data_path, labels)
+    x, y, name = _simulation_inputs(program, inputs, samples, dataset, data_path, labels, log)
     result = {"dataset": name, "samples": int(len(x)), "backend": backend}
     flt = None
     if (build_dir / "model.nir").exists():

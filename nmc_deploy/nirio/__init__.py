@@ -19,13 +19,14 @@ from .extensions import (EXTENSION_NODE_TYPES, NirSpikingSelfAttention, NirToken
                          NirVersionError, register_extensions)
 from .portable import (PORTABLE_ARRAYS, PORTABLE_FORMAT, PORTABLE_GRAPH, PORTABLE_MANIFEST,
                        read_portable, to_portable, write_portable)
-from .nirdata import read_nirdata_input, write_nirdata
+from .nirdata import read_nirdata_input, read_nirdata_labels, write_nirdata
 from .read import from_nir, read_nir
 from .table import STANDARD_NODE_TYPES
 from .write import to_nir, write_nir
 
 __all__ = ["to_nir", "from_nir", "write_nir", "read_nir", "register_extensions",
            "to_portable", "write_portable", "read_portable", "read_nirdata_input",
+           "read_nirdata_labels",
            "write_nirdata", "NirSpikingSelfAttention", "NirTokenSelect", "NirVersionError",
            "STANDARD_NODE_TYPES", "EXTENSION_NODE_TYPES", "PORTABLE_GRAPH", "PORTABLE_MANIFEST",
            "PORTABLE_ARRAYS", "PORTABLE_FORMAT"]

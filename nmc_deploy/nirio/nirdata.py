@@ -11,7 +11,11 @@ from ..errors import InputFileError
 from ..fileio import atomic_path
 from .flatten import SUBGRAPH_SEPARATOR
 
-__all__ = ["read_nirdata_input", "write_nirdata"]
+__all__ = ["read_nirdata_input", "read_nirdata_labels", "write_nirdata", "LABELS_NODE"]
+
+# NIRData has no field for labels: ours are a node of this name whose first observable
+# holds one integer per sample (TimeGriddedData of shape (B,), (B, 1) or (B, 1, 1)).
+LABELS_NODE = "labels"
 
 _TIME_EPS = 1e-9  # event times within this many steps of a grid point belong to it
 _DT_RTOL = 1e-9  # relative tolerance between the data's dt and the program's
@@ -41,25 +45,53 @@ def _binned_events(path: Path, obs, kind: str, dt: float) -> np.ndarray:
     return out
 
 
+def _read_nodes(path: Path) -> dict:
+    try:
+        data = nir.read_data(str(path))
+    except Exception as exc:
+        raise InputFileError(f"{path}: not a NIRData file ({type(exc).__name__}); give a .npy "
+                             "array or a file written by nir.write_data") from None
+    return dict(data.nodes)
+
+
+def read_nirdata_labels(path: str | Path, required: bool = True) -> np.ndarray | None:
+    """The labels stored in a NIRData file: node :data:`LABELS_NODE` ("labels"), its first
+    observable's data (a ``TimeGriddedData`` holding one value per sample) as a 1-D array.
+    Without that node: None, or with ``required`` an :class:`InputFileError`."""
+    path = Path(path)
+    nodes = _read_nodes(path)
+    if LABELS_NODE not in nodes:
+        if not required:
+            return None
+        raise InputFileError(f"{path}: no '{LABELS_NODE}' node (nodes: "
+                             f"{', '.join(sorted(nodes)) or 'none'}); store the labels as "
+                             f"TimeGriddedData of a node '{LABELS_NODE}' or give a .npy array")
+    observables = dict(getattr(nodes[LABELS_NODE], "observables", {}) or {})
+    if not observables:
+        raise InputFileError(f"{path}: node '{LABELS_NODE}' holds no observables")
+    obs = next(iter(observables.values()))
+    data = getattr(obs, "data", None)
+    if data is None:
+        raise InputFileError(f"{path}: the labels are {type(obs).__name__}, not "
+                             "TimeGriddedData; store one integer per sample")
+    arr = np.asarray(data)
+    return arr.reshape(len(arr)) if arr.ndim and arr.size == len(arr) else arr
+
+
 def read_nirdata_input(path: str | Path, input_name: str, dt: float) -> np.ndarray:
     """The input sequence ``(B, T, n)`` stored in a NIRData file for node ``input_name``.
 
     The node's first observable is used: ``TimeGriddedData`` (``data`` (B, T, n); its ``dt``
     must equal the program's) or ``EventData``/``ValuedEventData`` (events binned on the
     program's dt grid; ``idx``/``time``/``value`` are (B, n_events) arrays). A file with a
-    single node is accepted whatever its name.
+    single node (besides :data:`LABELS_NODE`) is accepted whatever its name.
     """
-    path = Path(path)
-    try:
-        data = nir.read_data(str(path))
-    except Exception as exc:
-        raise InputFileError(f"{path}: not a NIRData file ({type(exc).__name__}); give a .npy "
-                             "array or a file written by nir.write_data") from None
-    nodes = dict(data.nodes)
+    nodes = _read_nodes(path)
+    others = {k: v for k, v in nodes.items() if k != LABELS_NODE}
     if input_name in nodes:
         node = nodes[input_name]
-    elif len(nodes) == 1:
-        node = next(iter(nodes.values()))
+    elif len(others) == 1:
+        node = next(iter(others.values()))
     else:
         raise InputFileError(f"{path}: no data for the graph input '{input_name}' (nodes: "
                              f"{', '.join(sorted(nodes))}); name the node like the Input")

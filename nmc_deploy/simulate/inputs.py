@@ -88,18 +88,26 @@ def load_user_inputs(path: Path, program) -> np.ndarray:
 
 
 def load_user_labels(path: Path, samples: int, limit: int | None = None,
-                     classes: int | None = None) -> np.ndarray:
-    """Integer labels ``(B,)`` of a user input file, from a ``.npy`` array; the first
-    ``limit`` when ``--samples`` cut the inputs; their number must equal ``samples`` and,
-    with ``classes``, each lie in ``[0, classes)``."""
+                     classes: int | None = None, y=None) -> np.ndarray:
+    """Integer labels ``(B,)`` of a user input file, from a ``.npy`` array or a NIRData file
+    (node "labels", :func:`~nmc_deploy.nirio.read_nirdata_labels`), or the array ``y``
+    already read; the first ``limit`` when ``--samples`` cut the inputs; their number must
+    equal ``samples`` and, with ``classes``, each lie in ``[0, classes)``."""
     path = Path(path)
-    if not path.exists():
+    if y is not None:
+        pass
+    elif not path.exists():
         raise InputFileError(f"{path}: no such file; give a .npy array of integer labels")
-    try:
-        y = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise InputFileError(f"{path}: not a readable .npy array ({type(exc).__name__})") \
-            from None
+    elif path.suffix != ".npy":
+        from ..nirio import read_nirdata_labels
+
+        y = read_nirdata_labels(path)
+    else:
+        try:
+            y = np.load(path, allow_pickle=False)
+        except Exception as exc:
+            raise InputFileError(f"{path}: not a readable .npy array ({type(exc).__name__})") \
+                from None
     y = np.asarray(y).ravel() if np.asarray(y).ndim == 2 and 1 in np.shape(y) else np.asarray(y)
     integral = y.dtype.kind in "iu" or (
         y.dtype.kind == "f" and bool(np.all(np.isfinite(y))) and bool(np.all(y == np.round(y))))

@@ -394,6 +394,42 @@ def test_simulate_prints_fidelity_and_takes_labels(tmp_path, tiny_graph):
                          tmp_path / "y3.npy"), "labels (3) differ in number")
 
 
+def test_simulate_reads_labels_from_nirdata(tmp_path, tiny_graph):
+    """A NIRData --input with a 'labels' node gives accuracies without --labels; --labels
+    takes a NIRData file too; a NIRData file without the node is one line."""
+    import nir
+    import numpy as np
+
+    from nmc_deploy.nirio import write_nir
+
+    write_nir(tiny_graph, tmp_path / "m.nir")
+    b = tmp_path / "b"
+    assert run("compile", tmp_path / "m.nir", "-o", b)[0] == 0
+    prog = json.loads((b / "program.json").read_text())
+    dt = float(prog["metadata"]["dt"])
+    x = np.random.default_rng(3).integers(0, 17, (4, 4, 64))
+    y = np.array([3, 1, 0, 2])
+
+    def node(a):
+        return nir.NIRNodeData(observables={"data": nir.TimeGriddedData(data=a, dt=dt)})
+
+    nir.write_data(str(tmp_path / "xy.h5"), nir.NIRGraphData(
+        nodes={"input": node(x), "labels": node(y.reshape(4, 1, 1))}))
+    rc, out, err = run("simulate", b, "--input", tmp_path / "xy.h5")
+    assert rc == 0, err
+    assert "labels: the 'labels' node of" in err and "accuracy: fixed" in err
+    fid = json.loads((b / "simulation_reference.json").read_text())["fidelity"]
+    np.save(tmp_path / "x.npy", x)
+    rc, out, err = run("simulate", b, "--input", tmp_path / "x.npy", "--labels",
+                       tmp_path / "xy.h5")
+    assert rc == 0, err
+    assert json.loads((b / "simulation_reference.json").read_text())["fidelity"]["accuracy"] \
+        == fid["accuracy"]
+    nir.write_data(str(tmp_path / "x.h5"), nir.NIRGraphData(nodes={"input": node(x)}))
+    _one_line_error(*run("simulate", b, "--input", tmp_path / "x.npy", "--labels",
+                         tmp_path / "x.h5"), "no 'labels' node")
+
+
 def test_labels_outside_the_outputs_are_one_line(tmp_path, tiny_graph):
     import numpy as np
 

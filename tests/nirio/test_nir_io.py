@@ -158,3 +158,27 @@ def test_corrupt_portable_export_is_one_line(tmp_path, tiny_graph):
     (out / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(InputFileError, match="corrupt portable export"):
         read_portable(out)
+
+
+def test_nirdata_labels_node(tmp_path):
+    import pytest
+
+    from nmc_deploy.errors import InputFileError
+    from nmc_deploy.nirio import read_nirdata_input, read_nirdata_labels
+
+    x = (np.random.default_rng(0).random((3, 4, 2)) < 0.5).astype(np.int64)
+    labels = np.array([2, 0, 1])
+    path = tmp_path / "d.h5"
+    nir.write_data(str(path), nir.NIRGraphData(nodes={
+        "in": nir.NIRNodeData(observables={"spikes": nir.TimeGriddedData(data=x, dt=1e-3)}),
+        "labels": nir.NIRNodeData(observables={"y": nir.TimeGriddedData(
+            data=labels.reshape(3, 1, 1), dt=1e-3)})}))
+    assert np.array_equal(read_nirdata_labels(path), labels)
+    # the input node is found beside the labels node whatever its name
+    assert np.array_equal(read_nirdata_input(path, "input", 1e-3), x)
+    bare = tmp_path / "bare.h5"
+    nir.write_data(str(bare), nir.NIRGraphData(nodes={
+        "in": nir.NIRNodeData(observables={"spikes": nir.TimeGriddedData(data=x, dt=1e-3)})}))
+    assert read_nirdata_labels(bare, required=False) is None
+    with pytest.raises(InputFileError, match="no 'labels' node"):
+        read_nirdata_labels(bare)
