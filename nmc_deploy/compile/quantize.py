@@ -364,7 +364,8 @@ class _ProgramQuantizer:
         fixed = p.kind == LI or integer_or
         vth = DEFAULT_VTH_MANT if self.vth_mant is None else self.vth_mant
         for _ in range(_SCALE_TRIES):
-            mark = (len(self.pops_q), len(self.groups_q), copy.deepcopy(self.diagnostics))
+            mark = (len(self.pops_q), len(self.groups_q), copy.deepcopy(self.diagnostics),
+                    dict(self.relays), list(self.pops_q))  # a trial may fix a relay's shift
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 self._add_population_at(p, gs, vth, integer_or)
@@ -373,8 +374,8 @@ class _ProgramQuantizer:
             vth = _next_mantissa(used, bound)
             if fixed or self.vth_mant is not None or vth is None:
                 break
-            del self.pops_q[mark[0]:], self.groups_q[mark[1]:]
-            self.diagnostics = mark[2]
+            del self.groups_q[mark[1]:]
+            self.pops_q, self.diagnostics, self.relays = mark[4], mark[2], mark[3]
         for w in caught:
             warnings.warn(w.message, w.category, stacklevel=4)
         self._record_scale(p.name, bound, integer_or, mark[1],
