@@ -400,18 +400,6 @@ def _run_backends(program, x, y, backend: str, compare: bool, result: dict, log,
     return runs
 
 
-# Spiking populations' membranes are kept (4 bytes per entry, in each of the float and the
-# fixed run) for the fidelity table's largest voltage error while their entries (steps x
-# samples x neurons) stay below this; above it the column shows "-" for spiking layers.
-MEMBRANE_ENTRIES = 25_000_000
-
-
-def _keep_membranes(program, x) -> bool:
-    steps = x.shape[1] if x.ndim > 1 + len(program.input_shape) else program.time_steps
-    neurons = sum(p.size for p in program.populations if p.spiking)
-    return len(x) * steps * neurons <= MEMBRANE_ENTRIES
-
-
 def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int | None = None,
                    compare: bool = False, dataset: str | None = None,
                    data_path: Path | None = None, inputs: Path | None = None,
@@ -434,7 +422,8 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
     from .compile.lower import lower_graph
     from .nirio import read_nir
     from .simulate.compare import compare_runs
-    from .simulate.fidelity import fidelity_summary, format_fidelity
+    from .simulate.fidelity import (fidelity_summary, format_fidelity, keep_membranes,
+                                    snntorch_double_reset_lines)
     from .simulate.inputs import check_record_path
     from .simulate.reference import accuracy, simulate_float
 
@@ -449,8 +438,11 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
         fp = lower_graph(read_nir(build_dir / "model.nir"),
                          low_rank=program.metadata.get("low_rank", "fused"),
                          residual=program.metadata.get("residual", "fan-in"))
-        membranes = _keep_membranes(program, x)
-        flt = simulate_float(fp, x, membranes=membranes)
+        flt = simulate_float(fp, x, membranes=keep_membranes(program, x))
+        if fp.metadata.get("reset") == "subtract" and "snntorch" in str(
+                fp.metadata.get("timing_source", "")):
+            for line in snntorch_double_reset_lines(fp, flt):
+                _log(line, log)
     else:  # a netx build: the file is fixed point, there is no float graph
         _log("float: none (the build comes from a netx file, fixed point only)", log)
     result["accuracy_float"] = accuracy(flt, y) if y is not None and flt is not None else None

@@ -27,7 +27,22 @@ import numpy as np
 
 from .result import accuracy
 
-__all__ = ["fidelity_summary", "format_fidelity"]
+__all__ = ["fidelity_summary", "format_fidelity", "snntorch_double_reset_lines",
+           "keep_membranes", "MEMBRANE_ENTRIES"]
+
+# Spiking populations' membranes are kept (4 bytes per entry, in each of the float and the
+# fixed run) for the fidelity table's largest voltage error while their entries (steps x
+# samples x neurons) stay below this; above it the column shows "-" for spiking layers.
+MEMBRANE_ENTRIES = 25_000_000
+
+
+def keep_membranes(program, x) -> bool:
+    """Whether the float and fixed runs of the inputs ``x`` (images or sequences) keep
+    the spiking populations' membranes: their entries are at most :data:`MEMBRANE_ENTRIES`."""
+    steps = x.shape[1] if x.ndim > 1 + len(program.input_shape) else program.time_steps
+    neurons = sum(p.size for p in program.populations if p.spiking)
+    return len(x) * steps * neurons <= MEMBRANE_ENTRIES
+
 
 
 def _max_error(fixed_v: np.ndarray, float_v: np.ndarray, scale: float = 1.0) -> float:
@@ -189,3 +204,27 @@ def format_fidelity(summary: dict, fixed_name: str = "reference") -> str:
     if summary["float_vs_fixed"] is None:
         lines.append("float: not compared (no float graph: a netx build is fixed point only)")
     return "\n".join(lines)
+
+
+def snntorch_double_reset_lines(fp, flt) -> list[str]:
+    """Warnings for snnTorch's ``reset_delay=False`` subtract rule, which equals our
+    same-step subtraction only while v after the subtraction stays at or below θ: where it
+    does not, snnTorch subtracts θ again in the next step (its ``reset`` of the post-reset
+    v) and cancels that step's own subtraction, so it skips a spike we emit whenever
+    0 < v - θ <= θ then (tests/interop/test_tool_runs.py). One line per subtract-reset population of
+    the float program ``fp`` whose kept membranes (``flt.membranes``) exceed θ after the
+    reset, with the count; none when the membranes were not kept."""
+    lines = []
+    for pop in fp.populations:
+        v = flt.membranes.get(pop.name)
+        if v is None or getattr(pop, "reset", "zero") != "subtract":
+            continue
+        above = int(np.count_nonzero(v > np.broadcast_to(pop.v_threshold, v.shape[-1:])))
+        if above:
+            lines.append(f"warning: {pop.name}: v stays above the threshold after the "
+                         f"subtraction in {above:,} entries, where snnTorch's "
+                         "reset_delay=False subtracts it again a step later and can skip a "
+                         "spike (its run may differ from there on); if the model keeps "
+                         "snnTorch's default reset_delay=True, compile with --reset "
+                         "subtract-delayed")
+    return lines

@@ -52,12 +52,13 @@ def _neuron(kind, n, reset, delay, rng):
     return layer.double()
 
 
-def build(kind, reset, delay, seed=0):
-    """``Linear -> kind -> Linear -> kind`` and its NIR graph (snnTorch's module converter)."""
+def build(kind, reset, delay, seed=0, gain=1.0):
+    """``Linear -> kind -> Linear -> kind`` and its NIR graph (snnTorch's module converter);
+    ``gain`` scales the first layer's weights."""
     from snntorch.export_nir import _extract_snntorch_module
 
     rng = np.random.default_rng(seed)
-    layers = {"fc1": _lin(rng, N_IN, N_H, 0.2, 0.9), "lif1": _neuron(kind, N_H, reset, delay, rng),
+    layers = {"fc1": _lin(rng, N_IN, N_H, 0.2 * gain, 0.9 * gain), "lif1": _neuron(kind, N_H, reset, delay, rng),
               "fc2": _lin(rng, N_H, N_OUT, 0.0, 0.7),
               "lif2": _neuron(kind, N_OUT, reset, delay, rng)}
     nodes = {"input": nir.Input(input_type=np.array([N_IN]))}
@@ -155,6 +156,29 @@ def test_plain_subtract_is_not_snntorchs_default():
     with tempfile.TemporaryDirectory() as d:
         _, mine = ours(graph, x, Path(d), "subtract")
     assert sum(mismatches(theirs, mine).values()) > 0
+
+
+@pytest.mark.parametrize("gain", [0.3, 3.0])
+def test_subtract_without_delay_is_exact_until_v_stays_above_threshold(gain, tmp_path):
+    """snnTorch's reset_delay=False subtract equals our same-step subtraction while v after
+    the subtraction stays <= θ; simulate warns per population (snntorch_double_reset_lines)
+    where it does not, and there snnTorch's run can differ. At gain 0.3 the first layer
+    stays below (no warning, 0 mismatches) and the second does not."""
+    from nmc_deploy.simulate.fidelity import snntorch_double_reset_lines
+    from nmc_deploy.simulate.reference import simulate_float
+
+    layers, graph = build("leaky", "subtract", False, gain=gain)
+    x = inputs()
+    theirs = run_snntorch("leaky", layers, x)
+    fp, mine = ours(graph, x, tmp_path, "subtract")
+    lines = snntorch_double_reset_lines(fp, simulate_float(fp, x, membranes=True))
+    warned = {line.split(":")[1].strip() for line in lines}
+    differ = mismatches(theirs, mine)
+    assert theirs["lif1"].mean() > 0.1
+    assert warned == ({"lif2"} if gain < 1 else {"lif1", "lif2"})
+    for name in ("lif1", "lif2"):
+        assert (differ[name] > 0) == (name in warned), (name, differ, warned)
+    assert "--reset subtract-delayed" in lines[0]
 
 
 def test_snntorch_rsynaptic_ignores_reset_delay_false():
