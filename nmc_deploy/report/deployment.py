@@ -168,7 +168,9 @@ def fidelity(simulations: Mapping[str, Mapping[str, Any]],
         "float", "fixed_reference", "fixed_lava": the run with the most samples: value,
         samples, run, file; or :data:`NOT_RUN` / "no labels"), ``mismatches`` (of the
         compare run: per population, total, spikes compared, prediction mismatches, samples;
-        or :data:`NOT_RUN`) and ``quantization`` (the losses, with the zeroed share).
+        or :data:`NOT_RUN`), ``quantization`` (the losses, with the zeroed share) and
+        ``per_layer`` (simulate's per-population fidelity rows of the run with the most
+        samples, :func:`_per_layer`; or :data:`NOT_RUN`).
     """
     runs = {name: simulations[name] for name in RUNS if name in simulations}
     rows = [{"run": name, "file": f"simulation_{name}.json", "dataset": r.get("dataset"),
@@ -200,7 +202,28 @@ def fidelity(simulations: Mapping[str, Mapping[str, Any]],
         quant["zeroed_share"] = (quantization.get("zeroed_weights") or 0) / total if total \
             else None
     return {"runs": rows, "accuracy": accuracy, "mismatches": mismatches,
-            "quantization": quant}
+            "quantization": quant, "per_layer": _per_layer(runs)}
+
+
+_LAYER_KEYS = ("population", "kind", "vth_mant", "zeroed_weights", "entries", "spikes",
+               "float_vs_fixed", "max_voltage_error", "reference_vs_lava", "u_wraps",
+               "v_saturations")
+
+
+def _per_layer(runs: Mapping[str, Mapping[str, Any]]) -> Any:
+    """The per-population fidelity rows ``simulate`` printed (its ``fidelity`` record) of
+    the run with the most samples: threshold mantissa, weights zeroed, float-vs-fixed spike
+    mismatches, largest membrane error, reference-vs-Lava mismatches, wraps/saturations."""
+    found = [(int(r.get("samples") or 0), name) for name, r in runs.items()
+             if isinstance(r.get("fidelity"), Mapping)]
+    if not found:
+        return NOT_RUN
+    samples, name = max(found, key=lambda t: (t[0], -RUNS.index(t[1])))
+    fid = runs[name]["fidelity"]
+    return {"run": name, "file": f"simulation_{name}.json", "samples": samples,
+            "rows": [{k: r.get(k) for k in _LAYER_KEYS} for r in fid.get("populations", [])],
+            "float_vs_fixed": fid.get("float_vs_fixed"),
+            "predictions_agree": dict(fid.get("predictions_agree") or {})}
 
 
 # ------------------------------------------------------------------------------------ traffic

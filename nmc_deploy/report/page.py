@@ -12,6 +12,7 @@ Charts: :mod:`nmc_deploy.report.svg`; the deployment keys: :mod:`nmc_deploy.repo
 from __future__ import annotations
 
 import html
+from typing import Any
 
 from . import svg
 from .op_counts import op_count_rows
@@ -136,7 +137,32 @@ def _fidelity(report: dict) -> str:
                       if q["decay_rounding"] else "") + ".</p>")
     else:
         out.append(f"<p>Quantization losses: {_e(str(q))}</p>")
+    out.extend(_per_layer_table(f.get("per_layer")))
     return _section("fidelity", "Fidelity", out)
+
+
+def _per_layer_table(per: Any) -> list[str]:
+    """Float vs fixed point per layer (simulate's fidelity rows), folded."""
+    if not isinstance(per, dict) or not per["rows"]:
+        return []
+    head = ("population", "vth", "zeroed", "spikes", "float≠fixed", "max |dv|", "ref≠Lava",
+            "wrap/sat")
+
+    def cell(v, fmt="{:,}"):
+        return "-" if v is None else fmt.format(v)
+
+    body = "".join(
+        "<tr>" + f"<td>{_e(r['population'])}</td>" + "".join(
+            f'<td class="num">{c}</td>' for c in (
+                cell(r["vth_mant"]), cell(r["zeroed_weights"]), cell(r["spikes"]),
+                cell(r["float_vs_fixed"]), cell(r["max_voltage_error"], "{:.3g}"),
+                cell(r["reference_vs_lava"]),
+                "-" if r["u_wraps"] is None else f"{r['u_wraps']:,}/{r['v_saturations'] or 0:,}"))
+        + "</tr>" for r in per["rows"])
+    ths = "".join(f"<th>{h}</th>" for h in head)
+    return [f"<details><summary>float vs fixed point per layer ({per['samples']} samples, "
+            f"{_e(per['file'])}; max |dv|: largest membrane error, float units)</summary>"
+            f"<table><tr>{ths}</tr>{body}</table></details>"]
 
 
 def _latency_rows(report: dict) -> list[tuple[str, str, str]]:

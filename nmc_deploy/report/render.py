@@ -138,6 +138,16 @@ def _verdict_lines(report: dict) -> list[str]:
                    f" of {q['float_synapses'] or 0:,} weights zeroed, "
                    f"{q['clipped_weights'] or 0:,} clipped, {q['clipped_biases'] or 0:,} biases "
                    "clipped")
+    per = f.get("per_layer")
+    if isinstance(per, dict) and per["rows"]:
+        worst = max(per["rows"], key=lambda r: r["float_vs_fixed"] or 0)
+        errs = [r["max_voltage_error"] for r in per["rows"] if r["max_voltage_error"] is not None]
+        out.append(f"  float vs fixed ({per['samples']} samples, {per['file']}): "
+                   f"{per['float_vs_fixed'] or 0:,} spike mismatches, most in "
+                   f"{worst['population']} ({worst['float_vs_fixed'] or 0:,}); largest membrane "
+                   f"error {max(errs):.3g}" if errs else
+                   f"  float vs fixed ({per['samples']} samples): "
+                   f"{per['float_vs_fixed'] or 0:,} spike mismatches")
     return out
 
 

@@ -106,6 +106,20 @@ def test_fidelity_takes_the_largest_run_and_says_what_was_not_run():
     assert bare["accuracy"] == {"float": "no labels", "fixed_reference": "no labels",
                                 "fixed_lava": NOT_RUN}
     assert bare["mismatches"] == NOT_RUN and bare["quantization"] == NOT_RUN
+    assert f["per_layer"] == NOT_RUN and bare["per_layer"] == NOT_RUN  # no fidelity records
+
+
+def test_fidelity_per_layer_rows_come_from_the_largest_run():
+    row = {"population": "a", "kind": "spikes", "vth_mant": 96, "zeroed_weights": 3,
+           "entries": 40, "spikes": 9, "float_vs_fixed": 2, "max_voltage_error": 0.25,
+           "reference_vs_lava": None, "u_wraps": 0, "v_saturations": 0}
+    sims = {"reference": {"samples": 360, "fidelity": {
+                "populations": [row], "float_vs_fixed": 2,
+                "predictions_agree": {"float_vs_fixed": 359}}},
+            "compare": {"samples": 50, "fidelity": {"populations": [], "float_vs_fixed": 0}}}
+    per = fidelity(sims, None)["per_layer"]
+    assert per["run"] == "reference" and per["samples"] == 360
+    assert per["rows"] == [row] and per["predictions_agree"] == {"float_vs_fixed": 359}
 
 
 def test_placement_record_before_and_after():
