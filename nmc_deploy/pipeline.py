@@ -188,8 +188,8 @@ def _apply_conventions(graph, log, **args):
     if all(v is None for v in args.values()) and "dt" in graph.metadata:
         return graph, None
     timing = resolve_timing(graph, **args)
-    rule = f", {spike_rule_text(timing)}" if timing.spike_fn != "single" or \
-        timing.min_v_mem is not None else ""
+    rule = f", {spike_rule_text(timing)}" if (timing.spike_fn != "single" or timing.min_v_mem
+                                              is not None) and not assumed_reset(timing) else ""
     _log(f"timing: dt {timing.dt:g} s, {timing.integrator}, reset {timing.reset}, "
          f"threshold {timing.threshold_comparison}{rule} ({timing.source})", log)
     if assumed_reset(timing):
