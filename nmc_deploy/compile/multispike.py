@@ -13,7 +13,8 @@ float rule on the grid. The fixed ``max_spikes`` is the float one capped by what
 reach: at most the population's worst-case voltage (:func:`~.scale.worst_case`, before
 the spike check) and the 24-bit saturation; that largest count sets the payload width
 (``payload_bits``, unsigned) and the ``num_message_bits`` of every group it feeds, and is
-the ``x_max`` of the worst case of its targets. A target whose spikes are binary
+the ``x_max`` of the worst case of its targets (of its own recurrent groups:
+:data:`OWN_COUNT_VTH`). A target whose spikes are binary
 (``graded_spike_bits`` below 2, Loihi 1) refuses a multi-spike population by name.
 
 ``v_min`` (sinabs' ``min_v_mem``) is ``round(lam v_min)`` per neuron (``-theta`` is
@@ -56,14 +57,23 @@ def count_cap(q) -> int:
     return int(q.max_spikes) if q.max_spikes > 1 else 1
 
 
+# A population's own counts (its recurrent groups) are bounded before its scale is known by
+# what the 24-bit voltage allows at this threshold mantissa (the quantizer's ceiling), 128
+# counts, not by the cap at the mantissa being tried: that cap grows as the mantissa falls,
+# and the scale search would chase it down to 1.
+OWN_COUNT_VTH = 1023
+
+
 def source_count(quantizer, src: str) -> int | None:
     """The largest payload of multi-spike population ``src`` (None: not one). Before its
-    bound is known (its own recurrent groups), the cap of its quantized form."""
+    bound is known (its own recurrent groups), its cap at :data:`OWN_COUNT_VTH`."""
     if src in quantizer.counts:
         return quantizer.counts[src]
     q = quantizer.pops_q[-1] if quantizer.pops_q else None
     if q is not None and q.name == src and q.max_spikes > 1:
-        return count_cap(q)
+        ge = q.spike_unit - (q.vth << LAVA_LIF.vth_shift)
+        unit = (OWN_COUNT_VTH << LAVA_LIF.vth_shift) + ge
+        return min(count_cap(q), 1 + (MAX_V - (unit - ge) - 1) // unit)
     return None
 
 
