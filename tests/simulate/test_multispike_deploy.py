@@ -18,7 +18,7 @@ def multi(graph, *, min_v_mem=None, max_spikes=None, gain=2.0):
     weights times ``gain`` (several thresholds per step)."""
     nodes = {}
     for name, node in graph.nodes.items():
-        if hasattr(node, "weight") and not isinstance(node.weight, type(None)):
+        if getattr(node, "weight", None) is not None:
             node = dataclasses.replace(node, weight=np.asarray(node.weight) * gain)
         nodes[name] = node
     md = {**graph.metadata, "spike_fn": "multi"}

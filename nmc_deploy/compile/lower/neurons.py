@@ -41,14 +41,14 @@ def spiking_params(ctx: LoweringContext, name: str, node: Node) -> tuple:
     md = dict(node.metadata)
     try:
         t = ctx.timing if not {"spike_fn", "max_spikes", "min_v_mem"} & set(md) else \
-            graph_timing_of(ctx.timing, md)
+            node_timing(ctx.timing, md)
     except GraphError as exc:
         raise LoweringError(f"{name}: {str(exc).removeprefix('timing: ')}") from None
     v_min = v_min_of(t.min_v_mem, np.asarray(v_th, np.float64), isinstance(node, IF))
     return v_th, ge, reset, {"max_spikes": t.max_spikes, "v_min": v_min}
 
 
-def graph_timing_of(timing, md: dict):
+def node_timing(timing, md: dict):
     """``timing`` with a node's own "spike_fn", "max_spikes", "min_v_mem" metadata."""
     fn = str(md.get("spike_fn", timing.spike_fn)).lower()
     fn = "multi" if fn in ("multi", "multispike") else fn
