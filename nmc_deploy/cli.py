@@ -134,6 +134,13 @@ def export(checkpoint, out, portable):
               type=click.Choice(["zero", "subtract", "zero-delayed", "subtract-delayed"]),
               help="Overrides the reset rule of the convention or the file ('-delayed': "
                    "the reset of a spike applies in the next step, snnTorch's reset_delay).")
+@click.option("--spikes", default=None, type=click.Choice(["single", "multi"]),
+              help="Overrides the spike rule of the convention or the file: one spike per "
+                   "step, or floor(v/theta) per step as a graded payload (sinabs' MultiSpike, "
+                   "rockpool's LIFTorch; Loihi 2).")
+@click.option("--v-min", "v_min", default=None, metavar="none|-theta|VALUE",
+              help="Overrides the clamp of v from below after the reset (sinabs' min_v_mem): "
+                   "none, -theta (minus each neuron's threshold) or a number <= 0.")
 @click.option("--emit", type=click.Choice(["netx"]), multiple=True,
               help="Also writes the program in another format: netx (lava-dl HDF5, "
                    "OUT/model.net.h5; fails for programs netx cannot express).")
@@ -152,14 +159,16 @@ def export(checkpoint, out, portable):
                    "this activity file (activity_reference.json of a simulation); 'prior' "
                    "uses the prior rate even when OUT holds a simulation.")
 def compile_(model, target, out, vth_mant, low_rank, residual, weight_sharing,
-             attention_split, dt, convention, reset, emit, time_steps, placement, seed, rates):
+             attention_split, dt, convention, reset, spikes, v_min, emit, time_steps, placement,
+             seed, rates):
     """Compiles a NIR file (or a lava-dl netx .net file) to a Loihi-style core program and
     prints per-core utilization (with low-rank factors or a residual stream: the costs of
     both deployment forms)."""
     from .pipeline import compile_model
 
     compile_model(model, target, out, vth_mant=vth_mant, low_rank=low_rank, emit=tuple(emit),
-                  dt=dt, convention=convention, reset=reset, weight_sharing=weight_sharing,
+                  dt=dt, convention=convention, reset=reset, spikes=spikes, v_min=v_min,
+                  weight_sharing=weight_sharing,
                   attention_split=attention_split, residual=residual, time_steps=time_steps,
                   placement=placement, seed=seed, rates=rates)
 

@@ -179,9 +179,28 @@ def _check_compile_options(low_rank, residual, weight_sharing, attention_split, 
         raise NmcDeployError(f"compile: seed ({seed}) must be a non-negative integer")
 
 
+def _apply_conventions(graph, log, **args):
+    """``(graph, timing)``: the graph with the resolved timing and spike rule in its
+    metadata, or ``(graph, None)`` unchanged when no argument is given and the file has a
+    dt (lower_graph reads its metadata); logs the timing and what was assumed."""
+    from .ir.conventions import apply_timing, assumed_reset, resolve_timing, spike_rule_text
+
+    if all(v is None for v in args.values()) and "dt" in graph.metadata:
+        return graph, None
+    timing = resolve_timing(graph, **args)
+    rule = f", {spike_rule_text(timing)}" if (timing.spike_fn != "single" or timing.min_v_mem
+                                              is not None) and not assumed_reset(timing) else ""
+    _log(f"timing: dt {timing.dt:g} s, {timing.integrator}, reset {timing.reset}, "
+         f"threshold {timing.threshold_comparison}{rule} ({timing.source})", log)
+    if assumed_reset(timing):
+        _log(assumed_reset(timing), log)
+    return apply_timing(graph, timing), timing
+
+
 def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int | None = None,
                   low_rank: str = "fused", emit: tuple[str, ...] = (), dt: float | None = None,
                   convention: str | None = None, reset: str | None = None,
+                  spikes: str | None = None, v_min: str | None = None,
                   weight_sharing: str | None = None, attention_split: str = "fit",
                   residual: str = "fan-in", time_steps: int | None = None,
                   placement: str = "greedy", seed: int = 0, rates: Path | None = None,
@@ -214,6 +233,9 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     :data:`~nmc_deploy.ir.conventions.CONVENTIONS`) decide the discretisation of graphs from
     other tools; they win over the graph's metadata (:func:`~nmc_deploy.ir.conventions.
     resolve_timing`), and the resolved values are written into the build's metadata.
+    ``reset``, ``spikes`` ("single", "multi": floor(v/theta) spikes per step as a graded
+    payload) and ``v_min`` (the clamp ``min_v_mem``: a number, "none", "-theta") override
+    the convention's and the file's rules.
 
     ``placement`` ("greedy", "traffic"): how the cores are laid out on the chips' meshes
     (:func:`~nmc_deploy.compile.mesh.layout_cores`; ``seed`` seeds the traffic-aware
@@ -233,7 +255,6 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
     from .compile.lower import low_rank_down_nodes
     from .compile.recipe import compile_graph
     from .errors import NmcDeployError
-    from .ir.conventions import apply_timing, assumed_reset, resolve_timing
     from .nirio import read_nir, read_portable
     from .targets import load_target
 
@@ -251,15 +272,8 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
                             activity_source=source)
     # a directory is a portable export: standard NIR + manifest
     graph = read_portable(nir_path) if Path(nir_path).is_dir() else read_nir(nir_path)
-    timing = None  # the graph metadata's (lower_graph)
-    if dt is not None or convention is not None or reset is not None \
-            or "dt" not in graph.metadata:
-        timing = resolve_timing(graph, dt=dt, convention=convention, reset=reset)
-        graph = apply_timing(graph, timing)
-        _log(f"timing: dt {timing.dt:g} s, {timing.integrator}, reset {timing.reset}, "
-             f"threshold {timing.threshold_comparison} ({timing.source})", log)
-        if assumed_reset(timing):
-            _log(assumed_reset(timing), log)
+    graph, timing = _apply_conventions(graph, log, dt=dt, convention=convention, reset=reset,
+                               spikes=spikes, v_min=v_min)
     pairs = low_rank_down_nodes(graph)
     if pairs and low_rank == "relay" and tgt.graded_spike_bits == 0:
         raise NmcDeployError(f"{nir_path}: {len(pairs)} low-rank relays need graded spikes, "

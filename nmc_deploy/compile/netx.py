@@ -219,6 +219,9 @@ def netx_layers(program: Program) -> tuple[NetxLayer, ...]:
                         "is an output; netx layers emit spikes")
         if p.kind not in _NETX_KINDS:
             raise _fail(p.name, f"has kind '{p.kind}'; netx has CUBA layers only")
+        if p.multi_spike or p.v_min is not None:
+            raise _fail(p.name, "emits spike counts or clamps v (multi spike, v_min); netx's "
+                        "CUBA layers do neither; compile with --spikes single --v-min none")
         if p.gate:
             raise _fail(p.name, f"is gated by token selector '{p.gate}'; netx has no token "
                         "selection")

@@ -337,11 +337,12 @@ def partition_program(program: Program, target: HardwareTarget, *,
     sharing = target.weight_sharing if weight_sharing is None else bool(weight_sharing)
     costs = SharedCosts()
     for p in program.populations:
-        if p.graded and p.payload_bits > target.graded_spike_bits:
+        if (p.graded or p.multi_spike) and p.payload_bits > target.graded_spike_bits:
             raise CapacityError(f"{p.name}: graded payload bits ({p.payload_bits}) exceeds "
                                 f"graded_spike_bits ({target.graded_spike_bits}) of target "
-                                f"{target.name}; compile the low-rank factors fused "
-                                "(--low-rank fused) for this target")
+                                f"{target.name}; " + ("compile with --spikes single"
+                                if p.multi_spike else "compile the low-rank factors fused "
+                                "(--low-rank fused)") + " for this target")
     incoming: dict[str, list] = {p.name: [] for p in program.populations}
     for g in program.groups:
         if g.kind != "attention":  # realised inside the attention unit

@@ -54,16 +54,16 @@ import dataclasses
 import functools
 import math
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..errors import LoweringError, QuantizationWarning
 from ..loihi.constants import LAVA_LIF, SYNAPTIC_ACCUMULATOR_BITS
-from ..program import (LI, SourceKind, RELAY, FloatPopulation, FloatProgram, Population,
-                       Program, SynapseGroup, TokenSelectOp)
+from ..program import (LI, RELAY, FloatPopulation, FloatProgram, Population, Program,
+                       SourceKind, SynapseGroup, TokenSelectOp)
 from ..targets import HardwareTarget, load_target
+from .multispike import bound_counts, refuse_binary_target, source_count, spike_fields
 from .relay import RelayScale, quantize_relay, quantize_residual_relay, relay_shift
 from .scale import StateBound, worst_case
 from .schedule import Schedule, schedule_program
@@ -93,7 +93,7 @@ def default_target() -> HardwareTarget:
     return load_target(DEFAULT_TARGET)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class GridPolicy:
     """Grid rules of an output format on top of Lava's own; this default adds none.
 
@@ -241,6 +241,7 @@ class _ProgramQuantizer:
                             "decay_error": {}, "residual_floor_once": 0,
                             "zeroed_per_layer": {}}
         self.scales: dict[str, dict] = {}  # per population: the scale chosen, its worst case
+        self.counts: dict[str, int] = {}  # multi-spike populations: largest count (.multispike)
 
     # ----------------------------------------------------------------- sources
     def src_bits(self, src: str) -> int:
@@ -261,7 +262,7 @@ class _ProgramQuantizer:
                 raise LoweringError(f"{src}: low-rank relay read before its payload shift "
                                     "is fixed")
             return message_bits(r.payload_max >> r.shift) + 1
-        return 0
+        return 0 if source_count(self, src) is None else message_bits(source_count(self, src))
 
     def selector(self, name: str) -> TokenSelectOp:
         """Quantize a token selector (once, when first needed)."""
@@ -293,7 +294,7 @@ class _ProgramQuantizer:
                 bound += np.asarray(abs(g.weights) @ self.source_max(g.source)
                                     ).astype(np.int64).ravel()
             return bound
-        return np.ones(fp.population(src).size, np.int64)  # binary spikes
+        return np.full(fp.population(src).size, source_count(self, src) or 1, np.int64)
 
     # ----------------------------------------------------------------- populations
     def add_relay(self, p: FloatPopulation, gs: list) -> None:
@@ -378,6 +379,7 @@ class _ProgramQuantizer:
             self.pops_q, self.diagnostics, self.relays = mark[4], mark[2], mark[3]
         for w in caught:
             warnings.warn(w.message, w.category, stacklevel=4)
+        bound_counts(self, mark[1], bound)
         self._record_scale(p.name, bound, integer_or, mark[1],
                            self.diagnostics["zeroed_weights"] - mark[2]["zeroed_weights"])
 
@@ -452,7 +454,7 @@ class _ProgramQuantizer:
             name=p.name, shape=p.shape, kind=p.kind, du=du, dv=dv, vth=vth,
             bias_mant=bias_mant, bias_exp=bias_exp, depth=self.schedule.depths[p.name],
             scale=float(np.max(lam)), layer=p.name, gate=p.gate,
-            reset_subtract=int(reset_subtract)))
+            reset_subtract=int(reset_subtract), **spike_fields(p, lam, vth)))
         row_scale = np.broadcast_to(lam / 2 ** LAVA_LIF.act_shift, (p.size,))
         for g in gs:
             self.add_group(g, scale_rows(g.weight, row_scale))
@@ -592,6 +594,7 @@ def quantize_program(fp: FloatProgram, schedule: Schedule | None = None, *,
         raise LoweringError(f"program: low-rank relays need graded spikes, but payload_bits "
                             f"({payload_bits}) is below 2; compile with low_rank='fused' "
                             "(--low-rank fused) for this target")
+    refuse_binary_target(fp, target)
     schedule = schedule_program(fp) if schedule is None else schedule
     return _ProgramQuantizer(fp, schedule, weight_bits=target.weight_bits,
                              payload_bits=payload_bits, vth_mant=vth_mant,

@@ -18,7 +18,11 @@ Public API
 ``apply_timing(graph, timing) -> Graph``
     a new graph whose metadata carries the resolved values (the lowering reads them there).
 ``assumed_reset(timing) -> str | None``
-    the one line compile prints when the reset rule came from a preset, not the file.
+    the one line compile prints when the reset rule or the spike rule came from a preset,
+    not the file; it states the rules in force.
+``SPIKE_FNS``, ``V_MIN_RULES``
+    the spike rules ("single": one spike per step; "multi": floor(v/theta) spikes per step,
+    up to ``max_spikes``) and the symbolic clamps of v (``min_v_mem``).
 ``rockpool_dt(graph) -> float``
     the dt that rockpool hid in ``r`` (see ``CONVENTIONS["rockpool"]``).
 
@@ -35,7 +39,8 @@ from ..errors import GraphError
 
 __all__ = ["Timing", "Convention", "CONVENTIONS", "INTEGRATORS", "RESETS",
            "THRESHOLD_COMPARISONS", "TIMING_KEYS", "NIR_DEFAULTS", "resolve_timing",
-           "apply_timing", "rockpool_dt", "assumed_reset"]
+           "apply_timing", "rockpool_dt", "assumed_reset", "SPIKE_FNS", "V_MIN_RULES",
+           "v_min_of", "spike_rule_text"]
 
 INTEGRATORS = ("forward-euler", "exact", "rockpool")
 RESETS = ("zero", "subtract", "zero-delayed", "subtract-delayed")
@@ -43,6 +48,11 @@ RESETS = ("zero", "subtract", "zero-delayed", "subtract-delayed")
 # step k (the "-delayed" resets; lowered exactly where Loihi can express it, see Timing).
 THRESHOLD_COMPARISONS = (">", ">=")
 TIMING_KEYS = ("dt", "integrator", "reset", "threshold_comparison")
+SPIKE_FNS = ("single", "multi")
+# min_v_mem (a clamp of v from below after the reset): a number, None (no clamp) or one of
+# these rules: "-theta" (-v_threshold of each neuron), "-theta-if" (-v_threshold on IF
+# nodes only, no clamp elsewhere: what sinabs' from_nir builds, IAFSqueeze(min_v_mem=-theta))
+V_MIN_RULES = ("none", "-theta", "-theta-if")
 
 # Spellings other tools and older files use; mapped to ours.
 _ALIASES = {
@@ -95,6 +105,13 @@ class Timing:
                               RSynaptic zero the whole new v (v_k = 0 after a spike: a
                               one-step refractory period), which is refused at compile.
 
+        multi spikes (``spike_fn`` "multi", sinabs' MultiSpike, rockpool's LIFTorch): after
+        the input and the decay, k_k = min(floor(v_k/theta), max_spikes) where v_k >=
+        theta (">"; k = ceil(v/theta) - 1 where v > theta), a graded count; the reset
+        subtracts k theta ("subtract") or zeroes v where k > 0 ("zero"). ``max_spikes``
+        None: no limit. Then the clamp ``v_k <- max(v_k, min_v_mem)`` (sinabs'
+        ``min_v_mem``; any spike rule).
+
     ``dt`` is in seconds (or in steps for tools whose tau is in steps: sinabs, dt = 1).
     ``tau_scale`` multiplies every tau of the file before use (1; norse 1.1.0 writes
     ``dt/tau_mem_inv``, i.e. dt times the time constant, so its preset has 1/dt).
@@ -108,6 +125,10 @@ class Timing:
     threshold_comparison: str  # ">" or ">="
     source: str  # provenance of the four values, for reports and error messages
     tau_scale: float = 1.0  # multiplies every tau of the file (norse 1.1.0: 1/dt)
+    spike_fn: str = "single"  # one of SPIKE_FNS
+    max_spikes: int | None = 1  # spikes per step at most ("single": 1; None: no limit)
+    min_v_mem: float | str | None = None  # a number, None or a V_MIN_RULES rule
+    spike_source: str = "NIR default"  # provenance of spike_fn, min_v_mem
 
     def __post_init__(self):
         dt = float(self.dt)
@@ -120,10 +141,17 @@ class Timing:
             raise GraphError(f"timing: tau_scale ({self.tau_scale}) is not a positive number")
         object.__setattr__(self, "tau_scale", scale)
         for key, allowed in (("integrator", INTEGRATORS), ("reset", RESETS),
-                             ("threshold_comparison", THRESHOLD_COMPARISONS)):
+                             ("threshold_comparison", THRESHOLD_COMPARISONS),
+                             ("spike_fn", SPIKE_FNS)):
             if getattr(self, key) not in allowed:
                 raise GraphError(f"timing: {key} ({getattr(self, key)!r}) is not one of "
                                  f"{', '.join(allowed)}")
+        if self.spike_fn == "single":
+            object.__setattr__(self, "max_spikes", 1)
+        elif self.max_spikes is not None and int(self.max_spikes) < 2:
+            raise GraphError(f"timing: max_spikes ({self.max_spikes}) of spike_fn 'multi' "
+                             "is below 2; use spike_fn 'single'")
+        object.__setattr__(self, "min_v_mem", _v_min_spec(self.min_v_mem))
 
     def as_metadata(self) -> dict[str, Any]:
         """The graph metadata keys the lowering reads."""
@@ -131,7 +159,42 @@ class Timing:
               "threshold_comparison": self.threshold_comparison}
         if self.tau_scale != 1.0:
             md["tau_scale"] = self.tau_scale
+        if self.spike_fn != "single":
+            md["spike_fn"] = self.spike_fn
+            md["max_spikes"] = self.max_spikes
+        if self.min_v_mem is not None:
+            md["min_v_mem"] = self.min_v_mem
         return md
+
+
+def _v_min_spec(value):
+    """``min_v_mem`` as None, a float or a rule of :data:`V_MIN_RULES` (one-line error)."""
+    if value is None:
+        return None
+    text = value.decode() if isinstance(value, bytes) else value
+    if isinstance(text, str):
+        text = text.strip().lower()
+        if text in ("none", ""):
+            return None
+        if text in V_MIN_RULES:
+            return text
+    try:
+        number = float(text)
+    except (TypeError, ValueError):
+        raise GraphError(f"timing: min_v_mem ({value!r}) is not a number or one of "
+                         f"{', '.join(V_MIN_RULES)}") from None
+    if not math.isfinite(number) or number > 0:
+        raise GraphError(f"timing: min_v_mem ({value!r}) must be a finite number <= 0")
+    return number
+
+
+def v_min_of(spec, v_threshold, is_if: bool):
+    """The clamp of one node: None, a float or a per-neuron array (``-v_threshold``)."""
+    if spec is None or spec == "none" or (spec == "-theta-if" and not is_if):
+        return None
+    if spec in ("-theta", "-theta-if"):
+        return -v_threshold
+    return float(spec)
 
 
 @dataclass(frozen=True)
@@ -150,6 +213,10 @@ class Convention:
     threshold_comparison: str
     mapping: str
     tau_scale: float = 1.0  # multiplies the file's tau (Timing.tau_scale)
+    # what the tool computes when it builds the network from the file (its NIR import)
+    spike_fn: str = "single"
+    max_spikes: int | None = 1  # for spike_fn "multi" (None: no limit)
+    min_v_mem: float | str | None = None
 
 
 CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
@@ -169,7 +236,13 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
         "sinabs writes tau in time steps (dt = 1), r = 1, v_leak = 0; LIF/ExpLeak decay by "
         "alpha = exp(-1/tau) (exact) and with norm_input=True (default) add (1-alpha) x, "
         "which is gain = r (1 - alpha); IAF adds x (r dt = 1). Spikes on v >= theta "
-        "(SingleSpike), reset by subtracting the threshold (MembraneSubtract)."),
+        "(SingleSpike), reset by subtracting the threshold (MembraneSubtract). The spike "
+        "rule is what sinabs' from_nir builds (sinabs/nir.py, _import_sinabs_module): the "
+        "layers' default spike_fn MultiSpike (sinabs/activation/spike_generation.py: "
+        "(v > 0) trunc(v/theta) spikes, i.e. floor(v/theta) where v >= theta, no limit), "
+        "and min_v_mem = -theta on IF (IAFSqueeze), none on LIF (LIFSqueeze); "
+        "--spikes single and --v-min none for a model trained with SingleSpike and no "
+        "clamp.", spike_fn="multi", max_spikes=None, min_v_mem="-theta-if"),
     Convention(
         "norse", 1e-3, "forward-euler", "zero", ">",
         "norse v += dt tau_mem_inv (v_leak - v + i), dt = 1e-3, tau in seconds (norse main). "
@@ -183,14 +256,16 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
         "'norse'. With 'norse' such a file has dt/tau > 1 and is refused.", tau_scale=1e3),
     Convention(
         "rockpool", None, "rockpool", "subtract", ">=",
-        "rockpool LIFTorch decays exactly (alpha = exp(-dt/tau)), subtracts the threshold "
-        "and spikes on v >= theta (floor(v/theta) spikes per step: the same as one spike "
-        "while v < 2 theta; more is not reproduced). It exports tau in seconds "
+        "rockpool LIFTorch decays exactly (alpha = exp(-dt/tau)), spikes on v >= theta "
+        "with floor(v/theta) spikes per step up to max_spikes_per_dt (2**16, the default "
+        "its NIR import keeps; lif_torch.py StepPWL) and subtracts that many thresholds "
+        "(spike_fn 'multi', lowered as a graded payload). It exports tau in seconds "
         "and hides its module dt in r = tau_mem exp(-dt/tau_mem)/dt; the exact inverse is "
         "dt = tau_mem W(1/r) (Lambert W: dt/tau e^(dt/tau) = 1/r), which rockpool_dt(graph) "
         "solves; rockpool's own importer uses dt ~ min(tau_mem/(1+r)). Its current takes the "
         "input before decaying and its voltage adds the current with gain 1: the integrator "
-        "'rockpool' inverts its r exactly (NIR's exact r(1-alpha) would scale inputs)."),
+        "'rockpool' inverts its r exactly (NIR's exact r(1-alpha) would scale inputs).",
+        spike_fn="multi", max_spikes=2 ** 16),
     Convention(
         "spikingjelly", 1e-4, "forward-euler", "zero", ">=",
         "spikingjelly LIFNode h = v + (x - (v - v_reset))/tau_sj (decay_input=True) exported "
@@ -218,7 +293,8 @@ def _metadata_of(graph_or_metadata) -> tuple[Mapping[str, Any], Any]:
 
 def resolve_timing(graph_metadata, *, dt: float | None = None, convention: str | None = None,
                    integrator: str | None = None, reset: str | None = None,
-                   threshold_comparison: str | None = None) -> Timing:
+                   threshold_comparison: str | None = None, spikes: str | None = None,
+                   v_min: float | str | None = None) -> Timing:
     """Decide the discretisation of a graph; pure (nothing is modified).
 
     Parameters
@@ -230,6 +306,12 @@ def resolve_timing(graph_metadata, *, dt: float | None = None, convention: str |
         Explicit values (CLI options); each wins over the preset and the metadata.
     convention
         A key of :data:`CONVENTIONS`; its values win over the graph metadata.
+    spikes, v_min
+        The spike rule ("single", "multi") and the clamp ``min_v_mem`` (a number, "none",
+        "-theta", "-theta-if"); each wins over the graph metadata ("spike_fn",
+        "max_spikes", "min_v_mem": a file or a user that declares them), which wins over
+        the preset (what the tool assumes when the file does not say), then "single" and
+        no clamp (NIR).
 
     Raises :class:`GraphError` (one line) for an unknown convention, an invalid value, or no
     dt anywhere.
@@ -283,11 +365,40 @@ def resolve_timing(graph_metadata, *, dt: float | None = None, convention: str |
             scale = preset.tau_scale  # an explicit convention wins over the file's value
         else:
             scale = float(metadata.get("tau_scale", 1.0))
+        rule = _spike_rule(metadata, preset, spikes, v_min)
         return Timing(dt=dt_value, integrator=values["integrator"], reset=values["reset"],
                       threshold_comparison=values["threshold_comparison"], source=source,
-                      tau_scale=scale)
+                      tau_scale=scale, **rule)
     except GraphError as exc:
         raise GraphError(f"graph: {str(exc).removeprefix('timing: ')} ({source})") from None
+
+
+def _spike_rule(metadata: Mapping[str, Any], preset, spikes, v_min) -> dict:
+    """``spike_fn``, ``max_spikes``, ``min_v_mem`` and their provenance: argument, then
+    graph metadata, then the preset, then NIR's one spike and no clamp."""
+    def pick(arg, key, default):
+        if arg is not None:
+            return arg, "argument"
+        if metadata.get(key) is not None:
+            return metadata[key], "graph metadata"
+        if preset is not None:
+            return getattr(preset, key), f"convention '{preset.name}'"
+        return default, "NIR default"
+
+    fn, fn_from = pick(spikes, "spike_fn", "single")
+    fn = str(fn.decode() if isinstance(fn, bytes) else fn).strip().lower()
+    fn = {"multispike": "multi", "singlespike": "single"}.get(fn, fn)
+    if metadata.get("max_spikes") is not None and not fn_from.startswith("convention"):
+        max_spikes = int(metadata["max_spikes"])
+    elif preset is not None and preset.spike_fn == "multi":
+        max_spikes = preset.max_spikes
+    else:
+        max_spikes = None
+    clamp, clamp_from = pick(v_min, "min_v_mem", None)
+    where = f"spike_fn, min_v_mem: {fn_from}" if fn_from == clamp_from else \
+        f"spike_fn: {fn_from}; min_v_mem: {clamp_from}"
+    return {"spike_fn": fn, "max_spikes": max_spikes if fn == "multi" else 1,
+            "min_v_mem": clamp, "spike_source": where}
 
 
 def apply_timing(graph, timing: Timing):
@@ -299,6 +410,11 @@ def apply_timing(graph, timing: Timing):
     """
     new = {**timing.as_metadata(), "timing_source": timing.source}
     old = dict(graph.metadata)
+    for key, plain in (("spike_fn", "single"), ("min_v_mem", "none")):
+        if key in old and key not in new:  # the file's declaration is overridden
+            new[key] = plain
+    if "max_spikes" in old and "max_spikes" not in new:
+        new["max_spikes"] = 1
     if timing.tau_scale == 1.0 and "tau_scale" in old:
         old.pop("tau_scale")
         return dataclasses.replace(graph, metadata={**old, **new})
@@ -307,23 +423,45 @@ def apply_timing(graph, timing: Timing):
     return dataclasses.replace(graph, metadata={**old, **new})
 
 
+def spike_rule_text(timing: Timing) -> str:
+    """The spike rule and clamp in force, in words (for the assumption line)."""
+    if timing.spike_fn == "multi":
+        cap = "no limit" if timing.max_spikes is None else f"at most {timing.max_spikes}"
+        text = f"spikes 'multi' (floor(v/theta) per step, {cap}; a graded payload)"
+    else:
+        text = "spikes 'single' (one per step)"
+    clamp = {None: "no min_v_mem", "-theta": "min_v_mem -theta",
+             "-theta-if": "min_v_mem -theta on IF nodes, none on LIF"}.get(
+        timing.min_v_mem, f"min_v_mem {timing.min_v_mem}")
+    return f"{text}, {clamp}"
+
+
 def assumed_reset(timing: Timing) -> str | None:
-    """One line saying which reset rule compile assumed, when it came from a convention
-    preset (neither the file nor an argument said it); None otherwise."""
+    """One line saying which reset rule and spike rule compile assumed, when either came
+    from a convention preset (neither the file nor an argument said it); None otherwise.
+    The line states the rules in force."""
     marker = "convention '"
     where = next((part for part in timing.source.split("; ") if "reset" in
                   part.split(":")[0].split(", ")), "")
-    if marker not in where:
+    # the spike rule is said where a preset chose one other than NIR's (sinabs, rockpool)
+    spikes_assumed = marker in timing.spike_source and (
+        timing.spike_fn != "single" or timing.min_v_mem is not None)
+    if marker not in where and not spikes_assumed:
         return None
-    name = where.split(marker, 1)[1].split("'", 1)[0]
-    others = "|".join(r for r in RESETS if r != timing.reset and (
-        name == "snntorch" or not r.endswith("-delayed")))  # delayed resets: snnTorch's
-    multi = {"sinabs": "; one spike per step (sinabs SingleSpike, no min_v_mem: its default "
-                       "MultiSpike differs once v >= 2 theta)",
-             "rockpool": "; one spike per step (rockpool emits floor(v/theta) once v >= "
-                         "2 theta)"}.get(name, "")
-    return (f"assumed: reset '{timing.reset}' ({name}'s default; the file does not say)"
-            f"{multi}; give --reset {others} if the model was built otherwise")
+    source = where if marker in where else timing.spike_source
+    name = source.split(marker, 1)[1].split("'", 1)[0]
+    parts, hints = [], []
+    if marker in where:
+        parts.append(f"reset '{timing.reset}'")
+        hints.append("--reset " + "|".join(r for r in RESETS if r != timing.reset and (
+            name == "snntorch" or not r.endswith("-delayed"))))  # delayed: snnTorch's
+    if spikes_assumed:
+        parts.append(spike_rule_text(timing))
+        hints.append("--spikes " + ("single" if timing.spike_fn == "multi" else "multi"))
+        if name == "sinabs":
+            hints.append("--v-min none|-theta|VALUE")
+    return (f"assumed: {', '.join(parts)} ({name}'s default; the file does not say); give "
+            f"{', '.join(hints)} if the model was built otherwise")
 
 
 def _solve_u(r: float) -> float:

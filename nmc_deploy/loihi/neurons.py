@@ -14,7 +14,7 @@ import numpy as np
 from .constants import LAVA_LIF, MAX_UV, MAX_V, U_WRAP
 
 __all__ = ["effective_bias", "lif_fixed_step", "lif_fixed_step_f64", "F64_INPUT_LIMIT",
-           "lif_float_step"]
+           "lif_float_step", "multi_spike_fixed"]
 
 # |a_in| below this keeps every intermediate of lif_fixed_step_f64 an integer < 2**53 (exact):
 # a_in << 6 < 2**35, so u, and u or v times a decay factor (< 2**12), stay below 2**48.
@@ -33,7 +33,22 @@ def _decayed(x: np.ndarray, decay) -> np.ndarray:
     return np.sign(y) * (np.abs(y) >> LAVA_LIF.decay_shift)
 
 
-def lif_fixed_step(u, v, a_in, *, du, dv, vth, bias_eff, reset_subtract: int = 0):
+def multi_spike_fixed(v, s, *, vth, spike_unit: int, max_spikes: int,
+                      reset_subtract: int = 0):
+    """Counts and reset of a multi-spike population (integer-valued ``v``, int64 or
+    float64): where ``v > vth << 6`` (``s``), ``k = min(1 + floor((v - (vth << 6) - 1) /
+    spike_unit), max_spikes)`` (``spike_unit = 64 vth + [>=]``, the threshold on the
+    integer grid, so ``k = floor(v / unit)`` for ``>=`` and ``ceil(v / unit) - 1`` for
+    ``>``), else 0; then ``v - k reset_subtract`` or 0 where ``k > 0``. Returns ``(k, v)``."""
+    thr = vth << LAVA_LIF.vth_shift
+    excess = np.where(s, v - (thr + 1), 0)
+    k = np.where(s, np.minimum(np.floor_divide(excess, spike_unit) + 1, max_spikes), 0)
+    v = v - k * reset_subtract if reset_subtract else np.where(s, 0, v)
+    return k.astype(v.dtype), v
+
+
+def lif_fixed_step(u, v, a_in, *, du, dv, vth, bias_eff, reset_subtract: int = 0,
+                   max_spikes: int = 1, spike_unit: int = 0, v_min=None):
     """One step of PyLifModelBitAcc on int64 arrays; returns ``(u, v, spikes, wrapped)``.
 
     Per neuron, with ``D = decay_unity = 4096`` and ``>> 12`` truncating toward zero::
@@ -46,6 +61,8 @@ def lif_fixed_step(u, v, a_in, *, du, dv, vth, bias_eff, reset_subtract: int = 0
     ``du``/``dv`` are scalars or per-neuron arrays. ``vth=None``: a non-spiking leaky
     integrator (no spike, no reset; the Lava LIF process with ``spiking=False``).
     ``reset_subtract > 0``: a spike subtracts it from v instead of zeroing v.
+    ``max_spikes > 1``: spikes are counts (:func:`multi_spike_fixed`). ``v_min`` (None, or
+    an integer per neuron): then ``v = max(v, v_min)`` (sinabs' ``min_v_mem``).
     """
     decayed = _decayed(u, du + LAVA_LIF.ds_offset)
     decayed = decayed + (np.asarray(a_in, np.int64) << LAVA_LIF.act_shift)
@@ -57,7 +74,13 @@ def lif_fixed_step(u, v, a_in, *, du, dv, vth, bias_eff, reset_subtract: int = 0
     if vth is None:
         return u, v, np.zeros(v.shape, bool), wrapped != decayed
     s = v > (vth << LAVA_LIF.vth_shift)
-    v = np.where(s, v - reset_subtract if reset_subtract else 0, v)
+    if max_spikes != 1:
+        s, v = multi_spike_fixed(v, s, vth=vth, spike_unit=spike_unit, max_spikes=max_spikes,
+                                 reset_subtract=reset_subtract)
+    else:
+        v = np.where(s, v - reset_subtract if reset_subtract else 0, v)
+    if v_min is not None:
+        v = np.maximum(v, v_min)
     return u, v, s, wrapped != decayed
 
 
@@ -70,7 +93,8 @@ def _truncated_decay(x: np.ndarray, decay) -> np.ndarray:
 
 
 def lif_fixed_step_f64(u, v, a_in, *, du, dv, vth, bias_eff, reset_subtract: int = 0,
-                       checks: bool = True):
+                       checks: bool = True, max_spikes: int = 1, spike_unit: int = 0,
+                       v_min=None):
     """:func:`lif_fixed_step` on float64 arrays holding integers; returns ``(u, v, spikes,
     wrapped, at_limit)``: ``wrapped`` None when no neuron's current left the 24-bit range,
     ``at_limit`` False when no voltage reached the saturation bound ``MAX_V`` in magnitude
@@ -104,15 +128,21 @@ def lif_fixed_step_f64(u, v, a_in, *, du, dv, vth, bias_eff, reset_subtract: int
     if vth is None:
         return u, v, np.zeros(v.shape, bool), wrapped, at_limit
     s = v > (vth << LAVA_LIF.vth_shift)
-    if reset_subtract:
+    if max_spikes != 1:  # exact: integers below 2**53, floor of an exact-enough quotient
+        s, v = multi_spike_fixed(v, s, vth=vth, spike_unit=spike_unit, max_spikes=max_spikes,
+                                 reset_subtract=reset_subtract)
+    elif reset_subtract:
         np.subtract(v, float(reset_subtract), out=v, where=s)
     else:
         np.copyto(v, 0.0, where=s)
+    if v_min is not None:
+        np.maximum(v, v_min, out=v)
     return u, v, s, wrapped, at_limit
 
 
 def lif_float_step(i_syn, v, x, *, alpha, alpha_syn, bias, v_threshold,
-                   threshold_ge: bool = False, reset_subtract: bool = False):
+                   threshold_ge: bool = False, reset_subtract: bool = False,
+                   max_spikes: int | None = 1, v_min=None):
     """One float64 step of the LIF / CubaLIF / LI dynamics; returns ``(i_syn, v, spikes)``.
 
     The float twin of :func:`lif_fixed_step` (the quantizer maps ``alpha`` to ``dv = 4096
@@ -122,6 +152,11 @@ def lif_float_step(i_syn, v, x, *, alpha, alpha_syn, bias, v_threshold,
         v[t] = alpha v[t-1] + i[t] + bias
         s[t] = v[t] > v_threshold             (>= with threshold_ge)
         v[t] = 0 where s[t]                   (reset_subtract: v[t] - v_threshold)
+
+    Multi spikes (``max_spikes`` != 1; None: no limit): ``s[t] = min(floor(v/v_threshold),
+    max_spikes)`` (``ceil(v/v_threshold) - 1`` without threshold_ge) where the threshold is
+    reached, a count; the subtractive reset subtracts ``s[t] v_threshold``. ``v_min``: then
+    ``v[t] = max(v[t], v_min)``.
 
     ``alpha_syn=None``: no current state, ``i_syn`` is returned unchanged. ``v_threshold=None``:
     a non-spiking leaky integrator (LI, CubaLI: no spike, no reset). Scalars or per-neuron
@@ -134,8 +169,17 @@ def lif_float_step(i_syn, v, x, *, alpha, alpha_syn, bias, v_threshold,
     if v_threshold is None:
         return i_syn, v, np.zeros(np.shape(v), bool)
     s = v >= v_threshold if threshold_ge else v > v_threshold
-    if reset_subtract:
+    if max_spikes != 1:
+        ratio = v / v_threshold
+        k = np.floor(ratio) if threshold_ge else np.ceil(ratio) - 1.0
+        if max_spikes is not None:
+            k = np.minimum(k, float(max_spikes))
+        s = np.where(s, k, 0.0)
+        v = v - s * v_threshold if reset_subtract else np.where(s > 0, 0.0, v)
+    elif reset_subtract:
         v = np.where(s, v - v_threshold, v)
     else:
         v = np.where(s, 0.0, v)
+    if v_min is not None:
+        v = np.maximum(v, v_min)
     return i_syn, v, s

@@ -31,6 +31,13 @@ class FloatPopulation:
         spike on v >= v_threshold (threshold_ge) or v > v_threshold, then
         v = 0 (reset "zero") or v = v - v_threshold (reset "subtract")
 
+    With ``max_spikes != 1`` (multi spikes: sinabs' MultiSpike, rockpool's LIFTorch) the
+    output is a count ``k = min(floor(v / v_threshold), max_spikes)`` where the threshold
+    is reached (``ceil(v / v_threshold) - 1`` for ``>``; ``max_spikes`` None: no limit),
+    read by the targets as a graded payload (``weight @ k``); the subtractive reset
+    subtracts ``k v_threshold``. ``v_min`` (None: none) then clamps ``v = max(v, v_min)``
+    (sinabs' ``min_v_mem``), with either spike rule.
+
     ``x`` is the sum of the incoming groups' ``weight @ source`` (the gains ``r dt/tau``,
     and for a current ``w_in dt/tau_syn``, are already folded into the weights), ``bias``
     is per neuron. The current is in voltage units (the current of NIR's CubaLIF times the
@@ -55,6 +62,13 @@ class FloatPopulation:
     gate: str = ""  # token selector whose dropped tokens silence these (C, N) neurons
     alpha_syn: float | np.ndarray = 0.0  # current kept per step (1 - dt/tau_syn); 0: none
     reset: str = "zero"  # "zero" | "subtract"
+    max_spikes: int | None = 1  # spikes per step at most (1: binary; None: no limit)
+    v_min: float | np.ndarray | None = None  # clamp of v from below after the reset
+
+    @property
+    def multi_spike(self) -> bool:
+        """True for a population emitting spike counts (graded payloads)."""
+        return self.max_spikes != 1
 
     @property
     def size(self) -> int:

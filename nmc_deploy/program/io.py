@@ -110,7 +110,7 @@ def save_program(program: Program, directory: str | Path) -> None:
         d = asdict(p)
         d.pop("bias_mant")
         arrs[f"pop{i}/bias_mant"] = np.asarray(p.bias_mant, np.int32)
-        for key in ("du", "dv"):
+        for key in ("du", "dv", "v_min"):
             if isinstance(getattr(p, key), np.ndarray):
                 arrs[f"pop{i}/{key}"] = np.asarray(getattr(p, key), np.int32)
                 d[key] = "per-neuron"
@@ -179,8 +179,9 @@ def load_program(directory: str | Path) -> Program:
             Population(**{**d, "shape": tuple(d["shape"]),
                           "bias_mant": npz[f"pop{i}/bias_mant"].astype(np.int64),
                           **{key: (npz[f"pop{i}/{key}"].astype(np.int64)
-                                   if d[key] == "per-neuron" else int(d[key]))
-                             for key in ("du", "dv")}})
+                                   if d[key] == "per-neuron" else
+                                   None if d[key] is None else int(d[key]))
+                             for key in ("du", "dv", "v_min") if key in d}})
             for i, d in enumerate(manifest["populations"]))
         def group_of(d, key):
             d = dict(d)

@@ -44,6 +44,17 @@ class Population:
     for a subtractive reset (our ``LoihiLIF`` Process with its subtractive-reset option;
     Lava's LIF resets to zero).
 
+    Multi spikes (``max_spikes > 1``; sinabs' MultiSpike, rockpool's LIFTorch; our
+    ``LoihiLIF`` with its multi-spike option, a Loihi 2 graded-spike neuron)::
+
+        k = min(1 + floor((v - (vth << 6) - 1) / spike_unit), max_spikes)   where v > vth << 6
+        v[k > 0] -= k * reset_subtract      (reset_subtract 0: v[k > 0] = 0)
+
+    ``spike_unit = 64 vth + [>=] = lam theta``; ``k`` is sent as a graded payload (a
+    message where ``k > 0``; its groups have ``num_message_bits = payload_bits``, the
+    unsigned width of the worst-case ``k``). ``v_min`` (None: no clamp; an int or one per
+    neuron): finally ``v = max(v, v_min)`` (sinabs' ``min_v_mem``, any spike rule).
+
     Kind "li": no spike and no reset; ``v`` is the output (``vth`` 0), in ``scale`` units
     per float unit.
 
@@ -80,6 +91,14 @@ class Population:
     payload_bits: int = 0  # relay only: signed width of its worst-case payload (<= target's)
     gate: str = ""  # token selector gating these (C, N) neurons; see FloatPopulation
     reset_subtract: int = 0  # 0: reset to zero; > 0: subtract this from v on a spike
+    max_spikes: int = 1  # > 1: spike counts up to this (a graded payload; see above)
+    spike_unit: int = 0  # multi spikes: the integer threshold step 64 vth + [>=]
+    v_min: int | np.ndarray | None = None  # clamp of v from below (None: none)
+
+    @property
+    def multi_spike(self) -> bool:
+        """True for a population emitting spike counts as graded payloads."""
+        return self.max_spikes > 1
 
     @property
     def size(self) -> int:
@@ -87,7 +106,8 @@ class Population:
 
     @property
     def spiking(self) -> bool:
-        """True for populations that emit binary spikes ("lif", "threshold")."""
+        """True for populations that emit spikes ("lif", "threshold"; binary, or counts
+        with ``max_spikes > 1``)."""
         return self.kind not in (RELAY, LI)
 
     @property

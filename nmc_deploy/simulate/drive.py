@@ -176,7 +176,7 @@ class PopulationPlan:
     groups: list
     own: list
     stages: list[Stage]  # fixed point only (empty for a FloatProgram)
-    own_bound: float  # sum over own groups of max row sum |W| * 2**weight_exp (spikes <= 1)
+    own_bound: float  # sum over own groups of max row sum |W| * 2**weight_exp, times max_spikes
     fanouts: dict  # group name -> nonzero weights per source neuron (fixed point)
 
 
@@ -206,7 +206,8 @@ def plan_program(program, fixed: bool = True) -> dict[str, PopulationPlan]:
         if not fixed:
             plans[pop.name] = PopulationPlan(other, own, [], 0.0, {})
             continue
-        own_bound = sum(_max_row_abs_sum(g.weights) * 2.0 ** g.weight_exp for g in own)
+        own_bound = sum(_max_row_abs_sum(g.weights) * 2.0 ** g.weight_exp for g in own) * \
+            max(1, getattr(pop, "max_spikes", 1))  # a multi-spike population's counts
         stages = _stages(other)
         fanouts = {}
         for st in stages:  # the groups of a stage store the same weights: one fan-out

@@ -79,6 +79,10 @@ class FixedNeurons:
         self.has_current = bool(np.any(np.asarray(pop.du) != DU_NO_CURRENT))
         self.vth = pop.vth if pop.kind != LI else None
         self.reset_subtract = pop.reset_subtract
+        # multi spikes (counts, a graded payload) and the clamp v >= v_min
+        self.spike_rule = {} if pop.max_spikes <= 1 and pop.v_min is None else {
+            "max_spikes": pop.max_spikes, "spike_unit": pop.spike_unit, "v_min": pop.v_min}
+        self.out_dtype = np.int32 if pop.max_spikes > 1 else bool
         self.active = 0
         self.u_wraps = 0
         self.v_saturations = 0
@@ -109,6 +113,9 @@ class FixedNeurons:
         active = int(np.count_nonzero(busy))
         part = (lambda p: p) if shape is None else (lambda p: _part(p, shape, cols))  # noqa: E731
         extra = {} if checks else {"checks": False}
+        if self.spike_rule:
+            extra.update(self.spike_rule, v_min=None if self.spike_rule["v_min"] is None
+                         else part(self.spike_rule["v_min"]))
         u, v, s, wrapped, *limit = self.kernel(u, v, a, du=part(self.du), dv=part(self.dv),
                                                vth=self.vth, bias_eff=part(self.bias_eff),
                                                reset_subtract=self.reset_subtract, **extra)
@@ -140,7 +147,7 @@ class FixedNeurons:
         blocks write disjoint parts, counts are summed); returns the (T, B, size) spikes and
         writes v into the (T, B, size) ``volts``."""
         T, B, C, P = drive.shape
-        out = np.zeros((T, B, C * P), bool)
+        out = np.zeros((T, B, C * P), self.out_dtype)
         out4 = out.reshape(T, B, C, P)
         volts4 = None if volts is None else volts.reshape(T, B, C, P)
         u4, v4 = self.u.reshape(B, C, P), self.v.reshape(B, C, P)
@@ -151,7 +158,7 @@ class FixedNeurons:
             observed = float(max(abs(drive.max()), abs(drive.min())))
         checks = not self._in_range(T, observed)
         plain = (FAST_STEPS and not checks and self.gate is None and not self.has_current
-                 and self.vth is not None)
+                 and self.vth is not None and not self.spike_rule)
 
         def plain_block(rows: slice, cols: slice) -> np.ndarray:
             # lif_fixed_step_f64 for neurons without current, gate or range checks, in
@@ -235,6 +242,9 @@ class FloatNeurons:
         self.gate = gate
         self.alpha_syn = pop.alpha_syn if np.any(np.asarray(pop.alpha_syn) != 0) else None
         self.v_threshold = None if pop.kind == LI else pop.v_threshold
+        self.spike_rule = {"max_spikes": getattr(pop, "max_spikes", 1),
+                           "v_min": getattr(pop, "v_min", None)}
+        self.out_dtype = np.int32 if self.spike_rule["max_spikes"] != 1 else bool
         self.i_syn = np.zeros((batch, n))
         self.v = np.zeros((batch, n))
 
@@ -245,7 +255,8 @@ class FloatNeurons:
                                           alpha_syn=self.alpha_syn, bias=p.bias,
                                           v_threshold=self.v_threshold,
                                           threshold_ge=p.threshold_ge,
-                                          reset_subtract=p.reset == "subtract")
+                                          reset_subtract=p.reset == "subtract",
+                                          **self.spike_rule)
         if self.gate is not None and self.v_threshold is not None:
             s, v = s & self.gate, v * self.gate
         self.v = v

@@ -160,7 +160,7 @@ def _run_population(neurons, drive: np.ndarray, own, precision, record_voltage: 
     if not own and hasattr(neurons, "run"):
         return neurons.run(drive, volts), volts
     drive = drive.reshape(T, B, -1)
-    out = np.zeros(drive.shape, bool)
+    out = np.zeros(drive.shape, neurons.out_dtype)
     for t in range(drive.shape[0]):
         a = drive[t]
         for g in own:  # own spikes of step t - lag, through one synapse stage
@@ -175,8 +175,8 @@ def _run_population(neurons, drive: np.ndarray, own, precision, record_voltage: 
 
 def _step_sum(spikes: np.ndarray) -> np.ndarray:
     """(B, n) int64 spike counts over the T steps of (T, B, n) bool ``spikes`` (summed as
-    bytes while T < 256)."""
-    if spikes.shape[0] >= 256:
+    bytes while T < 256) or of integer counts (multi-spike populations)."""
+    if spikes.shape[0] >= 256 or spikes.dtype != bool:
         return spikes.sum(axis=0).astype(np.int64)
     acc = spikes[0].view(np.uint8).copy()
     for s in spikes[1:]:

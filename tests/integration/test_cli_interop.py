@@ -64,3 +64,41 @@ def test_snntorch_file_through_the_cli(tmp_path):
     np.save(tmp_path / "bad.npy", np.zeros((2, 5, 7)))
     rc, out, err = run("simulate", tmp_path / "build", "--input", tmp_path / "bad.npy")
     assert rc == 1 and len(err.strip().splitlines()) == 1 and "shape" in err
+
+
+def test_sinabs_multi_spike_file_through_the_cli(tmp_path):
+    """--convention sinabs says the spike rule it assumed (MultiSpike, -theta on IF) in one
+    line; --spikes/--v-min override it; loihi1 refuses multi spikes in one line; simulate
+    records the counts."""
+    pytest.importorskip("sinabs")
+    from sinabs.activation import MultiSpike
+
+    from interop.test_tool_runs_sinabs import STRONG, export, inputs, sinabs_net
+
+    nir.write(tmp_path / "s.nir", export(sinabs_net("iaf", "subtract", spike_fn=MultiSpike,
+                                                    min_v_mem=-1.0, **STRONG)))
+    np.save(tmp_path / "in.npy", inputs(B=2, T=10).astype(np.int64))
+    rc, out, err = run("compile", tmp_path / "s.nir", "-o", tmp_path / "b", "--convention",
+                       "sinabs")
+    assert rc == 0, err
+    assumed = [line for line in (out + err).splitlines() if line.startswith("assumed:")]
+    assert len(assumed) == 1 and "spikes 'multi'" in assumed[0] and "-theta on IF" in assumed[0]
+    program = json.loads((tmp_path / "b" / "program.json").read_text())
+    assert all(p["max_spikes"] > 1 and p["v_min"] < 0 for p in program["populations"])
+    rc, out, err = run("simulate", tmp_path / "b", "--input", tmp_path / "in.npy",
+                       "--record", tmp_path / "rec.h5")
+    assert rc == 0, err
+    counts = [n.observables["spikes"].data for n in nir.read_data(str(tmp_path / "rec.h5")
+                                                                  ).nodes.values()]
+    assert max(float(c.max()) for c in counts) > 1
+    rc, out, err = run("compile", tmp_path / "s.nir", "-o", tmp_path / "b1", "--convention",
+                       "sinabs", "--target", "loihi1")
+    last = err.strip().splitlines()[-1]  # the log lines, then the error in one line
+    assert rc == 1 and "Traceback" not in err and last.startswith("error: ")
+    assert "graded_spike_bits 0" in last and "--spikes single" in last
+    rc, out, err = run("compile", tmp_path / "s.nir", "-o", tmp_path / "b2", "--convention",
+                       "sinabs", "--spikes", "single", "--v-min", "none", "--reset", "zero")
+    assert rc == 0, err
+    assert "assumed:" not in out + err
+    program = json.loads((tmp_path / "b2" / "program.json").read_text())
+    assert all(p["max_spikes"] == 1 and p["v_min"] is None for p in program["populations"])

@@ -39,9 +39,10 @@ def compile_example(name, tmp_path):
     nir.write(str(path), ex.graph)
     graph = read_nir(path)
     d = ex.discretisation
-    # the executor runs NIR's equations (rockpool's own model: tests/interop/test_tool_runs*)
+    # the executor runs NIR's equations (rockpool's own model: tests/interop/test_tool_runs*):
+    # one spike per step, no clamp (sinabs' and rockpool's multi spikes: test_tool_runs*)
     timing = resolve_timing(graph, convention=ex.convention, reset=d.reset,
-                            integrator=d.integrator)
+                            integrator=d.integrator, spikes="single", v_min="none")
     # the preset must agree with the tool as the example reads it
     assert (timing.integrator, timing.threshold_comparison, timing.reset) == \
         (d.integrator, d.threshold_comparison, d.reset)

@@ -167,3 +167,54 @@ def test_norse_11_tau_scale_follows_dt():
     assert resolve_timing({}, convention="norse-1.1").tau_scale == pytest.approx(1e3)
     assert resolve_timing({"tau_scale": 1e3, "dt": 1e-3}, convention="norse").tau_scale == 1.0
     assert resolve_timing({"tau_scale": 1e3, "dt": 1e-3}).tau_scale == 1e3
+
+
+def test_spike_rule_presets_are_what_the_tools_build_from_the_file():
+    """sinabs' from_nir: MultiSpike (no limit), min_v_mem -theta on IF; rockpool's import:
+    floor(v/theta) up to 2**16; the others one spike, no clamp."""
+    got = {n: (c.spike_fn, c.max_spikes, c.min_v_mem) for n, c in CONVENTIONS.items()}
+    assert got.pop("sinabs") == ("multi", None, "-theta-if")
+    assert got.pop("rockpool") == ("multi", 2 ** 16, None)
+    assert set(got.values()) == {("single", 1, None)}
+
+
+def test_spike_rule_argument_beats_file_beats_preset():
+    t = resolve_timing({}, convention="sinabs")
+    assert (t.spike_fn, t.max_spikes, t.min_v_mem) == ("multi", None, "-theta-if")
+    assert t.spike_source == "spike_fn, min_v_mem: convention 'sinabs'"
+    t = resolve_timing({"spike_fn": "single", "min_v_mem": -0.5}, convention="sinabs")
+    assert (t.spike_fn, t.max_spikes, t.min_v_mem) == ("single", 1, -0.5)
+    assert t.spike_source == "spike_fn, min_v_mem: graph metadata"
+    t = resolve_timing({"spike_fn": "single"}, convention="sinabs", spikes="multi",
+                       v_min="none")
+    assert (t.spike_fn, t.max_spikes, t.min_v_mem) == ("multi", None, None)
+    t = resolve_timing({"spike_fn": "MultiSpike", "max_spikes": 4}, dt=1e-3)
+    assert (t.spike_fn, t.max_spikes, t.min_v_mem) == ("multi", 4, None)
+    assert resolve_timing({}, dt=1e-3).spike_fn == "single"
+    with pytest.raises(GraphError, match=r"^graph: min_v_mem \('high'\) is not a number"):
+        resolve_timing({}, dt=1e-3, v_min="high")
+    with pytest.raises(GraphError, match=r"spike_fn \('double'\) is not one of single, multi"):
+        resolve_timing({}, dt=1e-3, spikes="double")
+
+
+def test_assumed_line_states_the_spike_rule_in_force():
+    from nmc_deploy.ir.conventions import assumed_reset
+
+    line = assumed_reset(resolve_timing({}, convention="sinabs"))
+    assert "\n" not in line
+    assert "spikes 'multi' (floor(v/theta) per step, no limit" in line
+    assert "min_v_mem -theta on IF nodes" in line and "--spikes single" in line
+    line = assumed_reset(resolve_timing({}, convention="rockpool", dt=1e-3, reset="subtract"))
+    assert line.startswith("assumed: spikes 'multi' (floor(v/theta) per step, at most 65536")
+    assert "reset" not in line.split("(")[0]
+    assert assumed_reset(resolve_timing({}, convention="sinabs", reset="zero", spikes="single",
+                                        v_min="none")) is None
+    assert "spikes" not in assumed_reset(resolve_timing({}, convention="snntorch"))
+
+
+def test_apply_timing_overrides_a_declared_rule():
+    g = tiny_graph({"spike_fn": "multi", "min_v_mem": -1.0, "max_spikes": 3})
+    t = resolve_timing(g, dt=1e-3, spikes="single", v_min="none")
+    md = apply_timing(g, t).metadata
+    assert (md["spike_fn"], md["min_v_mem"], md["max_spikes"]) == ("single", "none", 1)
+    assert g.metadata["spike_fn"] == "multi"  # pure

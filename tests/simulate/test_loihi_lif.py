@@ -1,6 +1,7 @@
 """The one LIF Process (LoihiLIF): without options it is Lava's own LIFReset spike for spike,
 and every option combination (per-neuron decays, window, token gate, subtractive reset,
-non-spiking) equals the fixed-point kernel with the same rules (mismatches counted)."""
+non-spiking, multi spikes, the clamp v_min) equals the fixed-point kernel with the same
+rules (mismatches counted)."""
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -48,7 +49,8 @@ def _run_lava(make_lifs, data, weights, weight_exp, steps, gate=None):
 
 def _expected(data, weights, weight_exp, steps, *, du, dv, vth, bias_mant, bias_exp,
               reset_interval, reset_offset, window=0, first_step=0, gate=None,
-              gate_delay=0, reset_subtract=0, spiking=True):
+              gate_delay=0, reset_subtract=0, spiking=True, max_spikes=1, spike_unit=0,
+              v_min=None):
     """The LoihiLIF rules on the fixed-point kernel: periodic reset, rest outside windows,
     gate of ``gate_delay`` steps ago, LI output = gated voltage."""
     w = sp.csr_matrix(lava_effective_weights(weights))
@@ -67,12 +69,14 @@ def _expected(data, weights, weight_exp, steps, *, du, dv, vth, bias_mant, bias_
         s = np.zeros(n, bool)
         if not resting:
             u, v, s, _ = lif_fixed_step(u, v, a_in, du=du, dv=dv, vth=vth if spiking else None,
-                                        bias_eff=bias_eff, reset_subtract=reset_subtract)
+                                        bias_eff=bias_eff, reset_subtract=reset_subtract,
+                                        max_spikes=max_spikes, spike_unit=spike_unit,
+                                        v_min=v_min if spiking else None)
         if gate is not None:
             k = t - gate_delay
             on = (gate[:, k % gate.shape[1]] != 0) if k >= 0 else np.zeros(gate.shape[0], bool)
             on = on[np.arange(n) % gate.shape[0]]
-            s, u, v = s & on, u * on, v * on
+            s, u, v = s * on, u * on, v * on
         S.append(s if spiking else v)
         U.append(u)
         V.append(v)
@@ -117,6 +121,11 @@ def test_loihi_lif_without_options_equals_lavas_lifreset():
     dict(gate_delay=2),
     dict(window=5, first_step=3, gate_delay=1, reset_subtract=1500),
     dict(window=4, first_step=3, gate_delay=0, spiking=False),
+    # multi spikes (graded counts; spike_unit = 64 vth + 1 is set from vth below), with a
+    # subtractive or a zero reset, a clamp, a gate
+    dict(window=5, first_step=3, max_spikes=9, reset_subtract="unit"),
+    dict(max_spikes=4, gate_delay=1, v_min=-3000),
+    dict(window=5, first_step=3, v_min="per-neuron", reset_subtract=1500),
 ])
 def test_loihi_lif_options_equal_the_kernel(options):
     from nmc_deploy.simulate.lava.lif import LoihiLIF
@@ -125,6 +134,14 @@ def test_loihi_lif_options_equal_the_kernel(options):
     n, steps = weights.shape[0], data.shape[1]
     du, dv = rng.integers(0, 4096, n), rng.integers(0, 4096, n)  # per-neuron decays
     options = dict(options)
+    p["bias_mant"] = p["bias_mant"] * (4 if options.get("max_spikes", 1) > 1 else 1)
+    unit = (p["vth"] << 6) + 1
+    if options.get("max_spikes", 1) > 1:
+        options["spike_unit"] = unit
+    if options.get("reset_subtract") == "unit":
+        options["reset_subtract"] = unit
+    if isinstance(options.get("v_min"), str):
+        options["v_min"] = -rng.integers(0, 4000, n)
     gate = None
     if "gate_delay" in options:
         gate = (rng.random((3, steps)) < 0.6).astype(np.int64)
@@ -137,4 +154,9 @@ def test_loihi_lif_options_equal_the_kernel(options):
     exp_options = {k: v for k, v in options.items() if k != "gate_tokens"}
     want = _expected(data, weights, 0, steps, du=du, dv=dv, gate=gate, **p, **exp_options)
     assert np.count_nonzero(want[0]) > 10, "no output: the test would not test the options"
+    if options.get("max_spikes", 1) > 1:
+        assert want[0].max() > 1, "no count above 1: the test would not test multi spikes"
+    if options.get("v_min") is not None:
+        assert np.any(want[2] == np.broadcast_to(options["v_min"], want[2].shape)), \
+            "the clamp never acts"
     assert _mismatches(got, want) == [0, 0, 0]

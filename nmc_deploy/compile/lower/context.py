@@ -253,7 +253,8 @@ class LoweringContext:
         return name
 
     def add_population(self, name: str, kind: str, shape, inp: LinearExpr, alpha, gain, v_th,
-                       ge: bool, leak, alpha_syn=0.0, reset: str = "zero") -> LinearExpr:
+                       ge: bool, leak, alpha_syn=0.0, reset: str = "zero",
+                       max_spikes: int | None = 1, v_min=None) -> LinearExpr:
         """A population of ``kind`` fed by ``gain * inp`` (a residual stream through its relay
         with ``residual`` "relay", :meth:`stream_terms`); returns its spike expression."""
         size = int(np.prod(shape))
@@ -271,7 +272,7 @@ class LoweringContext:
         self.pops.append(FloatPopulation(name=name, shape=tuple(shape), kind=kind, alpha=alpha,
                                          v_threshold=v_th, threshold_ge=ge, bias=bias,
                                          gate=self.gate_of.get(name, ""), alpha_syn=alpha_syn,
-                                         reset=reset))
+                                         reset=reset, max_spikes=max_spikes, v_min=v_min))
         row_gain = np.broadcast_to(np.asarray(gain, np.float64), (size,))
         for (src, lag), m in terms.items():
             m = scale_rows(m, row_gain)

@@ -5,12 +5,14 @@ docstring of :mod:`nmc_deploy.compile.lower`.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import scipy.sparse as sp
 
-from ...errors import LoweringError
+from ...errors import GraphError, LoweringError
 from ...ir import IF, LI, LIF, CubaLI, CubaLIF, Node, Threshold
-from ...ir.conventions import RESETS
+from ...ir.conventions import RESETS, v_min_of
 from ...program import LI as LI_KIND
 from .context import LoweringContext, lowers
 from .expr import LinearExpr, decay_factor, flat, per_neuron, uniform_value
@@ -23,18 +25,10 @@ RESET_NODES = (LIF, IF, CubaLIF)  # spiking nodes whose reset the timing (or nod
 
 
 def spiking_params(ctx: LoweringContext, name: str, node: Node) -> tuple:
-    """``(v_threshold, threshold_ge, reset)`` of a spiking node: node metadata
-    "threshold_comparison" and "reset" override the graph's timing. Graph or node metadata
-    "spike_fn" "multi" (several spikes per step) and "min_v_mem" (a clamp) are refused by
-    name (NIR cannot say them; a file or user that declares them gets a reason)."""
-    md = {**dict(ctx.graph.metadata), **dict(node.metadata)}
-    if str(md.get("spike_fn", "single")).lower() in ("multi", "multispike"):
-        raise LoweringError(f"{name}: spike_fn 'multi' (floor(v/theta) spikes per step, sinabs' "
-                            "MultiSpike) is not lowered: one spike per step is; retrain with "
-                            "SingleSpike")
-    if md.get("min_v_mem") is not None:
-        raise LoweringError(f"{name}: min_v_mem ({md['min_v_mem']}) clamps v from below, which "
-                            "Loihi's LIF cannot express; train without min_v_mem")
+    """``(v_threshold, threshold_ge, reset, rule)`` of a spiking node: node metadata
+    "threshold_comparison", "reset", "spike_fn", "max_spikes" and "min_v_mem" override the
+    graph's timing. ``rule``: the population's ``max_spikes`` (1: one spike per step; None:
+    floor(v/theta), no limit) and ``v_min`` (None, a float or per neuron)."""
     graph_ge = ctx.timing.threshold_comparison == ">="
     ge = str(node.metadata.get("threshold_comparison", ">=" if graph_ge else ">")) == ">="
     reset = str(node.metadata.get("reset", ctx.timing.reset))
@@ -43,7 +37,24 @@ def spiking_params(ctx: LoweringContext, name: str, node: Node) -> tuple:
     if reset.startswith("zero") and np.any(np.asarray(node.v_reset) != 0):
         raise LoweringError(f"{name}: v_reset must be 0 (Loihi resets to zero; or use "
                             "the reset \"subtract\")")
-    return per_neuron(node.v_threshold), ge, reset
+    v_th = per_neuron(node.v_threshold)
+    md = dict(node.metadata)
+    try:
+        t = ctx.timing if not {"spike_fn", "max_spikes", "min_v_mem"} & set(md) else \
+            node_timing(ctx.timing, md)
+    except GraphError as exc:
+        raise LoweringError(f"{name}: {str(exc).removeprefix('timing: ')}") from None
+    v_min = v_min_of(t.min_v_mem, np.asarray(v_th, np.float64), isinstance(node, IF))
+    return v_th, ge, reset, {"max_spikes": t.max_spikes, "v_min": v_min}
+
+
+def node_timing(timing, md: dict):
+    """``timing`` with a node's own "spike_fn", "max_spikes", "min_v_mem" metadata."""
+    fn = str(md.get("spike_fn", timing.spike_fn)).lower()
+    fn = "multi" if fn in ("multi", "multispike") else fn
+    cap = md.get("max_spikes", timing.max_spikes if timing.spike_fn == "multi" else None)
+    return dataclasses.replace(timing, spike_fn=fn, max_spikes=None if cap is None else
+                               int(cap), min_v_mem=md.get("min_v_mem", timing.min_v_mem))
 
 
 def same_step_reset(ctx: LoweringContext, name: str, node: Node, reset: str) -> str:
@@ -109,7 +120,7 @@ def lower_lif(ctx: LoweringContext, name: str, node: LIF) -> LinearExpr:
     dt, integrator = ctx.timing.dt, ctx.timing.integrator
     tau, = taus(ctx, name, node, "tau")  # per-neuron values: sLIF (issue 3)
     r = per_neuron(node.r)
-    v_th, ge, reset = spiking_params(ctx, name, node)
+    v_th, ge, reset, rule = spiking_params(ctx, name, node)
     if integrator == "forward-euler":  # the historical form, bit for bit
         alpha, gain = 1.0 - dt / tau, r * dt / tau
         leak = np.asarray(node.v_leak, np.float64).ravel() * dt / tau
@@ -120,7 +131,7 @@ def lower_lif(ctx: LoweringContext, name: str, node: LIF) -> LinearExpr:
         if integrator == "rockpool":
             gain = per_neuron(r * dt / (np.asarray(tau) * alpha))
     out = ctx.add_population(name, "lif", node.output_shape, inp, alpha, gain, v_th, ge, leak,
-                             reset=same_step_reset(ctx, name, node, reset))
+                             reset=same_step_reset(ctx, name, node, reset), **rule)
     add_delayed_subtract(ctx, name, reset, alpha, v_th)
     return out
 
@@ -128,10 +139,10 @@ def lower_lif(ctx: LoweringContext, name: str, node: LIF) -> LinearExpr:
 @lowers(IF)
 def lower_if(ctx: LoweringContext, name: str, node: IF) -> LinearExpr:
     inp = ctx.summed_input(name, node)
-    v_th, ge, reset = spiking_params(ctx, name, node)
+    v_th, ge, reset, rule = spiking_params(ctx, name, node)
     return ctx.add_population(name, "lif", node.output_shape, inp, 1.0,
                               per_neuron(node.r) * ctx.timing.dt, v_th, ge, 0.0,
-                              reset=same_step_reset(ctx, name, node, reset))
+                              reset=same_step_reset(ctx, name, node, reset), **rule)
 
 
 @lowers(CubaLIF, CubaLI)
@@ -155,10 +166,10 @@ def lower_cuba(ctx: LoweringContext, name: str, node: CubaLIF | CubaLI) -> Linea
         raise LoweringError(f"{name}: tau_syn equals dt (the current would not be kept "
                             "at all); use an LIF/LI node instead")
     if isinstance(node, CubaLIF):
-        v_th, ge, reset = spiking_params(ctx, name, node)
+        v_th, ge, reset, rule = spiking_params(ctx, name, node)
         out = ctx.add_population(name, "lif", node.output_shape, inp, alpha, gain, v_th, ge,
                                  leak, alpha_syn=alpha_syn,
-                                 reset=same_step_reset(ctx, name, node, reset))
+                                 reset=same_step_reset(ctx, name, node, reset), **rule)
         add_delayed_subtract(ctx, name, reset, alpha, v_th, alpha_syn)
         return out
     return ctx.add_population(name, LI_KIND, node.output_shape, inp, alpha, gain, 0.0, False,

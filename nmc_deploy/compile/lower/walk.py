@@ -3,7 +3,7 @@ registered lowering function (:mod:`.context`); the discretisation comes as a ty
 :class:`~nmc_deploy.ir.conventions.Timing`."""
 from __future__ import annotations
 
-from ...errors import LoweringError
+from ...errors import GraphError, LoweringError
 from ...ir import Graph, Input, topo_order
 from ...ir.conventions import INTEGRATORS, NIR_DEFAULTS, RESETS, Timing, apply_timing
 from ...ir.graph import back_edges
@@ -48,10 +48,19 @@ def graph_timing(graph: Graph) -> Timing:
         raise LoweringError(f"graph: integrator '{integrator}' is not one of "
                             f"{', '.join(INTEGRATORS)}")
     comparison = str(md.get("threshold_comparison", NIR_DEFAULTS["threshold_comparison"]))
-    return Timing(dt=float(dt), integrator=integrator, reset=_graph_reset(graph, md),
-                  threshold_comparison=">=" if comparison == ">=" else ">",
-                  source=str(md.get("timing_source", "graph metadata")),
-                  tau_scale=float(md.get("tau_scale", 1.0)))
+    spike_fn = str(md.get("spike_fn", "single")).lower()
+    spike_fn = "multi" if spike_fn in ("multi", "multispike") else spike_fn
+    max_spikes = md.get("max_spikes")
+    try:
+        return Timing(dt=float(dt), integrator=integrator, reset=_graph_reset(graph, md),
+                      threshold_comparison=">=" if comparison == ">=" else ">",
+                      source=str(md.get("timing_source", "graph metadata")),
+                      tau_scale=float(md.get("tau_scale", 1.0)),
+                      spike_fn=spike_fn, max_spikes=None if max_spikes is None else
+                      int(max_spikes), min_v_mem=md.get("min_v_mem"),
+                      spike_source="graph metadata")
+    except GraphError as exc:
+        raise LoweringError(f"graph: {str(exc).removeprefix('timing: ')}") from None
 
 
 def lower_graph(graph: Graph, *, timing: Timing | None = None, input_levels: int | None = None,

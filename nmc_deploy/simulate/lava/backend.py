@@ -81,12 +81,16 @@ def lif_options(p, T: int, windowed: bool, selector=None) -> dict:
     depth`` steps old, belongs to the sample being computed); it combines with a window.
     """
     options = {}
-    if windowed or p.kind == LI or p.reset_subtract:
+    if windowed or p.kind == LI or p.reset_subtract or p.multi_spike or p.v_min is not None:
         options.update(window=T, first_step=1 + p.depth)
     if p.reset_subtract:
         options["reset_subtract"] = p.reset_subtract
     if p.kind == LI:
         options["spiking"] = False
+    if p.multi_spike:
+        options.update(max_spikes=p.max_spikes, spike_unit=p.spike_unit)
+    if p.v_min is not None:
+        options["v_min"] = p.v_min
     if selector is not None:
         options.update(gate_tokens=selector.n_tokens, gate_delay=p.depth - selector.depth)
     return options
@@ -98,7 +102,8 @@ def _connect_recorders(program: Program, lifs: dict, selectors: dict, num_steps:
     per token selector (its stream, its mask); returns name -> (recorder, *paths)."""
     recorders = {}
     for i, p in enumerate(program.populations):
-        recorder = GradedRecorder if (p.graded or p.kind == LI) else SpikeRecorder
+        recorder = GradedRecorder if (p.graded or p.kind == LI or p.multi_spike) \
+            else SpikeRecorder
         rec = recorder(shape=(p.size,), num_steps=num_steps,
                        path=str(record_dir / f"pop{i}.npy"), name=f"rec:{p.name}")
         lifs[p.name].s_out.connect(rec.a_in)
@@ -250,7 +255,7 @@ def simulate_lava(program: Program, inputs: np.ndarray, *,
             path = recorders[p.name][1]
             if not path.exists():
                 raise SimulationError(f"lava: population '{p.name}' recorded nothing")
-            if p.graded or p.kind == LI:
+            if p.graded or p.kind == LI or p.multi_spike:  # payloads, voltages, counts
                 raster = np.load(path).astype(np.int64)
             else:
                 raster = np.unpackbits(np.load(path), axis=1, count=p.size).astype(bool)

@@ -20,7 +20,13 @@ its fixed-point arithmetic; the options override only the hooks:
 * **subtractive reset** (``reset_subtract > 0``): a spike subtracts it from v instead of
   zeroing v (``reset_voltage``);
 * **non-spiking** (``spiking=False``, LI/CubaLI readouts): no threshold, no reset; the
-  voltage v (int32, 24-bit) is sent on ``s_out`` every step (``spiking_activation``).
+  voltage v (int32, 24-bit) is sent on ``s_out`` every step (``spiking_activation``);
+* **multi spike** (``max_spikes > 1``, a Loihi 2 graded-spike neuron): where
+  ``v > vth << 6`` the count ``k = min(1 + floor((v - (vth << 6) - 1) / spike_unit),
+  max_spikes)`` is sent on ``s_out`` as a graded payload (``spiking_activation``); the
+  reset subtracts ``k reset_subtract`` or zeroes v where ``k > 0`` (``reset_voltage``);
+* **clamp** (``v_min`` not None, an int or one per neuron): after the reset,
+  ``v = max(v, v_min)`` (sinabs' ``min_v_mem``; ``reset_voltage``).
 
 All options combine. With none (scalar decays broadcast), the model computes exactly
 Lava's ``PyLifResetModelBitAcc`` (tests/simulate/test_loihi_lif.py compares them).
@@ -73,7 +79,8 @@ class LoihiLIF(LIFReset):
     def __init__(self, *, shape, du, dv, vth, bias_mant, bias_exp, reset_interval: int,
                  reset_offset: int = 0, window: int = 0, first_step: int = 0,
                  gate_tokens: int = 0, gate_delay: int = 0, reset_subtract: int = 0,
-                 spiking: bool = True, name: str = None):
+                 spiking: bool = True, max_spikes: int = 1, spike_unit: int = 0,
+                 v_min=None, name: str = None):
         super().__init__(shape=shape, du=0, dv=0, vth=vth, bias_mant=bias_mant,
                          bias_exp=bias_exp, reset_interval=reset_interval,
                          reset_offset=reset_offset, name=name)
@@ -85,6 +92,9 @@ class LoihiLIF(LIFReset):
         self.proc_params["gate_delay"] = int(gate_delay)
         self.proc_params["reset_subtract"] = int(reset_subtract)
         self.proc_params["spiking"] = bool(spiking)
+        self.proc_params["max_spikes"] = int(max_spikes)
+        self.proc_params["spike_unit"] = int(spike_unit)
+        self.proc_params["v_min"] = None if v_min is None else np.asarray(v_min, np.int64)
         # always present (the model declares it); unconnected and unread when not gated
         self.gate_in = InPort(shape=(max(int(gate_tokens), 1),))
 
@@ -111,6 +121,9 @@ class PyLoihiLifModelFixed(AbstractPyLifModelFixed):
         self.first_step = p["first_step"]
         self.reset_sub = p["reset_subtract"]
         self.spiking = p["spiking"]
+        self.max_spikes = p["max_spikes"]
+        self.spike_unit = p["spike_unit"]
+        self.v_min = p["v_min"]
         n_tok = p["gate_tokens"]
         self.gate_fifo = DelayFifo(p["gate_delay"], n_tok) if n_tok else None
         self.token_of = np.arange(int(np.prod(p["shape"]))) % n_tok if n_tok else None
@@ -145,15 +158,27 @@ class PyLoihiLifModelFixed(AbstractPyLifModelFixed):
             v = self.v if self.gate is None else np.where(self.gate, self.v, 0)
             return np.array(v, np.int32)
         spikes = self.v > self.effective_vth
+        if self.max_spikes > 1:  # the count, a graded payload (int64 arithmetic)
+            excess = np.where(spikes, self.v.astype(np.int64) - (int(self.effective_vth) + 1), 0)
+            k = np.where(spikes, np.minimum(excess // self.spike_unit + 1, self.max_spikes), 0)
+            return np.array(k if self.gate is None else k * self.gate, np.int32)
         return spikes if self.gate is None else spikes & self.gate
 
     def reset_voltage(self, spike_vector: np.ndarray):
         """Zero (or subtract from) v where spiked; gated neurons' u, v held at 0."""
-        if self.spiking:
+        if self.spiking and self.max_spikes > 1:
+            k = np.asarray(spike_vector, np.int64)
+            if self.reset_sub:
+                self.v = (self.v - k * self.reset_sub).astype(self.v.dtype)
+            else:
+                self.v[k > 0] = 0
+        elif self.spiking:
             if self.reset_sub:
                 self.v[spike_vector] -= self.reset_sub
             else:
                 super().reset_voltage(spike_vector)
+        if self.spiking and self.v_min is not None:
+            self.v = np.maximum(self.v, self.v_min).astype(self.v.dtype)
         if self.gate is not None:
             self.u = np.where(self.gate, self.u, 0).astype(self.u.dtype)
             self.v = np.where(self.gate, self.v, 0).astype(self.v.dtype)
