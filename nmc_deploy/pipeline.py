@@ -346,38 +346,6 @@ def _load_build(build_dir: Path):
     return load_program(build_dir), load_placement_summary(build_dir)
 
 
-def _simulation_inputs(program, inputs, samples, dataset, data_path, labels=None, log=None):
-    """``(x, y, name)``: a user input file (labels from ``labels``, else from a NIRData
-    input's "labels" node, else none) or the test split of a data set."""
-    from .data import load_dataset
-    from .simulate.inputs import load_user_inputs, load_user_labels
-
-    if labels is not None and inputs is None:
-        raise InputFileError(f"{labels}: --labels goes with --input (a data set brings its "
-                             "own labels); add --input x.npy")
-    if inputs is not None:
-        x = load_user_inputs(inputs, program)
-        x = x[:samples] if samples is not None else x
-        y = None if labels is None else load_user_labels(
-            labels, len(x), samples, program.readout.num_outputs)
-        if labels is None and Path(inputs).suffix != ".npy":  # a NIRData "labels" node
-            from .nirio import read_nirdata_labels
-
-            found = read_nirdata_labels(inputs, required=False)
-            if found is not None:
-                y = load_user_labels(inputs, len(x), samples, program.readout.num_outputs,
-                                     y=found)
-                _log(f"labels: the 'labels' node of {inputs} ({len(y)} samples)", log)
-        return x, y, str(inputs)
-    name = dataset or program.metadata.get("dataset", "digits")
-    data = load_dataset(name, data_path)
-    if data.levels != program.input_levels:
-        raise InputFileError(f"dataset '{name}': intensity levels ({data.levels}) differ "
-                             f"from the program's input_levels ({program.input_levels})")
-    x, y = data.test_subset(samples)
-    return x, y, name
-
-
 def _run_backends(program, x, y, backend: str, compare: bool, result: dict, log,
                   membranes: bool = False) -> dict:
     """Run the reference and/or Lava on ``x``; accuracies and seconds go into ``result``
@@ -438,14 +406,15 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
     from .simulate.compare import compare_runs
     from .simulate.fidelity import (fidelity_summary, format_fidelity, keep_membranes,
                                     snntorch_double_reset_lines)
-    from .simulate.inputs import check_record_path
+    from .simulate.inputs import check_record_path, simulation_inputs
     from .simulate.reference import accuracy, simulate_float
 
     build_dir = Path(build_dir)
     program, placement = _load_build(build_dir)
     if record is not None:  # checked before any work, so a bad path costs no simulation
         record = check_record_path(record)
-    x, y, name = _simulation_inputs(program, inputs, samples, dataset, data_path, labels, log)
+    x, y, name = simulation_inputs(program, inputs, samples, dataset, data_path, labels,
+                                   log=lambda m: _log(m, log))
     result = {"dataset": name, "samples": int(len(x)), "backend": backend}
     flt = None
     if (build_dir / "model.nir").exists():

@@ -39,10 +39,9 @@ so -1 is exact), computes exactly the fan-in sum; any other reader floors the st
 once instead of each population's part (a warning; "residual_floor_once" in the
 quantization report). ``x_max`` per source neuron is ``input_levels``, an attention op's
 largest count, 1 for spikes, a relay's largest payload, or a token selector's largest
-(ungated) residual sum. Token selectors
-are quantized when first needed (:mod:`.token_select`); one helper, ``src_bits``, gives the
-message bits of every group source: input, attention op, token selector (unsigned) and relay
-(signed).
+(ungated) residual sum. Token selectors are quantized when first needed (:mod:`.token_select`);
+one helper, ``src_bits``, gives the message bits of every group source: input, attention op,
+token selector (unsigned) and relay (signed).
 
 An output format with a narrower grid than Lava's (lava-dl netx) passes its rules as a
 :class:`GridPolicy` (``grid``); this module knows none of them.
@@ -365,18 +364,18 @@ class _ProgramQuantizer:
         fixed = p.kind == LI or integer_or
         vth = DEFAULT_VTH_MANT if self.vth_mant is None else self.vth_mant
         for _ in range(_SCALE_TRIES):
-            mark = (len(self.pops_q), len(self.groups_q), copy.deepcopy(self.diagnostics),
-                    dict(self.relays), list(self.pops_q))  # a trial may fix a relay's shift
+            # a trial may also fix a relay's shift: its record and program entry roll back
+            mark = (list(self.pops_q), len(self.groups_q), copy.deepcopy(self.diagnostics),
+                    dict(self.relays))
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 self._add_population_at(p, gs, vth, integer_or)
-            used = self.pops_q[-1].vth
             bound = self.state_bound(mark[1])
-            vth = _next_mantissa(used, bound)
+            vth = _next_mantissa(self.pops_q[-1].vth, bound)
             if fixed or self.vth_mant is not None or vth is None:
                 break
             del self.groups_q[mark[1]:]
-            self.pops_q, self.diagnostics, self.relays = mark[4], mark[2], mark[3]
+            self.pops_q, _, self.diagnostics, self.relays = mark
         for w in caught:
             warnings.warn(w.message, w.category, stacklevel=4)
         bound_counts(self, mark[1], bound)

@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import InputFileError, SimulationError
 
 __all__ = ["as_input_sequence", "check_input_steps", "load_user_inputs", "load_user_labels",
-           "check_record_path"]
+           "check_record_path", "simulation_inputs"]
 
 
 def as_input_sequence(program, inputs, *, integer: bool = True) -> np.ndarray:
@@ -138,3 +138,37 @@ def check_record_path(record: Path) -> Path:
     if not os.access(record.parent, os.W_OK):
         raise InputFileError(f"{record.parent}: not writable; choose another --record path")
     return record
+
+
+def simulation_inputs(program, inputs, samples, dataset, data_path, labels=None, *,
+                      log=None):
+    """``(x, y, name)``: a user input file (labels from ``labels``, else from a NIRData
+    input's "labels" node, else none) or the test split of a data set; ``log`` receives
+    the line saying where NIRData labels came from."""
+    from ..data import load_dataset
+
+    if labels is not None and inputs is None:
+        raise InputFileError(f"{labels}: --labels goes with --input (a data set brings its "
+                             "own labels); add --input x.npy")
+    if inputs is not None:
+        x = load_user_inputs(inputs, program)
+        x = x[:samples] if samples is not None else x
+        y = None if labels is None else load_user_labels(
+            labels, len(x), samples, program.readout.num_outputs)
+        if labels is None and Path(inputs).suffix != ".npy":  # a NIRData "labels" node
+            from ..nirio import read_nirdata_labels
+
+            found = read_nirdata_labels(inputs, required=False)
+            if found is not None:
+                y = load_user_labels(inputs, len(x), samples, program.readout.num_outputs,
+                                     y=found)
+                if log is not None:
+                    log(f"labels: the 'labels' node of {inputs} ({len(y)} samples)")
+        return x, y, str(inputs)
+    name = dataset or program.metadata.get("dataset", "digits")
+    data = load_dataset(name, data_path)
+    if data.levels != program.input_levels:
+        raise InputFileError(f"dataset '{name}': intensity levels ({data.levels}) differ "
+                             f"from the program's input_levels ({program.input_levels})")
+    x, y = data.test_subset(samples)
+    return x, y, name
