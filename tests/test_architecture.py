@@ -28,6 +28,7 @@ RANKS = {
     "simulate": 7,
     "report": 8, "builds": 8,
     "pipeline": 9,
+    "api": 9.5,  # the Python API over the pipeline (nmc_deploy.api)
     "cli": 10,
 }
 
