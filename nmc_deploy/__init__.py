@@ -23,7 +23,7 @@ import types
 __version__ = "0.1.0"
 
 #: API functions that share their name with a subpackage (nmc_deploy.compile is both).
-_STAGES = ("compile", "simulate", "report", "export")
+_STAGES = ("prune", "export", "compile", "simulate", "report")
 _API = ("train", "load_build", "Build", "SimulationResult", "Report")
 __all__ = [*_STAGES, *_API, "__version__"]
 
@@ -85,4 +85,5 @@ compile = _Stage("compile")  # noqa: A001 (the API's name; the builtin is not us
 simulate = _Stage("simulate")
 report = _Stage("report")
 export = _Stage("export")
+prune = _Stage("prune")
 sys.modules[__name__].__class__ = _Package

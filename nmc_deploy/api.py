@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator, Mapping
 from .errors import NmcDeployError
 from .frozen import ReadOnlyMapping
 
-__all__ = ["Build", "SimulationResult", "Report", "train", "export", "compile",
+__all__ = ["Build", "SimulationResult", "Report", "train", "prune", "export", "compile",
            "load_build", "simulate", "report"]
 
 Progress = Callable[[str], None] | None
@@ -140,6 +140,18 @@ def train(out: str | Path, *, preset: str = "digits", dataset: str = "digits",
     return _frozen(train_checkpoint(Path(out), preset=preset, dataset=dataset,
                                     data_path=data_path, epochs=epochs, seed=seed,
                                     progress=False, log=_sink(progress)))
+
+
+def prune(checkpoint: str | Path, out: str | Path, *, method: str, progress: Progress = None,
+          **options) -> Mapping:
+    """Prune a checkpoint (``method``: lth, l1p, dsp or none) and write ``out``; returns the
+    summary (``before``/``after``: params, nonzeros, float accuracy). ``options``: the
+    keywords of :func:`~nmc_deploy.pipeline.prune_checkpoint` (``sparsity``, ``epochs``,
+    ``rank_budget``, ``slif``, ``token_keep``, ``seed``, ...)."""
+    from .pipeline import prune_checkpoint
+
+    return _frozen(prune_checkpoint(Path(checkpoint), Path(out), method=method,
+                                    progress=False, log=_sink(progress), **options))
 
 
 def export(checkpoint, out: str | Path | None = None, *, portable: bool = False,
