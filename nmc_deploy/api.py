@@ -305,6 +305,9 @@ def report(build, simulation: SimulationResult | None = None, *,
     build directory) with its target's energy and latency models."""
     from .pipeline import make_report
 
+    if isinstance(build, Build) and build.directory is None and simulation is None:
+        raise NmcDeployError("report: a build in memory has no simulated activity; pass its "
+                             "simulation: nd.report(build, nd.simulate(build))")
     with _scratch() as tmp, _build_dir(build, tmp, simulation) as build_dir:
         data = make_report(build_dir, "json", tmp / "report.json", backend=backend,
                            log=_sink(progress))

@@ -128,6 +128,8 @@ def test_errors_are_one_line_nmc_deploy_errors(tiny_graph):
         nd.compile(tiny_graph, target="loihi9")
     with pytest.raises(NmcDeployError, match="expected a Build or a build directory"):
         nd.simulate(42)
+    with pytest.raises(NmcDeployError, match="pass its simulation"):
+        nd.report(nd.compile(tiny_graph))
     with pytest.raises(NmcDeployError, match="placement 'best' is not one of"):
         nd.compile(tiny_graph, placement="best")
 
