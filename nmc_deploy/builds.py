@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .errors import InputFileError
 
-__all__ = ["BUILD_FILES", "write_build", "compile_netx", "placement_rates", "format_layout",
+__all__ = ["BUILD_FILES", "build_target", "write_build", "compile_netx", "placement_rates", "format_layout",
            "traffic_record", "write_outputs", "write_neurobench_counts"]
 
 BUILD_FILES = ("program.json", "program.npz", "placement.json", "design_rules.json",
@@ -49,15 +49,45 @@ def write_build(out_dir, result, summary, tgt, graph, nir_path, *, copy_nir: boo
 
 
 def _write_program(tmp: Path, program, summary: dict, tgt) -> None:
-    """program.json/.npz, placement.json and target.json (the target file compiled for:
-    report prices with it, a user's own .toml included)."""
+    """program.json/.npz, placement.json and target.json (the target compiled for, its TOML
+    text included: report prices with it, a user's own .toml too, even once it is gone)."""
     from .fileio import write_json_atomic
     from .program import save_program
+    from .targets import target_record
 
     save_program(program, tmp)
     write_json_atomic(tmp / "placement.json", summary)
-    write_json_atomic(tmp / "target.json", {"name": tgt.name,
-                                            "file": str(Path(tgt.path).resolve())})
+    write_json_atomic(tmp / "target.json", target_record(tgt))
+
+
+def build_target(build_dir, name: str):
+    """The target a build was compiled for: the TOML text recorded in ``target.json``
+    (:func:`~nmc_deploy.targets.load_target_record`); builds from before that record: the
+    file it names, else the shipped target ``name``."""
+    import json
+
+    from .errors import NmcDeployError
+    from .targets import load_target, load_target_record
+
+    info = Path(build_dir) / "target.json"
+    if not info.exists():
+        return load_target(name)
+    try:
+        data = json.loads(info.read_text())
+        path = Path(str(data["file"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputFileError(f"{info}: unreadable target record ({type(exc).__name__}); "
+                             "compile the build again") from None
+    if "toml" in data:
+        return load_target_record(data, str(info))
+    if path.is_file():
+        return load_target(path)
+    try:
+        return load_target(str(data.get("name", name)))
+    except NmcDeployError:
+        raise InputFileError(f"{build_dir}: target file '{path}' the build was compiled for is "
+                             "gone; restore it or compile again with an existing --target") \
+            from None
 
 
 def _temp_build_dir(out_dir) -> tuple[Path, Path]:

@@ -20,8 +20,9 @@ __all__ = ["train_checkpoint", "prune_checkpoint", "export_checkpoint", "compile
 
 from .prune.request import PRUNE_METHODS  # noqa: E402  (plain Python, no torch)
 
-from .builds import (BUILD_FILES, compile_netx, traffic_record, write_build,  # noqa: E402,F401
-                     write_neurobench_counts, write_outputs)  # (BUILD_FILES re-exported)
+from .builds import (BUILD_FILES, build_target, compile_netx,  # noqa: E402,F401
+                     traffic_record, write_build, write_neurobench_counts,
+                     write_outputs)  # (BUILD_FILES re-exported)
 
 
 def _log(msg: str, log: Callable[[str], None] | None) -> None:
@@ -314,31 +315,6 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
 
 # --------------------------------------------------------------------------- simulate
 
-def _build_target(build_dir: Path, name: str):
-    """The target a build was compiled for: the file named in ``target.json`` (a user's own
-    .toml too), else the shipped target of that name (builds from before target.json)."""
-    from .errors import NmcDeployError
-    from .targets import load_target
-
-    info = build_dir / "target.json"
-    if not info.exists():
-        return load_target(name)
-    try:
-        data = json.loads(info.read_text())
-        path = Path(str(data["file"]))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputFileError(f"{info}: unreadable target record ({type(exc).__name__}); "
-                             "compile the build again") from None
-    if path.is_file():
-        return load_target(path)
-    try:
-        return load_target(str(data.get("name", name)))
-    except NmcDeployError:
-        raise InputFileError(f"{build_dir}: target file '{path}' the build was compiled for is "
-                             "gone; restore it or compile again with an existing --target") \
-            from None
-
-
 def _load_build(build_dir: Path):
     """The program of a build directory and its placement summary (both typed)."""
     from .program import load_placement_summary, load_program
@@ -480,7 +456,7 @@ def make_report(build_dir: Path, fmt: str = "table", out: Path | None = None,
     activity = load_activity(build_dir, backend)
     nb_path = build_dir / NEUROBENCH_FILE
     neurobench = json.loads(nb_path.read_text()) if nb_path.exists() else None
-    report = estimate_costs(activity, placement, _build_target(build_dir, placement.target),
+    report = estimate_costs(activity, placement, build_target(build_dir, placement.target),
                             neurobench=neurobench)
     report.update(_deployment(build_dir, activity))
     if out is not None:

@@ -9,7 +9,11 @@ reports can say where it comes from and whether it is published, inferred or ass
 A *system* file (``kapoho_point.toml``) names its chip (``chip_target = "loihi2"``) and adds
 only ``[system]`` numbers, which replace the chip's (per-core numbers exist once).
 
-This module imports only the standard library and numpy (for :func:`synapse_memory_bits`).
+The shipped files (``<repo>/hw_targets``) install as package data ``nmc_deploy/hw_targets``.
+:func:`load_target_record` reads the target a build recorded (``builds.target_record``).
+
+This module imports only the standard library (the synapse memory model, re-exported here,
+is :mod:`nmc_deploy.synapse_memory`).
 """
 from __future__ import annotations
 
@@ -17,19 +21,19 @@ import dataclasses
 import math
 import re
 import tomllib
+from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
-
-from .errors import CapacityError, LoweringError, TargetError
+from .errors import TargetError
 from .frozen import ReadOnlyMapping
+from .synapse_memory import synapse_index_bits, synapse_memory_bits
 
 __all__ = [
     "ReadOnlyMapping", "BASES", "ENERGY_FORMULAS", "Source", "EnergyModel", "HardwareTarget",
     "load_target", "target_names", "targets_dir", "synapse_index_bits", "synapse_memory_bits",
-    "ENERGY_OPTIONAL"]
+    "ENERGY_OPTIONAL", "target_record", "load_target_record"]
 
 
 #: Allowed values of ``basis``: how a number is known.
@@ -237,7 +241,11 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def targets_dir() -> Path:
-    """The directory of the shipped targets, ``<repo>/hw_targets``."""
+    """The directory of the shipped targets: the package data ``nmc_deploy/hw_targets`` of an
+    installed wheel, else ``<repo>/hw_targets`` (a source checkout or an editable install)."""
+    packaged = resources.files(__package__) / "hw_targets"
+    if isinstance(packaged, Path) and packaged.is_dir():
+        return packaged
     return Path(__file__).resolve().parents[1] / "hw_targets"
 
 
@@ -284,10 +292,7 @@ def load_target(name_or_path: str | Path | HardwareTarget) -> HardwareTarget:
         if not _NAME_RE.match(text) or not path.is_file():
             raise TargetError(f"target '{text}': unknown; choose one of {_choices()} "
                               f"or give a path to a .toml file")
-    try:
-        raw = path.read_bytes().decode("utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise TargetError(f"target file '{path}': cannot be read ({e})") from e
+    raw = _read_text(path)
     try:
         data = tomllib.loads(raw)
     except tomllib.TOMLDecodeError as e:
@@ -295,6 +300,46 @@ def load_target(name_or_path: str | Path | HardwareTarget) -> HardwareTarget:
     if "chip_target" in data:
         return _parse_system(data, str(path), path.parent)
     return _parse_target(data, str(path))
+
+
+def target_record(target: HardwareTarget) -> dict[str, str]:
+    """What a build keeps of its target: ``name``, ``file`` (resolved) and ``toml``, the
+    file's text (a system's also ``chip_toml``, its chip file's), so that
+    :func:`load_target_record` gives the same target after the file changed or is gone."""
+    path = Path(target.path)
+    record = {"name": target.name, "file": str(path.resolve()), "toml": _read_text(path)}
+    if target.chip_target:
+        ref = str(tomllib.loads(record["toml"])["chip_target"]).strip()
+        chip = load_target(path.parent / ref if ref.endswith(".toml") else ref)
+        record["chip_toml"] = _read_text(Path(chip.path))
+    return record
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise TargetError(f"target file '{path}': cannot be read ({e})") from e
+
+
+def load_target_record(record: Mapping[str, Any], where: str) -> HardwareTarget:
+    """The target a build recorded: ``{"file", "toml"[, "chip_toml"]}``, the TOML texts of the
+    file (and of a system's chip); ``where`` names the record in errors."""
+    texts = [record.get(k) for k in ("toml", "chip_toml") if k in record]
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise TargetError(f"{where}: no target text recorded; compile the build again")
+    try:
+        data = tomllib.loads(texts[0])
+        chip_data = tomllib.loads(texts[1]) if len(texts) > 1 else None
+    except tomllib.TOMLDecodeError as e:
+        raise TargetError(f"{where}: recorded target is not valid TOML ({e})") from e
+    file = str(record.get("file", where))
+    if "chip_target" not in data:
+        return _parse_target(data, file)
+    if chip_data is None:
+        raise TargetError(f"{where}: system target without its chip's text; compile again")
+    return _parse_system(data, file, Path(file).parent,
+                         chip=_parse_target(chip_data, f"{file} (chip)"))
 
 
 def _choices() -> str:
@@ -368,8 +413,10 @@ def _check_mesh(v: dict[str, Any], where: str) -> None:
                           f"than {v['cores_per_chip']} cores per chip or {v['max_chips']} chips")
 
 
-def _parse_system(data: dict[str, Any], where: str, directory: Path) -> HardwareTarget:
-    """A system file: its chip target with the ``[system]`` numbers replaced."""
+def _parse_system(data: dict[str, Any], where: str, directory: Path,
+                  chip: HardwareTarget | None = None) -> HardwareTarget:
+    """A system file: its chip target (``chip``, else loaded by its ``chip_target``) with the
+    ``[system]`` numbers replaced."""
     unknown = sorted(set(data) - _SYSTEM_TOP_LEVEL)
     table = data.get("system")
     known = {dotted.split(".", 1)[1]: f for f, dotted, *_ in _SYSTEM_FIELDS}
@@ -381,7 +428,8 @@ def _parse_system(data: dict[str, Any], where: str, directory: Path) -> Hardware
     if not isinstance(table, dict):
         raise TargetError(f"{where}: missing key 'system' (a [system] table)")
     ref = _string(data, "chip_target", where)
-    chip = load_target(directory / ref if ref.endswith(".toml") else ref)
+    if chip is None:
+        chip = load_target(directory / ref if ref.endswith(".toml") else ref)
     if chip.chip_target:
         raise TargetError(f"{where}: chip_target '{ref}' is a system; name a chip (e.g. loihi2)")
     values: dict[str, Any] = {}
@@ -496,102 +544,3 @@ def _toml_repr(value: Any) -> str:
 def _type(value: Any) -> str:
     return {dict: "table", list: "array", str: "string", bool: "boolean", int: "integer",
             float: "float"}.get(type(value), type(value).__name__)
-
-
-# ---------------------------------------------------------------------------------------------
-# Synapse memory model
-# ---------------------------------------------------------------------------------------------
-
-def synapse_index_bits(span: int, target: HardwareTarget) -> int:
-    """Width of the per-synapse index of a sparse synapse entry.
-
-    ``clip(ceil(log2(span)), index_bits_min, index_bits_max)``: the index addresses one of
-    ``span`` destination neurons; widths below the minimum are rounded up to it, as in
-    nengo-loihi's ``INDEX_BITS_MAP = [0, 6, 7, ..., 12]``.
-
-    Raises
-    ------
-    CapacityError
-        ``span`` needs more than ``synapse_index_bits_max`` bits.
-    """
-    span = int(span)
-    if span < 1:
-        return target.synapse_index_bits_min
-    needed = max(0, math.ceil(math.log2(span)))
-    if needed > target.synapse_index_bits_max:
-        raise CapacityError(
-            f"synapse block: destination span ({span}) exceeds the addressable neurons of a "
-            f"{target.synapse_index_bits_max}-bit index ({2 ** target.synapse_index_bits_max}); "
-            f"split the destination population")
-    return max(needed, target.synapse_index_bits_min)
-
-
-def synapse_memory_bits(fan_in_counts, target: HardwareTarget, *, sparse: bool,
-                        span: int | None = None) -> int:
-    """Synapse memory one core needs for a set of input axons, in bits.
-
-    The packing model of nengo-loihi's ``SynapseConfig.bits_per_axon``. Each input axon
-    ``a`` stores ``s_a`` synapse entries, split into groups of at most
-    ``G = target.synapse_group_max``; every group costs a header plus its entries and is rounded
-    up to whole memory words::
-
-        b        = weight_bits + (index_bits if sparse else 0)      # bits per entry
-        words(n) = ceil((header_bits + n * b) / word_bits)          # one group of n entries
-        bits     = word_bits * sum_a [ (s_a // G) * words(G) + words(s_a % G) ]   (words(0) = 0)
-
-    with ``s_a = n_a`` (the nonzero synapses) for sparse storage and ``s_a = span`` (the full
-    row, zeros included, no index) for dense storage. An axon with ``n_a = 0`` is not routed to
-    the core and costs nothing in either format. No delay or learning-tag bits are stored
-    (delay bits of DelaySparse groups are not counted yet).
-
-    Parameters
-    ----------
-    fan_in_counts
-        Integer array-like, one entry per input axon of the core: the number of nonzero
-        synapses from that axon to neurons on this core.
-    target
-        Supplies ``weight_bits``, ``synapse_word_bits``, ``synapse_group_max``,
-        ``synapse_group_header_bits`` and the index-width range.
-    sparse
-        True: store only nonzero synapses, each with an index (:func:`synapse_index_bits`).
-        False: store every synapse of the axon's full span, without an index.
-    span
-        Number of destination neurons on this core an axon can address (the width of a dense
-        row). Default: the largest entry of ``fan_in_counts``.
-
-    Returns
-    -------
-    int
-        Bits, a multiple of ``target.synapse_word_bits``.
-    """
-    counts = np.asarray(fan_in_counts)
-    if counts.size == 0:
-        return 0
-    if not np.issubdtype(counts.dtype, np.integer):
-        if not np.all(np.equal(np.mod(counts, 1), 0)):
-            raise LoweringError("fan_in_counts: expected integer synapse counts")
-        counts = counts.astype(np.int64)
-    counts = counts.astype(np.int64, copy=False).ravel()
-    if counts.min() < 0:
-        raise LoweringError(f"fan_in_counts: counts must be >= 0, got {int(counts.min())}")
-    max_count = int(counts.max())
-    span = max_count if span is None else int(span)
-    if span < max_count:
-        raise LoweringError(f"span ({span}) is smaller than the largest fan-in count "
-                            f"({max_count})")
-
-    if sparse:
-        stored = counts
-        entry_bits = target.weight_bits + synapse_index_bits(span, target)
-    else:
-        stored = np.where(counts > 0, span, 0).astype(np.int64)
-        entry_bits = target.weight_bits
-    group = target.synapse_group_max
-    header = target.synapse_group_header_bits
-    word = target.synapse_word_bits
-
-    full_groups, rest = np.divmod(stored, group)
-    words_full_group = -(-(header + group * entry_bits) // word)
-    words_rest = np.where(rest > 0, -(-(header + rest * entry_bits) // word), 0)
-    words = full_groups * words_full_group + words_rest
-    return int(words.sum()) * word

@@ -18,6 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "nmc_deploy"
 # higher one). Packages of equal rank may not import each other.
 RANKS = {
     "errors": 0, "fileio": 0, "frozen": 0,
+    "synapse_memory": 0.5,  # numpy only; re-exported by targets
     "ir": 1, "loihi": 1, "targets": 1, "data": 1,
     "program": 2, "nirio": 2,
     "models": 3,
@@ -27,6 +28,7 @@ RANKS = {
     "simulate": 7,
     "report": 8, "builds": 8,
     "pipeline": 9,
+    "api": 9.5,  # the Python API over the pipeline (nmc_deploy.api)
     "cli": 10,
 }
 

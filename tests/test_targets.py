@@ -451,3 +451,68 @@ def test_sparse_is_never_cheaper_than_dense_for_full_rows(n, axons, name):
     sparse = synapse_memory_bits(counts, target, sparse=True, span=n)
     dense = synapse_memory_bits(counts, target, sparse=False)
     assert sparse >= dense
+
+
+# ------------------------------------------------------------------ the record a build keeps
+
+@pytest.mark.parametrize("name", SHIPPED + tuple(SYSTEMS))
+def test_a_recorded_target_equals_the_loaded_one(name):
+    from nmc_deploy.targets import load_target_record, target_record
+
+    target = load_target(name)
+    record = target_record(target)
+    assert set(record) == ({"name", "file", "toml", "chip_toml"} if name in SYSTEMS
+                           else {"name", "file", "toml"})
+    assert load_target_record(record, "target.json") == target
+
+
+def test_a_recorded_system_with_its_own_chip_file_outlives_both_files(tmp_path):
+    """A user's system over a user's chip file: the record keeps both texts."""
+    from nmc_deploy.targets import load_target_record, target_record
+
+    chip = (targets_dir() / "loihi2.toml").read_text().replace('name = "loihi2"', 'name = "mychip"')
+    (tmp_path / "mychip.toml").write_text(chip)
+    system = (targets_dir() / "kapoho_point.toml").read_text().replace(
+        'chip_target = "loihi2"', 'chip_target = "mychip.toml"')
+    assert "mychip.toml" in system
+    (tmp_path / "sys.toml").write_text(system)
+    target = load_target(tmp_path / "sys.toml")
+    record = target_record(target)
+    (tmp_path / "sys.toml").unlink()
+    (tmp_path / "mychip.toml").unlink()
+    again = load_target_record(record, "target.json")
+    assert again == target and again.chip_target == "mychip" and again.max_chips == 8
+
+
+def test_a_bad_record_is_one_line():
+    from nmc_deploy.targets import load_target_record
+
+    with pytest.raises(TargetError, match="b/target.json: no target text recorded"):
+        load_target_record({"name": "x", "file": "/gone.toml"}, "b/target.json")
+    with pytest.raises(TargetError, match="not valid TOML"):
+        load_target_record({"file": "/gone.toml", "toml": "name = "}, "b/target.json")
+    with pytest.raises(TargetError, match="/gone.toml: missing key"):
+        load_target_record({"file": "/gone.toml", "toml": 'name = "x"'}, "b/target.json")
+
+
+def test_shipped_targets_are_found_as_package_data_of_an_installed_copy(tmp_path):
+    """An installed wheel has nmc_deploy/hw_targets/*.toml and no <repo>/hw_targets:
+    targets_dir() finds the package data (the pip-install test checks the real wheel)."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    pkg = tmp_path / "site" / "nmc_deploy"
+    shutil.copytree(root / "nmc_deploy", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(root / "hw_targets", pkg / "hw_targets")
+    code = ("from nmc_deploy.targets import targets_dir, load_target, target_names\n"
+            "print(targets_dir()); print(target_names()); print(load_target('loihi2').path)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site"),
+                                          "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == str(pkg / "hw_targets")
+    assert eval(lines[1]) == sorted(SHIPPED + tuple(SYSTEMS))
+    assert lines[2] == str(pkg / "hw_targets" / "loihi2.toml")

@@ -193,7 +193,8 @@ def test_system_target_through_compile_simulate_report(tmp_path, tiny_model):
 
 
 def test_report_prices_with_the_users_own_target_file(tmp_path, tiny_graph):
-    """A build compiled for a .toml outside hw_targets/ is reported with that file."""
+    """A build compiled for a .toml outside hw_targets/ is reported with that file, also
+    once the file is gone (the build keeps its text)."""
     import re
 
     from nmc_deploy.nirio import write_nir
@@ -210,7 +211,12 @@ def test_report_prices_with_the_users_own_target_file(tmp_path, tiny_graph):
     rc, out, err = run("report", tmp_path / "b", "--format", "json")
     assert rc == 0, err
     assert "47.2" in json.dumps(json.loads(out)["energy_models"])
-    (tmp_path / "mine.toml").unlink()  # gone: falls back to the shipped target of its name
+    (tmp_path / "mine.toml").unlink()  # gone: the build recorded its text (target.json)
+    rc, out, err = run("report", tmp_path / "b", "--format", "json")
+    assert rc == 0 and "47.2" in json.dumps(json.loads(out)["energy_models"]), err
+    record = json.loads((tmp_path / "b" / "target.json").read_text())
+    record.pop("toml")  # a build from before the record: the shipped target of its name
+    (tmp_path / "b" / "target.json").write_text(json.dumps(record))
     rc, out, err = run("report", tmp_path / "b", "--format", "json")
     assert rc == 0 and "47.2" not in json.dumps(json.loads(out)["energy_models"]), err
 
