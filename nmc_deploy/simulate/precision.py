@@ -120,7 +120,7 @@ class FixedNeurons:
                                                vth=self.vth, bias_eff=part(self.bias_eff),
                                                reset_subtract=self.reset_subtract, **extra)
         if gate is not None:  # neurons of dropped tokens stay at rest
-            s, u, v = s & gate, u * gate, v * gate
+            s, u, v = (s & gate if s.dtype == bool else s * gate), u * gate, v * gate
             wrapped = None if wrapped is None else wrapped & gate
         wraps = 0 if wrapped is None else int(np.count_nonzero(wrapped))
         sats = 0
@@ -258,7 +258,8 @@ class FloatNeurons:
                                           reset_subtract=p.reset == "subtract",
                                           **self.spike_rule)
         if self.gate is not None and self.v_threshold is not None:
-            s, v = s & self.gate, v * self.gate
+            s = s & self.gate if s.dtype == bool else s * self.gate
+            v = v * self.gate
         self.v = v
         return s, v
 

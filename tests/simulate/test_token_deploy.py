@@ -125,3 +125,60 @@ def test_gated_neurons_with_subtractive_reset_are_refused_in_one_line(token_mode
     with pytest.raises(LoweringError, match="--reset zero") as exc:
         validate_program(quantize_program(lower_graph(graph)))
     assert "\n" not in str(exc.value)
+
+
+def _multi_on(graph, names):
+    import dataclasses
+
+    nodes = dict(graph.nodes)
+    for name in names:
+        n = nodes[name]
+        nodes[name] = dataclasses.replace(n, metadata={**dict(n.metadata), "spike_fn": "multi"})
+    return dataclasses.replace(graph, nodes=nodes)
+
+
+@pytest.fixture(scope="module")
+def token_multi(token_model):
+    """The token model with its (gated) MLP hidden layers emitting spike counts."""
+    graph = export_spikformer(token_model, {"input_levels": 16})
+    names = [n for n in graph.nodes if n.endswith("mlp.fc1_lif")]
+    fp = lower_graph(_multi_on(graph, names))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return names, fp, quantize_program(fp)
+
+
+def test_gated_multi_spike_counts_stay_counts(token_multi, digits):
+    names, fp, prog = token_multi
+    x = digits.x_test[:6]
+    flt, ref = simulate_float(fp, x), simulate_reference(prog, x)
+    for name in names:
+        counts = ref.spikes[name]
+        assert counts.max() > 1 and flt.spikes[name].max() > 1  # not ANDed into 0/1
+        gate = next(p.gate for p in prog.populations if p.name == name)
+        mask = ref.token_masks[gate]  # (B, N): dropped tokens' neurons stay silent
+        n_tok = mask.shape[1]
+        dropped = ~mask[:, np.arange(counts.shape[2]) % n_tok]
+        assert not np.any(counts[:, dropped])
+
+
+@pytest.mark.lava
+def test_gated_multi_spike_reference_equals_lava(token_multi, digits):
+    from nmc_deploy.simulate.lava.backend import simulate_lava
+
+    _, _, prog = token_multi
+    x = digits.x_test[:3]
+    ref, lav = simulate_reference(prog, x), simulate_lava(prog, x)
+    mism = {k: int(np.count_nonzero(ref.spikes[k] != lav.spikes[k])) for k in ref.spikes}
+    assert sum(mism.values()) == 0, mism
+
+
+@pytest.mark.parametrize("suffix,match", [("attn.q_lif", "attention products"),
+                                          ("attn.proj_lif", "token scores")])
+def test_multi_spike_into_attention_or_selector_is_refused(token_model, suffix, match):
+    from nmc_deploy.errors import LoweringError
+
+    graph = export_spikformer(token_model, {"input_levels": 16})
+    names = [n for n in graph.nodes if n.endswith(suffix)]
+    with pytest.raises(LoweringError, match=match):
+        lower_graph(_multi_on(graph, names))

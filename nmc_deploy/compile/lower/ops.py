@@ -36,6 +36,14 @@ def lower_input(ctx: LoweringContext, name: str, node: Input) -> LinearExpr:
                       np.zeros(n), name)
 
 
+def _refuse_counts(ctx: LoweringContext, name: str, sources, why: str) -> None:
+    """Multi-spike (count) populations may not feed an op whose bounds assume 0/1 spikes."""
+    multi = [p.name for p in ctx.pops if p.name in set(sources) and p.multi_spike]
+    if multi:
+        raise LoweringError(f"{name}: input '{multi[0]}' emits several spikes per step "
+                            f"(multi spike), but {why}; compile with --spikes single")
+
+
 @lowers(SpikingSelfAttention)
 def lower_attention(ctx: LoweringContext, name: str,
                     node: SpikingSelfAttention) -> LinearExpr:
@@ -55,6 +63,7 @@ def lower_attention(ctx: LoweringContext, name: str,
     if bad:
         raise LoweringError(f"{name}: attention input '{bad[0]}' is not a spiking "
                             "population")
+    _refuse_counts(ctx, name, srcs.values(), "the attention products count binary spikes")
     ctx.ops.append(AttentionOp(name=name, q=srcs["q"], k=srcs["k"], v=srcs["v"],
                                num_heads=node.num_heads, dim=node.dim, n_tokens=node.n_tokens))
     return identity_expr(name, node.dim * node.n_tokens, name, scale=node.scale)
@@ -74,6 +83,7 @@ def lower_token_select(ctx: LoweringContext, name: str, node: TokenSelect) -> Li
                 src in ctx.back_of or src in ctx.li_pops):
             raise LoweringError(f"{name}: the token selector may only read spiking "
                                 "populations and earlier selectors, without delays")
+        _refuse_counts(ctx, name, [src], "the token scores count binary spikes")
         inputs.append(FloatGroup(name=f"{src}->{name}", source=src, target=name,
                                  weight=as_csr(m), layer=name, kind="token_input"))
     if node.previous and not ctx.is_selector(node.previous):
