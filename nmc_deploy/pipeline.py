@@ -381,7 +381,7 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
     from .nirio import read_nir
     from .simulate.compare import compare_runs
     from .simulate.fidelity import (fidelity_summary, format_fidelity, keep_membranes,
-                                    snntorch_double_reset_lines)
+                                    per_neuron_membranes, snntorch_double_reset_lines)
     from .simulate.inputs import check_record_path, simulation_inputs
     from .simulate.reference import accuracy, simulate_float
 
@@ -419,6 +419,9 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
             _log(f"token choices (reference vs Lava): {result['token_choice_mismatches']} "
                  "mismatches", log)
     fixed_name = "reference" if "reference" in runs else "Lava"
+    if flt is not None and "reference" in runs and runs["reference"].membranes:
+        runs["reference"].membranes = per_neuron_membranes(runs["reference"].membranes,
+                                                           program, fp)
     result["fidelity"] = fidelity_summary(flt, runs.get("reference") or runs["lava"],
                                           runs.get("lava") if compare else None, y, program)
     _log(format_fidelity(result["fidelity"], fixed_name), log)

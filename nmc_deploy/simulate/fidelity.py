@@ -28,7 +28,7 @@ import numpy as np
 from .result import accuracy
 
 __all__ = ["fidelity_summary", "format_fidelity", "snntorch_double_reset_lines",
-           "keep_membranes", "MEMBRANE_ENTRIES"]
+           "keep_membranes", "per_neuron_membranes", "MEMBRANE_ENTRIES"]
 
 # Spiking populations' membranes are kept (4 bytes per entry, in each of the float and the
 # fixed run) for the fidelity table's largest voltage error while their entries (steps x
@@ -43,6 +43,26 @@ def keep_membranes(program, x) -> bool:
     neurons = sum(p.size for p in program.populations if p.spiking)
     return len(x) * steps * neurons <= MEMBRANE_ENTRIES
 
+
+
+def per_neuron_membranes(membranes: dict, program, fp) -> dict:
+    """The fixed run's kept ``membranes`` (divided by each population's scalar ``scale``)
+    in float units per neuron: a population with per-neuron thresholds has a per-neuron
+    scale ``lam_i = (64 vth + ge) / theta_i`` (the quantizer folds theta into the weights),
+    of which ``scale`` is the largest, so ``v / lam_i = (v / scale) * scale / lam_i``.
+    Returns a new dict; populations with one threshold are passed through."""
+    from ..loihi.constants import LAVA_LIF
+
+    fixed = {p.name: p for p in program.populations}
+    out = dict(membranes)
+    for p in fp.populations:
+        theta = np.asarray(p.v_threshold, np.float64)
+        q = fixed.get(p.name)
+        if p.name not in out or q is None or theta.ndim == 0 or np.all(theta == theta.flat[0]):
+            continue
+        lam = ((2 ** LAVA_LIF.vth_shift) * q.vth + (1 if p.threshold_ge else 0)) / theta
+        out[p.name] = (out[p.name] * (q.scale / lam)).astype(np.float32)
+    return out
 
 
 def _max_error(fixed_v: np.ndarray, float_v: np.ndarray, scale: float = 1.0) -> float:

@@ -106,3 +106,28 @@ def test_reference_and_float_keep_membranes_on_request(tiny_graph, tiny_program,
     row = next(r for r in s["populations"] if r["population"] == first)
     assert row["max_voltage_error"] >= float(err0.max())
     assert row["vth_mant"] is not None and row["u_wraps"] == 0
+
+
+def test_membrane_error_with_per_neuron_thresholds(rng):
+    """Per-neuron thresholds give per-neuron scales (lam_i = 64 vth / theta_i): the fixed
+    membranes are converted per neuron before they are compared with float."""
+    import dataclasses
+
+    from test_nir_neurons_deploy import compile_graph, if_cnn, spike_input
+
+    from nmc_deploy.simulate.fidelity import per_neuron_membranes
+    from nmc_deploy.simulate.reference import simulate_float, simulate_reference
+
+    g = if_cnn(rng, "avg", "subtract")
+    g.nodes["if2"] = dataclasses.replace(g.nodes["if2"], v_threshold=np.linspace(1.0, 4.0, 5))
+    fp, prog = compile_graph(g)
+    x = spike_input(rng, g, batch=4, T=8)
+    flt = simulate_float(fp, x, membranes=True)
+    ref = simulate_reference(prog, x, membranes=True)
+    raw = {r["population"]: r for r in fidelity_summary(flt, ref, program=prog)["populations"]}
+    ref.membranes = per_neuron_membranes(ref.membranes, prog, fp)
+    fixed = {r["population"]: r for r in fidelity_summary(flt, ref, program=prog)["populations"]}
+    assert raw["if2"]["max_voltage_error"] > 10   # divided by the largest scale only
+    # per neuron: quantization error and upstream differences only
+    assert fixed["if2"]["max_voltage_error"] < min(3.0, 0.25 * raw["if2"]["max_voltage_error"])
+    assert fixed["if1"]["max_voltage_error"] == raw["if1"]["max_voltage_error"]
