@@ -48,8 +48,11 @@ def multi_spike_fixed(v, s, *, vth, spike_unit: int, max_spikes: int,
 
 
 def lif_fixed_step(u, v, a_in, *, du, dv, vth, bias_eff, reset_subtract: int = 0,
-                   max_spikes: int = 1, spike_unit: int = 0, v_min=None):
-    """One step of PyLifModelBitAcc on int64 arrays; returns ``(u, v, spikes, wrapped)``.
+                   max_spikes: int = 1, spike_unit: int = 0, v_min=None,
+                   limit_mask: bool = False):
+    """One step of PyLifModelBitAcc on int64 arrays; returns ``(u, v, spikes, wrapped)``
+    (with ``limit_mask``, also the mask of voltages at the saturation bound before the
+    reset, as :func:`lif_fixed_step_f64` gives it).
 
     Per neuron, with ``D = decay_unity = 4096`` and ``>> 12`` truncating toward zero::
 
@@ -71,8 +74,9 @@ def lif_fixed_step(u, v, a_in, *, du, dv, vth, bias_eff, reset_subtract: int = 0
     u = wrapped
     v = _decayed(v, dv + LAVA_LIF.dm_offset) + u + bias_eff
     v = np.clip(v, -MAX_V, MAX_V)
+    extra = (np.abs(v) == MAX_V,) if limit_mask else ()
     if vth is None:
-        return u, v, np.zeros(v.shape, bool), wrapped != decayed
+        return (u, v, np.zeros(v.shape, bool), wrapped != decayed, *extra)
     s = v > (vth << LAVA_LIF.vth_shift)
     if max_spikes != 1:
         s, v = multi_spike_fixed(v, s, vth=vth, spike_unit=spike_unit, max_spikes=max_spikes,
@@ -81,7 +85,7 @@ def lif_fixed_step(u, v, a_in, *, du, dv, vth, bias_eff, reset_subtract: int = 0
         v = np.where(s, v - reset_subtract if reset_subtract else 0, v)
     if v_min is not None:
         v = np.maximum(v, v_min)
-    return u, v, s, wrapped != decayed
+    return (u, v, s, wrapped != decayed, *extra)
 
 
 def _truncated_decay(x: np.ndarray, decay) -> np.ndarray:
@@ -97,8 +101,9 @@ def lif_fixed_step_f64(u, v, a_in, *, du, dv, vth, bias_eff, reset_subtract: int
                        v_min=None):
     """:func:`lif_fixed_step` on float64 arrays holding integers; returns ``(u, v, spikes,
     wrapped, at_limit)``: ``wrapped`` None when no neuron's current left the 24-bit range,
-    ``at_limit`` False when no voltage reached the saturation bound ``MAX_V`` in magnitude
-    (so none equals it afterwards).
+    ``at_limit`` None when no voltage reached the saturation bound ``MAX_V`` in magnitude,
+    else the mask of the voltages at the bound before the reset (a neuron that saturated
+    and spiked is counted too).
 
     The same equations, value for value, while ``|a_in| < F64_INPUT_LIMIT``: every
     intermediate is then an integer below 2**53, exactly represented, and ``>> 12`` toward
@@ -122,9 +127,10 @@ def lif_fixed_step_f64(u, v, a_in, *, du, dv, vth, bias_eff, reset_subtract: int
     v = _truncated_decay(np.asarray(v, np.float64), np.asarray(dv) + LAVA_LIF.dm_offset)
     v += u
     v += bias_eff
-    at_limit = checks and bool(v.size) and (v.max() >= MAX_V or v.min() <= -MAX_V)
-    if at_limit:
+    at_limit = None
+    if checks and v.size and (v.max() >= MAX_V or v.min() <= -MAX_V):
         np.clip(v, -MAX_V, MAX_V, out=v)
+        at_limit = np.abs(v) == MAX_V
     if vth is None:
         return u, v, np.zeros(v.shape, bool), wrapped, at_limit
     s = v > (vth << LAVA_LIF.vth_shift)

@@ -112,7 +112,8 @@ class FixedNeurons:
             busy &= gate
         active = int(np.count_nonzero(busy))
         part = (lambda p: p) if shape is None else (lambda p: _part(p, shape, cols))  # noqa: E731
-        extra = {} if checks else {"checks": False}
+        extra = ({} if checks else {"checks": False}) if self.kernel is lif_fixed_step_f64 \
+            else {"limit_mask": True}
         if self.spike_rule:
             extra.update(self.spike_rule, v_min=None if self.spike_rule["v_min"] is None
                          else part(self.spike_rule["v_min"]))
@@ -123,10 +124,10 @@ class FixedNeurons:
             s, u, v = (s & gate if s.dtype == bool else s * gate), u * gate, v * gate
             wrapped = None if wrapped is None else wrapped & gate
         wraps = 0 if wrapped is None else int(np.count_nonzero(wrapped))
-        sats = 0
-        at_limit = limit[0] if limit else v.size and (v.max() >= MAX_V or v.min() <= -MAX_V)
-        if at_limit:  # the f64 kernel says whether any |v| reached MAX_V
-            sats = int(np.count_nonzero(np.abs(v) == MAX_V))
+        at_limit = limit[0]  # |v| at the bound before the reset (None: nowhere)
+        if at_limit is not None and gate is not None:
+            at_limit = at_limit & gate
+        sats = 0 if at_limit is None else int(np.count_nonzero(at_limit))
         return u, v, s, (active, wraps, sats)
 
     def _count(self, counts) -> None:

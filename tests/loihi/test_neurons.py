@@ -113,9 +113,14 @@ def test_float64_fixed_step_equals_integer_step(seed):
     assert u2.dtype == v2.dtype == np.float64
     assert np.array_equal(u1, u2) and np.array_equal(v1, v2) and np.array_equal(s1, s2)
     assert np.array_equal(w1, np.zeros(u.shape, bool) if w2 is None else w2)
-    assert at_limit or not np.any(np.abs(v1) == 2 ** 23 - 1)
+    *_, mask1 = lif_fixed_step(u, v, a, limit_mask=True, **kw)
+    assert np.array_equal(mask1, np.zeros(u.shape, bool) if at_limit is None else at_limit)
+    # the mask is taken before the reset: saturated neurons that spiked count too
+    assert not np.any(np.abs(v1) == 2 ** 23 - 1) or mask1.any()
     if seed % 2:  # the big inputs do reach the wrap and the saturation
         assert w1.any() and np.any(np.abs(v1) == 2 ** 23 - 1)
+        if kw["reset_subtract"]:  # saturated, spiked and subtracted: still counted
+            assert np.any(mask1 & s1 & (np.abs(v1) < 2 ** 23 - 1))
 
 
 def test_float64_fixed_step_runs_equal_integer_runs(rng):
