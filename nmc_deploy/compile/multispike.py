@@ -23,10 +23,11 @@ the ``x_max`` of the worst case of its targets (of its own recurrent groups:
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 
-from ..errors import LoweringError
+from ..errors import LoweringError, QuantizationWarning
 from ..loihi.constants import LAVA_LIF, MAX_V
 from .weights import message_bits
 
@@ -64,26 +65,38 @@ def count_cap(q) -> int:
 OWN_COUNT_VTH = 1023
 
 
+def _own_count(q) -> int:
+    """The count a multi-spike population's own recurrent input is assumed to stay within
+    while its scale is chosen: its cap at :data:`OWN_COUNT_VTH`."""
+    ge = q.spike_unit - (q.vth << LAVA_LIF.vth_shift)
+    unit = (OWN_COUNT_VTH << LAVA_LIF.vth_shift) + ge
+    return min(count_cap(q), 1 + (MAX_V - (unit - ge) - 1) // unit)
+
+
 def source_count(quantizer, src: str) -> int | None:
     """The largest payload of multi-spike population ``src`` (None: not one). Before its
-    bound is known (its own recurrent groups), its cap at :data:`OWN_COUNT_VTH`."""
+    bound is known (its own recurrent groups), :func:`_own_count`."""
     if src in quantizer.counts:
         return quantizer.counts[src]
     q = quantizer.pops_q[-1] if quantizer.pops_q else None
     if q is not None and q.name == src and q.max_spikes > 1:
-        ge = q.spike_unit - (q.vth << LAVA_LIF.vth_shift)
-        unit = (OWN_COUNT_VTH << LAVA_LIF.vth_shift) + ge
-        return min(count_cap(q), 1 + (MAX_V - (unit - ge) - 1) // unit)
+        return _own_count(q)
     return None
 
 
 def bound_counts(quantizer, first_group: int, bound) -> None:
-    """After population ``quantizer.pops_q[-1]`` got its scale: its largest count from the
-    worst-case voltage ``bound.v_high`` (and its cap), its payload width, and the message
-    bits of its own recurrent groups (from ``first_group``)."""
+    """After population ``quantizer.pops_q[-1]`` got its scale (and its scale record): its
+    largest count from the worst-case voltage ``bound.v_high`` (and its cap), its payload
+    width, and the message bits of its own recurrent groups (from ``first_group``).
+
+    With recurrent groups of its own the worst case assumed its own counts at most
+    :func:`_own_count`; when the count it then allows is larger, that assumption is not
+    self-consistent: the record's ``headroom`` becomes None (no proof that the state cannot
+    overflow) and a :class:`~nmc_deploy.errors.QuantizationWarning` says so."""
     q = quantizer.pops_q[-1]
     if q.max_spikes <= 1:
         return
+    assumed = _own_count(q)
     thr = q.vth << LAVA_LIF.vth_shift
     v_top = min(int(bound.v_high), MAX_V)
     k = 1 + (v_top - thr - 1) // q.spike_unit if v_top > thr else 1
@@ -91,9 +104,19 @@ def bound_counts(quantizer, first_group: int, bound) -> None:
     quantizer.counts[q.name] = k
     quantizer.pops_q[-1] = dataclasses.replace(q, max_spikes=k, payload_bits=message_bits(k))
     groups = quantizer.groups_q
+    own = False
     for i in range(first_group, len(groups)):
         if groups[i].source == q.name:
+            own = True
             groups[i] = dataclasses.replace(groups[i], num_message_bits=message_bits(k))
+    record = quantizer.scales.get(q.name)
+    if own and k > assumed and record is not None:
+        record["headroom"] = None
+        warnings.warn(f"{q.name}: its own spike counts can reach {k} per step, above the "
+                      f"{assumed} its worst case assumed for its recurrent input: the scale "
+                      "is not proven free of overflow (simulate counts wraps); lower the "
+                      "recurrent weights or give --spikes single", QuantizationWarning,
+                      stacklevel=4)
 
 
 def refuse_binary_target(fp, target) -> None:

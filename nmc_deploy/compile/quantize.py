@@ -378,9 +378,9 @@ class _ProgramQuantizer:
             self.pops_q, _, self.diagnostics, self.relays = mark
         for w in caught:
             warnings.warn(w.message, w.category, stacklevel=4)
-        bound_counts(self, mark[1], bound)
         self._record_scale(p.name, bound, integer_or, mark[1],
                            self.diagnostics["zeroed_weights"] - mark[2]["zeroed_weights"])
+        bound_counts(self, mark[1], bound)  # may withdraw the record's headroom
 
     def state_bound(self, first_group: int) -> StateBound:
         """Worst case of the last population added, with its groups from ``first_group``."""

@@ -189,7 +189,8 @@ def scale_line(quantization: dict) -> str:
     pops = quantization.get("populations", {})
     vth = quantization.get("vth_mant")
     spiking = {n: q for n, q in pops.items() if q["choice"] in ("auto", "override")}
-    risky = [n for n, q in spiking.items() if q["headroom"] < 1]
+    risky = [n for n, q in spiking.items() if q["headroom"] is not None and q["headroom"] < 1]
+    unproven = [n for n, q in spiking.items() if q["headroom"] is None]  # multispike.py
     if vth != "auto":
         tail = (f"; worst case overflows in {len(risky)}: {', '.join(risky[:3])}"
                 f"{' ...' if len(risky) > 3 else ''}" if risky else "; no worst-case overflow")
@@ -202,10 +203,14 @@ def scale_line(quantization: dict) -> str:
     if low:
         kept.append(f"lowered for {len(low)} of {len(spiking)}: {', '.join(parts)}"
                     f"{' ...' if len(low) > 3 else ''}")
-    least = min((q["headroom"] for q in spiking.values()), default=None)
+    least = min((q["headroom"] for q in spiking.values() if q["headroom"] is not None),
+                default=None)
     safe = ("no worst-case overflow" if not risky else
             f"worst case overflows in {len(risky)}: {', '.join(risky[:3])}"
             f"{' ...' if len(risky) > 3 else ''}")
+    if unproven:
+        safe += (f"; not proven for {len(unproven)} (recurrent spike counts): "
+                 f"{', '.join(unproven[:3])}{' ...' if len(unproven) > 3 else ''}")
     return (f"quantization: threshold mantissa per population ({safe}): "
             + ("; ".join(kept) or "no spiking population")
             + (f"; least headroom {least:.2f}x" if least is not None else ""))

@@ -30,6 +30,9 @@ def overflow_lines(program, stats: dict) -> list[str]:
         q = scales.get(e["name"], {})
         if q.get("choice") == "override":
             hint = f"lower --vth-mant (now {q.get('vth_mant')}) or drop the override"
+        elif q.get("choice") == "auto" and "headroom" in q and q["headroom"] is None:
+            hint = ("its recurrent spike counts exceed what its worst case assumed (compile "
+                    "warned); lower the recurrent weights or compile with --spikes single")
         elif q.get("choice") == "auto" and q.get("headroom", 1) < 1:
             hint = (f"its worst case overflows even at mantissa {q.get('vth_mant')} (compile "
                     "warned); scale the layer's weights down or prune it")

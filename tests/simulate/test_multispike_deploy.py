@@ -108,3 +108,34 @@ def test_multi_spike_program_round_trips_and_counts_messages(rng, tmp_path):
     s = ref.spikes["if1"]
     assert s.max() > 1
     assert stats["if1"]["spikes"] == int(np.count_nonzero(s)) < int(s.sum())
+
+
+def test_recurrent_counts_beyond_the_assumed_bound_are_not_called_safe():
+    """A strongly excitatory recurrent multi-spike population: its own counts exceed what
+    its worst case assumed, so compile warns, records no headroom and the scale line says
+    'not proven'; simulate then counts the wraps and names the recurrent cause."""
+    import warnings
+
+    from nmc_deploy.compile.lower import lower_graph
+    from nmc_deploy.compile.quantize import quantize_program
+    from nmc_deploy.compile.scale import scale_line
+    from nmc_deploy.errors import QuantizationWarning
+    from nmc_deploy.simulate.overflow import overflow_lines
+    from nmc_deploy.simulate.reference import simulate_reference
+
+    rng = np.random.default_rng(1234)
+    g = multi(rsynaptic_net(rng, "li", T=20), gain=1.5)
+    x = spike_input(rng, g, batch=3, T=20, p=0.6)
+    fp = lower_graph(g)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prog = quantize_program(fp)
+    name = next(p.name for p in prog.populations if p.multi_spike)
+    assert any(issubclass(w.category, QuantizationWarning) and "not proven" in str(w.message)
+               and str(w.message).startswith(f"{name}: its own spike counts") for w in caught)
+    q = prog.metadata["quantization"]
+    assert q["populations"][name]["headroom"] is None
+    assert "not proven for 1 (recurrent spike counts)" in scale_line(q)
+    ref = simulate_reference(prog, x)
+    lines = overflow_lines(prog, ref.stats)
+    assert ref.stats["u_wraps"] > 0 and any("recurrent spike counts" in line for line in lines)
