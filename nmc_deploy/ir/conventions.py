@@ -40,7 +40,7 @@ from ..errors import GraphError
 __all__ = ["Timing", "Convention", "CONVENTIONS", "INTEGRATORS", "RESETS",
            "THRESHOLD_COMPARISONS", "TIMING_KEYS", "NIR_DEFAULTS", "resolve_timing",
            "apply_timing", "rockpool_dt", "assumed_reset", "SPIKE_FNS", "V_MIN_RULES",
-           "v_min_of", "spike_rule_text"]
+           "v_min_of", "spike_rule_text", "normalize_spike_fn", "set_by_argument"]
 
 INTEGRATORS = ("forward-euler", "exact", "rockpool")
 RESETS = ("zero", "subtract", "zero-delayed", "subtract-delayed")
@@ -386,8 +386,7 @@ def _spike_rule(metadata: Mapping[str, Any], preset, spikes, v_min) -> dict:
         return default, "NIR default"
 
     fn, fn_from = pick(spikes, "spike_fn", "single")
-    fn = str(fn.decode() if isinstance(fn, bytes) else fn).strip().lower()
-    fn = {"multispike": "multi", "singlespike": "single"}.get(fn, fn)
+    fn = normalize_spike_fn(fn)
     if metadata.get("max_spikes") is not None and not fn_from.startswith("convention"):
         max_spikes = int(metadata["max_spikes"])
     elif preset is not None and preset.spike_fn == "multi":
@@ -401,14 +400,35 @@ def _spike_rule(metadata: Mapping[str, Any], preset, spikes, v_min) -> dict:
             "min_v_mem": clamp, "spike_source": where}
 
 
+def normalize_spike_fn(value) -> str:
+    """A spike rule as files and users write it ("multi", "MultiSpike", b"single", ...)
+    as one of :data:`SPIKE_FNS`' spellings ("single", "multi"; others pass through, for
+    :class:`Timing` to refuse)."""
+    fn = str(value.decode() if isinstance(value, bytes) else value).strip().lower()
+    return {"multispike": "multi", "singlespike": "single"}.get(fn, fn)
+
+
+def set_by_argument(timing: Timing, key: str) -> bool:
+    """Whether ``key`` ("spike_fn" or "min_v_mem") of ``timing`` was given as an argument
+    (``--spikes``, ``--v-min``), which then wins over a node's own metadata too."""
+    for part in timing.spike_source.split("; "):
+        keys, _, where = part.partition(": ")
+        if key in keys.split(", ") and where == "argument":
+            return True
+    return False
+
+
 def apply_timing(graph, timing: Timing):
     """Return a graph whose metadata carries ``timing`` (dt, integrator, reset,
-    threshold_comparison, timing_source); the input graph is not modified, and it is
+    threshold_comparison, timing_source, the spike rule and, when an argument set it,
+    spike_source); the input graph is not modified, and it is
     returned itself when it already carries exactly these values.
 
     Node-level metadata (e.g. a node's own ``threshold_comparison``) is left as it is.
     """
     new = {**timing.as_metadata(), "timing_source": timing.source}
+    if "argument" in timing.spike_source:  # --spikes / --v-min also win over node metadata
+        new["spike_source"] = timing.spike_source
     old = dict(graph.metadata)
     for key, plain in (("spike_fn", "single"), ("min_v_mem", "none")):
         if key in old and key not in new:  # the file's declaration is overridden

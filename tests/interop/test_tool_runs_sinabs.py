@@ -190,8 +190,8 @@ def test_sinabs_from_nir_default_rule_is_the_preset(tmp_path):
 @pytest.mark.parametrize("where", ["graph", "node"])
 def test_declared_multi_spike_and_min_v_mem_are_lowered(where, tmp_path):
     """A file (or user) that declares ``spike_fn: "multi"`` and ``min_v_mem`` in its graph
-    or node metadata is lowered with them even where the preset or the arguments are
-    silent; the declaration wins over the preset."""
+    or node metadata is lowered with them where the preset or the arguments are silent;
+    the declaration wins over the preset, the arguments win over it."""
     from sinabs.activation import MultiSpike
 
     net = sinabs_net("lif", "zero", spike_fn=MultiSpike, min_v_mem=-0.5, **STRONG)
@@ -200,11 +200,11 @@ def test_declared_multi_spike_and_min_v_mem_are_lowered(where, tmp_path):
                [graph.nodes[n].metadata for n in spiking_names(graph)]):
         md.update(spike_fn="multi", min_v_mem=-0.5)
     x = inputs()
-    if where == "graph":
-        _, result = ours(graph, x, tmp_path, "zero")
-    else:  # node metadata wins over the arguments too
-        _, result = ours(graph, x, tmp_path, "zero", spikes="single", v_min="none")
+    _, result = ours(graph, x, tmp_path, "zero")
     assert all(d == 0 for *_, d in mismatches(result, graph, net, x))
+    if where == "node":  # --spikes / --v-min win over a node's own declaration
+        _, single = ours(graph, x, tmp_path, "zero", spikes="single", v_min="none")
+        assert all(int(np.max(s)) <= 1 for s in single.spikes.values())
 
 
 def test_multi_spike_is_refused_on_a_target_without_graded_spikes(tmp_path):

@@ -139,3 +139,18 @@ def test_recurrent_counts_beyond_the_assumed_bound_are_not_called_safe():
     ref = simulate_reference(prog, x)
     lines = overflow_lines(prog, ref.stats)
     assert ref.stats["u_wraps"] > 0 and any("recurrent spike counts" in line for line in lines)
+
+
+@pytest.mark.parametrize("spelling", ["SingleSpike", "single", b"single"])
+def test_spike_rule_spellings_lower_alike(rng, spelling):
+    """A spike rule written as sinabs names it is read alike in graph and node metadata."""
+    from nmc_deploy.compile.lower import lower_graph
+
+    g = if_cnn(rng)
+    as_graph = dataclasses.replace(g, metadata={**g.metadata, "spike_fn": spelling})
+    nodes = dict(g.nodes)
+    nodes["if1"] = dataclasses.replace(nodes["if1"], metadata={"spike_fn": spelling})
+    for graph in (as_graph, dataclasses.replace(g, nodes=nodes)):
+        assert not any(p.multi_spike for p in lower_graph(graph).populations)
+    multi_g = dataclasses.replace(g, metadata={**g.metadata, "spike_fn": "MultiSpike"})
+    assert all(p.multi_spike for p in lower_graph(multi_g).populations if p.kind != "li")

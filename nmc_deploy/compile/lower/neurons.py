@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 from ...errors import GraphError, LoweringError
 from ...ir import IF, LI, LIF, CubaLI, CubaLIF, Node, Threshold
-from ...ir.conventions import RESETS, v_min_of
+from ...ir.conventions import RESETS, normalize_spike_fn, set_by_argument, v_min_of
 from ...program import LI as LI_KIND
 from .context import LoweringContext, lowers
 from .expr import LinearExpr, decay_factor, flat, per_neuron, uniform_value
@@ -39,6 +39,9 @@ def spiking_params(ctx: LoweringContext, name: str, node: Node) -> tuple:
                             "the reset \"subtract\")")
     v_th = per_neuron(node.v_threshold)
     md = dict(node.metadata)
+    for key, drop in (("spike_fn", ("spike_fn", "max_spikes")), ("min_v_mem", ("min_v_mem",))):
+        if set_by_argument(ctx.timing, key):  # --spikes / --v-min win over the node's own
+            md = {k: v for k, v in md.items() if k not in drop}
     try:
         t = ctx.timing if not {"spike_fn", "max_spikes", "min_v_mem"} & set(md) else \
             node_timing(ctx.timing, md)
@@ -50,8 +53,7 @@ def spiking_params(ctx: LoweringContext, name: str, node: Node) -> tuple:
 
 def node_timing(timing, md: dict):
     """``timing`` with a node's own "spike_fn", "max_spikes", "min_v_mem" metadata."""
-    fn = str(md.get("spike_fn", timing.spike_fn)).lower()
-    fn = "multi" if fn in ("multi", "multispike") else fn
+    fn = normalize_spike_fn(md.get("spike_fn", timing.spike_fn))
     cap = md.get("max_spikes", timing.max_spikes if timing.spike_fn == "multi" else None)
     return dataclasses.replace(timing, spike_fn=fn, max_spikes=None if cap is None else
                                int(cap), min_v_mem=md.get("min_v_mem", timing.min_v_mem))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from ...errors import GraphError, LoweringError
 from ...ir import Graph, Input, topo_order
-from ...ir.conventions import INTEGRATORS, NIR_DEFAULTS, RESETS, Timing, apply_timing
+from ...ir.conventions import (INTEGRATORS, NIR_DEFAULTS, RESETS, Timing, apply_timing,
+                              normalize_spike_fn)
 from ...ir.graph import back_edges
 from ...program import LOW_RANK_MODES, RESIDUAL_MODES, FloatProgram
 from . import linear, neurons, ops  # noqa: F401  (registers the lowering functions)
@@ -48,8 +49,7 @@ def graph_timing(graph: Graph) -> Timing:
         raise LoweringError(f"graph: integrator '{integrator}' is not one of "
                             f"{', '.join(INTEGRATORS)}")
     comparison = str(md.get("threshold_comparison", NIR_DEFAULTS["threshold_comparison"]))
-    spike_fn = str(md.get("spike_fn", "single")).lower()
-    spike_fn = "multi" if spike_fn in ("multi", "multispike") else spike_fn
+    spike_fn = normalize_spike_fn(md.get("spike_fn", "single"))
     max_spikes = md.get("max_spikes")
     try:
         return Timing(dt=float(dt), integrator=integrator, reset=_graph_reset(graph, md),
@@ -58,7 +58,7 @@ def graph_timing(graph: Graph) -> Timing:
                       tau_scale=float(md.get("tau_scale", 1.0)),
                       spike_fn=spike_fn, max_spikes=None if max_spikes is None else
                       int(max_spikes), min_v_mem=md.get("min_v_mem"),
-                      spike_source="graph metadata")
+                      spike_source=str(md.get("spike_source", "graph metadata")))
     except GraphError as exc:
         raise LoweringError(f"graph: {str(exc).removeprefix('timing: ')}") from None
 
