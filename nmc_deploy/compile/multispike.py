@@ -126,8 +126,8 @@ def refuse_binary_target(fp, target) -> None:
         return
     p = next((p for p in fp.populations if getattr(p, "multi_spike", False)), None)
     if p is not None:
-        most = "no limit" if p.max_spikes is None else p.max_spikes
+        most = "unlimited" if p.max_spikes is None else f"up to {p.max_spikes}"
         raise LoweringError(
-            f"{p.name}: spikes per step (up to {most}, multi spike) exceed the binary spikes "
+            f"{p.name}: spikes per step ({most}, multi spike) exceed the binary spikes "
             f"(graded_spike_bits {target.graded_spike_bits}) of target {target.name}; "
             "compile with --spikes single or for a target with graded spikes (loihi2)")

@@ -107,7 +107,8 @@ class Timing:
 
         multi spikes (``spike_fn`` "multi", sinabs' MultiSpike, rockpool's LIFTorch): after
         the input and the decay, k_k = min(floor(v_k/theta), max_spikes) where v_k >=
-        theta (">"; k = ceil(v/theta) - 1 where v > theta), a graded count; the reset
+        theta (threshold ">="; with ">": k = ceil(v/theta) - 1 where v > theta), a graded
+        count; the reset
         subtracts k theta ("subtract") or zeroes v where k > 0 ("zero"). ``max_spikes``
         None: no limit. Then the clamp ``v_k <- max(v_k, min_v_mem)`` (sinabs'
         ``min_v_mem``; any spike rule).

@@ -205,7 +205,7 @@ def fidelity(simulations: Mapping[str, Mapping[str, Any]],
             "quantization": quant, "per_layer": _per_layer(runs)}
 
 
-_LAYER_KEYS = ("population", "kind", "vth_mant", "zeroed_weights", "entries", "spikes",
+_LAYER_KEYS = ("population", "kind", "vth_mant", "choice", "zeroed_weights", "entries", "spikes",
                "float_vs_fixed", "max_voltage_error", "reference_vs_lava", "u_wraps",
                "v_saturations")
 

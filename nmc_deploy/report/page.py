@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from ..simulate.fidelity import overflow_cell, vth_cell
 from . import svg
 from .op_counts import op_count_rows
 from .svg import count as _count, num
@@ -145,8 +146,8 @@ def _per_layer_table(per: Any) -> list[str]:
     """Float vs fixed point per layer (simulate's fidelity rows), folded."""
     if not isinstance(per, dict) or not per["rows"]:
         return []
-    head = ("population", "vth", "zeroed", "spikes", "float≠fixed", "max |dv|", "ref≠Lava",
-            "wrap/sat")
+    head = ("population", "vth", "zeroed", "spikes (messages)", "float≠fixed", "max |dv|",
+            "ref≠Lava", "wrap/sat")
 
     def cell(v, fmt="{:,}"):
         return "-" if v is None else fmt.format(v)
@@ -154,10 +155,9 @@ def _per_layer_table(per: Any) -> list[str]:
     body = "".join(
         "<tr>" + f"<td>{_e(r['population'])}</td>" + "".join(
             f'<td class="num">{c}</td>' for c in (
-                cell(r["vth_mant"]), cell(r["zeroed_weights"]), cell(r["spikes"]),
+                vth_cell(r), cell(r["zeroed_weights"]), cell(r["spikes"]),
                 cell(r["float_vs_fixed"]), cell(r["max_voltage_error"], "{:.3g}"),
-                cell(r["reference_vs_lava"]),
-                "-" if r["u_wraps"] is None else f"{r['u_wraps']:,}/{r['v_saturations'] or 0:,}"))
+                cell(r["reference_vs_lava"]), overflow_cell(r)))
         + "</tr>" for r in per["rows"])
     ths = "".join(f"<th>{h}</th>" for h in head)
     return [f"<details><summary>float vs fixed point per layer ({per['samples']} samples, "

@@ -140,14 +140,16 @@ def _verdict_lines(report: dict) -> list[str]:
                    "clipped")
     per = f.get("per_layer")
     if isinstance(per, dict) and per["rows"]:
-        worst = max(per["rows"], key=lambda r: r["float_vs_fixed"] or 0)
-        errs = [r["max_voltage_error"] for r in per["rows"] if r["max_voltage_error"] is not None]
-        out.append(f"  float vs fixed ({per['samples']} samples, {per['file']}): "
-                   f"{per['float_vs_fixed'] or 0:,} spike mismatches, most in "
-                   f"{worst['population']} ({worst['float_vs_fixed'] or 0:,}); largest membrane "
-                   f"error {max(errs):.3g}" if errs else
-                   f"  float vs fixed ({per['samples']} samples): "
-                   f"{per['float_vs_fixed'] or 0:,} spike mismatches")
+        head = f"  float vs fixed ({per['samples']} samples, {per['file']}): "
+        if per["float_vs_fixed"] is None:  # a netx build: no float model
+            out.append(head + "not compared (no float graph)")
+        else:
+            worst = max(per["rows"], key=lambda r: r["float_vs_fixed"] or 0)
+            errs = [r["max_voltage_error"] for r in per["rows"]
+                    if r["max_voltage_error"] is not None]
+            out.append(head + f"{per['float_vs_fixed']:,} spike mismatches, most in "
+                       f"{worst['population']} ({worst['float_vs_fixed'] or 0:,})"
+                       + (f"; largest membrane error {max(errs):.3g}" if errs else ""))
     return out
 
 

@@ -13,9 +13,10 @@ Lava differ; the largest |float - fixed| membrane voltage in float units (LI pop
 always, over all entries; spiking ones when both runs kept their membranes,
 ``membranes=True``: the voltage after the step's reset, over the entries whose neuron has
 spiked alike in both runs so far, i.e. the state's quantization error and not the jump a
-different spike causes after); relays (graded payloads in different units) get no float comparison. With
-the ``program``, its quantization per population (:mod:`~nmc_deploy.compile.scale`: the
-threshold mantissa and how it was chosen, incoming weights rounded to zero) and the fixed
+different spike causes after); relays (graded payloads in different units) get no float
+comparison. With the ``program``, its quantization per population
+(:mod:`~nmc_deploy.compile.scale`: the threshold mantissa and how it was chosen, incoming
+weights rounded to zero) and the fixed
 run's overflow counts (current wraps, voltage saturations: the reference counts them, Lava
 does not). Outputs: how many samples' predictions agree float vs fixed (and fixed vs Lava),
 the largest |float - fixed| of the graph's per-step outputs, and accuracies when labels are
@@ -28,7 +29,8 @@ import numpy as np
 from .result import accuracy
 
 __all__ = ["fidelity_summary", "format_fidelity", "snntorch_double_reset_lines",
-           "keep_membranes", "per_neuron_membranes", "MEMBRANE_ENTRIES"]
+           "keep_membranes", "per_neuron_membranes", "vth_cell", "overflow_cell",
+           "MEMBRANE_ENTRIES"]
 
 # Spiking populations' membranes are kept (4 bytes per entry, in each of the float and the
 # fixed run) for the fidelity table's largest voltage error while their entries (steps x
@@ -159,7 +161,7 @@ def _cell(v) -> str:
     return "-" if v is None else f"{v:,}"
 
 
-def _vth_cell(r: dict) -> str:
+def vth_cell(r: dict) -> str:
     """The threshold mantissa, ``*`` when the --vth-mant override set it."""
     if r.get("vth_mant") is None or r.get("choice") == "li":
         return "-"
@@ -168,7 +170,7 @@ def _vth_cell(r: dict) -> str:
     return f"{r['vth_mant']}{'*' if r.get('choice') == 'override' else ''}"
 
 
-def _overflow_cell(r: dict) -> str:
+def overflow_cell(r: dict) -> str:
     """Current wraps / voltage saturations of the fixed run ("-": not counted)."""
     wraps, sats = r.get("u_wraps"), r.get("v_saturations")
     if wraps is None and sats is None:
@@ -192,21 +194,23 @@ def format_fidelity(summary: dict, fixed_name: str = "reference") -> str:
              f"fixed point: {fixed_name})", head, "-" * len(head)]
     for r in rows:
         dv = r.get("max_voltage_error")
-        lines.append(f"{r['population']:<{width}}  {r['kind']:<8} {_vth_cell(r):>5} "
+        lines.append(f"{r['population']:<{width}}  {r['kind']:<8} {vth_cell(r):>5} "
                      f"{_cell(r.get('zeroed_weights')):>7} {r['entries']:>12,} "
                      f"{_cell(r['spikes']):>10} {_cell(r['float_vs_fixed']):>12} "
                      f"{'-' if dv is None else f'{dv:.3g}':>9} "
-                     f"{_cell(r['reference_vs_lava']):>9} {_overflow_cell(r):>9}")
+                     f"{_cell(r['reference_vs_lava']):>9} {overflow_cell(r):>9}")
     lines.append(f"{'total':<{width}}  {'':<8} {'':>5} "
                  f"{_cell(_total(rows, 'zeroed_weights')):>7} "
                  f"{sum(r['entries'] for r in rows):>12,} "
                  f"{sum(r['spikes'] or 0 for r in rows):>10,} "
                  f"{_cell(summary['float_vs_fixed']):>12} {'':>9} "
                  f"{_cell(summary['reference_vs_lava']):>9} "
-                 f"{_overflow_cell({k: _total(rows, k) for k in ('u_wraps', 'v_saturations')}):>9}")
-    lines.append("vth: threshold mantissa (* set by --vth-mant); zeroed: incoming weights rounded "
-                 "to 0; max |dv|: largest |float - fixed| voltage, float units (spiking layers: "
-                 "while the neuron's own spikes agree; differences upstream included); wrap/sat: current wraps / voltage saturations")
+                 f"{overflow_cell({k: _total(rows, k) for k in ('u_wraps', 'v_saturations')}):>9}")
+    lines.append("vth: threshold mantissa (* set by --vth-mant); zeroed: incoming weights "
+                 "rounded to 0; spikes: nonzero outputs (messages; a multi-spike count is one); "
+                 "max |dv|: largest |float - fixed| voltage, float units (spiking layers: while "
+                 "the neuron's own spikes agree; differences upstream included); wrap/sat: "
+                 "current wraps / voltage saturations")
     n, agree = summary["samples"], summary["predictions_agree"]
     parts = []
     if "float_vs_fixed" in agree:
@@ -231,9 +235,13 @@ def snntorch_double_reset_lines(fp, flt) -> list[str]:
     same-step subtraction only while v after the subtraction stays at or below θ: where it
     does not, snnTorch subtracts θ again in the next step (its ``reset`` of the post-reset
     v) and cancels that step's own subtraction, so it skips a spike we emit whenever
-    0 < v - θ <= θ then (tests/interop/test_tool_runs.py). One line per subtract-reset population of
-    the float program ``fp`` whose kept membranes (``flt.membranes``) exceed θ after the
-    reset, with the count; none when the membranes were not kept."""
+    0 < v - θ <= θ then (tests/interop/test_tool_runs.py). One line per subtract-reset
+    population of the float program ``fp`` whose kept membranes (``flt.membranes``) exceed
+    θ after the reset, with the count; when the membranes were not kept, one line saying
+    so."""
+    if not flt.membranes and any(getattr(p, "reset", "") == "subtract" for p in fp.populations):
+        return [f"note: snnTorch reset_delay=False check skipped: membranes not kept (more "
+                f"than {MEMBRANE_ENTRIES:,} entries); simulate fewer samples to run it"]
     lines = []
     for pop in fp.populations:
         v = flt.membranes.get(pop.name)

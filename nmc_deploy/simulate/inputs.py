@@ -87,6 +87,21 @@ def load_user_inputs(path: Path, program) -> np.ndarray:
     return x
 
 
+def _read_labels(path: Path) -> np.ndarray:
+    """The labels array of a ``.npy`` or NIRData file (one line when unreadable)."""
+    if not path.exists():
+        raise InputFileError(f"{path}: no such file; give a .npy array of integer labels")
+    if path.suffix != ".npy":
+        from ..nirio import read_nirdata_labels
+
+        return read_nirdata_labels(path)
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise InputFileError(f"{path}: not a readable .npy array ({type(exc).__name__})") \
+            from None
+
+
 def load_user_labels(path: Path, samples: int, limit: int | None = None,
                      classes: int | None = None, y=None) -> np.ndarray:
     """Integer labels ``(B,)`` of a user input file, from a ``.npy`` array or a NIRData file
@@ -94,20 +109,8 @@ def load_user_labels(path: Path, samples: int, limit: int | None = None,
     already read; the first ``limit`` when ``--samples`` cut the inputs; their number must
     equal ``samples`` and, with ``classes``, each lie in ``[0, classes)``."""
     path = Path(path)
-    if y is not None:
-        pass
-    elif not path.exists():
-        raise InputFileError(f"{path}: no such file; give a .npy array of integer labels")
-    elif path.suffix != ".npy":
-        from ..nirio import read_nirdata_labels
-
-        y = read_nirdata_labels(path)
-    else:
-        try:
-            y = np.load(path, allow_pickle=False)
-        except Exception as exc:
-            raise InputFileError(f"{path}: not a readable .npy array ({type(exc).__name__})") \
-                from None
+    if y is None:
+        y = _read_labels(path)
     y = np.asarray(y).ravel() if np.asarray(y).ndim == 2 and 1 in np.shape(y) else np.asarray(y)
     integral = y.dtype.kind in "iu" or (
         y.dtype.kind == "f" and bool(np.all(np.isfinite(y))) and bool(np.all(y == np.round(y))))

@@ -245,7 +245,8 @@ class FloatNeurons:
         self.v_threshold = None if pop.kind == LI else pop.v_threshold
         self.spike_rule = {"max_spikes": getattr(pop, "max_spikes", 1),
                            "v_min": getattr(pop, "v_min", None)}
-        self.out_dtype = np.int32 if self.spike_rule["max_spikes"] != 1 else bool
+        # float counts have no 24-bit cap (a runaway loop can pass 2**31)
+        self.out_dtype = np.int64 if self.spike_rule["max_spikes"] != 1 else bool
         self.i_syn = np.zeros((batch, n))
         self.v = np.zeros((batch, n))
 

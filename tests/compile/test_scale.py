@@ -80,8 +80,8 @@ def test_default_scale_would_wrap_the_automatic_one_does_not(rng):
     assert "lower --vth-mant (now 1023) or drop the override" in lines[0]
     # the wrapped current turns all-inputs-on into silence: far from float, unlike auto
     flt = simulate_float(fp, x)
-    rows_auto = {r["population"]: r for r in fidelity_summary(flt, ref, program=auto)["populations"]}
-    rows_over = {r["population"]: r for r in fidelity_summary(flt, bad, program=over)["populations"]}
+    rows_auto, rows_over = ({r["population"]: r for r in fidelity_summary(
+        flt, run, program=prog)["populations"]} for run, prog in ((ref, auto), (bad, over)))
     assert rows_over["lif"]["u_wraps"] == bad.stats["u_wraps"]
     assert rows_auto["lif"]["float_vs_fixed"] < rows_over["lif"]["float_vs_fixed"]
 

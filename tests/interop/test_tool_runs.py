@@ -58,7 +58,8 @@ def build(kind, reset, delay, seed=0, gain=1.0):
     from snntorch.export_nir import _extract_snntorch_module
 
     rng = np.random.default_rng(seed)
-    layers = {"fc1": _lin(rng, N_IN, N_H, 0.2 * gain, 0.9 * gain), "lif1": _neuron(kind, N_H, reset, delay, rng),
+    layers = {"fc1": _lin(rng, N_IN, N_H, 0.2 * gain, 0.9 * gain),
+              "lif1": _neuron(kind, N_H, reset, delay, rng),
               "fc2": _lin(rng, N_H, N_OUT, 0.0, 0.7),
               "lif2": _neuron(kind, N_OUT, reset, delay, rng)}
     nodes = {"input": nir.Input(input_type=np.array([N_IN]))}

@@ -216,7 +216,7 @@ def test_multi_spike_is_refused_on_a_target_without_graded_spikes(tmp_path):
 
     fp, _ = ours(export(sinabs_net("iaf", "subtract", spike_fn=MultiSpike, **STRONG)),
                  inputs(), tmp_path, "subtract")
-    with pytest.raises(LoweringError, match=r"^\S+: spikes per step \(up to no limit, multi "
+    with pytest.raises(LoweringError, match=r"^\S+: spikes per step \(unlimited, multi "
                        r"spike\) exceed the binary spikes \(graded_spike_bits 0\) of target "
                        r"loihi1; compile with --spikes single") as err:
         quantize_program(fp, target=load_target("loihi1"))

@@ -110,7 +110,8 @@ def test_fidelity_takes_the_largest_run_and_says_what_was_not_run():
 
 
 def test_fidelity_per_layer_rows_come_from_the_largest_run():
-    row = {"population": "a", "kind": "spikes", "vth_mant": 96, "zeroed_weights": 3,
+    row = {"population": "a", "kind": "spikes", "vth_mant": 96, "choice": "auto",
+           "zeroed_weights": 3,
            "entries": 40, "spikes": 9, "float_vs_fixed": 2, "max_voltage_error": 0.25,
            "reference_vs_lava": None, "u_wraps": 0, "v_saturations": 0}
     sims = {"reference": {"samples": 360, "fidelity": {
