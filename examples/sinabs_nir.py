@@ -5,14 +5,16 @@ sinabs' own output spikes.
     python examples/sinabs_nir.py OUT_DIR [--samples 64] [--steps 40] [--seed 0] [--quick]
 
 The network (random weights, seeded): ``Linear(20, 32) -> IAF -> Linear(32, 10) -> IAF``
-with sinabs' ``SingleSpike`` and its default subtract reset (what ``--convention sinabs``
-reproduces exactly; sinabs' default ``MultiSpike`` is not: docs/interop.md). Inputs are
-random spikes. Writes into OUT_DIR ``sinabs.nir`` (the tool's file), ``spikes.npy``
+with sinabs' layer defaults: ``MultiSpike`` (floor(v/θ) spikes per step, lowered as a Loihi 2
+graded payload), subtract reset and no ``min_v_mem``. ``--convention sinabs`` assumes what
+``sinabs.from_nir`` builds from the file (MultiSpike, and ``min_v_mem = -θ`` on IF), so the
+clamp the original layers do not have is switched off with ``--v-min none``
+(docs/interop.md). Inputs are random spikes. Writes into OUT_DIR ``sinabs.nir`` (the tool's file), ``spikes.npy``
 ``(B, T, 20)``, ``sinabs_outputs.npy`` (sinabs' own output spikes, ``(B, T, 10)``),
 ``build/`` and ``summary.json``; prints the spikes that differ between sinabs and our float
 simulation (0) and between float and fixed point. The same with the CLI::
 
-    nmc-deploy compile OUT_DIR/sinabs.nir --convention sinabs -o build
+    nmc-deploy compile OUT_DIR/sinabs.nir --convention sinabs --v-min none -o build
     nmc-deploy simulate build --input OUT_DIR/spikes.npy
 
 Needs torch, nir and sinabs (``make venv`` installs them).
@@ -35,9 +37,9 @@ N_IN, N_HIDDEN, N_OUT = 20, 32, 10
 
 
 def build_net(seed: int) -> torch.nn.Sequential:
-    """The sinabs network: two IAF layers with single spikes and subtract reset."""
+    """The sinabs network: two IAF layers with sinabs' defaults (MultiSpike, subtract
+    reset, no min_v_mem)."""
     import sinabs.layers as sl
-    from sinabs.activation import MembraneSubtract, SingleSpike
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -50,7 +52,7 @@ def build_net(seed: int) -> torch.nn.Sequential:
         return m
 
     def iaf():
-        return sl.IAF(spike_fn=SingleSpike, reset_fn=MembraneSubtract())
+        return sl.IAF()
 
     return torch.nn.Sequential(linear(N_IN, N_HIDDEN, 0.1, 0.4), iaf(),
                                linear(N_HIDDEN, N_OUT, 0.05, 0.4), iaf())
@@ -111,7 +113,7 @@ def main(argv=None) -> dict:
           f"{args.steps} steps -> {out / 'sinabs.nir'}")
 
     build = nd.compile(out / "sinabs.nir", target="loihi2", out=out / "build",
-                       convention="sinabs")
+                       convention="sinabs", v_min="none")
     timing = next((line for line in build.log if line.startswith("timing:")), "")
     print(f"compile: {build.neurons} neurons, {build.synapses} synapses, {build.cores_used} "
           f"cores; {timing}")
