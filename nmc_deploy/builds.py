@@ -151,8 +151,7 @@ def placement_rates(method: str, rates, out_dir, log=None):
     ``rates`` (an ``activity_<backend>.json``; ``"prior"``: none), else the reference
     activity a previous simulation left in ``out_dir``, else ``(None, None)`` (the prior
     rate is used)."""
-    import json
-
+    from .checks import read_json
     from .program.activity import Activity
 
     if method != "traffic":
@@ -173,7 +172,9 @@ def placement_rates(method: str, rates, out_dir, log=None):
              "measured rates)", log)
         return None, None
     try:
-        activity = Activity.from_json(json.loads(path.read_text()), str(path))
+        data = read_json(path, "give the activity_reference.json that `nmc-deploy "
+                         "simulate` wrote", what="activity file")
+        activity = Activity.from_json(data if isinstance(data, dict) else {}, str(path))
     except (OSError, ValueError) as exc:
         raise InputFileError(f"{path}: not an activity file ({type(exc).__name__}); give the "
                              "activity_reference.json that `nmc-deploy simulate` wrote") from None
