@@ -71,14 +71,31 @@ def read_json(path, hint: str, *, error=InputFileError, what: str = "JSON file")
 
     path = input_file(path, hint, error=error, max_bytes=MAX_TEXT_BYTES, what=what)
 
-    def no_constant(name):
-        raise ValueError(f"{name} is not a number JSON allows")
     try:
-        return json.loads(path.read_bytes().decode("utf-8"), parse_constant=no_constant)
+        data = json.loads(path.read_bytes().decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         text = str(exc).splitlines()[0][:80] if str(exc) else ""
         raise error(f"{path}: not a readable {what} ({type(exc).__name__}: {text}); "
                     f"{hint}") from None
+    bad = _non_finite(data, "")
+    if bad is not None:
+        raise error(f"{path}: {bad[0] or 'the value'} is {bad[1]}, not a finite number; {hint}")
+    return data
+
+
+def _non_finite(value, where: str):
+    """``(JSON path, value)`` of the first NaN or Infinity in a parsed JSON value."""
+    stack = [(where, value)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return where, value
+        if isinstance(value, dict):
+            stack.extend((f"{where}.{k}" if where else str(k), v)
+                         for k, v in reversed(list(value.items())))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", v) for i, v in reversed(list(enumerate(value))))
+    return None
 
 
 def _same(a: Path, b: Path) -> bool:

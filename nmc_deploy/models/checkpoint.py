@@ -12,6 +12,7 @@ Every problem with a file given by the user is reported as one
 from __future__ import annotations
 
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -128,7 +129,10 @@ def read_torch_archive(path: Path, *, hint: str = "give a checkpoint written by 
             f"{path}: is an HDF5 file (a .nir graph?), not a checkpoint; give the .pt file "
             f"written by `nmc-deploy train`")
     try:
-        with torch.serialization.safe_globals(list(safe_globals)):
+        with torch.serialization.safe_globals(list(safe_globals)), warnings.catch_warnings():
+            # torch's note on a pickle protocol it "might not support": the load below
+            # either succeeds or becomes one line
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
         text = str(exc)
@@ -198,6 +202,8 @@ def load_checkpoint(path: str | Path) -> tuple[Spikformer, dict]:
     except (NmcDeployError, TypeError) as exc:
         raise CheckpointError(f"{path}: bad config: {exc}") from exc
 
+    number(config.time_steps, f"{path}", "config['time_steps']", lo=1, hi=1_000_000,
+           integer=True, error=CheckpointError, hint="re-save the checkpoint")
     model = Spikformer(config)
     expected = model.state_dict()
     state = ckpt["state_dict"]

@@ -43,6 +43,9 @@ def check_node_values(nd: dict, where: str) -> None:
         if arr.dtype.kind == "f" and arr.size and np.abs(arr).max() > _FLOAT32_MAX:
             raise InputFileError(f"{where}: {key} ({np.abs(arr).max():g}) exceeds the float32 "
                                  f"range ({_FLOAT32_MAX:g}); {_HINT}")
+        if key in ("v_threshold", "threshold") and arr.size and arr.min() <= 0:
+            raise InputFileError(f"{where}: {key} ({arr.min():g}) is not positive; a spiking "
+                                 "neuron needs a threshold above 0")
         if key.startswith("tau") and arr.size and arr.min() <= 0:
             raise InputFileError(f"{where}: {key} ({arr.min():g}) is not positive; time "
                                  "constants are in seconds, > 0")

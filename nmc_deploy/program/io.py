@@ -102,6 +102,16 @@ def _weights_from(npz, key: str, shape, shared: dict | None):
     raise ValueError(f"unknown shared-weight kind {shared['kind']!r}")
 
 
+def _ints(npz, key: str, where) -> np.ndarray:
+    """An integer array of program.npz as int64 (a float or NaN there is corruption)."""
+    a = npz[key]
+    if a.dtype.kind not in "biu" or (a.dtype.kind == "u" and a.size
+                                     and a.max() > np.iinfo(np.int64).max):
+        raise InputFileError(f"{where}: {key} holds {a.dtype} values, not int64 integers; "
+                             "run `nmc-deploy compile` again")
+    return a.astype(np.int64)
+
+
 def save_program(program: Program, directory: str | Path) -> None:
     """Write ``program.json`` and ``program.npz`` into ``directory`` (each atomically)."""
     directory = Path(directory)
@@ -181,8 +191,8 @@ def load_program(directory: str | Path) -> Program:
         npz = np.load(apath, allow_pickle=False)
         pops = tuple(
             Population(**{**d, "shape": tuple(d["shape"]),
-                          "bias_mant": npz[f"pop{i}/bias_mant"].astype(np.int64),
-                          **{key: (npz[f"pop{i}/{key}"].astype(np.int64)
+                          "bias_mant": _ints(npz, f"pop{i}/bias_mant", apath),
+                          **{key: (_ints(npz, f"pop{i}/{key}", apath)
                                    if d[key] == "per-neuron" else
                                    None if d[key] is None else int(d[key]))
                              for key in ("du", "dv", "v_min") if key in d}})
@@ -199,7 +209,7 @@ def load_program(directory: str | Path) -> Program:
             d = dict(d)
             inputs = tuple(group_of(g, f"sel{i}/in{j}") for j, g in enumerate(d.pop("inputs")))
             selects.append(TokenSelectOp(**d, inputs=inputs,
-                                         **{k: npz[f"sel{i}/{k}"].astype(np.int64)
+                                         **{k: _ints(npz, f"sel{i}/{k}", apath)
                                             for k in ("w1", "b1", "lut", "w_score")}))
         ro = manifest["readout"]
         readout = Readout(
@@ -218,7 +228,7 @@ def load_program(directory: str | Path) -> Program:
     except Exception as exc:
         raise InputFileError(f"{directory}: corrupt compiled program (program.json/program.npz"
                              f", {type(exc).__name__}: {str(exc)[:80]}); {hint}") from None
-    return check_program(program, f"{directory}/program.json+npz")
+    return check_program(program, directory)
 
 
 def load_placement_summary(directory: str | Path) -> PlacementSummary:

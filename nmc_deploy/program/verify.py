@@ -70,18 +70,19 @@ def check_manifest(manifest, where: str, fmt: str, version: int) -> dict:
     return manifest
 
 
-def _check_population(p, where: str) -> None:
+def _check_population(p, where: str, arrays: str) -> None:
     w = f"{where}: population '{p.name}'"
+    wn = f"{arrays}: population '{p.name}'"
     shape = _shape(list(p.shape), w, "shape")
     if p.kind not in POPULATION_KINDS:
         raise InputFileError(f"{w}: kind ({p.kind!r}) is not one of "
                              f"{', '.join(POPULATION_KINDS)}; {_HINT}")
-    bias = finite(p.bias_mant, w, "bias_mant", _HINT)
+    bias = finite(p.bias_mant, wn, "bias_mant", _HINT)
     if bias.shape != (math.prod(shape),):
-        raise InputFileError(f"{w}: bias_mant has {bias.size} entries, shape {shape} needs "
+        raise InputFileError(f"{wn}: bias_mant has {bias.size} entries, shape {shape} needs "
                              f"{math.prod(shape)}; {_HINT}")
     for field, hi in (("du", LAVA_LIF.max_du), ("dv", LAVA_LIF.max_dv)):
-        value = finite(getattr(p, field), w, field, _HINT)
+        value = finite(getattr(p, field), wn if np.ndim(getattr(p, field)) else w, field, _HINT)
         if value.size and (value.min() < 0 or value.max() > hi):
             raise InputFileError(f"{w}: {field} ({value.min()}..{value.max()}) is outside its "
                                  f"register (0..{hi}); {_HINT}")
@@ -89,8 +90,9 @@ def _check_population(p, where: str) -> None:
     _int(p.bias_exp, w, "bias_exp", 0, LAVA_LIF.bias_exp_max)
     _int(p.depth, w, "depth", 0, MAX_NEURONS)
     number(p.scale, w, "scale", hint=_HINT, error=InputFileError)
-    if bias.size and max(-bias.min(), bias.max()) > 2 ** (GRADED_BITS - 1):
-        raise InputFileError(f"{w}: bias_mant ({max(-bias.min(), bias.max())}) exceeds the "
+    big = np.abs(bias.astype(np.float64)).max() if bias.size else 0
+    if big > 2 ** (GRADED_BITS - 1):
+        raise InputFileError(f"{wn}: bias_mant ({big:.0f}) exceeds the "
                              f"{GRADED_BITS}-bit state ({2 ** (GRADED_BITS - 1)}); {_HINT}")
 
 
@@ -120,8 +122,9 @@ def _check_csr(m, where: str, shape: tuple, *, integer: bool) -> None:
                                  f"|w| <= {limit}); {_HINT}")
 
 
-def _check_group(program, g, where: str, sizes: dict) -> None:
+def _check_group(program, g, where: str, arrays: str, sizes: dict) -> None:
     w = f"{where}: group '{g.name}'"
+    wn = f"{arrays}: group '{g.name}'"
     if g.target not in sizes:
         raise InputFileError(f"{w}: target ({g.target!r}) is not a population; {_HINT}")
     kinds = program.source_kinds()
@@ -139,45 +142,47 @@ def _check_group(program, g, where: str, sizes: dict) -> None:
             raise InputFileError(f"{w}: weight shape {tuple(weights.shape)} is not {shape}; "
                                  f"{_HINT}")
         kernel = weights.kernel
-        _check_csr(kernel, w, tuple(kernel.shape), integer=True)
+        _check_csr(kernel, wn, tuple(kernel.shape), integer=True)
         if kernel.shape[0] * weights.n_tokens != shape[0]:
             raise InputFileError(f"{w}: shared kernel {tuple(kernel.shape)} x "
                                  f"{weights.n_tokens} tokens is not {shape}; {_HINT}")
     elif isinstance(weights, ConvShared):
-        kernel = finite(weights.kernel, w, "kernel", _HINT)
+        kernel = finite(weights.kernel, wn, "kernel", _HINT)
         if tuple(weights.shape) != shape or np.any(kernel != np.round(kernel)) or (
                 kernel.size and np.abs(kernel).max() > LAVA_SYNAPSE.weight_max):
             raise InputFileError(f"{w}: convolution kernel does not fit shape {shape} or the "
                                  f"weight grid; {_HINT}")
     else:
-        _check_csr(weights, w, shape, integer=True)
+        _check_csr(weights, wn, shape, integer=True)
 
 
-def check_program(program, where: str):
-    """Refuse a built program whose values the simulators cannot run (module docstring)."""
+def check_program(program, directory):
+    """Refuse a built program whose values the simulators cannot run (module docstring);
+    messages name ``program.json`` or ``program.npz`` of ``directory``, where the value is."""
+    where, arrays = f"{directory}/program.json", f"{directory}/program.npz"
     for p in program.populations:
-        _check_population(p, where)
+        _check_population(p, where, arrays)
     sizes = {p.name: p.size for p in program.populations}
     if len(sizes) != len(program.populations):
         raise InputFileError(f"{where}: two populations share a name; {_HINT}")
     for g in program.groups:
-        _check_group(program, g, where, sizes)
+        _check_group(program, g, where, arrays, sizes)
     for t in program.token_selects:
         for g in t.inputs:  # into the selector: a CSR of its own shape
             if sp.issparse(g.weights):
-                _check_csr(g.weights, f"{where}: group '{g.name}'", tuple(g.weights.shape),
+                _check_csr(g.weights, f"{arrays}: group '{g.name}'", tuple(g.weights.shape),
                            integer=True)
     ro = program.readout
     w = f"{where}: readout"
     _int(ro.num_outputs, w, "num_outputs", 1, MAX_NEURONS)
     number(ro.scale, w, "scale", hint=_HINT, error=InputFileError)
-    bias = finite(ro.bias, w, "bias", _HINT)
+    bias = finite(ro.bias, f"{arrays}: readout", "bias", _HINT)
     if bias.shape != (ro.num_outputs,):
         raise InputFileError(f"{w}: bias has {bias.size} entries, not num_outputs "
                              f"({ro.num_outputs}); {_HINT}")
     for src, m in ro.weights.items():
         if src not in sizes and src not in program.source_kinds():
             raise InputFileError(f"{w}: source ({src!r}) is not a population; {_HINT}")
-        _check_csr(m, f"{w} of '{src}'", (ro.num_outputs, program.source_size(src)),
+        _check_csr(m, f"{arrays}: readout of '{src}'", (ro.num_outputs, program.source_size(src)),
                    integer=False)
     return program

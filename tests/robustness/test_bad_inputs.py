@@ -17,6 +17,7 @@ import stat
 import subprocess
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
@@ -94,7 +95,12 @@ def run_in_process(argv, cwd: Path, capfd) -> tuple[object, str, str]:
     os.chdir(cwd)
     thread.start()
     try:
-        rc = main(list(argv))
+        with warnings.catch_warnings(record=True) as caught:  # as a fresh process prints them
+            warnings.simplefilter("always")
+            for hidden in (DeprecationWarning, PendingDeprecationWarning, ImportWarning,
+                           ResourceWarning):  # hidden by Python's default filters
+                warnings.filterwarnings("ignore", category=hidden)
+            rc = main(list(argv))
     except _Hang:
         rc = "hang"
     except BaseException as exc:  # what would be a traceback on the command line
@@ -107,6 +113,8 @@ def run_in_process(argv, cwd: Path, capfd) -> tuple[object, str, str]:
     if hung:
         rc = "hang"
     out, err = capfd.readouterr()
+    err = "".join(f"{w.filename}:{w.lineno}: {w.category.__name__}: {w.message}\n"
+                  for w in (caught if "caught" in locals() else ())) + err
     return rc, out, err
 
 
