@@ -136,13 +136,12 @@ def read_torch_archive(path: Path, *, hint: str = "give a checkpoint written by 
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
         text = str(exc)
-        unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-        if unsafe or "weights_only" in text:  # never repeat torch's advice to load unsafely
-            what = f" ({unsafe.group(1)})" if unsafe else ""
+        unsafe = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", text)
+        if unsafe:  # never repeat torch's advice to load it unsafely
             raise CheckpointError(
-                f"{path}: refused: it contains code (pickled objects{what}), which nmc-deploy "
-                "does not run; re-save the state_dict (torch.save(model.state_dict(), ...)) "
-                f"or {hint}") from None
+                f"{path}: refused: it contains code (pickled objects, {unsafe.group(1)}), "
+                "which nmc-deploy does not run; re-save the state_dict "
+                f"(torch.save(model.state_dict(), ...)) or {hint}") from None
         if not is_zip and magic[:1] != b"\x80":
             raise CheckpointError(
                 f"{path}: not a torch archive (empty, text, truncated or another format); "
