@@ -128,10 +128,30 @@ def _not_an_input(path: Path, inputs, option: str) -> None:
                                  f"destroy the input; choose another {option}")
 
 
+def _check_name(path: Path, option: str) -> None:
+    """Refuse a name the file system cannot hold with the temporary suffix of an atomic
+    write (:mod:`nmc_deploy.fileio`: ``.<name>.<pid>.<12 hex>.tmp<ext>``)."""
+    if len(os.fsencode(path.name)) > _NAME_MAX - 48:
+        raise InputFileError(f"{str(path)[:60]}...: name length ({len(os.fsencode(path.name))} "
+                             f"bytes) exceeds the limit ({_NAME_MAX - 48}) of an output file "
+                             f"name; choose a shorter {option}")
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError as exc:
+        raise InputFileError(f"{str(path)[:80]}: cannot be used ({exc.strerror}); choose "
+                             f"another {option}") from None
+
+
+_NAME_MAX = 255  # bytes of one path component on Linux file systems
+
+
 def output_file(path, inputs=(), *, option: str = "-o") -> Path:
     """``path`` as a file a stage may write (atomically replaced): not an existing directory,
     FIFO or device, not under a regular file, and none of ``inputs``."""
     path = Path(path)
+    _check_name(path, option)
     if path.exists() or path.is_symlink():
         try:
             mode = os.stat(path).st_mode
@@ -148,6 +168,7 @@ def output_dir(path, inputs=(), *, option: str = "-o") -> Path:
     """``path`` as a directory a stage may write into: not an existing file, not under a
     regular file, not one of ``inputs`` and not holding one of them as a file it writes."""
     path = Path(path)
+    _check_name(path, option)
     if path.exists() and not path.is_dir():
         raise InputFileError(f"{path}: exists and is not a directory; choose another {option}")
     _not_an_input(path, inputs, option)

@@ -228,7 +228,7 @@ def load_program(directory: str | Path) -> Program:
     except Exception as exc:
         raise InputFileError(f"{directory}: corrupt compiled program (program.json/program.npz"
                              f", {type(exc).__name__}: {str(exc)[:80]}); {hint}") from None
-    return check_program(program, directory)
+    return check_program(program, str(mpath), str(apath))
 
 
 def load_placement_summary(directory: str | Path) -> PlacementSummary:

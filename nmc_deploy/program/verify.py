@@ -156,10 +156,14 @@ def _check_group(program, g, where: str, arrays: str, sizes: dict) -> None:
         _check_csr(weights, wn, shape, integer=True)
 
 
-def check_program(program, directory):
+def check_program(program, where: str, arrays: str | None = None):
     """Refuse a built program whose values the simulators cannot run (module docstring);
-    messages name ``program.json`` or ``program.npz`` of ``directory``, where the value is."""
-    where, arrays = f"{directory}/program.json", f"{directory}/program.npz"
+    messages name ``where`` (the file of the scalar fields, e.g. program.json) or
+    ``arrays`` (of the arrays, e.g. program.npz; default ``where``)."""
+    arrays = arrays or where
+    _shape(list(program.input_shape), where, "input_shape")
+    _int(program.time_steps, where, "time_steps", 1, MAX_TIME_STEPS)
+    _int(program.input_levels, where, "input_levels", 1, 2 ** GRADED_BITS)
     for p in program.populations:
         _check_population(p, where, arrays)
     sizes = {p.name: p.size for p in program.populations}

@@ -743,9 +743,84 @@ def output_cases() -> list[Case]:
     return c
 
 
+# --- netx files, portable exports, paths ------------------------------------------------
+
+def _h5_attr(rel: str, key: str, value) -> Callable[[Path], None]:
+    def setup(w: Path) -> None:
+        import h5py
+
+        with h5py.File(w / rel, "r+") as f:
+            f.attrs[key] = value
+    return setup
+
+
+def _portable(w: Path) -> None:
+    """A portable export of the chain graph in ``w/port`` (standard NIR + manifest)."""
+    from factories import chain_graph
+    from nmc_deploy.nirio import write_portable
+
+    write_portable(chain_graph(np.random.default_rng(0)), w / "port")
+
+
+def more_cases() -> list[Case]:
+    comp = ("compile", "net.net", "-o", "build")
+    lay = "layer/1/"
+    netx = {
+        "weight-nan": (lay + "weight", lambda a: _put(a, np.nan).astype(np.float32)),
+        "weight-inf": (lay + "weight", lambda a: _put(a, np.inf).astype(np.float32)),
+        "weight-huge": (lay + "weight", lambda a: (a * 1e6).astype(np.float32)),
+        "weight-strings": (lay + "weight", lambda a: np.full(a.shape, b"w")),
+        "shape-negative": (lay + "shape", lambda a: -a),
+        "shape-zero": (lay + "shape", lambda a: a * 0),
+        "vth-negative": (lay + "neuron/vThMant", lambda a: np.int64(-80)),
+        "vth-nan": (lay + "neuron/vThMant", lambda a: np.float64(np.nan)),
+        "idecay-huge": (lay + "neuron/iDecay", lambda a: np.int64(99999)),
+        "vdecay-negative": (lay + "neuron/vDecay", lambda a: np.int64(-1)),
+        "bias-nan": (lay + "bias", lambda a: _put(a, np.nan)),
+        "stride-zero": (lay + "stride", lambda a: a * 0),
+    }
+    c = [Case(f"netx-{k}", comp, _h5_map("net.net", key, fn), "net.net")
+         for k, (key, fn) in netx.items()]
+    for k, v in (("time-steps-zero", 0), ("time-steps-negative", -6),
+                 ("time-steps-huge", 10 ** 12), ("levels-zero", 0)):
+        key = "time_steps" if "steps" in k else "input_levels"
+        c.append(Case(f"netx-attr-{k}", comp, _h5_attr("net.net", key, v), "net.net"))
+    pc = ("compile", "port", "-o", "build")
+    for k, fn in (("manifest-garbage", _write("port/manifest.json", b"{not json")),
+                  ("manifest-list", _write("port/manifest.json", "[]")),
+                  ("manifest-fifo", lambda w: ((w / "port/manifest.json").unlink(),
+                                               os.mkfifo(w / "port/manifest.json"))),
+                  ("graph-missing", lambda w: (w / "port/graph.nir").unlink()),
+                  ("graph-garbage", _write("port/graph.nir", b"garbage")),
+                  ("graph-nan-weight", _h5_map("port/graph.nir", "node/nodes/fc0/weight",
+                                               lambda a: _put(a, np.nan)))):
+        c.append(Case(f"portable-{k}", pc, _chain(_portable, fn), "port"))
+    exp = ("export", "ck.pt", "-o", "out.nir")
+    long = "n" * 300
+    c += [
+        Case("path-symlink-loop", ("export", "loop.pt", "-o", "out.nir"),
+             lambda w: (w / "loop.pt").symlink_to(w / "loop.pt"), "loop.pt"),
+        Case("path-under-a-file", ("export", "afile/ck.pt", "-o", "out.nir"), None, "afile"),
+        Case("path-name-too-long", ("export", long + ".pt", "-o", "out.nir"), None, "nnnn"),
+        Case("out-name-too-long", ("export", "ck.pt", "-o", long + ".nir"), None, "nnnn"),
+        Case("path-dangling-symlink", exp, lambda w: ((w / "ck.pt").unlink(),
+                                                      (w / "ck.pt").symlink_to(w / "gone")),
+             "ck.pt"),
+        Case("program.json-not-utf8", SIM, _write("build/program.json", b'{"a": "\xff\xfe"}'),
+             "program.json"),
+        Case("placement.json-deeply-nested", ("report", "build"),
+             _write("build/placement.json", "[" * 100_000 + "]" * 100_000), "placement.json"),
+        Case("program.json-huge-integer", SIM, _json_edit(
+            "build/program.json", lambda d: d.update(time_steps=10 ** 400)), "time_steps"),
+        Case("activity.json-float-overflow", ("report", "build"),
+             _write("build/activity_reference.json", '{"samples": 1e400}'), "samples"),
+    ]
+    return c
+
+
 def all_cases() -> list[Case]:
     cases = (file_cases() + checkpoint_cases() + nir_cases() + build_cases() + input_cases()
-             + target_cases() + output_cases())
+             + target_cases() + output_cases() + more_cases())
     ids = [c.id for c in cases]
     assert len(ids) == len(set(ids)), "duplicate case ids"
     return cases
