@@ -203,8 +203,8 @@ def load_checkpoint(path: str | Path) -> tuple[Spikformer, dict]:
 
     number(config.time_steps, f"{path}", "config['time_steps']", lo=1, hi=1_000_000,
            integer=True, error=CheckpointError, hint="re-save the checkpoint")
-    model = Spikformer(config)
-    expected = model.state_dict()
+    with torch.device("meta"):  # shapes only: a config of huge sizes allocates nothing
+        expected = Spikformer(config).state_dict()
     state = ckpt["state_dict"]
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -227,6 +227,7 @@ def load_checkpoint(path: str | Path) -> tuple[Spikformer, dict]:
                 f"{path}: state_dict['{key}'] has shape {tuple(value.shape)}, the config "
                 f"needs {tuple(ref.shape)}; the file was edited or written by another version")
         _check_tensor(path, key, value, ref)
+    model = Spikformer(config)  # the state_dict in the file has its sizes
     model.load_state_dict(state, strict=True)
     model.eval()
     meta = ckpt.get("meta", {})

@@ -51,6 +51,9 @@ def from_nir(graph) -> Graph:
         raise GraphError(f"graph: expected a nir.NIRGraph, got {kind_of(graph)}")
     nodes, edges, sub_md = flatten_nir(graph)
     for name, node in nodes.items():
+        if hasattr(node, "__dict__"):  # a graph in memory: the checks of a file's values
+            check_node_values({k: v for k, v in vars(node).items() if v is not None
+                               and k not in ("metadata",)}, f"node '{name}'")
         kind = kind_of(node)
         if kind not in STANDARD_NODE_TYPES + EXTENSION_NODE_TYPES:
             raise GraphError(f"node '{name}': unsupported NIR node type '{kind}'; supported: "

@@ -333,6 +333,9 @@ def checkpoint_cases() -> list[Case]:
             lambda ck: ck["config"].update(embed_dim="16")), "ck.pt"),
         Case("checkpoint-config-huge-steps", exp, _ckpt_edit(
             lambda ck: ck["config"].update(time_steps=10 ** 12)), "ck.pt"),
+        Case("checkpoint-config-huge-dim", exp, _ckpt_edit(  # 2**40 weights if allocated
+            lambda ck: ck["config"].update(embed_dim=2 ** 20, sps_channels=[4, 8, 2 ** 20])),
+             "ck.pt", subprocess=True),
         Case("checkpoint-meta-levels-negative", exp, _ckpt_edit(
             lambda ck: ck["meta"].update(input_levels=-3)), "input_levels"),
         Case("checkpoint-meta-levels-string", exp, _ckpt_edit(
