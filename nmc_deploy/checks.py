@@ -171,6 +171,8 @@ def output_dir(path, inputs=(), *, option: str = "-o") -> Path:
     _check_name(path, option)
     if path.exists() and not path.is_dir():
         raise InputFileError(f"{path}: exists and is not a directory; choose another {option}")
+    if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
+        raise InputFileError(f"{path}: directory is not writable; choose another {option}")
     _not_an_input(path, inputs, option)
     _check_parent(path, option)
     return path

@@ -387,13 +387,12 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
     from .simulate.compare import compare_runs
     from .simulate.fidelity import (fidelity_summary, format_fidelity, keep_membranes,
                                     per_neuron_membranes, snntorch_double_reset_lines)
-    from .simulate.inputs import check_record_path, simulation_inputs
+    from .simulate.inputs import check_outputs, simulation_inputs
     from .simulate.reference import accuracy, simulate_float
 
     build_dir = Path(build_dir)
     program, placement = _load_build(build_dir)
-    if record is not None:  # checked before any work, so a bad path costs no simulation
-        record = check_record_path(record, (inputs, labels, *build_dir.iterdir()))
+    record = check_outputs(build_dir, record, (inputs, labels))  # before any work
     x, y, name = simulation_inputs(program, inputs, samples, dataset, data_path, labels,
                                    log=lambda m: _log(m, log))
     result = {"dataset": name, "samples": int(len(x)), "backend": backend}

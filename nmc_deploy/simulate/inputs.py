@@ -15,7 +15,7 @@ from ..checks import input_file, output_file
 from ..errors import InputFileError, SimulationError
 
 __all__ = ["as_input_sequence", "check_input_steps", "load_user_inputs", "load_user_labels",
-           "check_record_path", "simulation_inputs"]
+           "check_record_path", "check_outputs", "simulation_inputs"]
 
 
 def as_input_sequence(program, inputs, *, integer: bool = True) -> np.ndarray:
@@ -144,6 +144,17 @@ def load_user_labels(path: Path, samples: int, limit: int | None = None,
         raise InputFileError(f"{path}: label ({bad}) outside the program's {classes} outputs "
                              f"(0 to {classes - 1}); give class indices")
     return y
+
+
+def check_outputs(build_dir: Path, record: Path | None, inputs=()) -> Path | None:
+    """Before a simulation: the build directory it writes its results into is writable, and
+    ``record`` (if given; :func:`check_record_path`) is neither an input nor a build file."""
+    from ..checks import output_dir
+
+    output_dir(build_dir, option="build directory")
+    if record is None:
+        return None
+    return check_record_path(record, (*inputs, *Path(build_dir).iterdir()))
 
 
 def check_record_path(record: Path, inputs=()) -> Path:

@@ -821,9 +821,52 @@ def more_cases() -> list[Case]:
     return c
 
 
+def _readonly(rel: str) -> Callable[[Path], None]:
+    """Make ``rel`` (created as a directory if missing) immutable (``chattr +i``): not
+    writable even by root, which the suite runs as. The test undoes it (:func:`writable`)."""
+    import subprocess
+
+    import pytest
+
+    def setup(w: Path) -> None:
+        (w / rel).mkdir(exist_ok=True)
+        r = subprocess.run(["chattr", "+i", str(w / rel)], capture_output=True)
+        if r.returncode:
+            pytest.skip("chattr +i is not available here")
+    return setup
+
+
+def writable(work: Path) -> None:
+    """Undo every :func:`_readonly` under ``work``."""
+    import subprocess
+
+    subprocess.run(["chattr", "-R", "-i", str(work)], capture_output=True)
+
+
+def readonly_cases() -> list[Case]:
+    ro = _readonly("ro")
+    return [
+        Case("readonly-export", ("export", "ck.pt", "-o", "ro/m.nir"), ro, "ro"),
+        Case("readonly-export-portable", ("export", "ck.pt", "--portable", "-o", "ro/p"), ro,
+             "ro"),
+        Case("readonly-compile", ("compile", "model.nir", "-o", "ro/b"), ro, "ro"),
+        Case("readonly-report", ("report", "build", "-o", "ro/r.txt"), ro, "ro"),
+        Case("readonly-record", SIM + ("--record", "ro/r.h5"), ro, "ro"),
+        Case("readonly-train", ("train", "-o", "ro/m.pt"), ro, "ro"),
+        Case("readonly-prune", ("prune", "ck.pt", "--method", "lth", "-o", "ro/p.pt"), ro,
+             "ro"),
+        Case("readonly-demo", ("demo", "--out", "ro/d"), ro, "ro"),
+        Case("readonly-build-compile", ("compile", "model.nir", "-o", "build"),
+             _readonly("build"), "build"),
+        Case("readonly-build-simulate", SIM, _readonly("build"), "build"),
+        Case("readonly-build-netx", ("compile", "net.net", "-o", "build"), _readonly("build"),
+             "build"),
+    ]
+
+
 def all_cases() -> list[Case]:
     cases = (file_cases() + checkpoint_cases() + nir_cases() + build_cases() + input_cases()
-             + target_cases() + output_cases() + more_cases())
+             + target_cases() + output_cases() + more_cases() + readonly_cases())
     ids = [c.id for c in cases]
     assert len(ids) == len(set(ids)), "duplicate case ids"
     return cases

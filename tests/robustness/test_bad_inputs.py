@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from corpus import all_cases, build_artefacts, stage
+from corpus import all_cases, build_artefacts, stage, writable
 
 TIMEOUT_S = 10
 REPO = Path(__file__).resolve().parents[2]
@@ -158,15 +158,18 @@ def test_bad_input_fails_cleanly(case, artefacts, tmp_path, capfd):
     work = tmp_path / "w"
     work.mkdir()
     stage(artefacts, work)
-    if case.setup is not None:
-        case.setup(work)
-    before = snapshot(work)
-    if case.subprocess:
-        rc, out, err = run_subprocess(case.argv, work)
-    else:
-        rc, out, err = run_in_process(case.argv, work, capfd)
-    check_failure(case, rc, out, err)
-    after = snapshot(work)
+    try:
+        if case.setup is not None:
+            case.setup(work)
+        before = snapshot(work)
+        if case.subprocess:
+            rc, out, err = run_subprocess(case.argv, work)
+        else:
+            rc, out, err = run_in_process(case.argv, work, capfd)
+        check_failure(case, rc, out, err)
+        after = snapshot(work)
+    finally:
+        writable(work)
     new = sorted(set(after) - set(before))
     changed = sorted(k for k in before if after.get(k) != before[k])
     assert not new and not changed, f"{case.id}: new files {new}, changed or removed {changed}"
@@ -180,3 +183,48 @@ def test_corpus_is_large_and_covers_every_class():
                  "labels.npy-", "target.toml-", "-fifo", "-devzero", "-dir", "nan", "inf",
                  "csr-indices", "version-99", "out-is-input", "out-under-file", "option--samples"):
         assert any(part in i for i in ids), part
+
+
+VALID = [  # the corpus's commands on the untouched artefacts: each succeeds
+    ("export", "ck.pt", "-o", "out.nir"),
+    ("export", "ck.pt", "--portable", "-o", "port"),
+    ("compile", "port", "-o", "b2"),
+    ("compile", "model.nir", "--target", "target.toml", "-o", "build"),
+    ("compile", "net.net", "-o", "b3"),
+    ("compile", "model.nir", "--placement", "traffic", "--rates", "rates.json", "-o", "b4"),
+    ("simulate", "build", "--input", "x.npy", "--labels", "y.npy"),
+    ("simulate", "build", "--input", "xy.h5"),
+    ("simulate", "build", "--input", "x.npy", "--labels", "labels.h5", "--record", "r.h5"),
+    ("report", "build"),
+    ("report", "build", "-o", "r.txt"),
+]
+
+
+def test_the_valid_artefacts_pass(artefacts, tmp_path, capfd):
+    """The control: without a fault every command of the corpus exits 0 (so a case fails
+    because of its fault, not because the set-up is broken)."""
+    stage(artefacts, tmp_path)
+    for argv in VALID:
+        rc, out, err = run_in_process(argv, tmp_path, capfd)
+        assert rc == 0, f"{argv}: {rc}\n{err[-2000:]}"
+
+
+SAMPLE = ("checkpoint-fifo", "checkpoint-pickled-code", "nir-weight-nan", "nir-dt-nan",
+          "program.json-version-99", "program.npz-weights-off-grid", "input.npy-strings",
+          "target.toml-weight-bits-1", "export-out-is-input", "simulate-option--samples=0",
+          "build-activity-synops-nan", "readonly-compile")
+
+
+@pytest.mark.parametrize("case_id", SAMPLE)
+def test_a_sample_through_the_real_command_line(case_id, artefacts, tmp_path):
+    """Cases run in-process above behave the same as ``python -m nmc_deploy.cli``."""
+    case = next(c for c in CASES if c.id == case_id)
+    stage(artefacts, tmp_path)
+    try:
+        if case.setup is not None:
+            case.setup(tmp_path)
+        before = snapshot(tmp_path)
+        check_failure(case, *run_subprocess(case.argv, tmp_path))
+        assert snapshot(tmp_path) == before
+    finally:
+        writable(tmp_path)
