@@ -64,8 +64,7 @@ def build_target(build_dir, name: str):
     """The target a build was compiled for: the TOML text recorded in ``target.json``
     (:func:`~nmc_deploy.targets.load_target_record`); builds from before that record: the
     file it names, else the shipped target ``name``."""
-    import json
-
+    from .checks import read_json
     from .errors import NmcDeployError
     from .targets import load_target, load_target_record
 
@@ -73,8 +72,8 @@ def build_target(build_dir, name: str):
     if not info.exists():
         return load_target(name)
     try:
-        data = json.loads(info.read_text())
-        path = Path(str(data["file"]))
+        data = read_json(info, "compile the build again")
+        path = Path(data["file"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputFileError(f"{info}: unreadable target record ({type(exc).__name__}); "
                              "compile the build again") from None
