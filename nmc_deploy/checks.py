@@ -113,8 +113,8 @@ def _check_parent(path: Path, option: str) -> None:
             break
         parent = parent.parent
     if not parent.is_dir():
-        raise InputFileError(f"{path}: '{parent}' is a regular file, not a directory; choose "
-                             f"another {option}")
+        raise InputFileError(f"{path}: '{parent}' is not a directory; choose another "
+                             f"{option}")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InputFileError(f"{path}: directory '{parent}' is not writable; choose another "
                              f"{option}")
@@ -165,8 +165,8 @@ def output_file(path, inputs=(), *, option: str = "-o") -> Path:
 
 
 def output_dir(path, inputs=(), *, option: str = "-o") -> Path:
-    """``path`` as a directory a stage may write into: not an existing file, not under a
-    regular file, not one of ``inputs`` and not holding one of them as a file it writes."""
+    """``path`` as a directory a stage may write into: not an existing file, a writable
+    directory if it exists, not under a regular file and none of ``inputs``."""
     path = Path(path)
     _check_name(path, option)
     if path.exists() and not path.is_dir():

@@ -63,7 +63,7 @@ def test_outputs(tmp_path):
     for out, inputs, text in ((tmp_path / "in.pt", (tmp_path / "in.pt",), "is also an input"),
                               (tmp_path / "d", (), "is a directory"),
                               (tmp_path / "fifo", (), "FIFO"),
-                              (tmp_path / "file" / "x" / "y.nir", (), "is a regular file")):
+                              (tmp_path / "file" / "x" / "y.nir", (), "is not a directory")):
         with pytest.raises(InputFileError, match=text):
             checks.output_file(out, inputs)
     with pytest.raises(InputFileError, match="not a directory"):

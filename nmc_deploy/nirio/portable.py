@@ -16,7 +16,7 @@ import numpy as np
 
 import nir  # noqa: E402  (nmc_deploy.nirio is the one door for nir)
 
-from ..checks import input_file, read_json
+from ..checks import input_file, newer_version, read_json
 from ..errors import GraphError, InputFileError
 from ..fileio import atomic_path, json_default
 from ..ir import nodes as ir
@@ -170,6 +170,7 @@ def _join_portable(directory: Path, mpath: Path) -> Graph:
     manifest = read_json(mpath, "export it again", what="portable manifest")
     if not isinstance(manifest, dict) or manifest.get("format") != PORTABLE_FORMAT:
         raise ValueError("wrong format tag")
+    newer_version(str(mpath), manifest.get("version"), PORTABLE_VERSION)
     g = _read_nir_graph(directory / PORTABLE_GRAPH)
     arrays = np.load(input_file(directory / PORTABLE_ARRAYS, "export it again"),
                      allow_pickle=False)

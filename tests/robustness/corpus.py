@@ -784,6 +784,8 @@ def more_cases() -> list[Case]:
     }
     c = [Case(f"netx-{k}", comp, _h5_map("net.net", key, fn), "net.net")
          for k, (key, fn) in netx.items()]
+    c.append(Case("netx-option--time-steps=huge", comp + ("--time-steps", str(10 ** 12)), None,
+                  "time_steps"))
     for k, v in (("time-steps-zero", 0), ("time-steps-negative", -6),
                  ("time-steps-huge", 10 ** 12), ("levels-zero", 0)):
         key = "time_steps" if "steps" in k else "input_levels"
@@ -794,6 +796,8 @@ def more_cases() -> list[Case]:
                   ("manifest-fifo", lambda w: ((w / "port/manifest.json").unlink(),
                                                os.mkfifo(w / "port/manifest.json"))),
                   ("graph-missing", lambda w: (w / "port/graph.nir").unlink()),
+                  ("manifest-version-99", _json_edit("port/manifest.json",
+                                                     lambda d: d.update(version=99))),
                   ("graph-garbage", _write("port/graph.nir", b"garbage")),
                   ("graph-nan-weight", _h5_map("port/graph.nir", "node/nodes/fc0/weight",
                                                lambda a: _put(a, np.nan)))):
