@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from .checks import input_file, read_json
 from .errors import NmcDeployError
 from .frozen import ReadOnlyMapping
 
@@ -293,7 +294,7 @@ def _read_outputs(path: Path) -> dict:
         return {}
     import numpy as np
 
-    with np.load(path) as f:
+    with np.load(input_file(path, "simulate again"), allow_pickle=False) as f:
         return {k: f[k] for k in f.files}
 
 
@@ -370,7 +371,7 @@ def _stage(build: Build, directory: Path) -> None:
 
 def _read_json(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text())
+        data = read_json(path, "run the stage that writes it again")
     except (OSError, ValueError) as exc:
         raise NmcDeployError(f"{path}: unreadable ({type(exc).__name__})") from None
     if not isinstance(data, dict):

@@ -64,8 +64,7 @@ def build_target(build_dir, name: str):
     """The target a build was compiled for: the TOML text recorded in ``target.json``
     (:func:`~nmc_deploy.targets.load_target_record`); builds from before that record: the
     file it names, else the shipped target ``name``."""
-    import json
-
+    from .checks import read_json
     from .errors import NmcDeployError
     from .targets import load_target, load_target_record
 
@@ -73,8 +72,8 @@ def build_target(build_dir, name: str):
     if not info.exists():
         return load_target(name)
     try:
-        data = json.loads(info.read_text())
-        path = Path(str(data["file"]))
+        data = read_json(info, "compile the build again")
+        path = Path(data["file"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputFileError(f"{info}: unreadable target record ({type(exc).__name__}); "
                              "compile the build again") from None
@@ -151,8 +150,7 @@ def placement_rates(method: str, rates, out_dir, log=None):
     ``rates`` (an ``activity_<backend>.json``; ``"prior"``: none), else the reference
     activity a previous simulation left in ``out_dir``, else ``(None, None)`` (the prior
     rate is used)."""
-    import json
-
+    from .checks import read_json
     from .program.activity import Activity
 
     if method != "traffic":
@@ -173,7 +171,9 @@ def placement_rates(method: str, rates, out_dir, log=None):
              "measured rates)", log)
         return None, None
     try:
-        activity = Activity.from_json(json.loads(path.read_text()), str(path))
+        data = read_json(path, "give the activity_reference.json that `nmc-deploy "
+                         "simulate` wrote", what="activity file")
+        activity = Activity.from_json(data if isinstance(data, dict) else {}, str(path))
     except (OSError, ValueError) as exc:
         raise InputFileError(f"{path}: not an activity file ({type(exc).__name__}); give the "
                              "activity_reference.json that `nmc-deploy simulate` wrote") from None

@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
+from .checks import read_json, stage_options
 from .errors import InputFileError
 from .fileio import write_json_atomic
 
@@ -40,6 +41,7 @@ def train_checkpoint(out: Path, *, preset: str = "digits", dataset: str = "digit
     from .models.spikformer import preset_config
     from .models.train import DEFAULT_EPOCHS, evaluate_model, train_model
 
+    stage_options(epochs=epochs, out=out, where="train")
     cfg = preset_config(preset)
     data = load_dataset(dataset, data_path)
     epochs = int(epochs if epochs is not None else DEFAULT_EPOCHS.get(preset, 30))
@@ -83,6 +85,7 @@ def prune_checkpoint(ckpt: Path, out: Path, *, method: str, sparsity: float | No
     from .models.checkpoint import load_checkpoint, save_checkpoint
     from .prune.run import check_prunable, run_prune
 
+    stage_options(out=out, inputs=(ckpt,), where="prune")
     model, meta = load_checkpoint(ckpt)
     check_prunable(model, request, str(ckpt))
     data = load_dataset(meta.get("dataset", "digits"), data_path)
@@ -111,6 +114,7 @@ def export_checkpoint(ckpt: Path, out: Path, log=None, portable: bool = False) -
     from .nirio import write_nir, write_portable
     from .models.checkpoint import load_checkpoint
 
+    stage_options(out=out, inputs=(ckpt,), directory=portable, where="export")
     model, meta = load_checkpoint(ckpt)
     graph = export_spikformer(model, {
         "dataset": meta.get("dataset", "digits"),
@@ -261,6 +265,7 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
 
     _check_compile_options(low_rank, residual, weight_sharing, attention_split, emit,
                            placement, seed)
+    stage_options(dt=dt, vth_mant=vth_mant, out=out_dir, inputs=(nir_path,), directory=True)
     tgt = load_target(target)
     from .builds import format_layout, placement_rates
     from .compile.netx import is_netx_file
@@ -382,13 +387,12 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
     from .simulate.compare import compare_runs
     from .simulate.fidelity import (fidelity_summary, format_fidelity, keep_membranes,
                                     per_neuron_membranes, snntorch_double_reset_lines)
-    from .simulate.inputs import check_record_path, simulation_inputs
+    from .simulate.inputs import check_outputs, simulation_inputs
     from .simulate.reference import accuracy, simulate_float
 
     build_dir = Path(build_dir)
     program, placement = _load_build(build_dir)
-    if record is not None:  # checked before any work, so a bad path costs no simulation
-        record = check_record_path(record)
+    record = check_outputs(build_dir, record, (inputs, labels))  # before any work
     x, y, name = simulation_inputs(program, inputs, samples, dataset, data_path, labels,
                                    log=lambda m: _log(m, log))
     result = {"dataset": name, "samples": int(len(x)), "backend": backend}
@@ -456,9 +460,10 @@ def make_report(build_dir: Path, fmt: str = "table", out: Path | None = None,
 
     build_dir = Path(build_dir)
     _, placement = _load_build(build_dir)
+    stage_options(out=out, inputs=tuple(build_dir.iterdir()), where="report")
     activity = load_activity(build_dir, backend)
     nb_path = build_dir / NEUROBENCH_FILE
-    neurobench = json.loads(nb_path.read_text()) if nb_path.exists() else None
+    neurobench = read_json(nb_path, "simulate again") if nb_path.exists() else None
     report = estimate_costs(activity, placement, build_target(build_dir, placement.target),
                             neurobench=neurobench)
     report.update(_deployment(build_dir, activity))
@@ -484,7 +489,7 @@ def _deployment(build_dir: Path, activity) -> dict:
         if not path.exists():
             return None
         try:
-            data = json.loads(path.read_text())
+            data = read_json(path, "run the stage that writes it again")
         except (OSError, ValueError) as exc:
             raise InputFileError(f"{path}: unreadable ({type(exc).__name__}); run the stage "
                                  "that writes it again") from None
@@ -507,8 +512,12 @@ def run_demo(out_dir: Path, *, epochs: int | None = None, seed: int = 0, lava_sa
     """train -> export -> compile -> simulate (reference: all test samples; Lava: a subset,
     compared spike for spike) -> report; writes ``summary.json``."""
     from .report.render import write_report
+    from .targets import load_target
 
     t0 = time.perf_counter()
+    stage_options(epochs=epochs, lava_samples=lava_samples, out=out_dir, directory=True,
+                  where="demo")
+    load_target(target)  # before training: an unknown target costs nothing
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt, nir_path, build = out_dir / "model.pt", out_dir / "model.nir", out_dir / "build"

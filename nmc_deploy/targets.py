@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .checks import input_file, target_range
 from .errors import TargetError
 from .frozen import ReadOnlyMapping
 from .synapse_memory import synapse_index_bits, synapse_memory_bits
@@ -283,10 +284,8 @@ def load_target(name_or_path: str | Path | HardwareTarget) -> HardwareTarget:
         return name_or_path
     text = str(name_or_path)
     if isinstance(name_or_path, Path) or text.endswith(".toml"):
-        path = Path(name_or_path)
-        if not path.is_file():
-            raise TargetError(f"target file '{path}': not found; give an existing .toml file "
-                              f"or one of {_choices()}")
+        path = input_file(name_or_path, f"give an existing .toml file or one of {_choices()}",
+                          error=TargetError, max_bytes=1 << 20, what="target file")
     else:
         path = targets_dir() / f"{text}.toml"
         if not _NAME_RE.match(text) or not path.is_file():
@@ -376,8 +375,7 @@ def _parse_target(data: dict[str, Any], where: str) -> HardwareTarget:
         if key not in data[section]:
             raise TargetError(f"{where}: missing key '{dotted}'")
         value, source = _sourced_value(data[section][key], dotted, kind, where)
-        if kind is not bool and value < minimum:
-            raise TargetError(f"{where}: {dotted} ({value}) is below its minimum ({minimum})")
+        target_range(where, dotted, value, minimum, TargetError)
         values[field_name] = value
         sources[field_name] = source
     if values["synapse_index_bits_min"] > values["synapse_index_bits_max"]:
@@ -429,7 +427,11 @@ def _parse_system(data: dict[str, Any], where: str, directory: Path,
         raise TargetError(f"{where}: missing key 'system' (a [system] table)")
     ref = _string(data, "chip_target", where)
     if chip is None:
-        chip = load_target(directory / ref if ref.endswith(".toml") else ref)
+        try:
+            chip = load_target(directory / ref if ref.endswith(".toml") else ref)
+        except RecursionError:  # a system whose chip is itself (or a loop of systems)
+            raise TargetError(f"{where}: chip_target '{ref}' leads back to a system; name a "
+                              "chip (e.g. loihi2)") from None
     if chip.chip_target:
         raise TargetError(f"{where}: chip_target '{ref}' is a system; name a chip (e.g. loihi2)")
     values: dict[str, Any] = {}
@@ -440,8 +442,7 @@ def _parse_system(data: dict[str, Any], where: str, directory: Path,
             raise TargetError(f"{where}: missing key '{dotted}'")
         if key in table:
             value, sources[field_name] = _sourced_value(table[key], dotted, kind, where)
-            if (min(value) if kind is tuple else value) < minimum:
-                raise TargetError(f"{where}: {dotted} ({value}) is below its minimum ({minimum})")
+            target_range(where, dotted, value, minimum, TargetError)
             values[field_name] = value
     if "barrier_system_ns" in values:  # measured on this system: anchors the chip-count law
         values["barrier_system_chips"] = values["max_chips"]

@@ -533,7 +533,13 @@ def read_netx(path: str | Path, *, time_steps: int | None = None) -> Program:
         chain = _Chain(path, int(attrs.get("input_message_bits", 0)),
                        int(attrs.get("input_levels", 1)), [], [], [])
         for key in keys:
-            _read_layer(f["layer"][key], key, chain)
+            try:
+                _read_layer(f["layer"][key], key, chain)
+            except (ValueError, TypeError, KeyError) as exc:  # values that are not numbers
+                if isinstance(exc, InputFileError):
+                    raise
+                raise InputFileError(f"{path}: layer {key}: unreadable values ("
+                                     f"{type(exc).__name__}: {str(exc)[:60]})") from None
     if not chain.pops:
         raise InputFileError(f"{path}: no dense, conv or pool layer")
     last = chain.pops[-1]
@@ -569,11 +575,12 @@ def place_netx(path, target, *, time_steps: int | None = None,
     (cores laid out by :func:`~.mesh.layout_cores` with ``layout``'s keywords), and its
     ``placement.json`` content."""
     from ..program.placement import summarize_placement
+    from ..program.verify import check_program
     from .mesh import layout_cores
     from .partition import partition_program
     from .validate import validate_program
 
-    program = read_netx(path, time_steps=time_steps)
+    program = check_program(read_netx(path, time_steps=time_steps), str(path))
     validate_program(program, target)
     placement = layout_cores(partition_program(program, target), program, target, **layout)
     return program, summarize_placement(placement, program).to_json()

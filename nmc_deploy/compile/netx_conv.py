@@ -83,6 +83,9 @@ def _pair(g, key: str, where: str, default=None) -> tuple[int, int]:
     v = _values(g, key, where).ravel()
     if v.size not in (1, 2):
         raise InputFileError(f"{where}: '{key}' ({list(v)}) must be one int or (H, W)")
+    if v.min() < (0 if key == "padding" else 1):  # a stride or dilation of 0 divides by 0
+        raise InputFileError(f"{where}: '{key}' ({list(v)}) must be "
+                             f"{'>= 0' if key == 'padding' else '>= 1'}")
     return (int(v[0]), int(v[-1]))
 
 

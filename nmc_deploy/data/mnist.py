@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import input_file
 from ..errors import DatasetError
 from . import ImageDataset, register_dataset
 
@@ -166,6 +167,7 @@ def _find_idx(directory: Path, name: str) -> Path | None:
 
 
 def _read_bytes(path: Path) -> bytes:
+    input_file(path, "re-extract or replace the file", error=DatasetError, what="data file")
     try:
         if path.suffix == ".gz":
             with gzip.open(path, "rb") as f:

@@ -12,12 +12,14 @@ Every problem with a file given by the user is reported as one
 from __future__ import annotations
 
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..checks import input_file, newer_version, number
 from ..errors import CheckpointError, NmcDeployError
 from ..fileio import write_atomic
 from .spikformer import Spikformer, SpikformerConfig
@@ -114,11 +116,8 @@ def read_torch_archive(path: Path, *, hint: str = "give a checkpoint written by 
     for timm checkpoints); ``hint`` ends the messages about files that are not archives.
     Used by :func:`load_checkpoint` and by the official-checkpoint importer.
     """
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such file; check the path or {_HINT_CREATE}")
-    if path.is_dir():
-        raise CheckpointError(
-            f"{path}: is a directory, not a checkpoint file; give the .pt file inside it")
+    input_file(path, f"check the path or {_HINT_CREATE}", error=CheckpointError,
+               what="checkpoint file")  # a FIFO or device is refused unopened
     try:
         with open(path, "rb") as f:
             magic = f.read(8)
@@ -130,15 +129,19 @@ def read_torch_archive(path: Path, *, hint: str = "give a checkpoint written by 
             f"{path}: is an HDF5 file (a .nir graph?), not a checkpoint; give the .pt file "
             f"written by `nmc-deploy train`")
     try:
-        with torch.serialization.safe_globals(list(safe_globals)):
+        with torch.serialization.safe_globals(list(safe_globals)), warnings.catch_warnings():
+            # torch's note on a pickle protocol it "might not support": the load below
+            # either succeeds or becomes one line
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
         text = str(exc)
-        unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-        if unsafe:
+        unsafe = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", text)
+        if unsafe:  # never repeat torch's advice to load it unsafely
             raise CheckpointError(
-                f"{path}: holds a Python object ({unsafe.group(1)}) that is not plain data, "
-                f"refused for safety (weights_only=True); {hint}") from exc
+                f"{path}: refused: it contains code (pickled objects, {unsafe.group(1)}), "
+                "which nmc-deploy does not run; re-save the state_dict "
+                f"(torch.save(model.state_dict(), ...)) or {hint}") from None
         if not is_zip and magic[:1] != b"\x80":
             raise CheckpointError(
                 f"{path}: not a torch archive (empty, text, truncated or another format); "
@@ -187,10 +190,8 @@ def load_checkpoint(path: str | Path) -> tuple[Spikformer, dict]:
     if ckpt["format"] != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"{path}: format ({ckpt['format']!r}) is not '{CHECKPOINT_FORMAT}'; {_HINT_CREATE}")
-    if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint version ({ckpt.get('version')!r}) is not supported "
-            f"(expected {CHECKPOINT_VERSION}); re-create it with this nmc-deploy")
+    newer_version(f"{path}: checkpoint", ckpt.get("version"), CHECKPOINT_VERSION,
+                  error=CheckpointError)
     for key in ("config", "state_dict"):
         if not isinstance(ckpt.get(key), dict):
             raise CheckpointError(
@@ -200,8 +201,10 @@ def load_checkpoint(path: str | Path) -> tuple[Spikformer, dict]:
     except (NmcDeployError, TypeError) as exc:
         raise CheckpointError(f"{path}: bad config: {exc}") from exc
 
-    model = Spikformer(config)
-    expected = model.state_dict()
+    number(config.time_steps, f"{path}", "config['time_steps']", lo=1, hi=1_000_000,
+           integer=True, error=CheckpointError, hint="re-save the checkpoint")
+    with torch.device("meta"):  # shapes only: a config of huge sizes allocates nothing
+        expected = Spikformer(config).state_dict()
     state = ckpt["state_dict"]
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -223,12 +226,32 @@ def load_checkpoint(path: str | Path) -> tuple[Spikformer, dict]:
             raise CheckpointError(
                 f"{path}: state_dict['{key}'] has shape {tuple(value.shape)}, the config "
                 f"needs {tuple(ref.shape)}; the file was edited or written by another version")
+        _check_tensor(path, key, value, ref)
+    model = Spikformer(config)  # the state_dict in the file has its sizes
     model.load_state_dict(state, strict=True)
     model.eval()
     meta = ckpt.get("meta", {})
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: 'meta' entry is a {type(meta).__name__}, not a dict")
+    if "input_levels" in meta:  # export reads it: intensity levels of the input
+        number(meta["input_levels"], f"{path}", "meta['input_levels']", lo=1, hi=2 ** 16,
+               integer=True, error=CheckpointError, hint="re-save the checkpoint")
     return model, meta
+
+
+def _check_tensor(path: Path, key: str, value, ref) -> None:
+    """A state_dict entry of the expected kind of number, finite, variances >= 0."""
+    if value.dtype.is_complex or value.dtype.is_floating_point != ref.dtype.is_floating_point:
+        raise CheckpointError(f"{path}: state_dict['{key}'] holds {value.dtype} values, the "
+                              f"model needs {ref.dtype}; re-save the state_dict")
+    if value.dtype.is_floating_point and not bool(torch.isfinite(value).all()):
+        bad = int((~torch.isfinite(value)).sum())
+        raise CheckpointError(f"{path}: state_dict['{key}'] has {bad} non-finite value(s) "
+                              "(NaN or Inf); the training diverged: retrain or restore an "
+                              "earlier checkpoint")
+    if key.endswith("running_var") and bool((value < 0).any()):
+        raise CheckpointError(f"{path}: state_dict['{key}'] has negative variances; the file "
+                              "is corrupt: retrain or restore an earlier checkpoint")
 
 
 def _short_list(keys: list[str], limit: int = 3) -> str:

@@ -7,9 +7,11 @@ import numpy as np
 
 import nir  # noqa: E402  (nmc_deploy.nirio is the one door for nir)
 
+from ..checks import input_file, number
 from ..errors import InputFileError
 from ..fileio import atomic_path
 from .flatten import SUBGRAPH_SEPARATOR
+from .values import MAX_TIME_STEPS
 
 __all__ = ["read_nirdata_input", "read_nirdata_labels", "write_nirdata", "LABELS_NODE"]
 
@@ -27,7 +29,14 @@ def _binned_events(path: Path, obs, kind: str, dt: float) -> np.ndarray:
     times = np.atleast_2d(np.asarray(obs.time, np.float64))
     values = (np.atleast_2d(np.asarray(obs.value)) if kind == "ValuedEventData"
               else np.ones(idx.shape, np.int64))
-    n_neurons, t_max = int(obs.n_neurons), float(obs.t_max)
+    n_neurons = int(number(obs.n_neurons, str(path), "n_neurons", lo=1, integer=True,
+                           error=InputFileError, hint="give the number of input neurons"))
+    t_max = number(float(obs.t_max), str(path), "t_max", lo=0, lo_open=True,
+                   hi=MAX_TIME_STEPS * dt, error=InputFileError,
+                   hint=f"give the duration in seconds, at most {MAX_TIME_STEPS:,} steps")
+    if np.any(np.isnan(times)):
+        raise InputFileError(f"{path}: event times hold NaN; give times in seconds (padding "
+                             "is idx -1, time inf)")
     steps = int(np.ceil(t_max / dt - _TIME_EPS))
     # nir pads samples with fewer events with idx = -1 and time = inf
     real = (idx >= 0) & np.isfinite(times)
@@ -46,6 +55,8 @@ def _binned_events(path: Path, obs, kind: str, dt: float) -> np.ndarray:
 
 
 def _read_nodes(path: Path) -> dict:
+    input_file(path, "give a .npy array or a file written by nir.write_data",
+               what="NIRData file")
     try:
         data = nir.read_data(str(path))
     except Exception as exc:

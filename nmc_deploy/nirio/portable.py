@@ -16,6 +16,7 @@ import numpy as np
 
 import nir  # noqa: E402  (nmc_deploy.nirio is the one door for nir)
 
+from ..checks import input_file, newer_version, read_json
 from ..errors import GraphError, InputFileError
 from ..fileio import atomic_path, json_default
 from ..ir import nodes as ir
@@ -115,7 +116,7 @@ def read_portable(directory: str | Path) -> Graph:
     """Join a portable export back into one graph IR (extension nodes restored)."""
     directory = Path(directory)
     mpath = directory / PORTABLE_MANIFEST
-    if not mpath.exists():
+    if not mpath.exists() and not mpath.is_symlink():
         raise InputFileError(f"{directory}: no {PORTABLE_MANIFEST}; give the directory written "
                              "by `nmc-deploy export --portable`")
     try:
@@ -149,12 +150,30 @@ def _required(f: dataclasses.Field) -> bool:
     return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
+def _read_nir_graph(path: Path):
+    """The ``nir.NIRGraph`` of a portable export's graph.nir, its values checked as
+    :func:`~.read.read_nir` checks them (regular file, finite numbers, shapes, timing)."""
+    from .read import _check_types, _nir_graph_from_dict, _read_file_dict
+    from .values import check_graph_metadata
+
+    input_file(path, "export it again", what="NIR file")
+    data = _read_file_dict(path)
+    _check_types(data, "")
+    check_graph_metadata(data.get("metadata") or {})
+    try:
+        return _nir_graph_from_dict(data, "")
+    except InputFileError as exc:
+        raise InputFileError(f"{path}: {exc}") from None
+
+
 def _join_portable(directory: Path, mpath: Path) -> Graph:
-    manifest = json.loads(mpath.read_text())
-    if manifest.get("format") != PORTABLE_FORMAT:
+    manifest = read_json(mpath, "export it again", what="portable manifest")
+    if not isinstance(manifest, dict) or manifest.get("format") != PORTABLE_FORMAT:
         raise ValueError("wrong format tag")
-    g = nir.read(str(directory / PORTABLE_GRAPH))
-    arrays = np.load(directory / PORTABLE_ARRAYS)
+    newer_version(str(mpath), manifest.get("version"), PORTABLE_VERSION)
+    g = _read_nir_graph(directory / PORTABLE_GRAPH)
+    arrays = np.load(input_file(directory / PORTABLE_ARRAYS, "export it again"),
+                     allow_pickle=False)
     nodes, edges = dict(g.nodes), [tuple(map(str, e)) for e in g.edges]
     rename_src, rename_dst = {}, {}
     for op in manifest["extension_ops"]:

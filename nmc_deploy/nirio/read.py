@@ -28,7 +28,9 @@ import numpy as np
 import nir  # noqa: E402  (nmc_deploy.nirio is the one door for nir)
 import nir.ir as _nir_ir
 
+from ..checks import input_file
 from ..errors import GraphError, InputFileError
+from .values import check_graph_metadata, check_node_values
 from ..ir.graph import Graph
 from .coerce import kind_of, to_plain_graph_metadata
 from .extensions import EXTENSION_NODE_TYPES
@@ -49,6 +51,9 @@ def from_nir(graph) -> Graph:
         raise GraphError(f"graph: expected a nir.NIRGraph, got {kind_of(graph)}")
     nodes, edges, sub_md = flatten_nir(graph)
     for name, node in nodes.items():
+        if hasattr(node, "__dict__"):  # a graph in memory: the checks of a file's values
+            check_node_values({k: v for k, v in vars(node).items() if v is not None
+                               and k not in ("metadata",)}, f"node '{name}'")
         kind = kind_of(node)
         if kind not in STANDARD_NODE_TYPES + EXTENSION_NODE_TYPES:
             raise GraphError(f"node '{name}': unsupported NIR node type '{kind}'; supported: "
@@ -106,6 +111,7 @@ def _nir_graph_from_dict(d: dict, prefix: str) -> "nir.NIRGraph":
             nodes[name] = _nir_graph_from_dict(nd, full + SUBGRAPH_SEPARATOR)
             continue
         nd = dict(nd)
+        check_node_values(nd, f"node '{full}'")
         if nd["type"] in ("Conv1d", "Conv2d") and ("input_shape" not in nd or
                                                    np.size(nd["input_shape"]) == 0):
             nd["input_shape"] = None  # left open by other tools; inferred from the graph
@@ -152,16 +158,13 @@ def read_nir(path: str | Path) -> Graph:
     Input/Output); both start with the path.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputFileError(f"{path}: no such file; give the .nir file written by "
-                             "`nmc-deploy export`")
-    if path.is_dir():
-        raise InputFileError(f"{path}: is a directory; give a .nir file")
+    input_file(path, "give the .nir file written by `nmc-deploy export`", what="NIR file")
     data = _read_file_dict(path)
     try:
         if data.get("type") != "NIRGraph":
             raise InputFileError(f"the top node is a {data.get('type')!r}, not a NIRGraph")
         _check_types(data, "")
+        check_graph_metadata(data.get("metadata") or {})
         graph = _nir_graph_from_dict(data, "")
         return from_nir(graph)
     except InputFileError as exc:

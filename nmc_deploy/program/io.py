@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from ..checks import input_file, read_json
 from ..errors import InputFileError
 from ..fileio import write_atomic, write_text_atomic
 from .activity import Activity
@@ -26,6 +27,7 @@ from .placement import PlacementSummary
 from .program import Population, Program, SynapseGroup, TokenSelectOp
 from .shared import AttentionOp, Readout
 from .shared_weights import ConvShared, TokenShared
+from .verify import check_manifest, check_program
 
 __all__ = ["PROGRAM_FORMAT", "PROGRAM_VERSION", "PLACEMENT_FILE", "save_program",
            "load_program", "load_placement_summary", "activity_file", "load_activity"]
@@ -100,6 +102,16 @@ def _weights_from(npz, key: str, shape, shared: dict | None):
     raise ValueError(f"unknown shared-weight kind {shared['kind']!r}")
 
 
+def _ints(npz, key: str, where) -> np.ndarray:
+    """An integer array of program.npz as int64 (a float or NaN there is corruption)."""
+    a = npz[key]
+    if a.dtype.kind not in "biu" or (a.dtype.kind == "u" and a.size
+                                     and a.max() > np.iinfo(np.int64).max):
+        raise InputFileError(f"{where}: {key} holds {a.dtype} values, not int64 integers; "
+                             "run `nmc-deploy compile` again")
+    return a.astype(np.int64)
+
+
 def save_program(program: Program, directory: str | Path) -> None:
     """Write ``program.json`` and ``program.npz`` into ``directory`` (each atomically)."""
     directory = Path(directory)
@@ -167,18 +179,20 @@ def load_program(directory: str | Path) -> Program:
         raise InputFileError(f"{directory}: not a directory; give the output directory of "
                              "`nmc-deploy compile`")
     mpath, apath = directory / "program.json", directory / "program.npz"
-    if not mpath.exists() or not apath.exists():
+    if not mpath.exists() and not mpath.is_symlink() or not apath.exists() \
+            and not apath.is_symlink():
         raise InputFileError(f"{directory}: no compiled program (program.json/program.npz "
                              "missing); run `nmc-deploy compile` first")
+    hint = "run `nmc-deploy compile` again"
+    manifest = check_manifest(read_json(mpath, hint, what="program.json"), str(mpath),
+                              PROGRAM_FORMAT, PROGRAM_VERSION)
+    input_file(apath, hint, what="program.npz")
     try:
-        manifest = json.loads(mpath.read_text())
-        if manifest.get("format") != PROGRAM_FORMAT:
-            raise ValueError("wrong format tag")
-        npz = np.load(apath)
+        npz = np.load(apath, allow_pickle=False)
         pops = tuple(
             Population(**{**d, "shape": tuple(d["shape"]),
-                          "bias_mant": npz[f"pop{i}/bias_mant"].astype(np.int64),
-                          **{key: (npz[f"pop{i}/{key}"].astype(np.int64)
+                          "bias_mant": _ints(npz, f"pop{i}/bias_mant", apath),
+                          **{key: (_ints(npz, f"pop{i}/{key}", apath)
                                    if d[key] == "per-neuron" else
                                    None if d[key] is None else int(d[key]))
                              for key in ("du", "dv", "v_min") if key in d}})
@@ -195,32 +209,37 @@ def load_program(directory: str | Path) -> Program:
             d = dict(d)
             inputs = tuple(group_of(g, f"sel{i}/in{j}") for j, g in enumerate(d.pop("inputs")))
             selects.append(TokenSelectOp(**d, inputs=inputs,
-                                         **{k: npz[f"sel{i}/{k}"].astype(np.int64)
+                                         **{k: _ints(npz, f"sel{i}/{k}", apath)
                                             for k in ("w1", "b1", "lut", "w_score")}))
         ro = manifest["readout"]
         readout = Readout(
             weights=_readout_weights(npz, ro["weights"]),
             bias=npz["readout/bias"], scale=float(ro["scale"]), num_outputs=int(ro["num_outputs"]),
             cumulative=bool(ro.get("cumulative", False)))
-        return Program(populations=pops, groups=tuple(groups),
-                       attention=tuple(AttentionOp.from_json(a) for a in manifest["attention"]),
-                       readout=readout, input_shape=tuple(manifest["input_shape"]),
-                       input_levels=int(manifest["input_levels"]),
-                       time_steps=int(manifest["time_steps"]), metadata=manifest["metadata"],
-                       token_selects=tuple(selects))
+        program = Program(populations=pops, groups=tuple(groups),
+                          attention=tuple(AttentionOp.from_json(a)
+                                          for a in manifest["attention"]),
+                          readout=readout, input_shape=tuple(manifest["input_shape"]),
+                          input_levels=int(manifest["input_levels"]),
+                          time_steps=int(manifest["time_steps"]), metadata=manifest["metadata"],
+                          token_selects=tuple(selects))
     except InputFileError:
         raise
     except Exception as exc:
-        raise InputFileError(f"{directory}: corrupt compiled program ({type(exc).__name__}: "
-                             f"{str(exc)[:80]}); run `nmc-deploy compile` again") from exc
+        raise InputFileError(f"{directory}: corrupt compiled program (program.json/program.npz"
+                             f", {type(exc).__name__}: {str(exc)[:80]}); {hint}") from None
+    return check_program(program, str(mpath), str(apath))
 
 
 def load_placement_summary(directory: str | Path) -> PlacementSummary:
     """Read ``placement.json`` of a compiled program directory into its typed summary."""
     path = Path(directory) / PLACEMENT_FILE
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise InputFileError(f"{directory}: placement.json missing; run `nmc-deploy compile` again")
-    return PlacementSummary.from_json(json.loads(path.read_text()), "program_summary")
+    data = read_json(path, "run `nmc-deploy compile` again", what="placement.json")
+    if not isinstance(data, dict):
+        raise InputFileError(f"{path}: not a JSON object; run `nmc-deploy compile` again")
+    return PlacementSummary.from_json(data, str(path))
 
 
 def activity_file(directory: str | Path, backend: str) -> Path:
@@ -231,7 +250,10 @@ def activity_file(directory: str | Path, backend: str) -> Path:
 def load_activity(directory: str | Path, backend: str) -> Activity:
     """Read ``activity_<backend>.json`` of a program directory into a typed :class:`Activity`."""
     path = activity_file(directory, backend)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise InputFileError(f"{path}: no simulated activity; run `nmc-deploy simulate "
                              f"{directory} --backend reference` first")
-    return Activity.from_json(json.loads(path.read_text()), "activity")
+    data = read_json(path, f"run `nmc-deploy simulate {directory}` again", what="activity file")
+    if not isinstance(data, dict):
+        raise InputFileError(f"{path}: not a JSON object; run `nmc-deploy simulate` again")
+    return Activity.from_json(data, str(path))

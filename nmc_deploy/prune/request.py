@@ -55,6 +55,10 @@ class PruneRequest:
                                      "block indices such as '0,1'") from None
         if blocks is not None:
             object.__setattr__(self, "token_blocks", tuple(blocks))
+        for name, lo in (("epochs", 0), ("token_epochs", 0), ("rounds", 1)):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < lo):
+                raise NmcDeployError(f"prune: {name} ({value}) must be an integer >= {lo}")
         if self.sparsity is not None and not 0.0 <= self.sparsity < 1.0:
             raise NmcDeployError(f"prune: sparsity ({self.sparsity}) must be in [0, 1); it is "
                                  "the fraction of weights removed")

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import input_file, output_file
 from ..errors import InputFileError, SimulationError
 
 __all__ = ["as_input_sequence", "check_input_steps", "load_user_inputs", "load_user_labels",
-           "check_record_path", "simulation_inputs"]
+           "check_record_path", "check_outputs", "simulation_inputs"]
 
 
 def as_input_sequence(program, inputs, *, integer: bool = True) -> np.ndarray:
@@ -54,9 +55,7 @@ def load_user_inputs(path: Path, program) -> np.ndarray:
     ``(B, T, *input_shape)`` (a flat last axis is reshaped), or a NIRData file whose node named
     like the graph's Input holds ``TimeGriddedData``/``EventData`` on the program's dt.
     Fixed point needs integers (spikes or integer currents)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputFileError(f"{path}: no such file; give a .npy array or a NIRData file")
+    path = input_file(path, "give a .npy array or a NIRData file", what="input file")
     shape = tuple(program.input_shape)
     n_in = int(np.prod(shape))
     if path.suffix == ".npy":
@@ -77,20 +76,36 @@ def load_user_inputs(path: Path, program) -> np.ndarray:
     else:
         raise InputFileError(f"{path}: input shape {tuple(x.shape)} fits neither (B, {shape}) "
                              f"nor (B, T, {shape}); reshape the array")
+    return check_input_values(path, x)
+
+
+def check_input_values(path, x: np.ndarray) -> np.ndarray:
+    """``x`` as int64 if it holds at least one sample and step of finite integers that fit a
+    graded message (:data:`~nmc_deploy.loihi.constants.GRADED_BITS` bits, signed)."""
+    from ..checks import finite
+    from ..loihi.constants import GRADED_BITS
+
+    hint = "give spikes (0/1) or integer currents"
     if x.dtype.kind == "b":
         x = x.astype(np.int64)
-    if x.dtype.kind == "f":
-        if not np.all(np.isfinite(x)) or not np.all(x == np.round(x)):
-            raise InputFileError(f"{path}: fixed-point simulation needs integer inputs (spikes or "
-                                 "integer currents); scale and round the array first")
-        x = x.astype(np.int64)
-    return x
+    x = finite(x, str(path), "input", hint)
+    if x.ndim < 2 or x.shape[0] == 0 or x.size == 0:
+        raise InputFileError(f"{path}: input has no samples or no time steps (shape "
+                             f"{tuple(x.shape)}); give at least one sample")
+    if not np.all(x == np.round(x)):
+        raise InputFileError(f"{path}: fixed-point simulation needs integer inputs (spikes or "
+                             "integer currents); scale and round the array first")
+    limit = 2 ** (GRADED_BITS - 1) - 1
+    big = np.abs(x.astype(np.float64)).max()
+    if big > limit:
+        raise InputFileError(f"{path}: input value ({big:.0f}) exceeds a {GRADED_BITS}-bit "
+                             f"graded message ({limit}); {hint} in range")
+    return x.astype(np.int64)
 
 
 def _read_labels(path: Path) -> np.ndarray:
     """The labels array of a ``.npy`` or NIRData file (one line when unreadable)."""
-    if not path.exists():
-        raise InputFileError(f"{path}: no such file; give a .npy array of integer labels")
+    input_file(path, "give a .npy array of integer labels", what="labels file")
     if path.suffix != ".npy":
         from ..nirio import read_nirdata_labels
 
@@ -112,6 +127,9 @@ def load_user_labels(path: Path, samples: int, limit: int | None = None,
     if y is None:
         y = _read_labels(path)
     y = np.asarray(y).ravel() if np.asarray(y).ndim == 2 and 1 in np.shape(y) else np.asarray(y)
+    if y.dtype.kind == "u" and y.size and y.max() > np.iinfo(np.int64).max:
+        raise InputFileError(f"{path}: label ({y.max()}) outside the program's outputs; give "
+                             "class indices")
     integral = y.dtype.kind in "iu" or (
         y.dtype.kind == "f" and bool(np.all(np.isfinite(y))) and bool(np.all(y == np.round(y))))
     if y.ndim != 1 or not integral:
@@ -128,11 +146,21 @@ def load_user_labels(path: Path, samples: int, limit: int | None = None,
     return y
 
 
-def check_record_path(record: Path) -> Path:
-    """Check that ``record`` can be written (its directory is created); return it as a Path."""
-    record = Path(record)
-    if record.is_dir():
-        raise InputFileError(f"{record}: is a directory; give a file name for --record")
+def check_outputs(build_dir: Path, record: Path | None, inputs=()) -> Path | None:
+    """Before a simulation: the build directory it writes its results into is writable, and
+    ``record`` (if given; :func:`check_record_path`) is neither an input nor a build file."""
+    from ..checks import output_dir
+
+    output_dir(build_dir, option="build directory")
+    if record is None:
+        return None
+    return check_record_path(record, (*inputs, *Path(build_dir).iterdir()))
+
+
+def check_record_path(record: Path, inputs=()) -> Path:
+    """Check that ``record`` can be written (its directory is created) and is none of the
+    run's ``inputs``; return it as a Path."""
+    record = output_file(record, inputs, option="--record")
     try:
         record.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -77,8 +77,8 @@ def test_load_program_errors(tmp_path, make, message):
 def test_load_program_corrupt(tiny_program, tmp_path):
     save_program(tiny_program, tmp_path)
     (tmp_path / "program.json").write_text('{"format": "other"}')
-    with pytest.raises(InputFileError, match=r"corrupt compiled program \(ValueError: wrong "
-                                             r"format tag\); run `nmc-deploy compile` again"):
+    with pytest.raises(InputFileError, match=r"program.json: format \('other'\) is not "
+                                             r"'nmc-deploy-program'; give the program.json"):
         load_program(tmp_path)
 
 
