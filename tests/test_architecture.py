@@ -19,6 +19,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "nmc_deploy"
 RANKS = {
     "errors": 0, "fileio": 0, "frozen": 0,
     "synapse_memory": 0.5,  # numpy only; re-exported by targets
+    "interrupts": 0,  # signal handling; imports nothing of ours
     "ir": 1, "loihi": 1, "targets": 1, "data": 1,
     "program": 2, "nirio": 2,
     "models": 3,
