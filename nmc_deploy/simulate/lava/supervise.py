@@ -130,6 +130,16 @@ def _watchdog_seconds(watchdog) -> float:
     return float(watchdog)
 
 
+def _run_dir() -> Path:
+    """A fresh private directory for the run. Lava's ``multiprocessing`` manager listens on
+    a Unix socket inside it (``pymp-*/listener-*``, about 50 more characters), and a socket
+    path has at most 107: under a long TMPDIR, /tmp is used instead."""
+    base = tempfile.gettempdir()
+    if len(base) > 48 and os.access("/tmp", os.W_OK):
+        base = "/tmp"
+    return Path(tempfile.mkdtemp(prefix=SHM_PREFIX, dir=base))
+
+
 def _child_env(run_dir: Path) -> dict:
     """The child imports this very nmc_deploy (first on its path) and keeps every temporary
     file of the run in ``run_dir``."""
@@ -180,7 +190,7 @@ def simulate_lava(program, inputs: np.ndarray, *, cache_delay_weights: bool = Tr
     whatever stops it. ``watchdog``: seconds without CPU progress before the run is ended
     (default: ``NMC_DEPLOY_LAVA_WATCHDOG`` or 60)."""
     watchdog = _watchdog_seconds(watchdog)
-    run_dir = Path(tempfile.mkdtemp(prefix=SHM_PREFIX))
+    run_dir = _run_dir()
     proc = None
     try:
         with open(run_dir / "job.pkl", "wb") as f:
