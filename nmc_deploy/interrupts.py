@@ -18,15 +18,20 @@ import threading
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-from .errors import NmcDeployError
-
 __all__ = ["Interrupted", "raise_on_signals", "deferred_signals", "received", "SIGNALS"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class Interrupted(NmcDeployError):
-    """The run was stopped by a signal; ``exit_code`` is ``128 + signum`` (130, 143)."""
+class Interrupted(BaseException):
+    """The run was stopped by a signal; ``exit_code`` is ``128 + signum`` (130, 143).
+
+    Like ``KeyboardInterrupt`` and ``SystemExit`` it is not an ``Exception`` (nor an
+    :class:`~nmc_deploy.errors.NmcDeployError`): the stages catch ``NmcDeployError`` to try
+    another deployment form and ``Exception`` to word a reader's error, and neither may
+    swallow a signal (a SIGTERM during ``compile`` was lost that way). Not a
+    ``KeyboardInterrupt`` either: click turns those into ``Abort`` after a blank line.
+    """
 
     def __init__(self, signum: int, where: str | None = None, outputs: str | None = None):
         self.signum = int(signum)
