@@ -12,6 +12,7 @@ outputs byte-identical.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -151,8 +152,11 @@ class Run:
         ours = {n for n in set(os.listdir(SHM)) - self.shm_before
                 if n.startswith("nmc-lava-")} | (self.segments & set(os.listdir(SHM)))
         assert not ours, f"{len(ours)} shared-memory segments left"
-        assert list(self.tmp.iterdir()) == [], "temporary files left"
-        self.tmp.rmdir()
+        # torch keeps its compile cache in the temp dir (torchinductor_<user>: shared by
+        # every run, as after an uninterrupted one); nothing else may be left
+        left = [p.name for p in self.tmp.iterdir() if not p.name.startswith("torchinductor_")]
+        assert left == [], f"temporary files left: {left}"
+        shutil.rmtree(self.tmp)
         return seconds
 
 
@@ -279,8 +283,7 @@ def test_demo_stops_cleanly(tmp_path, moment, sig):
     before = _snapshot(out)
     run = Run(tmp_path, "demo", "--out", out, "--epochs", "1", "--lava-samples", "200")
     if moment == "training":
-        run.wait_for(lambda: "== train" in run.stderr(), what="training")
-        time.sleep(1.0)
+        run.wait_for(lambda: "train:" in run.stderr(), what="training")  # its progress bar
     else:
         run.wait_for(lambda: run.lava_workers(20), timeout=150,
                      what="Lava's workers")

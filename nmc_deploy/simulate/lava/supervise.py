@@ -38,6 +38,7 @@ import numpy as np
 
 from ...errors import SimulationError
 from ...interrupts import deferred_signals
+from ..inputs import as_input_sequence, check_input_steps
 from ..result import SimulationResult
 
 __all__ = ["simulate_lava", "SHM_PREFIX", "WATCHDOG_ENV", "DEFAULT_WATCHDOG",
@@ -183,6 +184,13 @@ def _child_failure(run_dir: Path, rc: int) -> SimulationError:
     return SimulationError(f"lava: the simulation process {how}{last}")
 
 
+def _relay(log: Path) -> None:
+    """Show what the child printed (warnings not known to be harmless) on our stderr."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    if text.strip():
+        sys.stderr.write(text if text.endswith("\n") else text + "\n")
+
+
 def simulate_lava(program, inputs: np.ndarray, *, cache_delay_weights: bool = True,
                   watchdog: float | None = None) -> SimulationResult:
     """:func:`~nmc_deploy.simulate.lava.backend.simulate_lava` in a supervised child
@@ -190,6 +198,7 @@ def simulate_lava(program, inputs: np.ndarray, *, cache_delay_weights: bool = Tr
     whatever stops it. ``watchdog``: seconds without CPU progress before the run is ended
     (default: ``NMC_DEPLOY_LAVA_WATCHDOG`` or 60)."""
     watchdog = _watchdog_seconds(watchdog)
+    check_input_steps(program, as_input_sequence(program, inputs))  # errors before a child
     run_dir = _run_dir()
     proc = None
     try:
@@ -206,7 +215,9 @@ def simulate_lava(program, inputs: np.ndarray, *, cache_delay_weights: bool = Tr
         if rc != 0 or not result.exists():
             raise _child_failure(run_dir, rc)
         with open(result, "rb") as f:
-            return pickle.load(f)  # noqa: S301 (written by our child into our 0700 dir)
+            out = pickle.load(f)  # noqa: S301 (written by our child into our 0700 dir)
+        _relay(run_dir / "child.log")
+        return out
     finally:
         with deferred_signals():  # a second Ctrl-C must not cut the cleanup short
             if proc is not None:

@@ -1,0 +1,89 @@
+"""The supervised Lava run (a child process in its own session) gives the reference's spikes
+and leaves no process, segment or directory behind; a child that fails gives one line."""
+import os
+import tempfile
+
+import numpy as np
+import pytest
+
+from nmc_deploy.errors import SimulationError
+from nmc_deploy.simulate.reference import simulate_reference
+
+pytestmark = pytest.mark.lava
+
+
+def _ours():
+    shm = {n for n in os.listdir("/dev/shm") if n.startswith("nmc-lava-")}
+    tmp = {n for n in os.listdir(tempfile.gettempdir()) if n.startswith("nmc-lava-")}
+    return shm, tmp
+
+
+def test_supervised_lava_equals_the_reference_and_leaves_nothing(tiny_program, digits):
+    from nmc_deploy.simulate.lava.supervise import simulate_lava
+
+    before = _ours()
+    x = digits.x_test[:4]
+    ref, lav = simulate_reference(tiny_program, x), simulate_lava(tiny_program, x)
+    assert sum(int(s.sum()) for s in ref.spikes.values()) > 500
+    assert all(np.array_equal(ref.spikes[k], lav.spikes[k]) for k in ref.spikes)
+    assert np.array_equal(ref.logits, lav.logits)
+    assert lav.stats["backend"] == "lava" and lav.stats["warnings_silenced"] >= 0
+    shm, tmp = _ours()  # other sessions may run Lava too: only new names count
+    assert shm - before[0] == set() and tmp - before[1] == set()
+
+
+def test_a_killed_child_gives_one_line_and_its_workers_go(tiny_program, digits):
+    """The OOM killer's case: the child dies while its Lava workers run."""
+    import signal
+    import threading
+    import time
+
+    from nmc_deploy.simulate.lava.supervise import (segment_names, session_pids,
+                                                    simulate_lava)
+
+    found = {}
+
+    def kill_child():
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 60:
+            for entry in os.scandir("/proc"):
+                try:
+                    cmd = open(f"/proc/{entry.name}/cmdline", "rb").read()
+                except OSError:
+                    continue
+                if b"nmc_deploy.simulate.lava.child" in cmd and entry.name.isdigit():
+                    pid = int(entry.name)
+                    if len(session_pids(pid)) >= 10 and segment_names(pid):
+                        found["pid"] = pid
+                        os.kill(pid, signal.SIGKILL)
+                        return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_child)
+    killer.start()
+    with pytest.raises(SimulationError) as info:
+        simulate_lava(tiny_program, digits.x_test[:300])
+    killer.join()
+    assert "pid" in found, "the child was never seen running"
+    assert str(info.value) == "lava: the simulation process was killed by SIGKILL"
+    assert session_pids(found["pid"]) == [] and segment_names(found["pid"]) == []
+
+
+def test_bad_inputs_are_refused_before_a_child_starts(tiny_program):
+    from nmc_deploy.errors import NmcDeployError
+    from nmc_deploy.simulate.lava.supervise import simulate_lava
+
+    before = _ours()
+    with pytest.raises(NmcDeployError):
+        simulate_lava(tiny_program, np.zeros((2, 3), np.int64))
+    assert _ours() == before
+
+
+def test_the_watchdog_must_be_positive(tiny_program, digits, monkeypatch):
+    from nmc_deploy.simulate.lava.supervise import WATCHDOG_ENV, simulate_lava
+
+    monkeypatch.setenv(WATCHDOG_ENV, "soon")
+    with pytest.raises(SimulationError, match=WATCHDOG_ENV):
+        simulate_lava(tiny_program, digits.x_test[:1])
+    with pytest.raises(SimulationError, match="positive"):
+        simulate_lava(tiny_program, digits.x_test[:1], watchdog=0)
