@@ -232,6 +232,23 @@ def test_watchdog_ends_a_lava_run_whose_workers_stop(tmp_path, build):
     assert _snapshot(build) == before
 
 
+@pytest.mark.lava
+@pytest.mark.slow
+def test_a_killed_parent_leaves_no_lava_run_behind(tmp_path, build):
+    """SIGKILL (no handler can run): the Lava child sees its parent gone, unlinks its
+    segments, removes its directory and kills its process group."""
+    run = Run(tmp_path, "simulate", build, "--backend", "lava", "--samples", "400")
+    run.wait_for(lambda: run.lava_workers(20), what="Lava's workers")
+    t0 = run.signal(signal.SIGKILL)
+    assert run.proc.wait(timeout=5) == -signal.SIGKILL
+    while run.family() and time.monotonic() - t0 < 10:
+        time.sleep(0.05)
+    assert run.family() == [], "the Lava child outlived its parent"
+    assert not run.segments & set(os.listdir(SHM))
+    assert [p.name for p in run.tmp.iterdir()] == []
+    shutil.rmtree(run.tmp)
+
+
 @pytest.fixture(scope="module")
 def larger_nir(tmp_path_factory):
     """The digits preset's graph: its compile takes a few seconds."""
