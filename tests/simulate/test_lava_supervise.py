@@ -9,7 +9,6 @@ import pytest
 from nmc_deploy.errors import SimulationError
 from nmc_deploy.simulate.reference import simulate_reference
 
-pytestmark = pytest.mark.lava
 
 
 def _ours():
@@ -18,6 +17,7 @@ def _ours():
     return shm, tmp
 
 
+@pytest.mark.lava
 def test_supervised_lava_equals_the_reference_and_leaves_nothing(tiny_program, digits):
     from nmc_deploy.simulate.lava.supervise import simulate_lava
 
@@ -32,6 +32,7 @@ def test_supervised_lava_equals_the_reference_and_leaves_nothing(tiny_program, d
     assert shm - before[0] == set() and tmp - before[1] == set()
 
 
+@pytest.mark.lava
 def test_a_killed_child_gives_one_line_and_its_workers_go(tiny_program, digits):
     """The OOM killer's case: the child dies while its Lava workers run."""
     import signal
@@ -87,3 +88,22 @@ def test_the_watchdog_must_be_positive(tiny_program, digits, monkeypatch):
         simulate_lava(tiny_program, digits.x_test[:1])
     with pytest.raises(SimulationError, match="positive"):
         simulate_lava(tiny_program, digits.x_test[:1], watchdog=0)
+
+
+def test_harmless_warnings_are_counted_not_printed(tmp_path):
+    """scipy's SparseEfficiencyWarning (Lava's Sparse models assign into CSR matrices) is
+    counted into warnings.log; any other warning is still printed."""
+    import subprocess
+    import sys
+
+    code = ("import warnings, pathlib, scipy.sparse as sp\n"
+            "from nmc_deploy.simulate.lava.child import _count_harmless\n"
+            f"_count_harmless(pathlib.Path({str(tmp_path)!r}))\n"
+            "m = sp.csr_matrix((3, 3)); m[0, 0] = 1; m[1, 1] = 2\n"
+            "warnings.warn('Cannot import module x when searching ProcessModels')\n"
+            "warnings.warn('something else')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "warnings.log").read_text().split() == [
+        "SparseEfficiencyWarning", "UserWarning"]
+    assert "SparseEfficiency" not in r.stderr and "something else" in r.stderr
