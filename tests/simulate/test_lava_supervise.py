@@ -1,6 +1,7 @@
 """The supervised Lava run (a child process in its own session) gives the reference's spikes
 and leaves no process, segment or directory behind; a child that fails gives one line."""
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -11,14 +12,27 @@ from nmc_deploy.simulate.reference import simulate_reference
 
 
 
+@pytest.fixture
+def private_tempdir(monkeypatch):
+    """A temp dir of this test only (other sessions may run Lava at the same time; the
+    in-process backend names its directories nmc-lava-* too); short, for Lava's socket."""
+    d = tempfile.mkdtemp(prefix="nmc-ls-", dir="/tmp")
+    monkeypatch.setattr(tempfile, "tempdir", d)
+    yield
+    left = os.listdir(d)
+    shutil.rmtree(d)
+    assert left == [], f"left in the temp dir: {left}"
+
+
 def _ours():
     shm = {n for n in os.listdir("/dev/shm") if n.startswith("nmc-lava-")}
-    tmp = {n for n in os.listdir(tempfile.gettempdir()) if n.startswith("nmc-lava-")}
+    tmp = set(os.listdir(tempfile.gettempdir()))
     return shm, tmp
 
 
 @pytest.mark.lava
-def test_supervised_lava_equals_the_reference_and_leaves_nothing(tiny_program, digits):
+def test_supervised_lava_equals_the_reference_and_leaves_nothing(tiny_program, digits,
+                                                                private_tempdir):
     from nmc_deploy.simulate.lava.supervise import simulate_lava
 
     before = _ours()
@@ -33,7 +47,8 @@ def test_supervised_lava_equals_the_reference_and_leaves_nothing(tiny_program, d
 
 
 @pytest.mark.lava
-def test_a_killed_child_gives_one_line_and_its_workers_go(tiny_program, digits):
+def test_a_killed_child_gives_one_line_and_its_workers_go(tiny_program, digits,
+                                                          private_tempdir):
     """The OOM killer's case: the child dies while its Lava workers run."""
     import signal
     import threading
@@ -70,7 +85,7 @@ def test_a_killed_child_gives_one_line_and_its_workers_go(tiny_program, digits):
     assert session_pids(found["pid"]) == [] and segment_names(found["pid"]) == []
 
 
-def test_bad_inputs_are_refused_before_a_child_starts(tiny_program):
+def test_bad_inputs_are_refused_before_a_child_starts(tiny_program, private_tempdir):
     from nmc_deploy.errors import NmcDeployError
     from nmc_deploy.simulate.lava.supervise import simulate_lava
 
