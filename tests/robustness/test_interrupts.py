@@ -228,7 +228,8 @@ def test_watchdog_ends_a_lava_run_whose_workers_stop(tmp_path, build):
     seconds = run.check_stopped(signal.SIGTERM, t0, code=1)
     assert 2 <= seconds < 8
     last = run.stderr().strip().splitlines()[-1]
-    assert last.startswith("error: lava: no progress for 2 s") and "NMC_DEPLOY_LAVA_WATCHDOG" in last
+    assert last.startswith("error: lava: no progress for 2 s")
+    assert "NMC_DEPLOY_LAVA_WATCHDOG" in last
     assert _snapshot(build) == before
 
 
@@ -247,6 +248,22 @@ def test_a_killed_parent_leaves_no_lava_run_behind(tmp_path, build):
     assert not run.segments & set(os.listdir(SHM))
     assert [p.name for p in run.tmp.iterdir()] == []
     shutil.rmtree(run.tmp)
+
+
+REFERENCE_MOMENTS = [(0.5, signal.SIGINT), (2.0, signal.SIGTERM)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay,sig", REFERENCE_MOMENTS,
+                         ids=[f"{d}s-{s.name}" for d, s in REFERENCE_MOMENTS])
+def test_reference_simulation_stops_cleanly(tmp_path, build, delay, sig):
+    """The whole test split on the reference (float model first): ~8 s uninterrupted."""
+    before = _snapshot(build)
+    run = Run(tmp_path, "simulate", build)
+    run.wait_for(run.handlers_installed, what="the handlers")
+    time.sleep(delay)
+    assert run.check_stopped(sig, run.signal(sig)) < 5
+    assert _snapshot(build) == before
 
 
 @pytest.fixture(scope="module")

@@ -122,3 +122,21 @@ def test_harmless_warnings_are_counted_not_printed(tmp_path):
     assert (tmp_path / "warnings.log").read_text().split() == [
         "SparseEfficiencyWarning", "UserWarning"]
     assert "SparseEfficiency" not in r.stderr and "something else" in r.stderr
+
+
+def test_segments_of_a_child_carry_its_pid():
+    """What the supervisor unlinks after killing a child: /dev/shm/nmc-lava-<pid>-*."""
+    import subprocess
+    import sys
+
+    code = ("import os\n"
+            "from multiprocessing import shared_memory\n"
+            "from nmc_deploy.simulate.lava.child import name_segments\n"
+            "name_segments(os.getpid())\n"
+            "shm = [shared_memory.SharedMemory(create=True, size=64) for _ in range(300)]\n"
+            "print(os.getpid(), len({s.name for s in shm}), shm[0].name)\n"
+            "for s in shm: s.close(); s.unlink()\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    pid, distinct, name = r.stdout.split()
+    assert distinct == "300" and name.startswith(f"nmc-lava-{pid}-")

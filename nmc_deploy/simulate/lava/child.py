@@ -37,6 +37,10 @@ def name_segments(pid: int) -> None:
 
     from .supervise import SHM_PREFIX
 
+    if not hasattr(shared_memory, "_SHM_NAME_PREFIX") or not hasattr(
+            shared_memory, "_SHM_SAFE_NAME_LENGTH"):  # CPython 3.8-3.13 have both
+        raise RuntimeError("multiprocessing.shared_memory has no _SHM_NAME_PREFIX: cannot "
+                           "name this run's segments for their cleanup")
     prefix = f"/{SHM_PREFIX}{pid}-"
     shared_memory._SHM_NAME_PREFIX = prefix
     shared_memory._SHM_SAFE_NAME_LENGTH = len(prefix) + 16  # 8 random bytes
@@ -88,7 +92,10 @@ def _fail(run_dir: Path, message: str, code: int) -> int:
 
 def main(argv: list[str]) -> int:
     run_dir = Path(argv[1])
-    name_segments(os.getpid())
+    try:
+        name_segments(os.getpid())
+    except RuntimeError as exc:
+        return _fail(run_dir, f"lava: {exc}", 5)
     threading.Thread(target=_watch_parent, args=(os.getppid(), run_dir), daemon=True).start()
     _count_harmless(run_dir)
     with open(run_dir / "job.pkl", "rb") as f:

@@ -199,9 +199,10 @@ def simulate_lava(program, inputs: np.ndarray, *, cache_delay_weights: bool = Tr
     (default: ``NMC_DEPLOY_LAVA_WATCHDOG`` or 60)."""
     watchdog = _watchdog_seconds(watchdog)
     check_input_steps(program, as_input_sequence(program, inputs))  # errors before a child
-    run_dir = _run_dir()
-    proc = None
+    run_dir = proc = None
     try:
+        with deferred_signals():  # the directory exists only once run_dir is known
+            run_dir = _run_dir()
         with open(run_dir / "job.pkl", "wb") as f:
             pickle.dump({"program": program, "inputs": np.asarray(inputs),
                          "cache_delay_weights": cache_delay_weights}, f, protocol=5)
@@ -227,4 +228,5 @@ def simulate_lava(program, inputs: np.ndarray, *, cache_delay_weights: bool = Tr
                 except subprocess.TimeoutExpired:
                     pass
                 _unlink_segments(proc.pid)
-            shutil.rmtree(run_dir, ignore_errors=True)
+            if run_dir is not None:
+                shutil.rmtree(run_dir, ignore_errors=True)
