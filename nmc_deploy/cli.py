@@ -256,7 +256,7 @@ def _interrupted(exc: Interrupted | None) -> int:
 
 def main(argv=None) -> int:
     # SIGINT/SIGTERM raise Interrupted in the running stage; its cleanup runs on the way up
-    with interrupts.raise_on_signals(_stopped_work):
+    with interrupts.raise_on_signals(_stopped_work, exiting=True):
         try:
             cli.main(args=argv, prog_name="nmc-deploy", standalone_mode=False)
         except Interrupted as exc:

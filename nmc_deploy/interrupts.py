@@ -70,12 +70,16 @@ def _raise(signum, frame):
 
 
 @contextmanager
-def raise_on_signals(describe: Callable[[], tuple] | None = None) -> Iterator[None]:
+def raise_on_signals(describe: Callable[[], tuple] | None = None, *,
+                     exiting: bool = False) -> Iterator[None]:
     """Within the block, SIGINT and SIGTERM raise :class:`Interrupted` (once).
 
     ``describe()`` returns ``(where, outputs)`` for the message: the work being stopped
     (e.g. "simulate") and where its earlier outputs are, or ``()``.
-    Previous handlers are restored at exit. Outside the main thread this does nothing.
+    Previous handlers are restored at exit; with ``exiting`` (the caller ends the process
+    after an interrupt, as the CLI does) they stay ignored once a signal came, so that a
+    repeated Ctrl-C cannot turn the exit status 130 into a death by SIGINT.
+    Outside the main thread this does nothing.
     """
     if not _main_thread():
         yield
@@ -87,8 +91,9 @@ def raise_on_signals(describe: Callable[[], tuple] | None = None) -> Iterator[No
             signal.signal(s, _raise)
         yield
     finally:
+        keep = exiting and _State.received is not None
         for s, handler in previous.items():
-            signal.signal(s, handler)
+            signal.signal(s, signal.SIG_IGN if keep else handler)
         _State.describe = None
 
 
