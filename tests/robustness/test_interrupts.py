@@ -46,12 +46,23 @@ def _live():
     return out
 
 
+_TMPDIRS: list[Path] = []
+
+
+@pytest.fixture(autouse=True)
+def _remove_tmpdirs():
+    yield
+    while _TMPDIRS:
+        shutil.rmtree(_TMPDIRS.pop(), ignore_errors=True)
+
+
 class Run:
     """One CLI run in its own session; tracks the sessions and segments it makes."""
 
     def __init__(self, tmp_path: Path, *args, env=None):
         # the run's TMPDIR, private and short (Lava's manager puts a Unix socket in it)
         self.tmp = Path(tempfile.mkdtemp(prefix="nmc-it-", dir="/tmp"))
+        _TMPDIRS.append(self.tmp)  # removed after the test, also when it fails
         self.err_path = tmp_path / f"stderr-{time.monotonic_ns()}.txt"
         self.shm_before = set(os.listdir(SHM))
         self.segments = set()
@@ -156,7 +167,6 @@ class Run:
         # every run, as after an uninterrupted one); nothing else may be left
         left = [p.name for p in self.tmp.iterdir() if not p.name.startswith("torchinductor_")]
         assert left == [], f"temporary files left: {left}"
-        shutil.rmtree(self.tmp)
         return seconds
 
 
@@ -252,7 +262,6 @@ def test_a_killed_parent_leaves_no_lava_run_behind(tmp_path, build):
     assert run.family() == [], "the Lava child outlived its parent"
     assert not run.segments & set(os.listdir(SHM))
     assert [p.name for p in run.tmp.iterdir()] == []
-    shutil.rmtree(run.tmp)
 
 
 REFERENCE_MOMENTS = [(0.5, signal.SIGINT), (2.0, signal.SIGTERM)]
