@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import InputFileError
+from .interrupts import deferred_signals
 
 __all__ = ["BUILD_FILES", "build_target", "write_build", "compile_netx", "placement_rates", "format_layout",
            "traffic_record", "write_outputs", "write_neurobench_counts"]
@@ -42,7 +43,8 @@ def write_build(out_dir, result, summary, tgt, graph, nir_path, *, copy_nir: boo
             shutil.copyfile(nir_path, tmp / "model.nir")  # (re-writing Spikformer-8-512's
         else:  # graph held 3.4 GB more than compiling it); else as compiled: resolved timing,
             write_nir(graph, tmp / "model.nir")  # portable parts joined
-        _install_build(tmp, out_dir, BUILD_FILES + extra)
+        with deferred_signals():  # a signal waits until every file is in place
+            _install_build(tmp, out_dir, BUILD_FILES + extra)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return extra
@@ -131,7 +133,8 @@ def compile_netx(path, target, out_dir, *, time_steps: int | None = None, log=No
     try:
         _write_program(tmp, program, summary, tgt)
         shutil.copyfile(path, tmp / NETX_FILE)
-        _install_build(tmp, out_dir, names)
+        with deferred_signals():
+            _install_build(tmp, out_dir, names)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     kinds = list(program.metadata.get("netx_layers", ["dense"] * len(program.populations)))

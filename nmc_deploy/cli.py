@@ -8,7 +8,9 @@ from pathlib import Path
 
 import click
 
+from . import interrupts
 from .errors import NmcDeployError
+from .interrupts import Interrupted
 
 EXISTING_FILE = click.Path(path_type=Path)  # existence is checked by the stages (one-line errors)
 TARGET_HELP = ("Names a hardware target in hw_targets/ - a chip (loihi1, loihi2) or a system "
@@ -236,27 +238,55 @@ def demo(out, epochs, seed, lava_samples, target):
     run_demo(out, epochs=epochs, seed=seed, lava_samples=lava_samples, target=target)
 
 
+def _stopped_work() -> tuple:
+    """What a signal stops: the command and where its outputs go (for the one line)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or ctx.parent is None:
+        return ()
+    return ctx.info_name, ctx.params.get("out") or ctx.params.get("build")
+
+
+def _interrupted(exc: Interrupted | None) -> int:
+    """One line for a run stopped by a signal; the exit status 128 + signal number."""
+    if exc is None:
+        exc = Interrupted(interrupts.received())
+    click.echo(f"interrupted: {exc}", err=True)
+    return exc.exit_code
+
+
 def main(argv=None) -> int:
-    try:
-        cli.main(args=argv, prog_name="nmc-deploy", standalone_mode=False)
-    except NmcDeployError as exc:
-        if _State.debug:
+    # SIGINT/SIGTERM raise Interrupted in the running stage; its cleanup runs on the way up
+    with interrupts.raise_on_signals(_stopped_work, exiting=True):
+        try:
+            cli.main(args=argv, prog_name="nmc-deploy", standalone_mode=False)
+        except Interrupted as exc:
+            if _State.debug:
+                raise
+            return _interrupted(exc)
+        except NmcDeployError as exc:
+            if _State.debug:
+                raise
+            if interrupts.received():  # a signal turned into another error on its way up
+                return _interrupted(None)
+            click.echo(f"error: {exc}", err=True)
+            return 1
+        except click.exceptions.Abort:
+            click.echo("aborted", err=True)
+            return 130
+        except click.UsageError as exc:  # one line, as every error (exit 2, click's)
+            where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
+            click.echo(f"error: {where}{exc.format_message()} (see --help)", err=True)
+            return exc.exit_code
+        except click.ClickException as exc:
+            exc.show()
+            return exc.exit_code
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            return 130
+        except Exception:
+            if interrupts.received() and not _State.debug:
+                return _interrupted(None)
             raise
-        click.echo(f"error: {exc}", err=True)
-        return 1
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        return 130
-    except click.UsageError as exc:  # one line, as every error (exit 2, click's)
-        where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
-        click.echo(f"error: {where}{exc.format_message()} (see --help)", err=True)
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        return 130
     return 0
 
 

@@ -348,7 +348,7 @@ def _run_backends(program, x, y, backend: str, compare: bool, result: dict, log,
         for line in overflow_lines(program, ref.stats):
             _log(line, log)
     if backend == "lava" or compare:
-        from .simulate.lava.backend import simulate_lava
+        from .simulate.lava.supervise import simulate_lava
 
         n_proc = len(program.populations) * 2 + len(program.groups) + 1
         _log(f"running Lava: ~{n_proc} processes, "
