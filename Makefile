@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.nmc-deploy-installed
 OUT    ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-fast clean-venv
+.PHONY: venv demo test test-fast clean-venv install-check
 
 venv: $(STAMP)
 
@@ -55,3 +55,18 @@ test-fast: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# `pip install .` into a fresh venv (the pinned stack from the package index; no Lava, no
+# test tools), then the README's commands outside the repository (docs/architecture.md).
+FRESH ?= /tmp/nmc-deploy-fresh
+install-check: $(STAMP)
+	rm -rf $(FRESH) && $(PYTHON) -m venv $(FRESH)/venv
+	$(FRESH)/venv/bin/python -m pip install -q torch==2.13.0
+	$(FRESH)/venv/bin/python -m pip install -q -c constraints.txt .
+	mkdir -p $(FRESH)/work && cd $(FRESH)/work && $(CURDIR)/$(BIN)/python \
+		$(CURDIR)/examples/snntorch_digits.py snn --epochs 1 && \
+		$(FRESH)/venv/bin/nmc-deploy compile snn/snn.nir --convention snntorch \
+			--target loihi2 -o build && \
+		$(FRESH)/venv/bin/nmc-deploy simulate build --input snn/spikes.npy \
+			--labels snn/labels.npy && \
+		$(FRESH)/venv/bin/nmc-deploy report build
