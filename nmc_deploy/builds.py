@@ -9,6 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .console import Result
 from .errors import InputFileError
 from .interrupts import deferred_signals
 
@@ -19,8 +20,8 @@ BUILD_FILES = ("program.json", "program.npz", "placement.json", "design_rules.js
                "target.json", "model.nir")
 
 
-def _log(msg: str, log) -> None:  # as pipeline's: stderr unless a logger is given
-    (log or (lambda m: print(m, file=sys.stderr)))(msg)
+def _log(msg: str, log) -> None:  # as pipeline's: stderr (a Result: stdout) unless a logger is given
+    (log or (lambda m: print(m, file=sys.stdout if isinstance(m, Result) else sys.stderr)))(msg)
 
 
 def write_build(out_dir, result, summary, tgt, graph, nir_path, *, copy_nir: bool,
@@ -142,9 +143,9 @@ def compile_netx(path, target, out_dir, *, time_steps: int | None = None, log=No
     _log(f"read {path} (netx): {len(program.populations)} CUBA layers ({kinds}), "
          f"{sum(p.size for p in program.populations)} neurons, {program.time_steps} steps "
          "per sample; fixed point as written (no float graph)", log)
-    _log(format_utilization(summary), log)
+    _log(Result(format_utilization(summary)), log)
     if format_layout(summary):
-        _log(format_layout(summary), log)
+        _log(Result(format_layout(summary)), log)
     return summary
 
 
@@ -234,7 +235,7 @@ def write_outputs(build_dir, backend, runs, flt, record, program, result, log) -
     if record is not None:
         n = write_record(record, main_run, float(program.metadata.get("dt", 1.0)))
         result["record"] = str(record)
-        _log(f"recorded {n} populations as NIRData -> {record}", log)
+        _log(Result(f"recorded {n} populations as NIRData -> {record}"), log)
     arrays = {"float": flt.output_steps} if flt is not None and flt.output_steps is not None \
         else {}
     for name_b, run in runs.items():

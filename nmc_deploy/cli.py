@@ -1,6 +1,7 @@
 """``nmc-deploy``: one command per stage. Imports of torch, nir and lava happen inside the
 commands, so ``--help`` is instant. User errors print one line and exit 1; ``--debug``
-shows the traceback instead."""
+shows the traceback instead. Results go to standard output, diagnostics to standard error
+(``--quiet``, ``--verbose``, ``--json``: :mod:`nmc_deploy.console`, docs/console.md)."""
 from __future__ import annotations
 
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 import click
 
 from . import interrupts
+from .console import NORMAL, QUIET, VERBOSE, Console
 from .errors import NmcDeployError
 from .interrupts import Interrupted
 
@@ -20,19 +22,60 @@ TARGET_HELP = ("Names a hardware target in hw_targets/ - a chip (loihi1, loihi2)
 
 class _State:
     debug = False
+    level = NORMAL  # the group's --quiet / --verbose
+
+
+def _level(quiet: bool, verbose: bool, default: int) -> int:
+    if quiet and verbose:
+        raise click.UsageError("--quiet and --verbose exclude each other")
+    return QUIET if quiet else VERBOSE if verbose else default
+
+
+QUIET_HELP = "Prints only the result and errors (no progress, notes or warnings)."
+VERBOSE_HELP = ("Also prints the third-party warnings known to be harmless (hidden and counted "
+                "by default), progress bars when not on a terminal, and the run time.")
+
+
+def console_options(command):
+    """``--quiet``, ``--verbose`` and ``--json`` of a command (also global: before it)."""
+    command = click.option("--json", "as_json", is_flag=True,
+                           help="Prints the result as one JSON document on standard output "
+                                "(diagnostics stay on standard error).")(command)
+    command = click.option("-v", "--verbose", is_flag=True, help=VERBOSE_HELP)(command)
+    return click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP)(command)
+
+
+def _run(options: dict, stage, record=None):
+    """Run ``stage(log)`` with a :class:`~.console.Console`: results to stdout, diagnostics to
+    stderr; with ``--json``, ``record(value)`` (default: the stage's dict) as JSON."""
+    import time
+
+    console = Console(_level(options["quiet"], options["verbose"], _State.level),
+                      options["as_json"])
+    t0 = time.perf_counter()
+    with console.session():
+        value = stage(console.log)
+        if console.level >= VERBOSE:
+            console.log(f"done in {time.perf_counter() - t0:.1f} s")
+    if console.as_json:
+        console.emit_json(record(value) if record is not None else value)
+    return value
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"],
                                "auto_envvar_prefix": "NMC_DEPLOY"})
 @click.option("--debug", is_flag=True, help="Shows the full traceback on errors.")
+@click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP + " Also per command.")
+@click.option("-v", "--verbose", is_flag=True, help=VERBOSE_HELP + " Also per command.")
 @click.version_option(package_name="nmc-deploy")
-def cli(debug: bool):
+def cli(debug: bool, quiet: bool, verbose: bool):
     """Deploys spiking transformers onto Loihi-style cores: does it fit, does it compute the
     same in fixed point, what does it cost.
 
     Stages: train [-> prune] -> export -> compile -> simulate -> report (or: demo).
     """
     _State.debug = debug
+    _State.level = _level(quiet, verbose, NORMAL)
 
 
 @cli.command()
@@ -44,12 +87,14 @@ def cli(debug: bool):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds all random numbers.")
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("model.pt"),
               show_default=True, help="Names the checkpoint file to write.")
-def train(preset, dataset, data_path, epochs, seed, out):
+@console_options
+def train(preset, dataset, data_path, epochs, seed, out, **console):
     """Trains a Spikformer preset and writes a checkpoint."""
     from .pipeline import train_checkpoint
 
-    train_checkpoint(out, preset=preset, dataset=dataset, data_path=data_path, epochs=epochs,
-                     seed=seed)
+    _run(console, lambda log: train_checkpoint(
+        out, preset=preset, dataset=dataset, data_path=data_path, epochs=epochs, seed=seed,
+        log=log), lambda meta: {"out": str(out), **meta})
 
 
 @cli.command()
@@ -73,15 +118,17 @@ def train(preset, dataset, data_path, epochs, seed, out):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds all random numbers.")
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("pruned.pt"),
               show_default=True, help="Names the pruned checkpoint to write.")
+@console_options
 def prune(checkpoint, method, sparsity, rank_budget, slif, epochs, rounds, token_keep,
-          token_blocks, token_epochs, seed, out):
+          token_blocks, token_epochs, seed, out, **console):
     """Prunes a trained checkpoint (LTH rounds resume from OUT.lth/ when interrupted)."""
     from .pipeline import prune_checkpoint
 
-    prune_checkpoint(checkpoint, out, method=method, sparsity=sparsity,
-                     rank_budget=rank_budget, slif=slif, epochs=epochs, rounds=rounds, seed=seed,
-                     token_keep=token_keep, token_blocks=token_blocks,
-                     token_epochs=token_epochs)
+    _run(console, lambda log: prune_checkpoint(
+        checkpoint, out, method=method, sparsity=sparsity, rank_budget=rank_budget, slif=slif,
+        epochs=epochs, rounds=rounds, seed=seed, token_keep=token_keep,
+        token_blocks=token_blocks, token_epochs=token_epochs, log=log),
+        lambda summary: {"out": str(out), **summary})
 
 
 @cli.command()
@@ -91,11 +138,13 @@ def prune(checkpoint, method, sparsity, rank_budget, slif, epochs, rounds, token
 @click.option("--portable", is_flag=True,
               help="Writes standard NIR only: OUT/graph.nir plus a manifest of the extension "
                    "ops (attention, token selection) that join its parts.")
-def export(checkpoint, out, portable):
+@console_options
+def export(checkpoint, out, portable, **console):
     """Exports a checkpoint to NIR (BatchNorm folded; attention as an extension node)."""
     from .pipeline import export_checkpoint
 
-    export_checkpoint(checkpoint, out, portable=portable)
+    _run(console, lambda log: export_checkpoint(checkpoint, out, log=log, portable=portable),
+         lambda counts: {"out": str(out), **counts})
 
 
 @cli.command(name="compile")
@@ -160,19 +209,20 @@ def export(checkpoint, out, portable):
               help="Reads the firing rates that weigh messages for --placement traffic from "
                    "this activity file (activity_reference.json of a simulation); 'prior' "
                    "uses the prior rate even when OUT holds a simulation.")
+@console_options
 def compile_(model, target, out, vth_mant, low_rank, residual, weight_sharing,
              attention_split, dt, convention, reset, spikes, v_min, emit, time_steps, placement,
-             seed, rates):
+             seed, rates, **console):
     """Compiles a NIR file (or a lava-dl netx .net file) to a Loihi-style core program and
     prints per-core utilization (with low-rank factors or a residual stream: the costs of
     both deployment forms)."""
     from .pipeline import compile_model
 
-    compile_model(model, target, out, vth_mant=vth_mant, low_rank=low_rank, emit=tuple(emit),
-                  dt=dt, convention=convention, reset=reset, spikes=spikes, v_min=v_min,
-                  weight_sharing=weight_sharing,
-                  attention_split=attention_split, residual=residual, time_steps=time_steps,
-                  placement=placement, seed=seed, rates=rates)
+    _run(console, lambda log: compile_model(
+        model, target, out, vth_mant=vth_mant, low_rank=low_rank, emit=tuple(emit), dt=dt,
+        convention=convention, reset=reset, spikes=spikes, v_min=v_min,
+        weight_sharing=weight_sharing, attention_split=attention_split, residual=residual,
+        time_steps=time_steps, placement=placement, seed=seed, rates=rates, log=log))
 
 
 @cli.command()
@@ -193,15 +243,18 @@ def compile_(model, target, out, vth_mant, low_rank, residual, weight_sharing,
               help="Gives integer labels for --input (.npy, one per sample, or a NIRData "
                    "file with a 'labels' node; a NIRData --input's own 'labels' node is "
                    "used without it), so float, fixed-point and Lava accuracies are printed.")
-def simulate(build, backend, compare, samples, dataset, data_path, inputs, record, labels):
+@console_options
+def simulate(build, backend, compare, samples, dataset, data_path, inputs, record, labels,
+             **console):
     """Simulates a compiled program (test split or --input) and prints accuracies and the
     fidelity per population (float vs fixed point, reference vs Lava)."""
     from .pipeline import run_simulation
 
     if samples is not None and samples < 1:
         raise click.BadParameter("must be at least 1", param_hint="--samples")
-    run_simulation(build, backend, samples=samples, compare=compare, dataset=dataset,
-                   data_path=data_path, inputs=inputs, record=record, labels=labels)
+    _run(console, lambda log: run_simulation(
+        build, backend, samples=samples, compare=compare, dataset=dataset,
+        data_path=data_path, inputs=inputs, record=record, labels=labels, log=log))
 
 
 @cli.command()
@@ -212,15 +265,17 @@ def simulate(build, backend, compare, samples, dataset, data_path, inputs, recor
               help="Names the file to write (default: standard output).")
 @click.option("--backend", type=click.Choice(["reference"]), default="reference",
               show_default=True, help="Chooses whose simulated activity to price.")
-def report(build, fmt, out, backend):
+@console_options
+def report(build, fmt, out, backend, **console):
     """Reports whether a simulated build fits, how faithful it is and what it costs.
 
     One page: the fit verdict, fidelity (float, fixed point, Lava), energy per sample,
     latency, per-core utilization, core-to-core traffic, placement and sources.
     """
     from .pipeline import make_report
+    from .report.render import render_json
 
-    make_report(build, fmt, out, backend)
+    _run(console, lambda log: make_report(build, fmt, out, backend, log=log), render_json)
 
 
 @cli.command()
@@ -231,11 +286,14 @@ def report(build, fmt, out, backend):
 @click.option("--lava-samples", type=int, default=50, show_default=True,
               help="Sets how many test samples run on Lava.")
 @click.option("--target", default="loihi2", show_default=True, help=TARGET_HELP)
-def demo(out, epochs, seed, lava_samples, target):
-    """Runs the whole pipeline on the embedded digits data set and writes summary.json."""
+@console_options
+def demo(out, epochs, seed, lava_samples, target, **console):
+    """Runs the whole pipeline on the embedded digits data set and writes summary.json (the
+    stages' tables are diagnostics here: the result is the summary)."""
     from .pipeline import run_demo
 
-    run_demo(out, epochs=epochs, seed=seed, lava_samples=lava_samples, target=target)
+    _run(console, lambda log: run_demo(out, epochs=epochs, seed=seed,
+                                       lava_samples=lava_samples, target=target, log=log))
 
 
 def _stopped_work() -> tuple:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from .checks import read_json, stage_options
+from .console import Result, as_diagnostics, show_caught
 from .errors import InputFileError
 from .fileio import write_json_atomic
 
@@ -27,7 +28,9 @@ from .builds import (BUILD_FILES, build_target, compile_netx,  # noqa: E402,F401
 
 
 def _log(msg: str, log: Callable[[str], None] | None) -> None:
-    (log or (lambda m: print(m, file=sys.stderr)))(msg)
+    """A diagnostic, or with ``msg`` a :class:`~.console.Result` part of the stage's result
+    (the CLI routes the two: stdout and stderr; docs/console.md)."""
+    (log or (lambda m: print(m, file=sys.stdout if isinstance(m, Result) else sys.stderr)))(msg)
 
 
 # ------------------------------------------------------------------------------ train
@@ -53,8 +56,8 @@ def train_checkpoint(out: Path, *, preset: str = "digits", dataset: str = "digit
             "seed": seed, "train_seconds": round(seconds, 2), "accuracy_float": acc,
             "history": history}
     save_checkpoint(out, model, meta)
-    _log(f"trained {preset} on {dataset}: float test accuracy {acc:.4f} "
-         f"({epochs} epochs, {seconds:.0f} s) -> {out}", log)
+    _log(Result(f"trained {preset} on {dataset}: float test accuracy {acc:.4f} "
+                f"({epochs} epochs, {seconds:.0f} s) -> {out}"), log)
     return meta
 
 
@@ -96,9 +99,10 @@ def prune_checkpoint(ckpt: Path, out: Path, *, method: str, sparsity: float | No
     save_checkpoint(out, pruned, {**{k: v for k, v in meta.items() if k != "history"},
                                   "accuracy_float": after["accuracy_float"],
                                   "pruning": {k: v for k, v in summary.items() if k != "log"}})
-    _log(f"{method}{' + sLIF' if slif else ''}: params {before['params']} -> {after['params']}, "
-         f"nonzeros {before['nonzeros']} -> {after['nonzeros']}, float accuracy "
-         f"{before['accuracy_float']:.4f} -> {after['accuracy_float']:.4f} -> {out}", log)
+    _log(Result(f"{method}{' + sLIF' if slif else ''}: params {before['params']} -> "
+                f"{after['params']}, nonzeros {before['nonzeros']} -> {after['nonzeros']}, "
+                f"float accuracy {before['accuracy_float']:.4f} -> "
+                f"{after['accuracy_float']:.4f} -> {out}"), log)
     return summary
 
 
@@ -125,8 +129,8 @@ def export_checkpoint(ckpt: Path, out: Path, log=None, portable: bool = False) -
         write_portable(graph, out)
     else:
         write_nir(graph, out)
-    _log(f"exported {len(graph.nodes)} nodes, {len(graph.edges)} edges -> {out}"
-         + (" (standard NIR + manifest)" if portable else ""), log)
+    _log(Result(f"exported {len(graph.nodes)} nodes, {len(graph.edges)} edges -> {out}"
+                + (" (standard NIR + manifest)" if portable else "")), log)
     return {"nodes": len(graph.nodes), "edges": len(graph.edges)}
 
 
@@ -142,18 +146,18 @@ def _log_compile_report(result, summary: dict, attention_split: str, log) -> Non
     from .compile.recipe import (format_attention_units, format_low_rank_forms,
                                  format_residual_forms, format_weight_sharing)
 
-    _log(format_design_rules(result.design_rules), log)
-    _log(format_utilization(summary), log)
+    _log(Result(format_design_rules(result.design_rules)), log)
+    _log(Result(format_utilization(summary)), log)
     if "system" in summary:
-        _log(format_chips(summary), log)
+        _log(Result(format_chips(summary)), log)
     if result.program.attention:
-        _log(format_attention_units(result.program, attention_split), log)
+        _log(Result(format_attention_units(result.program, attention_split)), log)
     if "weight_sharing" in summary:
-        _log(format_weight_sharing(summary["weight_sharing"]), log)
+        _log(Result(format_weight_sharing(summary["weight_sharing"])), log)
     if "low_rank" in summary:
-        _log(format_low_rank_forms(summary["low_rank"]), log)
+        _log(Result(format_low_rank_forms(summary["low_rank"])), log)
     if "residual" in summary:
-        _log(format_residual_forms(summary["residual"]), log)
+        _log(Result(format_residual_forms(summary["residual"])), log)
 
 
 def _check_compile_options(low_rank, residual, weight_sharing, attention_split, emit,
@@ -299,8 +303,7 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
                                else weight_sharing == "on", attention_split=attention_split,
                                residual=residual, placement=placement, placement_seed=seed,
                                activity=activity, activity_source=source)
-    for w in caught:
-        _log(f"warning: {w.message}", log)
+    show_caught(caught, lambda m: _log(m, log))  # third-party ones: counted by the CLI
     from .compile.scale import scale_line
     _log(scale_line(result.program.metadata.get("quantization", {})), log)
     summary = result.summary()
@@ -311,10 +314,10 @@ def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int |
                          copy_nir=timing is None, netx="netx" in emit)
     _log_compile_report(result, summary, attention_split, log)
     if format_layout(summary):
-        _log(format_layout(summary), log)
+        _log(Result(format_layout(summary)), log)
     for name in extra:
-        _log(f"wrote {Path(out_dir) / name} (netx.hdf5.Network; docs/architecture.md, netx export)",
-             log)
+        _log(Result(f"wrote {Path(out_dir) / name} (netx.hdf5.Network; docs/architecture.md, "
+                    "netx export)"), log)
     return summary
 
 
@@ -428,10 +431,10 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
                                                            program, fp)
     result["fidelity"] = fidelity_summary(flt, runs.get("reference") or runs["lava"],
                                           runs.get("lava") if compare else None, y, program)
-    _log(format_fidelity(result["fidelity"], fixed_name), log)
+    _log(Result(format_fidelity(result["fidelity"], fixed_name)), log)
     if inputs is not None or record is not None:
         write_outputs(build_dir, backend, runs, flt, record, program, result, log)
-        _log(f"per-step graph outputs -> {build_dir / result['outputs_file']}", log)
+        _log(Result(f"per-step graph outputs -> {build_dir / result['outputs_file']}"), log)
     for name_b, run in runs.items():
         stats = dict(run.stats)
         if "layers" not in stats:  # Lava gives spikes; activity counts come from the reference
@@ -443,7 +446,7 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
         write_json_atomic(build_dir / f"activity_{name_b}.json", stats)
     summary_file = build_dir / f"simulation_{backend if not compare else 'compare'}.json"
     write_json_atomic(summary_file, result)
-    _log(f"summary -> {summary_file}", log)
+    _log(Result(f"summary -> {summary_file}"), log)
     return result
 
 
@@ -469,13 +472,13 @@ def make_report(build_dir: Path, fmt: str = "table", out: Path | None = None,
     report.update(_deployment(build_dir, activity))
     if out is not None:
         write_report(report, fmt, out)
-        _log(f"report ({fmt}) -> {out}", log)
+        _log(Result(f"report ({fmt}) -> {out}"), log)
     elif fmt == "table":
-        print(render_table(report))
+        _log(Result(render_table(report)), log)
     else:
         from .report.render import render_html, render_json
 
-        print(render_json(report) if fmt == "json" else render_html(report))
+        _log(Result(render_json(report) if fmt == "json" else render_html(report)), log)
     return report
 
 
@@ -521,6 +524,7 @@ def run_demo(out_dir: Path, *, epochs: int | None = None, seed: int = 0, lava_sa
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt, nir_path, build = out_dir / "model.pt", out_dir / "model.nir", out_dir / "build"
+    log, result_log = as_diagnostics(log), log  # the stages' tables are the demo's diagnostics
     _log("== train", log)
     meta = train_checkpoint(ckpt, epochs=epochs, seed=seed, log=log)
     _log("== export", log)
@@ -557,5 +561,5 @@ def run_demo(out_dir: Path, *, epochs: int | None = None, seed: int = 0, lava_sa
         "seconds_total": round(time.perf_counter() - t0, 1),
     }
     write_json_atomic(out_dir / "summary.json", summary)
-    _log(json.dumps(summary, indent=1), log)
+    _log(Result(json.dumps(summary, indent=1)), result_log)
     return summary

@@ -18,6 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "nmc_deploy"
 # higher one). Packages of equal rank may not import each other.
 RANKS = {
     "errors": 0, "fileio": 0, "frozen": 0,
+    "console": 0.5,  # the CLI's result/diagnostic routing (nmc_deploy.console); fileio only
     "synapse_memory": 0.5,  # numpy only; re-exported by targets
     "checks": 0.5,  # the door checks: errors only (below every stage)
     "interrupts": 0,  # signal handling; imports nothing of ours

@@ -147,7 +147,7 @@ def test_cli_emits_netx_and_refuses_a_spikformer_in_one_line(rng, tmp_path, tiny
     write_nir(chain_graph(rng), tmp_path / "chain.nir")
     rc, out, err = _run("compile", tmp_path / "chain.nir", "--emit", "netx", "-o", tmp_path / "b")
     assert rc == 0, err
-    assert (tmp_path / "b" / NETX_FILE).exists() and "model.net.h5" in err
+    assert (tmp_path / "b" / NETX_FILE).exists() and "model.net.h5" in out
     again = write_netx(load_program(tmp_path / "b"), tmp_path / "again.h5")
     with h5py.File(again) as a, h5py.File(tmp_path / "b" / NETX_FILE) as b:
         for i in range(1, 4):
