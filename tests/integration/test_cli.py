@@ -157,7 +157,7 @@ def test_system_target_through_compile_simulate_report(tmp_path, tiny_model):
     ckpt = tmp_path / "m.pt"
     save_checkpoint(ckpt, tiny_model, meta={"dataset": "digits"})
     assert run("export", ckpt, "-o", tmp_path / "m.nir")[0] == 0
-    rc, _, err = run("compile", tmp_path / "m.nir", "--target", "kapoho_point", "-o",
+    rc, out, err = run("compile", tmp_path / "m.nir", "--target", "kapoho_point", "-o",
                      tmp_path / "b")
     assert rc == 0, err
     assert "chips used: 1 of 8 (kapoho_point: loihi2 chips of 128 cores" in out
