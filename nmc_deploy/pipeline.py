@@ -423,8 +423,8 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
     if compare:
         result.update(compare_runs(runs["reference"], runs["lava"]))
         if "token_choice_mismatches" in result:
-            _log(f"token choices (reference vs Lava): {result['token_choice_mismatches']} "
-                 "mismatches", log)
+            _log(Result(f"token choices (reference vs Lava): "
+                        f"{result['token_choice_mismatches']} mismatches"), log)
     fixed_name = "reference" if "reference" in runs else "Lava"
     if flt is not None and "reference" in runs and runs["reference"].membranes:
         runs["reference"].membranes = per_neuron_membranes(runs["reference"].membranes,
