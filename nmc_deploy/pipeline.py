@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from .checks import read_json, stage_options
-from .console import Result, as_diagnostics, show_caught
+from .console import Result, as_diagnostics, count_hidden, show_caught
 from .errors import InputFileError
 from .fileio import write_json_atomic
 
@@ -359,6 +359,7 @@ def _run_backends(program, x, y, backend: str, compare: bool, result: dict, log,
              "Loihi2SimCfg(fixed_pt) ...", log)
         t1 = time.perf_counter()
         lav = simulate_lava(program, x)
+        count_hidden(lav.stats.get("warnings_silenced", 0))  # the child's, for the CLI's line
         runs["lava"] = lav
         result["accuracy_fixed_lava"] = accuracy(lav, y) if y is not None else None
         result["seconds_lava"] = round(time.perf_counter() - t1, 2)

@@ -7,7 +7,8 @@ import warnings
 import pytest
 
 from nmc_deploy.console import (HARMLESS, NORMAL, QUIET, VERBOSE, Console, Result,
-                                WarningGate, as_diagnostics, harmless_kind, show_caught)
+                                WarningGate, as_diagnostics, count_hidden, harmless_kind,
+                                show_caught)
 
 
 def _sparse_efficiency_warning():
@@ -70,7 +71,8 @@ def test_verbose_shows_them_on_one_line_each():
         _sparse_efficiency_warning()
     lines = stream.getvalue().splitlines()
     assert len(lines) == 1 and "SparseEfficiencyWarning" in lines[0]
-    assert gate.summary().startswith("1 third-party warning above known to be harmless")
+    assert gate.summary() == ("1 third-party warning known to be harmless "
+                              "(1 kind: scipy SparseEfficiencyWarning)")
 
 
 def test_our_warnings_pass_through_and_quiet_hides_them():
@@ -146,3 +148,28 @@ def test_exact_decays_in_float32_are_not_warned(alpha):
     pop.alpha = np.float32(0.9)  # 409.6: a real rounding, still warned
     with pytest.warns(quantize.QuantizationWarning, match=r"max error 0\.400/4096"):
         quantize._voltage_decay(pop, diag)
+
+
+def test_the_lava_childs_count_joins_the_active_gate():
+    count_hidden(5)  # no gate: nowhere (the Python API)
+    gate = WarningGate(NORMAL)
+    with gate.installed():
+        count_hidden(36)
+        count_hidden(0)
+    count_hidden(7)
+    assert gate.counts() == {"Lava child process": 36}
+    assert gate.summary() == "36 third-party warnings hidden (1 kind); --verbose shows them"
+    assert harmless_kind("x", UserWarning, "/s/lava/x.py") is None  # never matched itself
+
+
+def test_quiet_session_prints_results_only(capfd):
+    import sys
+
+    con = Console(QUIET)
+    with con.session():
+        sys.stderr.write("relayed from a child\n")
+        con.log("a diagnostic")
+        con.log(Result("the result"))
+        count_hidden(3)
+    out, err = capfd.readouterr()
+    assert out == "the result\n" and err == ""
