@@ -379,9 +379,11 @@ def publishes(out: str, *, kind="dir", inputs: tuple = (), option: str = "-o",
             target = Path(target)
             k = kind(ba.arguments) if callable(kind) else kind
             hint = f"choose another {option}" if not update else "simulate a copy of it"
-            if not update:
-                from .checks import output_dir, output_file
+            from .checks import output_dir, output_file
 
+            if update:  # (the staging directory is writable: check the build itself)
+                output_dir(target, option="build directory")
+            else:
                 (output_dir if k == "dir" else output_file)(
                     target, [ba.arguments.get(i) for i in inputs], option=option)
             with _one_line(target, hint, None), output_lock(target, hint=hint):
