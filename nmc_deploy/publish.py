@@ -35,6 +35,7 @@ import os
 import re
 import shutil
 import signal
+import threading
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,7 +46,7 @@ from .errors import NmcDeployError, OutputBusyError, OutputWriteError
 __all__ = ["publishes", "output_lock", "staged_dir", "consistent", "final_path",
            "staged_path", "lock_path", "write_error"]
 
-_HELD: dict[str, int] = {}  # outputs this process holds the lock of -> depth
+_HELD: dict[str, int] = {}  # outputs (per thread) this process holds the lock of -> depth
 _ACTIVE: dict[Path, Path] = {}  # final directory -> its staging directory (this process)
 _FULL = {errno.ENOSPC: "free disk space", errno.EDQUOT: "free disk space (quota exceeded)",
          errno.EFBIG: "free disk space or raise the file-size limit (ulimit -f)"}
@@ -78,10 +79,10 @@ def _mkdirs(path: Path) -> list[Path]:
 
 @contextmanager
 def output_lock(out, *, hint: str = "choose another -o") -> Iterator[None]:
-    """Hold the lock of the output ``out`` (re-entrant within one process); a second process
-    gets :class:`OutputBusyError` at once."""
+    """Hold the lock of the output ``out`` (re-entrant within one thread); another process
+    (or thread) gets :class:`OutputBusyError` at once."""
     out = Path(out)
-    key = str(out.absolute())
+    key = f"{out.absolute()}@{threading.get_ident()}"  # another thread: another writer
     if key in _HELD:
         _HELD[key] += 1
         try:
