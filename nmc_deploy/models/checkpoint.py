@@ -103,8 +103,8 @@ def save_checkpoint(path: str | Path, model: Spikformer, meta: dict | None = Non
         "meta": meta,
     }
     buf = io.BytesIO()  # in memory: torch's writer fails on a full disk without an errno
-    torch.save(payload, buf)
     try:
+        torch.save(payload, buf)
         write_atomic(path, lambda f: f.write(buf.getbuffer()))
     except OSError as exc:
         from ..publish import write_error

@@ -120,7 +120,8 @@ def test_a_held_lock_refuses_every_writer_with_one_line(work, tmp_path):
     w = fresh(work, tmp_path)
     before = tree(w / "b")
     with output_lock(w / "b"):  # this test process is the writer
-        for argv in (("compile", "tiny.nir", "-o", "b"), ("simulate", "b", "--samples", "2")):
+        for argv in (("compile", "tiny.nir", "-o", "b"), ("simulate", "b", "--samples", "2"),
+                     ("demo", "--out", "b", "--epochs", "1")):  # (refused before training)
             rc, _, err = run(*argv, cwd=w)
             line = one_line(err)
             assert rc == 1 and f"(pid {os.getpid()})" in line and line.startswith("error: b:"), err
