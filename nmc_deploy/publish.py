@@ -11,7 +11,8 @@ Every stage that writes is wrapped by :func:`publishes` (``nmc_deploy.pipeline``
   into ``.<OUT>.stage-<pid>-<hex>`` beside it: a copy of the current OUT made of hard links
   (free; every writer replaces a file by a new one, never edits it in place), into which the
   stage writes as it always did. On success the staging directory and OUT are swapped by one
-  ``renameat2(RENAME_EXCHANGE)`` (signals deferred for those few system calls) and the old
+  ``renameat2(RENAME_EXCHANGE)`` (SIGINT/SIGTERM deferred for those few system calls:
+  :func:`nmc_deploy.interrupts.deferred_signals`) and the old
   contents are removed; on failure or interruption the staging directory is removed and OUT
   was never touched. Single-file outputs were already atomic (:mod:`nmc_deploy.fileio`).
 * **Leftovers.** A writer killed with SIGKILL leaves its staging directory; the next writer of
@@ -34,7 +35,6 @@ import inspect
 import os
 import re
 import shutil
-import signal
 import threading
 import uuid
 from contextlib import contextmanager
@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .errors import NmcDeployError, OutputBusyError, OutputWriteError
+from .interrupts import deferred_signals
 
 __all__ = ["publishes", "output_lock", "staged_dir", "consistent", "final_path",
            "staged_path", "lock_path", "write_error"]
@@ -201,17 +202,6 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
-@contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """SIGINT, SIGTERM and SIGHUP are held back (delivered on exit) for a few syscalls."""
-    sigs = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -227,7 +217,7 @@ def _fsync_dir(path: Path) -> None:
 
 def _publish(stage: Path, out: Path) -> None:
     """Put ``stage`` in place of ``out`` at once; ``stage`` then holds the old contents."""
-    with _signals_deferred():
+    with deferred_signals():  # (nmc_deploy.interrupts: a signal waits for the swap)
         if not out.exists():
             os.rename(stage, out)
         elif not _exchange(stage, out):  # no RENAME_EXCHANGE: OUT is missing for a moment
