@@ -1,5 +1,6 @@
 """nmc_deploy.publish in one process: the lock, staging and publication, readers, errors.
-(The real command line in child processes: tests/robustness/test_publish.py.)"""
+(The real command line in child processes: tests/robustness/test_publish.py; named
+apart from it: pytest imports test files by their base name.)"""
 from __future__ import annotations
 
 import errno
