@@ -222,11 +222,17 @@ def _model_path(model, tmp: Path) -> Path:
 
 
 def load_build(directory: str | Path) -> Build:
-    """The build in ``directory`` (what ``compile -o`` wrote) as a :class:`Build`."""
+    """The build in ``directory`` (what ``compile -o`` wrote) as a :class:`Build` (one
+    build: read again when a compile published a new one meanwhile)."""
+    from .publish import consistent
+
+    return consistent(directory, lambda: _load_build(Path(directory)))
+
+
+def _load_build(directory: Path) -> Build:
     from .builds import build_target
     from .program import load_program
 
-    directory = Path(directory)
     program = load_program(directory)
     placement = _read_json(directory / "placement.json")
     graph = None

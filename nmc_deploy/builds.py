@@ -181,8 +181,10 @@ def placement_rates(method: str, rates, out_dir, log=None):
     except (OSError, ValueError) as exc:
         raise InputFileError(f"{path}: not an activity file ({type(exc).__name__}); give the "
                              "activity_reference.json that `nmc-deploy simulate` wrote") from None
+    from .publish import final_path
+
     _log(f"placement: traffic-aware, messages weighed by the measured rates of {path}", log)
-    return activity, str(path)
+    return activity, str(final_path(path))
 
 
 def format_layout(summary: dict) -> str | None:
@@ -253,10 +255,14 @@ def write_neurobench_counts(build_dir: Path, program, x, log, file_name: str) ->
     from .fileio import write_json_atomic
     from .models.op_counts import count_checkpoint_ops
 
-    counts = count_checkpoint_ops(program.metadata.get("checkpoint"), x, program.input_levels)
+    from .publish import staged_path
+
+    ckpt = program.metadata.get("checkpoint")  # (the demo's: still in its staging directory)
+    counts = count_checkpoint_ops(ckpt and str(staged_path(ckpt)), x, program.input_levels)
     if counts is None:
         (build_dir / file_name).unlink(missing_ok=True)  # no counts of another run
         return
+    counts["checkpoint"] = str(ckpt)  # by its published name
     write_json_atomic(build_dir / file_name, counts)
     _log(f"NeuroBench-compatible counts (float model): {counts['Effective_ACs']:,.0f} ACs + "
          f"{counts['Effective_MACs']:,.0f} MACs per sample -> {file_name}", log)

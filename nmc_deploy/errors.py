@@ -10,7 +10,7 @@ from __future__ import annotations
 __all__ = [
     "NmcDeployError", "InputFileError", "CheckpointError", "ExportError", "GraphError",
     "LoweringError", "CapacityError", "DesignRuleError", "TargetError", "SimulationError", "DatasetError",
-    "QuantizationWarning",
+    "QuantizationWarning", "OutputBusyError", "OutputWriteError",
 ]
 
 
@@ -66,3 +66,11 @@ class DatasetError(NmcDeployError, ValueError):
 
 class QuantizationWarning(UserWarning):
     """A lossy fixed-point conversion that the user should know about."""
+
+
+class OutputBusyError(NmcDeployError, RuntimeError):
+    """Another nmc-deploy process holds the lock of an output (:mod:`nmc_deploy.publish`)."""
+
+
+class OutputWriteError(NmcDeployError):
+    """An output cannot be written: disk full, file too large, permission, read-only."""

@@ -16,6 +16,7 @@ from .checks import read_json, stage_options
 from .console import Result, as_diagnostics, count_hidden, show_caught
 from .errors import InputFileError
 from .fileio import write_json_atomic
+from .publish import consistent, final_path, publishes
 
 __all__ = ["train_checkpoint", "prune_checkpoint", "export_checkpoint", "compile_model",
            "run_simulation", "make_report", "run_demo", "BUILD_FILES", "PRUNE_METHODS"]
@@ -35,6 +36,7 @@ def _log(msg: str, log: Callable[[str], None] | None) -> None:
 
 # ------------------------------------------------------------------------------ train
 
+@publishes("out", kind="file")
 def train_checkpoint(out: Path, *, preset: str = "digits", dataset: str = "digits",
                      data_path: Path | None = None, epochs: int | None = None, seed: int = 0,
                      progress: bool = True, log=None) -> dict:
@@ -63,6 +65,7 @@ def train_checkpoint(out: Path, *, preset: str = "digits", dataset: str = "digit
 
 # ------------------------------------------------------------------------------ prune
 
+@publishes("out", kind="file", inputs=("ckpt",))
 def prune_checkpoint(ckpt: Path, out: Path, *, method: str, sparsity: float | None = None,
                      rank_budget: float | None = None, energy: float | None = None,
                      slif: bool = False, epochs: int = 5, rounds: int | None = None,
@@ -108,6 +111,8 @@ def prune_checkpoint(ckpt: Path, out: Path, *, method: str, sparsity: float | No
 
 # ----------------------------------------------------------------------------- export
 
+@publishes("out", kind=lambda a: "dir" if a["portable"] else "file", inputs=("ckpt",),
+            emit=lambda m, lg: _log(m, lg))
 def export_checkpoint(ckpt: Path, out: Path, log=None, portable: bool = False) -> dict:
     """Checkpoint -> NIR file (BatchNorm folded; attention as our extension node).
 
@@ -124,7 +129,7 @@ def export_checkpoint(ckpt: Path, out: Path, log=None, portable: bool = False) -
         "dataset": meta.get("dataset", "digits"),
         "input_levels": int(meta.get("input_levels", 16)),
         "accuracy_float": meta.get("accuracy_float"),
-        "checkpoint": str(ckpt)})
+        "checkpoint": str(final_path(ckpt))})  # (the demo's, by its published name)
     if portable:
         write_portable(graph, out)
     else:
@@ -206,6 +211,7 @@ def _apply_conventions(graph, log, **args):
     return apply_timing(graph, timing), timing
 
 
+@publishes("out_dir", inputs=("nir_path",), emit=lambda m, lg: _log(m, lg))
 def compile_model(nir_path: Path, target: str, out_dir: Path, *, vth_mant: int | None = None,
                   low_rank: str = "fused", emit: tuple[str, ...] = (), dt: float | None = None,
                   convention: str | None = None, reset: str | None = None,
@@ -367,6 +373,7 @@ def _run_backends(program, x, y, backend: str, compare: bool, result: dict, log,
     return runs
 
 
+@publishes("build_dir", update=True, paths=("record",), emit=lambda m, lg: _log(m, lg))
 def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int | None = None,
                    compare: bool = False, dataset: str | None = None,
                    data_path: Path | None = None, inputs: Path | None = None,
@@ -453,6 +460,7 @@ def run_simulation(build_dir: Path, backend: str = "reference", *, samples: int 
 
 # ----------------------------------------------------------------------------- report
 
+@publishes("out", kind="file", inputs=("build_dir",))
 def make_report(build_dir: Path, fmt: str = "table", out: Path | None = None,
                 backend: str = "reference", log=None) -> dict:
     """Price the simulated activity of a build with the target's energy tables."""
@@ -463,14 +471,19 @@ def make_report(build_dir: Path, fmt: str = "table", out: Path | None = None,
     from .targets import load_target
 
     build_dir = Path(build_dir)
-    _, placement = _load_build(build_dir)
-    stage_options(out=out, inputs=tuple(build_dir.iterdir()), where="report")
-    activity = load_activity(build_dir, backend)
-    nb_path = build_dir / NEUROBENCH_FILE
-    neurobench = read_json(nb_path, "simulate again") if nb_path.exists() else None
-    report = estimate_costs(activity, placement, build_target(build_dir, placement.target),
-                            neurobench=neurobench)
-    report.update(_deployment(build_dir, activity))
+
+    def price() -> dict:  # read again if a compile or simulate published meanwhile
+        _, placement = _load_build(build_dir)
+        stage_options(out=out, inputs=tuple(build_dir.iterdir()), where="report")
+        activity = load_activity(build_dir, backend)
+        nb_path = build_dir / NEUROBENCH_FILE
+        neurobench = read_json(nb_path, "simulate again") if nb_path.exists() else None
+        report = estimate_costs(activity, placement, build_target(build_dir, placement.target),
+                                neurobench=neurobench)
+        report.update(_deployment(build_dir, activity))
+        return report
+
+    report = consistent(build_dir, price)
     if out is not None:
         write_report(report, fmt, out)
         _log(Result(f"report ({fmt}) -> {out}"), log)
@@ -511,6 +524,7 @@ def _deployment(build_dir: Path, activity) -> dict:
 
 # ------------------------------------------------------------------------------- demo
 
+@publishes("out_dir", option="--out", emit=lambda m, lg: _log(m, lg))
 def run_demo(out_dir: Path, *, epochs: int | None = None, seed: int = 0, lava_samples: int = 50,
              target: str = "loihi2", log=None) -> dict:
     """train -> export -> compile -> simulate (reference: all test samples; Lava: a subset,

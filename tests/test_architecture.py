@@ -22,6 +22,7 @@ RANKS = {
     "synapse_memory": 0.5,  # numpy only; re-exported by targets
     "checks": 0.5,  # the door checks: errors only (below every stage)
     "interrupts": 0,  # signal handling; imports nothing of ours
+    "publish": 0.75,  # locks and atomic publication of outputs (standard library, checks)
     "ir": 1, "loihi": 1, "targets": 1, "data": 1,
     "program": 2, "nirio": 2,
     "models": 3,

@@ -45,6 +45,7 @@ last layer's spikes.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 from dataclasses import dataclass
@@ -308,8 +309,8 @@ def write_netx(program: Program, path: str | Path) -> Path:
              "reset_interval": program.time_steps, "reset_offset": 1,
              "populations": json.dumps([ly.name for ly in layers])}
     with atomic_path(path, suffix=".h5") as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs.update(attrs)
+        with h5py.File(buf := io.BytesIO(), "w") as f:  # in memory: HDF5 crashes when a
+            f.attrs.update(attrs)  # write to disk fails (disk full); Python reports it
             root = f.create_group("layer")
             g = root.create_group("0")  # shape only: netx never wires an input with a neuron
             g.create_dataset("type", (1,), "S10", [b"input"])
@@ -331,6 +332,7 @@ def write_netx(program: Program, path: str | Path) -> Path:
                 g.create_dataset("neuron/vThMant", data=ly.vth_mant)
                 g.create_dataset("neuron/refDelay", data=1)  # written by slayer, unread
                 g.create_dataset("neuron/gradedSpike", data=False)
+        tmp.write_bytes(buf.getbuffer())
     return path
 
 

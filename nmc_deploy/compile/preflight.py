@@ -213,7 +213,7 @@ class _Checker:
                 cores = -(-g.counts.max_fanout // t.max_neurons_per_core)
                 need[g.source] = max(need.get(g.source, 0), cores)
         for op in self.lc.attention:  # every q, k, v neuron also feeds its attention unit
-            for name in {op.q, op.k, op.v}:
+            for name in dict.fromkeys((op.q, op.k, op.v)):  # (a set: order by hash seed)
                 need[name] = need.get(name, 0) + 1
         return [_rule("fan-out", s, "output axons of one neuron (lower bound)", n,
                       t.max_out_axons_per_core, "max_out_axons_per_core",

@@ -11,6 +11,7 @@ Every problem with a file given by the user is reported as one
 """
 from __future__ import annotations
 
+import io
 import re
 import warnings
 import zipfile
@@ -101,10 +102,15 @@ def save_checkpoint(path: str | Path, model: Spikformer, meta: dict | None = Non
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "meta": meta,
     }
+    buf = io.BytesIO()  # in memory: torch's writer fails on a full disk without an errno
     try:
-        write_atomic(path, lambda f: torch.save(payload, f))
+        torch.save(payload, buf)
+        write_atomic(path, lambda f: f.write(buf.getbuffer()))
     except OSError as exc:
-        raise CheckpointError(f"{path}: cannot write checkpoint ({exc.strerror or exc})") from exc
+        from ..publish import write_error
+
+        raise (write_error(exc, path, "choose another -o") or CheckpointError(
+            f"{path}: cannot write checkpoint ({exc.strerror or exc})")) from None
     return path
 
 

@@ -1,6 +1,7 @@
 """NIRData files: input sequences read from them, recorded activity written to them."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -167,8 +168,9 @@ def write_nirdata(path: str | Path, traces: dict[str, dict[str, np.ndarray]], dt
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with atomic_path(path, suffix=".h5") as tmp:
-            with h5py.File(tmp, "w") as f:
+            with h5py.File(buf := io.BytesIO(), "w") as f:  # in memory (write_nir_graph)
                 _write_level(f, tree)
+            tmp.write_bytes(buf.getbuffer())
     except OSError as exc:
         raise InputFileError(f"{path}: cannot write the recording ({exc.strerror or exc}); "
                              "choose another --record path") from None

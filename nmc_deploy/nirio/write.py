@@ -17,6 +17,7 @@ Writing rules
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -145,9 +146,13 @@ def has_scalar_array(node) -> bool:
 
 
 def write_nir_graph(nir_graph: "nir.NIRGraph", path: Path) -> None:
-    """``nir.write`` ``nir_graph`` to ``path`` (gzip unless it holds a 0-d array); not atomic."""
+    """``nir.write`` ``nir_graph`` to ``path`` (gzip unless it holds a 0-d array); not atomic.
+    The HDF5 image is built in memory and written by Python: HDF5 itself, when a write to
+    disk fails (disk full, file-size limit), printed thousands of lines and crashed."""
     compression = None if has_scalar_array(nir_graph) else "gzip"
-    nir.write(path, nir_graph, compression=compression)
+    buf = io.BytesIO()
+    nir.write(buf, nir_graph, compression=compression)
+    Path(path).write_bytes(buf.getbuffer())
 
 
 def write_nir(graph: Graph, path: str | Path) -> Path:

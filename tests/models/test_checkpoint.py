@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from nmc_deploy.errors import CheckpointError
+from nmc_deploy.errors import CheckpointError, NmcDeployError
 from nmc_deploy.models import checkpoint as ckpt_mod
 from nmc_deploy.models.checkpoint import load_checkpoint, save_checkpoint
 from nmc_deploy.models.spikformer import PRESETS, Spikformer
@@ -57,7 +57,8 @@ def test_failed_save_keeps_old_file_and_removes_temp(tmp_path, saved, model, mon
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(ckpt_mod.torch, "save", broken_save)
-    with pytest.raises(CheckpointError, match="cannot write checkpoint"):
+    with pytest.raises(NmcDeployError, match=r"cannot be written \(No space left on device\); "
+                       "free disk space"):
         save_checkpoint(saved, model, {})
     assert saved.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
