@@ -4,6 +4,7 @@ shows the traceback instead. Results go to standard output, diagnostics to stand
 (``--quiet``, ``--verbose``, ``--json``: :mod:`nmc_deploy.console`, docs/console.md)."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -308,7 +309,13 @@ def _interrupted(exc: Interrupted | None) -> int:
     """One line for a run stopped by a signal; the exit status 128 + signal number."""
     if exc is None:
         exc = Interrupted(interrupts.received())
-    click.echo(f"interrupted: {exc}", err=True)
+    text = str(exc)
+    from .publish import PUBLISHED  # (standard library only)
+
+    if exc.outputs and os.path.realpath(str(exc.outputs)) in PUBLISHED:  # after the swap
+        text = text.replace(f"previous outputs in {exc.outputs} are unchanged",
+                            f"its new outputs in {exc.outputs} are complete")
+    click.echo(f"interrupted: {text}", err=True)
     return exc.exit_code
 
 

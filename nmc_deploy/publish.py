@@ -79,9 +79,9 @@ def _mkdirs(path: Path) -> list[Path]:
 
 
 @contextmanager
-def output_lock(out, *, hint: str = "choose another -o") -> Iterator[None]:
+def output_lock(out, *, hint: str = "choose another -o", shown=None) -> Iterator[None]:
     """Hold the lock of the output ``out`` (re-entrant within one thread); another process
-    (or thread) gets :class:`OutputBusyError` at once."""
+    (or thread) gets :class:`OutputBusyError` at once, naming ``shown`` (default ``out``)."""
     out = Path(out)
     key = f"{out.absolute()}@{threading.get_ident()}"  # another thread: another writer
     if key in _HELD:
@@ -95,7 +95,7 @@ def output_lock(out, *, hint: str = "choose another -o") -> Iterator[None]:
     made = _mkdirs(out.parent)
     ok = False
     try:
-        fd = _acquire(out, lock, hint)
+        fd = _acquire(Path(shown) if shown is not None else out, lock, hint)
         _HELD[key] = 1
         try:
             _sweep(out)
@@ -162,19 +162,25 @@ def _sweep(out: Path) -> None:
 
 # ------------------------------------------------------------------------------- staging
 
-def _link_tree(src: Path, dst: Path) -> None:
+# what nmc-deploy itself leaves in a directory: a staging or old directory of an output
+# inside it (.<name>.stage-<pid>-<hex8>), a fileio temporary (.<name>.<pid>.<hex12>.tmp).
+# (A lock file inside it is kept: a hard link is the same inode, so its flock holds.)
+_OWN_LEFTOVER = re.compile(r"^\.{1,2}[^/]+\.(stage|old)-\d+-[0-9a-f]{8}$"
+                           r"|^\.[^/]+\.\d+\.[0-9a-f]{12}\.tmp")
+
+
+def _link_tree(src: Path, dst: Path, top: bool = True) -> None:
     """``dst`` as a copy of the directory ``src`` made of hard links (copies where links
-    fail); our own leftovers are not copied."""
+    fail); our own leftovers at its top level (:data:`_OWN_LEFTOVER`) are not copied."""
     dst.mkdir()
-    skip = re.compile(r"^\.{1,2}[^/]*\.(stage|old|tmp)-|\.lock$")
     for e in os.scandir(src):
-        if skip.search(e.name) and e.name.startswith("."):
+        if top and _OWN_LEFTOVER.match(e.name):
             continue
         s, d = Path(e.path), dst / e.name
         if e.is_symlink():
             os.symlink(os.readlink(s), d)
         elif e.is_dir():
-            _link_tree(s, d)
+            _link_tree(s, d, top=False)
         else:
             try:
                 os.link(s, d)
@@ -215,8 +221,21 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _publish(stage: Path, out: Path) -> None:
-    """Put ``stage`` in place of ``out`` at once; ``stage`` then holds the old contents."""
+#: outputs this process has published (an interrupt after the swap says so, not "unchanged")
+PUBLISHED: set[str] = set()
+
+
+def _publish(stage: Path, out: Path, before: set[str]) -> None:
+    """Put ``stage`` in place of ``out`` (an absolute real path) at once; ``stage`` then
+    holds the old contents, of which the top-level entries created while the stage ran (not
+    in ``before``: another program writing into OUT meanwhile) are moved into the new OUT,
+    and the rest removed; a process whose working directory was inside OUT moves to the
+    same place in the new one. Signals wait for all of it."""
+    try:  # a process working inside OUT (`simulate .`) follows it into the new directory
+        cwd = os.getcwd()
+        inside = os.path.commonpath([cwd, str(out)]) == str(out)
+    except (OSError, ValueError):
+        inside = False
     with deferred_signals():  # (nmc_deploy.interrupts: a signal waits for the swap)
         if not out.exists():
             os.rename(stage, out)
@@ -225,6 +244,15 @@ def _publish(stage: Path, out: Path) -> None:
             os.rename(out, old)
             os.rename(stage, out)
             os.rename(old, stage)
+        PUBLISHED.add(str(out))
+        if stage.is_dir():
+            for name in set(os.listdir(stage)) - before:
+                if not _OWN_LEFTOVER.match(name) and not (out / name).exists():
+                    os.rename(stage / name, out / name)
+        if inside:
+            here = out / os.path.relpath(cwd, out)
+            os.chdir(here if here.is_dir() else out)
+        shutil.rmtree(stage, ignore_errors=True)
     _fsync_dir(out.parent)
 
 
@@ -234,14 +262,16 @@ def staged_dir(out) -> Iterator[Path]:
     of ``out`` when the block ends normally, removed otherwise. Hold :func:`output_lock`."""
     out = Path(out)
     stage = out.parent / f".{out.name}.stage-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    before: set[str] = set()
     try:
         if out.is_dir():
+            before = set(os.listdir(out))
             _link_tree(out, stage)
         else:
             stage.mkdir()
         _ACTIVE[out] = stage
         yield stage
-        _publish(stage, out)
+        _publish(stage, out, before)
     finally:
         _ACTIVE.pop(out, None)
         shutil.rmtree(stage, ignore_errors=True)
@@ -268,7 +298,9 @@ def final_path(path) -> Path:
 
 
 def _unstage_text(text: str, stage: Path, out: Path) -> str:
-    return text.replace(str(stage.absolute()), str(out.absolute())).replace(str(stage), str(out))
+    """``text`` with the staging directory's path (absolute or as made) replaced by
+    ``out`` as the user gave it."""
+    return text.replace(str(stage.absolute()), str(out)).replace(str(stage), str(out))
 
 
 def _unstage(value, stage: Path, out: Path):
@@ -297,8 +329,8 @@ def write_error(exc: BaseException, out: Path, hint: str) -> OutputWriteError | 
         return OutputWriteError(f"{out}: cannot be written ({os.strerror(code)}); "
                                 f"{_FULL[code]} and run again")
     name = getattr(exc, "filename", None)
-    if code in _DENIED and name is not None and not os.path.abspath(name).startswith(
-            os.path.abspath(out.parent)):
+    if code in _DENIED and name is not None and os.path.commonpath(
+            [os.path.abspath(name), os.path.abspath(out.parent)]) != os.path.abspath(out.parent):
         return None  # an input that cannot be read: the stage's own message
     if code in _DENIED:
         return OutputWriteError(f"{out}: cannot be written ({os.strerror(code)}); make its "
@@ -368,6 +400,9 @@ def publishes(out: str, *, kind="dir", inputs: tuple = (), option: str = "-o",
             if target is None or (update and not Path(target).is_dir()):
                 return fn(*args, **kwargs)  # the stage's own checks say what is wrong
             target = Path(target)
+            # locked, staged and swapped by its real path ("." or a symlink: the directory
+            # itself); messages keep the name the user gave
+            real = Path(os.path.realpath(target))
             k = kind(ba.arguments) if callable(kind) else kind
             hint = f"choose another {option}" if not update else "simulate a copy of it"
             from .checks import output_dir, output_file
@@ -377,11 +412,11 @@ def publishes(out: str, *, kind="dir", inputs: tuple = (), option: str = "-o",
             else:
                 (output_dir if k == "dir" else output_file)(
                     target, [ba.arguments.get(i) for i in inputs], option=option)
-            with _one_line(target, hint, None), output_lock(target, hint=hint):
+            with _one_line(target, hint, None), output_lock(real, hint=hint, shown=target):
                 if k != "dir":
                     return fn(*ba.args, **ba.kwargs)
-                with staged_dir(target) as stage, _one_line(target, hint, stage):
-                    _redirect(ba, out, stage, target, paths, emit)
+                with staged_dir(real) as stage, _one_line(target, hint, stage):
+                    _redirect(ba, out, stage, real, paths, emit, target)
                     result = fn(*ba.args, **ba.kwargs)
                 return _unstage(result, stage, target)
         stage_fn.__wrapped_stage__ = fn
@@ -389,12 +424,14 @@ def publishes(out: str, *, kind="dir", inputs: tuple = (), option: str = "-o",
     return wrap
 
 
-def _redirect(ba, out: str, stage: Path, target: Path, paths: tuple, emit) -> None:
-    """The bound arguments pointed at ``stage``: OUT itself, paths inside it, the log."""
+def _redirect(ba, out: str, stage: Path, real: Path, paths: tuple, emit,
+              shown: Path) -> None:
+    """The bound arguments pointed at ``stage`` (which stands for ``real``, the user's
+    ``shown``): OUT itself, paths inside it, the log."""
     ba.arguments[out] = stage
     for name in paths:
         if ba.arguments.get(name) is not None:
-            ba.arguments[name] = staged_path(ba.arguments[name])
+            ba.arguments[name] = staged_path(os.path.realpath(ba.arguments[name]))
     if emit is not None and "log" in ba.arguments:
         log = ba.arguments["log"]
-        ba.arguments["log"] = lambda msg: emit(_unstage_text(str(msg), stage, target), log)
+        ba.arguments["log"] = lambda msg: emit(_unstage_text(str(msg), stage, shown), log)

@@ -98,3 +98,56 @@ def test_write_errors_become_one_line_naming_the_output(tmp_path, code, words):
                       "message = 'No space left on device')")
     assert "No space left" in str(write_error(h5, tmp_path / "b", "-"))
     assert write_error(OSError(errno.ENOENT, "x"), tmp_path / "b", "-") is None
+
+
+def _stage_writer(**kw):
+    """A stage writing ``new.txt`` into the directory ``out`` (publishes(update=True))."""
+    from nmc_deploy.publish import publishes
+
+    @publishes("out", update=True, **kw)
+    def stage(out, during=None):
+        (out / "new.txt").write_text("new")
+        if during is not None:
+            during()
+        return str(out / "new.txt")
+    return stage
+
+
+def test_publishing_keeps_what_others_wrote_into_out_meanwhile(tmp_path):
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+
+    def user_writes():  # e.g. `report -o b/report.html` while simulate runs
+        (out / "report.html").write_text("report")
+        (out / ".git.lock").write_text("")  # a user's dot-file
+    _stage_writer()(out, during=user_writes)
+    assert sorted(os.listdir(out)) == [".git.lock", "new.txt", "old.txt", "report.html"]
+    _stage_writer()(out)  # a user's dot-files survive the next publication too
+    assert (out / ".git.lock").exists()
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".b.")]
+
+
+def test_dot_and_a_symlink_publish_the_real_directory(tmp_path, monkeypatch):
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "old.txt").write_text("old")
+    link = tmp_path / "latest"
+    link.symlink_to(real)
+    shown = _stage_writer()(link)
+    assert link.is_symlink() and (real / "new.txt").read_text() == "new"
+    assert shown == str(link.absolute() / "new.txt") or "new.txt" in shown
+    monkeypatch.chdir(real)  # `simulate .` inside the build directory
+    (real / "new.txt").unlink()
+    _stage_writer()(".")
+    assert (real / "new.txt").exists() and (real / "old.txt").exists()
+    assert not [n for n in os.listdir(tmp_path) if n.startswith((".real.", ".latest."))]
+
+
+def test_an_interrupt_after_the_swap_is_reported_as_published(tmp_path):
+    from nmc_deploy.publish import PUBLISHED
+
+    out = tmp_path / "b"
+    out.mkdir()
+    _stage_writer()(out)
+    assert os.path.realpath(out) in PUBLISHED

@@ -225,6 +225,7 @@ def test_lava_simulation_stops_cleanly(tmp_path, build, moment, sig):
             run.signal(sig)
     assert run.check_stopped(sig, t0) < 5
     assert _snapshot(build) == before
+    assert _beside(build) == []  # no staging dir or lock of the run next to the build
 
 
 @pytest.mark.lava
@@ -246,6 +247,7 @@ def test_watchdog_ends_a_lava_run_whose_workers_stop(tmp_path, build):
     assert last.startswith("error: lava: no progress for 2 s")
     assert "NMC_DEPLOY_LAVA_WATCHDOG" in last
     assert _snapshot(build) == before
+    assert _beside(build) == []  # no staging dir or lock of the run next to the build
 
 
 @pytest.mark.lava
@@ -264,6 +266,11 @@ def test_a_killed_parent_leaves_no_lava_run_behind(tmp_path, build):
     assert [p.name for p in run.tmp.iterdir()] == []
 
 
+def _beside(build):
+    """What a run left next to the build: its lock, staging or old directories."""
+    return sorted(p.name for p in build.parent.iterdir() if p.name.startswith(f".{build.name}."))
+
+
 REFERENCE_MOMENTS = [(0.5, signal.SIGINT), (2.0, signal.SIGTERM)]
 
 
@@ -278,6 +285,7 @@ def test_reference_simulation_stops_cleanly(tmp_path, build, delay, sig):
     time.sleep(delay)
     assert run.check_stopped(sig, run.signal(sig)) < 5
     assert _snapshot(build) == before
+    assert _beside(build) == []  # no staging dir or lock of the run next to the build
 
 
 @pytest.fixture(scope="module")

@@ -173,8 +173,9 @@ def _wait(proc: subprocess.Popen, watchdog: float) -> int:
 
 def _child_failure(run_dir: Path, rc: int) -> SimulationError:
     error = run_dir / "error.txt"
-    if error.exists():
-        return SimulationError(error.read_text().strip().splitlines()[0])
+    text = error.read_text(errors="replace").strip() if error.exists() else ""
+    if text:
+        return SimulationError(text.splitlines()[0])
     how = f"was killed by {signal.Signals(-rc).name}" if rc < 0 else f"exited with {rc}"
     last = ""
     log = run_dir / "child.log"
