@@ -434,4 +434,7 @@ def _redirect(ba, out: str, stage: Path, real: Path, paths: tuple, emit,
             ba.arguments[name] = staged_path(os.path.realpath(ba.arguments[name]))
     if emit is not None and "log" in ba.arguments:
         log = ba.arguments["log"]
-        ba.arguments["log"] = lambda msg: emit(_unstage_text(str(msg), stage, shown), log)
+        def unstaged(msg):  # keeps the line's kind (a console Result is a str subclass)
+            text = _unstage_text(str(msg), stage, shown)
+            return type(msg)(text) if isinstance(msg, str) else text
+        ba.arguments["log"] = lambda msg: emit(unstaged(msg), log)
