@@ -49,6 +49,7 @@ __all__ = ["publishes", "output_lock", "staged_dir", "consistent", "final_path",
 
 _HELD: dict[str, int] = {}  # outputs (per thread) this process holds the lock of -> depth
 _ACTIVE: dict[Path, Path] = {}  # final directory -> its staging directory (this process)
+_SHOWN: dict[Path, Path] = {}  # staging directory -> its output as the user named it
 _FULL = {errno.ENOSPC: "free disk space", errno.EDQUOT: "free disk space (quota exceeded)",
          errno.EFBIG: "free disk space or raise the file-size limit (ulimit -f)"}
 _DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
@@ -257,9 +258,10 @@ def _publish(stage: Path, out: Path, before: set[str]) -> None:
 
 
 @contextmanager
-def staged_dir(out) -> Iterator[Path]:
+def staged_dir(out, shown=None) -> Iterator[Path]:
     """A staging directory beside ``out`` holding its current contents; published in place
-    of ``out`` when the block ends normally, removed otherwise. Hold :func:`output_lock`."""
+    of ``out`` when the block ends normally, removed otherwise. Hold :func:`output_lock`.
+    ``shown``: the output as the user named it (what :func:`final_path` gives back)."""
     out = Path(out)
     stage = out.parent / f".{out.name}.stage-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     before: set[str] = set()
@@ -270,10 +272,12 @@ def staged_dir(out) -> Iterator[Path]:
         else:
             stage.mkdir()
         _ACTIVE[out] = stage
+        _SHOWN[stage] = Path(shown) if shown is not None else out
         yield stage
         _publish(stage, out, before)
     finally:
         _ACTIVE.pop(out, None)
+        _SHOWN.pop(stage, None)
         shutil.rmtree(stage, ignore_errors=True)
 
 
@@ -293,7 +297,7 @@ def final_path(path) -> Path:
     """``path`` by the name it will have once published (files under a staging directory)."""
     text = str(path)
     for final, stage in reversed(list(_ACTIVE.items())):  # innermost first
-        text = _unstage_text(text, stage, final)
+        text = _unstage_text(text, stage, _SHOWN.get(stage, final))
     return Path(text)
 
 
@@ -415,7 +419,7 @@ def publishes(out: str, *, kind="dir", inputs: tuple = (), option: str = "-o",
             with _one_line(target, hint, None), output_lock(real, hint=hint, shown=target):
                 if k != "dir":
                     return fn(*ba.args, **ba.kwargs)
-                with staged_dir(real) as stage, _one_line(target, hint, stage):
+                with staged_dir(real, target) as stage, _one_line(target, hint, stage):
                     _redirect(ba, out, stage, real, paths, emit, target)
                     result = fn(*ba.args, **ba.kwargs)
                 return _unstage(result, stage, target)

@@ -339,7 +339,7 @@ def test_demo_stops_cleanly(tmp_path, moment, sig):
     before = _snapshot(out)
     run = Run(tmp_path, "demo", "--out", out, "--epochs", "1", "--lava-samples", "200")
     if moment == "training":
-        run.wait_for(lambda: "train:" in run.stderr(), what="training")  # its progress bar
+        run.wait_for(lambda: "== train" in run.stderr(), what="training")  # its stage line
     else:
         run.wait_for(lambda: run.lava_workers(20), timeout=150,
                      what="Lava's workers")
