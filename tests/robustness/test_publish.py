@@ -289,20 +289,22 @@ def test_kill_9_during_compile_leaves_the_previous_build(work, tmp_path):
 @pytest.mark.lava
 def test_kill_9_during_demo_leaves_the_previous_out_then_a_demo_publishes_it_whole(
         work, tmp_path):
-    """kill -9 at random moments of a demo (3 seeds): OUT byte for byte as before; the next
-    writer removes the staging directories; a whole demo then replaces OUT at once."""
+    """kill -9 at random moments of a demo (3 seeds): OUT byte for byte as before, or (killed
+    after the exchange, before the exit) a whole new demo; the next writer removes the staging
+    directories; a whole demo then replaces OUT at once."""
     w = fresh(work, tmp_path)
     out = _previous_demo(w)
-    before = tree(out)
+    original = before = tree(out)
     argv = ("demo", "--out", "demo", "--epochs", "1", "--lava-samples", "1")
     for seed in (1, 2, 3):
         p = cli(*argv, cwd=w)
         time.sleep(random.Random(seed).uniform(1.0, 25.0))
         p.kill()
         p.communicate()
-        if p.returncode == 0:  # finished before the kill: nothing to check
-            continue
-        assert tree(out) == before
+        now = tree(out)
+        if p.returncode == 0 or now != before:  # published: the new demo, whole
+            _assert_whole_new_demo(out, now, original)
+            before = now
     rc, _, err = run("demo", "--out", "demo", "--target", "no-such-target", cwd=w)
     assert rc == 1 and "no-such-target" in one_line(err)
     assert tree(out) == before
@@ -310,10 +312,15 @@ def test_kill_9_during_demo_leaves_the_previous_out_then_a_demo_publishes_it_who
     rc, _, err = run(*argv, cwd=w)
     assert rc == 0, err[-2000:]
     assert sorted(os.listdir(w)) == ["b", "demo", "tiny.nir", "tiny.pt"]
-    now = tree(out)
+    _assert_whole_new_demo(out, tree(out), original)
+
+
+def _assert_whole_new_demo(out: Path, now: dict[str, str], original: dict[str, str]) -> None:
+    """OUT holds a complete new demo (every output, the user's file kept, no staging path)."""
     assert (out / "notes.txt").read_text() == "previous notes.txt\n"  # a user's file stays
-    assert now["summary.json"] != before["summary.json"]
-    assert {"model.pt", "model.nir", "build/program.json", "report.html"} <= set(now)
+    assert now["summary.json"] != original["summary.json"]
+    assert {"model.pt", "model.nir", "build/program.json", "build/simulation_compare.json",
+            "report.html", "report.json", "report.txt", "summary.json"} <= set(now)
     for p in out.rglob("*.json"):  # recorded paths name OUT, never the staging directory
         assert ".stage-" not in p.read_text(), p
     assert '"demo/model.pt"' in (out / "build" / "program.json").read_text()
