@@ -10,7 +10,8 @@ mean of ``n`` replicate values by ``(1/n + n_test/n_train) / (1/n)``::
 
 with ``d`` the per-replicate values (or paired differences). ``n_test/n_train = 0`` gives
 the ordinary (independent replicates) t-interval. Beside it, the exact Wilcoxon
-signed-rank test makes no normality assumption (it is not corrected for the overlap).
+signed-rank test makes no normality assumption (it is not corrected for the overlap; scipy
+computes it exactly without ties or zero differences, else by the normal approximation).
 """
 from __future__ import annotations
 
@@ -27,9 +28,8 @@ __all__ = ["Interval", "mean_interval", "paired_difference", "recovered_fraction
 class Interval:
     """A mean with its two-sided confidence interval and (paired) test p-values.
 
-    ``p_t`` tests mean 0 with the corrected t statistic; ``p_wilcoxon`` is the exact
-    signed-rank test of median 0 (None for fewer than 2 nonzero values or not a paired
-    difference).
+    ``p_t`` tests mean 0 with the corrected t statistic; ``p_wilcoxon`` is the signed-rank
+    test of median 0 (None for fewer than 2 nonzero values or not a paired difference).
     """
 
     n: int  # replicates
@@ -39,6 +39,7 @@ class Interval:
     confidence: float  # e.g. 0.95
     p_t: float | None = None
     p_wilcoxon: float | None = None
+    dropped: int | None = None  # bootstrap resamples without a defined value
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -53,8 +54,8 @@ def _corrected_t(values: np.ndarray, test_train_ratio: float, confidence: float
         return mean, math.nan, math.nan, math.nan
     var = float(values.var(ddof=1))
     se = math.sqrt((1.0 / n + test_train_ratio) * var)
-    if se == 0.0:
-        return mean, mean, mean, (1.0 if mean == 0.0 else 0.0)
+    if se == 0.0:  # every value equal: no spread to test against (undefined unless all 0)
+        return mean, mean, mean, (1.0 if mean == 0.0 else math.nan)
     q = float(_stats.t.ppf(0.5 + confidence / 2.0, n - 1))
     p = float(2.0 * _stats.t.sf(abs(mean) / se, n - 1))
     return mean, mean - q * se, mean + q * se, p
@@ -98,9 +99,11 @@ def recovered_fraction(dense, plain, compensated, confidence: float = 0.95,
 
     ``(mean(compensated) - mean(plain)) / (mean(dense) - mean(plain))`` over paired
     replicates; the interval is the percentile interval of that ratio over ``resamples``
-    resamplings of the replicates with replacement (seeded). Resamples whose loss is not
-    positive are dropped (their ratio is undefined); the interval is NaN when the loss
-    itself is not positive.
+    resamplings of the replicates with replacement (seeded), which treats replicates as
+    independent: unlike the t intervals it is *not* corrected for overlapping training
+    sets, so it is too narrow for k-fold replicates. Resamples whose loss is not positive
+    are dropped (their ratio is undefined) and counted in ``dropped``; the interval is NaN
+    when the loss itself is not positive or more than 5 % of the resamples are dropped.
     """
     d, p, c = (_check(v, 0.0, confidence) for v in (dense, plain, compensated))
     if not d.shape == p.shape == c.shape:
@@ -114,7 +117,9 @@ def recovered_fraction(dense, plain, compensated, confidence: float = 0.95,
     losses = d[idx].mean(1) - p[idx].mean(1)
     gains = c[idx].mean(1) - p[idx].mean(1)
     ok = losses > 0.0
-    ratios = gains[ok] / losses[ok]
+    dropped = int(resamples - ok.sum())
     alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(ratios, [alpha, 1.0 - alpha]) if ok.any() else (math.nan,) * 2
-    return Interval(len(d), point, float(low), float(high), confidence)
+    low = high = math.nan
+    if dropped <= 0.05 * resamples:
+        low, high = np.quantile(gains[ok] / losses[ok], [alpha, 1.0 - alpha])
+    return Interval(len(d), point, float(low), float(high), confidence, dropped=dropped)

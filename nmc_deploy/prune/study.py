@@ -33,8 +33,8 @@ from .common import FINETUNE_LR, PruneResult, accuracy_on_test, finetune
 from .masks import apply_masks, magnitude_masks, prunable_parameters
 from .slif import convert_to_slif
 
-__all__ = ["Arm", "Replicate", "ENDS", "arms_from_dicts", "replicates", "run_replicate",
-           "state_digest"]
+__all__ = ["Arm", "Replicate", "ENDS", "arm_seed", "arms_from_dicts", "replicates",
+           "run_replicate", "state_digest"]
 
 ARM_METHODS = ("dense", "l1p", "dsp", "lth", "tokens")
 SLIF_KINDS = ("none", "blocks", "all")
@@ -88,6 +88,9 @@ class Arm:
             raise NmcDeployError(f"arm '{self.name}': {self.method} needs a sparsity")
         if self.method == "dsp" and self.rank_budget is None:
             raise NmcDeployError(f"arm '{self.name}': dsp needs a rank_budget")
+        if self.method == "lth" and self.slif != "none":
+            raise NmcDeployError(f"arm '{self.name}': lth rewinds to the dense run's weights, "
+                                 "which have no sLIF parameters; use slif 'none'")
         if self.method == "tokens" and self.token_keep is None:
             raise NmcDeployError(f"arm '{self.name}': tokens needs token_keep")
 
@@ -133,6 +136,12 @@ def state_digest(model: torch.nn.Module) -> str:
         h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy()
                  .tobytes())
     return h.hexdigest()
+
+
+def arm_seed(seed: int, name: str) -> int:
+    """The torch seed of arm ``name`` on a replicate with training seed ``seed`` (stable)."""
+    digest = hashlib.sha256(f"{seed}|{name}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
 
 
 def _tensor_names(model: Spikformer, tensors: str) -> str | list[str]:
@@ -215,15 +224,21 @@ def run_replicate(pool: ImageDataset, config: SpikformerConfig, arms: Sequence[A
     t0 = time.perf_counter()
     torch.manual_seed(replicate.seed)
     base = Spikformer(config)
-    rewind_epoch = max((a.rewind_epoch for a in arms if a.method == "lth"), default=0)
-    theta_rw: dict = {}
+    # the dense run's parameters at every rewind epoch an LTH arm asks for (0: the initial)
+    wanted = {a.rewind_epoch for a in arms if a.method == "lth"}
+    bad = sorted(e for e in wanted if not 0 <= e <= dense_epochs)
+    if bad:
+        raise NmcDeployError(f"run_replicate: rewind_epoch ({bad[0]}) must be in "
+                             f"0..dense_epochs ({dense_epochs})")
+    theta_rw: dict[int, dict] = {}
 
-    def keep_rewind_point(m, record):
-        if record["epoch"] == rewind_epoch:
-            theta_rw.update({n: p.detach().clone() for n, p in m.named_parameters()})
+    def keep(m, epoch):
+        if epoch in wanted:
+            theta_rw[epoch] = {n: p.detach().clone() for n, p in m.named_parameters()}
 
+    keep(base, 0)
     fit(base, data, epochs=dense_epochs, seed=replicate.seed, progress=False,
-        on_epoch_end=keep_rewind_point)
+        on_epoch_end=lambda m, record: keep(m, record["epoch"]))
     dense_seconds = time.perf_counter() - t0
     done: dict[str, PruneResult] = {}
     rows: list[dict] = []
@@ -233,7 +248,11 @@ def run_replicate(pool: ImageDataset, config: SpikformerConfig, arms: Sequence[A
             raise NmcDeployError(f"arm '{arm.name}': starts after '{arm.after}', which is "
                                  "not an earlier arm")
         prev = done[arm.after] if arm.after else PruneResult(model=base)
-        result = _derive(arm, prev.model, dict(prev.masks), data, replicate.seed, theta_rw)
+        # torch's generator (token selectors' initial weights, Gumbel noise) starts from a
+        # seed of the replicate and the arm: an arm's result does not depend on the others
+        torch.manual_seed(arm_seed(replicate.seed, arm.name))
+        result = _derive(arm, prev.model, dict(prev.masks), data, replicate.seed,
+                         theta_rw.get(arm.rewind_epoch, {}))
         result.model.eval()
         done[arm.name] = result
         seconds = time.perf_counter() - t0 + (dense_seconds if arm.method == "dense" else 0.0)
@@ -243,6 +262,7 @@ def run_replicate(pool: ImageDataset, config: SpikformerConfig, arms: Sequence[A
                     1.0 - sum(int(m.sum()) for m in masks.values())
                     / sum(m.numel() for m in masks.values()))
         common = {**replicate.to_dict(), "settings": arm.settings(),
+                  "dense_epochs": dense_epochs,
                   "accuracy_float": accuracy_on_test(result.model, data),
                   "n_test": len(data.y_test), "n_train": len(data.y_train),
                   "weights": weights, "nonzero_weights": nonzero, "sparsity": sparsity,

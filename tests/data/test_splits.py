@@ -43,6 +43,9 @@ def test_fold_dataset_tests_on_the_fold_and_trains_on_the_rest(digits):
         assert len(d.y_test) + len(d.y_train) == 1797
         assert d.levels == digits.levels and d.num_classes == 10
         assert "fold" in d.name and "seed 3" in d.name
+        train = set(map(bytes, d.x_train.reshape(len(d.y_train), -1)))
+        test = set(map(bytes, d.x_test.reshape(len(d.y_test), -1)))
+        assert not train & test  # the 1,797 digits images are distinct
         seen.append(d.x_test.reshape(len(d.y_test), -1))
     # every image is tested once over the five folds
     rows = np.concatenate(seen)

@@ -37,6 +37,7 @@ def test_degenerate_cases():
     same = paired_difference([1.0, 1.0, 1.0], [1.0, 1.0, 1.0])
     assert same.mean == 0 and same.p_t == 1.0 and same.p_wilcoxon is None
     assert math.isnan(mean_interval([0.5]).low)
+    assert math.isnan(paired_difference([2.0, 2.0], [1.0, 1.0]).p_t)  # no spread
     with pytest.raises(ValueError):
         paired_difference([1.0, 2.0], [1.0])
     with pytest.raises(ValueError):
@@ -49,7 +50,10 @@ def test_recovered_fraction_by_construction(rng):
     half = dense - 0.04  # recovers exactly half of every replicate's loss
     iv = recovered_fraction(dense, plain, half, resamples=2000)
     assert iv.mean == pytest.approx(0.5)
-    assert iv.low == pytest.approx(0.5) and iv.high == pytest.approx(0.5)
+    assert iv.low == pytest.approx(0.5) and iv.high == pytest.approx(0.5) and iv.dropped == 0
+    tiny = recovered_fraction(dense, dense - 0.001 + rng.normal(0, 0.01, 10), half,
+                              resamples=2000)  # the loss is within noise: resamples dropped
+    assert tiny.dropped > 100 and math.isnan(tiny.low)
     noisy = recovered_fraction(dense, plain, half + rng.normal(0, 0.01, 10), resamples=2000)
     assert noisy.low < noisy.mean < noisy.high
     assert recovered_fraction(dense, plain, half, seed=1, resamples=2000) == \

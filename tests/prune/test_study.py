@@ -50,6 +50,26 @@ def test_other_replicates_differ(small_digits, first):
     assert other[0]["digest"] != first[0]["digest"]
 
 
+def test_an_arm_does_not_depend_on_the_arms_before_it(small_digits, first):
+    """The same arm alone (with its predecessor) gives the same model as in the full list."""
+    by = {r["arm"]: r for r in first}
+    alone = run_replicate(small_digits, TINY, [ARMS[5], ARMS[6]], replicates(2, 2)[1],
+                          dense_epochs=2)
+    assert [r["digest"] for r in alone] == [by["lth"]["digest"], by["lth tokens"]["digest"]]
+
+
+def test_each_lth_arm_rewinds_to_its_own_epoch(small_digits):
+    arms = [Arm(f"lth{e}", "lth", sparsity=0.5, prune_fraction=0.5, epochs=1, rewind_epoch=e)
+            for e in (0, 1, 2)]
+    rep = replicates(2, 1)[0]
+    rows = run_replicate(small_digits, TINY, arms, rep, dense_epochs=2)
+    assert len({r["digest"] for r in rows}) == 3
+    again = run_replicate(small_digits, TINY, arms[1:2], rep, dense_epochs=2)
+    assert again[0]["digest"] == rows[1]["digest"]
+    with pytest.raises(NmcDeployError, match="rewind_epoch"):
+        run_replicate(small_digits, TINY, arms[2:], rep, dense_epochs=1)
+
+
 def test_rows_carry_the_replicate_and_the_arm(first):
     by = {r["arm"]: r for r in first}
     assert {r["seed"] for r in first} == {1} and {r["fold"] for r in first} == {1}
@@ -92,6 +112,8 @@ def test_bad_arms_are_refused():
         Arm("x", "magic")
     with pytest.raises(NmcDeployError, match="slif"):
         Arm("x", "dense", slif="some")
+    with pytest.raises(NmcDeployError, match="no sLIF parameters"):
+        Arm("x", "lth", sparsity=0.9, slif="all")
     assert arms_from_dicts([{"name": "d", "method": "dense", "deploy": ["relay"]}])[0].deploy \
         == ("relay",)
 
