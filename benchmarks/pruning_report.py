@@ -16,6 +16,12 @@ import numpy as np
 
 from nmc_deploy.prune.stats import mean_interval, paired_difference, recovered_fraction
 
+RELEVANT = {  # the Arm fields that matter for each method (the rest keep their defaults)
+    "dense": ("slif", "dense_epochs"),
+    "l1p": ("sparsity", "tensors", "epochs", "lr", "slif", "slif_lr", "after"),
+    "dsp": ("rank_budget", "epochs", "lr", "slif", "slif_lr", "deploy", "after"),
+    "lth": ("sparsity", "tensors", "prune_fraction", "epochs", "rewind_epoch", "lth_lr"),
+    "tokens": ("token_keep", "epochs", "lr", "after")}
 LOSS_REGIME_POINTS = 2.0  # the sLIF claim is tested where plain pruning loses >= this
 LTH_TOLERANCE_POINTS = 1.0
 
@@ -244,6 +250,11 @@ def _colour(arm: str) -> str:
 
 
 def aggregate(out: Path, plot_path: Path | None) -> None:
+    import warnings
+
+    # scipy warns that 10 replicates are few for the Wilcoxon normal approximation it uses
+    # when differences tie or are zero; the page says which approximation p_W is
+    warnings.filterwarnings("ignore", message="Sample size too small for normal approximation")
     groups = load_rows(out)
     studies = {k: Study(v) for k, v in groups.items()}
     print(HEADER)
@@ -272,10 +283,12 @@ def aggregate(out: Path, plot_path: Path | None) -> None:
         print(text)
         print(f"\nHolm's adjustment runs over the {len(CLAIMS)} corrected t tests of this "
               "study (every claim above).")
-        settings = {a: s.by[a][0]["settings"] for a in s.arms if "(relay)" not in a}
+        settings = {a: {**s.by[a][0]["settings"], "dense_epochs": s.by[a][0].get("dense_epochs")}
+                    for a in s.arms if "(relay)" not in a}
         print("\n<details><summary>arm settings</summary>\n")
         for a, st in settings.items():
-            keep = {k: v for k, v in st.items() if v not in (None, "none") and k != "name"}
+            keep = {k: v for k, v in st.items() if k in RELEVANT[st["method"]]
+                    and v not in (None, "none")}
             print(f"- {a}: `{json.dumps(keep)}`")
         print("\n</details>")
     if plot_path is not None and studies:
