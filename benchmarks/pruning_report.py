@@ -103,7 +103,8 @@ def table(s: Study) -> list[str]:
              "| synops/sample | E 45nm µJ | E Loihi µJ | latency µs | cores | chips |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for a in s.arms:
-        delta = "-" if a == "dense" else (_ci_text(s.diff(a, "dense")) + f" ({_p_text(s.diff(a, 'dense'))})")
+        d = None if a == "dense" else s.diff(a, "dense")
+        delta = "-" if d is None else f"{_ci_text(d)} ({_p_text(d)})"
         lines.append(
             f"| {a} | {_ci_text(s.ci(a, 'accuracy_float', 100))} "
             f"| {_ci_text(s.ci(a, 'accuracy_fixed', 100))} | {delta} "
@@ -186,7 +187,8 @@ def lth_verdicts(s: Study) -> list[str]:
                 v = "mean within 1 point, interval reaches below -1"
             else:
                 v = "mean more than 1 point below, interval reaches above -1"
-            lines.append(f"{label} {_ci_text(d)} points ({_p_text(d, f'{a} vs dense, {label}')}): {v}")
+            p_txt = _p_text(d, f"{a} vs dense, {label}")
+            lines.append(f"{label} {_ci_text(d)} points ({p_txt}): {v}")
         sp = _mean(s, a, "sparsity")
         whole = 1 - _mean(s, a, "nonzero_weights") / _mean(s, a, "weights")
         flag = "" if whole >= 0.9 else " (BELOW 90 % of all weights)"
@@ -204,8 +206,9 @@ def token_claims(s: Study) -> list[str]:
         ops = 1 - _mean(s, a, "synops_per_sample") / _mean(s, ref, "synops_per_sample")
         d = s.diff(a, ref)
         out.append(f"- {a} vs {ref}: {100 * ops:.1f} % fewer synaptic ops; {_ci_text(d)} points "
-                   f"float ({_p_text(d, f'{a} vs {ref}')}); selectors {_mean(s, a, 'selector_macs_per_sample'):,.0f} "
-                   "MACs/sample priced as embedded-core work")
+                   f"float ({_p_text(d, f'{a} vs {ref}')}); selectors "
+                   f"{_mean(s, a, 'selector_macs_per_sample'):,.0f} MACs/sample priced as "
+                   "embedded-core work")
     return out
 
 
@@ -332,7 +335,8 @@ NOTES = """
   two synaptic stages through graded relays, the others fused into one matrix.
 - *sLIF*: for L1P (and the 'small' study's DSP) every neuron, blocks and SPS ("all"), for the
   digits study's DSP the blocks' neurons ("blocks": DSP changes only the blocks) get a
-  learnable threshold and leak per channel, initialised to the dense LIF (bit-identical at start, tests/prune/test_prune_slif.py),
+  learnable threshold and leak per channel, initialised to the dense LIF (bit-identical at
+  start, tests/prune/test_prune_slif.py),
   trained jointly with the weights for the same epochs and learning rate as the plain arm;
   the thresholds and leaks use AdamW at 1e-2 without weight decay (the "(lr 1e-3)" row: at the
   weights' 1e-3). The sLIF settings were fixed on a pilot (standard split, seed 0) before these
@@ -340,7 +344,8 @@ NOTES = """
 - *Regime*: on the digits model the blocks are over-parameterised (the SPS convolutions and
   the head carry most of the task), so block-only pruning (L1P 95 % blocks, DSP of the block
   matrices, even to rank 1 everywhere in the pilot) costs little after fine-tuning (in the
-  pilot, one epoch sufficed; the arms here run 5). Pruning the SPS convolutions too (L1P 85/90 %) hurts; for DSP the study
+  pilot, one epoch sufficed; the arms here run 5). Pruning the SPS convolutions too (L1P
+  85/90 %) hurts; for DSP the study
   'small' uses a smaller model (D = 16, SPS 4-8-16 channels) and 3 fine-tuning epochs.
 - *MNIST*: `benchmarks/pruning.py run --dataset mnist --data-path DIR` runs the same studies
   on MNIST from the user's files (model from `study_config`); no MNIST files were available
