@@ -2,7 +2,9 @@
 
   .venv/bin/python benchmarks/pruning.py run --study digits --replicates 0-9 --out bench_pruning
   .venv/bin/python benchmarks/pruning.py run --study small --replicates 0-9 --out bench_pruning
-  .venv/bin/python benchmarks/pruning.py run --study lth --replicates 0-2 --out bench_pruning
+  .venv/bin/python benchmarks/pruning.py run --study small-dsp --replicates 0-9 --out bench_pruning
+  .venv/bin/python benchmarks/pruning.py run --study lth --replicates 0-4 --out bench_pruning
+  .venv/bin/python benchmarks/pruning.py run --study lth30 --replicates 0-9 --out bench_pruning
   .venv/bin/python benchmarks/pruning.py aggregate bench_pruning \
       --plot docs/pruning-frontier.png > docs/results-pruning.md
 
@@ -74,6 +76,21 @@ def _arms(study: str) -> list[dict]:
             dict(name="L1P 70% + sLIF", method="l1p", sparsity=0.7, tensors=abe, epochs=3,
                  slif="all", slif_lr=SLIF_LR),
         ]
+    if study == "small-dsp":  # DSP with one fine-tuning epoch (the 'small' study's 3 hardly lose)
+        return [
+            dict(name="dense", method="dense"),
+            dict(name="DSP 30% 1 ep", method="dsp", rank_budget=0.3, epochs=1,
+                 deploy=["fused", "relay"]),
+            dict(name="DSP 30% 1 ep + sLIF", method="dsp", rank_budget=0.3, epochs=1,
+                 slif="all", slif_lr=SLIF_LR, deploy=["fused", "relay"]),
+            dict(name="DSP 20% 1 ep", method="dsp", rank_budget=0.2, epochs=1),
+            dict(name="DSP 20% 1 ep + sLIF", method="dsp", rank_budget=0.2, epochs=1,
+                 slif="all", slif_lr=SLIF_LR),
+        ]
+    if study == "lth30":  # the best schedule of the 'lth' study on all 10 replicates
+        return [dict(name="dense", method="dense"),
+                dict(name="LTH 90% 30 ep/round", method="lth", sparsity=0.9, tensors=abe,
+                     prune_fraction=LTH_FRACTION_3, epochs=30, rewind_epoch=3)]
     if study == "lth":  # LTH schedules at 90 % (item 3), on fewer replicates (costly)
         base = dict(method="lth", sparsity=0.9, tensors=abe)
         f3 = LTH_FRACTION_3
@@ -95,7 +112,7 @@ def study_config(study: str, image_shape: tuple[int, int, int], num_classes: int
     from nmc_deploy.models.spikformer import SpikformerConfig, preset_config
 
     c, h, _ = image_shape
-    small = study == "small"
+    small = study.startswith("small")
     if (c, h) == (1, 8) and not small:
         return preset_config("digits")
     if (c, h) == (1, 8):
@@ -182,7 +199,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
-    r.add_argument("--study", choices=["digits", "small", "lth"], required=True)
+    r.add_argument("--study", choices=["digits", "small", "small-dsp", "lth", "lth30"], required=True)
     r.add_argument("--replicates", default="0-9", help="indices, e.g. 0-4,7")
     r.add_argument("--repeats", type=int, default=2, help="repeats of 5-fold (10 replicates)")
     r.add_argument("--dataset", default="digits")

@@ -345,8 +345,15 @@ NOTES = """
   the head carry most of the task), so block-only pruning (L1P 95 % blocks, DSP of the block
   matrices, even to rank 1 everywhere in the pilot) costs little after fine-tuning (in the
   pilot, one epoch sufficed; the arms here run 5). Pruning the SPS convolutions too (L1P
-  85/90 %) hurts; for DSP the study
-  'small' uses a smaller model (D = 16, SPS 4-8-16 channels) and 3 fine-tuning epochs.
+  85/90 %) hurts. For DSP the studies 'small' and 'small-dsp' use a smaller model (D = 16,
+  SPS 4-8-16 channels, 8,036 weights) with 3 and 1 fine-tuning epochs.
+- *LTH schedules* (item 3): study 'lth' (replicates of the first repeat) compares the
+  release's prune fraction 0.25 (9 rounds to reach 90 %: 135 epochs), 0.56 per round (3
+  rounds) with 30 epochs per round, and 0.56 with 15 epochs per round rewinding to epoch 10
+  instead of 3; study 'lth30' runs the 30-epoch schedule on all 10 replicates (its dense rows
+  are the digits study's dense models again: same replicates and seeds). Every LTH arm
+  rewinds to the dense run's weights after `rewind_epoch` epochs (late rewinding) and trains
+  each round at the recipe's learning rate (5e-3, cosine).
 - *MNIST*: `benchmarks/pruning.py run --dataset mnist --data-path DIR` runs the same studies
   on MNIST from the user's files (model from `study_config`); no MNIST files were available
   on the machine that produced this page (no download), so there are no MNIST rows; the path
