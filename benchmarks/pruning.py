@@ -8,6 +8,9 @@
   .venv/bin/python benchmarks/pruning.py aggregate bench_pruning \
       --plot docs/pruning-frontier.png > docs/results-pruning.md
 
+The rows behind docs/results-pruning.md are in docs/data/pruning-study (aggregate that
+directory to regenerate the page).
+
 Replicates: 5-fold stratified cross-validation over all images of the data set (digits:
 the 1,797 images of train + test), repeated with a new deal per repeat; replicate i is
 repeat i // 5, fold i % 5, training seed i (nmc_deploy.prune.study). On each replicate the

@@ -358,6 +358,12 @@ NOTES = """
   on MNIST from the user's files (model from `study_config`); no MNIST files were available
   on the machine that produced this page (no download), so there are no MNIST rows; the path
   is tested on a small fixture in the MNIST idx format (tests/prune/test_study.py).
+- Rows: docs/data/pruning-study/<dataset>-<study>-rep<i>.json (one file per replicate, every
+  row with its settings, state digest and seconds); this page and the plot are regenerated
+  from them by `benchmarks/pruning.py aggregate docs/data/pruning-study --plot
+  docs/pruning-frontier.png`. The runs took about 7 min per replicate for 'digits', 10 for
+  'lth', 4 for 'lth30' and 1-2 for 'small'/'small-dsp' (one torch thread, 2-core machine,
+  two or more runs sharing it).
 - Earlier single-split results (issue 3, 3 seeds on the fixed 360-image test split) are in
   the git history of this file (commit fc11683).
 """
