@@ -180,11 +180,11 @@ def lth_verdicts(s: Study) -> list[str]:
         for key, label in (("accuracy_float", "float"), ("accuracy_fixed", "fixed point")):
             d = s.diff(a, "dense", key)
             if d.low >= -LTH_TOLERANCE_POINTS:
-                v = "within 1 point (whole interval)"
+                v = "at most 1 point below dense (whole interval above -1)"
             elif d.high < -LTH_TOLERANCE_POINTS:
                 v = "more than 1 point below dense (whole interval)"
             elif d.mean >= -LTH_TOLERANCE_POINTS:
-                v = "mean within 1 point, interval reaches below -1"
+                v = "mean at most 1 point below, interval reaches below -1"
             else:
                 v = "mean more than 1 point below, interval reaches above -1"
             p_txt = _p_text(d, f"{a} vs dense, {label}")
