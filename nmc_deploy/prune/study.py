@@ -194,8 +194,8 @@ def _derive(arm: Arm, start: Spikformer, masks: dict, data: ImageDataset, seed: 
                        lr=arm.lth_lr, seed=seed)
     from .tokens import run_tokens
 
-    return run_tokens(start, data, keep=arm.token_keep, epochs=arm.epochs, seed=seed,
-                      masks=masks or None)
+    return run_tokens(start, data, keep=arm.token_keep, epochs=arm.epochs, lr=arm.lr,
+                      seed=seed, masks=masks or None)
 
 
 def _nonzero_weights(model: Spikformer) -> tuple[int, int]:
