@@ -162,3 +162,11 @@ def test_the_benchmark_runs_a_study_on_mnist_from_a_path(tmp_path, digits):
     s = studies[("mnist", "small")]
     assert len(s.reps) == 2 and "dense" in s.arms
     assert any(line.startswith("| DSP 30% + sLIF |") for line in report.table(s))
+
+
+def test_the_report_adjusts_p_values_by_holm():
+    sys.path.insert(0, str(BENCH))
+    report = _load_bench("pruning_report")
+    adjusted = report.holm([0.01, 0.04, 0.03, 0.005, float("nan")])
+    assert adjusted[:4] == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert adjusted[4] != adjusted[4]  # NaN stays NaN
