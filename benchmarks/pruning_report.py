@@ -122,13 +122,13 @@ def slif_claims(s: Study) -> list[str]:
         for b in s.arms:
             if not b.startswith(a + " + sLIF") or "(relay)" in b or "(relay)" in a:
                 continue
-            loss = -s.diff(a, "dense").mean
+            plain = s.diff(a, "dense")
+            loss = -plain.mean
             gain = s.diff(b, a)
             frac = recovered_fraction(s.values("dense", "accuracy_float"),
                                       s.values(a, "accuracy_float"),
                                       s.values(b, "accuracy_float"))
             fgain = s.diff(b, a, "accuracy_fixed")
-            plain = s.diff(a, "dense")
             regime = ("plain pruning loses >= 2 points (whole interval)"
                       if plain.high <= -LOSS_REGIME_POINTS else
                       "plain pruning loses >= 2 points on average" if loss >= LOSS_REGIME_POINTS

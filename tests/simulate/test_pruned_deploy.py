@@ -46,17 +46,11 @@ def _low_rank(model):
 def _slif(model):
     from nmc_deploy.prune.slif import convert_to_slif
 
-    model = convert_to_slif(model)
-    gen = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        for m in model.modules():
-            if hasattr(m, "leak_logit"):
-                m.leak_logit.add_(torch.rand(m.leak_logit.shape, generator=gen) - 0.5)
-                m.v_threshold.mul_(torch.rand(m.v_threshold.shape, generator=gen) * 0.6 + 0.7)
-    return model
+    return _perturb_slif(convert_to_slif(model), 5)
 
 
 def _perturb_slif(model, seed):
+    """Move every sLIF's leaks and thresholds away from the LIF values (seeded)."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
